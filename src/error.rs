@@ -1,0 +1,103 @@
+//! One error type for the whole crate, sorted by whose fault it was: the peer (protocol
+//! violations, refused keys, a cut connection), us (usage, keyfile, internal), or the
+//! network/OS (I/O). The exit code follows from the variant.
+
+use crate::keyfile::KeyfileError;
+use crate::message::MessageError;
+use std::io;
+use thiserror::Error;
+
+/// Process exit codes, as documented in README and `--help`.
+pub mod exit {
+    /// The session ended cleanly (a QUIT was sent or received).
+    pub const OK: i32 = 0;
+    /// An error: I/O, protocol, keyfile, a cut connection.
+    pub const ERROR: i32 = 1;
+    /// The command line was wrong.
+    pub const USAGE: i32 = 2;
+    /// The peer's key was refused (pin mismatch).
+    pub const PEER_REFUSED: i32 = 3;
+}
+
+/// Everything that can end a command.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The peer broke the protocol, or someone altered the traffic.
+    #[error("{0}")]
+    Protocol(#[from] ProtocolError),
+    /// The stream ended at a frame boundary but without a QUIT.
+    #[error("the connection closed without a goodbye (no QUIT): it may have been cut")]
+    ConnectionCut,
+    /// We refused the peer's static key (exit code 3).
+    #[error("{0}")]
+    PeerRefused(String),
+    /// The peer ended the session before it started, e.g. because it refused our key.
+    #[error("the peer closed the session: {0}")]
+    RefusedByPeer(String),
+    /// A deadline passed.
+    #[error("{0} timed out after {1} s")]
+    Timeout(&'static str, u64),
+    /// Identity keyfile problems.
+    #[error(transparent)]
+    Keyfile(#[from] KeyfileError),
+    /// The user asked for something impossible (exit code 2).
+    #[error("{0}")]
+    Usage(String),
+    /// Network or OS I/O, with what we were doing.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A bug in schat or snow's state machine. Never caused by the peer.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Ways a peer can break schat/1. All of them end the session.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// A transport message failed authentication.
+    #[error("a message failed to decrypt: the connection was tampered with or corrupted")]
+    Decrypt,
+    /// The stream ended inside a frame.
+    #[error("the connection closed in the middle of a message")]
+    TruncatedFrame,
+    /// A decrypted message made no sense.
+    #[error("the peer sent an invalid message: {0}")]
+    Message(#[from] MessageError),
+    /// The handshake failed (wrong protocol, wrong prologue, tampering).
+    #[error("handshake failed: {0}")]
+    Handshake(&'static str),
+    /// A valid message at the wrong time.
+    #[error("the peer sent {0} {1}")]
+    Unexpected(&'static str, &'static str),
+    /// The peer's static key is a low-order point: no secret key stands behind it.
+    #[error("the peer's static key is invalid (a low-order point)")]
+    WeakKey,
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::PeerRefused(_) => exit::PEER_REFUSED,
+            Error::Usage(_) => exit::USAGE,
+            _ => exit::ERROR,
+        }
+    }
+
+    /// Wraps an I/O error with what we were doing.
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Crate-wide result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,267 @@
+//! The plaintext inside every transport message: one type byte, then a body.
+//!
+//! Pure encoding and decoding, no I/O. Decoding borrows from the caller's buffer (`Cow`), so the
+//! receive path copies nothing; `into_owned` makes a message that can be queued.
+
+use std::borrow::Cow;
+use std::str;
+use thiserror::Error;
+
+/// The largest plaintext of one transport message: Noise's 65535 bytes minus the 16-byte tag.
+pub const MAX_PLAINTEXT: usize = 65535 - 16;
+
+/// The largest body: the plaintext minus the type byte.
+pub const MAX_BODY: usize = MAX_PLAINTEXT - 1;
+
+/// Message type bytes of schat/1.
+pub mod kind {
+    /// Listener → dialer, first message: UTF-8 greeting.
+    pub const WELCOME: u8 = 0x01;
+    /// A chat line, UTF-8.
+    pub const TEXT: u8 = 0x02;
+    /// The sender is leaving; optional UTF-8 reason. Nothing follows it.
+    pub const QUIT: u8 = 0x03;
+    /// Liveness probe; any body.
+    pub const PING: u8 = 0x04;
+    /// Answer to PING, echoing its body.
+    pub const PONG: u8 = 0x05;
+    /// Types from here up are extensions: ignored when unknown.
+    pub const FIRST_EXTENSION: u8 = 0x80;
+}
+
+/// One decoded message. `'a` is the buffer it was decoded from; `Message<'static>` owns its data.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// Listener's greeting, sent first.
+    Welcome(Cow<'a, str>),
+    /// A chat line.
+    Text(Cow<'a, str>),
+    /// The sender is leaving (the reason may be empty).
+    Quit(Cow<'a, str>),
+    /// Liveness probe.
+    Ping(Cow<'a, [u8]>),
+    /// Reply to a probe.
+    Pong(Cow<'a, [u8]>),
+    /// An extension type (≥ 0x80) this version does not understand; receivers ignore it.
+    Extension { kind: u8, body: Cow<'a, [u8]> },
+}
+
+/// Why a plaintext is not a valid message. Always the peer's fault when it comes off the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum MessageError {
+    /// The plaintext had no type byte.
+    #[error("empty message (no type byte)")]
+    Empty,
+    /// A type below 0x80 that schat/1 does not define.
+    #[error("unknown message type 0x{0:02x}")]
+    UnknownType(u8),
+    /// A text body that is not UTF-8.
+    #[error("{0} message is not valid UTF-8")]
+    InvalidUtf8(&'static str),
+    /// A body too long for one transport message.
+    #[error("message body of {len} bytes is longer than the {MAX_BODY}-byte limit")]
+    TooLong { len: usize },
+}
+
+impl<'a> Message<'a> {
+    /// Parses a decrypted plaintext.
+    pub fn decode(plaintext: &'a [u8]) -> Result<Self, MessageError> {
+        let (&kind, body) = plaintext.split_first().ok_or(MessageError::Empty)?;
+        if body.len() > MAX_BODY {
+            return Err(MessageError::TooLong { len: body.len() });
+        }
+        let text = |name| {
+            str::from_utf8(body)
+                .map(Cow::Borrowed)
+                .map_err(|_| MessageError::InvalidUtf8(name))
+        };
+        Ok(match kind {
+            kind::WELCOME => Message::Welcome(text("WELCOME")?),
+            kind::TEXT => Message::Text(text("TEXT")?),
+            kind::QUIT => Message::Quit(text("QUIT")?),
+            kind::PING => Message::Ping(Cow::Borrowed(body)),
+            kind::PONG => Message::Pong(Cow::Borrowed(body)),
+            k if k >= kind::FIRST_EXTENSION => Message::Extension {
+                kind: k,
+                body: Cow::Borrowed(body),
+            },
+            k => return Err(MessageError::UnknownType(k)),
+        })
+    }
+
+    /// The type byte.
+    pub fn kind(&self) -> u8 {
+        match self {
+            Message::Welcome(_) => kind::WELCOME,
+            Message::Text(_) => kind::TEXT,
+            Message::Quit(_) => kind::QUIT,
+            Message::Ping(_) => kind::PING,
+            Message::Pong(_) => kind::PONG,
+            Message::Extension { kind, .. } => *kind,
+        }
+    }
+
+    /// The body bytes.
+    pub fn body(&self) -> &[u8] {
+        match self {
+            Message::Welcome(t) | Message::Text(t) | Message::Quit(t) => t.as_bytes(),
+            Message::Ping(b) | Message::Pong(b) | Message::Extension { body: b, .. } => b,
+        }
+    }
+
+    /// Writes type byte + body into `out` (cleared first), refusing bodies that do not fit.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), MessageError> {
+        let body = self.body();
+        if body.len() > MAX_BODY {
+            return Err(MessageError::TooLong { len: body.len() });
+        }
+        out.clear();
+        out.reserve(1 + body.len());
+        out.push(self.kind());
+        out.extend_from_slice(body);
+        Ok(())
+    }
+
+    /// A copy that no longer borrows the receive buffer.
+    pub fn into_owned(self) -> Message<'static> {
+        match self {
+            Message::Welcome(t) => Message::Welcome(Cow::Owned(t.into_owned())),
+            Message::Text(t) => Message::Text(Cow::Owned(t.into_owned())),
+            Message::Quit(t) => Message::Quit(Cow::Owned(t.into_owned())),
+            Message::Ping(b) => Message::Ping(Cow::Owned(b.into_owned())),
+            Message::Pong(b) => Message::Pong(Cow::Owned(b.into_owned())),
+            Message::Extension { kind, body } => Message::Extension {
+                kind,
+                body: Cow::Owned(body.into_owned()),
+            },
+        }
+    }
+
+    /// Name of the type, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Welcome(_) => "WELCOME",
+            Message::Text(_) => "TEXT",
+            Message::Quit(_) => "QUIT",
+            Message::Ping(_) => "PING",
+            Message::Pong(_) => "PONG",
+            Message::Extension { .. } => "extension",
+        }
+    }
+}
+
+/// Shows type and length only: message bodies are private chat content and stay out of logs.
+impl std::fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}(0x{:02x}, {} bytes)",
+            self.name(),
+            self.kind(),
+            self.body().len()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(msg: Message<'_>) {
+        let mut buf = Vec::new();
+        msg.encode_into(&mut buf).unwrap();
+        assert_eq!(buf[0], msg.kind());
+        assert_eq!(Message::decode(&buf).unwrap(), msg);
+    }
+
+    #[test]
+    fn every_type_round_trips() {
+        round_trip(Message::Welcome("hello, stranger".into()));
+        round_trip(Message::Text("héllo ✓".into()));
+        round_trip(Message::Text("".into()));
+        round_trip(Message::Quit("".into()));
+        round_trip(Message::Quit("bye".into()));
+        round_trip(Message::Ping(vec![1, 2, 3].into()));
+        round_trip(Message::Pong(vec![].into()));
+        round_trip(Message::Extension {
+            kind: 0xfe,
+            body: vec![0, 255].into(),
+        });
+    }
+
+    #[test]
+    fn wire_bytes_are_type_then_body() {
+        let mut buf = Vec::new();
+        Message::Text("hi".into()).encode_into(&mut buf).unwrap();
+        assert_eq!(buf, [0x02, b'h', b'i']);
+        Message::Quit("".into()).encode_into(&mut buf).unwrap();
+        assert_eq!(buf, [0x03]);
+    }
+
+    #[test]
+    fn largest_body_fits_and_one_more_byte_is_refused() {
+        let mut buf = Vec::new();
+        let max = "x".repeat(MAX_BODY);
+        Message::Text(max.as_str().into())
+            .encode_into(&mut buf)
+            .unwrap();
+        assert_eq!(buf.len(), MAX_PLAINTEXT);
+        let over = "x".repeat(MAX_BODY + 1);
+        assert_eq!(
+            Message::Text(over.as_str().into()).encode_into(&mut buf),
+            Err(MessageError::TooLong { len: MAX_BODY + 1 })
+        );
+        let mut wire = vec![kind::TEXT];
+        wire.extend_from_slice(over.as_bytes());
+        assert_eq!(
+            Message::decode(&wire),
+            Err(MessageError::TooLong { len: MAX_BODY + 1 })
+        );
+    }
+
+    #[test]
+    fn empty_plaintext_is_an_error() {
+        assert_eq!(Message::decode(&[]), Err(MessageError::Empty));
+    }
+
+    #[test]
+    fn unknown_types_below_0x80_are_errors_above_are_ignored() {
+        for k in [0x00, 0x06, 0x10, 0x7f] {
+            assert_eq!(Message::decode(&[k, 1]), Err(MessageError::UnknownType(k)));
+        }
+        assert_eq!(
+            Message::decode(&[0x80, 7]),
+            Ok(Message::Extension {
+                kind: 0x80,
+                body: vec![7].into()
+            })
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_in_text_bodies_is_an_error() {
+        for k in [kind::WELCOME, kind::TEXT, kind::QUIT] {
+            assert!(matches!(
+                Message::decode(&[k, 0xff, 0xfe]),
+                Err(MessageError::InvalidUtf8(_))
+            ));
+        }
+        // Binary bodies are fine where the protocol allows them.
+        assert!(Message::decode(&[kind::PING, 0xff]).is_ok());
+    }
+
+    #[test]
+    fn debug_never_shows_the_body() {
+        let shown = format!("{:?}", Message::Text("secret plans".into()));
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("TEXT"));
+    }
+
+    #[test]
+    fn into_owned_keeps_content() {
+        let buf = [kind::TEXT, b'o', b'k'];
+        let owned: Message<'static> = Message::decode(&buf).unwrap().into_owned();
+        assert_eq!(owned, Message::Text("ok".into()));
+    }
+}
