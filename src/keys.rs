@@ -1,0 +1,185 @@
+//! Long-term X25519 identities: the public key (which *is* the fingerprint) and the secret key,
+//! which lives only in a zeroize-on-drop buffer and has no way to be printed.
+
+use rand::TryRng;
+use rand::rngs::SysRng;
+use snow::params::DHChoice;
+use snow::resolvers::{CryptoResolver, DefaultResolver};
+use std::fmt;
+use zeroize::Zeroizing;
+
+/// Bytes in an X25519 key.
+pub const KEY_LEN: usize = 32;
+
+/// A peer's or our own static public key. Shown as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PublicKey([u8; KEY_LEN]);
+
+impl PublicKey {
+    /// Wraps raw key bytes.
+    pub const fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        PublicKey(bytes)
+    }
+
+    /// Takes a key from a slice of exactly 32 bytes.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(PublicKey)
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
+    /// 64 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({self})")
+    }
+}
+
+/// A static secret key. Wiped from memory on drop; `Debug` is redacted; no `Display`, no `Clone`.
+pub struct SecretKey(Zeroizing<[u8; KEY_LEN]>);
+
+impl SecretKey {
+    /// Takes ownership of key bytes that the caller already keeps in a zeroizing buffer.
+    pub fn from_bytes(bytes: Zeroizing<[u8; KEY_LEN]>) -> Self {
+        SecretKey(bytes)
+    }
+
+    /// The raw bytes, for the Noise handshake and for writing the keyfile only.
+    pub(crate) fn expose(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
+    /// The matching public key (X25519 base-point multiplication).
+    pub fn public_key(&self) -> PublicKey {
+        let mut out = [0u8; KEY_LEN];
+        with_dh(self, |dh| out.copy_from_slice(dh.pubkey()));
+        PublicKey(out)
+    }
+
+    /// Whether Diffie-Hellman with `peer` yields the all-zero value, which happens exactly when
+    /// `peer` is a low-order point. Such a "key" has no secret behind it: anyone could claim it.
+    pub(crate) fn agrees_to_zero_with(&self, peer: &PublicKey) -> bool {
+        let mut shared = Zeroizing::new([0u8; KEY_LEN]);
+        let mut ok = true;
+        with_dh(self, |dh| {
+            ok = dh.dh(peer.as_bytes(), &mut shared[..]).is_ok()
+        });
+        !ok || shared.iter().all(|&b| b == 0)
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey(<redacted>)")
+    }
+}
+
+/// Runs `f` with snow's X25519 primitive loaded with `secret`, then overwrites that copy.
+fn with_dh(secret: &SecretKey, f: impl FnOnce(&dyn snow::types::Dh)) {
+    // The default resolver always has Curve25519 (feature `use-curve25519`, on by default).
+    if let Some(mut dh) = DefaultResolver.resolve_dh(&DHChoice::Curve25519) {
+        dh.set(secret.expose());
+        f(&*dh);
+        // snow's Dh keeps a plain copy of the key; clobber it before the box is freed.
+        dh.set(&[0u8; KEY_LEN]);
+    }
+}
+
+/// Our own long-term identity.
+#[derive(Debug)]
+pub struct Identity {
+    secret: SecretKey,
+    public: PublicKey,
+}
+
+impl Identity {
+    /// A fresh identity from the operating system's random number generator.
+    pub fn generate() -> std::io::Result<Self> {
+        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+        SysRng
+            .try_fill_bytes(&mut bytes[..])
+            .map_err(|e| std::io::Error::other(format!("no randomness from the OS: {e}")))?;
+        Ok(Self::from_secret(SecretKey::from_bytes(bytes)))
+    }
+
+    /// The identity belonging to a secret key.
+    pub fn from_secret(secret: SecretKey) -> Self {
+        let public = secret.public_key();
+        Identity { secret, public }
+    }
+
+    /// Our public key.
+    pub fn public(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// Our secret key.
+    pub fn secret(&self) -> &SecretKey {
+        &self.secret
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_identities_differ_and_derive_their_public_key() {
+        let a = Identity::generate().unwrap();
+        let b = Identity::generate().unwrap();
+        assert_ne!(a.public(), b.public());
+        assert_eq!(a.secret().public_key(), *a.public());
+    }
+
+    #[test]
+    fn rfc7748_public_key_derivation() {
+        // RFC 7748 §6.1, Alice's key pair.
+        let secret: [u8; 32] =
+            hex::decode("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+                .unwrap()
+                .try_into()
+                .unwrap();
+        let id = Identity::from_secret(SecretKey::from_bytes(Zeroizing::new(secret)));
+        assert_eq!(
+            id.public().to_hex(),
+            "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
+        );
+    }
+
+    #[test]
+    fn debug_output_never_contains_the_secret() {
+        let id = Identity::generate().unwrap();
+        let secret_hex = hex::encode(id.secret().expose());
+        let shown = format!("{id:?} {:?}", id.secret());
+        assert!(!shown.contains(&secret_hex));
+        assert!(shown.contains("redacted"));
+    }
+
+    #[test]
+    fn low_order_points_are_detected() {
+        let id = Identity::generate().unwrap();
+        assert!(
+            id.secret()
+                .agrees_to_zero_with(&PublicKey::from_bytes([0; 32]))
+        );
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        assert!(id.secret().agrees_to_zero_with(&PublicKey::from_bytes(one)));
+        let other = Identity::generate().unwrap();
+        assert!(!id.secret().agrees_to_zero_with(other.public()));
+    }
+}
