@@ -1,0 +1,172 @@
+//! The Noise XX handshake that opens every schat/1 connection.
+//!
+//! ```text
+//! XX:
+//!   -> e
+//!   <- e, ee, s, es
+//!   -> s, se
+//! ```
+//! The dialer is the initiator. The prologue binds the protocol version, so a peer speaking
+//! another version fails the handshake instead of being downgraded. All payloads are empty:
+//! message 1 is sent in the clear, and nothing else needs saying before the keys are known.
+
+use crate::error::{Error, ProtocolError, Result};
+use crate::framed::{FrameReader, FrameWriter};
+use crate::keys::{Identity, PublicKey};
+use crate::transport::{self, RecvHalf, SendHalf};
+use snow::{Builder, HandshakeState};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// The Noise protocol name.
+pub const PATTERN: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
+/// Bound into the handshake hash: both sides must agree on it.
+pub const PROLOGUE: &[u8] = b"schat/1";
+/// Bytes of the handshake hash (BLAKE2s).
+pub const HASH_LEN: usize = 32;
+
+/// A finished handshake: who the peer is, plus the two halves of the encrypted session.
+pub struct Established<R, W> {
+    /// The peer's static public key, proven by the handshake.
+    pub peer: PublicKey,
+    /// The handshake hash `h`: a value unique to this session (channel binding, Noise §11.2).
+    pub handshake_hash: [u8; HASH_LEN],
+    /// Incoming messages.
+    pub recv: RecvHalf<R>,
+    /// Outgoing messages.
+    pub send: SendHalf<W>,
+}
+
+fn build(identity: &Identity, initiator: bool) -> Result<HandshakeState> {
+    let params = PATTERN
+        .parse()
+        .map_err(|e| Error::Internal(format!("noise parameters: {e}")))?;
+    let builder = Builder::new(params)
+        .local_private_key(identity.secret().expose())
+        .and_then(|b| b.prologue(PROLOGUE))
+        .map_err(|e| Error::Internal(format!("noise setup: {e}")))?;
+    if initiator {
+        builder.build_initiator()
+    } else {
+        builder.build_responder()
+    }
+    .map_err(|e| Error::Internal(format!("noise setup: {e}")))
+}
+
+/// Runs the handshake as the dialer (initiator).
+pub async fn initiate<R, W>(
+    identity: &Identity,
+    mut reader: FrameReader<R>,
+    mut writer: FrameWriter<W>,
+) -> Result<Established<R, W>>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut noise = build(identity, true)?;
+    let mut buf = vec![0u8; crate::frame::MAX_BODY];
+
+    // -> e
+    let len = noise.write_message(&[], &mut buf).map_err(local)?;
+    writer.write_frame(&buf[..len]).await?;
+
+    // <- e, ee, s, es
+    read_step(&mut noise, &mut reader, &mut buf).await?;
+
+    // -> s, se
+    let len = noise.write_message(&[], &mut buf).map_err(local)?;
+    writer.write_frame(&buf[..len]).await?;
+
+    finish(identity, noise, reader, writer)
+}
+
+/// Runs the handshake as the listener (responder).
+pub async fn respond<R, W>(
+    identity: &Identity,
+    mut reader: FrameReader<R>,
+    mut writer: FrameWriter<W>,
+) -> Result<Established<R, W>>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut noise = build(identity, false)?;
+    let mut buf = vec![0u8; crate::frame::MAX_BODY];
+
+    // <- e
+    read_step(&mut noise, &mut reader, &mut buf).await?;
+
+    // -> e, ee, s, es
+    let len = noise.write_message(&[], &mut buf).map_err(local)?;
+    writer.write_frame(&buf[..len]).await?;
+
+    // <- s, se
+    read_step(&mut noise, &mut reader, &mut buf).await?;
+
+    finish(identity, noise, reader, writer)
+}
+
+/// Reads one handshake message; its payload must be empty.
+async fn read_step<R: AsyncRead + Unpin>(
+    noise: &mut HandshakeState,
+    reader: &mut FrameReader<R>,
+    buf: &mut [u8],
+) -> Result<()> {
+    let frame = match reader.read_frame().await {
+        Ok(Some(frame)) => frame,
+        Ok(None) | Err(Error::Protocol(ProtocolError::TruncatedFrame)) => {
+            return Err(ProtocolError::Handshake(
+                "the peer closed the connection during the handshake (not a schat peer, or it refused us)",
+            )
+            .into());
+        }
+        Err(e) => return Err(e),
+    };
+    let payload_len = noise.read_message(frame, buf).map_err(|e| match e {
+        snow::Error::Decrypt => Error::from(ProtocolError::Handshake(
+            "the peer's handshake message did not authenticate \
+             (it speaks another protocol or version, or the connection was tampered with)",
+        )),
+        snow::Error::Input | snow::Error::Dh => Error::from(ProtocolError::Handshake(
+            "malformed handshake message (not a schat/1 peer?)",
+        )),
+        other => local(other),
+    })?;
+    if payload_len != 0 {
+        return Err(
+            ProtocolError::Handshake("unexpected handshake payload (not a schat/1 peer?)").into(),
+        );
+    }
+    Ok(())
+}
+
+fn finish<R, W>(
+    identity: &Identity,
+    noise: HandshakeState,
+    reader: FrameReader<R>,
+    writer: FrameWriter<W>,
+) -> Result<Established<R, W>> {
+    let peer = noise
+        .get_remote_static()
+        .and_then(PublicKey::from_slice)
+        .ok_or_else(|| Error::Internal("handshake finished without a peer key".into()))?;
+    if identity.secret().agrees_to_zero_with(&peer) {
+        return Err(ProtocolError::WeakKey.into());
+    }
+    let handshake_hash: [u8; HASH_LEN] = noise
+        .get_handshake_hash()
+        .try_into()
+        .map_err(|_| Error::Internal("unexpected handshake hash length".into()))?;
+    let state = noise.into_transport_mode().map_err(local)?;
+    let (recv, send) = transport::split(state, reader, writer);
+    Ok(Established {
+        peer,
+        handshake_hash,
+        recv,
+        send,
+    })
+}
+
+/// A snow error that can only mean we misused it.
+fn local(e: snow::Error) -> Error {
+    Error::Internal(format!("noise: {e}"))
+}
