@@ -1,0 +1,40 @@
+//! schat: end-to-end encrypted chat between two people over a direct TCP connection.
+//!
+//! Dependencies between modules point one way, from the command line down to pure codecs:
+//!
+//! - [`cli`]: argument parsing (clap) and the commands; maps errors to exit codes.
+//! - [`net`]: the only module that touches TCP — addresses, bind/accept/connect, deadlines.
+//! - [`session`]: one conversation over any byte stream: handshake deadline, key check,
+//!   welcome, the full-duplex chat loop; [`session::input`] reads the user's lines.
+//! - [`handshake`]: Noise XX (`Noise_XX_25519_ChaChaPoly_BLAKE2s`, prologue `schat/1`).
+//! - [`transport`]: the encrypted message stream, split into receive and send halves.
+//! - [`framed`]: buffered, cancel-safe frame I/O over `AsyncRead`/`AsyncWrite`.
+//! - [`frame`], [`message`]: pure codecs for the 2-byte length prefix and the typed plaintext.
+//! - [`keys`], [`keyfile`], [`fingerprint`]: identities, their file, and how people see them.
+//! - [`sanitize`], [`ui`]: making peer text safe to print, and printing it.
+//! - [`signals`], [`error`]: interrupts, and the error type with its exit codes.
+//!
+//! PROTOCOL.md specifies the wire format; README.md the security model.
+
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod cli;
+pub mod error;
+pub mod fingerprint;
+pub mod frame;
+pub mod framed;
+pub mod handshake;
+pub mod keyfile;
+pub mod keys;
+pub mod message;
+pub mod net;
+pub mod sanitize;
+pub mod session;
+pub mod signals;
+pub mod transport;
+pub mod ui;
+
+pub use error::{Error, Result};
