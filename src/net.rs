@@ -4,7 +4,8 @@
 
 use crate::error::{Error, Result};
 use crate::keys::Identity;
-use crate::session::{self, Ended, Role, Settings, input::Input};
+use crate::session::input::{Input, InputEvent};
+use crate::session::{self, Ended, Role, Settings};
 use crate::signals::Interrupts;
 use crate::ui::Ui;
 use std::fmt;
@@ -244,6 +245,16 @@ pub async fn listen(
                 ui.status(format_args!("{name}; stopped listening"));
                 return Ok(());
             }
+            // A person at the terminal may give up waiting. (Piped input is kept for the
+            // first peer instead: `echo hi | schat listen --once` must deliver "hi".)
+            event = input.next(), if ui.is_interactive() => match event {
+                InputEvent::Line(line) if line != "quit" && line != "/quit" => {
+                    ui.warn("no peer is connected yet; nothing was sent");
+                    continue;
+                }
+                InputEvent::TooLong | InputEvent::NotUtf8 => continue,
+                _ => return Ok(()),
+            },
         };
         configure(&stream);
         ui.status(format_args!("connection from {from}"));

@@ -1,0 +1,258 @@
+//! Runs the real `schat` binary for end-to-end tests: temp homes, piped stdio, loopback with
+//! port 0, and a deadline on every wait.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+
+/// How long any single wait may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_schat")
+}
+
+/// A temporary `--home` with its own identity.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+}
+
+impl Home {
+    /// A home whose identity has been created with `schat keygen`.
+    pub fn new() -> Self {
+        let home = Home::empty();
+        let out = home.run(&["keygen"]);
+        assert!(out.status.success(), "keygen failed: {out:?}");
+        home
+    }
+
+    /// A home with nothing in it yet.
+    pub fn empty() -> Self {
+        Home {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn identity(&self) -> PathBuf {
+        self.dir.path().join("identity")
+    }
+
+    /// Runs a short command to completion (with a deadline).
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut child = std::process::Command::new(bin())
+            .arg("--home")
+            .arg(self.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return child.wait_with_output().unwrap();
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("schat {args:?} did not finish");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The fingerprint as 64 hex digits.
+    pub fn fingerprint(&self) -> String {
+        let out = self.run(&["fingerprint", "--raw"]);
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Starts `schat --home HOME args…` with piped stdio.
+    pub fn spawn(&self, args: &[&str]) -> Proc {
+        Proc::spawn(self.path(), args)
+    }
+
+    /// Starts a listener on 127.0.0.1 port 0 and waits until it reports its port.
+    pub async fn listen(&self, extra: &[&str]) -> (Proc, u16) {
+        let mut args = vec!["listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut proc = self.spawn(&args);
+        let line = proc.stderr_until("listening on 127.0.0.1:").await;
+        let port = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+        (proc, port)
+    }
+
+    /// Starts a dialer to 127.0.0.1:port.
+    pub fn dial(&self, port: u16, extra: &[&str]) -> Proc {
+        let addr = format!("127.0.0.1:{port}");
+        let mut args = vec!["dial", addr.as_str()];
+        args.extend_from_slice(extra);
+        self.spawn(&args)
+    }
+}
+
+/// A running schat process.
+pub struct Proc {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: mpsc::UnboundedReceiver<String>,
+    stderr: mpsc::UnboundedReceiver<String>,
+    /// Every stderr line seen so far (for assertions and failure messages).
+    pub stderr_seen: Vec<String>,
+    pub stdout_seen: Vec<String>,
+}
+
+fn lines(
+    stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+) -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+impl Proc {
+    pub fn spawn(home: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(bin())
+            .arg("--home")
+            .arg(home)
+            .args(args)
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let stdout = lines(child.stdout.take().unwrap());
+        let stderr = lines(child.stderr.take().unwrap());
+        Proc {
+            child,
+            stdin,
+            stdout,
+            stderr,
+            stderr_seen: Vec::new(),
+            stdout_seen: Vec::new(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
+    /// Types a line.
+    pub async fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin closed");
+        stdin.write_all(line.as_bytes()).await.unwrap();
+        stdin.write_all(b"\n").await.unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    /// Writes raw bytes to stdin.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin closed");
+        stdin.write_all(bytes).await.unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    /// Closes stdin (Ctrl-D).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// The next stdout line.
+    pub async fn stdout_line(&mut self) -> String {
+        match tokio::time::timeout(WAIT, self.stdout.recv()).await {
+            Ok(Some(line)) => {
+                self.stdout_seen.push(line.clone());
+                line
+            }
+            Ok(None) => panic!("stdout closed; stderr so far: {:#?}", self.stderr_seen),
+            Err(_) => panic!(
+                "no stdout line in time; stderr so far: {:#?}",
+                self.stderr_seen
+            ),
+        }
+    }
+
+    /// Reads stderr until a line contains `needle`; returns that line.
+    pub async fn stderr_until(&mut self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stderr.recv()).await {
+                Ok(Some(line)) => {
+                    self.stderr_seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Ok(None) => panic!("stderr closed before {needle:?}: {:#?}", self.stderr_seen),
+                Err(_) => panic!("no {needle:?} on stderr in time: {:#?}", self.stderr_seen),
+            }
+        }
+    }
+
+    /// Waits for the process to exit, then collects the rest of its output.
+    pub async fn exit(&mut self) -> ExitStatus {
+        let status = match tokio::time::timeout(WAIT, self.child.wait()).await {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                panic!(
+                    "process did not exit in time; stderr: {:#?}",
+                    self.stderr_seen
+                );
+            }
+        };
+        while let Ok(Some(line)) =
+            tokio::time::timeout(Duration::from_secs(5), self.stderr.recv()).await
+        {
+            self.stderr_seen.push(line);
+        }
+        while let Ok(Some(line)) =
+            tokio::time::timeout(Duration::from_secs(5), self.stdout.recv()).await
+        {
+            self.stdout_seen.push(line);
+        }
+        status
+    }
+
+    /// Everything written to stderr so far, joined.
+    pub fn stderr_text(&self) -> String {
+        self.stderr_seen.join("\n")
+    }
+
+    /// Sends a signal by name (INT, TERM, KILL).
+    pub fn signal(&self, name: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+}
+
+/// Runs an async test body under an overall deadline.
+pub async fn within<F: std::future::Future>(test: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(90), test)
+        .await
+        .expect("test timed out")
+}
