@@ -11,9 +11,10 @@
 //! OpenSSH. Parse errors name a line number and never echo the file's contents.
 
 use crate::fingerprint;
+use crate::fsutil;
 use crate::keys::{Identity, KEY_LEN, PublicKey, SecretKey};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 use zeroize::Zeroizing;
@@ -175,90 +176,21 @@ fn render(identity: &Identity) -> Zeroizing<String> {
 /// Writes `identity` to `path`. Without `overwrite`, an existing file is never replaced, even
 /// one that appears between our check and our write.
 pub fn write(path: &Path, identity: &Identity, overwrite: bool) -> Result<(), KeyfileError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    create_private_dir(&dir).map_err(|e| KeyfileError::io(&dir, e))?;
-    write_atomically(path, &dir, render(identity).as_bytes(), overwrite)
-}
-
-/// Creates `dir` (and parents) as 0700 if missing; leaves an existing directory alone.
-pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
-}
-
-/// Writes `contents` to a fresh 0600 temp file beside `path`, syncs it, then moves it into place.
-pub fn write_atomically(
-    path: &Path,
-    dir: &Path,
-    contents: &[u8],
-    overwrite: bool,
-) -> Result<(), KeyfileError> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{:08x}",
-        name.as_deref().unwrap_or("keyfile"),
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let result = write_temp(&tmp, contents).and_then(|()| {
-        if overwrite {
-            fs::rename(&tmp, path).map_err(|e| KeyfileError::io(path, e))
-        } else {
-            link_new(&tmp, path)
+    fsutil::write_private_atomically(path, render(identity).as_bytes(), overwrite).map_err(|e| {
+        match e.kind() {
+            io::ErrorKind::AlreadyExists => KeyfileError::Exists {
+                path: path.to_owned(),
+            },
+            _ => KeyfileError::io(path, e),
         }
-    });
-    // After a rename the temp name is gone already; after a link or an error it must go.
-    let _ = fs::remove_file(&tmp);
-    result?;
-    // Make the new directory entry durable too; not all platforms can sync a directory.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-fn write_temp(tmp: &Path, contents: &[u8]) -> Result<(), KeyfileError> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(tmp).map_err(|e| KeyfileError::io(tmp, e))?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| KeyfileError::io(tmp, e))
-}
-
-/// Moves `tmp` to `path` only if `path` does not exist: a hard link is atomic and fails on an
-/// existing name, unlike rename.
-fn link_new(tmp: &Path, path: &Path) -> Result<(), KeyfileError> {
-    match fs::hard_link(tmp, path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(KeyfileError::Exists {
-            path: path.to_owned(),
-        }),
-        // Filesystems without hard links: check, then rename (a small race, but no other way).
-        Err(_) if path.symlink_metadata().is_ok() => Err(KeyfileError::Exists {
-            path: path.to_owned(),
-        }),
-        Err(_) => fs::rename(tmp, path).map_err(|e| KeyfileError::io(path, e)),
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::{self, OpenOptions};
+    use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
 
     fn mode_of(path: &Path) -> u32 {

@@ -1,0 +1,98 @@
+//! Files that must never be seen half-written or by other users: the keyfile and known_peers.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Creates `dir` (and parents) as 0700 if missing; leaves an existing directory alone.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// The directory a file lives in (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Writes `contents` to `path` through a fresh 0600 temp file in the same directory, synced
+/// before it is moved into place, so readers see the old file or the new one, never a mix.
+///
+/// Without `overwrite`, an existing `path` is never replaced (error `AlreadyExists`), even one
+/// created between our check and our write: the move is a hard link, which fails on an
+/// existing name, unlike rename.
+pub fn write_private_atomically(path: &Path, contents: &[u8], overwrite: bool) -> io::Result<()> {
+    let dir = parent_dir(path);
+    create_private_dir(&dir)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{:08x}",
+        name.as_deref().unwrap_or("file"),
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let result = write_new_private(&tmp, contents).and_then(|()| {
+        if overwrite {
+            fs::rename(&tmp, path)
+        } else {
+            link_new(&tmp, path)
+        }
+    });
+    // After a rename the temp name is gone already; after a link or an error it must go.
+    let _ = fs::remove_file(&tmp);
+    result?;
+    // Make the new directory entry durable too; not every platform can sync a directory.
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Creates `path` (which must not exist) as 0600 and writes and syncs `contents`.
+pub fn write_new_private(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+fn link_new(tmp: &Path, path: &Path) -> io::Result<()> {
+    match fs::hard_link(tmp, path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+        // Filesystems without hard links: check, then rename (a small race, but no other way).
+        Err(_) if path.symlink_metadata().is_ok() => Err(io::ErrorKind::AlreadyExists.into()),
+        Err(_) => fs::rename(tmp, path),
+    }
+}
+
+/// Takes an exclusive lock on `path` (created 0600 if needed), held until the file is dropped.
+/// Serialises read-modify-write cycles between schat processes.
+pub fn lock_exclusive(path: &Path) -> io::Result<File> {
+    create_private_dir(&parent_dir(path))?;
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(path)?;
+    file.lock()?;
+    Ok(file)
+}
