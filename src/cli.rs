@@ -4,11 +4,15 @@ use crate::error::{Error, Result, exit};
 use crate::fingerprint;
 use crate::keyfile::{self, KeyfileError};
 use crate::keys::{Identity, PublicKey};
-use crate::net::{self, ListenOptions};
+use crate::net::{self, Address, ListenOptions};
+use crate::safety::SafetyNumber;
+use crate::session::verify::{TrustConfig, TrustPolicy};
 use crate::session::{DEFAULT_WELCOME, Settings, input::Input};
 use crate::signals::Interrupts;
+use crate::trust::{self, Allow, Entry, Store, TrustError, Verified};
 use crate::ui::Ui;
 use clap::{Parser, Subcommand};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,7 +21,8 @@ Exit status:
   0  the session ended cleanly (a QUIT was sent or received)
   1  error: network, protocol, keyfile, or a connection cut without QUIT
   2  usage error
-  3  the peer's key was refused (it did not match --peer)";
+  3  the peer's key was refused: it did not match --peer, it changed since you last saw
+     this address, or it is unknown and you did not accept it (--trust)";
 
 /// End-to-end encrypted chat over a direct TCP connection.
 ///
@@ -27,8 +32,8 @@ Exit status:
 #[derive(Debug, Parser)]
 #[command(name = "schat", version, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// Directory holding your identity keyfile [default: the platform config dir, e.g.
-    /// ~/.config/schat]
+    /// Directory holding your identity keyfile and known_peers [default: the platform config
+    /// dir, e.g. ~/.config/schat]
     #[arg(long, env = "SCHAT_HOME", value_name = "DIR", global = true)]
     pub home: Option<PathBuf>,
 
@@ -62,9 +67,13 @@ pub enum Command {
         /// port; the bound address is printed)
         #[arg(value_name = "ADDR", default_value = "0.0.0.0:12345")]
         addr: String,
-        /// Only accept the peer with this fingerprint (hex; spaces and colons allowed)
-        #[arg(long, value_name = "FINGERPRINT")]
-        peer: Option<PublicKey>,
+        /// Only accept this peer: a fingerprint (hex; spaces and colons allowed) or a petname
+        #[arg(long, value_name = "FINGERPRINT|NAME")]
+        peer: Option<String>,
+        /// Admit only `known` peers (in known_peers) or the keys listed in FILE (one fingerprint
+        /// per line, # comments); others are refused right after the handshake
+        #[arg(long, value_name = "known|FILE")]
+        allow: Option<String>,
         /// Greeting sent to each peer after the handshake
         #[arg(long, value_name = "TEXT", default_value = DEFAULT_WELCOME)]
         welcome: String,
@@ -81,12 +90,58 @@ pub enum Command {
         /// The listener: HOST, HOST:PORT, IP:PORT or [IPv6]:PORT (default port 12345)
         #[arg(value_name = "ADDR")]
         addr: String,
-        /// Only accept the peer with this fingerprint (hex; spaces and colons allowed)
-        #[arg(long, value_name = "FINGERPRINT")]
-        peer: Option<PublicKey>,
+        /// Only accept this peer: a fingerprint (hex; spaces and colons allowed) or a petname.
+        /// A matching pin connects whatever known_peers says
+        #[arg(long, value_name = "FINGERPRINT|NAME")]
+        peer: Option<String>,
+        /// What to do with a key known_peers has never seen: ask (on a terminal; refuse
+        /// without one), accept-new (trust and remember it), strict (refuse it). A known
+        /// address presenting a different key is always refused
+        #[arg(long, value_enum, value_name = "POLICY", default_value_t = TrustPolicy::Ask)]
+        trust: TrustPolicy,
         /// Seconds allowed for connecting, and again for the handshake
         #[arg(long, value_name = "SECS", default_value_t = 10)]
         timeout: u64,
+    },
+    /// Manage known peers: petnames, fingerprints, addresses, verification
+    #[command(subcommand)]
+    Peers(PeersCommand),
+}
+
+/// `schat peers …`
+#[derive(Debug, Subcommand)]
+pub enum PeersCommand {
+    /// List known peers with fingerprint, addresses, and how and when each was verified
+    List,
+    /// Add a peer whose fingerprint you received out of band
+    Add {
+        /// The peer's fingerprint
+        fingerprint: PublicKey,
+        /// Your name for the peer (letters, digits, '.', '_', '-')
+        name: String,
+        /// An address where the peer listens (host:port), to recognise it when dialling
+        #[arg(long, value_name = "ADDR")]
+        addr: Option<String>,
+    },
+    /// Give a known peer another petname
+    Rename {
+        /// Current petname, fingerprint or address
+        peer: String,
+        /// New petname
+        new_name: String,
+    },
+    /// Forget a peer (by petname or fingerprint), or just one address (by host:port)
+    Forget {
+        /// Petname, fingerprint or address
+        peer: String,
+    },
+    /// Show the safety number with a peer and, once you have compared it, mark it verified
+    Verify {
+        /// Petname, fingerprint or address
+        peer: String,
+        /// Mark as verified without asking (you compared the number already)
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -145,19 +200,27 @@ pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
         Command::Listen {
             addr,
             peer,
+            allow,
             welcome,
             once,
             timeout,
         } => {
+            let allow = match allow.as_deref() {
+                None => Allow::Anyone,
+                Some("known") => Allow::Known,
+                Some(file) => read_allow_list(file)?,
+            };
             let identity = paths.load_or_create(ui)?;
             let settings = Settings {
-                pin: peer,
+                pin: paths.resolve_peer(peer.as_deref())?,
                 handshake_timeout: seconds(timeout)?,
+                trust: paths.trust_config(),
             };
             let options = ListenOptions {
                 addr: Some(addr),
                 once,
                 welcome,
+                allow,
             };
             let mut interrupts = install_interrupts()?;
             let mut input = Input::stdin();
@@ -174,17 +237,20 @@ pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
         Command::Dial {
             addr,
             peer,
+            trust,
             timeout,
         } => {
             let identity = paths.load_or_create(ui)?;
             let settings = Settings {
-                pin: peer,
+                pin: paths.resolve_peer(peer.as_deref())?,
                 handshake_timeout: seconds(timeout)?,
+                trust: paths.trust_config(),
             };
             let mut interrupts = install_interrupts()?;
             let mut input = Input::stdin();
             net::dial(
                 &addr,
+                trust,
                 seconds(timeout)?,
                 &identity,
                 &settings,
@@ -194,6 +260,144 @@ pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
             )
             .await
             .map(|_| ())
+        }
+        Command::Peers(command) => peers(command, &paths, ui),
+    }
+}
+
+fn read_allow_list(file: &str) -> Result<Allow> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Error::Usage(format!("--allow {file}: cannot read it: {e}")))?;
+    let keys =
+        trust::parse_allow_list(&text).map_err(|e| Error::Usage(format!("--allow {file}: {e}")))?;
+    if keys.is_empty() {
+        return Err(Error::Usage(format!(
+            "--allow {file}: no fingerprints in it; nobody could connect"
+        )));
+    }
+    Ok(Allow::Keys(keys))
+}
+
+/// `schat peers …`
+fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
+    let store = Store::in_home(&paths.home);
+    let trust_err = |e: TrustError| match e {
+        TrustError::Io { .. } => Error::Internal(e.to_string()),
+        other => Error::Usage(other.to_string()),
+    };
+    match command {
+        PeersCommand::List => {
+            let peers = store.load().map_err(trust_err)?;
+            for (line, reason) in &peers.problems {
+                ui.warn(format_args!(
+                    "{} line {line}: {reason}",
+                    store.path().display()
+                ));
+            }
+            let mut out = std::io::stdout().lock();
+            let mut any = false;
+            for e in peers.entries() {
+                any = true;
+                let addrs = if e.addrs.is_empty() {
+                    "-".to_string()
+                } else {
+                    e.addrs.join(", ")
+                };
+                let _ = writeln!(
+                    out,
+                    "{}\n  fingerprint: {}\n  verified:    {} ({})\n  addresses:   {addrs}",
+                    e.name,
+                    fingerprint::grouped(&e.key),
+                    e.how.describe(),
+                    e.when,
+                );
+            }
+            if !any {
+                ui.status(format_args!(
+                    "no known peers yet ({})",
+                    store.path().display()
+                ));
+            }
+            Ok(())
+        }
+        PeersCommand::Add {
+            fingerprint: key,
+            name,
+            addr,
+        } => {
+            let addr = addr
+                .map(|a| {
+                    Address::parse(&a)
+                        .map(|a| a.to_string())
+                        .map_err(|e| Error::Usage(format!("--addr {a:?}: {e}")))
+                })
+                .transpose()?;
+            store
+                .update(|p| {
+                    let mut entry = Entry::new(&name, key, Verified::Fingerprint);
+                    entry.addrs.extend(addr);
+                    p.add(entry)
+                })
+                .map_err(trust_err)?;
+            ui.status(format_args!(
+                "added {name} ({})",
+                fingerprint::grouped(&key)
+            ));
+            Ok(())
+        }
+        PeersCommand::Rename { peer, new_name } => {
+            store
+                .update(|p| p.rename(&peer, &new_name))
+                .map_err(trust_err)?;
+            ui.status(format_args!("renamed {peer} to {new_name}"));
+            Ok(())
+        }
+        PeersCommand::Forget { peer } => {
+            let done = store.update(|p| p.forget(&peer)).map_err(trust_err)?;
+            ui.status(done);
+            Ok(())
+        }
+        PeersCommand::Verify { peer, yes } => {
+            let entry = store
+                .load()
+                .map_err(trust_err)?
+                .find(&peer)
+                .cloned()
+                .ok_or_else(|| Error::Usage(format!("no known peer matches {peer:?}")))?;
+            let me = keyfile::load(&paths.identity)?;
+            let number = SafetyNumber::new(me.public(), &entry.key);
+            println!("safety number with {}:", entry.name);
+            for row in number.lines() {
+                println!("    {row}");
+            }
+            if !yes {
+                if !std::io::stdin().is_terminal() {
+                    return Err(Error::Usage(
+                        "compare the number with your peer, then confirm on a terminal or pass --yes"
+                            .into(),
+                    ));
+                }
+                ui.prompt(&format!(
+                    "does {} read exactly these digits? [y/N]: ",
+                    entry.name
+                ));
+                let mut answer = String::new();
+                std::io::stdin()
+                    .read_line(&mut answer)
+                    .map_err(|e| Error::io("reading the answer", e))?;
+                if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+                    ui.status("not marked as verified");
+                    return Ok(());
+                }
+            }
+            store
+                .update(|p| p.set_verified(&entry.key, Verified::SafetyNumber))
+                .map_err(trust_err)?;
+            ui.status(format_args!(
+                "{} is now marked as verified (safety number compared)",
+                entry.name
+            ));
+            Ok(())
         }
     }
 }
@@ -211,6 +415,9 @@ fn install_interrupts() -> Result<Interrupts> {
 
 /// Where this user's files live.
 struct Paths {
+    home: PathBuf,
+    /// Whether the home came from --home or SCHAT_HOME (then messages must repeat it).
+    explicit_home: bool,
     identity: PathBuf,
     /// Whether the user named the keyfile explicitly (then it is never created implicitly).
     explicit_identity: bool,
@@ -218,12 +425,6 @@ struct Paths {
 
 impl Paths {
     fn new(cli: &Cli) -> Result<Self> {
-        if let Some(file) = &cli.identity {
-            return Ok(Paths {
-                identity: file.clone(),
-                explicit_identity: true,
-            });
-        }
         let home = match &cli.home {
             Some(dir) => dir.clone(),
             None => dirs::config_dir().map(|d| d.join("schat")).ok_or_else(|| {
@@ -231,9 +432,43 @@ impl Paths {
             })?,
         };
         Ok(Paths {
-            identity: home.join("identity"),
-            explicit_identity: false,
+            identity: cli
+                .identity
+                .clone()
+                .unwrap_or_else(|| home.join("identity")),
+            explicit_identity: cli.identity.is_some(),
+            explicit_home: cli.home.is_some(),
+            home,
         })
+    }
+
+    fn trust_config(&self) -> TrustConfig {
+        let peers_command = if self.explicit_home {
+            format!("schat --home {} peers", self.home.display())
+        } else {
+            "schat peers".to_string()
+        };
+        TrustConfig {
+            store: Store::in_home(&self.home),
+            peers_command,
+        }
+    }
+
+    /// `--peer` takes a fingerprint or the petname of a known peer.
+    fn resolve_peer(&self, peer: Option<&str>) -> Result<Option<PublicKey>> {
+        let Some(text) = peer else { return Ok(None) };
+        if let Ok(key) = fingerprint::parse(text) {
+            return Ok(Some(key));
+        }
+        let peers = Store::in_home(&self.home)
+            .load()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        match peers.by_name(text) {
+            Some(entry) => Ok(Some(entry.key)),
+            None => Err(Error::Usage(format!(
+                "--peer {text:?} is neither a fingerprint (64 hex digits) nor the petname of a known peer"
+            ))),
+        }
     }
 
     /// Loads the identity, creating one on first use so a newcomer's first command works.

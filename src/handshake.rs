@@ -26,6 +26,8 @@ pub const HASH_LEN: usize = 32;
 
 /// A finished handshake: who the peer is, plus the two halves of the encrypted session.
 pub struct Established<R, W> {
+    /// Our own static public key.
+    pub local: PublicKey,
     /// The peer's static public key, proven by the handshake.
     pub peer: PublicKey,
     /// The handshake hash `h`: a value unique to this session (channel binding, Noise §11.2).
@@ -159,6 +161,7 @@ fn finish<R, W>(
     let state = noise.into_transport_mode().map_err(local)?;
     let (recv, send) = transport::split(state, reader, writer);
     Ok(Established {
+        local: *identity.public(),
         peer,
         handshake_hash,
         recv,

@@ -37,6 +37,7 @@ pub mod sanitize;
 pub mod session;
 pub mod signals;
 pub mod transport;
+pub mod trust;
 pub mod ui;
 
 pub use error::{Error, Result};

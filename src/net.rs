@@ -5,8 +5,10 @@
 use crate::error::{Error, Result};
 use crate::keys::Identity;
 use crate::session::input::{Input, InputEvent};
+use crate::session::verify::TrustPolicy;
 use crate::session::{self, Ended, Role, Settings};
 use crate::signals::Interrupts;
+use crate::trust::Allow;
 use crate::ui::Ui;
 use std::fmt;
 use std::io;
@@ -164,8 +166,10 @@ fn configure(stream: &TcpStream) {
 }
 
 /// `schat dial`: connect, then run one session.
+#[allow(clippy::too_many_arguments)]
 pub async fn dial(
     addr: &str,
+    policy: TrustPolicy,
     connect_timeout: Duration,
     identity: &Identity,
     settings: &Settings,
@@ -181,7 +185,11 @@ pub async fn dial(
     configure(&stream);
     ui.status("connected; handshaking");
     let (reader, writer) = stream.into_split();
-    let role = Role::Dialer;
+    // Known peers are keyed by the address as dialled, not as resolved.
+    let role = Role::Dialer {
+        addr: addr.to_string(),
+        policy,
+    };
     match session::establish(reader, writer, identity, &role, settings, interrupts).await? {
         Some(established) => {
             session::converse(established, &role, settings, input, ui, interrupts).await
@@ -199,6 +207,8 @@ pub struct ListenOptions {
     pub once: bool,
     /// The greeting sent to each peer.
     pub welcome: String,
+    /// Which dialers to admit.
+    pub allow: Allow,
 }
 
 /// `schat listen`: accept peers one at a time, until the user quits (or after one session with
@@ -227,8 +237,12 @@ pub async fn listen(
         "your fingerprint: {}",
         crate::fingerprint::grouped(identity.public())
     ));
+    if !matches!(options.allow, Allow::Anyone) {
+        ui.status(format_args!("admitting {}", options.allow));
+    }
     let role = Role::Listener {
         welcome: options.welcome.clone(),
+        allow: options.allow.clone(),
     };
     loop {
         let (stream, from) = tokio::select! {
@@ -273,6 +287,11 @@ pub async fn listen(
             Ok(Ended::LocalQuit) => return Ok(()),
             Ok(Ended::PeerQuit) if options.once => return Ok(()),
             Ok(Ended::PeerQuit) => {}
+            // A refused peer was never a session, and must not be able to stop the listener.
+            Err(Error::PeerRefused(why)) => {
+                ui.warn(format_args!("refused the peer from {from}: {why}"));
+                continue;
+            }
             Err(e) if options.once => return Err(e),
             Err(e) => ui.error(format_args!("session with {from} ended: {e}")),
         }

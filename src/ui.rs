@@ -43,6 +43,23 @@ impl Ui {
         let _ = writeln!(io::stderr().lock(), "schat: error: {text}");
     }
 
+    /// A question on stderr, without a line break; the answer comes from the input.
+    pub fn prompt(&self, text: &str) {
+        let mut err = io::stderr().lock();
+        let _ = write!(err, "schat: {text}");
+        let _ = err.flush();
+    }
+
+    /// A warning that must not be missed (several lines, set apart by blank lines).
+    pub fn alarm(&self, lines: &[&str]) {
+        let mut err = io::stderr().lock();
+        let _ = writeln!(err);
+        for line in lines {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = writeln!(err);
+    }
+
     /// Text the peer sent as its welcome (shown as status: it is not part of the conversation).
     pub fn welcome(&self, text: &str) {
         self.status(format_args!("welcome: {}", sanitize::line(text)));

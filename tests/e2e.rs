@@ -265,22 +265,28 @@ async fn right_pin_in_any_spelling_connects() {
 }
 
 #[tokio::test]
-async fn listener_pin_refuses_strangers_and_tells_them() {
+async fn listener_pin_refuses_strangers_tells_them_and_keeps_serving() {
     within(async {
         let (alice, bob, carol) = (Home::new(), Home::new(), Home::new());
         let (mut listener, port) = bob
             .listen(&["--once", "--peer", &carol.fingerprint()])
             .await;
         let mut dialer = alice.dial(port, &[]);
-        let dial_status = dialer.exit().await;
-        assert_eq!(dial_status.code(), Some(1));
+        assert_eq!(dialer.exit().await.code(), Some(1));
         assert!(
             dialer.stderr_text().contains("closed the session"),
             "{}",
             dialer.stderr_text()
         );
-        assert_eq!(listener.exit().await.code(), Some(3));
-        assert!(listener.stderr_text().contains("does not match --peer"));
+        listener.stderr_until("does not match --peer").await;
+        // An impostor must not be able to end a --once listener: carol still gets in.
+        let mut carol_dialer = carol.dial(port, &[]);
+        carol_dialer.stderr_until("welcome").await;
+        carol_dialer.send("it's carol").await;
+        assert_eq!(listener.stdout_line().await, "it's carol");
+        carol_dialer.send("quit").await;
+        assert!(carol_dialer.exit().await.success());
+        assert!(listener.exit().await.success());
     })
     .await
 }

@@ -5,8 +5,10 @@ use schat::handshake::Established;
 use schat::keys::Identity;
 use schat::message::Message;
 use schat::session::input::{Input, InputEvent};
+use schat::session::verify::{TrustConfig, TrustPolicy};
 use schat::session::{self, Ended, Role, Settings};
 use schat::signals::Interrupts;
+use schat::trust::{Allow, Store};
 use schat::ui::Ui;
 use std::time::Duration;
 use tokio::io::{DuplexStream, ReadHalf, WriteHalf, duplex, split};
@@ -21,15 +23,30 @@ async fn within<F: std::future::Future>(test: F) -> F::Output {
 }
 
 fn settings(pin: Option<&Identity>) -> Settings {
+    // Each test gets its own known_peers (leaked temp dir: removed with the test process's
+    // temp files by the OS, and tiny).
+    let home = tempfile::tempdir().unwrap().keep();
     Settings {
         pin: pin.map(|id| *id.public()),
         handshake_timeout: Duration::from_secs(5),
+        trust: TrustConfig {
+            store: Store::in_home(&home),
+            peers_command: "schat peers".into(),
+        },
     }
 }
 
 fn listener_role() -> Role {
     Role::Listener {
         welcome: "hi".into(),
+        allow: Allow::Anyone,
+    }
+}
+
+fn dialer_role() -> Role {
+    Role::Dialer {
+        addr: "test.invalid:1".into(),
+        policy: TrustPolicy::AcceptNew,
     }
 }
 
@@ -42,7 +59,7 @@ async fn pair(alice: &Identity, bob: &Identity) -> (Side, Side) {
     let (mut i1, mut i2) = (Interrupts::none(), Interrupts::none());
     let cfg1 = listener_role();
     let (d, l) = tokio::join!(
-        async { session::establish(ar, aw, alice, &Role::Dialer, &none, &mut i1).await },
+        async { session::establish(ar, aw, alice, &dialer_role(), &none, &mut i1).await },
         async { session::establish(br, bw, bob, &cfg1, &none, &mut i2,).await }
     );
     (d.unwrap().unwrap(), l.unwrap().unwrap())
@@ -73,8 +90,9 @@ async fn listener_pin_mismatch_refuses_before_any_message() {
         let cfg2 = settings(None);
         let cfg3 = listener_role();
         let cfg4 = settings(Some(&carol));
+        let dialer_cfg = dialer_role();
         let (d, l) = tokio::join!(
-            session::converse(dialer, &Role::Dialer, &cfg2, &mut dial_in, &ui, &mut i1),
+            session::converse(dialer, &dialer_cfg, &cfg2, &mut dial_in, &ui, &mut i1),
             // The listener expects carol, gets alice.
             session::converse(listener, &cfg3, &cfg4, &mut listen_in, &ui, &mut i2),
         );
@@ -87,7 +105,7 @@ async fn listener_pin_mismatch_refuses_before_any_message() {
         // The dialer learns it was refused, with the reason, and is not told it succeeded.
         let derr = d.unwrap_err();
         assert!(matches!(derr, Error::RefusedByPeer(_)), "{derr:?}");
-        assert!(derr.to_string().contains("not the one"), "{derr}");
+        assert!(derr.to_string().contains("not accepted"), "{derr}");
     })
     .await
 }
@@ -123,8 +141,9 @@ async fn dialer_pin_mismatch_refuses_and_shows_nothing() {
         };
         let mut i1 = Interrupts::none();
         let cfg5 = settings(Some(&carol));
+        let dialer_cfg = dialer_role();
         let (d, got) = tokio::join!(
-            session::converse(dialer, &Role::Dialer, &cfg5, &mut dial_in, &ui, &mut i1),
+            session::converse(dialer, &dialer_cfg, &cfg5, &mut dial_in, &ui, &mut i1),
             peer_view
         );
         assert!(matches!(d, Err(Error::PeerRefused(_))));
@@ -146,8 +165,9 @@ async fn matching_pins_chat_and_quit_cleanly() {
         let cfg6 = settings(Some(&bob));
         let cfg7 = listener_role();
         let cfg8 = settings(Some(&alice));
+        let dialer_cfg = dialer_role();
         let (d, l) = tokio::join!(
-            session::converse(dialer, &Role::Dialer, &cfg6, &mut dial_in, &ui, &mut i1),
+            session::converse(dialer, &dialer_cfg, &cfg6, &mut dial_in, &ui, &mut i1),
             session::converse(listener, &cfg7, &cfg8, &mut listen_in, &ui, &mut i2),
         );
         drop(keep);
@@ -192,7 +212,7 @@ async fn a_dialer_that_gets_text_before_welcome_ends_with_a_protocol_error() {
         let (mut input, _keep) = scripted(&[]);
         let result = session::converse(
             dialer,
-            &Role::Dialer,
+            &dialer_role(),
             &settings(None),
             &mut input,
             &Ui::detect(),
@@ -213,6 +233,7 @@ async fn a_silent_peer_hits_the_handshake_deadline() {
         let quick = Settings {
             pin: None,
             handshake_timeout: Duration::from_millis(200),
+            ..settings(None)
         };
         let started = std::time::Instant::now();
         let result = session::establish(

@@ -5,7 +5,9 @@
 //! once: a `select!` loop owns the receiving half and the input, and a writer task owns the
 //! sending half behind a bounded queue, so a slow network never stops us from receiving.
 
+pub mod command;
 pub mod input;
+pub mod verify;
 
 use crate::error::{Error, ProtocolError, Result};
 use crate::fingerprint;
@@ -15,11 +17,14 @@ use crate::keys::{Identity, PublicKey};
 use crate::message::{MAX_BODY, Message};
 use crate::signals::Interrupts;
 use crate::transport::SendHalf;
+use crate::trust::Allow;
 use crate::ui::Ui;
+use command::Command;
 use input::{Input, InputEvent};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
+use verify::{PeerInfo, TrustConfig, TrustPolicy};
 
 /// The welcome a listener sends unless told otherwise.
 pub const DEFAULT_WELCOME: &str = "Welcome to schat! Type `quit` to leave.";
@@ -33,10 +38,11 @@ const OUTGOING_QUEUE: usize = 32;
 /// Which side of the connection we are.
 #[derive(Debug, Clone)]
 pub enum Role {
-    /// We connected: Noise initiator; we expect a WELCOME first.
-    Dialer,
-    /// We accepted: Noise responder; we send this WELCOME first.
-    Listener { welcome: String },
+    /// We connected (Noise initiator) to `addr` (host:port as dialled); we expect a WELCOME
+    /// first, and check the listener's key against known_peers under `policy`.
+    Dialer { addr: String, policy: TrustPolicy },
+    /// We accepted (Noise responder); we admit dialers per `allow` and send `welcome` first.
+    Listener { welcome: String, allow: Allow },
 }
 
 /// Per-session settings.
@@ -46,6 +52,8 @@ pub struct Settings {
     pub pin: Option<PublicKey>,
     /// Deadline for the whole handshake.
     pub handshake_timeout: Duration,
+    /// Known peers.
+    pub trust: TrustConfig,
 }
 
 /// How a session ended without error.
@@ -74,7 +82,7 @@ where
     let (reader, writer) = (FrameReader::new(reader), FrameWriter::new(writer));
     let handshake = async {
         match role {
-            Role::Dialer => handshake::initiate(identity, reader, writer).await,
+            Role::Dialer { .. } => handshake::initiate(identity, reader, writer).await,
             Role::Listener { .. } => handshake::respond(identity, reader, writer).await,
         }
     };
@@ -88,7 +96,7 @@ where
     }
 }
 
-/// Everything after the handshake: check the peer's key, welcome, chat.
+/// Everything after the handshake: decide about the peer's key, welcome, chat.
 pub async fn converse<R, W>(
     established: Established<R, W>,
     role: &Role,
@@ -101,23 +109,47 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let peer = established.peer;
+    let (peer, local) = (established.peer, established.local);
     ui.status(format_args!(
         "secure session established; peer fingerprint: {}",
         fingerprint::grouped(&peer)
     ));
-    if let Some(pin) = settings.pin
-        && pin != peer
-    {
-        refuse(established, "your key is not the one this peer expected").await;
-        return Err(Error::PeerRefused(format!(
-            "the peer's key does not match --peer; session aborted before any message\n  \
-             expected: {}\n  received: {}",
-            fingerprint::grouped(&pin),
-            fingerprint::grouped(&peer)
-        )));
-    }
-    chat(established, role, input, ui, interrupts).await
+    let decision = match role {
+        Role::Dialer { addr, policy } => {
+            verify::dialled(
+                peer,
+                &local,
+                addr,
+                settings.pin.as_ref(),
+                *policy,
+                &settings.trust,
+                input,
+                ui,
+            )
+            .await
+        }
+        Role::Listener { allow, .. } => verify::admitted(
+            peer,
+            &local,
+            settings.pin.as_ref(),
+            allow,
+            &settings.trust,
+            ui,
+        ),
+    };
+    let info = match decision {
+        Ok(info) => info,
+        Err(e) => {
+            refuse(established, "your key was not accepted").await;
+            return Err(e);
+        }
+    };
+    ui.status(format_args!("peer: {}", info.trust_line()));
+    ui.status(format_args!(
+        "safety number: {} (/verify shows it again)",
+        info.safety
+    ));
+    chat(established, role, &info, input, ui, interrupts).await
 }
 
 /// Says goodbye to a peer we will not talk to, without reading anything it sent.
@@ -138,6 +170,7 @@ where
 async fn chat<R, W>(
     established: Established<R, W>,
     role: &Role,
+    peer: &PeerInfo,
     input: &mut Input,
     ui: &Ui,
     interrupts: &mut Interrupts,
@@ -146,21 +179,16 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let Established {
-        peer,
-        mut recv,
-        send,
-        ..
-    } = established;
-    let label = format!("peer {}", fingerprint::short(&peer));
+    let Established { mut recv, send, .. } = established;
+    let label = &peer.label;
     let (queue, outgoing) = mpsc::channel::<Message<'static>>(OUTGOING_QUEUE);
     let mut writer = tokio::spawn(write_loop(send, outgoing));
     let mut awaiting_welcome = false;
     match role {
-        Role::Listener { welcome } => {
+        Role::Listener { welcome, .. } => {
             let _ = queue.send(Message::Welcome(welcome.clone().into())).await;
         }
-        Role::Dialer => awaiting_welcome = true,
+        Role::Dialer { .. } => awaiting_welcome = true,
     }
     // A line read from input but not yet accepted by the full queue. While one is pending we
     // stop reading input, but keep receiving, so neither side can deadlock the other.
@@ -189,7 +217,7 @@ where
                 }
                 match msg {
                     Message::Text(text) => {
-                        if let Err(e) = ui.message(&label, &text) {
+                        if let Err(e) = ui.message(label, &text) {
                             break Err(Error::io("writing to stdout", e));
                         }
                     }
@@ -212,8 +240,21 @@ where
                 }
             }
             event = input.next(), if pending.is_none() => match event {
-                InputEvent::Line(line) if line == "quit" || line == "/quit" => break Ok(Some(String::new())),
-                InputEvent::Line(line) => pending = Some(line),
+                InputEvent::Line(line) => match command::parse(&line) {
+                    Command::Say(text) => pending = Some(text.to_owned()),
+                    Command::Quit => break Ok(Some(String::new())),
+                    Command::Verify => {
+                        ui.status(format_args!("safety number with {}:", peer.label));
+                        for row in peer.safety.lines() {
+                            ui.status(format_args!("    {row}"));
+                        }
+                        ui.status("read it aloud with your peer: the same digits mean the same two keys");
+                    }
+                    Command::Help => ui.status(command::HELP),
+                    Command::Unknown(word) => ui.warn(format_args!(
+                        "unknown command /{word} (nothing sent; /help lists commands, //{word} sends it as text)"
+                    )),
+                },
                 InputEvent::TooLong => ui.warn(format_args!(
                     "line not sent: longer than {MAX_BODY} bytes, the most one message can carry"
                 )),

@@ -91,10 +91,14 @@ impl Home {
         (proc, port)
     }
 
-    /// Starts a dialer to 127.0.0.1:port.
+    /// Starts a dialer to 127.0.0.1:port. Tests have no terminal to answer the trust prompt,
+    /// so unless `extra` says otherwise the dialer runs with `--trust accept-new`.
     pub fn dial(&self, port: u16, extra: &[&str]) -> Proc {
         let addr = format!("127.0.0.1:{port}");
         let mut args = vec!["dial", addr.as_str()];
+        if !extra.contains(&"--trust") {
+            args.extend_from_slice(&["--trust", "accept-new"]);
+        }
         args.extend_from_slice(extra);
         self.spawn(&args)
     }

@@ -1,0 +1,309 @@
+//! Deciding whether to talk to the peer, right after the handshake and before any chat message
+//! is sent or shown: `--peer` pins, known_peers, the trust policy, and the listener's allowlist.
+
+use super::input::{Input, InputEvent};
+use crate::error::{Error, Result};
+use crate::fingerprint;
+use crate::keys::PublicKey;
+use crate::safety::SafetyNumber;
+use crate::trust::{self, Allow, Entry, Store, Verdict, Verified};
+use crate::ui::Ui;
+
+/// What to do with a dialled peer whose key known_peers has never seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum TrustPolicy {
+    /// Ask on a terminal (refuse when there is none).
+    #[default]
+    Ask,
+    /// Trust and remember it (trust on first use).
+    AcceptNew,
+    /// Refuse every key not already known.
+    Strict,
+}
+
+/// Who the peer is, as far as we know, once we have decided to talk to it.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// The peer's static key.
+    pub key: PublicKey,
+    /// How to show it: its petname, or `unverified <short fingerprint>`.
+    pub label: String,
+    /// Its known_peers entry, if any.
+    pub entry: Option<Entry>,
+    /// Both keys' safety number.
+    pub safety: SafetyNumber,
+}
+
+impl PeerInfo {
+    fn new(key: PublicKey, local: &PublicKey, entry: Option<Entry>) -> Self {
+        let label = match &entry {
+            Some(e) => e.name.clone(),
+            None => format!("unverified {}", fingerprint::short(&key)),
+        };
+        PeerInfo {
+            key,
+            label,
+            entry,
+            safety: SafetyNumber::new(local, &key),
+        }
+    }
+
+    /// One line on how this peer is verified.
+    pub fn trust_line(&self) -> String {
+        match &self.entry {
+            Some(e) => format!("{} ({}, {})", e.name, e.how.describe(), e.when),
+            None => format!("{} (not in known_peers)", self.label),
+        }
+    }
+}
+
+/// Where known peers live and how to tell the user to edit them.
+#[derive(Debug, Clone)]
+pub struct TrustConfig {
+    /// The known_peers store.
+    pub store: Store,
+    /// How to invoke `schat peers` for this home (e.g. `schat --home /x peers`).
+    pub peers_command: String,
+}
+
+fn load(config: &TrustConfig, ui: &Ui) -> Result<trust::KnownPeers> {
+    let peers = config.store.load().map_err(store_error)?;
+    for (line, reason) in &peers.problems {
+        ui.warn(format_args!(
+            "{} line {line}: {reason}; that line is ignored",
+            config.store.path().display()
+        ));
+    }
+    Ok(peers)
+}
+
+fn store_error(e: trust::TrustError) -> Error {
+    Error::Internal(e.to_string())
+}
+
+fn pin_mismatch(pin: &PublicKey, peer: &PublicKey) -> Error {
+    Error::PeerRefused(format!(
+        "the peer's key does not match --peer; session aborted before any message\n  \
+         expected: {}\n  received: {}",
+        fingerprint::grouped(pin),
+        fingerprint::grouped(peer)
+    ))
+}
+
+/// The dialer's decision about the listener it reached at `addr` (host:port as dialled).
+#[allow(clippy::too_many_arguments)]
+pub async fn dialled(
+    peer: PublicKey,
+    local: &PublicKey,
+    addr: &str,
+    pin: Option<&PublicKey>,
+    policy: TrustPolicy,
+    config: &TrustConfig,
+    input: &mut Input,
+    ui: &Ui,
+) -> Result<PeerInfo> {
+    let peers = load(config, ui)?;
+    if let Some(pin) = pin {
+        if *pin != peer {
+            return Err(pin_mismatch(pin, &peer));
+        }
+        // A matching pin decides on its own, whatever the store says.
+        return Ok(PeerInfo::new(peer, local, peers.by_key(&peer).cloned()));
+    }
+    match trust::check_dialled(&peers, addr, &peer) {
+        Verdict::Known { entry, new_address } => {
+            if new_address {
+                config
+                    .store
+                    .update(|p| {
+                        p.add_addr(&peer, addr);
+                        Ok(())
+                    })
+                    .map_err(store_error)?;
+                ui.status(format_args!("{} is now also known at {addr}", entry.name));
+            }
+            Ok(PeerInfo::new(peer, local, Some(entry)))
+        }
+        Verdict::Changed { entry } => {
+            key_changed_alarm(ui, addr, &entry, &peer, config);
+            Err(Error::PeerRefused(format!(
+                "the key at {addr} changed (known as {:?}); session aborted before any message",
+                entry.name
+            )))
+        }
+        Verdict::Unknown => {
+            let safety = SafetyNumber::new(local, &peer);
+            let accepted = match policy {
+                TrustPolicy::Strict => None,
+                TrustPolicy::AcceptNew => Some((Verified::FirstUse, None)),
+                TrustPolicy::Ask if ui.is_interactive() => {
+                    ask(&peer, &safety, addr, input, ui).await?
+                }
+                TrustPolicy::Ask => {
+                    return Err(Error::PeerRefused(format!(
+                        "the peer at {addr} is not known and there is no terminal to ask you.\n  \
+                         its fingerprint: {}\n  \
+                         to trust it: check the fingerprint with your peer, then pass --peer FINGERPRINT, \
+                         or `{} add FINGERPRINT NAME`, or dial with --trust accept-new",
+                        fingerprint::grouped(&peer),
+                        config.peers_command
+                    )));
+                }
+            };
+            let Some((how, name)) = accepted else {
+                return Err(Error::PeerRefused(match policy {
+                    TrustPolicy::Strict => format!(
+                        "the peer at {addr} is not in known_peers and --trust strict refuses unknown keys\n  \
+                         its fingerprint: {}",
+                        fingerprint::grouped(&peer)
+                    ),
+                    _ => "you did not accept the peer's key".into(),
+                }));
+            };
+            let entry = remember(config, &peer, addr, how, name)?;
+            ui.status(format_args!(
+                "remembered as {:?} ({}); rename with `{} rename {} NAME`",
+                entry.name,
+                how.describe(),
+                config.peers_command,
+                entry.name
+            ));
+            Ok(PeerInfo::new(peer, local, Some(entry)))
+        }
+    }
+}
+
+/// Stores a newly trusted key under a free petname; returns the stored entry.
+fn remember(
+    config: &TrustConfig,
+    key: &PublicKey,
+    addr: &str,
+    how: Verified,
+    name: Option<String>,
+) -> Result<Entry> {
+    config
+        .store
+        .update(|peers| {
+            // Another schat may have added it meanwhile: then just note the address.
+            if peers.by_key(key).is_none() {
+                let base = name.unwrap_or_else(|| format!("peer-{}", fingerprint::short(key)));
+                let name = peers.free_name(&base);
+                peers.add(Entry::new(&name, *key, how))?;
+            }
+            peers.add_addr(key, addr);
+            peers
+                .by_key(key)
+                .cloned()
+                .ok_or_else(|| trust::TrustError::NoMatch(key.to_hex()))
+        })
+        .map_err(store_error)
+}
+
+/// The prompt for an unknown key. `None` means the user refused.
+async fn ask(
+    peer: &PublicKey,
+    safety: &SafetyNumber,
+    addr: &str,
+    input: &mut Input,
+    ui: &Ui,
+) -> Result<Option<(Verified, Option<String>)>> {
+    ui.status(format_args!("the peer at {addr} is not known yet."));
+    ui.status(format_args!(
+        "  fingerprint:   {}",
+        fingerprint::grouped(peer)
+    ));
+    ui.status(format_args!("  safety number: {safety}"));
+    ui.status(
+        "compare the safety number with your peer (read it aloud), or paste the fingerprint they gave you.",
+    );
+    ui.prompt("trust this peer? [y]es / [n]o / paste fingerprint: ");
+    let answer = match input.next().await {
+        InputEvent::Line(line) => line,
+        _ => return Ok(None),
+    };
+    let answer = answer.trim();
+    let how = match answer.to_ascii_lowercase().as_str() {
+        "y" | "yes" => Verified::FirstUse,
+        "" | "n" | "no" => return Ok(None),
+        _ => match fingerprint::parse(answer) {
+            Ok(k) if k == *peer => {
+                ui.status("the fingerprint matches.");
+                Verified::Fingerprint
+            }
+            Ok(_) => {
+                ui.warn("that fingerprint does NOT match the peer's key: refusing");
+                return Ok(None);
+            }
+            Err(e) => {
+                ui.warn(format_args!("not understood ({e}): refusing"));
+                return Ok(None);
+            }
+        },
+    };
+    let default = format!("peer-{}", fingerprint::short(peer));
+    for _ in 0..3 {
+        ui.prompt(&format!("petname for this peer [{default}]: "));
+        let name = match input.next().await {
+            InputEvent::Line(line) => line.trim().to_string(),
+            _ => break,
+        };
+        if name.is_empty() {
+            break;
+        }
+        match trust::validate_name(&name) {
+            Ok(()) => return Ok(Some((how, Some(name)))),
+            Err(e) => ui.warn(e),
+        }
+    }
+    Ok(Some((how, Some(default))))
+}
+
+fn key_changed_alarm(ui: &Ui, addr: &str, entry: &Entry, new: &PublicKey, config: &TrustConfig) {
+    let bar = "@".repeat(68);
+    ui.alarm(&[
+        &bar,
+        "@    WARNING: THE PEER'S KEY HAS CHANGED. NOTHING WAS SENT OR SHOWN.   @",
+        &bar,
+        &format!(
+            "The peer at {addr}, known as {:?}, presented a different key.",
+            entry.name
+        ),
+        "Someone may be intercepting this connection (a man in the middle),",
+        "or the peer may have made a new identity. Ask them through another channel.",
+        &format!("  known key:     {}", fingerprint::grouped(&entry.key)),
+        &format!("  presented key: {}", fingerprint::grouped(new)),
+        &format!("  (known since {}: {})", entry.when, entry.how.describe()),
+        "Only if they confirm a new key, remove the old entry and dial again:",
+        &format!("  {} forget {}", config.peers_command, entry.name),
+    ]);
+}
+
+/// The listener's decision about a dialler.
+pub fn admitted(
+    peer: PublicKey,
+    local: &PublicKey,
+    pin: Option<&PublicKey>,
+    allow: &Allow,
+    config: &TrustConfig,
+    ui: &Ui,
+) -> Result<PeerInfo> {
+    if let Some(pin) = pin
+        && *pin != peer
+    {
+        return Err(pin_mismatch(pin, &peer));
+    }
+    let peers = load(config, ui)?;
+    let entry = peers.by_key(&peer).cloned();
+    let admitted = match allow {
+        Allow::Anyone => true,
+        Allow::Known => entry.is_some(),
+        Allow::Keys(keys) => keys.contains(&peer),
+    };
+    if !admitted {
+        return Err(Error::PeerRefused(format!(
+            "refused {} (allowed: {allow})",
+            fingerprint::grouped(&peer)
+        )));
+    }
+    Ok(PeerInfo::new(peer, local, entry))
+}

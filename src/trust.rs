@@ -1,0 +1,751 @@
+//! Known peers: which keys we have met, under what local name (petname), at which addresses,
+//! and how we came to trust them. Like OpenSSH's known_hosts, but keyed by identity: an address
+//! is only where a peer was seen.
+//!
+//! The file (`known_peers` in the home directory) is text a person can read and edit:
+//!
+//! ```text
+//! # petname  fingerprint  how-verified  when-verified  [address ...]
+//! alice 8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a safety-number 2026-11-28T23:50:00Z 192.168.1.20:12345
+//! ```
+//!
+//! Every change is a locked read-modify-write that replaces the file atomically, so two schat
+//! processes writing at once lose nothing. A line that does not parse is reported by number,
+//! kept verbatim when the file is rewritten, and never costs the other entries.
+
+use crate::fingerprint;
+use crate::fsutil;
+use crate::keys::PublicKey;
+use std::collections::HashSet;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use thiserror::Error;
+
+/// File name inside the home directory.
+pub const FILE_NAME: &str = "known_peers";
+
+const HEADER: &str = "\
+# schat known peers: one peer per line, fields separated by spaces:
+#   petname  fingerprint  how-verified  when-verified  [address ...]
+# how-verified is one of: pinned, safety-number, fingerprint, first-use.
+# Manage with `schat peers` (list, add, rename, forget, verify) or edit by hand.
+";
+
+/// How we came to trust a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// It matched a `--peer` pin.
+    Pinned,
+    /// Both people compared the safety number.
+    SafetyNumber,
+    /// The fingerprint was received out of band and pasted or added.
+    Fingerprint,
+    /// Accepted on first contact without proof (trust on first use).
+    FirstUse,
+}
+
+impl Verified {
+    /// The word used in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verified::Pinned => "pinned",
+            Verified::SafetyNumber => "safety-number",
+            Verified::Fingerprint => "fingerprint",
+            Verified::FirstUse => "first-use",
+        }
+    }
+
+    /// A phrase for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Verified::Pinned => "matched a pinned fingerprint",
+            Verified::SafetyNumber => "safety number compared",
+            Verified::Fingerprint => "fingerprint received out of band",
+            Verified::FirstUse => "trusted on first use, not verified",
+        }
+    }
+}
+
+impl FromStr for Verified {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Ok(match s {
+            "pinned" => Verified::Pinned,
+            "safety-number" => Verified::SafetyNumber,
+            "fingerprint" => Verified::Fingerprint,
+            "first-use" => Verified::FirstUse,
+            _ => return Err(()),
+        })
+    }
+}
+
+/// One known peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Local name chosen by the user.
+    pub name: String,
+    /// The peer's static public key.
+    pub key: PublicKey,
+    /// How it was verified.
+    pub how: Verified,
+    /// When (RFC 3339, UTC).
+    pub when: String,
+    /// Addresses (host:port as dialled) where this key was seen.
+    pub addrs: Vec<String>,
+}
+
+impl Entry {
+    /// A new entry verified now.
+    pub fn new(name: &str, key: PublicKey, how: Verified) -> Self {
+        Entry {
+            name: name.into(),
+            key,
+            how,
+            when: now(),
+            addrs: Vec::new(),
+        }
+    }
+
+    fn render(&self) -> String {
+        let mut line = format!(
+            "{} {} {} {}",
+            self.name,
+            self.key,
+            self.how.as_str(),
+            self.when
+        );
+        for a in &self.addrs {
+            line.push(' ');
+            line.push_str(a);
+        }
+        line
+    }
+
+    fn parse(line: &str) -> Result<Self, &'static str> {
+        let mut fields = line.split_whitespace();
+        let name = fields.next().ok_or("empty entry")?;
+        validate_name(name).map_err(|_| "invalid petname")?;
+        let key = fields
+            .next()
+            .ok_or("missing fingerprint")
+            .and_then(|f| fingerprint::parse(f).map_err(|_| "invalid fingerprint"))?;
+        let how = fields
+            .next()
+            .ok_or("missing how-verified")?
+            .parse()
+            .map_err(|()| "unknown how-verified value")?;
+        let when = fields.next().ok_or("missing when-verified")?;
+        when.parse::<jiff::Timestamp>()
+            .map_err(|_| "invalid when-verified time")?;
+        Ok(Entry {
+            name: name.into(),
+            key,
+            how,
+            when: when.into(),
+            addrs: fields.map(str::to_owned).collect(),
+        })
+    }
+}
+
+/// The current time, RFC 3339 UTC, to the second.
+pub fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Why a petname is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum NameError {
+    #[error("a petname needs 1 to 32 characters: letters, digits, '.', '_' or '-'")]
+    Invalid,
+}
+
+/// Checks a petname: no spaces or colons (so it cannot be confused with an address) and at most
+/// 32 characters (so it cannot be confused with a 64-digit fingerprint).
+pub fn validate_name(name: &str) -> Result<(), NameError> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || name.len() > 32 || name.starts_with('-') || !name.chars().all(ok_char) {
+        return Err(NameError::Invalid);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+enum Line {
+    Entry(Entry),
+    /// A comment, a blank line, or a line that did not parse (kept as it was).
+    Other(String),
+}
+
+/// The parsed contents of a known_peers file.
+#[derive(Debug, Clone)]
+pub struct KnownPeers {
+    lines: Vec<Line>,
+    /// Lines that did not parse: (line number, reason). Never includes the line's text.
+    pub problems: Vec<(usize, &'static str)>,
+}
+
+/// Errors from changing the store.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum TrustError {
+    #[error("known peers file {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("no known peer matches {0:?}")]
+    NoMatch(String),
+    #[error("the petname {0:?} is already used for another key")]
+    NameTaken(String),
+    #[error("this key is already known as {0:?}")]
+    KeyKnown(String),
+    #[error("{0}")]
+    BadName(#[from] NameError),
+}
+
+impl Default for KnownPeers {
+    /// An empty store, starting with the explanatory header.
+    fn default() -> Self {
+        KnownPeers {
+            lines: HEADER.lines().map(|l| Line::Other(l.into())).collect(),
+            problems: Vec::new(),
+        }
+    }
+}
+
+impl KnownPeers {
+    /// Parses file text. Bad lines are kept and listed in `problems`.
+    pub fn parse(text: &str) -> Self {
+        if text.trim().is_empty() {
+            return KnownPeers::default();
+        }
+        let mut peers = KnownPeers {
+            lines: Vec::new(),
+            problems: Vec::new(),
+        };
+        let mut names = HashSet::new();
+        let mut keys = HashSet::new();
+        for (i, raw) in text.lines().enumerate() {
+            let trimmed = raw.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                peers.lines.push(Line::Other(raw.into()));
+                continue;
+            }
+            let parsed = Entry::parse(trimmed).and_then(|e| {
+                if !names.insert(e.name.clone()) {
+                    Err("petname used twice (this line is ignored)")
+                } else if !keys.insert(e.key) {
+                    Err("key listed twice (this line is ignored)")
+                } else {
+                    Ok(e)
+                }
+            });
+            match parsed {
+                Ok(entry) => peers.lines.push(Line::Entry(entry)),
+                Err(reason) => {
+                    peers.problems.push((i + 1, reason));
+                    peers.lines.push(Line::Other(raw.into()));
+                }
+            }
+        }
+        peers
+    }
+
+    /// The file text: entries re-rendered, everything else as it was.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for line in &self.lines {
+            match line {
+                Line::Entry(e) => out.push_str(&e.render()),
+                Line::Other(raw) => out.push_str(raw),
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// All entries, in file order.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.lines.iter().filter_map(|l| match l {
+            Line::Entry(e) => Some(e),
+            Line::Other(_) => None,
+        })
+    }
+
+    fn entries_mut(&mut self) -> impl Iterator<Item = &mut Entry> {
+        self.lines.iter_mut().filter_map(|l| match l {
+            Line::Entry(e) => Some(e),
+            Line::Other(_) => None,
+        })
+    }
+
+    /// The entry for a key.
+    pub fn by_key(&self, key: &PublicKey) -> Option<&Entry> {
+        self.entries().find(|e| e.key == *key)
+    }
+
+    /// The entry with a petname.
+    pub fn by_name(&self, name: &str) -> Option<&Entry> {
+        self.entries().find(|e| e.name == name)
+    }
+
+    /// The entry that was seen at an address.
+    pub fn by_addr(&self, addr: &str) -> Option<&Entry> {
+        self.entries()
+            .find(|e| e.addrs.iter().any(|a| a.eq_ignore_ascii_case(addr)))
+    }
+
+    /// Finds an entry by petname, fingerprint or address.
+    pub fn find(&self, selector: &str) -> Option<&Entry> {
+        self.by_name(selector)
+            .or_else(|| {
+                fingerprint::parse(selector)
+                    .ok()
+                    .and_then(|k| self.by_key(&k))
+            })
+            .or_else(|| self.by_addr(selector))
+    }
+
+    /// Adds a new peer. Name and key must both be new.
+    pub fn add(&mut self, entry: Entry) -> Result<(), TrustError> {
+        validate_name(&entry.name)?;
+        if let Some(e) = self.by_key(&entry.key) {
+            return Err(TrustError::KeyKnown(e.name.clone()));
+        }
+        if self.by_name(&entry.name).is_some() {
+            return Err(TrustError::NameTaken(entry.name));
+        }
+        let addrs = entry.addrs.clone();
+        self.lines.push(Line::Entry(entry));
+        if let Some(key) = self.entries().last().map(|e| e.key) {
+            for a in addrs {
+                self.add_addr(&key, &a);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that `key` was seen at `addr`; an address belongs to one key only.
+    pub fn add_addr(&mut self, key: &PublicKey, addr: &str) {
+        for e in self.entries_mut() {
+            if e.key == *key {
+                if !e.addrs.iter().any(|a| a.eq_ignore_ascii_case(addr)) {
+                    e.addrs.push(addr.into());
+                }
+            } else {
+                e.addrs.retain(|a| !a.eq_ignore_ascii_case(addr));
+            }
+        }
+    }
+
+    /// Marks a key as verified in a (stronger) way, now.
+    pub fn set_verified(&mut self, key: &PublicKey, how: Verified) -> Result<(), TrustError> {
+        let e = self
+            .entries_mut()
+            .find(|e| e.key == *key)
+            .ok_or_else(|| TrustError::NoMatch(key.to_hex()))?;
+        e.how = how;
+        e.when = now();
+        Ok(())
+    }
+
+    /// Renames a peer.
+    pub fn rename(&mut self, selector: &str, new: &str) -> Result<(), TrustError> {
+        validate_name(new)?;
+        let key = self
+            .find(selector)
+            .map(|e| e.key)
+            .ok_or_else(|| TrustError::NoMatch(selector.into()))?;
+        if self.by_name(new).is_some_and(|e| e.key != key) {
+            return Err(TrustError::NameTaken(new.into()));
+        }
+        if let Some(e) = self.entries_mut().find(|e| e.key == key) {
+            e.name = new.into();
+        }
+        Ok(())
+    }
+
+    /// Forgets by petname or fingerprint (the whole entry) or by address (just that address).
+    /// Returns what was done, for the user.
+    pub fn forget(&mut self, selector: &str) -> Result<String, TrustError> {
+        let by_identity = self.by_name(selector).map(|e| e.key).or_else(|| {
+            fingerprint::parse(selector)
+                .ok()
+                .filter(|k| self.by_key(k).is_some())
+        });
+        if let Some(key) = by_identity {
+            let mut name = String::new();
+            self.lines.retain(|l| match l {
+                Line::Entry(e) if e.key == key => {
+                    name = e.name.clone();
+                    false
+                }
+                _ => true,
+            });
+            return Ok(format!("forgot {name} ({})", fingerprint::short(&key)));
+        }
+        if let Some(key) = self.by_addr(selector).map(|e| e.key) {
+            let mut name = String::new();
+            for e in self.entries_mut() {
+                if e.key == key {
+                    e.addrs.retain(|a| !a.eq_ignore_ascii_case(selector));
+                    name = e.name.clone();
+                }
+            }
+            return Ok(format!(
+                "forgot the address {selector} of {name} (the key stays known)"
+            ));
+        }
+        Err(TrustError::NoMatch(selector.into()))
+    }
+
+    /// A petname not yet used, based on `base`.
+    pub fn free_name(&self, base: &str) -> String {
+        if self.by_name(base).is_none() {
+            return base.into();
+        }
+        (2..)
+            .map(|n| format!("{base}-{n}"))
+            .find(|n| self.by_name(n).is_none())
+            .unwrap_or_else(|| base.into())
+    }
+}
+
+/// The known_peers file of a home directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    path: PathBuf,
+}
+
+impl Store {
+    /// The store in `home`.
+    pub fn in_home(home: &Path) -> Self {
+        Store {
+            path: home.join(FILE_NAME),
+        }
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io(&self, source: io::Error) -> TrustError {
+        TrustError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Reads the file (a missing file is an empty store).
+    pub fn load(&self) -> Result<KnownPeers, TrustError> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => Ok(KnownPeers::parse(&text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(KnownPeers::default()),
+            Err(e) => Err(self.io(e)),
+        }
+    }
+
+    /// Locked read-modify-write: `change` edits the current contents; if it succeeds the file
+    /// is replaced atomically. Concurrent updates from other processes wait for the lock.
+    pub fn update<T>(
+        &self,
+        change: impl FnOnce(&mut KnownPeers) -> Result<T, TrustError>,
+    ) -> Result<T, TrustError> {
+        let lock_path = self.path.with_file_name(format!(".{FILE_NAME}.lock"));
+        let _lock = fsutil::lock_exclusive(&lock_path).map_err(|e| self.io(e))?;
+        let mut peers = self.load()?;
+        let result = change(&mut peers)?;
+        fsutil::write_private_atomically(&self.path, peers.render().as_bytes(), true)
+            .map_err(|e| self.io(e))?;
+        Ok(result)
+    }
+}
+
+/// Which dialers a listener admits.
+#[derive(Debug, Clone, Default)]
+pub enum Allow {
+    /// Everyone who completes the handshake.
+    #[default]
+    Anyone,
+    /// Only keys in known_peers.
+    Known,
+    /// Only these keys (from an allowlist file).
+    Keys(HashSet<PublicKey>),
+}
+
+impl fmt::Display for Allow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Allow::Anyone => f.write_str("anyone"),
+            Allow::Known => f.write_str("known peers only"),
+            Allow::Keys(k) => write!(f, "{} allowed key(s) only", k.len()),
+        }
+    }
+}
+
+/// Parses an allowlist: one fingerprint per line, `#` starts a comment.
+pub fn parse_allow_list(text: &str) -> Result<HashSet<PublicKey>, String> {
+    let mut keys = HashSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let content = line.split('#').next().unwrap_or("").trim();
+        if content.is_empty() {
+            continue;
+        }
+        let key = fingerprint::parse(content)
+            .map_err(|e| format!("line {}: not a fingerprint ({e})", i + 1))?;
+        keys.insert(key);
+    }
+    Ok(keys)
+}
+
+/// What known_peers says about a key presented at an address we dialled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The key is known (at this address, or elsewhere: `new_address` says which).
+    Known { entry: Entry, new_address: bool },
+    /// This address belongs to another key: possible man in the middle.
+    Changed { entry: Entry },
+    /// Never seen.
+    Unknown,
+}
+
+/// Looks up a dialled peer: by address first (a different key there is an alarm), then by key.
+pub fn check_dialled(peers: &KnownPeers, addr: &str, key: &PublicKey) -> Verdict {
+    if let Some(entry) = peers.by_addr(addr) {
+        if entry.key == *key {
+            return Verdict::Known {
+                entry: entry.clone(),
+                new_address: false,
+            };
+        }
+        return Verdict::Changed {
+            entry: entry.clone(),
+        };
+    }
+    match peers.by_key(key) {
+        Some(entry) => Verdict::Known {
+            entry: entry.clone(),
+            new_address: true,
+        },
+        None => Verdict::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Identity;
+
+    fn key() -> PublicKey {
+        *Identity::generate().unwrap().public()
+    }
+
+    #[test]
+    fn entries_round_trip_through_the_file_format() {
+        let mut peers = KnownPeers::default();
+        let mut alice = Entry::new("alice", key(), Verified::SafetyNumber);
+        alice.addrs = vec!["10.0.0.1:12345".into(), "alice.example:4000".into()];
+        peers.add(alice.clone()).unwrap();
+        peers
+            .add(Entry::new("bob", key(), Verified::FirstUse))
+            .unwrap();
+        let text = peers.render();
+        assert!(text.starts_with("# schat known peers"));
+        let again = KnownPeers::parse(&text);
+        assert!(again.problems.is_empty());
+        assert_eq!(again.entries().count(), 2);
+        assert_eq!(again.by_name("alice"), Some(&alice));
+        assert_eq!(again.render(), text);
+    }
+
+    #[test]
+    fn corrupt_lines_are_reported_kept_and_cost_nothing_else() {
+        let (a, b) = (key(), key());
+        let text = format!(
+            "# comment\nalice {a} pinned 2026-01-01T00:00:00Z h:1\n\
+             garbage that is not an entry\nbob {b} sometimes 2026-01-01T00:00:00Z\n\
+             carol {b} first-use 2026-01-01T00:00:00Z\n"
+        );
+        let peers = KnownPeers::parse(&text);
+        assert_eq!(
+            peers.problems,
+            vec![
+                (3, "invalid fingerprint"),
+                (4, "unknown how-verified value")
+            ]
+        );
+        assert!(peers.by_name("alice").is_some());
+        assert!(peers.by_name("carol").is_some());
+        // Rewriting keeps the bad lines verbatim, so a typo is fixable by hand.
+        let out = peers.render();
+        assert!(out.contains("garbage that is not an entry\n"));
+        assert!(out.contains("sometimes"));
+    }
+
+    #[test]
+    fn duplicate_names_and_keys_are_refused() {
+        let mut peers = KnownPeers::default();
+        let k = key();
+        peers.add(Entry::new("alice", k, Verified::Pinned)).unwrap();
+        assert!(matches!(
+            peers.add(Entry::new("alice", key(), Verified::Pinned)),
+            Err(TrustError::NameTaken(_))
+        ));
+        assert!(matches!(
+            peers.add(Entry::new("other", k, Verified::Pinned)),
+            Err(TrustError::KeyKnown(n)) if n == "alice"
+        ));
+        assert_eq!(peers.free_name("alice"), "alice-2");
+        let dup = format!(
+            "alice {k} pinned 2026-01-01T00:00:00Z\nalice {} pinned 2026-01-01T00:00:00Z\n",
+            key()
+        );
+        assert_eq!(KnownPeers::parse(&dup).problems.len(), 1);
+    }
+
+    #[test]
+    fn petname_rules() {
+        for ok in ["alice", "Bob_2", "a.b-c", "x"] {
+            validate_name(ok).unwrap();
+        }
+        for bad in ["", "has space", "a:b", "-flag", &"x".repeat(33), "é"] {
+            assert_eq!(validate_name(bad), Err(NameError::Invalid), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn verdicts_for_dialled_addresses() {
+        let (a, b) = (key(), key());
+        let mut peers = KnownPeers::default();
+        let mut alice = Entry::new("alice", a, Verified::FirstUse);
+        alice.addrs.push("h:1".into());
+        peers.add(alice).unwrap();
+        assert!(matches!(
+            check_dialled(&peers, "h:1", &a),
+            Verdict::Known {
+                new_address: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            check_dialled(&peers, "H:1", &a),
+            Verdict::Known {
+                new_address: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            check_dialled(&peers, "other:1", &a),
+            Verdict::Known {
+                new_address: true,
+                ..
+            }
+        ));
+        assert!(
+            matches!(check_dialled(&peers, "h:1", &b), Verdict::Changed { entry } if entry.name == "alice")
+        );
+        assert_eq!(check_dialled(&peers, "other:1", &b), Verdict::Unknown);
+    }
+
+    #[test]
+    fn an_address_moves_to_the_key_that_now_owns_it() {
+        let (a, b) = (key(), key());
+        let mut peers = KnownPeers::default();
+        peers
+            .add(Entry::new("alice", a, Verified::FirstUse))
+            .unwrap();
+        peers.add(Entry::new("bob", b, Verified::FirstUse)).unwrap();
+        peers.add_addr(&a, "h:1");
+        peers.add_addr(&b, "h:1");
+        assert_eq!(peers.by_addr("h:1").unwrap().name, "bob");
+        assert!(peers.by_name("alice").unwrap().addrs.is_empty());
+    }
+
+    #[test]
+    fn forget_rename_and_find() {
+        let (a, b) = (key(), key());
+        let mut peers = KnownPeers::default();
+        let mut alice = Entry::new("alice", a, Verified::FirstUse);
+        alice.addrs = vec!["h:1".into(), "h:2".into()];
+        peers.add(alice).unwrap();
+        peers.add(Entry::new("bob", b, Verified::FirstUse)).unwrap();
+        assert_eq!(peers.find(&a.to_hex()).unwrap().name, "alice");
+        assert_eq!(peers.find("h:2").unwrap().name, "alice");
+        peers.forget("h:1").unwrap();
+        assert_eq!(peers.by_name("alice").unwrap().addrs, ["h:2"]);
+        peers.rename("alice", "al").unwrap();
+        assert!(matches!(
+            peers.rename("al", "bob"),
+            Err(TrustError::NameTaken(_))
+        ));
+        peers.forget(&fingerprint::grouped(&a)).unwrap();
+        assert!(peers.by_key(&a).is_none());
+        peers.forget("bob").unwrap();
+        assert!(matches!(
+            peers.forget("nobody"),
+            Err(TrustError::NoMatch(_))
+        ));
+        assert_eq!(peers.entries().count(), 0);
+    }
+
+    #[test]
+    fn allow_lists_parse_with_comments_and_report_bad_lines() {
+        let (a, b) = (key(), key());
+        let text = format!(
+            "# team\n{a}\n\n{}  # bob's laptop\n",
+            fingerprint::grouped(&b)
+        );
+        let keys = parse_allow_list(&text).unwrap();
+        assert_eq!(keys, [a, b].into_iter().collect());
+        let err = parse_allow_list("# x\nnot-a-key\n").unwrap_err();
+        assert!(err.starts_with("line 2"), "{err}");
+    }
+
+    #[test]
+    fn store_updates_are_atomic_and_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::in_home(dir.path());
+        assert_eq!(store.load().unwrap().entries().count(), 0);
+        store
+            .update(|p| p.add(Entry::new("alice", key(), Verified::Pinned)))
+            .unwrap();
+        let mode = std::fs::metadata(store.path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        // A failed change leaves the file as it was.
+        let before = std::fs::read_to_string(store.path()).unwrap();
+        assert!(store.update(|p| p.forget("nobody")).is_err());
+        assert_eq!(std::fs::read_to_string(store.path()).unwrap(), before);
+    }
+
+    #[test]
+    fn concurrent_writers_lose_no_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_owned();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let home = home.clone();
+                std::thread::spawn(move || {
+                    let store = Store::in_home(&home);
+                    for i in 0..10 {
+                        store
+                            .update(|p| {
+                                p.add(Entry::new(&format!("p{t}-{i}"), key(), Verified::FirstUse))
+                            })
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(Store::in_home(&home).load().unwrap().entries().count(), 80);
+    }
+}
