@@ -11,6 +11,9 @@
 //! - [`framed`]: buffered, cancel-safe frame I/O over `AsyncRead`/`AsyncWrite`.
 //! - [`frame`], [`message`]: pure codecs for the 2-byte length prefix and the typed plaintext.
 //! - [`keys`], [`keyfile`], [`fingerprint`]: identities, their file, and how people see them.
+//! - [`safety`], [`trust`]: safety numbers, and the known_peers store with its trust decisions
+//!   (applied by [`session::verify`] right after the handshake).
+//! - [`fsutil`]: atomic, private file writes and locks.
 //! - [`sanitize`], [`ui`]: making peer text safe to print, and printing it.
 //! - [`signals`], [`error`]: interrupts, and the error type with its exit codes.
 //!

@@ -1,0 +1,355 @@
+//! Verifying peers, end to end: known_peers, trust policies, key changes, allowlists, safety
+//! numbers and `schat peers`, with the real binary on loopback.
+
+mod common;
+
+use common::{Home, within};
+use std::os::unix::fs::PermissionsExt;
+
+fn known_peers(home: &Home) -> String {
+    std::fs::read_to_string(home.path().join("known_peers")).unwrap_or_default()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn first_contact_is_remembered_and_the_petname_shown_next_time() {
+    within(async {
+        let (alice, bob) = (Home::new(), Home::new());
+        let (mut listener, port) = bob.listen(&[]).await;
+
+        let mut first = alice.dial(port, &["--trust", "accept-new"]);
+        first.stderr_until("remembered as").await;
+        first.stderr_until("welcome").await;
+        first.send("quit").await;
+        assert!(first.exit().await.success());
+        let stored = known_peers(&alice);
+        assert!(stored.contains(&bob.fingerprint()), "{stored}");
+        assert!(stored.contains(&format!("127.0.0.1:{port}")), "{stored}");
+        assert!(stored.contains("first-use"), "{stored}");
+
+        // Name it, then dial with the strictest policy: it is known now.
+        let default_name = format!("peer-{}", &bob.fingerprint()[..12]);
+        assert!(
+            alice
+                .run(&["peers", "rename", &default_name, "bob"])
+                .status
+                .success()
+        );
+        let mut second = alice.dial(port, &["--trust", "strict"]);
+        let line = second.stderr_until("peer: ").await;
+        assert!(
+            line.contains("bob") && line.contains("trusted on first use"),
+            "{line}"
+        );
+        second.send("hello again").await;
+        assert_eq!(listener.stdout_line().await, "hello again");
+        second.send("quit").await;
+        assert!(second.exit().await.success());
+        // --peer takes the petname too.
+        let mut third = alice.dial(port, &["--peer", "bob", "--trust", "strict"]);
+        third.stderr_until("welcome").await;
+        third.send("quit").await;
+        assert!(third.exit().await.success());
+        listener.signal("INT");
+        listener.exit().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_changed_key_at_a_known_address_aborts_loudly_before_any_message() {
+    within(async {
+        let (alice, bob) = (Home::new(), Home::new());
+        let (mut listener, port) = bob.listen(&["--once"]).await;
+        let mut dialer = alice.dial(port, &["--trust", "accept-new"]);
+        dialer.stderr_until("welcome").await;
+        dialer.send("quit").await;
+        assert!(dialer.exit().await.success());
+        assert!(listener.exit().await.success());
+        let old = bob.fingerprint();
+
+        // Bob's key is replaced (or someone sits in the middle): same address, new key.
+        assert!(bob.run(&["keygen", "--force"]).status.success());
+        let addr = format!("127.0.0.1:{port}");
+        let mut listener = bob.spawn(&["listen", &addr, "--once", "--welcome", "SECRET-WELCOME"]);
+        listener.stderr_until("listening on").await;
+        let mut dialer = alice.dial(port, &[]);
+        dialer.send("MUST-NOT-ARRIVE").await;
+        let status = dialer.exit().await;
+        assert_eq!(status.code(), Some(3));
+        let err = dialer.stderr_text();
+        assert!(err.contains("THE PEER'S KEY HAS CHANGED"), "{err}");
+        let grouped = |hex: &str| {
+            hex.as_bytes()
+                .chunks(4)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert!(err.contains(&grouped(&old)), "{err}");
+        assert!(err.contains(&grouped(&bob.fingerprint())), "{err}");
+        let home = alice.path().display().to_string();
+        let fix = format!("schat --home {home} peers forget peer-{}", &old[..12]);
+        assert!(err.contains(&fix), "{err}");
+        assert!(!err.contains("SECRET-WELCOME"), "{err}");
+        assert!(dialer.stdout_seen.is_empty());
+
+        // The listener saw the dialer leave, never its message.
+        listener.signal("INT");
+        listener.exit().await;
+        assert!(
+            listener.stdout_seen.is_empty(),
+            "{:?}",
+            listener.stdout_seen
+        );
+        assert!(!listener.stderr_text().contains("MUST-NOT-ARRIVE"));
+
+        // Following the advice fixes it.
+        let forget: Vec<&str> = fix.split_whitespace().skip(3).collect();
+        assert!(alice.run(&forget).status.success());
+        let (mut listener, port) = bob.listen(&["--once"]).await;
+        let mut dialer = alice.dial(port, &["--trust", "accept-new"]);
+        dialer.stderr_until("welcome").await;
+        dialer.send("quit").await;
+        assert!(dialer.exit().await.success());
+        listener.exit().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn strict_and_ask_without_a_terminal_refuse_unknown_keys() {
+    within(async {
+        let (alice, bob) = (Home::new(), Home::new());
+        let (mut listener, port) = bob.listen(&[]).await;
+        let mut strict = alice.dial(port, &["--trust", "strict"]);
+        assert_eq!(strict.exit().await.code(), Some(3));
+        assert!(strict.stderr_text().contains("--trust strict"));
+        let mut ask = alice.dial(port, &["--trust", "ask"]);
+        assert_eq!(ask.exit().await.code(), Some(3));
+        let err = ask.stderr_text();
+        assert!(err.contains("no terminal to ask"), "{err}");
+        assert!(err.contains("--trust accept-new"), "{err}");
+        assert_eq!(known_peers(&alice), "");
+        listener.signal("INT");
+        assert!(listener.exit().await.success());
+    })
+    .await
+}
+
+#[tokio::test]
+async fn allow_known_and_allow_file_refuse_outsiders_and_keep_serving() {
+    within(async {
+        let (alice, bob, mallory) = (Home::new(), Home::new(), Home::new());
+        assert!(
+            bob.run(&["peers", "add", &alice.fingerprint(), "alice"])
+                .status
+                .success()
+        );
+        let list = bob.path().join("allowed");
+        std::fs::write(
+            &list,
+            format!("# only alice\n{}  # laptop\n", alice.fingerprint()),
+        )
+        .unwrap();
+
+        for allow in ["known", list.to_str().unwrap()] {
+            let (mut listener, port) = bob.listen(&["--once", "--allow", allow]).await;
+            let mut outsider = mallory.dial(port, &[]);
+            assert_eq!(outsider.exit().await.code(), Some(1));
+            assert!(outsider.stderr_text().contains("closed the session"));
+            listener.stderr_until("refused the peer").await;
+            let mut friend = alice.dial(port, &[]);
+            friend.stderr_until("welcome").await;
+            friend.send("let me in").await;
+            assert_eq!(listener.stdout_line().await, "let me in");
+            // The listener labels her by petname (known) or as unverified (file only).
+            friend.send("quit").await;
+            assert!(friend.exit().await.success());
+            assert!(listener.exit().await.success());
+            let label = listener
+                .stderr_seen
+                .iter()
+                .find(|l| l.contains("schat: peer: "))
+                .cloned()
+                .unwrap();
+            if allow == "known" {
+                assert!(label.contains("alice"), "{label}");
+            }
+        }
+        // A bad allowlist is a usage error at startup.
+        std::fs::write(&list, "nonsense\n").unwrap();
+        let out = bob.run(&["listen", "127.0.0.1:0", "--allow", list.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(stderr(&out).contains("line 1"));
+    })
+    .await
+}
+
+/// A keyfile holding a given secret key.
+fn home_with_secret(secret_hex: &str) -> Home {
+    let home = Home::empty();
+    std::fs::create_dir_all(home.path()).unwrap();
+    std::fs::write(
+        home.identity(),
+        format!("SCHAT-SECRET-KEY-1 {secret_hex}\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(home.identity(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    home
+}
+
+#[tokio::test]
+async fn both_sides_print_the_documented_safety_number() {
+    within(async {
+        // RFC 7748 §6.1 key pairs; their safety number is the vector in PROTOCOL.md.
+        let alice =
+            home_with_secret("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
+        let bob =
+            home_with_secret("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb");
+        assert_eq!(
+            alice.fingerprint(),
+            "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
+        );
+        let vector = include_str!("data/safety-number-vector.txt").trim();
+        let protocol = include_str!("../PROTOCOL.md");
+        assert!(
+            protocol.contains(vector),
+            "PROTOCOL.md must show the vector"
+        );
+
+        let (mut listener, port) = bob.listen(&["--once"]).await;
+        let mut dialer = alice.dial(port, &[]);
+        let seen_dialing = dialer.stderr_until("safety number:").await;
+        let seen_listening = listener.stderr_until("safety number:").await;
+        assert!(seen_dialing.contains(vector), "{seen_dialing}");
+        assert!(seen_listening.contains(vector), "{seen_listening}");
+        // /verify shows it again, in three rows of four groups.
+        dialer.send("/verify").await;
+        dialer.stderr_until("safety number with").await;
+        let first_row = dialer.stderr_until("    ").await;
+        assert!(first_row.contains(&vector[..23]), "{first_row}");
+        dialer.send("quit").await;
+        assert!(dialer.exit().await.success());
+        assert!(listener.exit().await.success());
+    })
+    .await
+}
+
+#[test]
+fn peers_commands_manage_the_store() {
+    let (me, friend) = (Home::new(), Home::new());
+    let fp = friend.fingerprint();
+    let add = me.run(&[
+        "peers",
+        "add",
+        &fp,
+        "friend",
+        "--addr",
+        "friend.example:4000",
+    ]);
+    assert!(add.status.success(), "{}", stderr(&add));
+    let dup = me.run(&["peers", "add", &fp, "other"]);
+    assert_eq!(dup.status.code(), Some(2));
+    assert!(stderr(&dup).contains("already known as \"friend\""));
+    let bad = me.run(&["peers", "add", &fp[..10], "x"]);
+    assert_eq!(bad.status.code(), Some(2));
+
+    let list = me.run(&["peers", "list"]);
+    let text = stdout(&list);
+    assert!(
+        text.contains("friend") && text.contains("friend.example:4000"),
+        "{text}"
+    );
+    assert!(text.contains("fingerprint received out of band"), "{text}");
+
+    // verify needs a terminal or --yes, and shows the number either way.
+    let v = me.run(&["peers", "verify", "friend"]);
+    assert_eq!(v.status.code(), Some(2));
+    assert!(stdout(&v).contains("safety number with friend"));
+    assert!(
+        me.run(&["peers", "verify", "friend", "--yes"])
+            .status
+            .success()
+    );
+    assert!(stdout(&me.run(&["peers", "list"])).contains("safety number compared"));
+
+    assert!(
+        me.run(&["peers", "rename", "friend", "pal"])
+            .status
+            .success()
+    );
+    assert_eq!(
+        me.run(&["peers", "rename", "pal", "bad name"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert!(
+        me.run(&["peers", "forget", "friend.example:4000"])
+            .status
+            .success()
+    );
+    assert!(!known_peers(&me).contains("friend.example"));
+    assert!(me.run(&["peers", "forget", "pal"]).status.success());
+    assert_eq!(me.run(&["peers", "forget", "pal"]).status.code(), Some(2));
+    assert!(!known_peers(&me).contains(&fp));
+}
+
+#[test]
+fn a_corrupt_line_is_reported_and_costs_no_other_entry() {
+    let (me, a, b) = (Home::new(), Home::new(), Home::new());
+    assert!(
+        me.run(&["peers", "add", &a.fingerprint(), "a"])
+            .status
+            .success()
+    );
+    let path = me.path().join("known_peers");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("this line was mangled by hand\n");
+    std::fs::write(&path, text).unwrap();
+    assert!(
+        me.run(&["peers", "add", &b.fingerprint(), "b"])
+            .status
+            .success()
+    );
+    let list = me.run(&["peers", "list"]);
+    assert!(stderr(&list).contains("line "), "{}", stderr(&list));
+    let out = stdout(&list);
+    assert!(out.contains("\na\n") || out.starts_with("a\n"), "{out}");
+    assert!(out.contains("\nb\n"), "{out}");
+    assert!(known_peers(&me).contains("this line was mangled by hand"));
+}
+
+#[test]
+fn concurrent_schat_processes_keep_every_entry() {
+    let me = Home::new();
+    let others: Vec<Home> = (0..12).map(|_| Home::new()).collect();
+    let children: Vec<_> = others
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            std::process::Command::new(common::bin())
+                .arg("--home")
+                .arg(me.path())
+                .args(["peers", "add", &h.fingerprint(), &format!("p{i}")])
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let text = known_peers(&me);
+    for h in &others {
+        assert!(text.contains(&h.fingerprint()), "lost an entry:\n{text}");
+    }
+}
