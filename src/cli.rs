@@ -10,7 +10,7 @@ use crate::session::verify::{TrustConfig, TrustPolicy};
 use crate::session::{DEFAULT_WELCOME, Settings, input::Input};
 use crate::signals::Interrupts;
 use crate::trust::{self, Allow, Entry, Store, TrustError, Verified};
-use crate::ui::Ui;
+use crate::ui::{self, Ui};
 use clap::{Parser, Subcommand};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -83,6 +83,9 @@ pub enum Command {
         /// Seconds a connecting peer has to complete the handshake
         #[arg(long, value_name = "SECS", default_value_t = 10)]
         timeout: u64,
+        /// Write one JSON object per event (connected, welcome, message, left, error) on stdout
+        #[arg(long)]
+        json: bool,
     },
     /// Connect to a listening peer, then chat
     #[command(after_help = EXIT_CODES)]
@@ -102,6 +105,9 @@ pub enum Command {
         /// Seconds allowed for connecting, and again for the handshake
         #[arg(long, value_name = "SECS", default_value_t = 10)]
         timeout: u64,
+        /// Write one JSON object per event (connected, welcome, message, left, error) on stdout
+        #[arg(long)]
+        json: bool,
     },
     /// Manage known peers: petnames, fingerprints, addresses, verification
     #[command(subcommand)]
@@ -154,18 +160,60 @@ pub fn main() -> i32 {
             return e.exit_code();
         }
     };
-    let ui = Ui::detect();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    restore_terminal_on_panic();
+    match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt,
+        Ok(runtime) => runtime.block_on(run(cli)),
         Err(e) => {
-            ui.error(format_args!("cannot start the async runtime: {e}"));
-            return exit::ERROR;
+            Ui::plain().error(format_args!("cannot start the async runtime: {e}"));
+            exit::ERROR
         }
+    }
+}
+
+/// A panic must not leave the terminal in raw mode (the line editor's Drop also restores it,
+/// but a panic hook runs first and covers panics on other threads).
+fn restore_terminal_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = crossterm::terminal::disable_raw_mode();
+        default(info);
+    }));
+}
+
+/// Chooses how to talk to the user: JSON, the line editor on a terminal, or plain lines.
+fn front_end(cli: &Cli) -> (Ui, Option<Input>) {
+    let (session, json) = match &cli.command {
+        Command::Listen { json, .. } | Command::Dial { json, .. } => (true, *json),
+        _ => (false, false),
     };
-    match runtime.block_on(run(cli, &ui)) {
+    if !session {
+        return (Ui::plain(), None);
+    }
+    if json {
+        return (Ui::json(), Some(Input::stdin()));
+    }
+    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        match Input::editor() {
+            Ok((input, writer)) => {
+                return (Ui::interactive(writer, ui::color_wanted()), Some(input));
+            }
+            Err(e) => Ui::plain().warn(format_args!(
+                "cannot use the terminal's line editor ({e}); reading plain lines"
+            )),
+        }
+    }
+    (Ui::plain(), Some(Input::stdin()))
+}
+
+/// Runs one parsed command, reports an error if there is one, and returns the exit code.
+pub async fn run(cli: Cli) -> i32 {
+    let (ui, input) = front_end(&cli);
+    // `input` (and with it the line editor and raw mode) is gone when `execute` returns, so the
+    // final error prints on a normal terminal.
+    match execute(cli, &ui, input).await {
         Ok(()) => exit::OK,
         Err(e) => {
             ui.error(&e);
@@ -174,8 +222,8 @@ pub fn main() -> i32 {
     }
 }
 
-/// Runs one parsed command.
-pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
+async fn execute(cli: Cli, ui: &Ui, input: Option<Input>) -> Result<()> {
+    let mut input = input.unwrap_or_else(Input::stdin);
     let paths = Paths::new(&cli)?;
     match cli.command {
         Command::Keygen { force } => {
@@ -204,6 +252,7 @@ pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
             welcome,
             once,
             timeout,
+            ..
         } => {
             let allow = match allow.as_deref() {
                 None => Allow::Anyone,
@@ -223,7 +272,6 @@ pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
                 allow,
             };
             let mut interrupts = install_interrupts()?;
-            let mut input = Input::stdin();
             net::listen(
                 &options,
                 &identity,
@@ -239,6 +287,7 @@ pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
             peer,
             trust,
             timeout,
+            ..
         } => {
             let identity = paths.load_or_create(ui)?;
             let settings = Settings {
@@ -247,7 +296,6 @@ pub async fn run(cli: Cli, ui: &Ui) -> Result<()> {
                 trust: paths.trust_config(),
             };
             let mut interrupts = install_interrupts()?;
-            let mut input = Input::stdin();
             net::dial(
                 &addr,
                 trust,
@@ -377,10 +425,10 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
                             .into(),
                     ));
                 }
-                ui.prompt(&format!(
-                    "does {} read exactly these digits? [y/N]: ",
+                eprint!(
+                    "schat: does {} read exactly these digits? [y/N]: ",
                     entry.name
-                ));
+                );
                 let mut answer = String::new();
                 std::io::stdin()
                     .read_line(&mut answer)

@@ -14,7 +14,8 @@
 //! - [`safety`], [`trust`]: safety numbers, and the known_peers store with its trust decisions
 //!   (applied by [`session::verify`] right after the handshake).
 //! - [`fsutil`]: atomic, private file writes and locks.
-//! - [`sanitize`], [`ui`]: making peer text safe to print, and printing it.
+//! - [`sanitize`], [`json`], [`ui`]: making peer text safe to print, and printing it: a line
+//!   editor at a terminal, plain lines for scripts, or JSON events.
 //! - [`signals`], [`error`]: interrupts, and the error type with its exit codes.
 //!
 //! PROTOCOL.md specifies the wire format; README.md the security model.
@@ -31,6 +32,7 @@ pub mod frame;
 pub mod framed;
 pub mod fsutil;
 pub mod handshake;
+pub mod json;
 pub mod keyfile;
 pub mod keys;
 pub mod message;

@@ -126,6 +126,9 @@ async fn resolve(addr: &Address, for_listening: bool) -> Result<Vec<SocketAddr>>
 
 /// Connects to the first address of `addr` that answers, within `timeout` overall.
 async fn connect(addr: &Address, timeout: Duration, ui: &Ui) -> Result<TcpStream> {
+    if addr.host.parse::<IpAddr>().is_err() {
+        ui.status(format_args!("resolving {}", addr.host));
+    }
     let candidates = tokio::time::timeout(timeout, resolve(addr, false))
         .await
         .map_err(|_| Error::Timeout("resolving the host name", timeout.as_secs()))??;
@@ -183,6 +186,7 @@ pub async fn dial(
         _ = interrupts.recv() => return Ok(Ended::LocalQuit),
     };
     configure(&stream);
+    let remote = stream.peer_addr().map(|a| a.to_string()).ok();
     ui.status("connected; handshaking");
     let (reader, writer) = stream.into_split();
     // Known peers are keyed by the address as dialled, not as resolved.
@@ -192,7 +196,16 @@ pub async fn dial(
     };
     match session::establish(reader, writer, identity, &role, settings, interrupts).await? {
         Some(established) => {
-            session::converse(established, &role, settings, input, ui, interrupts).await
+            session::converse(
+                established,
+                remote.as_deref(),
+                &role,
+                settings,
+                input,
+                ui,
+                interrupts,
+            )
+            .await
         }
         None => Ok(Ended::LocalQuit),
     }
@@ -283,7 +296,17 @@ pub async fn listen(
                     continue;
                 }
             };
-        match session::converse(established, &role, settings, input, ui, interrupts).await {
+        let remote = from.to_string();
+        let conversation = session::converse(
+            established,
+            Some(&remote),
+            &role,
+            settings,
+            input,
+            ui,
+            interrupts,
+        );
+        match conversation.await {
             Ok(Ended::LocalQuit) => return Ok(()),
             Ok(Ended::PeerQuit) if options.once => return Ok(()),
             Ok(Ended::PeerQuit) => {}

@@ -1,78 +1,305 @@
-//! What the user sees. Chat content goes to stdout; status, warnings and errors go to stderr,
-//! so `schat ... > log` captures the conversation and nothing else.
+//! What the user sees, in one of three modes:
 //!
-//! Two modes: *interactive* when stdin and stdout are both terminals (messages carry a sender
-//! label), *plain* otherwise (one received message = one line on stdout, for scripts).
-//! Everything that came from the peer passes through [`crate::sanitize`] first.
+//! - **interactive** (stdin and stdout are terminals): a line editor keeps the half-typed line
+//!   at the bottom while messages, with time, speaker and colour, scroll above it;
+//! - **plain** (scripts): each received message is one line on stdout, status on stderr;
+//! - **json** (`--json`): one JSON object per event on stdout, status on stderr.
+//!
+//! Everything that came from the peer passes through [`crate::sanitize`] (or the JSON escaper)
+//! first, so a peer can never send the terminal a control sequence.
 
+use crate::json::Object;
+use crate::keys::PublicKey;
 use crate::sanitize;
 use std::fmt::Display;
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
+use std::sync::Mutex;
+
+/// Who said something.
+#[derive(Debug, Clone, Copy)]
+pub struct Speaker<'a> {
+    /// How to show them: a petname or `unverified <short fingerprint>`.
+    pub label: &'a str,
+    /// Their key.
+    pub key: &'a PublicKey,
+    /// Their petname, if known.
+    pub petname: Option<&'a str>,
+}
+
+impl Speaker<'_> {
+    fn json(&self) -> String {
+        Object::new()
+            .str("fingerprint", &self.key.to_hex())
+            .opt_str("petname", self.petname)
+            .finish()
+    }
+}
+
+/// The three ways of showing a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A person at a terminal with the line editor.
+    Interactive,
+    /// Lines for scripts.
+    Plain,
+    /// JSON events for programs.
+    Json,
+}
 
 /// Where and how to print.
-#[derive(Debug, Clone)]
 pub struct Ui {
-    interactive: bool,
+    mode: Mode,
+    color: bool,
+    /// In interactive mode, output goes through the line editor so the prompt survives.
+    editor: Option<Mutex<rustyline_async::SharedWriter>>,
+}
+
+const RESET: &str = "\x1b[0m";
+const DIM: &str = "\x1b[2m";
+const BOLD: &str = "\x1b[1m";
+const YELLOW: &str = "\x1b[33m";
+const RED: &str = "\x1b[31m";
+/// Speaker colours (red is kept for errors).
+const PALETTE: [&str; 6] = [
+    "\x1b[32m", "\x1b[34m", "\x1b[35m", "\x1b[36m", "\x1b[92m", "\x1b[94m",
+];
+
+/// Whether colour is wanted: a terminal, no `NO_COLOR` (https://no-color.org), not `TERM=dumb`.
+pub fn color_wanted() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var("TERM").map_or(true, |t| t != "dumb")
 }
 
 impl Ui {
-    /// Chooses the mode from whether stdin and stdout are terminals.
-    pub fn detect() -> Self {
+    /// Script mode.
+    pub fn plain() -> Self {
         Ui {
-            interactive: io::stdin().is_terminal() && io::stdout().is_terminal(),
+            mode: Mode::Plain,
+            color: false,
+            editor: None,
         }
     }
 
-    /// Whether a person is typing at a terminal.
+    /// JSON events on stdout.
+    pub fn json() -> Self {
+        Ui {
+            mode: Mode::Json,
+            color: false,
+            editor: None,
+        }
+    }
+
+    /// A terminal with the line editor whose writer is given.
+    pub fn interactive(writer: rustyline_async::SharedWriter, color: bool) -> Self {
+        Ui {
+            mode: Mode::Interactive,
+            color,
+            editor: Some(Mutex::new(writer)),
+        }
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Whether a person is typing at a terminal (and can answer questions).
     pub fn is_interactive(&self) -> bool {
-        self.interactive
+        self.mode == Mode::Interactive
     }
 
-    /// A status line on stderr. Never carries peer text unless sanitized by the caller.
+    fn paint(&self, color: &str, text: &str) -> String {
+        if self.color {
+            format!("{color}{text}{RESET}")
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// Writes whole lines to the terminal above the prompt (interactive) or to stderr.
+    fn to_screen(&self, text: &str) {
+        if let Some(editor) = &self.editor
+            && let Ok(mut w) = editor.lock()
+            && w.write_all(text.as_bytes()).is_ok()
+        {
+            return;
+        }
+        // No editor, or it has shut down: the terminal is back to normal.
+        let _ = io::stderr().lock().write_all(text.as_bytes());
+    }
+
+    fn stamp(&self) -> String {
+        self.paint(
+            DIM,
+            &jiff::ZonedDateTime::now().strftime("%H:%M").to_string(),
+        )
+    }
+
+    fn json_event(&self, object: Object) -> io::Result<()> {
+        let line = object
+            .str("time", &jiff::Timestamp::now().to_string())
+            .finish();
+        let mut out = io::stdout().lock();
+        writeln!(out, "{line}")?;
+        out.flush()
+    }
+
+    /// A status line (connection progress, peer verified, …).
     pub fn status(&self, text: impl Display) {
-        let _ = writeln!(io::stderr().lock(), "schat: {text}");
+        match self.mode {
+            Mode::Interactive => {
+                let line = self.paint(DIM, &format!("-- {text}"));
+                self.to_screen(&format!("{} {line}\n", self.stamp()));
+            }
+            _ => {
+                let _ = writeln!(io::stderr().lock(), "schat: {text}");
+            }
+        }
     }
 
-    /// A warning on stderr.
+    /// A warning.
     pub fn warn(&self, text: impl Display) {
-        let _ = writeln!(io::stderr().lock(), "schat: warning: {text}");
+        match self.mode {
+            Mode::Interactive => {
+                let line = self.paint(YELLOW, &format!("!! {text}"));
+                self.to_screen(&format!("{} {line}\n", self.stamp()));
+            }
+            _ => {
+                let _ = writeln!(io::stderr().lock(), "schat: warning: {text}");
+            }
+        }
     }
 
-    /// An error on stderr.
+    /// An error. In JSON mode it is also an `error` event.
     pub fn error(&self, text: impl Display) {
-        let _ = writeln!(io::stderr().lock(), "schat: error: {text}");
-    }
-
-    /// A question on stderr, without a line break; the answer comes from the input.
-    pub fn prompt(&self, text: &str) {
-        let mut err = io::stderr().lock();
-        let _ = write!(err, "schat: {text}");
-        let _ = err.flush();
+        let text = text.to_string();
+        match self.mode {
+            Mode::Interactive => {
+                let line = self.paint(RED, &format!("!! error: {text}"));
+                self.to_screen(&format!("{} {line}\n", self.stamp()));
+            }
+            Mode::Json => {
+                let _ = writeln!(io::stderr().lock(), "schat: error: {text}");
+                let _ = self.json_event(Object::new().str("event", "error").str("message", &text));
+            }
+            Mode::Plain => {
+                let _ = writeln!(io::stderr().lock(), "schat: error: {text}");
+            }
+        }
     }
 
     /// A warning that must not be missed (several lines, set apart by blank lines).
     pub fn alarm(&self, lines: &[&str]) {
-        let mut err = io::stderr().lock();
-        let _ = writeln!(err);
+        let mut text = String::from("\n");
         for line in lines {
-            let _ = writeln!(err, "{line}");
+            text.push_str(&self.paint(RED, line));
+            text.push('\n');
         }
-        let _ = writeln!(err);
+        text.push('\n');
+        match self.mode {
+            Mode::Interactive => self.to_screen(&text),
+            _ => {
+                let _ = io::stderr().lock().write_all(text.as_bytes());
+            }
+        }
     }
 
-    /// Text the peer sent as its welcome (shown as status: it is not part of the conversation).
-    pub fn welcome(&self, text: &str) {
-        self.status(format_args!("welcome: {}", sanitize::line(text)));
+    /// The session is up and the peer accepted.
+    pub fn connected(&self, peer: &Speaker<'_>, safety: &str, address: Option<&str>) {
+        if self.mode == Mode::Json {
+            let _ = self.json_event(
+                Object::new()
+                    .str("event", "connected")
+                    .raw("peer", &peer.json())
+                    .str("safety_number", safety)
+                    .opt_str("address", address),
+            );
+        }
     }
 
-    /// A chat message from `from`. Fails only if stdout is gone (e.g. a closed pipe).
-    pub fn message(&self, from: &str, text: &str) -> io::Result<()> {
-        let mut out = io::stdout().lock();
-        if self.interactive {
-            writeln!(out, "[{from}] {}", sanitize::line(text))?;
+    /// The listener's greeting.
+    pub fn welcome(&self, peer: &Speaker<'_>, text: &str) {
+        match self.mode {
+            Mode::Json => {
+                let _ = self.json_event(
+                    Object::new()
+                        .str("event", "welcome")
+                        .raw("from", &peer.json())
+                        .str("text", text),
+                );
+            }
+            _ => self.status(format_args!("welcome: {}", sanitize::line(text))),
+        }
+    }
+
+    /// A chat message from the peer. Fails only if stdout is gone (e.g. a closed pipe).
+    pub fn message(&self, from: &Speaker<'_>, text: &str) -> io::Result<()> {
+        let action = text.strip_prefix("/me ");
+        match self.mode {
+            Mode::Plain => {
+                let mut out = io::stdout().lock();
+                writeln!(out, "{}", sanitize::line(text))?;
+                out.flush()
+            }
+            Mode::Json => self.json_event(
+                Object::new()
+                    .str("event", "message")
+                    .raw("from", &from.json())
+                    .str("text", action.unwrap_or(text))
+                    .bool("action", action.is_some()),
+            ),
+            Mode::Interactive => {
+                let color = PALETTE[usize::from(from.key.as_bytes()[0]) % PALETTE.len()];
+                self.to_screen(&self.chat_block(from.label, color, text));
+                Ok(())
+            }
+        }
+    }
+
+    /// Echo of what we sent (interactive only: scripts know what they sent).
+    pub fn own(&self, text: &str) {
+        if self.mode == Mode::Interactive {
+            self.to_screen(&self.chat_block("you", BOLD, text));
+        }
+    }
+
+    /// `HH:MM <name> text`, continuation lines indented under the text, or `* name action`.
+    fn chat_block(&self, name: &str, color: &str, text: &str) -> String {
+        let (head, body) = match text.strip_prefix("/me ") {
+            Some(action) => (format!("* {name}"), action),
+            None => (format!("<{name}>"), text),
+        };
+        let body = sanitize::block(body);
+        let indent = " ".repeat(6 + head.chars().count() + 1);
+        let mut out = format!("{} {} ", self.stamp(), self.paint(color, &head));
+        for (i, line) in body.split('\n').enumerate() {
+            if i > 0 {
+                out.push_str(&indent);
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The peer left (with its reason, possibly empty).
+    pub fn left(&self, peer: &Speaker<'_>, reason: &str) {
+        if self.mode == Mode::Json {
+            let _ = self.json_event(
+                Object::new()
+                    .str("event", "left")
+                    .raw("peer", &peer.json())
+                    .str("reason", reason),
+            );
+        }
+        if reason.is_empty() {
+            self.status(format_args!("{} left", peer.label));
         } else {
-            writeln!(out, "{}", sanitize::line(text))?;
+            self.status(format_args!(
+                "{} left: {}",
+                peer.label,
+                sanitize::line(reason)
+            ));
         }
-        out.flush()
     }
 }

@@ -8,11 +8,12 @@ use expectrl::{Expect, Session};
 use std::time::Duration;
 
 /// Starts `schat dial` for `home` on a pseudo-terminal.
-fn dial_on_terminal(home: &Home, port: u16) -> expectrl::session::OsSession {
+fn dial_on_terminal(home: &Home, port: u16, extra: &[&str]) -> expectrl::session::OsSession {
     let mut cmd = std::process::Command::new(common::bin());
     cmd.arg("--home")
         .arg(home.path())
         .args(["dial", &format!("127.0.0.1:{port}")])
+        .args(extra)
         .env("NO_COLOR", "1");
     let mut session = Session::spawn(cmd).unwrap();
     session.set_expect_timeout(Some(Duration::from_secs(20)));
@@ -26,9 +27,18 @@ fn exit_code(session: &expectrl::session::OsSession) -> Option<i32> {
     }
 }
 
-/// Runs a blocking terminal conversation off the async runtime.
-async fn on_terminal<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.unwrap()
+/// Types `text` and presses Enter, which a terminal sends as `\r` (`send_line`'s `\n` is Ctrl-J
+/// to a line editor in raw mode).
+fn type_line(t: &mut expectrl::session::OsSession, text: impl AsRef<str>) {
+    t.send(format!("{}\r", text.as_ref())).unwrap();
+}
+
+/// Starts a blocking terminal conversation off the async runtime, at once (not when awaited).
+fn on_terminal<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> impl std::future::Future<Output = T> {
+    let task = tokio::task::spawn_blocking(f);
+    async move { task.await.unwrap() }
 }
 
 #[tokio::test]
@@ -37,10 +47,10 @@ async fn answering_no_refuses_with_exit_3() {
         let (alice, bob) = (Home::new(), Home::new());
         let (mut listener, port) = bob.listen(&[]).await;
         let code = on_terminal(move || {
-            let mut t = dial_on_terminal(&alice, port);
+            let mut t = dial_on_terminal(&alice, port, &[]);
             t.expect("safety number:").unwrap();
             t.expect("trust this peer?").unwrap();
-            t.send_line("n").unwrap();
+            type_line(&mut t, "n");
             t.expect("did not accept").unwrap();
             let code = exit_code(&t);
             assert!(!alice.path().join("known_peers").exists());
@@ -62,7 +72,7 @@ async fn pasting_the_right_fingerprint_accepts_and_names_the_peer() {
         let fp = bob.fingerprint();
         let alice_home = alice.path().to_owned();
         let dialer = on_terminal(move || {
-            let mut t = dial_on_terminal(&alice, port);
+            let mut t = dial_on_terminal(&alice, port, &[]);
             t.expect("trust this peer?").unwrap();
             // Pasted the way it is read out: grouped, upper case.
             let grouped: Vec<String> = fp
@@ -71,13 +81,13 @@ async fn pasting_the_right_fingerprint_accepts_and_names_the_peer() {
                 .chunks(4)
                 .map(|c| String::from_utf8(c.to_vec()).unwrap())
                 .collect();
-            t.send_line(grouped.join(" ")).unwrap();
+            type_line(&mut t, grouped.join(" "));
             t.expect("the fingerprint matches").unwrap();
             t.expect("petname for this peer").unwrap();
-            t.send_line("bobby").unwrap();
+            type_line(&mut t, "bobby");
             t.expect("remembered as \"bobby\"").unwrap();
             t.expect("welcome").unwrap();
-            t.send_line("typed on a terminal").unwrap();
+            type_line(&mut t, "typed on a terminal");
             (t, alice)
         })
         .await;
@@ -85,7 +95,7 @@ async fn pasting_the_right_fingerprint_accepts_and_names_the_peer() {
         let (t, alice) = dialer;
         let code = on_terminal(move || {
             let mut t = t;
-            t.send_line("quit").unwrap();
+            type_line(&mut t, "quit");
             exit_code(&t)
         })
         .await;
@@ -108,9 +118,9 @@ async fn pasting_a_wrong_fingerprint_refuses() {
         let (mut listener, port) = bob.listen(&[]).await;
         let wrong = carol.fingerprint();
         let code = on_terminal(move || {
-            let mut t = dial_on_terminal(&alice, port);
+            let mut t = dial_on_terminal(&alice, port, &[]);
             t.expect("trust this peer?").unwrap();
-            t.send_line(&wrong).unwrap();
+            type_line(&mut t, &wrong);
             t.expect("does NOT match").unwrap();
             exit_code(&t)
         })
@@ -118,6 +128,119 @@ async fn pasting_a_wrong_fingerprint_refuses() {
         assert_eq!(code, Some(3));
         listener.signal("INT");
         listener.exit().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_half_typed_line_survives_an_incoming_message() {
+    within(async {
+        let (alice, bob) = (Home::new(), Home::new());
+        let (mut listener, port) = bob.listen(&["--once"]).await;
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let terminal = on_terminal(move || {
+            let mut t = dial_on_terminal(&alice, port, &["--trust", "accept-new"]);
+            t.expect("welcome").unwrap();
+            t.send("hello wo").unwrap();
+            t.expect("hello wo").unwrap();
+            tx.send(()).unwrap(); // now the peer speaks
+            t.expect("incoming while you type").unwrap();
+            // The prompt with the half line is drawn again below the message.
+            t.expect("> hello wo").unwrap();
+            type_line(&mut t, "rld");
+            t.expect("<you> hello world").unwrap();
+            (t, alice)
+        });
+        tokio::task::spawn_blocking(move || rx.recv().unwrap())
+            .await
+            .unwrap();
+        listener.send("incoming while you type").await;
+        let (t, _alice) = terminal.await;
+        assert_eq!(listener.stdout_line().await, "hello world");
+        let code = on_terminal(move || {
+            let mut t = t;
+            type_line(&mut t, "/quit");
+            exit_code(&t)
+        })
+        .await;
+        assert_eq!(code, Some(0));
+        assert!(listener.exit().await.success());
+    })
+    .await
+}
+
+#[tokio::test]
+async fn arrow_up_recalls_history_and_peer_escapes_are_shown_not_run() {
+    within(async {
+        let (alice, bob) = (Home::new(), Home::new());
+        let (mut listener, port) = bob.listen(&["--once"]).await;
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let terminal = on_terminal(move || {
+            let mut t = dial_on_terminal(&alice, port, &["--trust", "accept-new"]);
+            t.expect("welcome").unwrap();
+            type_line(&mut t, "say it twice");
+            t.expect("<you> say it twice").unwrap();
+            t.send("\x1b[A").unwrap(); // arrow up
+            t.send("\r").unwrap();
+            tx.send(()).unwrap();
+            // What the peer sent arrives escaped: a visible backslash, never an ESC byte.
+            t.expect("\\x1b[2J\\x1b]52;c;aGk=\\x07 \\u{202e}rtl \\x00")
+                .unwrap();
+            type_line(&mut t, "quit");
+            exit_code(&t)
+        });
+        assert_eq!(listener.stdout_line().await, "say it twice");
+        assert_eq!(listener.stdout_line().await, "say it twice");
+        tokio::task::spawn_blocking(move || rx.recv().unwrap())
+            .await
+            .unwrap();
+        listener
+            .send("\x1b[2J\x1b]52;c;aGk=\x07 \u{202e}rtl \0")
+            .await;
+        assert_eq!(terminal.await, Some(0));
+        assert!(listener.exit().await.success());
+    })
+    .await
+}
+
+#[tokio::test]
+async fn ctrl_c_leaves_cleanly_and_restores_the_terminal() {
+    within(async {
+        let (alice, bob) = (Home::new(), Home::new());
+        let (mut listener, port) = bob.listen(&["--once"]).await;
+        let home = alice.path().to_owned();
+        on_terminal(move || {
+            // A shell notes the terminal settings, runs schat, then compares the settings.
+            let script = format!(
+                "before=$(stty -g); {} --home {} dial 127.0.0.1:{port} --trust accept-new; \
+                 echo \"exit=$?\"; if [ \"$(stty -g)\" = \"$before\" ]; then echo restored; \
+                 else echo CHANGED; stty -a; fi",
+                common::bin(),
+                home.display()
+            );
+            let mut cmd = std::process::Command::new("sh");
+            cmd.args(["-c", &script]);
+            let mut t = Session::spawn(cmd).unwrap();
+            t.set_expect_timeout(Some(Duration::from_secs(20)));
+            t.expect("welcome").unwrap();
+            t.send("half a line").unwrap();
+            t.send("\x03").unwrap(); // Ctrl-C
+            t.expect("exit=0").unwrap();
+            let rest = t.expect(expectrl::Eof).unwrap();
+            let rest = String::from_utf8_lossy(rest.as_bytes()).to_string();
+            assert!(
+                rest.contains("restored"),
+                "terminal settings changed: {rest}"
+            );
+            drop(alice);
+        })
+        .await;
+        assert!(listener.exit().await.success());
+        assert!(listener.stderr_text().contains(" left"));
+        assert!(
+            listener.stdout_seen.is_empty(),
+            "the half line was never sent"
+        );
     })
     .await
 }

@@ -83,7 +83,7 @@ async fn listener_pin_mismatch_refuses_before_any_message() {
             Identity::generate().unwrap(),
         );
         let (dialer, listener) = pair(&alice, &bob).await;
-        let ui = Ui::detect();
+        let ui = Ui::plain();
         let (mut dial_in, _keep1) = scripted(&["secret plans"]);
         let (mut listen_in, _keep2) = scripted(&[]);
         let (mut i1, mut i2) = (Interrupts::none(), Interrupts::none());
@@ -92,9 +92,9 @@ async fn listener_pin_mismatch_refuses_before_any_message() {
         let cfg4 = settings(Some(&carol));
         let dialer_cfg = dialer_role();
         let (d, l) = tokio::join!(
-            session::converse(dialer, &dialer_cfg, &cfg2, &mut dial_in, &ui, &mut i1),
+            session::converse(dialer, None, &dialer_cfg, &cfg2, &mut dial_in, &ui, &mut i1),
             // The listener expects carol, gets alice.
-            session::converse(listener, &cfg3, &cfg4, &mut listen_in, &ui, &mut i2),
+            session::converse(listener, None, &cfg3, &cfg4, &mut listen_in, &ui, &mut i2),
         );
         let err = l.unwrap_err();
         assert!(matches!(err, Error::PeerRefused(_)), "{err:?}");
@@ -119,7 +119,7 @@ async fn dialer_pin_mismatch_refuses_and_shows_nothing() {
             Identity::generate().unwrap(),
         );
         let (dialer, mut listener) = pair(&alice, &bob).await;
-        let ui = Ui::detect();
+        let ui = Ui::plain();
         let (mut dial_in, _keep) = scripted(&["must never be sent"]);
         // The listener side is driven by hand to see exactly what arrives.
         let peer_view = async {
@@ -143,7 +143,7 @@ async fn dialer_pin_mismatch_refuses_and_shows_nothing() {
         let cfg5 = settings(Some(&carol));
         let dialer_cfg = dialer_role();
         let (d, got) = tokio::join!(
-            session::converse(dialer, &dialer_cfg, &cfg5, &mut dial_in, &ui, &mut i1),
+            session::converse(dialer, None, &dialer_cfg, &cfg5, &mut dial_in, &ui, &mut i1),
             peer_view
         );
         assert!(matches!(d, Err(Error::PeerRefused(_))));
@@ -158,7 +158,7 @@ async fn matching_pins_chat_and_quit_cleanly() {
     within(async {
         let (alice, bob) = (Identity::generate().unwrap(), Identity::generate().unwrap());
         let (dialer, listener) = pair(&alice, &bob).await;
-        let ui = Ui::detect();
+        let ui = Ui::plain();
         let (mut dial_in, keep) = scripted(&["quit"]);
         let (mut listen_in, _keep2) = scripted(&[]);
         let (mut i1, mut i2) = (Interrupts::none(), Interrupts::none());
@@ -167,8 +167,8 @@ async fn matching_pins_chat_and_quit_cleanly() {
         let cfg8 = settings(Some(&alice));
         let dialer_cfg = dialer_role();
         let (d, l) = tokio::join!(
-            session::converse(dialer, &dialer_cfg, &cfg6, &mut dial_in, &ui, &mut i1),
-            session::converse(listener, &cfg7, &cfg8, &mut listen_in, &ui, &mut i2),
+            session::converse(dialer, None, &dialer_cfg, &cfg6, &mut dial_in, &ui, &mut i1),
+            session::converse(listener, None, &cfg7, &cfg8, &mut listen_in, &ui, &mut i2),
         );
         drop(keep);
         assert_eq!(d.unwrap(), Ended::LocalQuit);
@@ -186,10 +186,11 @@ async fn a_peer_that_vanishes_without_quit_is_reported_as_cut() {
         let (mut input, _keep) = scripted(&[]);
         let result = session::converse(
             listener,
+            None,
             &listener_role(),
             &settings(None),
             &mut input,
-            &Ui::detect(),
+            &Ui::plain(),
             &mut Interrupts::none(),
         )
         .await;
@@ -212,10 +213,11 @@ async fn a_dialer_that_gets_text_before_welcome_ends_with_a_protocol_error() {
         let (mut input, _keep) = scripted(&[]);
         let result = session::converse(
             dialer,
+            None,
             &dialer_role(),
             &settings(None),
             &mut input,
-            &Ui::detect(),
+            &Ui::plain(),
             &mut Interrupts::none(),
         )
         .await;

@@ -9,6 +9,12 @@ pub enum Command<'a> {
     Quit,
     /// `/verify`: show the safety number.
     Verify,
+    /// `/whois`: who the peer is and how it is verified.
+    Whois,
+    /// `/me ACTION`: an action ("* alice waves").
+    Me(&'a str),
+    /// `/clear`: clear the screen.
+    Clear,
     /// `/help`: list the commands.
     Help,
     /// A `/word` we do not know (not sent: probably a typo).
@@ -17,8 +23,8 @@ pub enum Command<'a> {
 
 /// The help text for the commands.
 pub const HELP: &str = "\
-commands: /quit (or quit, Ctrl-D, Ctrl-C) leave · /verify show the safety number · /help this \
-text · //text sends a line that starts with /";
+commands: /quit (or quit, Ctrl-D, Ctrl-C) leave · /verify show the safety number · /whois who \
+the peer is · /me ACTION · /clear · /help · //text sends a line that starts with /";
 
 /// Interprets a line typed by the user.
 pub fn parse(line: &str) -> Command<'_> {
@@ -35,6 +41,12 @@ pub fn parse(line: &str) -> Command<'_> {
     match word {
         "quit" | "exit" => Command::Quit,
         "verify" => Command::Verify,
+        "whois" => Command::Whois,
+        "clear" => Command::Clear,
+        "me" => match rest.strip_prefix("me ").map(str::trim) {
+            Some(action) if !action.is_empty() => Command::Me(action),
+            _ => Command::Unknown("me"),
+        },
         "help" | "?" => Command::Help,
         _ => Command::Unknown(word),
     }
@@ -56,5 +68,9 @@ mod tests {
         assert_eq!(parse("//etc/passwd"), Command::Say("/etc/passwd"));
         assert_eq!(parse("/frobnicate x"), Command::Unknown("frobnicate"));
         assert_eq!(parse("/"), Command::Unknown(""));
+        assert_eq!(parse("/me waves"), Command::Me("waves"));
+        assert_eq!(parse("/me"), Command::Unknown("me"));
+        assert_eq!(parse("/whois"), Command::Whois);
+        assert_eq!(parse("/clear"), Command::Clear);
     }
 }

@@ -1,11 +1,19 @@
 //! Lines typed (or piped) by the local user, delivered as async events.
 //!
-//! Reading stdin blocks, and tokio's own stdin would keep the runtime from shutting down while
-//! a read is pending, so a dedicated thread reads lines and hands them over through a bounded
-//! channel (which also stops it from reading far ahead of the network).
+//! At a terminal the lines come from an async line editor (`rustyline-async`): it keeps the
+//! half-typed line intact at the bottom of the screen while messages are printed above it, and
+//! gives history (arrow keys) and the usual Ctrl-A/E/W/U editing. It was chosen over reedline
+//! (far larger, its external printer is a polling add-on) and raw crossterm (we would rewrite
+//! the same line editor): it is small, built for exactly this, and its `readline()` can sit in
+//! a `select!` next to the network.
+//!
+//! From a pipe, reading stdin blocks, and tokio's own stdin would keep the runtime from shutting
+//! down while a read is pending, so a dedicated thread reads lines and hands them over through a
+//! bounded channel (which also stops it from reading far ahead of the network).
 
 use crate::message::MAX_BODY;
-use std::io::{self, BufRead, Read};
+use rustyline_async::ReadlineEvent;
+use std::io::{self, BufRead, Read, Write};
 use tokio::sync::mpsc;
 
 /// One thing the user did.
@@ -19,15 +27,38 @@ pub enum InputEvent {
     NotUtf8,
     /// End of input (Ctrl-D, or the end of a piped file).
     Eof,
+    /// Ctrl-C at the line editor (the terminal is in raw mode, so no SIGINT is raised).
+    Interrupted,
     /// Reading failed.
     Failed(String),
 }
 
 /// A stream of input events.
 pub struct Input {
-    rx: mpsc::Receiver<InputEvent>,
+    source: Source,
     ended: bool,
 }
+
+enum Source {
+    Lines(mpsc::Receiver<InputEvent>),
+    Editor(Box<Editor>),
+}
+
+/// The line editor; restores the terminal when dropped.
+struct Editor {
+    readline: rustyline_async::Readline,
+    prompt: String,
+}
+
+impl Drop for Editor {
+    fn drop(&mut self) {
+        // Print what is still queued, erase the prompt; Readline's own Drop then leaves raw mode.
+        let _ = self.readline.flush();
+    }
+}
+
+/// The prompt shown while chatting.
+pub const PROMPT: &str = "> ";
 
 /// Lines queued ahead of the session before the reader thread waits.
 const QUEUE: usize = 64;
@@ -42,24 +73,96 @@ impl Input {
     pub fn from_reader(reader: impl Read + Send + 'static) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         std::thread::spawn(move || read_lines(io::BufReader::new(reader), tx));
-        Input { rx, ended: false }
+        Self::from_channel(rx)
     }
 
     /// Events sent through a channel (for tests and other front ends).
     pub fn from_channel(rx: mpsc::Receiver<InputEvent>) -> Self {
-        Input { rx, ended: false }
+        Input {
+            source: Source::Lines(rx),
+            ended: false,
+        }
     }
 
-    /// The next event. After `Eof` or `Failed`, always `Eof`. Cancel safe.
+    /// The line editor on the terminal (raw mode until this `Input` is dropped), and the writer
+    /// through which everything else must print while it is active.
+    pub fn editor() -> io::Result<(Self, rustyline_async::SharedWriter)> {
+        let (mut readline, writer) =
+            rustyline_async::Readline::new(PROMPT.into()).map_err(io::Error::other)?;
+        // We echo sent lines ourselves, formatted; an interrupted line just disappears.
+        readline.should_print_line_on(false, false);
+        readline.set_max_history(500);
+        let input = Input {
+            source: Source::Editor(Box::new(Editor {
+                readline,
+                prompt: PROMPT.into(),
+            })),
+            ended: false,
+        };
+        Ok((input, writer))
+    }
+
+    /// The next event. After `Eof`, `Interrupted` or `Failed`, always `Eof`. Cancel safe: the
+    /// editor keeps the line being typed in its own state, and the channel loses nothing.
     pub async fn next(&mut self) -> InputEvent {
         if self.ended {
             return InputEvent::Eof;
         }
-        let event = self.rx.recv().await.unwrap_or(InputEvent::Eof);
-        if matches!(event, InputEvent::Eof | InputEvent::Failed(_)) {
+        let event = match &mut self.source {
+            Source::Lines(rx) => rx.recv().await.unwrap_or(InputEvent::Eof),
+            Source::Editor(editor) => match editor.readline.readline().await {
+                Ok(ReadlineEvent::Line(line)) => {
+                    if !line.trim().is_empty() {
+                        editor.readline.add_history_entry(line.clone());
+                    }
+                    if line.len() > MAX_BODY {
+                        InputEvent::TooLong
+                    } else {
+                        InputEvent::Line(line)
+                    }
+                }
+                Ok(ReadlineEvent::Eof) => InputEvent::Eof,
+                Ok(ReadlineEvent::Interrupted) => InputEvent::Interrupted,
+                Err(e) => InputEvent::Failed(e.to_string()),
+            },
+        };
+        if matches!(
+            event,
+            InputEvent::Eof | InputEvent::Interrupted | InputEvent::Failed(_)
+        ) {
             self.ended = true;
         }
         event
+    }
+
+    /// Asks a question and returns the answer. At the terminal the question replaces the
+    /// prompt; otherwise it is written to stderr.
+    pub async fn ask(&mut self, question: &str) -> InputEvent {
+        match &mut self.source {
+            Source::Editor(editor) => {
+                let _ = editor.readline.update_prompt(question);
+                let answer = self.next().await;
+                if let Source::Editor(editor) = &mut self.source {
+                    let prompt = editor.prompt.clone();
+                    let _ = editor.readline.update_prompt(&prompt);
+                }
+                answer
+            }
+            Source::Lines(_) => {
+                let mut err = io::stderr().lock();
+                let _ = write!(err, "schat: {question}");
+                let _ = err.flush();
+                drop(err);
+                self.next().await
+            }
+        }
+    }
+
+    /// Clears the terminal (editor only).
+    pub fn clear_screen(&mut self) {
+        if let Source::Editor(editor) = &mut self.source {
+            let _ = editor.readline.clear();
+        }
     }
 }
 

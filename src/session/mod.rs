@@ -18,7 +18,7 @@ use crate::message::{MAX_BODY, Message};
 use crate::signals::Interrupts;
 use crate::transport::SendHalf;
 use crate::trust::Allow;
-use crate::ui::Ui;
+use crate::ui::{Speaker, Ui};
 use command::Command;
 use input::{Input, InputEvent};
 use std::time::Duration;
@@ -99,6 +99,7 @@ where
 /// Everything after the handshake: decide about the peer's key, welcome, chat.
 pub async fn converse<R, W>(
     established: Established<R, W>,
+    remote: Option<&str>,
     role: &Role,
     settings: &Settings,
     input: &mut Input,
@@ -137,18 +138,20 @@ where
             ui,
         ),
     };
-    let info = match decision {
+    let mut info = match decision {
         Ok(info) => info,
         Err(e) => {
             refuse(established, "your key was not accepted").await;
             return Err(e);
         }
     };
+    info.address = remote.map(str::to_owned);
     ui.status(format_args!("peer: {}", info.trust_line()));
     ui.status(format_args!(
         "safety number: {} (/verify shows it again)",
         info.safety
     ));
+    ui.connected(&info.speaker(), &info.safety.grouped(), remote);
     chat(established, role, &info, input, ui, interrupts).await
 }
 
@@ -166,6 +169,16 @@ where
     }
 }
 
+/// What the chat loop does next.
+enum Step {
+    Continue,
+    /// The peer said QUIT.
+    PeerLeft,
+    /// We leave, with this reason.
+    Leave(&'static str),
+    Fail(Error),
+}
+
 /// The full-duplex conversation.
 async fn chat<R, W>(
     established: Established<R, W>,
@@ -180,117 +193,56 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let Established { mut recv, send, .. } = established;
-    let label = &peer.label;
+    let speaker = peer.speaker();
     let (queue, outgoing) = mpsc::channel::<Message<'static>>(OUTGOING_QUEUE);
     let mut writer = tokio::spawn(write_loop(send, outgoing));
-    let mut awaiting_welcome = false;
-    match role {
-        Role::Listener { welcome, .. } => {
-            let _ = queue.send(Message::Welcome(welcome.clone().into())).await;
-        }
-        Role::Dialer { .. } => awaiting_welcome = true,
+    let mut awaiting_welcome = matches!(role, Role::Dialer { .. });
+    if let Role::Listener { welcome, .. } = role {
+        let _ = queue.send(Message::Welcome(welcome.clone().into())).await;
     }
     // A line read from input but not yet accepted by the full queue. While one is pending we
     // stop reading input, but keep receiving, so neither side can deadlock the other.
     let mut pending: Option<String> = None;
 
-    let outcome: Result<Option<String>> = loop {
-        tokio::select! {
-            received = recv.recv() => {
-                let msg = match received {
-                    Ok(Some(msg)) => msg,
-                    Ok(None) => break Err(Error::ConnectionCut),
-                    Err(e) => break Err(e),
-                };
-                if awaiting_welcome {
-                    match msg {
-                        Message::Welcome(text) => {
-                            ui.welcome(&text);
-                            awaiting_welcome = false;
-                            continue;
-                        }
-                        Message::Quit(reason) => {
-                            break Err(Error::RefusedByPeer(crate::sanitize::line(&reason).into_owned()))
-                        }
-                        other => break Err(ProtocolError::Unexpected(other.name(), "before WELCOME").into()),
-                    }
-                }
-                match msg {
-                    Message::Text(text) => {
-                        if let Err(e) = ui.message(label, &text) {
-                            break Err(Error::io("writing to stdout", e));
-                        }
-                    }
-                    Message::Quit(reason) => {
-                        if reason.is_empty() {
-                            ui.status("the peer left");
-                        } else {
-                            ui.status(format_args!("the peer left: {}", crate::sanitize::line(&reason)));
-                        }
-                        break Ok(None);
-                    }
-                    Message::Ping(body) => {
-                        // If the queue is full the peer is not reading; a lost PONG costs nothing.
-                        let _ = queue.try_send(Message::Pong(body.into_owned().into()));
-                    }
-                    Message::Pong(_) | Message::Extension { .. } => {}
-                    Message::Welcome(_) => {
-                        break Err(ProtocolError::Unexpected("WELCOME", "in the middle of the session").into())
-                    }
-                }
-            }
-            event = input.next(), if pending.is_none() => match event {
-                InputEvent::Line(line) => match command::parse(&line) {
-                    Command::Say(text) => pending = Some(text.to_owned()),
-                    Command::Quit => break Ok(Some(String::new())),
-                    Command::Verify => {
-                        ui.status(format_args!("safety number with {}:", peer.label));
-                        for row in peer.safety.lines() {
-                            ui.status(format_args!("    {row}"));
-                        }
-                        ui.status("read it aloud with your peer: the same digits mean the same two keys");
-                    }
-                    Command::Help => ui.status(command::HELP),
-                    Command::Unknown(word) => ui.warn(format_args!(
-                        "unknown command /{word} (nothing sent; /help lists commands, //{word} sends it as text)"
-                    )),
-                },
-                InputEvent::TooLong => ui.warn(format_args!(
-                    "line not sent: longer than {MAX_BODY} bytes, the most one message can carry"
-                )),
-                InputEvent::NotUtf8 => ui.warn("line not sent: it is not valid UTF-8 text"),
-                InputEvent::Eof => break Ok(Some(String::new())),
-                InputEvent::Failed(e) => {
-                    ui.error(format_args!("reading input failed: {e}"));
-                    break Ok(Some(String::new()));
-                }
+    let step = loop {
+        let step = tokio::select! {
+            received = recv.recv() => match received {
+                Ok(Some(msg)) => on_message(msg, &mut awaiting_welcome, &speaker, ui, &queue),
+                Ok(None) => Step::Fail(Error::ConnectionCut),
+                Err(e) => Step::Fail(e),
             },
+            event = input.next(), if pending.is_none() => on_input(event, peer, input, ui, &mut pending),
             permit = queue.reserve(), if pending.is_some() => match (permit, pending.take()) {
-                (Ok(permit), Some(line)) => permit.send(Message::Text(line.into())),
-                _ => break Err(writer_failure(&mut writer).await),
+                (Ok(permit), Some(line)) => {
+                    ui.own(&line);
+                    permit.send(Message::Text(line.into()));
+                    Step::Continue
+                }
+                _ => Step::Fail(writer_failure(&mut writer).await),
             },
-            name = interrupts.recv() => {
-                ui.status(format_args!("{name}; leaving"));
-                break Ok(Some(String::new()));
-            }
-            result = &mut writer => break Err(match result {
+            name = interrupts.recv() => Step::Leave(name),
+            result = &mut writer => Step::Fail(match result {
                 Ok(Err(e)) => e,
                 _ => Error::Internal("the sending task stopped".into()),
             }),
+        };
+        if !matches!(step, Step::Continue) {
+            break step;
         }
     };
 
-    match outcome {
+    match step {
         // The peer left: stop writing, close our side.
-        Ok(None) => {
+        Step::PeerLeft => {
             drop(queue);
             let _ = writer.await;
             Ok(Ended::PeerQuit)
         }
         // We leave: QUIT goes out after everything already queued; then wait for the peer to
         // close, so the QUIT is not lost to a reset.
-        Ok(Some(reason)) => {
-            let _ = queue.send(Message::Quit(reason.into())).await;
+        Step::Leave(why) => {
+            ui.status(format_args!("{why}; leaving"));
+            let _ = queue.send(Message::Quit("".into())).await;
             drop(queue);
             match writer.await {
                 Ok(Ok(())) => {}
@@ -300,11 +252,106 @@ where
             let _ = tokio::time::timeout(LINGER, recv.drain()).await;
             Ok(Ended::LocalQuit)
         }
-        Err(e) => {
+        Step::Fail(e) => {
             writer.abort();
             Err(e)
         }
+        Step::Continue => Err(Error::Internal("chat loop ended without a reason".into())),
     }
+}
+
+/// Handles one message from the peer.
+fn on_message(
+    msg: Message<'_>,
+    awaiting_welcome: &mut bool,
+    speaker: &Speaker<'_>,
+    ui: &Ui,
+    queue: &mpsc::Sender<Message<'static>>,
+) -> Step {
+    if *awaiting_welcome {
+        *awaiting_welcome = false;
+        return match msg {
+            Message::Welcome(text) => {
+                ui.welcome(speaker, &text);
+                Step::Continue
+            }
+            Message::Quit(reason) => Step::Fail(Error::RefusedByPeer(
+                crate::sanitize::line(&reason).into_owned(),
+            )),
+            other => Step::Fail(ProtocolError::Unexpected(other.name(), "before WELCOME").into()),
+        };
+    }
+    match msg {
+        Message::Text(text) => match ui.message(speaker, &text) {
+            Ok(()) => Step::Continue,
+            Err(e) => Step::Fail(Error::io("writing to stdout", e)),
+        },
+        Message::Quit(reason) => {
+            ui.left(speaker, &reason);
+            Step::PeerLeft
+        }
+        Message::Ping(body) => {
+            // If the queue is full the peer is not reading; a lost PONG costs nothing.
+            let _ = queue.try_send(Message::Pong(body.into_owned().into()));
+            Step::Continue
+        }
+        Message::Pong(_) | Message::Extension { .. } => Step::Continue,
+        Message::Welcome(_) => {
+            Step::Fail(ProtocolError::Unexpected("WELCOME", "in the middle of the session").into())
+        }
+    }
+}
+
+/// Handles one input event: a line to send, a command, or the end of input.
+fn on_input(
+    event: InputEvent,
+    peer: &PeerInfo,
+    input: &mut Input,
+    ui: &Ui,
+    pending: &mut Option<String>,
+) -> Step {
+    let line = match event {
+        InputEvent::Line(line) => line,
+        InputEvent::TooLong => {
+            ui.warn(format_args!(
+                "line not sent: longer than {MAX_BODY} bytes, the most one message can carry"
+            ));
+            return Step::Continue;
+        }
+        InputEvent::NotUtf8 => {
+            ui.warn("line not sent: it is not valid UTF-8 text");
+            return Step::Continue;
+        }
+        InputEvent::Eof => return Step::Leave("end of input"),
+        InputEvent::Interrupted => return Step::Leave("interrupted"),
+        InputEvent::Failed(e) => {
+            ui.error(format_args!("reading input failed: {e}"));
+            return Step::Leave("input failed");
+        }
+    };
+    match command::parse(&line) {
+        Command::Say(text) => *pending = Some(text.to_owned()),
+        Command::Me(action) => *pending = Some(format!("/me {action}")),
+        Command::Quit => return Step::Leave("you quit"),
+        Command::Verify => {
+            ui.status(format_args!("safety number with {}:", peer.label));
+            for row in peer.safety.lines() {
+                ui.status(format_args!("    {row}"));
+            }
+            ui.status("read it aloud with your peer: the same digits mean the same two keys");
+        }
+        Command::Whois => {
+            for line in peer.describe() {
+                ui.status(line);
+            }
+        }
+        Command::Clear => input.clear_screen(),
+        Command::Help => ui.status(command::HELP),
+        Command::Unknown(word) => ui.warn(format_args!(
+            "unknown command /{word} (nothing sent; /help lists commands, //{word} sends it as text)"
+        )),
+    }
+    Step::Continue
 }
 
 async fn writer_failure(writer: &mut tokio::task::JoinHandle<Result<()>>) -> Error {

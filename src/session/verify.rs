@@ -7,7 +7,7 @@ use crate::fingerprint;
 use crate::keys::PublicKey;
 use crate::safety::SafetyNumber;
 use crate::trust::{self, Allow, Entry, Store, Verdict, Verified};
-use crate::ui::Ui;
+use crate::ui::{Speaker, Ui};
 
 /// What to do with a dialled peer whose key known_peers has never seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -32,6 +32,8 @@ pub struct PeerInfo {
     pub entry: Option<Entry>,
     /// Both keys' safety number.
     pub safety: SafetyNumber,
+    /// The network address it connected from or was dialled at.
+    pub address: Option<String>,
 }
 
 impl PeerInfo {
@@ -45,7 +47,35 @@ impl PeerInfo {
             label,
             entry,
             safety: SafetyNumber::new(local, &key),
+            address: None,
         }
+    }
+
+    /// How the UI names this peer.
+    pub fn speaker(&self) -> Speaker<'_> {
+        Speaker {
+            label: &self.label,
+            key: &self.key,
+            petname: self.entry.as_ref().map(|e| e.name.as_str()),
+        }
+    }
+
+    /// `/whois`: everything we know about the peer.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = vec![
+            format!("peer:          {}", self.label),
+            format!("fingerprint:   {}", fingerprint::grouped(&self.key)),
+            format!(
+                "address:       {}",
+                self.address.as_deref().unwrap_or("unknown")
+            ),
+        ];
+        lines.push(match &self.entry {
+            Some(e) => format!("verification:  {} ({})", e.how.describe(), e.when),
+            None => "verification:  none (not in known_peers)".into(),
+        });
+        lines.push(format!("safety number: {}", self.safety));
+        lines
     }
 
     /// One line on how this peer is verified.
@@ -216,8 +246,10 @@ async fn ask(
     ui.status(
         "compare the safety number with your peer (read it aloud), or paste the fingerprint they gave you.",
     );
-    ui.prompt("trust this peer? [y]es / [n]o / paste fingerprint: ");
-    let answer = match input.next().await {
+    let answer = match input
+        .ask("trust this peer? [y]es / [n]o / paste fingerprint: ")
+        .await
+    {
         InputEvent::Line(line) => line,
         _ => return Ok(None),
     };
@@ -242,8 +274,10 @@ async fn ask(
     };
     let default = format!("peer-{}", fingerprint::short(peer));
     for _ in 0..3 {
-        ui.prompt(&format!("petname for this peer [{default}]: "));
-        let name = match input.next().await {
+        let name = match input
+            .ask(&format!("petname for this peer [{default}]: "))
+            .await
+        {
             InputEvent::Line(line) => line.trim().to_string(),
             _ => break,
         };
