@@ -38,14 +38,21 @@ pub struct Established<R, W> {
     pub send: SendHalf<W>,
 }
 
-fn build(identity: &Identity, initiator: bool) -> Result<HandshakeState> {
+/// The one place the Noise configuration is decided: pattern, crypto resolver (snow's
+/// `ring-accelerated` build: ring's ChaCha20-Poly1305 with the default resolver's X25519 and
+/// BLAKE2s), static key and prologue. The cacophony test vectors replay through this too.
+pub fn noise_builder<'a>(secret: &'a [u8], prologue: &'a [u8]) -> Result<Builder<'a>> {
     let params = PATTERN
         .parse()
         .map_err(|e| Error::Internal(format!("noise parameters: {e}")))?;
-    let builder = Builder::new(params)
-        .local_private_key(identity.secret().expose())
-        .and_then(|b| b.prologue(PROLOGUE))
-        .map_err(|e| Error::Internal(format!("noise setup: {e}")))?;
+    Builder::new(params)
+        .local_private_key(secret)
+        .and_then(|b| b.prologue(prologue))
+        .map_err(|e| Error::Internal(format!("noise setup: {e}")))
+}
+
+fn build(identity: &Identity, initiator: bool) -> Result<HandshakeState> {
+    let builder = noise_builder(identity.secret().expose(), PROLOGUE)?;
     if initiator {
         builder.build_initiator()
     } else {

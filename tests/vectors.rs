@@ -1,0 +1,82 @@
+//! The cacophony test vector for `Noise_XX_25519_ChaChaPoly_BLAKE2s`, replayed through the same
+//! snow configuration schat uses (`handshake::noise_builder`): every handshake message, the
+//! handshake hash and every transport ciphertext must match byte for byte.
+
+use schat::handshake::{PATTERN, noise_builder};
+use serde_json::Value;
+
+fn hex(v: &Value) -> Vec<u8> {
+    hex::decode(v.as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn cacophony_xx_blake2s_matches_byte_for_byte() {
+    let file: Value = serde_json::from_str(include_str!("data/cacophony-xx-blake2s.json")).unwrap();
+    let vectors = file["vectors"].as_array().unwrap();
+    assert_eq!(vectors.len(), 1);
+    let v = &vectors[0];
+    assert_eq!(v["protocol_name"], PATTERN);
+
+    let (init_static, init_eph) = (hex(&v["init_static"]), hex(&v["init_ephemeral"]));
+    let (resp_static, resp_eph) = (hex(&v["resp_static"]), hex(&v["resp_ephemeral"]));
+    let (init_prologue, resp_prologue) = (hex(&v["init_prologue"]), hex(&v["resp_prologue"]));
+    let mut initiator = noise_builder(&init_static, &init_prologue)
+        .unwrap()
+        .fixed_ephemeral_key_for_testing_only(&init_eph)
+        .build_initiator()
+        .unwrap();
+    let mut responder = noise_builder(&resp_static, &resp_prologue)
+        .unwrap()
+        .fixed_ephemeral_key_for_testing_only(&resp_eph)
+        .build_responder()
+        .unwrap();
+
+    let messages = v["messages"].as_array().unwrap();
+    let mut buf = vec![0u8; 65535];
+    let mut out = vec![0u8; 65535];
+    // Handshake: messages 0..3 alternate initiator → responder → initiator.
+    for (i, m) in messages[..3].iter().enumerate() {
+        let (payload, expected) = (hex(&m["payload"]), hex(&m["ciphertext"]));
+        let (sender, receiver) = if i % 2 == 0 {
+            (&mut initiator, &mut responder)
+        } else {
+            (&mut responder, &mut initiator)
+        };
+        let len = sender.write_message(&payload, &mut buf).unwrap();
+        assert_eq!(
+            hex::encode(&buf[..len]),
+            hex::encode(&expected),
+            "handshake message {i}"
+        );
+        let got = receiver.read_message(&buf[..len], &mut out).unwrap();
+        assert_eq!(&out[..got], &payload[..]);
+    }
+    assert_eq!(
+        hex::encode(initiator.get_handshake_hash()),
+        v["handshake_hash"]
+    );
+    assert_eq!(
+        hex::encode(responder.get_handshake_hash()),
+        v["handshake_hash"]
+    );
+
+    // Transport: the vector continues alternating, responder first (message 3 is index 3).
+    let mut initiator = initiator.into_transport_mode().unwrap();
+    let mut responder = responder.into_transport_mode().unwrap();
+    for (i, m) in messages.iter().enumerate().skip(3) {
+        let (payload, expected) = (hex(&m["payload"]), hex(&m["ciphertext"]));
+        let (sender, receiver) = if i % 2 == 0 {
+            (&mut initiator, &mut responder)
+        } else {
+            (&mut responder, &mut initiator)
+        };
+        let len = sender.write_message(&payload, &mut buf).unwrap();
+        assert_eq!(
+            hex::encode(&buf[..len]),
+            hex::encode(&expected),
+            "transport message {i}"
+        );
+        let got = receiver.read_message(&buf[..len], &mut out).unwrap();
+        assert_eq!(&out[..got], &payload[..]);
+    }
+}
