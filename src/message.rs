@@ -25,6 +25,8 @@ pub mod kind {
     pub const PING: u8 = 0x04;
     /// Answer to PING, echoing its body.
     pub const PONG: u8 = 0x05;
+    /// The sender switches its sending key (Noise `REKEY`) right after this message. Empty.
+    pub const REKEY: u8 = 0x08;
     /// Types from here up are extensions: ignored when unknown.
     pub const FIRST_EXTENSION: u8 = 0x80;
 }
@@ -42,6 +44,8 @@ pub enum Message<'a> {
     Ping(Cow<'a, [u8]>),
     /// Reply to a probe.
     Pong(Cow<'a, [u8]>),
+    /// The sender's following messages use its next key.
+    Rekey,
     /// An extension type (≥ 0x80) this version does not understand; receivers ignore it.
     Extension { kind: u8, body: Cow<'a, [u8]> },
 }
@@ -59,6 +63,9 @@ pub enum MessageError {
     /// A text body that is not UTF-8.
     #[error("{0} message is not valid UTF-8")]
     InvalidUtf8(&'static str),
+    /// A message type whose body must be empty had one.
+    #[error("{0} message with a body")]
+    UnexpectedBody(&'static str),
     /// A body too long for one transport message.
     #[error("message body of {len} bytes is longer than the {MAX_BODY}-byte limit")]
     TooLong { len: usize },
@@ -82,6 +89,8 @@ impl<'a> Message<'a> {
             kind::QUIT => Message::Quit(text("QUIT")?),
             kind::PING => Message::Ping(Cow::Borrowed(body)),
             kind::PONG => Message::Pong(Cow::Borrowed(body)),
+            kind::REKEY if body.is_empty() => Message::Rekey,
+            kind::REKEY => return Err(MessageError::UnexpectedBody("REKEY")),
             k if k >= kind::FIRST_EXTENSION => Message::Extension {
                 kind: k,
                 body: Cow::Borrowed(body),
@@ -98,6 +107,7 @@ impl<'a> Message<'a> {
             Message::Quit(_) => kind::QUIT,
             Message::Ping(_) => kind::PING,
             Message::Pong(_) => kind::PONG,
+            Message::Rekey => kind::REKEY,
             Message::Extension { kind, .. } => *kind,
         }
     }
@@ -107,6 +117,7 @@ impl<'a> Message<'a> {
         match self {
             Message::Welcome(t) | Message::Text(t) | Message::Quit(t) => t.as_bytes(),
             Message::Ping(b) | Message::Pong(b) | Message::Extension { body: b, .. } => b,
+            Message::Rekey => &[],
         }
     }
 
@@ -131,6 +142,7 @@ impl<'a> Message<'a> {
             Message::Quit(t) => Message::Quit(Cow::Owned(t.into_owned())),
             Message::Ping(b) => Message::Ping(Cow::Owned(b.into_owned())),
             Message::Pong(b) => Message::Pong(Cow::Owned(b.into_owned())),
+            Message::Rekey => Message::Rekey,
             Message::Extension { kind, body } => Message::Extension {
                 kind,
                 body: Cow::Owned(body.into_owned()),
@@ -146,6 +158,7 @@ impl<'a> Message<'a> {
             Message::Quit(_) => "QUIT",
             Message::Ping(_) => "PING",
             Message::Pong(_) => "PONG",
+            Message::Rekey => "REKEY",
             Message::Extension { .. } => "extension",
         }
     }
@@ -184,6 +197,7 @@ mod tests {
         round_trip(Message::Quit("bye".into()));
         round_trip(Message::Ping(vec![1, 2, 3].into()));
         round_trip(Message::Pong(vec![].into()));
+        round_trip(Message::Rekey);
         round_trip(Message::Extension {
             kind: 0xfe,
             body: vec![0, 255].into(),
@@ -227,6 +241,10 @@ mod tests {
 
     #[test]
     fn unknown_types_below_0x80_are_errors_above_are_ignored() {
+        assert_eq!(
+            Message::decode(&[kind::REKEY, 0]),
+            Err(MessageError::UnexpectedBody("REKEY"))
+        );
         for k in [0x00, 0x06, 0x10, 0x7f] {
             assert_eq!(Message::decode(&[k, 1]), Err(MessageError::UnknownType(k)));
         }

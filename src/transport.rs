@@ -7,15 +7,57 @@
 
 use crate::error::{Error, ProtocolError, Result};
 use crate::framed::{FrameReader, FrameWriter};
-use crate::message::{self, MAX_PLAINTEXT, Message, MessageError};
+use crate::message::{self, MAX_PLAINTEXT, Message, MessageError, kind};
 use snow::TransportState;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Bytes Noise adds to every transport message (the Poly1305 tag).
 pub const TAG_LEN: usize = 16;
 
 type SharedState = Arc<Mutex<TransportState>>;
+
+/// When a sending direction moves to a new key (Noise §11.3 `REKEY`): after this many messages,
+/// bytes, or time since the last change, whichever comes first. Old keys are then gone, so a
+/// key stolen later from memory cannot decrypt earlier traffic of a long session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RekeyPolicy {
+    /// Messages sent under one key.
+    pub messages: u64,
+    /// Plaintext bytes sent under one key.
+    pub bytes: u64,
+    /// Time under one key (checked when sending).
+    pub interval: Duration,
+}
+
+impl Default for RekeyPolicy {
+    fn default() -> Self {
+        RekeyPolicy {
+            messages: 1 << 20,
+            bytes: 1 << 30,
+            interval: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What has been sent under the current key.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    messages: u64,
+    bytes: u64,
+    since: Instant,
+}
+
+impl Usage {
+    fn new() -> Self {
+        Usage {
+            messages: 0,
+            bytes: 0,
+            since: Instant::now(),
+        }
+    }
+}
 
 fn lock(state: &SharedState) -> Result<MutexGuard<'_, TransportState>> {
     state
@@ -36,12 +78,16 @@ pub fn split<R, W>(
             frames: reader,
             plain: vec![0u8; MAX_PLAINTEXT + TAG_LEN].into_boxed_slice(),
             quit_received: false,
+            rekeys: 0,
         },
         SendHalf {
             state,
             frames: writer,
             plain: Vec::with_capacity(MAX_PLAINTEXT),
             quit_sent: false,
+            policy: RekeyPolicy::default(),
+            usage: Usage::new(),
+            rekeys: 0,
         },
     )
 }
@@ -52,6 +98,7 @@ pub struct RecvHalf<R> {
     frames: FrameReader<R>,
     plain: Box<[u8]>,
     quit_received: bool,
+    rekeys: u64,
 }
 
 impl<R: AsyncRead + Unpin> RecvHalf<R> {
@@ -63,23 +110,46 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
     /// Any decryption failure, malformed plaintext, or message after QUIT is an error: over TCP
     /// there is no benign cause, so the session must end (Noise spec §5).
     pub async fn recv(&mut self) -> Result<Option<Message<'_>>> {
-        let Some(frame) = self.frames.read_frame().await? else {
-            return Ok(None);
-        };
-        if self.quit_received {
-            return Err(ProtocolError::Unexpected("more data", "after its QUIT").into());
+        loop {
+            let Some(frame) = self.frames.read_frame().await? else {
+                return Ok(None);
+            };
+            if self.quit_received {
+                return Err(ProtocolError::Unexpected("more data", "after its QUIT").into());
+            }
+            let mut state = lock(&self.state)?;
+            let len = state
+                .read_message(frame, &mut self.plain)
+                .map_err(|e| match e {
+                    snow::Error::Decrypt | snow::Error::Input => {
+                        Error::from(ProtocolError::Decrypt)
+                    }
+                    other => Error::Internal(format!("decrypting: {other}")),
+                })?;
+            // REKEY is handled here, invisibly to the caller: the peer's next message uses
+            // its next key.
+            if self.plain.first() == Some(&kind::REKEY) {
+                if len != 1 {
+                    return Err(
+                        ProtocolError::Message(MessageError::UnexpectedBody("REKEY")).into(),
+                    );
+                }
+                state.rekey_incoming();
+                self.rekeys += 1;
+                continue;
+            }
+            drop(state);
+            let msg = Message::decode(&self.plain[..len]).map_err(ProtocolError::Message)?;
+            if matches!(msg, Message::Quit(_)) {
+                self.quit_received = true;
+            }
+            return Ok(Some(msg));
         }
-        let len = lock(&self.state)?
-            .read_message(frame, &mut self.plain)
-            .map_err(|e| match e {
-                snow::Error::Decrypt | snow::Error::Input => Error::from(ProtocolError::Decrypt),
-                other => Error::Internal(format!("decrypting: {other}")),
-            })?;
-        let msg = Message::decode(&self.plain[..len]).map_err(ProtocolError::Message)?;
-        if matches!(msg, Message::Quit(_)) {
-            self.quit_received = true;
-        }
-        Ok(Some(msg))
+    }
+
+    /// How many times the peer has changed its sending key.
+    pub fn rekeys(&self) -> u64 {
+        self.rekeys
     }
 
     /// Whether the peer has said goodbye.
@@ -103,14 +173,48 @@ pub struct SendHalf<W> {
     frames: FrameWriter<W>,
     plain: Vec<u8>,
     quit_sent: bool,
+    policy: RekeyPolicy,
+    usage: Usage,
+    rekeys: u64,
 }
 
 impl<W: AsyncWrite + Unpin> SendHalf<W> {
-    /// Encrypts and sends one message. After a QUIT nothing more may be sent.
+    /// Changes when this direction rekeys (the default suits real sessions).
+    pub fn set_rekey_policy(&mut self, policy: RekeyPolicy) {
+        self.policy = policy;
+    }
+
+    /// How many times we have changed our sending key.
+    pub fn rekeys(&self) -> u64 {
+        self.rekeys
+    }
+
+    /// Encrypts and sends one message, first changing keys if the policy says it is time.
+    /// After a QUIT nothing more may be sent.
     pub async fn send(&mut self, msg: &Message<'_>) -> Result<()> {
         if self.quit_sent {
             return Err(Error::Internal("attempt to send after QUIT".into()));
         }
+        let usage = self.usage;
+        if usage.messages >= self.policy.messages
+            || usage.bytes >= self.policy.bytes
+            || usage.since.elapsed() >= self.policy.interval
+        {
+            self.seal_and_send(&Message::Rekey).await?;
+            lock(&self.state)?.rekey_outgoing();
+            self.usage = Usage::new();
+            self.rekeys += 1;
+        }
+        self.seal_and_send(msg).await?;
+        self.usage.messages += 1;
+        self.usage.bytes += msg.body().len() as u64;
+        if matches!(msg, Message::Quit(_)) {
+            self.quit_sent = true;
+        }
+        Ok(())
+    }
+
+    async fn seal_and_send(&mut self, msg: &Message<'_>) -> Result<()> {
         msg.encode_into(&mut self.plain).map_err(|e| match e {
             MessageError::TooLong { len } => Error::Usage(format!(
                 "a message of {len} bytes is too long to send (limit {} bytes)",
@@ -121,15 +225,13 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
         let (state, plain) = (&self.state, &self.plain);
         self.frames
             .write_frame_with(plain.len() + TAG_LEN, |out| {
-                lock(state)?
-                    .write_message(plain, out)
-                    .map_err(|e| Error::Internal(format!("encrypting: {e}")))
+                lock(state)?.write_message(plain, out).map_err(|e| match e {
+                    // 2^64 - 1 messages: never in practice, but the session must end (§5.1).
+                    snow::Error::State(_) => Error::Internal("nonce space exhausted".into()),
+                    other => Error::Internal(format!("encrypting: {other}")),
+                })
             })
-            .await?;
-        if matches!(msg, Message::Quit(_)) {
-            self.quit_sent = true;
-        }
-        Ok(())
+            .await
     }
 
     /// Sends QUIT with `reason` and closes our direction of the stream.

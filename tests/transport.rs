@@ -540,3 +540,76 @@ async fn garbage_and_early_close_fail_the_handshake_cleanly() {
     })
     .await
 }
+
+#[tokio::test]
+async fn sessions_cross_many_rekeys_in_both_directions() {
+    within(async {
+        let (mut dialer, mut listener, ..) = connected(1024).await;
+        use schat::transport::RekeyPolicy;
+        // Rekey every 7 messages or 3000 bytes, whichever first.
+        let policy = RekeyPolicy {
+            messages: 7,
+            bytes: 3000,
+            interval: Duration::from_secs(3600),
+        };
+        dialer.send.set_rekey_policy(policy);
+        listener.send.set_rekey_policy(policy);
+        let out: Vec<Message<'static>> = (0..200)
+            .map(|i| Message::Text("x".repeat(i * 7 % 900).into()))
+            .collect();
+        let (got_by_dialer, got_by_listener) = tokio::join!(
+            exchange(&mut dialer, &out, out.len()),
+            exchange(&mut listener, &out, out.len())
+        );
+        assert_eq!(got_by_dialer, out);
+        assert_eq!(got_by_listener, out);
+        assert!(dialer.send.rekeys() >= 28, "{}", dialer.send.rekeys());
+        assert_eq!(dialer.send.rekeys(), listener.recv.rekeys());
+        assert_eq!(listener.send.rekeys(), dialer.recv.rekeys());
+        // Still in step afterwards.
+        dialer
+            .send
+            .send(&Message::Text("after".into()))
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut listener.recv).await.unwrap(),
+            Some(Message::Text("after".into()))
+        );
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_rekey_that_is_not_followed_locally_breaks_decryption() {
+    // Proves REKEY really changes keys: a receiver that ignores it cannot read on.
+    within(async {
+        // Drop the dialer's REKEY: frame 3, after handshake frames 0-1 and message "one".
+        let (dialer, listener) = connected_through(|n, _| n != 3).await;
+        let (mut dialer, mut listener) = (dialer.unwrap(), listener.unwrap());
+        dialer.send.set_rekey_policy(schat::transport::RekeyPolicy {
+            messages: 1,
+            bytes: u64::MAX,
+            interval: Duration::from_secs(3600),
+        });
+        dialer
+            .send
+            .send(&Message::Text("one".into()))
+            .await
+            .unwrap();
+        dialer
+            .send
+            .send(&Message::Text("two".into()))
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut listener.recv).await.unwrap(),
+            Some(Message::Text("one".into()))
+        );
+        assert!(matches!(
+            next(&mut listener.recv).await,
+            Err(Error::Protocol(ProtocolError::Decrypt))
+        ));
+    })
+    .await
+}

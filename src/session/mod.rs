@@ -295,7 +295,8 @@ fn on_message(
             let _ = queue.try_send(Message::Pong(body.into_owned().into()));
             Step::Continue
         }
-        Message::Pong(_) | Message::Extension { .. } => Step::Continue,
+        // REKEY never reaches here: the transport applies it.
+        Message::Pong(_) | Message::Rekey | Message::Extension { .. } => Step::Continue,
         Message::Welcome(_) => {
             Step::Fail(ProtocolError::Unexpected("WELCOME", "in the middle of the session").into())
         }
