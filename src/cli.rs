@@ -86,6 +86,10 @@ pub enum Command {
         /// Write one JSON object per event (connected, welcome, message, left, error) on stdout
         #[arg(long)]
         json: bool,
+        /// Seconds of silence before we PING the peer; after three times as long with nothing
+        /// received, the peer is declared gone
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        keepalive: u64,
     },
     /// Connect to a listening peer, then chat
     #[command(after_help = EXIT_CODES)]
@@ -108,6 +112,10 @@ pub enum Command {
         /// Write one JSON object per event (connected, welcome, message, left, error) on stdout
         #[arg(long)]
         json: bool,
+        /// Seconds of silence before we PING the peer; after three times as long with nothing
+        /// received, the peer is declared gone
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        keepalive: u64,
     },
     /// Manage known peers: petnames, fingerprints, addresses, verification
     #[command(subcommand)]
@@ -252,6 +260,7 @@ async fn execute(cli: Cli, ui: &Ui, input: Option<Input>) -> Result<()> {
             welcome,
             once,
             timeout,
+            keepalive,
             ..
         } => {
             let allow = match allow.as_deref() {
@@ -262,8 +271,9 @@ async fn execute(cli: Cli, ui: &Ui, input: Option<Input>) -> Result<()> {
             let identity = paths.load_or_create(ui)?;
             let settings = Settings {
                 pin: paths.resolve_peer(peer.as_deref())?,
-                handshake_timeout: seconds(timeout)?,
+                handshake_timeout: seconds(timeout, "--timeout")?,
                 trust: paths.trust_config(),
+                keepalive: seconds(keepalive, "--keepalive")?,
             };
             let options = ListenOptions {
                 addr: Some(addr),
@@ -287,19 +297,21 @@ async fn execute(cli: Cli, ui: &Ui, input: Option<Input>) -> Result<()> {
             peer,
             trust,
             timeout,
+            keepalive,
             ..
         } => {
             let identity = paths.load_or_create(ui)?;
             let settings = Settings {
                 pin: paths.resolve_peer(peer.as_deref())?,
-                handshake_timeout: seconds(timeout)?,
+                handshake_timeout: seconds(timeout, "--timeout")?,
                 trust: paths.trust_config(),
+                keepalive: seconds(keepalive, "--keepalive")?,
             };
             let mut interrupts = install_interrupts()?;
             net::dial(
                 &addr,
                 trust,
-                seconds(timeout)?,
+                seconds(timeout, "--timeout")?,
                 &identity,
                 &settings,
                 &mut input,
@@ -450,9 +462,9 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
     }
 }
 
-fn seconds(secs: u64) -> Result<Duration> {
+fn seconds(secs: u64, option: &str) -> Result<Duration> {
     if secs == 0 {
-        return Err(Error::Usage("--timeout must be at least 1 second".into()));
+        return Err(Error::Usage(format!("{option} must be at least 1 second")));
     }
     Ok(Duration::from_secs(secs))
 }

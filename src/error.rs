@@ -29,6 +29,9 @@ pub enum Error {
     /// The stream ended at a frame boundary but without a QUIT.
     #[error("the connection closed without a goodbye (no QUIT): it may have been cut")]
     ConnectionCut,
+    /// Nothing at all came from the peer (not even a PONG) for this many seconds.
+    #[error("no sign of life from the peer for {0} s: the connection is presumed dead")]
+    PeerSilent(u64),
     /// We refused the peer's static key (exit code 3).
     #[error("{0}")]
     PeerRefused(String),

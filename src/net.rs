@@ -163,9 +163,15 @@ async fn connect(addr: &Address, timeout: Duration, ui: &Ui) -> Result<TcpStream
     Err(Error::io(context, e))
 }
 
-/// Latency matters more than packing for chat, and every frame goes out in one write anyway.
-fn configure(stream: &TcpStream) {
+/// Socket options for every connection: no Nagle delay (latency matters more than packing,
+/// and every frame goes out in one write anyway), and TCP keepalive so the kernel notices a
+/// dead path even when the application-level PINGs cannot get through.
+fn configure(stream: &TcpStream, keepalive: Duration) {
     let _ = stream.set_nodelay(true);
+    let probe = socket2::TcpKeepalive::new()
+        .with_time(keepalive)
+        .with_interval(keepalive / 3 + Duration::from_secs(1));
+    let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&probe);
 }
 
 /// `schat dial`: connect, then run one session.
@@ -185,7 +191,7 @@ pub async fn dial(
         stream = connect(&addr, connect_timeout, ui) => stream?,
         _ = interrupts.recv() => return Ok(Ended::LocalQuit),
     };
-    configure(&stream);
+    configure(&stream, settings.keepalive);
     let remote = stream.peer_addr().map(|a| a.to_string()).ok();
     ui.status("connected; handshaking");
     let (reader, writer) = stream.into_split();
@@ -283,7 +289,7 @@ pub async fn listen(
                 _ => return Ok(()),
             },
         };
-        configure(&stream);
+        configure(&stream, settings.keepalive);
         ui.status(format_args!("connection from {from}"));
         let (reader, writer) = stream.into_split();
         // Someone who never completes a handshake is not a session: note it, keep waiting.

@@ -33,6 +33,7 @@ fn settings(pin: Option<&Identity>) -> Settings {
             store: Store::in_home(&home),
             peers_command: "schat peers".into(),
         },
+        keepalive: Duration::from_secs(30),
     }
 }
 
@@ -249,6 +250,105 @@ async fn a_silent_peer_hits_the_handshake_deadline() {
         .await;
         assert!(matches!(result, Err(Error::Timeout(..))));
         assert!(started.elapsed() < Duration::from_secs(2));
+    })
+    .await
+}
+
+fn quick_keepalive(pin: Option<&Identity>) -> Settings {
+    Settings {
+        keepalive: Duration::from_millis(100),
+        ..settings(pin)
+    }
+}
+
+#[tokio::test]
+async fn a_peer_that_falls_silent_is_declared_gone_after_three_intervals() {
+    within(async {
+        let (alice, bob) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+        let (dialer, mut listener) = pair(&alice, &bob).await;
+        // The listener says hello, then never sends another byte (and never answers PINGs).
+        listener
+            .send
+            .send(&Message::Welcome("hi".into()))
+            .await
+            .unwrap();
+        let (mut input, _keep) = scripted(&[]);
+        let started = std::time::Instant::now();
+        let result = session::converse(
+            dialer,
+            None,
+            &dialer_role(),
+            &quick_keepalive(None),
+            &mut input,
+            &Ui::plain(),
+            &mut Interrupts::none(),
+        )
+        .await;
+        let took = started.elapsed();
+        assert!(matches!(result, Err(Error::PeerSilent(_))), "{result:?}");
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+        // It did try: two PINGs went out before giving up.
+        let mut pings = 0;
+        while let Ok(Some(m)) = listener.recv.recv().await {
+            if matches!(m, Message::Ping(_)) {
+                pings += 1;
+            }
+        }
+        assert_eq!(pings, 2);
+        drop(listener);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_idle_but_alive_peer_answers_pings_and_stays_connected() {
+    within(async {
+        let (alice, bob) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+        let (dialer, listener) = pair(&alice, &bob).await;
+        let ui = Ui::plain();
+        let (mut dial_in, dial_keys) = scripted(&[]);
+        let (mut listen_in, _keep) = scripted(&[]);
+        let dialer_cfg = dialer_role();
+        let (cfg_d, cfg_l, role_l) = (
+            quick_keepalive(None),
+            quick_keepalive(None),
+            listener_role(),
+        );
+        let (mut i1, mut i2) = (Interrupts::none(), Interrupts::none());
+        // Ten keepalive intervals of silence from both users, then the dialer quits.
+        let later = async {
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            dial_keys
+                .send(InputEvent::Line("quit".into()))
+                .await
+                .unwrap();
+        };
+        let (d, l, ()) = tokio::join!(
+            session::converse(
+                dialer,
+                None,
+                &dialer_cfg,
+                &cfg_d,
+                &mut dial_in,
+                &ui,
+                &mut i1
+            ),
+            session::converse(
+                listener,
+                None,
+                &role_l,
+                &cfg_l,
+                &mut listen_in,
+                &ui,
+                &mut i2
+            ),
+            later
+        );
+        assert_eq!(d.unwrap(), Ended::LocalQuit);
+        assert_eq!(l.unwrap(), Ended::PeerQuit);
     })
     .await
 }

@@ -54,7 +54,16 @@ pub struct Settings {
     pub handshake_timeout: Duration,
     /// Known peers.
     pub trust: TrustConfig,
+    /// After this much silence from the peer we send a PING; after three times this, with
+    /// nothing received, the peer is declared gone.
+    pub keepalive: Duration,
 }
+
+/// Keepalive interval unless configured.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// Silent intervals after which the peer is declared gone.
+const SILENT_INTERVALS: u32 = 3;
 
 /// How a session ended without error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,7 +161,16 @@ where
         info.safety
     ));
     ui.connected(&info.speaker(), &info.safety.grouped(), remote);
-    chat(established, role, &info, input, ui, interrupts).await
+    chat(
+        established,
+        role,
+        &info,
+        settings.keepalive,
+        input,
+        ui,
+        interrupts,
+    )
+    .await
 }
 
 /// Says goodbye to a peer we will not talk to, without reading anything it sent.
@@ -184,6 +202,7 @@ async fn chat<R, W>(
     established: Established<R, W>,
     role: &Role,
     peer: &PeerInfo,
+    keepalive: Duration,
     input: &mut Input,
     ui: &Ui,
     interrupts: &mut Interrupts,
@@ -203,14 +222,37 @@ where
     // A line read from input but not yet accepted by the full queue. While one is pending we
     // stop reading input, but keep receiving, so neither side can deadlock the other.
     let mut pending: Option<String> = None;
+    // Keepalive: any message from the peer resets the timer; each time it fires we PING, and
+    // after SILENT_INTERVALS firings in a row without a word the peer is gone.
+    let silence = tokio::time::sleep(keepalive);
+    tokio::pin!(silence);
+    let mut silent_intervals = 0u32;
 
     let step = loop {
         let step = tokio::select! {
-            received = recv.recv() => match received {
-                Ok(Some(msg)) => on_message(msg, &mut awaiting_welcome, &speaker, ui, &queue),
-                Ok(None) => Step::Fail(Error::ConnectionCut),
-                Err(e) => Step::Fail(e),
-            },
+            received = recv.recv() => {
+                silence.as_mut().reset(tokio::time::Instant::now() + keepalive);
+                silent_intervals = 0;
+                match received {
+                    Ok(Some(msg)) => on_message(msg, &mut awaiting_welcome, &speaker, ui, &queue),
+                    Ok(None) => Step::Fail(Error::ConnectionCut),
+                    Err(e) => Step::Fail(e),
+                }
+            }
+            () = &mut silence => {
+                silent_intervals += 1;
+                if silent_intervals >= SILENT_INTERVALS {
+                    Step::Fail(Error::PeerSilent(
+                        (keepalive * SILENT_INTERVALS).as_secs(),
+                    ))
+                } else {
+                    let _ = queue.try_send(Message::Ping(
+                        u64::from(silent_intervals).to_be_bytes().to_vec().into(),
+                    ));
+                    silence.as_mut().reset(tokio::time::Instant::now() + keepalive);
+                    Step::Continue
+                }
+            }
             event = input.next(), if pending.is_none() => on_input(event, peer, input, ui, &mut pending),
             permit = queue.reserve(), if pending.is_some() => match (permit, pending.take()) {
                 (Ok(permit), Some(line)) => {
