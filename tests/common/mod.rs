@@ -212,6 +212,23 @@ impl Proc {
         }
     }
 
+    /// Reads stderr until a line satisfies `wanted`; returns that line.
+    pub async fn stderr_until_any(&mut self, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stderr.recv()).await {
+                Ok(Some(line)) => {
+                    self.stderr_seen.push(line.clone());
+                    if wanted(&line) {
+                        return line;
+                    }
+                }
+                Ok(None) => panic!("stderr closed: {:#?}", self.stderr_seen),
+                Err(_) => panic!("no matching stderr line in time: {:#?}", self.stderr_seen),
+            }
+        }
+    }
+
     /// Waits for the process to exit, then collects the rest of its output.
     pub async fn exit(&mut self) -> ExitStatus {
         let status = match tokio::time::timeout(WAIT, self.child.wait()).await {
