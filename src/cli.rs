@@ -6,6 +6,7 @@ use crate::keyfile::{self, KeyfileError};
 use crate::keys::{Identity, PublicKey};
 use crate::net::{self, Address, ListenOptions};
 use crate::safety::SafetyNumber;
+use crate::session::pipe::PipeOptions;
 use crate::session::verify::{TrustConfig, TrustPolicy};
 use crate::session::{DEFAULT_WELCOME, Settings, input::Input};
 use crate::signals::Interrupts;
@@ -90,6 +91,13 @@ pub enum Command {
         /// received, the peer is declared gone
         #[arg(long, value_name = "SECS", default_value_t = 30)]
         keepalive: u64,
+        /// Pipe mode: stdin's bytes go to the peer and the peer's bytes to stdout, raw; end of
+        /// input means "finished sending". Implies --once (stdin can be sent only once)
+        #[arg(long, conflicts_with = "json")]
+        pipe: bool,
+        /// With --pipe: no progress line and no summary on stderr
+        #[arg(long, requires = "pipe")]
+        quiet: bool,
     },
     /// Connect to a listening peer, then chat
     #[command(after_help = EXIT_CODES)]
@@ -116,6 +124,13 @@ pub enum Command {
         /// received, the peer is declared gone
         #[arg(long, value_name = "SECS", default_value_t = 30)]
         keepalive: u64,
+        /// Pipe mode: stdin's bytes go to the peer and the peer's bytes to stdout, raw; end of
+        /// input means "finished sending"
+        #[arg(long, conflicts_with = "json")]
+        pipe: bool,
+        /// With --pipe: no progress line and no summary on stderr
+        #[arg(long, requires = "pipe")]
+        quiet: bool,
     },
     /// Manage known peers: petnames, fingerprints, addresses, verification
     #[command(subcommand)]
@@ -193,12 +208,18 @@ fn restore_terminal_on_panic() {
 
 /// Chooses how to talk to the user: JSON, the line editor on a terminal, or plain lines.
 fn front_end(cli: &Cli) -> (Ui, Option<Input>) {
-    let (session, json) = match &cli.command {
-        Command::Listen { json, .. } | Command::Dial { json, .. } => (true, *json),
-        _ => (false, false),
+    let (session, json, pipe) = match &cli.command {
+        Command::Listen { json, pipe, .. } | Command::Dial { json, pipe, .. } => {
+            (true, *json, *pipe)
+        }
+        _ => (false, false, false),
     };
     if !session {
         return (Ui::plain(), None);
+    }
+    if pipe {
+        // stdin and stdout carry the data; questions go to the terminal, if there is one.
+        return (Ui::plain(), Some(Input::tty().unwrap_or_else(Input::none)));
     }
     if json {
         return (Ui::json(), Some(Input::stdin()));
@@ -261,6 +282,8 @@ async fn execute(cli: Cli, ui: &Ui, input: Option<Input>) -> Result<()> {
             once,
             timeout,
             keepalive,
+            pipe,
+            quiet,
             ..
         } => {
             let allow = match allow.as_deref() {
@@ -274,10 +297,11 @@ async fn execute(cli: Cli, ui: &Ui, input: Option<Input>) -> Result<()> {
                 handshake_timeout: seconds(timeout, "--timeout")?,
                 trust: paths.trust_config(),
                 keepalive: seconds(keepalive, "--keepalive")?,
+                pipe: pipe.then_some(PipeOptions { quiet }),
             };
             let options = ListenOptions {
                 addr: Some(addr),
-                once,
+                once: once || pipe,
                 welcome,
                 allow,
             };
@@ -298,6 +322,8 @@ async fn execute(cli: Cli, ui: &Ui, input: Option<Input>) -> Result<()> {
             trust,
             timeout,
             keepalive,
+            pipe,
+            quiet,
             ..
         } => {
             let identity = paths.load_or_create(ui)?;
@@ -306,6 +332,7 @@ async fn execute(cli: Cli, ui: &Ui, input: Option<Input>) -> Result<()> {
                 handshake_timeout: seconds(timeout, "--timeout")?,
                 trust: paths.trust_config(),
                 keepalive: seconds(keepalive, "--keepalive")?,
+                pipe: pipe.then_some(PipeOptions { quiet }),
             };
             let mut interrupts = install_interrupts()?;
             net::dial(

@@ -27,6 +27,8 @@ pub mod kind {
     pub const PONG: u8 = 0x05;
     /// The sender switches its sending key (Noise `REKEY`) right after this message. Empty.
     pub const REKEY: u8 = 0x08;
+    /// Raw bytes of a pipe-mode stream.
+    pub const DATA: u8 = 0x09;
     /// Types from here up are extensions: ignored when unknown.
     pub const FIRST_EXTENSION: u8 = 0x80;
 }
@@ -46,6 +48,8 @@ pub enum Message<'a> {
     Pong(Cow<'a, [u8]>),
     /// The sender's following messages use its next key.
     Rekey,
+    /// A chunk of a pipe-mode byte stream.
+    Data(Cow<'a, [u8]>),
     /// An extension type (≥ 0x80) this version does not understand; receivers ignore it.
     Extension { kind: u8, body: Cow<'a, [u8]> },
 }
@@ -91,6 +95,7 @@ impl<'a> Message<'a> {
             kind::PONG => Message::Pong(Cow::Borrowed(body)),
             kind::REKEY if body.is_empty() => Message::Rekey,
             kind::REKEY => return Err(MessageError::UnexpectedBody("REKEY")),
+            kind::DATA => Message::Data(Cow::Borrowed(body)),
             k if k >= kind::FIRST_EXTENSION => Message::Extension {
                 kind: k,
                 body: Cow::Borrowed(body),
@@ -108,6 +113,7 @@ impl<'a> Message<'a> {
             Message::Ping(_) => kind::PING,
             Message::Pong(_) => kind::PONG,
             Message::Rekey => kind::REKEY,
+            Message::Data(_) => kind::DATA,
             Message::Extension { kind, .. } => *kind,
         }
     }
@@ -116,7 +122,10 @@ impl<'a> Message<'a> {
     pub fn body(&self) -> &[u8] {
         match self {
             Message::Welcome(t) | Message::Text(t) | Message::Quit(t) => t.as_bytes(),
-            Message::Ping(b) | Message::Pong(b) | Message::Extension { body: b, .. } => b,
+            Message::Ping(b)
+            | Message::Pong(b)
+            | Message::Data(b)
+            | Message::Extension { body: b, .. } => b,
             Message::Rekey => &[],
         }
     }
@@ -143,6 +152,7 @@ impl<'a> Message<'a> {
             Message::Ping(b) => Message::Ping(Cow::Owned(b.into_owned())),
             Message::Pong(b) => Message::Pong(Cow::Owned(b.into_owned())),
             Message::Rekey => Message::Rekey,
+            Message::Data(b) => Message::Data(Cow::Owned(b.into_owned())),
             Message::Extension { kind, body } => Message::Extension {
                 kind,
                 body: Cow::Owned(body.into_owned()),
@@ -159,6 +169,7 @@ impl<'a> Message<'a> {
             Message::Ping(_) => "PING",
             Message::Pong(_) => "PONG",
             Message::Rekey => "REKEY",
+            Message::Data(_) => "DATA",
             Message::Extension { .. } => "extension",
         }
     }
@@ -198,6 +209,7 @@ mod tests {
         round_trip(Message::Ping(vec![1, 2, 3].into()));
         round_trip(Message::Pong(vec![].into()));
         round_trip(Message::Rekey);
+        round_trip(Message::Data(vec![0, 1, 255].into()));
         round_trip(Message::Extension {
             kind: 0xfe,
             body: vec![0, 255].into(),
@@ -245,7 +257,7 @@ mod tests {
             Message::decode(&[kind::REKEY, 0]),
             Err(MessageError::UnexpectedBody("REKEY"))
         );
-        for k in [0x00, 0x06, 0x10, 0x7f] {
+        for k in [0x00, 0x06, 0x0a, 0x10, 0x7f] {
             assert_eq!(Message::decode(&[k, 1]), Err(MessageError::UnknownType(k)));
         }
         assert_eq!(

@@ -316,9 +316,14 @@ pub async fn listen(
             Ok(Ended::LocalQuit) => return Ok(()),
             Ok(Ended::PeerQuit) if options.once => return Ok(()),
             Ok(Ended::PeerQuit) => {}
-            // A refused peer was never a session, and must not be able to stop the listener.
+            // A refused peer was never a session, and must not be able to stop the listener;
+            // nor was a peer that refused us.
             Err(Error::PeerRefused(why)) => {
                 ui.warn(format_args!("refused the peer from {from}: {why}"));
+                continue;
+            }
+            Err(e @ Error::RefusedByPeer(_)) => {
+                ui.warn(format_args!("connection from {from}: {e}"));
                 continue;
             }
             Err(e) if options.once => return Err(e),

@@ -192,37 +192,55 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
     /// Encrypts and sends one message, first changing keys if the policy says it is time.
     /// After a QUIT nothing more may be sent.
     pub async fn send(&mut self, msg: &Message<'_>) -> Result<()> {
+        let mut plain = std::mem::take(&mut self.plain);
+        let encoded = msg.encode_into(&mut plain).map_err(|e| match e {
+            MessageError::TooLong { len } => Error::Usage(format!(
+                "a message of {len} bytes is too long to send (limit {} bytes)",
+                message::MAX_BODY
+            )),
+            other => Error::Internal(other.to_string()),
+        });
+        let result = match encoded {
+            Ok(()) => self.send_encoded(&plain).await,
+            Err(e) => Err(e),
+        };
+        self.plain = plain;
+        result
+    }
+
+    /// Sends a message that is already encoded (type byte + body), e.g. a pipe-mode DATA chunk
+    /// read straight into its buffer after the type byte: no copy before encryption.
+    pub async fn send_encoded(&mut self, plaintext: &[u8]) -> Result<()> {
         if self.quit_sent {
             return Err(Error::Internal("attempt to send after QUIT".into()));
+        }
+        if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
+            return Err(Error::Internal(format!(
+                "plaintext of {} bytes cannot be sent",
+                plaintext.len()
+            )));
         }
         let usage = self.usage;
         if usage.messages >= self.policy.messages
             || usage.bytes >= self.policy.bytes
             || usage.since.elapsed() >= self.policy.interval
         {
-            self.seal_and_send(&Message::Rekey).await?;
+            self.seal_and_send(&[kind::REKEY]).await?;
             lock(&self.state)?.rekey_outgoing();
             self.usage = Usage::new();
             self.rekeys += 1;
         }
-        self.seal_and_send(msg).await?;
+        self.seal_and_send(plaintext).await?;
         self.usage.messages += 1;
-        self.usage.bytes += msg.body().len() as u64;
-        if matches!(msg, Message::Quit(_)) {
+        self.usage.bytes += plaintext.len() as u64;
+        if plaintext[0] == kind::QUIT {
             self.quit_sent = true;
         }
         Ok(())
     }
 
-    async fn seal_and_send(&mut self, msg: &Message<'_>) -> Result<()> {
-        msg.encode_into(&mut self.plain).map_err(|e| match e {
-            MessageError::TooLong { len } => Error::Usage(format!(
-                "a message of {len} bytes is too long to send (limit {} bytes)",
-                message::MAX_BODY
-            )),
-            other => Error::Internal(other.to_string()),
-        })?;
-        let (state, plain) = (&self.state, &self.plain);
+    async fn seal_and_send(&mut self, plain: &[u8]) -> Result<()> {
+        let state = &self.state;
         self.frames
             .write_frame_with(plain.len() + TAG_LEN, |out| {
                 lock(state)?.write_message(plain, out).map_err(|e| match e {

@@ -34,6 +34,7 @@ fn settings(pin: Option<&Identity>) -> Settings {
             peers_command: "schat peers".into(),
         },
         keepalive: Duration::from_secs(30),
+        pipe: None,
     }
 }
 

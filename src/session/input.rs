@@ -37,6 +37,8 @@ pub enum InputEvent {
 pub struct Input {
     source: Source,
     ended: bool,
+    /// Whether a person answers questions through this input (a terminal).
+    can_ask: bool,
 }
 
 enum Source {
@@ -69,6 +71,26 @@ impl Input {
         Self::from_reader(io::stdin())
     }
 
+    /// The controlling terminal (`/dev/tty`), for questions when stdin carries data (pipe
+    /// mode), like ssh asking about a host key. `None` when there is no terminal.
+    pub fn tty() -> Option<Self> {
+        let tty = std::fs::File::open("/dev/tty").ok()?;
+        let mut input = Self::from_reader(tty);
+        input.can_ask = true;
+        Some(input)
+    }
+
+    /// An input that never yields a line (nobody to ask).
+    pub fn none() -> Self {
+        let (_, rx) = mpsc::channel(1);
+        Self::from_channel(rx)
+    }
+
+    /// Whether a person can answer questions through this input.
+    pub fn can_ask(&self) -> bool {
+        self.can_ask
+    }
+
     /// Reads lines from any blocking reader on a background thread.
     pub fn from_reader(reader: impl Read + Send + 'static) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -81,6 +103,7 @@ impl Input {
         Input {
             source: Source::Lines(rx),
             ended: false,
+            can_ask: false,
         }
     }
 
@@ -98,6 +121,7 @@ impl Input {
                 prompt: PROMPT.into(),
             })),
             ended: false,
+            can_ask: true,
         };
         Ok((input, writer))
     }

@@ -7,6 +7,7 @@
 
 pub mod command;
 pub mod input;
+pub mod pipe;
 pub mod verify;
 
 use crate::error::{Error, ProtocolError, Result};
@@ -28,6 +29,15 @@ use verify::{PeerInfo, TrustConfig, TrustPolicy};
 
 /// The welcome a listener sends unless told otherwise.
 pub const DEFAULT_WELCOME: &str = "Welcome to schat! Type `quit` to leave.";
+
+/// The QUIT reason of a side that refuses the peer's key. The `refused:` prefix is how the
+/// other side tells a refusal from an ordinary goodbye (PROTOCOL.md §3).
+pub const REFUSAL: &str = "refused: your key was not accepted";
+
+/// Whether a QUIT reason says the peer refused our key.
+pub fn is_refusal(reason: &str) -> bool {
+    reason.starts_with("refused:")
+}
 
 /// How long we keep reading after our QUIT, so that it reaches the peer before we close.
 const LINGER: Duration = Duration::from_secs(2);
@@ -57,6 +67,8 @@ pub struct Settings {
     /// After this much silence from the peer we send a PING; after three times this, with
     /// nothing received, the peer is declared gone.
     pub keepalive: Duration,
+    /// Pipe mode (raw bytes between stdin and stdout) instead of chat.
+    pub pipe: Option<pipe::PipeOptions>,
 }
 
 /// Keepalive interval unless configured.
@@ -150,7 +162,7 @@ where
     let mut info = match decision {
         Ok(info) => info,
         Err(e) => {
-            refuse(established, "your key was not accepted").await;
+            refuse(established, REFUSAL).await;
             return Err(e);
         }
     };
@@ -161,6 +173,11 @@ where
         info.safety
     ));
     ui.connected(&info.speaker(), &info.safety.grouped(), remote);
+    if let Some(options) = settings.pipe {
+        let listener = matches!(role, Role::Listener { .. });
+        pipe::run(established, listener, settings.keepalive, options, ui).await?;
+        return Ok(Ended::LocalQuit);
+    }
     chat(
         established,
         role,
@@ -328,6 +345,9 @@ fn on_message(
             Ok(()) => Step::Continue,
             Err(e) => Step::Fail(Error::io("writing to stdout", e)),
         },
+        Message::Quit(reason) if is_refusal(&reason) => Step::Fail(Error::RefusedByPeer(
+            crate::sanitize::line(&reason).into_owned(),
+        )),
         Message::Quit(reason) => {
             ui.left(speaker, &reason);
             Step::PeerLeft
@@ -342,6 +362,9 @@ fn on_message(
         Message::Welcome(_) => {
             Step::Fail(ProtocolError::Unexpected("WELCOME", "in the middle of the session").into())
         }
+        Message::Data(_) => Step::Fail(
+            ProtocolError::Unexpected("DATA", "in a chat (is it in --pipe mode?)").into(),
+        ),
     }
 }
 

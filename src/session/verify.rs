@@ -166,9 +166,7 @@ pub async fn dialled(
             let accepted = match policy {
                 TrustPolicy::Strict => None,
                 TrustPolicy::AcceptNew => Some((Verified::FirstUse, None)),
-                TrustPolicy::Ask if ui.is_interactive() => {
-                    ask(&peer, &safety, addr, input, ui).await?
-                }
+                TrustPolicy::Ask if input.can_ask() => ask(&peer, &safety, addr, input, ui).await?,
                 TrustPolicy::Ask => {
                     return Err(Error::PeerRefused(format!(
                         "the peer at {addr} is not known and there is no terminal to ask you.\n  \

@@ -1,0 +1,385 @@
+//! Pipe mode end to end: bytes in, the same bytes out, in both directions, with the failure
+//! cases that must never look like success.
+
+mod common;
+
+use common::{Home, WAIT, bin, within};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A pipe-mode schat with stdin and stdout connected to files, stderr captured.
+struct PipeProc {
+    child: Child,
+    stderr: tokio::sync::mpsc::UnboundedReceiver<String>,
+    seen: Vec<String>,
+}
+
+impl PipeProc {
+    fn spawn(home: &Home, args: &[&str], input: Stdio, output: &Path) -> Self {
+        let mut child = Command::new(bin())
+            .arg("--home")
+            .arg(home.path())
+            .args(args)
+            .stdin(input)
+            .stdout(File::create(output).unwrap())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let (tx, stderr) = tokio::sync::mpsc::unbounded_channel();
+        let err = child.stderr.take().unwrap();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(err).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                let _ = tx.send(l);
+            }
+        });
+        PipeProc {
+            child,
+            stderr,
+            seen: Vec::new(),
+        }
+    }
+
+    async fn stderr_until(&mut self, needle: &str) -> String {
+        loop {
+            match tokio::time::timeout(WAIT, self.stderr.recv()).await {
+                Ok(Some(l)) => {
+                    self.seen.push(l.clone());
+                    if l.contains(needle) {
+                        return l;
+                    }
+                }
+                _ => panic!("no {needle:?} on stderr: {:#?}", self.seen),
+            }
+        }
+    }
+
+    async fn exit(&mut self) -> ExitStatus {
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("did not exit")
+            .unwrap();
+        while let Ok(Some(l)) =
+            tokio::time::timeout(Duration::from_secs(5), self.stderr.recv()).await
+        {
+            self.seen.push(l);
+        }
+        status
+    }
+
+    fn stderr_text(&self) -> String {
+        self.seen.join("\n")
+    }
+}
+
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new() -> Self {
+        Files {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn random(&self, name: &str, len: usize) -> PathBuf {
+        let mut data = vec![0u8; len];
+        rand::fill(&mut data[..]);
+        let p = self.path(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+}
+
+fn stdin_from(path: &Path) -> Stdio {
+    Stdio::from(File::open(path).unwrap())
+}
+
+/// Listener (pipe, once) and dialer exchange two files; returns both exit statuses.
+async fn exchange(
+    listener_in: &Path,
+    listener_out: &Path,
+    dialer_in: &Path,
+    dialer_out: &Path,
+    extra_dial: &[&str],
+) -> (PipeProc, PipeProc) {
+    let (alice, bob) = (Home::new(), Home::new());
+    let mut listener = PipeProc::spawn(
+        &bob,
+        &["listen", "127.0.0.1:0", "--pipe"],
+        stdin_from(listener_in),
+        listener_out,
+    );
+    let line = listener.stderr_until("listening on").await;
+    let addr = line.rsplit(' ').next().unwrap().to_string();
+    let mut args = vec!["dial", addr.as_str(), "--pipe", "--trust", "accept-new"];
+    args.extend_from_slice(extra_dial);
+    let dialer = PipeProc::spawn(&alice, &args, stdin_from(dialer_in), dialer_out);
+    listener.exit().await;
+    (listener, dialer)
+}
+
+#[tokio::test]
+async fn round_trips_every_boundary_size_in_both_directions() {
+    within(async {
+        let f = Files::new();
+        for (i, (up, down)) in [(0, 65519), (1, 65520), (65519, 0), (65520, 1)]
+            .into_iter()
+            .enumerate()
+        {
+            let a = f.random(&format!("a{i}"), up);
+            let b = f.random(&format!("b{i}"), down);
+            let (a_out, b_out) = (f.path(&format!("a{i}.out")), f.path(&format!("b{i}.out")));
+            let (mut listener, mut dialer) = exchange(&b, &a_out, &a, &b_out, &[]).await;
+            assert!(
+                listener.exit().await.success(),
+                "{}",
+                listener.stderr_text()
+            );
+            assert!(dialer.exit().await.success(), "{}", dialer.stderr_text());
+            assert_eq!(
+                std::fs::read(&a).unwrap(),
+                std::fs::read(&a_out).unwrap(),
+                "up {up}"
+            );
+            assert_eq!(
+                std::fs::read(&b).unwrap(),
+                std::fs::read(&b_out).unwrap(),
+                "down {down}"
+            );
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn fifty_mebibytes_each_way_at_once() {
+    within(async {
+        let f = Files::new();
+        let a = f.random("a", 50 << 20);
+        let b = f.random("b", 50 << 20);
+        let (a_out, b_out) = (f.path("a.out"), f.path("b.out"));
+        let (mut listener, mut dialer) = exchange(&b, &a_out, &a, &b_out, &[]).await;
+        assert!(
+            listener.exit().await.success(),
+            "{}",
+            listener.stderr_text()
+        );
+        assert!(dialer.exit().await.success(), "{}", dialer.stderr_text());
+        assert!(std::fs::read(&a).unwrap() == std::fs::read(&a_out).unwrap());
+        assert!(std::fs::read(&b).unwrap() == std::fs::read(&b_out).unwrap());
+        // The summary line, never on stdout.
+        assert!(
+            dialer
+                .stderr_text()
+                .contains("sent 50.0 MiB, received 50.0 MiB")
+        );
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_half_closed_sender_still_receives_everything() {
+    within(async {
+        let f = Files::new();
+        let empty = f.random("empty", 0);
+        let (alice, bob) = (Home::new(), Home::new());
+        // The listener's data arrives slowly, long after the dialer has finished sending.
+        let mut listener = PipeProc::spawn(
+            &bob,
+            &["listen", "127.0.0.1:0", "--pipe"],
+            Stdio::piped(),
+            &f.path("l.out"),
+        );
+        let mut feed = listener.child.stdin.take().unwrap();
+        let line = listener.stderr_until("listening on").await;
+        let addr = line.rsplit(' ').next().unwrap().to_string();
+        let mut dialer = PipeProc::spawn(
+            &alice,
+            &["dial", &addr, "--pipe", "--trust", "accept-new"],
+            stdin_from(&empty),
+            &f.path("d.out"),
+        );
+        listener.stderr_until("safety number").await;
+        use tokio::io::AsyncWriteExt;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        feed.write_all(&vec![7u8; 3_000_000]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        feed.write_all(b"the end").await.unwrap();
+        drop(feed);
+        assert!(dialer.exit().await.success(), "{}", dialer.stderr_text());
+        assert!(
+            listener.exit().await.success(),
+            "{}",
+            listener.stderr_text()
+        );
+        let got = std::fs::read(f.path("d.out")).unwrap();
+        assert_eq!(got.len(), 3_000_007);
+        assert!(got.ends_with(b"the end"));
+    })
+    .await
+}
+
+#[tokio::test]
+async fn tar_round_trips_byte_for_byte() {
+    within(async {
+        let f = Files::new();
+        let tree = f.path("tree");
+        std::fs::create_dir_all(tree.join("sub")).unwrap();
+        for i in 0..20 {
+            f.random(&format!("tree/sub/file{i}"), 1000 * i * i);
+        }
+        let (alice, bob) = (Home::new(), Home::new());
+        let archive = f.path("received.tar");
+        let mut listener = PipeProc::spawn(
+            &bob,
+            &["listen", "127.0.0.1:0", "--pipe", "--once"],
+            Stdio::null(),
+            &archive,
+        );
+        let line = listener.stderr_until("listening on").await;
+        let addr = line.rsplit(' ').next().unwrap().to_string();
+        let status = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "tar c -C {} tree | {} --home {} dial {addr} --pipe --trust accept-new > /dev/null",
+                f.dir.path().display(),
+                bin(),
+                alice.path().display()
+            ))
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+        assert!(listener.exit().await.success());
+        let expected = std::process::Command::new("tar")
+            .args(["c", "-C"])
+            .arg(f.dir.path())
+            .arg("tree")
+            .output()
+            .unwrap()
+            .stdout;
+        // tar output is deterministic for the same tree and the same tar.
+        assert_eq!(std::fs::read(&archive).unwrap(), expected);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn pins_and_key_checks_hold_in_pipe_mode() {
+    within(async {
+        let f = Files::new();
+        let data = f.random("data", 100_000);
+        let (alice, bob, carol) = (Home::new(), Home::new(), Home::new());
+        let mut listener = PipeProc::spawn(
+            &bob,
+            &["listen", "127.0.0.1:0", "--pipe"],
+            stdin_from(&data),
+            &f.path("l.out"),
+        );
+        let line = listener.stderr_until("listening on").await;
+        let addr = line.rsplit(' ').next().unwrap().to_string();
+        let mut dialer = PipeProc::spawn(
+            &alice,
+            &["dial", &addr, "--pipe", "--peer", &carol.fingerprint()],
+            stdin_from(&data),
+            &f.path("d.out"),
+        );
+        assert_eq!(dialer.exit().await.code(), Some(3));
+        assert!(dialer.stderr_text().contains("does not match --peer"));
+        assert_eq!(std::fs::metadata(f.path("d.out")).unwrap().len(), 0);
+        // Unknown key, no terminal to ask: refused too.
+        let mut dialer = PipeProc::spawn(
+            &alice,
+            &["dial", &addr, "--pipe"],
+            stdin_from(&data),
+            &f.path("d2.out"),
+        );
+        assert_eq!(dialer.exit().await.code(), Some(3));
+        assert_eq!(std::fs::metadata(f.path("d2.out")).unwrap().len(), 0);
+        listener.child.start_kill().unwrap();
+        listener.exit().await;
+        assert_eq!(std::fs::metadata(f.path("l.out")).unwrap().len(), 0);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_peer_vanishing_mid_stream_is_an_error_not_a_short_success() {
+    within(async {
+        let f = Files::new();
+        let (alice, bob) = (Home::new(), Home::new());
+        // The dialer sends an endless stream; the listener is killed part way.
+        let mut listener = PipeProc::spawn(
+            &bob,
+            &["listen", "127.0.0.1:0", "--pipe"],
+            Stdio::piped(),
+            &f.path("l.out"),
+        );
+        let _keep_stdin_open = listener.child.stdin.take();
+        let line = listener.stderr_until("listening on").await;
+        let addr = line.rsplit(' ').next().unwrap().to_string();
+        let mut dialer = PipeProc::spawn(
+            &alice,
+            &["dial", &addr, "--pipe", "--trust", "accept-new"],
+            Stdio::piped(),
+            &f.path("d.out"),
+        );
+        let mut feed = dialer.child.stdin.take().unwrap();
+        use tokio::io::AsyncWriteExt;
+        let writer = tokio::spawn(async move {
+            let chunk = vec![1u8; 1 << 16];
+            while feed.write_all(&chunk).await.is_ok() {}
+        });
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        listener.child.start_kill().unwrap();
+        listener.exit().await;
+        let status = dialer.exit().await;
+        assert!(!status.success(), "{}", dialer.stderr_text());
+        assert!(
+            dialer.stderr_text().contains("error"),
+            "{}",
+            dialer.stderr_text()
+        );
+        writer.abort();
+
+        // The other way round: the receiving side sees the sender vanish.
+        let mut listener = PipeProc::spawn(
+            &bob,
+            &["listen", "127.0.0.1:0", "--pipe"],
+            Stdio::piped(),
+            &f.path("l2.out"),
+        );
+        let _keep = listener.child.stdin.take();
+        let line = listener.stderr_until("listening on").await;
+        let addr = line.rsplit(' ').next().unwrap().to_string();
+        let mut dialer = PipeProc::spawn(
+            &alice,
+            &["dial", &addr, "--pipe", "--trust", "accept-new"],
+            Stdio::piped(),
+            &f.path("d2.out"),
+        );
+        let mut feed = dialer.child.stdin.take().unwrap();
+        feed.write_all(&[9u8; 100_000]).await.unwrap();
+        listener.stderr_until("safety number").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        dialer.child.start_kill().unwrap();
+        dialer.exit().await;
+        let status = listener.exit().await;
+        assert_eq!(status.code(), Some(1), "{}", listener.stderr_text());
+        assert!(
+            listener.stderr_text().contains("may have been cut"),
+            "{}",
+            listener.stderr_text()
+        );
+    })
+    .await
+}
