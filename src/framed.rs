@@ -7,13 +7,19 @@ use crate::error::{Error, ProtocolError, Result};
 use crate::frame::{self, HEADER_LEN, MAX_BODY};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Room for two maximal frames, so a partial frame can always be completed after compacting.
-const READ_BUF_LEN: usize = 2 * (HEADER_LEN + MAX_BODY);
+/// The read buffer grows up to four maximal frames. Two would do for correctness (a partial
+/// frame always fits after compacting), but with more room compaction — copying the partial
+/// frame to the front — happens a third as often during bulk transfers.
+const READ_BUF_MAX: usize = 4 * (HEADER_LEN + MAX_BODY);
+
+/// Where the read buffer starts: enough for chat and handshakes, so a connection that never
+/// carries bulk data never allocates (or zeroes) the large buffer.
+const READ_BUF_START: usize = 4096;
 
 /// Reads whole frames from a byte stream.
 pub struct FrameReader<R> {
     io: R,
-    buf: Box<[u8]>,
+    buf: Vec<u8>,
     /// Unconsumed bytes are `buf[start..end]`.
     start: usize,
     end: usize,
@@ -24,7 +30,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(io: R) -> Self {
         FrameReader {
             io,
-            buf: vec![0u8; READ_BUF_LEN].into_boxed_slice(),
+            buf: vec![0u8; READ_BUF_START],
             start: 0,
             end: 0,
         }
@@ -58,15 +64,27 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// Ensures the frame being assembled fits between `start` and the end of the buffer.
+    /// Ensures the frame being assembled fits between `start` and the end of the buffer, and
+    /// that there is room to read into.
     fn make_room(&mut self) {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-        } else if self.end + frame::missing(&self.buf[self.start..self.end]) > self.buf.len() {
+        }
+        let needed = self.end + frame::missing(&self.buf[self.start..self.end]);
+        if needed <= self.buf.len() {
+            return;
+        }
+        if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
+        }
+        let needed = self.end + frame::missing(&self.buf[..self.end]);
+        if needed > self.buf.len() {
+            // Grow geometrically (a bulk transfer reaches the maximum after a few frames).
+            let len = needed.max(2 * self.buf.len()).min(READ_BUF_MAX);
+            self.buf.resize(len, 0);
         }
     }
 

@@ -72,7 +72,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut noise = build(identity, true)?;
-    let mut buf = vec![0u8; crate::frame::MAX_BODY];
+    let mut buf = [0u8; HANDSHAKE_BUF];
 
     // -> e
     let len = noise.write_message(&[], &mut buf).map_err(local)?;
@@ -99,7 +99,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut noise = build(identity, false)?;
-    let mut buf = vec![0u8; crate::frame::MAX_BODY];
+    let mut buf = [0u8; HANDSHAKE_BUF];
 
     // <- e
     read_step(&mut noise, &mut reader, &mut buf).await?;
@@ -113,6 +113,9 @@ where
 
     finish(identity, noise, reader, writer)
 }
+
+/// Room for any handshake message of schat/1 (the largest, message 2, is 96 bytes).
+const HANDSHAKE_BUF: usize = 256;
 
 /// Reads one handshake message; its payload must be empty.
 async fn read_step<R: AsyncRead + Unpin>(
@@ -130,6 +133,11 @@ async fn read_step<R: AsyncRead + Unpin>(
         }
         Err(e) => return Err(e),
     };
+    if frame.len() > buf.len() {
+        return Err(
+            ProtocolError::Handshake("handshake message too long (not a schat/1 peer?)").into(),
+        );
+    }
     let payload_len = noise.read_message(frame, buf).map_err(|e| match e {
         snow::Error::Decrypt => Error::from(ProtocolError::Handshake(
             "the peer's handshake message did not authenticate \
@@ -158,7 +166,7 @@ fn finish<R, W>(
         .get_remote_static()
         .and_then(PublicKey::from_slice)
         .ok_or_else(|| Error::Internal("handshake finished without a peer key".into()))?;
-    if identity.secret().agrees_to_zero_with(&peer) {
+    if peer.is_low_order(identity.secret()) {
         return Err(ProtocolError::WeakKey.into());
     }
     let handshake_hash: [u8; HASH_LEN] = noise

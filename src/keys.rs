@@ -82,6 +82,19 @@ impl SecretKey {
     }
 }
 
+impl PublicKey {
+    /// Whether this is a low-order point (so DH with it gives zero whatever the secret, and no
+    /// secret stands behind it). For keys on the curve — every real key — this maps to Edwards
+    /// form and multiplies by the cofactor, about a fifth of the cost of a DH; keys on the
+    /// twist, which only a misbehaving peer sends, take the full DH test with `ours`.
+    pub(crate) fn is_low_order(&self, ours: &SecretKey) -> bool {
+        match curve25519_dalek::MontgomeryPoint(self.0).to_edwards(0) {
+            Some(point) => point.is_small_order(),
+            None => ours.agrees_to_zero_with(self),
+        }
+    }
+}
+
 impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretKey(<redacted>)")
@@ -169,17 +182,55 @@ mod tests {
         assert!(shown.contains("redacted"));
     }
 
+    /// u-coordinates of the low-order points of Curve25519 and its twist (as listed by
+    /// libsodium's `has_small_order`), plus the same with the ignored top bit set.
+    fn low_order_encodings() -> Vec<[u8; 32]> {
+        let hex = [
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "0100000000000000000000000000000000000000000000000000000000000000",
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+            "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        ];
+        let mut all: Vec<[u8; 32]> = hex
+            .iter()
+            .map(|h| hex::decode(h).unwrap().try_into().unwrap())
+            .collect();
+        let with_top_bit: Vec<[u8; 32]> = all
+            .iter()
+            .map(|k| {
+                let mut k = *k;
+                k[31] |= 0x80;
+                k
+            })
+            .collect();
+        all.extend(with_top_bit);
+        all
+    }
+
     #[test]
-    fn low_order_points_are_detected() {
+    fn low_order_points_are_detected_both_ways() {
         let id = Identity::generate().unwrap();
+        for bytes in low_order_encodings() {
+            let key = PublicKey::from_bytes(bytes);
+            assert!(id.secret().agrees_to_zero_with(&key), "{key}");
+            assert!(key.is_low_order(id.secret()), "{key}");
+        }
+        for _ in 0..50 {
+            let other = Identity::generate().unwrap();
+            assert!(!id.secret().agrees_to_zero_with(other.public()));
+            assert!(!other.public().is_low_order(id.secret()));
+        }
+        // u = 2 is on the twist, not the curve: it takes the DH path, and is not low order.
+        let mut twist = [0u8; 32];
+        twist[0] = 2;
         assert!(
-            id.secret()
-                .agrees_to_zero_with(&PublicKey::from_bytes([0; 32]))
+            curve25519_dalek::MontgomeryPoint(twist)
+                .to_edwards(0)
+                .is_none()
         );
-        let mut one = [0u8; 32];
-        one[0] = 1;
-        assert!(id.secret().agrees_to_zero_with(&PublicKey::from_bytes(one)));
-        let other = Identity::generate().unwrap();
-        assert!(!id.secret().agrees_to_zero_with(other.public()));
+        assert!(!PublicKey::from_bytes(twist).is_low_order(id.secret()));
     }
 }

@@ -16,6 +16,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// Bytes Noise adds to every transport message (the Poly1305 tag).
 pub const TAG_LEN: usize = 16;
 
+/// Size of a receive-side plaintext buffer (snow wants room for the tag too).
+pub const PLAINTEXT_BUF_LEN: usize = MAX_PLAINTEXT + TAG_LEN;
+
 type SharedState = Arc<Mutex<TransportState>>;
 
 /// When a sending direction moves to a new key (Noise §11.3 `REKEY`): after this many messages,
@@ -76,7 +79,7 @@ pub fn split<R, W>(
         RecvHalf {
             state: state.clone(),
             frames: reader,
-            plain: vec![0u8; MAX_PLAINTEXT + TAG_LEN].into_boxed_slice(),
+            plain: vec![0u8; PLAINTEXT_BUF_LEN].into_boxed_slice(),
             quit_received: false,
             rekeys: 0,
         },
@@ -150,6 +153,16 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
     /// How many times the peer has changed its sending key.
     pub fn rekeys(&self) -> u64 {
         self.rekeys
+    }
+
+    /// Swaps the plaintext buffer for `spare` and returns the old one, which holds the last
+    /// message received (type byte at 0, body from 1). Lets pipe mode hand a DATA chunk to
+    /// another thread without copying it. `spare` must be at least [`PLAINTEXT_BUF_LEN`] long.
+    pub fn exchange_buffer(&mut self, spare: Box<[u8]>) -> Result<Box<[u8]>> {
+        if spare.len() < PLAINTEXT_BUF_LEN {
+            return Err(Error::Internal("plaintext buffer too small".into()));
+        }
+        Ok(std::mem::replace(&mut self.plain, spare))
     }
 
     /// Whether the peer has said goodbye.

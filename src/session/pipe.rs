@@ -10,9 +10,10 @@
 use crate::error::{Error, ProtocolError, Result};
 use crate::handshake::Established;
 use crate::message::{MAX_PLAINTEXT, Message, kind};
-use crate::transport::{RecvHalf, SendHalf};
+use crate::transport::{PLAINTEXT_BUF_LEN, RecvHalf, SendHalf};
 use crate::ui::Ui;
 use std::io::{self, IsTerminal, Read, Write};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -161,10 +162,12 @@ async fn download<R: AsyncRead + Unpin>(
         }
         match msg {
             Message::Data(bytes) => {
-                counters
-                    .received
-                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                stdout.write(&bytes).await?;
+                let len = bytes.len();
+                counters.received.fetch_add(len as u64, Ordering::Relaxed);
+                // Hand the decrypted buffer itself to the writer thread; take a spare in its
+                // place. The body starts after the type byte.
+                let full = recv.exchange_buffer(stdout.spare())?;
+                stdout.write(full, 1..1 + len).await?;
             }
             Message::Quit(reason) if super::is_refusal(&reason) => {
                 return Err(Error::RefusedByPeer(crate::sanitize::line(&reason).into()));
@@ -264,6 +267,8 @@ impl StdinChunks {
         std::thread::spawn(move || {
             let mut stdin = io::stdin().lock();
             loop {
+                // Recycled buffers come back truncated to their last chunk; growing them again
+                // only zeroes what a shorter chunk left uninitialised.
                 let mut buf = recycled
                     .try_recv()
                     .unwrap_or_else(|_| Vec::with_capacity(MAX_PLAINTEXT));
@@ -293,23 +298,31 @@ impl StdinChunks {
     }
 }
 
+/// A plaintext buffer and the part of it to write.
+type Chunk = (Box<[u8]>, std::ops::Range<usize>);
+
 /// A helper thread writing received chunks to stdout, so the socket and stdout work at once.
+/// Chunks travel as whole plaintext buffers with the range to write; buffers come back to be
+/// swapped into the receiver again.
 struct StdoutChunks {
-    to_thread: Option<mpsc::Sender<Vec<u8>>>,
-    recycled: std::sync::mpsc::Receiver<Vec<u8>>,
+    to_thread: Option<mpsc::Sender<Chunk>>,
+    recycled: std::sync::mpsc::Receiver<Box<[u8]>>,
     done: mpsc::Receiver<io::Result<()>>,
 }
 
 impl StdoutChunks {
     fn spawn() -> Self {
-        let (to_thread, mut chunks) = mpsc::channel::<Vec<u8>>(IN_FLIGHT);
-        let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
+        let (to_thread, mut chunks) =
+            mpsc::channel::<(Box<[u8]>, std::ops::Range<usize>)>(IN_FLIGHT);
+        let (recycle, recycled) = std::sync::mpsc::channel();
         let (done_tx, done) = mpsc::channel(1);
         std::thread::spawn(move || {
-            let mut out = io::stdout().lock();
             let result = (|| {
-                while let Some(buf) = chunks.blocking_recv() {
-                    out.write_all(&buf)?;
+                // Write to the file descriptor itself: Rust's `Stdout` is line-buffered and
+                // would scan every chunk for newlines and copy it once more.
+                let mut out = std::fs::File::from(io::stdout().as_fd().try_clone_to_owned()?);
+                while let Some((buf, range)) = chunks.blocking_recv() {
+                    out.write_all(&buf[range])?;
                     let _ = recycle.send(buf);
                 }
                 out.flush()
@@ -323,25 +336,25 @@ impl StdoutChunks {
         }
     }
 
-    /// Queues bytes for stdout (copied into a recycled buffer).
-    async fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        let mut buf = self
-            .recycled
+    /// A buffer to swap into the receiver: a recycled one, or a new one.
+    fn spare(&self) -> Box<[u8]> {
+        self.recycled
             .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(MAX_PLAINTEXT));
-        buf.clear();
-        buf.extend_from_slice(bytes);
-        let sent = match &self.to_thread {
-            Some(tx) => tx.send(buf).await.is_ok(),
+            .unwrap_or_else(|_| vec![0u8; PLAINTEXT_BUF_LEN].into_boxed_slice())
+    }
+
+    /// Queues `buf[range]` for stdout.
+    async fn write(&mut self, buf: Box<[u8]>, range: std::ops::Range<usize>) -> Result<()> {
+        let queued = match &self.to_thread {
+            Some(tx) => tx.send((buf, range)).await.is_ok(),
             None => false,
         };
-        if sent {
-            Ok(())
-        } else {
-            self.finish()
-                .await
-                .and(Err(Error::Internal("stdout writer stopped".into())))
+        if queued {
+            return Ok(());
         }
+        // The writer stopped: its error says why.
+        self.finish().await?;
+        Err(Error::Internal("the stdout writer stopped".into()))
     }
 
     /// Waits until everything queued is written and flushed.

@@ -1,0 +1,274 @@
+//! Loopback figures for the side-by-side comparison, measured in one run so they can be
+//! compared as ratios: the in-memory seal/open rate (the ceiling for any pipe), in-memory vs
+//! over-TCP handshakes per second, and 64-byte round trips through schat's transport vs plain
+//! TCP. Prints a table and `key=value` lines that benches/compare.sh reads.
+//!
+//! `cargo bench --bench loopback` (add `-- --quick` for a fast, rougher run)
+
+use schat::framed::{FrameReader, FrameWriter};
+use schat::handshake::{self, PATTERN, PROLOGUE, noise_builder};
+use schat::keys::Identity;
+use schat::message::Message;
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn session() -> (snow::TransportState, snow::TransportState) {
+    let key = || {
+        snow::Builder::new(PATTERN.parse().unwrap())
+            .generate_keypair()
+            .unwrap()
+    };
+    let (a, b) = (key(), key());
+    handshake_pair(&a.private, &b.private)
+}
+
+fn handshake_pair(a: &[u8], b: &[u8]) -> (snow::TransportState, snow::TransportState) {
+    let mut i = noise_builder(a, PROLOGUE)
+        .unwrap()
+        .build_initiator()
+        .unwrap();
+    let mut r = noise_builder(b, PROLOGUE)
+        .unwrap()
+        .build_responder()
+        .unwrap();
+    let (mut buf, mut out) = ([0u8; 256], [0u8; 256]);
+    let n = i.write_message(&[], &mut buf).unwrap();
+    r.read_message(&buf[..n], &mut out).unwrap();
+    let n = r.write_message(&[], &mut buf).unwrap();
+    i.read_message(&buf[..n], &mut out).unwrap();
+    let n = i.write_message(&[], &mut buf).unwrap();
+    r.read_message(&buf[..n], &mut out).unwrap();
+    (
+        i.into_transport_mode().unwrap(),
+        r.into_transport_mode().unwrap(),
+    )
+}
+
+/// MiB/s sealing and opening 65519-byte messages on one core.
+fn seal_open_rates(mib: usize) -> (f64, f64) {
+    let plain = vec![0x5au8; 65519];
+    let count = mib * 16; // 16 messages ≈ 1 MiB
+    let (mut seal, mut open) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let (mut tx, mut rx) = session();
+        let mut wire = vec![vec![0u8; 65535]; 16];
+        let mut out = vec![0u8; 65535];
+        let (mut t_seal, mut t_open) = (Duration::ZERO, Duration::ZERO);
+        for _ in 0..count / 16 {
+            let start = Instant::now();
+            let lens: Vec<usize> = wire
+                .iter_mut()
+                .map(|w| tx.write_message(&plain, w).unwrap())
+                .collect();
+            t_seal += start.elapsed();
+            let start = Instant::now();
+            for (w, n) in wire.iter().zip(lens) {
+                black_box(rx.read_message(&w[..n], &mut out).unwrap());
+            }
+            t_open += start.elapsed();
+        }
+        let bytes = (count * plain.len()) as f64 / (1 << 20) as f64;
+        seal.push(bytes / t_seal.as_secs_f64());
+        open.push(bytes / t_open.as_secs_f64());
+    }
+    (median(seal), median(open))
+}
+
+/// The servers' identity, made once (key generation is not part of a handshake).
+fn server_identity() -> &'static Identity {
+    static ID: std::sync::OnceLock<Identity> = std::sync::OnceLock::new();
+    ID.get_or_init(|| Identity::generate().unwrap())
+}
+
+/// Starts a server thread with its own runtime; returns its address.
+fn server<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            while let Ok((stream, _)) = listener.accept().await {
+                stream.set_nodelay(true).unwrap();
+                serve(stream).await;
+            }
+        })
+    });
+    rx.recv().unwrap()
+}
+
+/// Handshakes per second: in memory (both sides in one thread); over TCP as a sequential client
+/// sees them (connect, XX handshake, close); and over TCP until the listener's first message
+/// (WELCOME) arrives, proving both sides finished. Measured in alternating rounds so that drift
+/// on a shared machine affects all alike.
+fn handshake_rates(n: usize) -> (f64, f64, f64) {
+    let addr = server(|stream| async move {
+        let (r, w) = stream.into_split();
+        let (r, w) = (FrameReader::new(r), FrameWriter::new(w));
+        if let Ok(mut s) = handshake::respond(server_identity(), r, w).await {
+            let _ = s.send.send(&Message::Welcome("hi".into())).await;
+        }
+    });
+    let key = || {
+        snow::Builder::new(PATTERN.parse().unwrap())
+            .generate_keypair()
+            .unwrap()
+    };
+    let (a, b) = (key(), key());
+    let client = Identity::generate().unwrap();
+    let rt = runtime();
+    let (mut memory, mut tcp, mut tcp_welcome) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let start = Instant::now();
+        for _ in 0..n {
+            black_box(handshake_pair(&a.private, &b.private));
+        }
+        memory.push(n as f64 / start.elapsed().as_secs_f64());
+        for (wait_for_welcome, rates) in [(false, &mut tcp), (true, &mut tcp_welcome)] {
+            rates.push(rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..n {
+                    let stream = TcpStream::connect(addr).await.unwrap();
+                    stream.set_nodelay(true).unwrap();
+                    let (r, w) = stream.into_split();
+                    let (r, w) = (FrameReader::new(r), FrameWriter::new(w));
+                    let mut s = handshake::initiate(&client, r, w).await.unwrap();
+                    if wait_for_welcome {
+                        black_box(s.recv.recv().await.unwrap().map(Message::into_owned));
+                    }
+                }
+                n as f64 / start.elapsed().as_secs_f64()
+            }));
+        }
+    }
+    (median(memory), median(tcp), median(tcp_welcome))
+}
+
+/// Round trips of a 64-byte message: (median µs, p99 µs), schat transport then plain TCP.
+fn round_trips(n: usize) -> ((f64, f64), (f64, f64)) {
+    let echo_schat = server(|stream| async move {
+        let (r, w) = stream.into_split();
+        let (r, w) = (FrameReader::new(r), FrameWriter::new(w));
+        let Ok(mut s) = handshake::respond(server_identity(), r, w).await else {
+            return;
+        };
+        while let Ok(Some(msg)) = s.recv.recv().await {
+            let msg = msg.into_owned();
+            if s.send.send(&msg).await.is_err() {
+                return;
+            }
+        }
+    });
+    let echo_plain = server(|mut stream| async move {
+        let mut buf = [0u8; 64];
+        while stream.read_exact(&mut buf).await.is_ok() {
+            if stream.write_all(&buf).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stats = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        (percentile(&v, 0.5), percentile(&v, 0.99))
+    };
+    runtime().block_on(async {
+        let id = Identity::generate().unwrap();
+        let stream = TcpStream::connect(echo_schat).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let (r, w) = stream.into_split();
+        let mut s = handshake::initiate(&id, FrameReader::new(r), FrameWriter::new(w))
+            .await
+            .unwrap();
+        let mut stream = TcpStream::connect(echo_plain).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        // TEXT with a 63-byte body: a 64-byte plaintext, against 64 raw bytes. Alternate
+        // blocks of each so that drift on a shared machine hits both alike.
+        let text = "x".repeat(63);
+        let msg = Message::Text(text.as_str().into());
+        let (out, mut back) = ([1u8; 64], [0u8; 64]);
+        let (mut schat, mut plain) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for block in 0..22 {
+            let keep = block >= 2; // the first blocks warm up
+            for _ in 0..n / 20 {
+                let start = Instant::now();
+                s.send.send(&msg).await.unwrap();
+                black_box(s.recv.recv().await.unwrap());
+                if keep {
+                    schat.push(start.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+            for _ in 0..n / 20 {
+                let start = Instant::now();
+                stream.write_all(&out).await.unwrap();
+                stream.read_exact(&mut back).await.unwrap();
+                if keep {
+                    plain.push(start.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+        }
+        (stats(schat), stats(plain))
+    })
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let only_seal = std::env::args().any(|a| a == "--seal-only");
+    let (seal, open) = seal_open_rates(if quick { 64 } else { 256 });
+    println!("seal_mib_s={seal:.0}");
+    println!("open_mib_s={open:.0}");
+    if only_seal {
+        return;
+    }
+    let (hs_mem, hs_tcp, hs_tcp_welcome) = handshake_rates(if quick { 100 } else { 400 });
+    let ((s_med, s_p99), (p_med, p_p99)) = round_trips(if quick { 2000 } else { 20000 });
+    println!("handshakes_in_memory_per_s={hs_mem:.0}");
+    println!("handshakes_tcp_per_s={hs_tcp:.0}");
+    println!("handshakes_tcp_until_welcome_per_s={hs_tcp_welcome:.0}");
+    println!("rtt_schat_median_us={s_med:.1}");
+    println!("rtt_schat_p99_us={s_p99:.1}");
+    println!("rtt_tcp_median_us={p_med:.1}");
+    println!("rtt_tcp_p99_us={p_p99:.1}");
+    println!();
+    println!("| figure | schat | reference | ratio |");
+    println!("|---|---|---|---|");
+    println!("| seal 65519 B, one core | {seal:.0} MiB/s | | |");
+    println!("| open 65519 B, one core | {open:.0} MiB/s | | |");
+    println!(
+        "| handshakes/s over TCP (connect, handshake, close) vs in memory | {hs_tcp:.0} | {hs_mem:.0} | {:.2} |",
+        hs_tcp / hs_mem
+    );
+    println!(
+        "| handshakes/s over TCP until WELCOME vs in memory | {hs_tcp_welcome:.0} | {hs_mem:.0} | {:.2} |",
+        hs_tcp_welcome / hs_mem
+    );
+    println!(
+        "| 64 B round trip median (µs) vs plain TCP | {s_med:.1} | {p_med:.1} | {:.2} |",
+        s_med / p_med
+    );
+    println!(
+        "| 64 B round trip p99 (µs) vs plain TCP | {s_p99:.1} | {p_p99:.1} | {:.2} |",
+        s_p99 / p_p99
+    );
+}
