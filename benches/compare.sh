@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Side-by-side, in one run, on loopback: push the same bytes through plain TCP, schat --pipe,
+# openssl s_server/s_client (TLS 1.3) and socat OPENSSL, and print MiB/s with ratios to plain
+# TCP and to schat's in-memory seal rate, plus peak RSS of each process; then schat's 64-byte
+# round trips and handshake rates (benches/loopback.rs). Medians of REPS runs, the tools taking
+# turns in each round so drift on a shared machine hits all of them alike.
+#
+#   benches/compare.sh                 # 1 GiB, 5 rounds
+#   SIZE_MIB=256 REPS=3 benches/compare.sh
+#
+# Needs openssl and socat (installed from Debian packages when missing and running as root),
+# and GNU time (/usr/bin/time) for peak RSS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SIZE_MIB=${SIZE_MIB:-1024}
+REPS=${REPS:-5}
+SIZE=$((SIZE_MIB * 1024 * 1024))
+BUF=131072 # socat buffer: its 8 KiB default would make plain TCP the bottleneck
+
+need=()
+command -v socat >/dev/null || need+=(socat)
+[ -x /usr/bin/time ] || need+=(time)
+command -v openssl >/dev/null || need+=(openssl)
+if ((${#need[@]})); then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing ${need[*]} (Debian packages)" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    else
+        echo "missing: ${need[*]}; install them (e.g. apt-get install ${need[*]})" >&2
+        exit 1
+    fi
+fi
+
+echo "building (release)..." >&2
+cargo build --release --quiet
+SCHAT=$PWD/target/release/schat
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+
+"$SCHAT" --home "$work/a" keygen >/dev/null 2>&1
+"$SCHAT" --home "$work/b" keygen >/dev/null 2>&1
+FP_B=$("$SCHAT" --home "$work/b" fingerprint --raw)
+FP_A=$("$SCHAT" --home "$work/a" fingerprint --raw)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj /CN=localhost -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+
+# A free port below the ephemeral range (TIME_WAIT sockets from earlier runs live up there).
+free_port() {
+    python3 -c 'import random, socket
+while True:
+    p = random.randint(20000, 32000)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError: pass
+    finally: s.close()'
+}
+
+wait_port() { # wait until something listens on port $1 (without connecting: that would use
+    # up a single-connection listener); /proc/net/tcp lists listening sockets with state 0A
+    local hex
+    hex=$(printf '%04X' "$1")
+    for _ in $(seq 200); do
+        grep -q ":$hex [0-9A-F:]* 0A " /proc/net/tcp /proc/net/tcp6 && return 0
+        sleep 0.05
+    done
+    echo "nothing listening on port $1" >&2
+    return 1
+}
+
+now() { date +%s.%N; }
+
+# run NAME: one transfer of SIZE bytes with the tool NAME; appends "mibs rss_sender rss_receiver"
+# to $work/NAME.
+run() {
+    local name=$1 port start end
+    port=$(free_port)
+    case $name in
+    plain-tcp)
+        /usr/bin/time -f %M -o "$work/rss.r" socat -b $BUF -u TCP-LISTEN:"$port",reuseaddr OPEN:/dev/null &
+        wait_port "$port"
+        start=$(now)
+        head -c $SIZE /dev/zero | /usr/bin/time -f %M -o "$work/rss.s" socat -b $BUF -u STDIN TCP:127.0.0.1:"$port"
+        ;;
+    schat)
+        /usr/bin/time -f %M -o "$work/rss.r" "$SCHAT" --home "$work/b" listen 127.0.0.1:"$port" \
+            --pipe --quiet --peer "$FP_A" </dev/null >/dev/null 2>"$work/schat.err" &
+        wait_port "$port"
+        start=$(now)
+        head -c $SIZE /dev/zero | /usr/bin/time -f %M -o "$work/rss.s" "$SCHAT" --home "$work/a" \
+            dial 127.0.0.1:"$port" --pipe --quiet --peer "$FP_B" >/dev/null 2>>"$work/schat.err"
+        ;;
+    openssl-aes-gcm | openssl-chacha20)
+        local suite=TLS_AES_256_GCM_SHA384
+        [ "$name" = openssl-chacha20 ] && suite=TLS_CHACHA20_POLY1305_SHA256
+        # s_server exits when its stdin ends: give it one that does not (a process substitution,
+        # so that the background job is s_server alone and `wait` returns when it exits).
+        /usr/bin/time -f %M -o "$work/rss.r" openssl s_server -quiet -naccept 1 \
+            -accept "$port" -cert "$work/cert.pem" -key "$work/key.pem" -tls1_3 \
+            -ciphersuites "$suite" >/dev/null 2>&1 < <(sleep 3600) &
+        wait_port "$port"
+        start=$(now)
+        head -c $SIZE /dev/zero | /usr/bin/time -f %M -o "$work/rss.s" openssl s_client -quiet \
+            -no_ign_eof -connect 127.0.0.1:"$port" -tls1_3 -ciphersuites "$suite" >/dev/null 2>&1
+        ;;
+    socat-openssl)
+        /usr/bin/time -f %M -o "$work/rss.r" socat -b $BUF -u OPENSSL-LISTEN:"$port",reuseaddr,cert="$work/cert.pem",key="$work/key.pem",verify=0 OPEN:/dev/null 2>/dev/null &
+        wait_port "$port"
+        start=$(now)
+        head -c $SIZE /dev/zero | /usr/bin/time -f %M -o "$work/rss.s" socat -b $BUF -u STDIN OPENSSL:127.0.0.1:"$port",verify=0 2>/dev/null
+        ;;
+    esac
+    wait %% 2>/dev/null || true # the receiver, once it has everything
+    end=$(now)
+    pkill -f "sleep 3600" 2>/dev/null || true
+    python3 -c "print('%.1f' % ($SIZE_MIB / ($end - $start)), end=' ')" >>"$work/$name"
+    echo "$(tail -1 "$work/rss.s") $(tail -1 "$work/rss.r")" >>"$work/$name"
+}
+
+echo "measuring schat's in-memory seal rate..." >&2
+seal=$(cargo bench --quiet --bench loopback -- --seal-only 2>/dev/null | sed -n 's/^seal_mib_s=//p')
+
+tools=(plain-tcp schat openssl-aes-gcm openssl-chacha20 socat-openssl)
+for round in $(seq "$REPS"); do
+    for t in "${tools[@]}"; do
+        echo "round $round/$REPS: $t" >&2
+        run "$t"
+    done
+done
+
+echo
+echo "## ${SIZE_MIB} MiB through a pipe over loopback: median of $REPS rounds ($(nproc) cores)"
+echo
+python3 - "$work" "$seal" "${tools[@]}" <<'PY'
+import statistics, sys
+work, seal, tools = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+rows = {}
+for t in tools:
+    runs = [l.split() for l in open(f"{work}/{t}")]
+    rows[t] = (statistics.median(float(r[0]) for r in runs),
+               max(int(r[1]) for r in runs), max(int(r[2]) for r in runs))
+plain = rows["plain-tcp"][0]
+print("| path | MiB/s | × plain TCP | × schat in-memory seal | peak RSS sender / receiver |")
+print("|---|---|---|---|---|")
+for t in tools:
+    mibs, rs, rr = rows[t]
+    print(f"| {t} | {mibs:.0f} | {mibs/plain:.2f} | {mibs/seal:.2f} | {rs/1024:.1f} MB / {rr/1024:.1f} MB |")
+print(f"| (schat seal, in memory, one core) | {seal:.0f} | | 1.00 | |")
+s, so = rows["schat"][0], rows["socat-openssl"][0]
+print(f"\nschat / socat OPENSSL = {s/so:.2f}; schat / openssl s_client (AES-GCM) = {s/rows['openssl-aes-gcm'][0]:.2f}")
+PY
+echo
+echo "## Latency and handshakes (benches/loopback.rs)"
+echo
+cargo bench --quiet --bench loopback 2>/dev/null | sed -n '/^|/p'
