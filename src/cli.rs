@@ -2,9 +2,10 @@
 
 use crate::error::{Error, Result, exit};
 use crate::fingerprint;
-use crate::keyfile::{self, KeyfileError};
+use crate::keyfile::{self, KdfParams, Keyfile, KeyfileError};
 use crate::keys::{Identity, PublicKey};
 use crate::net::{self, Address, ListenOptions};
+use crate::passphrase;
 use crate::safety::SafetyNumber;
 use crate::session::pipe::PipeOptions;
 use crate::session::verify::{TrustConfig, TrustPolicy};
@@ -42,6 +43,12 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", global = true)]
     pub identity: Option<PathBuf>,
 
+    /// Read the keyfile's passphrase from the first line of FILE (also: the SCHAT_PASSPHRASE
+    /// environment variable; otherwise schat asks on the terminal). Never give a passphrase as
+    /// an argument: other users can see arguments
+    #[arg(long, value_name = "FILE", global = true)]
+    pub passphrase_file: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -49,11 +56,31 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a new identity keyfile and print its fingerprint
+    /// Create a new identity keyfile and print its fingerprint. On a terminal it asks for a
+    /// passphrase (twice; empty for none); otherwise the key is stored unprotected unless a
+    /// passphrase comes from --passphrase-file or SCHAT_PASSPHRASE
     Keygen {
         /// Replace an existing keyfile (the old identity is lost for good)
         #[arg(long)]
         force: bool,
+        /// Store the key unprotected, without asking
+        #[arg(long)]
+        no_passphrase: bool,
+        #[command(flatten)]
+        kdf: KdfArgs,
+    },
+    /// Add, change or remove the keyfile's passphrase (the file is replaced atomically). The
+    /// current passphrase comes from the usual sources; the new one from a prompt or
+    /// --new-passphrase-file
+    Passwd {
+        /// Read the new passphrase from the first line of FILE
+        #[arg(long, value_name = "FILE", conflicts_with = "no_passphrase")]
+        new_passphrase_file: Option<PathBuf>,
+        /// Remove the protection: store the key unprotected
+        #[arg(long)]
+        no_passphrase: bool,
+        #[command(flatten)]
+        kdf: KdfArgs,
     },
     /// Print your identity's fingerprint, for your peer to pin with --peer
     Fingerprint {
@@ -137,6 +164,27 @@ pub enum Command {
     Peers(PeersCommand),
 }
 
+/// The cost of the passphrase KDF (Argon2id).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct KdfArgs {
+    /// Memory for the passphrase KDF, in MiB (8 to 1024): more makes guessing dearer
+    #[arg(long, value_name = "MIB", default_value_t = 128)]
+    pub kdf_mib: u32,
+    /// Passes of the passphrase KDF (1 to 10)
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub kdf_passes: u32,
+}
+
+impl KdfArgs {
+    fn params(self) -> KdfParams {
+        KdfParams {
+            memory_kib: self.kdf_mib.saturating_mul(1024),
+            passes: self.kdf_passes,
+            lanes: 1,
+        }
+    }
+}
+
 /// `schat peers …`
 #[derive(Debug, Subcommand)]
 pub enum PeersCommand {
@@ -206,43 +254,37 @@ fn restore_terminal_on_panic() {
     }));
 }
 
-/// Chooses how to talk to the user: JSON, the line editor on a terminal, or plain lines.
-fn front_end(cli: &Cli) -> (Ui, Option<Input>) {
-    let (session, json, pipe) = match &cli.command {
-        Command::Listen { json, pipe, .. } | Command::Dial { json, pipe, .. } => {
-            (true, *json, *pipe)
-        }
-        _ => (false, false, false),
-    };
-    if !session {
-        return (Ui::plain(), None);
-    }
+/// Chooses how a session talks to the user: JSON, the line editor on a terminal, or plain
+/// lines; in pipe mode stdin and stdout carry data and questions go to the terminal.
+fn front_end(json: bool, pipe: bool) -> (Ui, Input) {
     if pipe {
-        // stdin and stdout carry the data; questions go to the terminal, if there is one.
-        return (Ui::plain(), Some(Input::tty().unwrap_or_else(Input::none)));
+        return (Ui::plain(), Input::tty().unwrap_or_else(Input::none));
     }
     if json {
-        return (Ui::json(), Some(Input::stdin()));
+        return (Ui::json(), Input::stdin());
     }
     if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
         match Input::editor() {
-            Ok((input, writer)) => {
-                return (Ui::interactive(writer, ui::color_wanted()), Some(input));
-            }
+            Ok((input, writer)) => return (Ui::interactive(writer, ui::color_wanted()), input),
             Err(e) => Ui::plain().warn(format_args!(
                 "cannot use the terminal's line editor ({e}); reading plain lines"
             )),
         }
     }
-    (Ui::plain(), Some(Input::stdin()))
+    (Ui::plain(), Input::stdin())
 }
 
 /// Runs one parsed command, reports an error if there is one, and returns the exit code.
 pub async fn run(cli: Cli) -> i32 {
-    let (ui, input) = front_end(&cli);
-    // `input` (and with it the line editor and raw mode) is gone when `execute` returns, so the
-    // final error prints on a normal terminal.
-    match execute(cli, &ui, input).await {
+    let json = matches!(
+        cli.command,
+        Command::Listen { json: true, .. } | Command::Dial { json: true, .. }
+    );
+    // Until a session's front end exists (after any passphrase prompt, which needs the
+    // terminal in its normal mode), messages go out plainly — or as JSON events.
+    let early = if json { Ui::json() } else { Ui::plain() };
+    let (ui, result) = execute(cli, early).await;
+    match result {
         Ok(()) => exit::OK,
         Err(e) => {
             ui.error(&e);
@@ -251,29 +293,16 @@ pub async fn run(cli: Cli) -> i32 {
     }
 }
 
-async fn execute(cli: Cli, ui: &Ui, input: Option<Input>) -> Result<()> {
-    let mut input = input.unwrap_or_else(Input::stdin);
-    let paths = Paths::new(&cli)?;
+/// Runs the command; returns the `Ui` in use at the end (to report an error through it).
+async fn execute(cli: Cli, early: Ui) -> (Ui, Result<()>) {
+    let paths = match Paths::new(&cli) {
+        Ok(paths) => paths,
+        Err(e) => return (early, Err(e)),
+    };
+    let sources = passphrase::Sources {
+        file: cli.passphrase_file.clone(),
+    };
     match cli.command {
-        Command::Keygen { force } => {
-            let identity = Identity::generate().map_err(|e| Error::io("generating a key", e))?;
-            keyfile::write(&paths.identity, &identity, force)?;
-            ui.status(format_args!(
-                "created identity keyfile {}",
-                paths.identity.display()
-            ));
-            println!("{}", fingerprint::grouped(identity.public()));
-            Ok(())
-        }
-        Command::Fingerprint { raw } => {
-            let identity = keyfile::load(&paths.identity)?;
-            if raw {
-                println!("{}", identity.public());
-            } else {
-                println!("{}", fingerprint::grouped(identity.public()));
-            }
-            Ok(())
-        }
         Command::Listen {
             addr,
             peer,
@@ -284,37 +313,47 @@ async fn execute(cli: Cli, ui: &Ui, input: Option<Input>) -> Result<()> {
             keepalive,
             pipe,
             quiet,
-            ..
+            json,
         } => {
-            let allow = match allow.as_deref() {
-                None => Allow::Anyone,
-                Some("known") => Allow::Known,
-                Some(file) => read_allow_list(file)?,
+            let prepared = (|| {
+                let allow = match allow.as_deref() {
+                    None => Allow::Anyone,
+                    Some("known") => Allow::Known,
+                    Some(file) => read_allow_list(file)?,
+                };
+                let settings = Settings {
+                    pin: paths.resolve_peer(peer.as_deref())?,
+                    handshake_timeout: seconds(timeout, "--timeout")?,
+                    trust: paths.trust_config(),
+                    keepalive: seconds(keepalive, "--keepalive")?,
+                    pipe: pipe.then_some(PipeOptions { quiet }),
+                };
+                let options = ListenOptions {
+                    addr: Some(addr),
+                    once: once || pipe,
+                    welcome,
+                    allow,
+                };
+                let identity = paths.load_or_create(&early, &sources)?;
+                Ok((identity, settings, options, install_interrupts()?))
+            })();
+            let (identity, settings, options, mut interrupts) = match prepared {
+                Ok(p) => p,
+                Err(e) => return (early, Err(e)),
             };
-            let identity = paths.load_or_create(ui)?;
-            let settings = Settings {
-                pin: paths.resolve_peer(peer.as_deref())?,
-                handshake_timeout: seconds(timeout, "--timeout")?,
-                trust: paths.trust_config(),
-                keepalive: seconds(keepalive, "--keepalive")?,
-                pipe: pipe.then_some(PipeOptions { quiet }),
-            };
-            let options = ListenOptions {
-                addr: Some(addr),
-                once: once || pipe,
-                welcome,
-                allow,
-            };
-            let mut interrupts = install_interrupts()?;
-            net::listen(
+            let (ui, mut input) = front_end(json, pipe);
+            let result = net::listen(
                 &options,
                 &identity,
                 &settings,
                 &mut input,
-                ui,
+                &ui,
                 &mut interrupts,
             )
-            .await
+            .await;
+            // Leave raw mode before the final error is printed.
+            drop(input);
+            (ui, result)
         }
         Command::Dial {
             addr,
@@ -324,32 +363,180 @@ async fn execute(cli: Cli, ui: &Ui, input: Option<Input>) -> Result<()> {
             keepalive,
             pipe,
             quiet,
-            ..
+            json,
         } => {
-            let identity = paths.load_or_create(ui)?;
-            let settings = Settings {
-                pin: paths.resolve_peer(peer.as_deref())?,
-                handshake_timeout: seconds(timeout, "--timeout")?,
-                trust: paths.trust_config(),
-                keepalive: seconds(keepalive, "--keepalive")?,
-                pipe: pipe.then_some(PipeOptions { quiet }),
+            let prepared = (|| {
+                let settings = Settings {
+                    pin: paths.resolve_peer(peer.as_deref())?,
+                    handshake_timeout: seconds(timeout, "--timeout")?,
+                    trust: paths.trust_config(),
+                    keepalive: seconds(keepalive, "--keepalive")?,
+                    pipe: pipe.then_some(PipeOptions { quiet }),
+                };
+                let identity = paths.load_or_create(&early, &sources)?;
+                Ok((
+                    identity,
+                    settings,
+                    seconds(timeout, "--timeout")?,
+                    install_interrupts()?,
+                ))
+            })();
+            let (identity, settings, connect_timeout, mut interrupts) = match prepared {
+                Ok(p) => p,
+                Err(e) => return (early, Err(e)),
             };
-            let mut interrupts = install_interrupts()?;
-            net::dial(
+            let (ui, mut input) = front_end(json, pipe);
+            let result = net::dial(
                 &addr,
                 trust,
-                seconds(timeout, "--timeout")?,
+                connect_timeout,
                 &identity,
                 &settings,
                 &mut input,
-                ui,
+                &ui,
                 &mut interrupts,
             )
             .await
-            .map(|_| ())
+            .map(|_| ());
+            drop(input);
+            (ui, result)
         }
-        Command::Peers(command) => peers(command, &paths, ui),
+        command => {
+            let result = match command {
+                Command::Keygen {
+                    force,
+                    no_passphrase,
+                    kdf,
+                } => keygen(&paths, &sources, force, no_passphrase, kdf.params(), &early),
+                Command::Passwd {
+                    new_passphrase_file,
+                    no_passphrase,
+                    kdf,
+                } => passwd(
+                    &paths,
+                    &sources,
+                    new_passphrase_file.as_deref(),
+                    no_passphrase,
+                    kdf.params(),
+                    &early,
+                ),
+                Command::Fingerprint { raw } => Keyfile::read(&paths.identity)
+                    .map_err(Error::from)
+                    .map(|keyfile| {
+                        let key = keyfile.public_key();
+                        if raw {
+                            println!("{key}");
+                        } else {
+                            println!("{}", fingerprint::grouped(&key));
+                        }
+                    }),
+                Command::Peers(command) => peers(command, &paths, &early),
+                Command::Listen { .. } | Command::Dial { .. } => Ok(()),
+            };
+            (early, result)
+        }
     }
+}
+
+/// `schat keygen`.
+fn keygen(
+    paths: &Paths,
+    sources: &passphrase::Sources,
+    force: bool,
+    no_passphrase: bool,
+    kdf: KdfParams,
+    ui: &Ui,
+) -> Result<()> {
+    // Refuse early, before asking for a passphrase that would be wasted.
+    if !force && paths.identity.symlink_metadata().is_ok() {
+        return Err(KeyfileError::Exists {
+            path: paths.identity.clone(),
+        }
+        .into());
+    }
+    let passphrase = if no_passphrase {
+        None
+    } else if let Some(given) = sources.given()? {
+        Some(given).filter(|p| !p.is_empty())
+    } else if std::io::stdin().is_terminal() && passphrase::can_prompt() {
+        let chosen = passphrase::prompt_new(ui)?;
+        if chosen.is_none() {
+            ui.warn("no passphrase: anyone who can read the keyfile can use your identity");
+        }
+        chosen
+    } else {
+        ui.status(
+            "no terminal to ask for a passphrase: the key is stored unprotected \
+             (use --passphrase-file or SCHAT_PASSPHRASE to protect it)",
+        );
+        None
+    };
+    let identity = Identity::generate().map_err(|e| Error::io("generating a key", e))?;
+    let protection = match &passphrase {
+        Some(p) => keyfile::Protection::Passphrase(p, kdf),
+        None => keyfile::Protection::None,
+    };
+    keyfile::write(&paths.identity, &identity, force, protection)?;
+    ui.status(format_args!(
+        "created identity keyfile {}{}",
+        paths.identity.display(),
+        if passphrase.is_some() {
+            " (protected by a passphrase)"
+        } else {
+            ""
+        }
+    ));
+    println!("{}", fingerprint::grouped(identity.public()));
+    Ok(())
+}
+
+/// `schat passwd`: add, change or remove the passphrase, replacing the file atomically.
+fn passwd(
+    paths: &Paths,
+    sources: &passphrase::Sources,
+    new_file: Option<&std::path::Path>,
+    no_passphrase: bool,
+    kdf: KdfParams,
+    ui: &Ui,
+) -> Result<()> {
+    let keyfile = Keyfile::read(&paths.identity)?;
+    let identity = passphrase::unlock(&keyfile, sources, ui, &paths.identity)?;
+    let new = if no_passphrase {
+        None
+    } else if let Some(file) = new_file {
+        let p = passphrase::read_file(file)?;
+        if p.is_empty() {
+            return Err(Error::Usage(
+                "the new passphrase file is empty (use --no-passphrase to remove protection)"
+                    .into(),
+            ));
+        }
+        Some(p)
+    } else if passphrase::can_prompt() {
+        passphrase::prompt_new(ui)?
+    } else {
+        return Err(Error::Usage(
+            "no terminal to ask for the new passphrase: use --new-passphrase-file FILE or \
+             --no-passphrase"
+                .into(),
+        ));
+    };
+    let protection = match &new {
+        Some(p) => keyfile::Protection::Passphrase(p, kdf),
+        None => keyfile::Protection::None,
+    };
+    keyfile::write(&paths.identity, &identity, true, protection)?;
+    match new {
+        Some(_) => ui.status(format_args!(
+            "{} is now protected by the new passphrase",
+            paths.identity.display()
+        )),
+        None => ui.warn(format_args!(
+            "{} is now unprotected: anyone who can read it can use your identity",
+            paths.identity.display()
+        )),
+    }
+    Ok(())
 }
 
 fn read_allow_list(file: &str) -> Result<Allow> {
@@ -451,8 +638,8 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
                 .find(&peer)
                 .cloned()
                 .ok_or_else(|| Error::Usage(format!("no known peer matches {peer:?}")))?;
-            let me = keyfile::load(&paths.identity)?;
-            let number = SafetyNumber::new(me.public(), &entry.key);
+            let me = Keyfile::read(&paths.identity)?.public_key();
+            let number = SafetyNumber::new(&me, &entry.key);
             println!("safety number with {}:", entry.name);
             for row in number.lines() {
                 println!("    {row}");
@@ -558,21 +745,24 @@ impl Paths {
         }
     }
 
-    /// Loads the identity, creating one on first use so a newcomer's first command works.
-    fn load_or_create(&self, ui: &Ui) -> Result<Identity> {
-        match keyfile::load(&self.identity) {
+    /// Loads the identity (asking for its passphrase if need be), creating one on first use so
+    /// a newcomer's first command works.
+    fn load_or_create(&self, ui: &Ui, sources: &passphrase::Sources) -> Result<Identity> {
+        match Keyfile::read(&self.identity) {
+            Ok(keyfile) => passphrase::unlock(&keyfile, sources, ui, &self.identity),
             Err(KeyfileError::NotFound { .. }) if !self.explicit_identity => {
                 let identity =
                     Identity::generate().map_err(|e| Error::io("generating a key", e))?;
-                keyfile::write(&self.identity, &identity, false)?;
+                keyfile::write(&self.identity, &identity, false, keyfile::Protection::None)?;
                 ui.status(format_args!(
-                    "no identity yet: created {} (fingerprint {})",
+                    "no identity yet: created {} (fingerprint {}; unprotected: \
+                     `schat passwd` adds a passphrase)",
                     self.identity.display(),
                     fingerprint::grouped(identity.public())
                 ));
                 Ok(identity)
             }
-            other => Ok(other?),
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -31,6 +31,17 @@ pub fn parent_dir(path: &Path) -> PathBuf {
 /// created between our check and our write: the move is a hard link, which fails on an
 /// existing name, unlike rename.
 pub fn write_private_atomically(path: &Path, contents: &[u8], overwrite: bool) -> io::Result<()> {
+    write_private_atomically_with(path, contents, overwrite, || Ok(()))
+}
+
+/// As [`write_private_atomically`], running `before_move` between writing the temp file and
+/// moving it into place (tests use it to fail there and check that nothing is lost).
+fn write_private_atomically_with(
+    path: &Path,
+    contents: &[u8],
+    overwrite: bool,
+    before_move: impl FnOnce() -> io::Result<()>,
+) -> io::Result<()> {
     let dir = parent_dir(path);
     create_private_dir(&dir)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
@@ -40,13 +51,15 @@ pub fn write_private_atomically(path: &Path, contents: &[u8], overwrite: bool) -
         std::process::id(),
         rand::random::<u32>()
     ));
-    let result = write_new_private(&tmp, contents).and_then(|()| {
-        if overwrite {
-            fs::rename(&tmp, path)
-        } else {
-            link_new(&tmp, path)
-        }
-    });
+    let result = write_new_private(&tmp, contents)
+        .and_then(|()| before_move())
+        .and_then(|()| {
+            if overwrite {
+                fs::rename(&tmp, path)
+            } else {
+                link_new(&tmp, path)
+            }
+        });
     // After a rename the temp name is gone already; after a link or an error it must go.
     let _ = fs::remove_file(&tmp);
     result?;
@@ -95,4 +108,43 @@ pub fn lock_exclusive(path: &Path) -> io::Result<File> {
     let file = options.open(path)?;
     file.lock()?;
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_before_the_move_leaves_the_old_file_and_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("file");
+        write_private_atomically(&path, b"old", false).unwrap();
+        let failed = write_private_atomically_with(&path, b"new", true, || {
+            Err(io::Error::other("disk full (simulated)"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(fs::read(&path).unwrap(), b"old");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temp file left behind"
+        );
+        write_private_atomically(&path, b"new", true).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+    }
+
+    #[test]
+    fn lock_is_exclusive_between_handles() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let first = lock_exclusive(&path).unwrap();
+        let other = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        assert!(other.try_lock().is_err());
+        drop(first);
+        assert!(other.try_lock().is_ok());
+    }
 }

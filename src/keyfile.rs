@@ -6,6 +6,19 @@
 //! SCHAT-SECRET-KEY-1 <64 lowercase hex digits>
 //! ```
 //!
+//! or, protected by a passphrase (the public key stays readable, so `schat fingerprint` never
+//! needs the passphrase):
+//!
+//! ```text
+//! # public key: 8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a
+//! SCHAT-ENCRYPTED-KEY-1 argon2id m=131072 t=3 p=1 salt=<32 hex> nonce=<24 hex> key=<96 hex>
+//! ```
+//!
+//! The secret key is sealed with ChaCha20-Poly1305 under a key derived from the passphrase by
+//! Argon2id (memory-hard: guessing passphrases costs memory as well as time); the KDF parameters
+//! are in the file, and absurd ones are refused before any work, so a hostile file cannot make
+//! schat compute for minutes. PROTOCOL.md §8 specifies the format.
+//!
 //! Written atomically (a 0600 temp file created with `create_new`, then linked or renamed into
 //! place) so a crash never leaves half a key; refused when group- or world-accessible, like
 //! OpenSSH. Parse errors name a line number and never echo the file's contents.
@@ -21,6 +34,8 @@ use zeroize::Zeroizing;
 
 /// Marks the line holding the secret key; the `1` is the format version.
 pub const SECRET_TAG: &str = "SCHAT-SECRET-KEY-1 ";
+/// Marks the line holding the passphrase-sealed secret key.
+pub const SEALED_TAG: &str = "SCHAT-ENCRYPTED-KEY-1 ";
 /// Marks the comment line holding the public key.
 pub const PUBLIC_TAG: &str = "# public key: ";
 /// Real keyfiles are ~200 bytes; anything far larger is not one.
@@ -49,6 +64,13 @@ pub enum KeyfileError {
     },
     #[error("identity keyfile {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("wrong passphrase or corrupted keyfile {path}")]
+    WrongPassphrase { path: PathBuf },
+    #[error(
+        "identity keyfile {path} is protected by a passphrase: type it at the prompt, or give \
+         it with --passphrase-file FILE or the SCHAT_PASSPHRASE environment variable"
+    )]
+    NeedsPassphrase { path: PathBuf },
 }
 
 impl KeyfileError {
@@ -60,10 +82,10 @@ impl KeyfileError {
     }
 }
 
-/// Loads an identity, checking permissions before reading a byte.
+/// Loads an unprotected identity, checking permissions before reading a byte. A protected one
+/// is an error ([`KeyfileError::NeedsPassphrase`]): see [`Keyfile`].
 pub fn load(path: &Path) -> Result<Identity, KeyfileError> {
-    let text = read_protected(path)?;
-    parse(path, &text)
+    Keyfile::read(path)?.unlock(None)
 }
 
 /// Opens and reads the file, refusing it unless only its owner can access it.
@@ -110,56 +132,343 @@ fn malformed(path: &Path, line: Option<usize>, reason: &'static str) -> KeyfileE
     }
 }
 
-/// Parses keyfile text. `path` is used only in error messages.
-pub fn parse(path: &Path, bytes: &[u8]) -> Result<Identity, KeyfileError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let line = bytes[..e.valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1;
-        malformed(path, Some(line), "not UTF-8 text")
-    })?;
-    let mut public: Option<(usize, PublicKey)> = None;
-    let mut secret: Option<SecretKey> = None;
-    for (index, line) in text.lines().enumerate() {
-        let number = index + 1;
-        let line = line.trim_end();
-        if let Some(hex) = line.strip_prefix(PUBLIC_TAG) {
-            let key = fingerprint::parse(hex)
-                .map_err(|_| malformed(path, Some(number), "public key is not 64 hex digits"))?;
-            if public.replace((number, key)).is_some() {
-                return Err(malformed(path, Some(number), "second public key line"));
-            }
-        } else if let Some(hex) = line.strip_prefix(SECRET_TAG) {
-            let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-            hex::decode_to_slice(hex.trim(), &mut bytes[..])
-                .map_err(|_| malformed(path, Some(number), "secret key is not 64 hex digits"))?;
-            if secret.replace(SecretKey::from_bytes(bytes)).is_some() {
-                return Err(malformed(path, Some(number), "second secret key line"));
-            }
-        } else if line.is_empty() || line.starts_with('#') {
-            continue;
-        } else {
-            return Err(malformed(
-                path,
-                Some(number),
-                "not a comment and not a secret key line",
-            ));
+/// A parsed keyfile whose secret may still be sealed.
+#[derive(Debug)]
+pub struct Keyfile {
+    path: PathBuf,
+    /// The public key from the comment line, and its line number.
+    public: Option<(usize, PublicKey)>,
+    secret: Secret,
+}
+
+#[derive(Debug)]
+enum Secret {
+    Plain(SecretKey),
+    Sealed(Sealed),
+}
+
+/// A passphrase-sealed secret key as stored in the file.
+#[derive(Debug, Clone)]
+struct Sealed {
+    kdf: KdfParams,
+    salt: [u8; SALT_LEN],
+    nonce: [u8; NONCE_LEN],
+    sealed: [u8; KEY_LEN + TAG_LEN],
+}
+
+const SALT_LEN: usize = 16;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+
+/// Argon2id cost parameters, stored in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes over the memory.
+    pub passes: u32,
+    /// Lanes.
+    pub lanes: u32,
+}
+
+impl Default for KdfParams {
+    /// 128 MiB, 3 passes, 1 lane: about half a second on the 2-core machines schat is built on.
+    fn default() -> Self {
+        KdfParams {
+            memory_kib: 128 * 1024,
+            passes: 3,
+            lanes: 1,
         }
     }
-    let secret = secret.ok_or_else(|| malformed(path, None, "no secret key line"))?;
-    let identity = Identity::from_secret(secret);
-    if let Some((number, key)) = public
-        && key != *identity.public()
-    {
-        return Err(malformed(
-            path,
-            Some(number),
-            "public key does not match the secret key (file damaged?)",
-        ));
+}
+
+impl KdfParams {
+    /// The least memory accepted (8 MiB): less makes guessing cheap.
+    pub const MIN_MEMORY_KIB: u32 = 8 * 1024;
+    /// The most memory accepted (1 GiB).
+    pub const MAX_MEMORY_KIB: u32 = 1024 * 1024;
+    /// The most passes accepted.
+    pub const MAX_PASSES: u32 = 10;
+    /// The most lanes accepted.
+    pub const MAX_LANES: u32 = 4;
+    /// Memory × passes accepted at most (4 GiB·passes: a few seconds here), so that a hostile
+    /// keyfile cannot make schat work for minutes.
+    pub const MAX_WORK_KIB: u64 = 4 * 1024 * 1024;
+
+    /// Checks the parameters are sane; `Err` says why not.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.memory_kib < Self::MIN_MEMORY_KIB {
+            return Err("KDF memory below 8 MiB: too weak to protect a key");
+        }
+        if self.memory_kib > Self::MAX_MEMORY_KIB
+            || self.passes > Self::MAX_PASSES
+            || self.lanes > Self::MAX_LANES
+            || u64::from(self.memory_kib) * u64::from(self.passes) > Self::MAX_WORK_KIB
+        {
+            return Err("KDF cost is unreasonably high (refused without trying)");
+        }
+        if self.passes == 0 || self.lanes == 0 {
+            return Err("KDF passes and lanes must be at least 1");
+        }
+        Ok(())
     }
-    Ok(identity)
+
+    fn render(&self) -> String {
+        format!(
+            "argon2id m={} t={} p={}",
+            self.memory_kib, self.passes, self.lanes
+        )
+    }
+
+    /// Derives the 32-byte sealing key.
+    fn derive(
+        &self,
+        passphrase: &Passphrase,
+        salt: &[u8],
+    ) -> Result<Zeroizing<[u8; 32]>, &'static str> {
+        let params = argon2::Params::new(self.memory_kib, self.passes, self.lanes, Some(32))
+            .map_err(|_| "invalid KDF parameters")?;
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let mut key = Zeroizing::new([0u8; 32]);
+        argon
+            .hash_password_into(passphrase.expose().as_bytes(), salt, &mut key[..])
+            .map_err(|_| "key derivation failed")?;
+        Ok(key)
+    }
+}
+
+/// A passphrase, wiped from memory on drop, never printed.
+pub struct Passphrase(Zeroizing<String>);
+
+impl Passphrase {
+    /// Wraps a passphrase (the caller's copy should itself be zeroizing).
+    pub fn new(text: Zeroizing<String>) -> Self {
+        Passphrase(text)
+    }
+
+    /// The text, for the KDF only.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether it is empty (which means "no passphrase").
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Passphrase(<redacted>)")
+    }
+}
+
+/// Associated data for sealing: binds the sealed key to its public key and KDF parameters, so
+/// neither can be swapped in the file without the unsealing failing.
+fn sealing_aad(public: &PublicKey, kdf: &KdfParams) -> Vec<u8> {
+    let mut aad = b"schat-key-v1".to_vec();
+    aad.extend_from_slice(public.as_bytes());
+    aad.extend_from_slice(kdf.render().as_bytes());
+    aad
+}
+
+impl Keyfile {
+    /// Reads and parses a keyfile (checking its permissions first) without unsealing it.
+    pub fn read(path: &Path) -> Result<Self, KeyfileError> {
+        let bytes = read_protected(path)?;
+        Self::parse(path, &bytes)
+    }
+
+    /// Parses keyfile text. `path` is used only in error messages.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, KeyfileError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let line = bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
+            malformed(path, Some(line), "not UTF-8 text")
+        })?;
+        let mut public: Option<(usize, PublicKey)> = None;
+        let mut secret: Option<Secret> = None;
+        for (index, line) in text.lines().enumerate() {
+            let number = index + 1;
+            let line = line.trim_end();
+            let found = if let Some(hex) = line.strip_prefix(PUBLIC_TAG) {
+                let key = fingerprint::parse(hex).map_err(|_| {
+                    malformed(path, Some(number), "public key is not 64 hex digits")
+                })?;
+                if public.replace((number, key)).is_some() {
+                    return Err(malformed(path, Some(number), "second public key line"));
+                }
+                None
+            } else if let Some(hex) = line.strip_prefix(SECRET_TAG) {
+                let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+                hex::decode_to_slice(hex.trim(), &mut bytes[..]).map_err(|_| {
+                    malformed(path, Some(number), "secret key is not 64 hex digits")
+                })?;
+                Some(Secret::Plain(SecretKey::from_bytes(bytes)))
+            } else if let Some(fields) = line.strip_prefix(SEALED_TAG) {
+                let sealed =
+                    parse_sealed(fields).map_err(|reason| malformed(path, Some(number), reason))?;
+                Some(Secret::Sealed(sealed))
+            } else if line.is_empty() || line.starts_with('#') {
+                None
+            } else {
+                return Err(malformed(
+                    path,
+                    Some(number),
+                    "not a comment and not a secret key line",
+                ));
+            };
+            if let Some(found) = found
+                && secret.replace(found).is_some()
+            {
+                return Err(malformed(path, Some(number), "second secret key line"));
+            }
+        }
+        let secret = secret.ok_or_else(|| malformed(path, None, "no secret key line"))?;
+        if matches!(secret, Secret::Sealed(_)) && public.is_none() {
+            return Err(malformed(
+                path,
+                None,
+                "a passphrase-protected keyfile needs its public key line",
+            ));
+        }
+        let keyfile = Keyfile {
+            path: path.to_owned(),
+            public,
+            secret,
+        };
+        if let Secret::Plain(secret) = &keyfile.secret {
+            keyfile.check_public(&secret.public_key())?;
+        }
+        Ok(keyfile)
+    }
+
+    fn check_public(&self, derived: &PublicKey) -> Result<(), KeyfileError> {
+        match self.public {
+            Some((number, key)) if key != *derived => Err(malformed(
+                &self.path,
+                Some(number),
+                "public key does not match the secret key (file damaged?)",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a passphrase is needed to use it.
+    pub fn is_protected(&self) -> bool {
+        matches!(self.secret, Secret::Sealed(_))
+    }
+
+    /// The public key (never needs the passphrase).
+    pub fn public_key(&self) -> PublicKey {
+        match (&self.secret, self.public) {
+            (Secret::Plain(secret), _) => secret.public_key(),
+            // `parse` guarantees a sealed file has the public line.
+            (Secret::Sealed(_), Some((_, key))) => key,
+            (Secret::Sealed(_), None) => PublicKey::from_bytes([0; KEY_LEN]),
+        }
+    }
+
+    /// The identity: as is for an unprotected file; for a protected one, unsealed with
+    /// `passphrase` (`None` is then [`KeyfileError::NeedsPassphrase`]).
+    pub fn unlock(&self, passphrase: Option<&Passphrase>) -> Result<Identity, KeyfileError> {
+        let sealed = match &self.secret {
+            Secret::Plain(secret) => {
+                let copy = Zeroizing::new(*secret.expose());
+                return Ok(Identity::from_secret(SecretKey::from_bytes(copy)));
+            }
+            Secret::Sealed(sealed) => sealed,
+        };
+        let passphrase = passphrase.ok_or_else(|| KeyfileError::NeedsPassphrase {
+            path: self.path.clone(),
+        })?;
+        let public = self.public_key();
+        let key = sealed
+            .kdf
+            .derive(passphrase, &sealed.salt)
+            .map_err(|reason| malformed(&self.path, None, reason))?;
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        let cipher = chacha20poly1305::ChaCha20Poly1305::new((&*key).into());
+        let aad = sealing_aad(&public, &sealed.kdf);
+        let plain = Zeroizing::new(
+            cipher
+                .decrypt(
+                    (&sealed.nonce).into(),
+                    Payload {
+                        msg: &sealed.sealed,
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| KeyfileError::WrongPassphrase {
+                    path: self.path.clone(),
+                })?,
+        );
+        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+        if plain.len() != KEY_LEN {
+            return Err(KeyfileError::WrongPassphrase {
+                path: self.path.clone(),
+            });
+        }
+        bytes.copy_from_slice(&plain);
+        let identity = Identity::from_secret(SecretKey::from_bytes(bytes));
+        self.check_public(identity.public())?;
+        Ok(identity)
+    }
+}
+
+/// Parses `argon2id m=.. t=.. p=.. salt=.. nonce=.. key=..` (errors say what, not the value).
+fn parse_sealed(fields: &str) -> Result<Sealed, &'static str> {
+    let mut words = fields.split_whitespace();
+    if words.next() != Some("argon2id") {
+        return Err("unknown key derivation (expected argon2id)");
+    }
+    let (mut m, mut t, mut p) = (None, None, None);
+    let (mut salt, mut nonce, mut key) = (None, None, None);
+    for word in words {
+        let (name, value) = word.split_once('=').ok_or("malformed field")?;
+        let number = || {
+            value
+                .parse::<u32>()
+                .map_err(|_| "KDF parameter is not a number")
+        };
+        match name {
+            "m" => m = Some(number()?),
+            "t" => t = Some(number()?),
+            "p" => p = Some(number()?),
+            "salt" => salt = Some(value),
+            "nonce" => nonce = Some(value),
+            "key" => key = Some(value),
+            _ => return Err("unknown field"),
+        }
+    }
+    let kdf = KdfParams {
+        memory_kib: m.ok_or("missing m=")?,
+        passes: t.ok_or("missing t=")?,
+        lanes: p.ok_or("missing p=")?,
+    };
+    kdf.check()?;
+    let mut sealed = Sealed {
+        kdf,
+        salt: [0; SALT_LEN],
+        nonce: [0; NONCE_LEN],
+        sealed: [0; KEY_LEN + TAG_LEN],
+    };
+    hex::decode_to_slice(salt.ok_or("missing salt=")?, &mut sealed.salt)
+        .map_err(|_| "salt is not 32 hex digits")?;
+    hex::decode_to_slice(nonce.ok_or("missing nonce=")?, &mut sealed.nonce)
+        .map_err(|_| "nonce is not 24 hex digits")?;
+    hex::decode_to_slice(key.ok_or("missing key=")?, &mut sealed.sealed)
+        .map_err(|_| "sealed key is not 96 hex digits")?;
+    Ok(sealed)
+}
+
+/// Kept for callers that parse text directly: an unprotected identity from keyfile text.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Identity, KeyfileError> {
+    Keyfile::parse(path, bytes)?.unlock(None)
 }
 
 /// The keyfile text for an identity, in a buffer that is wiped when dropped.
@@ -173,16 +482,72 @@ fn render(identity: &Identity) -> Zeroizing<String> {
     ))
 }
 
-/// Writes `identity` to `path`. Without `overwrite`, an existing file is never replaced, even
-/// one that appears between our check and our write.
-pub fn write(path: &Path, identity: &Identity, overwrite: bool) -> Result<(), KeyfileError> {
-    fsutil::write_private_atomically(path, render(identity).as_bytes(), overwrite).map_err(|e| {
-        match e.kind() {
-            io::ErrorKind::AlreadyExists => KeyfileError::Exists {
-                path: path.to_owned(),
+/// The keyfile text with the secret sealed under `passphrase`.
+fn render_sealed(
+    identity: &Identity,
+    passphrase: &Passphrase,
+    kdf: KdfParams,
+) -> Result<String, &'static str> {
+    kdf.check()?;
+    let mut salt = [0u8; SALT_LEN];
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::fill(&mut salt[..]);
+    rand::fill(&mut nonce[..]);
+    let key = kdf.derive(passphrase, &salt)?;
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    let cipher = chacha20poly1305::ChaCha20Poly1305::new((&*key).into());
+    let aad = sealing_aad(identity.public(), &kdf);
+    let sealed = cipher
+        .encrypt(
+            (&nonce).into(),
+            Payload {
+                msg: identity.secret().expose(),
+                aad: &aad,
             },
-            _ => KeyfileError::io(path, e),
-        }
+        )
+        .map_err(|_| "sealing failed")?;
+    Ok(format!(
+        "# schat identity: keep this file private even so; it is protected by a passphrase\n\
+         {PUBLIC_TAG}{}\n\
+         {SEALED_TAG}{} salt={} nonce={} key={}\n",
+        identity.public(),
+        kdf.render(),
+        hex::encode(salt),
+        hex::encode(nonce),
+        hex::encode(sealed),
+    ))
+}
+
+/// How to store the secret key.
+#[derive(Debug, Clone, Copy)]
+pub enum Protection<'a> {
+    /// In the clear (the file's permissions are the only protection).
+    None,
+    /// Sealed under a passphrase with these KDF costs.
+    Passphrase(&'a Passphrase, KdfParams),
+}
+
+/// Writes `identity` to `path`. Without `overwrite`, an existing file is never replaced, even
+/// one that appears between our check and our write; with it, the old file stays whole until
+/// the new one is complete (temp file + rename).
+pub fn write(
+    path: &Path,
+    identity: &Identity,
+    overwrite: bool,
+    protection: Protection<'_>,
+) -> Result<(), KeyfileError> {
+    let text = match protection {
+        Protection::None => render(identity),
+        Protection::Passphrase(passphrase, kdf) => Zeroizing::new(
+            render_sealed(identity, passphrase, kdf)
+                .map_err(|reason| malformed(path, None, reason))?,
+        ),
+    };
+    fsutil::write_private_atomically(path, text.as_bytes(), overwrite).map_err(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => KeyfileError::Exists {
+            path: path.to_owned(),
+        },
+        _ => KeyfileError::io(path, e),
     })
 }
 
@@ -202,7 +567,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/identity");
         let id = Identity::generate().unwrap();
-        write(&path, &id, false).unwrap();
+        write(&path, &id, false, Protection::None).unwrap();
         assert_eq!(mode_of(&path), 0o600);
         assert_eq!(mode_of(path.parent().unwrap()), 0o700);
         let loaded = load(&path).unwrap();
@@ -218,14 +583,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("identity");
         let first = Identity::generate().unwrap();
-        write(&path, &first, false).unwrap();
+        write(&path, &first, false, Protection::None).unwrap();
         let second = Identity::generate().unwrap();
         assert!(matches!(
-            write(&path, &second, false),
+            write(&path, &second, false, Protection::None),
             Err(KeyfileError::Exists { .. })
         ));
         assert_eq!(load(&path).unwrap().public(), first.public());
-        write(&path, &second, true).unwrap();
+        write(&path, &second, true, Protection::None).unwrap();
         assert_eq!(load(&path).unwrap().public(), second.public());
         assert_eq!(mode_of(&path), 0o600);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -235,7 +600,13 @@ mod tests {
     fn group_or_world_readable_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("identity");
-        write(&path, &Identity::generate().unwrap(), false).unwrap();
+        write(
+            &path,
+            &Identity::generate().unwrap(),
+            false,
+            Protection::None,
+        )
+        .unwrap();
         for mode in [0o644, 0o640, 0o604, 0o660] {
             fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
             let err = load(&path).unwrap_err();
@@ -321,11 +692,127 @@ mod tests {
         );
     }
 
+    fn quick_kdf() -> KdfParams {
+        KdfParams {
+            memory_kib: KdfParams::MIN_MEMORY_KIB,
+            passes: 1,
+            lanes: 1,
+        }
+    }
+
+    fn pass(text: &str) -> Passphrase {
+        Passphrase::new(Zeroizing::new(text.to_string()))
+    }
+
+    #[test]
+    fn sealed_keyfile_round_trips_and_hides_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("identity");
+        let id = Identity::generate().unwrap();
+        let secret = pass("correct horse battery staple");
+        write(
+            &path,
+            &id,
+            false,
+            Protection::Passphrase(&secret, quick_kdf()),
+        )
+        .unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(!text.contains(&hex::encode(id.secret().expose())));
+        assert!(text.contains(SEALED_TAG));
+        let keyfile = Keyfile::read(&path).unwrap();
+        assert!(keyfile.is_protected());
+        // The public key needs no passphrase.
+        assert_eq!(keyfile.public_key(), *id.public());
+        assert!(matches!(
+            keyfile.unlock(None),
+            Err(KeyfileError::NeedsPassphrase { .. })
+        ));
+        assert!(matches!(
+            keyfile.unlock(Some(&pass("wrong"))),
+            Err(KeyfileError::WrongPassphrase { .. })
+        ));
+        let unlocked = keyfile.unlock(Some(&secret)).unwrap();
+        assert_eq!(unlocked.public(), id.public());
+        assert!(matches!(
+            load(&path),
+            Err(KeyfileError::NeedsPassphrase { .. })
+        ));
+    }
+
+    #[test]
+    fn swapping_the_public_key_line_of_a_sealed_file_is_detected() {
+        let id = Identity::generate().unwrap();
+        let other = Identity::generate().unwrap();
+        let secret = pass("pw");
+        let text = render_sealed(&id, &secret, quick_kdf()).unwrap();
+        let swapped = text.replace(&id.public().to_hex(), &other.public().to_hex());
+        let keyfile = Keyfile::parse(Path::new("k"), swapped.as_bytes()).unwrap();
+        // `fingerprint` would show the swapped key, but nothing can use it.
+        assert!(matches!(
+            keyfile.unlock(Some(&secret)),
+            Err(KeyfileError::WrongPassphrase { .. })
+        ));
+    }
+
+    #[test]
+    fn absurd_kdf_costs_are_refused_before_any_work() {
+        let id = Identity::generate().unwrap();
+        let text = render_sealed(&id, &pass("pw"), quick_kdf()).unwrap();
+        let m = format!("m={}", KdfParams::MIN_MEMORY_KIB);
+        for (bad, why) in [
+            ("m=4194304 t=1 p=1", "unreasonably high"),
+            ("m=8192 t=1000000 p=1", "unreasonably high"),
+            ("m=1048576 t=10 p=1", "unreasonably high"),
+            ("m=8192 t=1 p=255", "unreasonably high"),
+            ("m=1024 t=1 p=1", "too weak"),
+            ("m=8192 t=0 p=1", "at least 1"),
+            ("m=lots t=1 p=1", "not a number"),
+        ] {
+            let hostile = text.replace(&format!("{m} t=1 p=1"), bad);
+            let started = std::time::Instant::now();
+            let (line, reason) = match Keyfile::parse(Path::new("k"), hostile.as_bytes()) {
+                Err(KeyfileError::Malformed { line, reason, .. }) => (line, reason),
+                other => panic!("{bad}: expected a refusal, got {other:?}"),
+            };
+            assert!(started.elapsed() < std::time::Duration::from_millis(100));
+            assert_eq!(line, Some(3), "{bad}");
+            assert!(reason.contains(why), "{bad}: {reason}");
+        }
+    }
+
+    #[test]
+    fn sealed_files_without_a_public_line_or_with_bad_fields_are_refused() {
+        let id = Identity::generate().unwrap();
+        let text = render_sealed(&id, &pass("pw"), quick_kdf()).unwrap();
+        let no_public: String = text
+            .lines()
+            .filter(|l| !l.starts_with(PUBLIC_TAG))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(Keyfile::parse(Path::new("k"), no_public.as_bytes()).is_err());
+        let cut = text.replace("nonce=", "nonse=");
+        assert!(Keyfile::parse(Path::new("k"), cut.as_bytes()).is_err());
+        let other_kdf = text.replace("argon2id", "scrypt");
+        assert!(Keyfile::parse(Path::new("k"), other_kdf.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn passphrase_debug_is_redacted() {
+        assert_eq!(format!("{:?}", pass("hunter2")), "Passphrase(<redacted>)");
+    }
+
     #[test]
     fn oversized_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("identity");
-        write(&path, &Identity::generate().unwrap(), false).unwrap();
+        write(
+            &path,
+            &Identity::generate().unwrap(),
+            false,
+            Protection::None,
+        )
+        .unwrap();
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&vec![b'#'; 20_000]).unwrap();
         assert!(load(&path).unwrap_err().to_string().contains("too large"));

@@ -10,7 +10,8 @@
 //! - [`transport`]: the encrypted message stream, split into receive and send halves.
 //! - [`framed`]: buffered, cancel-safe frame I/O over `AsyncRead`/`AsyncWrite`.
 //! - [`frame`], [`message`]: pure codecs for the 2-byte length prefix and the typed plaintext.
-//! - [`keys`], [`keyfile`], [`fingerprint`]: identities, their file, and how people see them.
+//! - [`keys`], [`keyfile`], [`passphrase`], [`fingerprint`]: identities, their file (optionally
+//!   sealed under a passphrase), where passphrases come from, and how people see keys.
 //! - [`safety`], [`trust`]: safety numbers, and the known_peers store with its trust decisions
 //!   (applied by [`session::verify`] right after the handshake).
 //! - [`fsutil`]: atomic, private file writes and locks.
@@ -37,6 +38,7 @@ pub mod keyfile;
 pub mod keys;
 pub mod message;
 pub mod net;
+pub mod passphrase;
 pub mod safety;
 pub mod sanitize;
 pub mod session;

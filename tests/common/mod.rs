@@ -132,10 +132,14 @@ fn lines(
 
 impl Proc {
     pub fn spawn(home: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(bin())
-            .arg("--home")
-            .arg(home)
-            .args(args)
+        let mut cmd = Command::new(bin());
+        cmd.arg("--home").arg(home).args(args);
+        Self::from_command(cmd)
+    }
+
+    /// Starts a prepared command with piped stdio.
+    pub fn from_command(mut cmd: Command) -> Self {
+        let mut child = cmd
             .env_remove("NO_COLOR")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -1,0 +1,106 @@
+//! Where passphrases come from: `--passphrase-file`, the `SCHAT_PASSPHRASE` environment
+//! variable, or a prompt on the terminal (never the command line, where `ps` would show it).
+//! Passphrases live in zeroizing buffers from the moment they are read.
+
+use crate::error::{Error, Result};
+use crate::keyfile::{Keyfile, KeyfileError, Passphrase};
+use crate::keys::Identity;
+use crate::ui::Ui;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+/// The environment variable scripts can use.
+pub const ENV: &str = "SCHAT_PASSPHRASE";
+
+/// Tries at the prompt before giving up.
+const TRIES: usize = 3;
+
+/// The non-interactive sources the user configured.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `--passphrase-file`.
+    pub file: Option<PathBuf>,
+}
+
+impl Sources {
+    /// A passphrase given without a prompt: the file first, then the environment.
+    pub fn given(&self) -> Result<Option<Passphrase>> {
+        if let Some(path) = &self.file {
+            return read_file(path).map(Some);
+        }
+        Ok(std::env::var(ENV)
+            .ok()
+            .map(|v| Passphrase::new(Zeroizing::new(v))))
+    }
+}
+
+/// Reads a passphrase file: its first line, without the line ending.
+pub fn read_file(path: &Path) -> Result<Passphrase> {
+    let mut text = Zeroizing::new(String::new());
+    std::fs::File::open(path)
+        .and_then(|f| f.take(4096).read_to_string(&mut text))
+        .map_err(|e| Error::io(format!("reading the passphrase file {}", path.display()), e))?;
+    let line = text.lines().next().unwrap_or("");
+    Ok(Passphrase::new(Zeroizing::new(line.to_string())))
+}
+
+/// Whether there is a terminal to ask (the controlling terminal, even if stdin is a pipe).
+pub fn can_prompt() -> bool {
+    std::fs::File::open("/dev/tty").is_ok()
+}
+
+/// Asks once on the terminal, without echo.
+pub fn prompt(question: &str) -> Result<Passphrase> {
+    rpassword::prompt_password(question)
+        .map(|p| Passphrase::new(Zeroizing::new(p)))
+        .map_err(|e| Error::io("reading the passphrase from the terminal", e))
+}
+
+/// The identity in `keyfile`, unlocking it if it is protected: with the given passphrase if
+/// there is one, else by asking on the terminal (three tries).
+pub fn unlock(keyfile: &Keyfile, sources: &Sources, ui: &Ui, path: &Path) -> Result<Identity> {
+    if !keyfile.is_protected() {
+        return Ok(keyfile.unlock(None)?);
+    }
+    if let Some(given) = sources.given()? {
+        return Ok(keyfile.unlock(Some(&given))?);
+    }
+    if !can_prompt() {
+        return Err(KeyfileError::NeedsPassphrase {
+            path: path.to_owned(),
+        }
+        .into());
+    }
+    let question = format!("passphrase for {}: ", path.display());
+    for attempt in 1..=TRIES {
+        let passphrase = prompt(&question)?;
+        match keyfile.unlock(Some(&passphrase)) {
+            Ok(identity) => return Ok(identity),
+            Err(KeyfileError::WrongPassphrase { .. }) if attempt < TRIES => {
+                ui.warn("wrong passphrase, try again");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(KeyfileError::WrongPassphrase {
+        path: path.to_owned(),
+    }
+    .into())
+}
+
+/// Asks for a new passphrase twice on the terminal. An empty answer means "no passphrase".
+pub fn prompt_new(ui: &Ui) -> Result<Option<Passphrase>> {
+    for _ in 0..TRIES {
+        let first = prompt("new passphrase (empty for none): ")?;
+        if first.is_empty() {
+            return Ok(None);
+        }
+        let again = prompt("the same passphrase again: ")?;
+        if first.expose() == again.expose() {
+            return Ok(Some(first));
+        }
+        ui.warn("the two passphrases differ, try again");
+    }
+    Err(Error::Usage("the passphrases did not match".into()))
+}
