@@ -88,7 +88,7 @@ pub enum Command {
         #[arg(long)]
         raw: bool,
     },
-    /// Wait for a peer to dial in, then chat
+    /// Host a chat room that peers dial into (or, with --pipe, serve one pipe session)
     #[command(after_help = EXIT_CODES)]
     Listen {
         /// Where to listen: HOST, HOST:PORT, IP:PORT, [IPv6]:PORT or :PORT (port 0 picks a free
@@ -105,9 +105,15 @@ pub enum Command {
         /// Greeting sent to each peer after the handshake
         #[arg(long, value_name = "TEXT", default_value = DEFAULT_WELCOME)]
         welcome: String,
-        /// Exit after the first session instead of waiting for the next peer
+        /// Exit once the room empties after its first peer, instead of waiting for more
         #[arg(long)]
         once: bool,
+        /// Peers in the room at once (1 gives a one-to-one chat); more are turned away
+        #[arg(long, value_name = "N", default_value_t = 32)]
+        max_peers: usize,
+        /// Connections still handshaking at once; more are closed at once
+        #[arg(long, value_name = "N", default_value_t = 64)]
+        max_handshakes: usize,
         /// Seconds a connecting peer has to complete the handshake
         #[arg(long, value_name = "SECS", default_value_t = 10)]
         timeout: u64,
@@ -309,6 +315,8 @@ async fn execute(cli: Cli, early: Ui) -> (Ui, Result<()>) {
             allow,
             welcome,
             once,
+            max_peers,
+            max_handshakes,
             timeout,
             keepalive,
             pipe,
@@ -328,11 +336,18 @@ async fn execute(cli: Cli, early: Ui) -> (Ui, Result<()>) {
                     keepalive: seconds(keepalive, "--keepalive")?,
                     pipe: pipe.then_some(PipeOptions { quiet }),
                 };
+                if max_peers == 0 || max_handshakes == 0 {
+                    return Err(Error::Usage(
+                        "--max-peers and --max-handshakes must be at least 1".into(),
+                    ));
+                }
                 let options = ListenOptions {
                     addr: Some(addr),
                     once: once || pipe,
                     welcome,
                     allow,
+                    max_peers,
+                    max_handshakes,
                 };
                 let identity = paths.load_or_create(&early, &sources)?;
                 Ok((identity, settings, options, install_interrupts()?))

@@ -108,7 +108,8 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     pub fn new(io: W) -> Self {
         FrameWriter {
             io,
-            buf: Vec::with_capacity(HEADER_LEN + MAX_BODY),
+            // Grows with use (to one frame for chat, more when frames are batched).
+            buf: Vec::new(),
         }
     }
 
@@ -121,10 +122,21 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         .await
     }
 
-    /// Builds a frame in place: `fill` receives `max_len` bytes of buffer, writes the body into
-    /// it and returns the body's real length. Lets the encryptor seal straight into the
-    /// outgoing buffer, with no copy.
+    /// Builds a frame in place and sends it: `fill` receives `max_len` bytes of buffer, writes
+    /// the body into it and returns the body's real length. Lets the encryptor seal straight
+    /// into the outgoing buffer, with no copy.
     pub async fn write_frame_with(
+        &mut self,
+        max_len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<usize>,
+    ) -> Result<()> {
+        self.queue_frame_with(max_len, fill)?;
+        self.flush_frames().await
+    }
+
+    /// Builds a frame at the end of the outgoing buffer without sending it, so that several
+    /// frames can leave in one write (see [`FrameWriter::flush_frames`]).
+    pub fn queue_frame_with(
         &mut self,
         max_len: usize,
         fill: impl FnOnce(&mut [u8]) -> Result<usize>,
@@ -134,14 +146,34 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
                 "frame of {max_len} bytes is too long"
             )));
         }
-        self.buf.resize(HEADER_LEN + max_len, 0);
-        let len = fill(&mut self.buf[HEADER_LEN..])?.min(max_len);
+        let start = self.buf.len();
+        self.buf.resize(start + HEADER_LEN + max_len, 0);
+        let len = match fill(&mut self.buf[start + HEADER_LEN..]) {
+            Ok(len) => len.min(max_len),
+            Err(e) => {
+                self.buf.truncate(start);
+                return Err(e);
+            }
+        };
         let header = frame::header(len).map_err(|e| Error::Internal(e.to_string()))?;
-        self.buf[..HEADER_LEN].copy_from_slice(&header);
-        self.io
-            .write_all(&self.buf[..HEADER_LEN + len])
-            .await
-            .map_err(|e| Error::io("sending to the peer", e))?;
+        self.buf[start..start + HEADER_LEN].copy_from_slice(&header);
+        self.buf.truncate(start + HEADER_LEN + len);
+        Ok(())
+    }
+
+    /// Bytes of frames queued and not yet sent.
+    pub fn queued(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Sends every queued frame with one `write_all`.
+    pub async fn flush_frames(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let result = self.io.write_all(&self.buf).await;
+        self.buf.clear();
+        result.map_err(|e| Error::io("sending to the peer", e))?;
         self.io
             .flush()
             .await
@@ -247,6 +279,30 @@ mod tests {
         ) -> std::task::Poll<std::io::Result<()>> {
             std::task::Poll::Ready(Ok(()))
         }
+    }
+
+    #[tokio::test]
+    async fn queued_frames_leave_in_one_write() {
+        let mut writer = FrameWriter::new(WriteLog::default());
+        for body in [&b"one"[..], b"", b"three"] {
+            writer
+                .queue_frame_with(body.len(), |out| {
+                    out.copy_from_slice(body);
+                    Ok(body.len())
+                })
+                .unwrap();
+        }
+        assert_eq!(writer.queued(), 2 + 3 + 2 + 2 + 5);
+        writer.flush_frames().await.unwrap();
+        assert_eq!(writer.io.0.len(), 1);
+        let mut reader = FrameReader::new(&writer.io.0[0][..]);
+        for body in [&b"one"[..], b"", b"three"] {
+            assert_eq!(reader.read_frame().await.unwrap().unwrap(), body);
+        }
+        // A failing fill leaves nothing half-queued.
+        let failed = writer.queue_frame_with(10, |_| Err(Error::Internal("no".into())));
+        assert!(failed.is_err());
+        assert_eq!(writer.queued(), 0);
     }
 
     #[tokio::test]

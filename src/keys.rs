@@ -135,6 +135,11 @@ impl Identity {
         Identity { secret, public }
     }
 
+    /// A second copy (its own zeroizing buffer), for tasks that need to own an identity.
+    pub fn duplicate(&self) -> Identity {
+        Identity::from_secret(SecretKey::from_bytes(Zeroizing::new(*self.secret.expose())))
+    }
+
     /// Our public key.
     pub fn public(&self) -> &PublicKey {
         &self.public

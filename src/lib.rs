@@ -5,7 +5,8 @@
 //! - [`cli`]: argument parsing (clap) and the commands; maps errors to exit codes.
 //! - [`net`]: the only module that touches TCP — addresses, bind/accept/connect, deadlines.
 //! - [`session`]: one conversation over any byte stream: handshake deadline, key check,
-//!   welcome, the full-duplex chat loop; [`session::input`] reads the user's lines.
+//!   welcome, the full-duplex chat loop; [`session::room`] hosts many members at once,
+//!   [`session::pipe`] moves raw bytes, [`session::input`] reads the user's lines.
 //! - [`handshake`]: Noise XX (`Noise_XX_25519_ChaChaPoly_BLAKE2s`, prologue `schat/1`).
 //! - [`transport`]: the encrypted message stream, split into receive and send halves.
 //! - [`framed`]: buffered, cancel-safe frame I/O over `AsyncRead`/`AsyncWrite`.

@@ -13,6 +13,12 @@ pub const MAX_PLAINTEXT: usize = 65535 - 16;
 /// The largest body: the plaintext minus the type byte.
 pub const MAX_BODY: usize = MAX_PLAINTEXT - 1;
 
+/// Bytes of the origin key at the start of a RELAY body.
+pub const ORIGIN_LEN: usize = 32;
+
+/// The longest text a RELAY can carry (the body minus the origin key).
+pub const MAX_RELAY_TEXT: usize = MAX_BODY - ORIGIN_LEN;
+
 /// Message type bytes of schat/1.
 pub mod kind {
     /// Listener → dialer, first message: UTF-8 greeting.
@@ -25,6 +31,10 @@ pub mod kind {
     pub const PING: u8 = 0x04;
     /// Answer to PING, echoing its body.
     pub const PONG: u8 = 0x05;
+    /// Host → member: another member's text, with the 32-byte key of who said it.
+    pub const RELAY: u8 = 0x06;
+    /// Host → member: a room event (joined, left), UTF-8.
+    pub const NOTICE: u8 = 0x07;
     /// The sender switches its sending key (Noise `REKEY`) right after this message. Empty.
     pub const REKEY: u8 = 0x08;
     /// Raw bytes of a pipe-mode stream.
@@ -46,6 +56,15 @@ pub enum Message<'a> {
     Ping(Cow<'a, [u8]>),
     /// Reply to a probe.
     Pong(Cow<'a, [u8]>),
+    /// A room member's text, relayed by the host.
+    Relay {
+        /// The static key of the member who said it.
+        origin: [u8; ORIGIN_LEN],
+        /// What they said.
+        text: Cow<'a, str>,
+    },
+    /// A room event from the host.
+    Notice(Cow<'a, str>),
     /// The sender's following messages use its next key.
     Rekey,
     /// A chunk of a pipe-mode byte stream.
@@ -67,6 +86,9 @@ pub enum MessageError {
     /// A text body that is not UTF-8.
     #[error("{0} message is not valid UTF-8")]
     InvalidUtf8(&'static str),
+    /// A body too short for its type.
+    #[error("{0} message too short")]
+    Truncated(&'static str),
     /// A message type whose body must be empty had one.
     #[error("{0} message with a body")]
     UnexpectedBody(&'static str),
@@ -93,6 +115,17 @@ impl<'a> Message<'a> {
             kind::QUIT => Message::Quit(text("QUIT")?),
             kind::PING => Message::Ping(Cow::Borrowed(body)),
             kind::PONG => Message::Pong(Cow::Borrowed(body)),
+            kind::RELAY => {
+                let (origin, text) = body
+                    .split_first_chunk::<ORIGIN_LEN>()
+                    .ok_or(MessageError::Truncated("RELAY"))?;
+                let text = str::from_utf8(text).map_err(|_| MessageError::InvalidUtf8("RELAY"))?;
+                Message::Relay {
+                    origin: *origin,
+                    text: Cow::Borrowed(text),
+                }
+            }
+            kind::NOTICE => Message::Notice(text("NOTICE")?),
             kind::REKEY if body.is_empty() => Message::Rekey,
             kind::REKEY => return Err(MessageError::UnexpectedBody("REKEY")),
             kind::DATA => Message::Data(Cow::Borrowed(body)),
@@ -112,16 +145,22 @@ impl<'a> Message<'a> {
             Message::Quit(_) => kind::QUIT,
             Message::Ping(_) => kind::PING,
             Message::Pong(_) => kind::PONG,
+            Message::Relay { .. } => kind::RELAY,
+            Message::Notice(_) => kind::NOTICE,
             Message::Rekey => kind::REKEY,
             Message::Data(_) => kind::DATA,
             Message::Extension { kind, .. } => *kind,
         }
     }
 
-    /// The body bytes.
+    /// The body bytes (for RELAY, only the text part: see [`Message::body_len`]).
     pub fn body(&self) -> &[u8] {
         match self {
-            Message::Welcome(t) | Message::Text(t) | Message::Quit(t) => t.as_bytes(),
+            Message::Welcome(t)
+            | Message::Text(t)
+            | Message::Quit(t)
+            | Message::Notice(t)
+            | Message::Relay { text: t, .. } => t.as_bytes(),
             Message::Ping(b)
             | Message::Pong(b)
             | Message::Data(b)
@@ -130,16 +169,27 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// Bytes of the whole body on the wire.
+    pub fn body_len(&self) -> usize {
+        match self {
+            Message::Relay { text, .. } => ORIGIN_LEN + text.len(),
+            other => other.body().len(),
+        }
+    }
+
     /// Writes type byte + body into `out` (cleared first), refusing bodies that do not fit.
     pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), MessageError> {
-        let body = self.body();
-        if body.len() > MAX_BODY {
-            return Err(MessageError::TooLong { len: body.len() });
+        let len = self.body_len();
+        if len > MAX_BODY {
+            return Err(MessageError::TooLong { len });
         }
         out.clear();
-        out.reserve(1 + body.len());
+        out.reserve(1 + len);
         out.push(self.kind());
-        out.extend_from_slice(body);
+        if let Message::Relay { origin, .. } = self {
+            out.extend_from_slice(origin);
+        }
+        out.extend_from_slice(self.body());
         Ok(())
     }
 
@@ -151,6 +201,11 @@ impl<'a> Message<'a> {
             Message::Quit(t) => Message::Quit(Cow::Owned(t.into_owned())),
             Message::Ping(b) => Message::Ping(Cow::Owned(b.into_owned())),
             Message::Pong(b) => Message::Pong(Cow::Owned(b.into_owned())),
+            Message::Relay { origin, text } => Message::Relay {
+                origin,
+                text: Cow::Owned(text.into_owned()),
+            },
+            Message::Notice(t) => Message::Notice(Cow::Owned(t.into_owned())),
             Message::Rekey => Message::Rekey,
             Message::Data(b) => Message::Data(Cow::Owned(b.into_owned())),
             Message::Extension { kind, body } => Message::Extension {
@@ -168,6 +223,8 @@ impl<'a> Message<'a> {
             Message::Quit(_) => "QUIT",
             Message::Ping(_) => "PING",
             Message::Pong(_) => "PONG",
+            Message::Relay { .. } => "RELAY",
+            Message::Notice(_) => "NOTICE",
             Message::Rekey => "REKEY",
             Message::Data(_) => "DATA",
             Message::Extension { .. } => "extension",
@@ -183,7 +240,7 @@ impl std::fmt::Debug for Message<'_> {
             "{}(0x{:02x}, {} bytes)",
             self.name(),
             self.kind(),
-            self.body().len()
+            self.body_len()
         )
     }
 }
@@ -209,11 +266,47 @@ mod tests {
         round_trip(Message::Ping(vec![1, 2, 3].into()));
         round_trip(Message::Pong(vec![].into()));
         round_trip(Message::Rekey);
+        round_trip(Message::Relay {
+            origin: [7; ORIGIN_LEN],
+            text: "relayed ✓".into(),
+        });
+        round_trip(Message::Relay {
+            origin: [0; ORIGIN_LEN],
+            text: "".into(),
+        });
+        round_trip(Message::Notice("alice joined".into()));
         round_trip(Message::Data(vec![0, 1, 255].into()));
         round_trip(Message::Extension {
             kind: 0xfe,
             body: vec![0, 255].into(),
         });
+    }
+
+    #[test]
+    fn relay_is_origin_then_text_and_its_text_limit_is_smaller() {
+        let mut buf = Vec::new();
+        let origin = [9u8; ORIGIN_LEN];
+        Message::Relay {
+            origin,
+            text: "hi".into(),
+        }
+        .encode_into(&mut buf)
+        .unwrap();
+        assert_eq!(buf[0], kind::RELAY);
+        assert_eq!(&buf[1..33], &origin);
+        assert_eq!(&buf[33..], b"hi");
+        let max = "x".repeat(MAX_RELAY_TEXT);
+        let ok = Message::Relay {
+            origin,
+            text: max.as_str().into(),
+        };
+        ok.encode_into(&mut buf).unwrap();
+        let over = "x".repeat(MAX_RELAY_TEXT + 1);
+        let too_long = Message::Relay {
+            origin,
+            text: over.as_str().into(),
+        };
+        assert!(too_long.encode_into(&mut buf).is_err());
     }
 
     #[test]
@@ -257,7 +350,18 @@ mod tests {
             Message::decode(&[kind::REKEY, 0]),
             Err(MessageError::UnexpectedBody("REKEY"))
         );
-        for k in [0x00, 0x06, 0x0a, 0x10, 0x7f] {
+        assert_eq!(
+            Message::decode(&[kind::RELAY, 1, 2, 3]),
+            Err(MessageError::Truncated("RELAY"))
+        );
+        let mut bad = vec![kind::RELAY];
+        bad.extend_from_slice(&[0; ORIGIN_LEN]);
+        bad.push(0xff);
+        assert_eq!(
+            Message::decode(&bad),
+            Err(MessageError::InvalidUtf8("RELAY"))
+        );
+        for k in [0x00, 0x0a, 0x10, 0x7f] {
             assert_eq!(Message::decode(&[k, 1]), Err(MessageError::UnknownType(k)));
         }
         assert_eq!(

@@ -4,8 +4,9 @@
 
 use crate::error::{Error, Result};
 use crate::keys::Identity;
-use crate::session::input::{Input, InputEvent};
-use crate::session::verify::TrustPolicy;
+use crate::session::input::Input;
+use crate::session::room::{self, Arrival, Connection, RoomOptions};
+use crate::session::verify::{self, TrustPolicy};
 use crate::session::{self, Ended, Role, Settings};
 use crate::signals::Interrupts;
 use crate::trust::Allow;
@@ -13,9 +14,12 @@ use crate::ui::Ui;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream, lookup_host};
+use tokio::sync::{Semaphore, mpsc};
 
 /// The port of the original chat program, used when an address gives none.
 pub const DEFAULT_PORT: u16 = 12345;
@@ -228,10 +232,13 @@ pub struct ListenOptions {
     pub welcome: String,
     /// Which dialers to admit.
     pub allow: Allow,
+    /// Members of the room at once.
+    pub max_peers: usize,
+    /// Connections still handshaking at once; more are closed at once.
+    pub max_handshakes: usize,
 }
 
-/// `schat listen`: accept peers one at a time, until the user quits (or after one session with
-/// `--once`). A peer that fails the handshake or misbehaves ends only its own connection.
+/// `schat listen`: host a room of peers (chat), or serve one pipe session.
 pub async fn listen(
     options: &ListenOptions,
     identity: &Identity,
@@ -263,12 +270,126 @@ pub async fn listen(
         welcome: options.welcome.clone(),
         allow: options.allow.clone(),
     };
+    if settings.pipe.is_some() {
+        return serve_one_pipe(&listener, identity, &role, settings, input, ui, interrupts).await;
+    }
+    let (reports, connections) = mpsc::channel(1024);
+    let accepting = accept_loop(
+        &listener,
+        Arc::new(identity.duplicate()),
+        Arc::new(role),
+        Arc::new(settings.clone()),
+        options.max_handshakes,
+        reports,
+    );
+    let room = RoomOptions {
+        welcome: options.welcome.clone(),
+        max_peers: options.max_peers,
+        once: options.once,
+        keepalive: settings.keepalive,
+        outbox_bytes: room::DEFAULT_OUTBOX_BYTES,
+    };
+    tokio::select! {
+        result = room::host(connections, &room, input, ui, interrupts) => result,
+        never = accepting => match never {},
+    }
+}
+
+/// Accepts connections for ever, each handshaking in its own task; at most `max_handshakes`
+/// at once (further connections are closed at once, so a flood of silent sockets cannot use
+/// up memory or starve real peers of handshake slots for longer than the deadline).
+async fn accept_loop(
+    listener: &TcpListener,
+    identity: Arc<Identity>,
+    role: Arc<Role>,
+    settings: Arc<Settings>,
+    max_handshakes: usize,
+    reports: mpsc::Sender<Connection<OwnedReadHalf, OwnedWriteHalf>>,
+) -> std::convert::Infallible {
+    let slots = Arc::new(Semaphore::new(max_handshakes));
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little, then go on.
+                let line = format!("accepting a connection failed: {e}");
+                let _ = reports.send(Connection::Failed(line)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            let line = format!(
+                "connection from {from}: closed at once ({max_handshakes} handshakes already in progress)"
+            );
+            let _ = reports.send(Connection::Failed(line)).await;
+            continue;
+        };
+        let (identity, role, settings) = (identity.clone(), role.clone(), settings.clone());
+        let reports = reports.clone();
+        tokio::spawn(async move {
+            let report = handshake_and_admit(stream, from, &identity, &role, &settings).await;
+            drop(slot);
+            let _ = reports.send(report).await;
+        });
+    }
+}
+
+/// One connection up to the point where it joins the room (or is turned away).
+async fn handshake_and_admit(
+    stream: TcpStream,
+    from: SocketAddr,
+    identity: &Identity,
+    role: &Role,
+    settings: &Settings,
+) -> Connection<OwnedReadHalf, OwnedWriteHalf> {
+    configure(&stream, settings.keepalive);
+    let (reader, writer) = stream.into_split();
+    let mut never = Interrupts::none();
+    let established =
+        match session::establish(reader, writer, identity, role, settings, &mut never).await {
+            Ok(Some(established)) => established,
+            Ok(None) => return Connection::Failed(format!("connection from {from}: interrupted")),
+            Err(e) => return Connection::Failed(format!("connection from {from}: {e}")),
+        };
+    let Role::Listener { allow, .. } = role else {
+        return Connection::Failed("internal error: not a listener".into());
+    };
+    let (peer, local) = (established.peer, established.local);
+    match verify::admitted(peer, &local, settings.pin.as_ref(), allow, &settings.trust) {
+        Ok(info) => Connection::Arrived(Box::new(Arrival {
+            established,
+            info,
+            address: from.to_string(),
+        })),
+        Err(e) => {
+            room::refuse(established).await;
+            let why = match e {
+                Error::PeerRefused(why) => why,
+                other => other.to_string(),
+            };
+            Connection::Failed(format!("refused the peer from {from}: {why}"))
+        }
+    }
+}
+
+/// Pipe mode: one session (stdin can be sent only once); connections that never become a
+/// session (failed handshakes, refused keys) do not count.
+async fn serve_one_pipe(
+    listener: &TcpListener,
+    identity: &Identity,
+    role: &Role,
+    settings: &Settings,
+    input: &mut Input,
+    ui: &Ui,
+    interrupts: &mut Interrupts,
+) -> Result<()> {
     loop {
         let (stream, from) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
-                    // Out of file descriptors and the like: wait a little, then go on.
                     ui.warn(format_args!("accepting a connection failed: {e}"));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
@@ -278,23 +399,12 @@ pub async fn listen(
                 ui.status(format_args!("{name}; stopped listening"));
                 return Ok(());
             }
-            // A person at the terminal may give up waiting. (Piped input is kept for the
-            // first peer instead: `echo hi | schat listen --once` must deliver "hi".)
-            event = input.next(), if ui.is_interactive() => match event {
-                InputEvent::Line(line) if line != "quit" && line != "/quit" => {
-                    ui.warn("no peer is connected yet; nothing was sent");
-                    continue;
-                }
-                InputEvent::TooLong | InputEvent::NotUtf8 => continue,
-                _ => return Ok(()),
-            },
         };
         configure(&stream, settings.keepalive);
         ui.status(format_args!("connection from {from}"));
         let (reader, writer) = stream.into_split();
-        // Someone who never completes a handshake is not a session: note it, keep waiting.
         let established =
-            match session::establish(reader, writer, identity, &role, settings, interrupts).await {
+            match session::establish(reader, writer, identity, role, settings, interrupts).await {
                 Ok(Some(established)) => established,
                 Ok(None) => return Ok(()),
                 Err(e) => {
@@ -303,33 +413,27 @@ pub async fn listen(
                 }
             };
         let remote = from.to_string();
-        let conversation = session::converse(
+        let session = session::converse(
             established,
             Some(&remote),
-            &role,
+            role,
             settings,
             input,
             ui,
             interrupts,
         );
-        match conversation.await {
-            Ok(Ended::LocalQuit) => return Ok(()),
-            Ok(Ended::PeerQuit) if options.once => return Ok(()),
-            Ok(Ended::PeerQuit) => {}
+        match session.await {
+            Ok(_) => return Ok(()),
             // A refused peer was never a session, and must not be able to stop the listener;
             // nor was a peer that refused us.
             Err(Error::PeerRefused(why)) => {
                 ui.warn(format_args!("refused the peer from {from}: {why}"));
-                continue;
             }
             Err(e @ Error::RefusedByPeer(_)) => {
                 ui.warn(format_args!("connection from {from}: {e}"));
-                continue;
             }
-            Err(e) if options.once => return Err(e),
-            Err(e) => ui.error(format_args!("session with {from} ended: {e}")),
+            Err(e) => return Err(e),
         }
-        ui.status(format_args!("waiting for the next peer on {local}"));
     }
 }
 

@@ -19,6 +19,9 @@ pub const TAG_LEN: usize = 16;
 /// Size of a receive-side plaintext buffer (snow wants room for the tag too).
 pub const PLAINTEXT_BUF_LEN: usize = MAX_PLAINTEXT + TAG_LEN;
 
+/// The receive buffer's first size, enough for chat messages.
+const SMALL_BUF: usize = 4096;
+
 type SharedState = Arc<Mutex<TransportState>>;
 
 /// When a sending direction moves to a new key (Noise §11.3 `REKEY`): after this many messages,
@@ -79,14 +82,14 @@ pub fn split<R, W>(
         RecvHalf {
             state: state.clone(),
             frames: reader,
-            plain: vec![0u8; PLAINTEXT_BUF_LEN].into_boxed_slice(),
+            plain: Vec::new().into_boxed_slice(),
             quit_received: false,
             rekeys: 0,
         },
         SendHalf {
             state,
             frames: writer,
-            plain: Vec::with_capacity(MAX_PLAINTEXT),
+            plain: Vec::new(),
             quit_sent: false,
             policy: RekeyPolicy::default(),
             usage: Usage::new(),
@@ -119,6 +122,16 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
             };
             if self.quit_received {
                 return Err(ProtocolError::Unexpected("more data", "after its QUIT").into());
+            }
+            if self.plain.len() < frame.len() {
+                // Grown on demand: chat-sized traffic never needs the 64 KiB buffer, and a room
+                // host keeps one per member.
+                let size = if frame.len() <= SMALL_BUF {
+                    SMALL_BUF
+                } else {
+                    PLAINTEXT_BUF_LEN
+                };
+                self.plain = vec![0u8; size].into_boxed_slice();
             }
             let mut state = lock(&self.state)?;
             let len = state
@@ -205,25 +218,36 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
     /// Encrypts and sends one message, first changing keys if the policy says it is time.
     /// After a QUIT nothing more may be sent.
     pub async fn send(&mut self, msg: &Message<'_>) -> Result<()> {
-        let mut plain = std::mem::take(&mut self.plain);
-        let encoded = msg.encode_into(&mut plain).map_err(|e| match e {
-            MessageError::TooLong { len } => Error::Usage(format!(
-                "a message of {len} bytes is too long to send (limit {} bytes)",
-                message::MAX_BODY
-            )),
-            other => Error::Internal(other.to_string()),
-        });
-        let result = match encoded {
-            Ok(()) => self.send_encoded(&plain).await,
-            Err(e) => Err(e),
-        };
-        self.plain = plain;
-        result
+        self.queue(msg)?;
+        self.flush().await
     }
 
     /// Sends a message that is already encoded (type byte + body), e.g. a pipe-mode DATA chunk
     /// read straight into its buffer after the type byte: no copy before encryption.
     pub async fn send_encoded(&mut self, plaintext: &[u8]) -> Result<()> {
+        self.queue_encoded(plaintext)?;
+        self.flush().await
+    }
+
+    /// Encrypts a message into the outgoing buffer without sending it yet: several queued
+    /// messages leave in one write at the next [`SendHalf::flush`] (a room host relaying to many
+    /// members saves a system call per message this way).
+    pub fn queue(&mut self, msg: &Message<'_>) -> Result<()> {
+        let mut plain = std::mem::take(&mut self.plain);
+        let result = match msg.encode_into(&mut plain) {
+            Ok(()) => self.queue_encoded(&plain),
+            Err(MessageError::TooLong { len }) => Err(Error::Usage(format!(
+                "a message of {len} bytes is too long to send (limit {} bytes)",
+                message::MAX_BODY
+            ))),
+            Err(other) => Err(Error::Internal(other.to_string())),
+        };
+        self.plain = plain;
+        result
+    }
+
+    /// As [`SendHalf::queue`], for an already encoded message.
+    pub fn queue_encoded(&mut self, plaintext: &[u8]) -> Result<()> {
         if self.quit_sent {
             return Err(Error::Internal("attempt to send after QUIT".into()));
         }
@@ -238,12 +262,12 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
             || usage.bytes >= self.policy.bytes
             || usage.since.elapsed() >= self.policy.interval
         {
-            self.seal_and_send(&[kind::REKEY]).await?;
+            self.seal(&[kind::REKEY])?;
             lock(&self.state)?.rekey_outgoing();
             self.usage = Usage::new();
             self.rekeys += 1;
         }
-        self.seal_and_send(plaintext).await?;
+        self.seal(plaintext)?;
         self.usage.messages += 1;
         self.usage.bytes += plaintext.len() as u64;
         if plaintext[0] == kind::QUIT {
@@ -252,17 +276,25 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
         Ok(())
     }
 
-    async fn seal_and_send(&mut self, plain: &[u8]) -> Result<()> {
+    /// Bytes queued and not yet sent.
+    pub fn queued(&self) -> usize {
+        self.frames.queued()
+    }
+
+    /// Sends everything queued.
+    pub async fn flush(&mut self) -> Result<()> {
+        self.frames.flush_frames().await
+    }
+
+    fn seal(&mut self, plain: &[u8]) -> Result<()> {
         let state = &self.state;
-        self.frames
-            .write_frame_with(plain.len() + TAG_LEN, |out| {
-                lock(state)?.write_message(plain, out).map_err(|e| match e {
-                    // 2^64 - 1 messages: never in practice, but the session must end (§5.1).
-                    snow::Error::State(_) => Error::Internal("nonce space exhausted".into()),
-                    other => Error::Internal(format!("encrypting: {other}")),
-                })
+        self.frames.queue_frame_with(plain.len() + TAG_LEN, |out| {
+            lock(state)?.write_message(plain, out).map_err(|e| match e {
+                // 2^64 - 1 messages: never in practice, but the session must end (§5.1).
+                snow::Error::State(_) => Error::Internal("nonce space exhausted".into()),
+                other => Error::Internal(format!("encrypting: {other}")),
             })
-            .await
+        })
     }
 
     /// Sends QUIT with `reason` and closes our direction of the stream.

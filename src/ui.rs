@@ -256,6 +256,53 @@ impl Ui {
         }
     }
 
+    /// A room member's message relayed by the host `via`. Shown like a message, with the relay
+    /// marked: it is only as trustworthy as the host, which could have altered it.
+    pub fn relayed(&self, from: &Speaker<'_>, via: &Speaker<'_>, text: &str) -> io::Result<()> {
+        match self.mode {
+            Mode::Json => {
+                let action = text.strip_prefix("/me ");
+                self.json_event(
+                    Object::new()
+                        .str("event", "message")
+                        .raw("from", &from.json())
+                        .raw("via", &via.json())
+                        .str("text", action.unwrap_or(text))
+                        .bool("action", action.is_some()),
+                )
+            }
+            Mode::Plain => {
+                let mut out = io::stdout().lock();
+                writeln!(
+                    out,
+                    "{}: {}",
+                    sanitize::line(from.label),
+                    sanitize::line(text)
+                )?;
+                out.flush()
+            }
+            Mode::Interactive => {
+                let color = PALETTE[usize::from(from.key.as_bytes()[0]) % PALETTE.len()];
+                let name = format!("{} via {}", from.label, via.label);
+                self.to_screen(&self.chat_block(&name, color, text));
+                Ok(())
+            }
+        }
+    }
+
+    /// A room event announced by the host.
+    pub fn notice(&self, from: &Speaker<'_>, text: &str) {
+        if self.mode == Mode::Json {
+            let _ = self.json_event(
+                Object::new()
+                    .str("event", "notice")
+                    .raw("from", &from.json())
+                    .str("text", text),
+            );
+        }
+        self.status(format_args!("{}: {}", from.label, sanitize::line(text)));
+    }
+
     /// Echo of what we sent (interactive only: scripts know what they sent).
     pub fn own(&self, text: &str) {
         if self.mode == Mode::Interactive {

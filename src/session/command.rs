@@ -7,10 +7,14 @@ pub enum Command<'a> {
     Say(&'a str),
     /// `quit`, `/quit`: leave.
     Quit,
-    /// `/verify`: show the safety number.
-    Verify,
-    /// `/whois`: who the peer is and how it is verified.
-    Whois,
+    /// `/verify [NAME]`: show the safety number (with NAME, in a room).
+    Verify(Option<&'a str>),
+    /// `/whois [NAME]`: who the peer is and how it is verified.
+    Whois(Option<&'a str>),
+    /// `/msg NAME TEXT`: to one room member only.
+    Msg(&'a str, &'a str),
+    /// `/who`: the room's members.
+    Who,
     /// `/me ACTION`: an action ("* alice waves").
     Me(&'a str),
     /// `/clear`: clear the screen.
@@ -23,8 +27,9 @@ pub enum Command<'a> {
 
 /// The help text for the commands.
 pub const HELP: &str = "\
-commands: /quit (or quit, Ctrl-D, Ctrl-C) leave · /verify show the safety number · /whois who \
-the peer is · /me ACTION · /clear · /help · //text sends a line that starts with /";
+commands: /quit (or quit, Ctrl-D, Ctrl-C) leave · /verify [NAME] safety number · /whois [NAME] \
+who a peer is · /me ACTION · /clear · /help · //text sends a line that starts with / · hosting a \
+room: /who lists members, /msg NAME TEXT to one member";
 
 /// Interprets a line typed by the user.
 pub fn parse(line: &str) -> Command<'_> {
@@ -38,10 +43,17 @@ pub fn parse(line: &str) -> Command<'_> {
         return Command::Say(rest);
     }
     let word = rest.split_whitespace().next().unwrap_or("");
+    let arg = rest[word.len()..].trim();
+    let optional = (!arg.is_empty()).then_some(arg);
     match word {
         "quit" | "exit" => Command::Quit,
-        "verify" => Command::Verify,
-        "whois" => Command::Whois,
+        "verify" => Command::Verify(optional),
+        "whois" => Command::Whois(optional),
+        "who" => Command::Who,
+        "msg" => match arg.split_once(char::is_whitespace) {
+            Some((name, text)) if !text.trim().is_empty() => Command::Msg(name, text.trim_start()),
+            _ => Command::Unknown("msg"),
+        },
         "clear" => Command::Clear,
         "me" => match rest.strip_prefix("me ").map(str::trim) {
             Some(action) if !action.is_empty() => Command::Me(action),
@@ -63,14 +75,21 @@ mod tests {
         assert_eq!(parse("quit"), Command::Quit);
         assert_eq!(parse("quit now"), Command::Say("quit now"));
         assert_eq!(parse("/quit"), Command::Quit);
-        assert_eq!(parse("/verify"), Command::Verify);
+        assert_eq!(parse("/verify"), Command::Verify(None));
+        assert_eq!(parse("/verify bob"), Command::Verify(Some("bob")));
+        assert_eq!(
+            parse("/msg bob hello there"),
+            Command::Msg("bob", "hello there")
+        );
+        assert_eq!(parse("/msg bob"), Command::Unknown("msg"));
+        assert_eq!(parse("/who"), Command::Who);
         assert_eq!(parse("/help"), Command::Help);
         assert_eq!(parse("//etc/passwd"), Command::Say("/etc/passwd"));
         assert_eq!(parse("/frobnicate x"), Command::Unknown("frobnicate"));
         assert_eq!(parse("/"), Command::Unknown(""));
         assert_eq!(parse("/me waves"), Command::Me("waves"));
         assert_eq!(parse("/me"), Command::Unknown("me"));
-        assert_eq!(parse("/whois"), Command::Whois);
+        assert_eq!(parse("/whois"), Command::Whois(None));
         assert_eq!(parse("/clear"), Command::Clear);
     }
 }

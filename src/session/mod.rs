@@ -8,6 +8,7 @@
 pub mod command;
 pub mod input;
 pub mod pipe;
+pub mod room;
 pub mod verify;
 
 use crate::error::{Error, ProtocolError, Result};
@@ -25,7 +26,7 @@ use input::{Input, InputEvent};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
-use verify::{PeerInfo, TrustConfig, TrustPolicy};
+use verify::{Names, PeerInfo, TrustConfig, TrustPolicy};
 
 /// The welcome a listener sends unless told otherwise.
 pub const DEFAULT_WELCOME: &str = "Welcome to schat! Type `quit` to leave.";
@@ -40,7 +41,7 @@ pub fn is_refusal(reason: &str) -> bool {
 }
 
 /// How long we keep reading after our QUIT, so that it reaches the peer before we close.
-const LINGER: Duration = Duration::from_secs(2);
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
 
 /// Messages waiting for the writer task.
 const OUTGOING_QUEUE: usize = 32;
@@ -150,14 +151,9 @@ where
             )
             .await
         }
-        Role::Listener { allow, .. } => verify::admitted(
-            peer,
-            &local,
-            settings.pin.as_ref(),
-            allow,
-            &settings.trust,
-            ui,
-        ),
+        Role::Listener { allow, .. } => {
+            verify::admitted(peer, &local, settings.pin.as_ref(), allow, &settings.trust)
+        }
     };
     let mut info = match decision {
         Ok(info) => info,
@@ -182,6 +178,7 @@ where
         established,
         role,
         &info,
+        &Names::load(&settings.trust),
         settings.keepalive,
         input,
         ui,
@@ -191,7 +188,7 @@ where
 }
 
 /// Says goodbye to a peer we will not talk to, without reading anything it sent.
-async fn refuse<R, W>(established: Established<R, W>, reason: &str)
+pub(crate) async fn refuse<R, W>(established: Established<R, W>, reason: &str)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -215,10 +212,12 @@ enum Step {
 }
 
 /// The full-duplex conversation.
+#[allow(clippy::too_many_arguments)]
 async fn chat<R, W>(
     established: Established<R, W>,
     role: &Role,
     peer: &PeerInfo,
+    names: &Names,
     keepalive: Duration,
     input: &mut Input,
     ui: &Ui,
@@ -233,6 +232,10 @@ where
     let (queue, outgoing) = mpsc::channel::<Message<'static>>(OUTGOING_QUEUE);
     let mut writer = tokio::spawn(write_loop(send, outgoing));
     let mut awaiting_welcome = matches!(role, Role::Dialer { .. });
+    let room = RoomView {
+        is_dialer: awaiting_welcome,
+        names: names.clone(),
+    };
     if let Role::Listener { welcome, .. } = role {
         let _ = queue.send(Message::Welcome(welcome.clone().into())).await;
     }
@@ -251,7 +254,7 @@ where
                 silence.as_mut().reset(tokio::time::Instant::now() + keepalive);
                 silent_intervals = 0;
                 match received {
-                    Ok(Some(msg)) => on_message(msg, &mut awaiting_welcome, &speaker, ui, &queue),
+                    Ok(Some(msg)) => on_message(msg, &mut awaiting_welcome, &speaker, &room, ui, &queue),
                     Ok(None) => Step::Fail(Error::ConnectionCut),
                     Err(e) => Step::Fail(e),
                 }
@@ -319,11 +322,18 @@ where
     }
 }
 
+/// What a dialer needs to show a room: whether we dialled, and names for relayed origins.
+struct RoomView {
+    is_dialer: bool,
+    names: Names,
+}
+
 /// Handles one message from the peer.
 fn on_message(
     msg: Message<'_>,
     awaiting_welcome: &mut bool,
     speaker: &Speaker<'_>,
+    room: &RoomView,
     ui: &Ui,
     queue: &mpsc::Sender<Message<'static>>,
 ) -> Step {
@@ -365,6 +375,27 @@ fn on_message(
         Message::Data(_) => Step::Fail(
             ProtocolError::Unexpected("DATA", "in a chat (is it in --pipe mode?)").into(),
         ),
+        // Only a listener relays and announces; a dialer sending these is confused.
+        Message::Relay { .. } | Message::Notice(_) if !room.is_dialer => {
+            Step::Fail(ProtocolError::Unexpected(msg.name(), "from a dialer").into())
+        }
+        Message::Relay { origin, text } => {
+            let origin = PublicKey::from_bytes(origin);
+            let label = room.names.label(&origin);
+            let from = Speaker {
+                label: &label,
+                key: &origin,
+                petname: room.names.petname(&origin),
+            };
+            match ui.relayed(&from, speaker, &text) {
+                Ok(()) => Step::Continue,
+                Err(e) => Step::Fail(Error::io("writing to stdout", e)),
+            }
+        }
+        Message::Notice(text) => {
+            ui.notice(speaker, &text);
+            Step::Continue
+        }
     }
 }
 
@@ -399,17 +430,20 @@ fn on_input(
         Command::Say(text) => *pending = Some(text.to_owned()),
         Command::Me(action) => *pending = Some(format!("/me {action}")),
         Command::Quit => return Step::Leave("you quit"),
-        Command::Verify => {
+        Command::Verify(_) => {
             ui.status(format_args!("safety number with {}:", peer.label));
             for row in peer.safety.lines() {
                 ui.status(format_args!("    {row}"));
             }
             ui.status("read it aloud with your peer: the same digits mean the same two keys");
         }
-        Command::Whois => {
+        Command::Whois(_) => {
             for line in peer.describe() {
                 ui.status(line);
             }
+        }
+        Command::Who | Command::Msg(..) => {
+            ui.warn("/who and /msg are for the host of a room");
         }
         Command::Clear => input.clear_screen(),
         Command::Help => ui.status(command::HELP),

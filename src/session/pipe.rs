@@ -179,10 +179,12 @@ async fn download<R: AsyncRead + Unpin>(
                 let _ = control.try_send(Control::Pong(body.into_owned()));
             }
             Message::Pong(_) | Message::Rekey | Message::Extension { .. } => {}
-            Message::Text(_) => {
-                return Err(
-                    ProtocolError::Unexpected("TEXT", "in a pipe (is it in chat mode?)").into(),
-                );
+            Message::Text(_) | Message::Relay { .. } | Message::Notice(_) => {
+                return Err(ProtocolError::Unexpected(
+                    msg.name(),
+                    "in a pipe (is it in chat mode?)",
+                )
+                .into());
             }
             Message::Welcome(_) => {
                 return Err(ProtocolError::Unexpected("WELCOME", "twice").into());

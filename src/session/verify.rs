@@ -87,6 +87,31 @@ impl PeerInfo {
     }
 }
 
+/// How to label keys seen in a room (the origins of relayed messages): by petname when known.
+#[derive(Debug, Clone, Default)]
+pub struct Names(std::collections::HashMap<PublicKey, String>);
+
+impl Names {
+    /// The petnames in `config`'s store (empty if it cannot be read: labels are cosmetic).
+    pub fn load(config: &TrustConfig) -> Self {
+        let peers = config.store.load().unwrap_or_default();
+        Names(peers.entries().map(|e| (e.key, e.name.clone())).collect())
+    }
+
+    /// The petname of `key`, if it has one.
+    pub fn petname(&self, key: &PublicKey) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// `petname`, or `unverified <short fingerprint>`.
+    pub fn label(&self, key: &PublicKey) -> String {
+        match self.petname(key) {
+            Some(name) => name.to_string(),
+            None => format!("unverified {}", fingerprint::short(key)),
+        }
+    }
+}
+
 /// Where known peers live and how to tell the user to edit them.
 #[derive(Debug, Clone)]
 pub struct TrustConfig {
@@ -310,21 +335,21 @@ fn key_changed_alarm(ui: &Ui, addr: &str, entry: &Entry, new: &PublicKey, config
     ]);
 }
 
-/// The listener's decision about a dialler.
+/// The listener's decision about a dialler. (Unparseable known_peers lines are not reported
+/// here, once per connection: `schat peers list` and the dialling side report them.)
 pub fn admitted(
     peer: PublicKey,
     local: &PublicKey,
     pin: Option<&PublicKey>,
     allow: &Allow,
     config: &TrustConfig,
-    ui: &Ui,
 ) -> Result<PeerInfo> {
     if let Some(pin) = pin
         && *pin != peer
     {
         return Err(pin_mismatch(pin, &peer));
     }
-    let peers = load(config, ui)?;
+    let peers = config.store.load().map_err(store_error)?;
     let entry = peers.by_key(&peer).cloned();
     let admitted = match allow {
         Allow::Anyone => true,

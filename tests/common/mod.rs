@@ -2,6 +2,8 @@
 //! port 0, and a deadline on every wait.
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;

@@ -1,0 +1,42 @@
+//! The large room load test: 500 dialers (in-process clients) each send 20 messages through a
+//! real `schat listen`; every message must reach the host exactly once; then all leave. Prints
+//! the time and the host's peak RSS. (tests/room.rs runs the same with 50 dialers in CI.)
+//!
+//! `cargo bench --bench room_load` (or `-- PEERS MESSAGES` for other sizes)
+
+#[path = "../tests/common/load.rs"]
+mod load;
+
+fn main() {
+    let args: Vec<usize> = std::env::args().filter_map(|a| a.parse().ok()).collect();
+    let peers = args.first().copied().unwrap_or(500);
+    let per_peer = args.get(1).copied().unwrap_or(20);
+    let status = std::process::Command::new("cargo")
+        .args(["build", "--release", "--quiet", "--bin", "schat"])
+        .status()
+        .expect("cargo build");
+    assert!(status.success());
+    let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/schat");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = runtime.block_on(load::run(bin, peers, per_peer));
+    println!(
+        "{} dialers × {} messages: {} sent, {} delivered to the host, {} duplicates",
+        report.peers, per_peer, report.messages_sent, report.delivered_to_host, report.duplicates
+    );
+    println!(
+        "relays received by the dialers: {} ({:.0} per dialer)",
+        report.relays_received,
+        report.relays_received as f64 / report.peers as f64
+    );
+    println!(
+        "time: {:.2} s; host peak RSS: {:.1} MiB",
+        report.elapsed.as_secs_f64(),
+        report.host_peak_rss_kib as f64 / 1024.0
+    );
+    assert_eq!(report.delivered_to_host, report.messages_sent);
+    assert_eq!(report.duplicates, 0);
+}

@@ -1,0 +1,166 @@
+//! A room load test, shared by tests/room.rs (small) and benches/room_load.rs (large): many
+//! in-process dialers (schat's own library as the client) against the real `schat listen`.
+
+use schat::framed::{FrameReader, FrameWriter};
+use schat::handshake;
+use schat::keys::Identity;
+use schat::message::Message;
+use std::collections::{HashMap, HashSet};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+
+/// What a load run measured.
+#[derive(Debug)]
+pub struct LoadReport {
+    pub peers: usize,
+    pub messages_sent: usize,
+    pub delivered_to_host: usize,
+    pub duplicates: usize,
+    pub relays_received: u64,
+    pub elapsed: Duration,
+    pub host_peak_rss_kib: u64,
+}
+
+/// Peak resident memory of a process, from /proc (VmHWM).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Runs `peers` dialers that each send `per_peer` messages to a fresh host, then leave.
+pub async fn run(bin: &str, peers: usize, per_peer: usize) -> LoadReport {
+    let home = tempfile::tempdir().unwrap();
+    let mut host = tokio::process::Command::new(bin)
+        .arg("--home")
+        .arg(home.path())
+        .args(["listen", "127.0.0.1:0", "--json", "--once", "--max-peers"])
+        .arg((peers + 1).to_string())
+        .args(["--max-handshakes", "1000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = host.id().unwrap();
+    // VmHWM is a high-water mark: the last reading before the host exits is its peak.
+    let sampler = tokio::spawn(async move {
+        let mut peak = 0;
+        loop {
+            let now = peak_rss_kib(pid);
+            if now == 0 {
+                return peak;
+            }
+            peak = peak.max(now);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let _stdin = host.stdin.take();
+    let mut err = BufReader::new(host.stderr.take().unwrap()).lines();
+    let port: u16 = loop {
+        let line = err.next_line().await.unwrap().expect("host exited");
+        if let Some(addr) = line.strip_prefix("schat: listening on 127.0.0.1:") {
+            break addr.trim().parse().unwrap();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = err.next_line().await {} });
+
+    // Count what the host shows: every message event, by sender and text.
+    let mut out = BufReader::new(host.stdout.take().unwrap()).lines();
+    let expected = peers * per_peer;
+    let counting = tokio::spawn(async move {
+        let mut seen: HashSet<(String, String)> = HashSet::new();
+        let mut duplicates = 0;
+        while let Ok(Some(line)) = out.next_line().await {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if v["event"] == "message" {
+                let key = (
+                    v["from"]["fingerprint"].as_str().unwrap().to_string(),
+                    v["text"].as_str().unwrap().to_string(),
+                );
+                if !seen.insert(key) {
+                    duplicates += 1;
+                }
+            }
+        }
+        (seen, duplicates)
+    });
+
+    let started = Instant::now();
+    let identities: Vec<Identity> = (0..peers).map(|_| Identity::generate().unwrap()).collect();
+    let fingerprints: HashMap<String, usize> = identities
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.public().to_hex(), i))
+        .collect();
+    let mut clients = Vec::new();
+    for (i, id) in identities.into_iter().enumerate() {
+        clients.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (r, w) = stream.into_split();
+            let session = handshake::initiate(&id, FrameReader::new(r), FrameWriter::new(w))
+                .await
+                .unwrap();
+            let handshake::Established {
+                mut recv, mut send, ..
+            } = session;
+            // Read everything the host sends (welcome, notices, relays) until it hangs up.
+            let reader = tokio::spawn(async move {
+                let mut relays = 0u64;
+                while let Ok(Some(msg)) = recv.recv().await {
+                    if matches!(msg, Message::Relay { .. }) {
+                        relays += 1;
+                    }
+                }
+                relays
+            });
+            for j in 0..per_peer {
+                let text = format!("c{i} m{j}");
+                send.send(&Message::Text(text.as_str().into()))
+                    .await
+                    .unwrap();
+            }
+            send.quit("done").await.unwrap();
+            tokio::time::timeout(Duration::from_secs(120), reader)
+                .await
+                .expect("client reader stuck")
+                .unwrap()
+        }));
+    }
+    let mut relays_received = 0;
+    for c in clients {
+        relays_received += c.await.unwrap();
+    }
+    let status = tokio::time::timeout(Duration::from_secs(120), host.wait())
+        .await
+        .expect("host did not exit")
+        .unwrap();
+    let elapsed = started.elapsed();
+    let host_peak_rss_kib = sampler.await.unwrap();
+    assert!(status.success(), "host exit status {status:?}");
+    let (seen, duplicates) = counting.await.unwrap();
+    // Every delivered message came from one of our dialers, with the text it sent.
+    for (fp, text) in &seen {
+        let i = fingerprints[fp];
+        assert!(text.starts_with(&format!("c{i} m")), "{fp} sent {text:?}");
+    }
+    LoadReport {
+        peers,
+        messages_sent: expected,
+        delivered_to_host: seen.len(),
+        duplicates,
+        relays_received,
+        elapsed,
+        host_peak_rss_kib,
+    }
+}

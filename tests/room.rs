@@ -1,0 +1,290 @@
+//! A listener hosting a room: relays with origins, notices, /msg, 1:1 mode, load, handshake
+//! hygiene (deadline and cap), and a member that stops reading.
+
+mod common;
+
+use common::{Home, Proc, within};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+fn json(line: &str) -> Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+/// Reads JSON events until one satisfies `want`; returns it.
+async fn event_where(p: &mut Proc, want: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let v = json(&p.stdout_line().await);
+        if want(&v) {
+            return v;
+        }
+    }
+}
+
+/// The next `message` event.
+async fn next_message(p: &mut Proc) -> Value {
+    event_where(p, |v| v["event"] == "message").await
+}
+
+#[tokio::test]
+async fn a_host_and_three_members_relay_with_origins_notices_and_msg() {
+    within(async {
+        let host = Home::new();
+        let (alice, bob, carol) = (Home::new(), Home::new(), Home::new());
+        let (mut room, port) = host.listen(&["--json"]).await;
+        let mut a = alice.dial(port, &["--json"]);
+        event_where(&mut a, |v| v["event"] == "welcome").await;
+        let mut b = bob.dial(port, &["--json"]);
+        event_where(&mut b, |v| v["event"] == "welcome").await;
+        // Alice hears that someone joined.
+        let joined = event_where(&mut a, |v| v["event"] == "notice").await;
+        assert!(
+            joined["text"].as_str().unwrap().ends_with("joined"),
+            "{joined}"
+        );
+        let mut c = carol.dial(port, &["--json"]);
+        event_where(&mut c, |v| v["event"] == "welcome").await;
+
+        // Alice speaks: the host shows it, Bob and Carol get it relayed with her key as origin.
+        a.send("hello from alice").await;
+        let at_host = next_message(&mut room).await;
+        assert_eq!(at_host["from"]["fingerprint"], alice.fingerprint());
+        assert_eq!(at_host["text"], "hello from alice");
+        for member in [&mut b, &mut c] {
+            let m = next_message(member).await;
+            assert_eq!(m["text"], "hello from alice");
+            assert_eq!(m["from"]["fingerprint"], alice.fingerprint());
+            assert_eq!(m["via"]["fingerprint"], host.fingerprint());
+        }
+        // Bob speaks too; Alice gets it (so she never got her own).
+        b.send("bob here").await;
+        let m = next_message(&mut a).await;
+        assert_eq!(m["text"], "bob here");
+        assert_eq!(m["from"]["fingerprint"], bob.fingerprint());
+        assert_eq!(next_message(&mut c).await["text"], "bob here");
+        assert_eq!(next_message(&mut room).await["text"], "bob here");
+
+        // The host's own words reach all three, directly.
+        room.send("host to all").await;
+        for member in [&mut a, &mut b, &mut c] {
+            let m = next_message(member).await;
+            assert_eq!(m["text"], "host to all");
+            assert_eq!(m["from"]["fingerprint"], host.fingerprint());
+            assert!(m.get("via").is_none());
+        }
+        // /msg reaches only its target (named by a fingerprint prefix).
+        room.send(&format!(
+            "/msg {} for carol only",
+            &carol.fingerprint()[..8]
+        ))
+        .await;
+        room.send("after the secret").await;
+        assert_eq!(next_message(&mut c).await["text"], "for carol only");
+        assert_eq!(next_message(&mut c).await["text"], "after the secret");
+        assert_eq!(next_message(&mut a).await["text"], "after the secret");
+        assert_eq!(next_message(&mut b).await["text"], "after the secret");
+
+        // Carol leaves: the others are told, the room goes on.
+        c.send("quit").await;
+        assert!(c.exit().await.success());
+        for member in [&mut a, &mut b] {
+            let n = event_where(member, |v| v["event"] == "notice").await;
+            assert!(n["text"].as_str().unwrap().ends_with("left"), "{n}");
+        }
+        a.send("still here").await;
+        assert_eq!(next_message(&mut b).await["text"], "still here");
+
+        // The host's quit ends the room for everyone, cleanly.
+        room.send("quit").await;
+        assert!(room.exit().await.success());
+        assert!(a.exit().await.success());
+        assert!(b.exit().await.success());
+        assert!(a.stderr_text().contains("left"));
+    })
+    .await
+}
+
+#[tokio::test]
+async fn max_peers_one_is_a_one_to_one_chat() {
+    within(async {
+        let (host, alice, bob) = (Home::new(), Home::new(), Home::new());
+        let (mut room, port) = host.listen(&["--max-peers", "1"]).await;
+        let mut a = alice.dial(port, &[]);
+        a.stderr_until("welcome").await;
+        let mut b = bob.dial(port, &[]);
+        assert_eq!(b.exit().await.code(), Some(1));
+        assert!(
+            b.stderr_text().contains("room is full"),
+            "{}",
+            b.stderr_text()
+        );
+        room.stderr_until("the room is full").await;
+        a.send("still alone with you").await;
+        assert_eq!(room.stdout_line().await, "still alone with you");
+        a.send("quit").await;
+        assert!(a.exit().await.success());
+        room.signal("INT");
+        assert!(room.exit().await.success());
+    })
+    .await
+}
+
+#[tokio::test]
+async fn fifty_members_twenty_messages_each_all_delivered_once() {
+    within(async {
+        let report = common::load::run(common::bin(), 50, 20).await;
+        eprintln!("{report:#?}");
+        assert_eq!(report.delivered_to_host, 1000);
+        assert_eq!(report.duplicates, 0);
+        assert!(report.host_peak_rss_kib > 0);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn silent_sockets_hit_the_deadline_while_a_real_peer_gets_in_at_once() {
+    within(async {
+        let (host, alice) = (Home::new(), Home::new());
+        let (mut room, port) = host
+            .listen(&["--timeout", "2", "--max-handshakes", "200"])
+            .await;
+        let mut silent = Vec::new();
+        for _ in 0..100 {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            s.write_all(&[0]).await.unwrap();
+            silent.push(s);
+        }
+        let started = Instant::now();
+        let mut a = alice.dial(port, &[]);
+        a.stderr_until("welcome").await;
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(1), "a real peer waited {took:?}");
+        // Every silent socket is closed by the deadline.
+        let closes = silent.into_iter().map(|mut s| async move {
+            let mut buf = [0u8; 8];
+            tokio::time::timeout(
+                Duration::from_secs(6),
+                tokio::io::AsyncReadExt::read(&mut s, &mut buf),
+            )
+            .await
+        });
+        for closed in futures_join_all(closes).await {
+            assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+        }
+        for _ in 0..100 {
+            room.stderr_until("the handshake timed out after 2 s").await;
+        }
+        a.send("quit").await;
+        assert!(a.exit().await.success());
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn connections_above_the_handshake_cap_are_refused_and_members_do_not_notice() {
+    within(async {
+        let (host, alice, bob) = (Home::new(), Home::new(), Home::new());
+        let (mut room, port) = host
+            .listen(&["--timeout", "3", "--max-handshakes", "10"])
+            .await;
+        let mut a = alice.dial(port, &[]);
+        a.stderr_until("welcome").await;
+        let mut b = bob.dial(port, &[]);
+        b.stderr_until("welcome").await;
+        let mut flood = Vec::new();
+        for _ in 0..210 {
+            flood.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+        }
+        let mut refused = 0;
+        while refused < 200 {
+            let line = room.stderr_until("connection from").await;
+            if line.contains("closed at once") {
+                refused += 1;
+            }
+        }
+        // Established members chat on as if nothing happened.
+        a.send("through the flood").await;
+        // Plain mode shows a relayed line as `<origin label>: text`; Bob does not know Alice.
+        let expected = format!(
+            "unverified {}: through the flood",
+            &alice.fingerprint()[..12]
+        );
+        assert_eq!(b.stdout_line().await, expected);
+        drop(flood);
+        for p in [&mut a, &mut b] {
+            p.send("quit").await;
+            assert!(p.exit().await.success());
+        }
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_member_that_stops_reading_is_disconnected_and_the_others_see_everything() {
+    within(async {
+        let (host, alice) = (Home::new(), Home::new());
+        let (mut room, port) = host.listen(&[]).await;
+        let mut a = alice.dial(port, &[]);
+        a.stderr_until("welcome").await;
+        // A member that completes the handshake and then never reads a byte.
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (r, w) = stream.into_split();
+        let stuck_id = schat::keys::Identity::generate().unwrap();
+        let _stuck = schat::handshake::initiate(
+            &stuck_id,
+            schat::framed::FrameReader::new(r),
+            schat::framed::FrameWriter::new(w),
+        )
+        .await
+        .unwrap();
+        room.stderr_until("joined (2 in the room)").await;
+        // The host talks a lot: 200 lines of 60 KB (12 MB), far beyond socket buffers and the
+        // stuck member's 1 MiB queue. The host's input is paced by the stuck member until it is
+        // dropped (after STUCK_AFTER, 10 s), then flows on to Alice.
+        let line = "x".repeat(60_000);
+        let talk = async {
+            for _ in 0..200 {
+                room.send(&line).await;
+            }
+            room.stderr_until("not keeping up").await
+        };
+        let read = async {
+            let mut got = 0;
+            while got < 200 {
+                assert_eq!(a.stdout_line().await.len(), 60_000);
+                got += 1;
+            }
+            got
+        };
+        let (warning, got) = tokio::join!(talk, read);
+        assert!(
+            warning.contains(&stuck_id.public().to_hex()[..12]),
+            "{warning}"
+        );
+        assert_eq!(got, 200);
+        a.stderr_until("was disconnected: not keeping up").await;
+        a.send("quit").await;
+        assert!(a.exit().await.success());
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}
+
+/// Awaits all futures (a tiny join_all).
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let handles: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await);
+    }
+    out
+}
