@@ -95,9 +95,6 @@ pub enum Command {
         /// port; the bound address is printed)
         #[arg(value_name = "ADDR", default_value = "0.0.0.0:12345")]
         addr: String,
-        /// Only accept this peer: a fingerprint (hex; spaces and colons allowed) or a petname
-        #[arg(long, value_name = "FINGERPRINT|NAME")]
-        peer: Option<String>,
         /// Admit only `known` peers (in known_peers) or the keys listed in FILE (one fingerprint
         /// per line, # comments); others are refused right after the handshake
         #[arg(long, value_name = "known|FILE")]
@@ -114,23 +111,8 @@ pub enum Command {
         /// Connections still handshaking at once; more are closed at once
         #[arg(long, value_name = "N", default_value_t = 64)]
         max_handshakes: usize,
-        /// Seconds a connecting peer has to complete the handshake
-        #[arg(long, value_name = "SECS", default_value_t = 10)]
-        timeout: u64,
-        /// Write one JSON object per event (connected, welcome, message, left, error) on stdout
-        #[arg(long)]
-        json: bool,
-        /// Seconds of silence before we PING the peer; after three times as long with nothing
-        /// received, the peer is declared gone
-        #[arg(long, value_name = "SECS", default_value_t = 30)]
-        keepalive: u64,
-        /// Pipe mode: stdin's bytes go to the peer and the peer's bytes to stdout, raw; end of
-        /// input means "finished sending". Implies --once (stdin can be sent only once)
-        #[arg(long, conflicts_with = "json")]
-        pipe: bool,
-        /// With --pipe: no progress line and no summary on stderr
-        #[arg(long, requires = "pipe")]
-        quiet: bool,
+        #[command(flatten)]
+        session: SessionArgs,
     },
     /// Connect to a listening peer, then chat
     #[command(after_help = EXIT_CODES)]
@@ -138,36 +120,56 @@ pub enum Command {
         /// The listener: HOST, HOST:PORT, IP:PORT or [IPv6]:PORT (default port 12345)
         #[arg(value_name = "ADDR")]
         addr: String,
-        /// Only accept this peer: a fingerprint (hex; spaces and colons allowed) or a petname.
-        /// A matching pin connects whatever known_peers says
-        #[arg(long, value_name = "FINGERPRINT|NAME")]
-        peer: Option<String>,
         /// What to do with a key known_peers has never seen: ask (on a terminal; refuse
         /// without one), accept-new (trust and remember it), strict (refuse it). A known
         /// address presenting a different key is always refused
         #[arg(long, value_enum, value_name = "POLICY", default_value_t = TrustPolicy::Ask)]
         trust: TrustPolicy,
-        /// Seconds allowed for connecting, and again for the handshake
-        #[arg(long, value_name = "SECS", default_value_t = 10)]
-        timeout: u64,
-        /// Write one JSON object per event (connected, welcome, message, left, error) on stdout
-        #[arg(long)]
-        json: bool,
-        /// Seconds of silence before we PING the peer; after three times as long with nothing
-        /// received, the peer is declared gone
-        #[arg(long, value_name = "SECS", default_value_t = 30)]
-        keepalive: u64,
-        /// Pipe mode: stdin's bytes go to the peer and the peer's bytes to stdout, raw; end of
-        /// input means "finished sending"
-        #[arg(long, conflicts_with = "json")]
-        pipe: bool,
-        /// With --pipe: no progress line and no summary on stderr
-        #[arg(long, requires = "pipe")]
-        quiet: bool,
+        #[command(flatten)]
+        session: SessionArgs,
     },
     /// Manage known peers: petnames, fingerprints, addresses, verification
     #[command(subcommand)]
     Peers(PeersCommand),
+}
+
+/// Options shared by `listen` and `dial`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SessionArgs {
+    /// Only accept this peer: a fingerprint (hex; spaces and colons allowed) or a petname. A
+    /// matching pin connects whatever known_peers says
+    #[arg(long, value_name = "FINGERPRINT|NAME")]
+    pub peer: Option<String>,
+    /// Seconds allowed for the handshake (and, when dialling, for connecting)
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub timeout: u64,
+    /// Seconds of silence before we PING the peer; after three times as long with nothing
+    /// received, the peer is declared gone
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub keepalive: u64,
+    /// Write one JSON object per event (connected, welcome, message, notice, left, error) on
+    /// stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Pipe mode: stdin's bytes go to the peer and the peer's bytes to stdout, raw; end of
+    /// input means "finished sending". A listener then serves one session (as with --once)
+    #[arg(long, conflicts_with = "json")]
+    pub pipe: bool,
+    /// With --pipe: no progress line and no summary on stderr
+    #[arg(long, requires = "pipe")]
+    pub quiet: bool,
+}
+
+impl SessionArgs {
+    fn settings(&self, paths: &Paths) -> Result<Settings> {
+        Ok(Settings {
+            pin: paths.resolve_peer(self.peer.as_deref())?,
+            handshake_timeout: seconds(self.timeout, "--timeout")?,
+            trust: paths.trust_config(),
+            keepalive: seconds(self.keepalive, "--keepalive")?,
+            pipe: self.pipe.then_some(PipeOptions { quiet: self.quiet }),
+        })
+    }
 }
 
 /// The cost of the passphrase KDF (Argon2id).
@@ -282,10 +284,10 @@ fn front_end(json: bool, pipe: bool) -> (Ui, Input) {
 
 /// Runs one parsed command, reports an error if there is one, and returns the exit code.
 pub async fn run(cli: Cli) -> i32 {
-    let json = matches!(
-        cli.command,
-        Command::Listen { json: true, .. } | Command::Dial { json: true, .. }
-    );
+    let json = match &cli.command {
+        Command::Listen { session, .. } | Command::Dial { session, .. } => session.json,
+        _ => false,
+    };
     // Until a session's front end exists (after any passphrase prompt, which needs the
     // terminal in its normal mode), messages go out plainly — or as JSON events.
     let early = if json { Ui::json() } else { Ui::plain() };
@@ -311,30 +313,18 @@ async fn execute(cli: Cli, early: Ui) -> (Ui, Result<()>) {
     match cli.command {
         Command::Listen {
             addr,
-            peer,
             allow,
             welcome,
             once,
             max_peers,
             max_handshakes,
-            timeout,
-            keepalive,
-            pipe,
-            quiet,
-            json,
+            session,
         } => {
             let prepared = (|| {
                 let allow = match allow.as_deref() {
                     None => Allow::Anyone,
                     Some("known") => Allow::Known,
                     Some(file) => read_allow_list(file)?,
-                };
-                let settings = Settings {
-                    pin: paths.resolve_peer(peer.as_deref())?,
-                    handshake_timeout: seconds(timeout, "--timeout")?,
-                    trust: paths.trust_config(),
-                    keepalive: seconds(keepalive, "--keepalive")?,
-                    pipe: pipe.then_some(PipeOptions { quiet }),
                 };
                 if max_peers == 0 || max_handshakes == 0 {
                     return Err(Error::Usage(
@@ -343,12 +333,13 @@ async fn execute(cli: Cli, early: Ui) -> (Ui, Result<()>) {
                 }
                 let options = ListenOptions {
                     addr: Some(addr),
-                    once: once || pipe,
+                    once: once || session.pipe,
                     welcome,
                     allow,
                     max_peers,
                     max_handshakes,
                 };
+                let settings = session.settings(&paths)?;
                 let identity = paths.load_or_create(&early, &sources)?;
                 Ok((identity, settings, options, install_interrupts()?))
             })();
@@ -356,7 +347,7 @@ async fn execute(cli: Cli, early: Ui) -> (Ui, Result<()>) {
                 Ok(p) => p,
                 Err(e) => return (early, Err(e)),
             };
-            let (ui, mut input) = front_end(json, pipe);
+            let (ui, mut input) = front_end(session.json, session.pipe);
             let result = net::listen(
                 &options,
                 &identity,
@@ -372,39 +363,23 @@ async fn execute(cli: Cli, early: Ui) -> (Ui, Result<()>) {
         }
         Command::Dial {
             addr,
-            peer,
             trust,
-            timeout,
-            keepalive,
-            pipe,
-            quiet,
-            json,
+            session,
         } => {
             let prepared = (|| {
-                let settings = Settings {
-                    pin: paths.resolve_peer(peer.as_deref())?,
-                    handshake_timeout: seconds(timeout, "--timeout")?,
-                    trust: paths.trust_config(),
-                    keepalive: seconds(keepalive, "--keepalive")?,
-                    pipe: pipe.then_some(PipeOptions { quiet }),
-                };
+                let settings = session.settings(&paths)?;
                 let identity = paths.load_or_create(&early, &sources)?;
-                Ok((
-                    identity,
-                    settings,
-                    seconds(timeout, "--timeout")?,
-                    install_interrupts()?,
-                ))
+                Ok((identity, settings, install_interrupts()?))
             })();
-            let (identity, settings, connect_timeout, mut interrupts) = match prepared {
+            let (identity, settings, mut interrupts) = match prepared {
                 Ok(p) => p,
                 Err(e) => return (early, Err(e)),
             };
-            let (ui, mut input) = front_end(json, pipe);
+            let (ui, mut input) = front_end(session.json, session.pipe);
             let result = net::dial(
                 &addr,
                 trust,
-                connect_timeout,
+                settings.handshake_timeout,
                 &identity,
                 &settings,
                 &mut input,

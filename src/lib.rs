@@ -1,4 +1,5 @@
-//! schat: end-to-end encrypted chat between two people over a direct TCP connection.
+//! schat: end-to-end encrypted chat between two people (or a small room) over a direct TCP
+//! connection.
 //!
 //! Dependencies between modules point one way, from the command line down to pure codecs:
 //!

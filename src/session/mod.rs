@@ -7,6 +7,7 @@
 
 pub mod command;
 pub mod input;
+pub mod keepalive;
 pub mod pipe;
 pub mod room;
 pub mod verify;
@@ -23,6 +24,7 @@ use crate::trust::Allow;
 use crate::ui::{Speaker, Ui};
 use command::Command;
 use input::{Input, InputEvent};
+use keepalive::{Lapse, Silence};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -74,9 +76,6 @@ pub struct Settings {
 
 /// Keepalive interval unless configured.
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
-
-/// Silent intervals after which the peer is declared gone.
-const SILENT_INTERVALS: u32 = 3;
 
 /// How a session ended without error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,37 +241,28 @@ where
     // A line read from input but not yet accepted by the full queue. While one is pending we
     // stop reading input, but keep receiving, so neither side can deadlock the other.
     let mut pending: Option<String> = None;
-    // Keepalive: any message from the peer resets the timer; each time it fires we PING, and
-    // after SILENT_INTERVALS firings in a row without a word the peer is gone.
-    let silence = tokio::time::sleep(keepalive);
-    tokio::pin!(silence);
-    let mut silent_intervals = 0u32;
+    // Keepalive: any message from the peer resets the timer; each lapse sends a PING, and
+    // after three in a row without a word the peer is gone.
+    let mut silence = Silence::new(keepalive);
 
     let step = loop {
         let step = tokio::select! {
             received = recv.recv() => {
-                silence.as_mut().reset(tokio::time::Instant::now() + keepalive);
-                silent_intervals = 0;
+                silence.heard();
                 match received {
                     Ok(Some(msg)) => on_message(msg, &mut awaiting_welcome, &speaker, &room, ui, &queue),
                     Ok(None) => Step::Fail(Error::ConnectionCut),
                     Err(e) => Step::Fail(e),
                 }
             }
-            () = &mut silence => {
-                silent_intervals += 1;
-                if silent_intervals >= SILENT_INTERVALS {
-                    Step::Fail(Error::PeerSilent(
-                        (keepalive * SILENT_INTERVALS).as_secs(),
-                    ))
-                } else {
-                    let _ = queue.try_send(Message::Ping(
-                        u64::from(silent_intervals).to_be_bytes().to_vec().into(),
-                    ));
-                    silence.as_mut().reset(tokio::time::Instant::now() + keepalive);
+            lapse = silence.lapse() => match lapse {
+                Lapse::Ping => {
+                    // If the queue is full we are sending anyway; the PING can wait its turn.
+                    let _ = queue.try_send(Message::Ping(Vec::new().into()));
                     Step::Continue
                 }
-            }
+                Lapse::Gone(e) => Step::Fail(e),
+            },
             event = input.next(), if pending.is_none() => on_input(event, peer, input, ui, &mut pending),
             permit = queue.reserve(), if pending.is_some() => match (permit, pending.take()) {
                 (Ok(permit), Some(line)) => {

@@ -7,6 +7,7 @@
 //! the frame with one call; on the way in, each decrypted chunk goes to a writer thread, so
 //! stdout and the socket work in parallel. Buffers circulate through pools, never reallocated.
 
+use super::keepalive::{Lapse, Silence};
 use crate::error::{Error, ProtocolError, Result};
 use crate::handshake::Established;
 use crate::message::{MAX_PLAINTEXT, Message, kind};
@@ -21,9 +22,6 @@ use tokio::sync::mpsc;
 
 /// Buffers in flight in each direction.
 const IN_FLIGHT: usize = 4;
-
-/// Silent intervals after which the peer is declared gone.
-const SILENT_INTERVALS: u32 = 3;
 
 /// How pipe mode reports progress.
 #[derive(Debug, Clone, Copy, Default)]
@@ -126,26 +124,19 @@ async fn download<R: AsyncRead + Unpin>(
     keepalive: Duration,
     counters: &Counters,
 ) -> Result<()> {
-    let silence = tokio::time::sleep(keepalive);
-    tokio::pin!(silence);
-    let mut silent_intervals = 0;
+    let mut silence = Silence::new(keepalive);
     loop {
         let msg = tokio::select! {
             msg = recv.recv() => msg?,
-            () = &mut silence => {
-                silent_intervals += 1;
-                if silent_intervals >= SILENT_INTERVALS {
-                    return Err(Error::PeerSilent((keepalive * SILENT_INTERVALS).as_secs()));
+            lapse = silence.lapse() => match lapse {
+                Lapse::Ping => {
+                    let _ = control.try_send(Control::Ping);
+                    continue;
                 }
-                let _ = control.try_send(Control::Ping);
-                silence.as_mut().reset(tokio::time::Instant::now() + keepalive);
-                continue;
+                Lapse::Gone(e) => return Err(e),
             }
         };
-        silence
-            .as_mut()
-            .reset(tokio::time::Instant::now() + keepalive);
-        silent_intervals = 0;
+        silence.heard();
         let Some(msg) = msg else {
             return Err(Error::ConnectionCut);
         };

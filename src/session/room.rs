@@ -16,6 +16,7 @@
 
 use super::command::{self, Command};
 use super::input::{Input, InputEvent};
+use super::keepalive::{Lapse, Silence};
 use super::verify::PeerInfo;
 use super::{LINGER, REFUSAL};
 use crate::error::{Error, ProtocolError, Result};
@@ -553,12 +554,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let Established {
-        mut recv, mut send, ..
-    } = established;
-    if send.quit("busy: the room is full").await.is_ok() {
-        let _ = tokio::time::timeout(LINGER, recv.drain()).await;
-    }
+    super::refuse(established, "busy: the room is full").await;
 }
 
 /// Sends a member's queue, many messages per write when they pile up.
@@ -590,26 +586,19 @@ async fn member_reader<R: AsyncRead + Unpin>(
     outbox: Outbox,
     keepalive: Duration,
 ) {
-    let silence = tokio::time::sleep(keepalive);
-    tokio::pin!(silence);
-    let mut silent_intervals = 0u32;
+    let mut silence = Silence::new(keepalive);
     let how: Result<String> = loop {
         let received = tokio::select! {
             received = recv.recv() => received,
-            () = &mut silence => {
-                silent_intervals += 1;
-                if silent_intervals >= 3 {
-                    break Err(Error::PeerSilent((keepalive * 3).as_secs()));
+            lapse = silence.lapse() => match lapse {
+                Lapse::Ping => {
+                    let _ = outbox.offer(Message::Ping(Vec::new().into()));
+                    continue;
                 }
-                let _ = outbox.offer(Message::Ping(Vec::new().into()));
-                silence.as_mut().reset(tokio::time::Instant::now() + keepalive);
-                continue;
+                Lapse::Gone(e) => break Err(e),
             }
         };
-        silence
-            .as_mut()
-            .reset(tokio::time::Instant::now() + keepalive);
-        silent_intervals = 0;
+        silence.heard();
         match received {
             Ok(Some(Message::Text(text))) => {
                 let text = text.into_owned();
