@@ -466,11 +466,6 @@ fn parse_sealed(fields: &str) -> Result<Sealed, &'static str> {
     Ok(sealed)
 }
 
-/// Kept for callers that parse text directly: an unprotected identity from keyfile text.
-pub fn parse(path: &Path, bytes: &[u8]) -> Result<Identity, KeyfileError> {
-    Keyfile::parse(path, bytes)?.unlock(None)
-}
-
 /// The keyfile text for an identity, in a buffer that is wiped when dropped.
 fn render(identity: &Identity) -> Zeroizing<String> {
     Zeroizing::new(format!(
@@ -557,6 +552,11 @@ mod tests {
     use std::fs::{self, OpenOptions};
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
+
+    /// An unprotected identity from keyfile text.
+    fn parse(path: &Path, bytes: &[u8]) -> Result<Identity, KeyfileError> {
+        Keyfile::parse(path, bytes)?.unlock(None)
+    }
 
     fn mode_of(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o777

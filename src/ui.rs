@@ -98,16 +98,6 @@ impl Ui {
         }
     }
 
-    /// The mode.
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
-    /// Whether a person is typing at a terminal (and can answer questions).
-    pub fn is_interactive(&self) -> bool {
-        self.mode == Mode::Interactive
-    }
-
     fn paint(&self, color: &str, text: &str) -> String {
         if self.color {
             format!("{color}{text}{RESET}")

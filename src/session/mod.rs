@@ -312,6 +312,18 @@ where
     }
 }
 
+/// The listener's first message: its WELCOME text, or why the session never started (a QUIT
+/// before WELCOME is a refusal; anything else breaks the protocol). Shared by chat and pipe.
+pub(crate) fn expect_welcome(msg: Message<'_>) -> Result<std::borrow::Cow<'_, str>> {
+    match msg {
+        Message::Welcome(text) => Ok(text),
+        Message::Quit(reason) => Err(Error::RefusedByPeer(
+            crate::sanitize::line(&reason).into_owned(),
+        )),
+        other => Err(ProtocolError::Unexpected(other.name(), "before WELCOME").into()),
+    }
+}
+
 /// What a dialer needs to show a room: whether we dialled, and names for relayed origins.
 struct RoomView {
     is_dialer: bool,
@@ -327,17 +339,13 @@ fn on_message(
     ui: &Ui,
     queue: &mpsc::Sender<Message<'static>>,
 ) -> Step {
-    if *awaiting_welcome {
-        *awaiting_welcome = false;
-        return match msg {
-            Message::Welcome(text) => {
+    if std::mem::take(awaiting_welcome) {
+        return match expect_welcome(msg) {
+            Ok(text) => {
                 ui.welcome(speaker, &text);
                 Step::Continue
             }
-            Message::Quit(reason) => Step::Fail(Error::RefusedByPeer(
-                crate::sanitize::line(&reason).into_owned(),
-            )),
-            other => Step::Fail(ProtocolError::Unexpected(other.name(), "before WELCOME").into()),
+            Err(e) => Step::Fail(e),
         };
     }
     match msg {

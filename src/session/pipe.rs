@@ -141,15 +141,8 @@ async fn download<R: AsyncRead + Unpin>(
             return Err(Error::ConnectionCut);
         };
         if std::mem::take(&mut awaiting_welcome) {
-            match msg {
-                Message::Welcome(_) => continue,
-                Message::Quit(reason) => {
-                    return Err(Error::RefusedByPeer(crate::sanitize::line(&reason).into()));
-                }
-                other => {
-                    return Err(ProtocolError::Unexpected(other.name(), "before WELCOME").into());
-                }
-            }
+            super::expect_welcome(msg)?;
+            continue;
         }
         match msg {
             Message::Data(bytes) => {
