@@ -154,7 +154,9 @@ fn handshake_rates(n: usize) -> (f64, f64, f64) {
                     stream.set_nodelay(true).unwrap();
                     let (r, w) = stream.into_split();
                     let (r, w) = (FrameReader::new(r), FrameWriter::new(w));
-                    let mut s = handshake::initiate(&client, r, w).await.unwrap();
+                    let mut s = handshake::initiate(&client, r, w, |_| Ok(()))
+                        .await
+                        .unwrap();
                     if wait_for_welcome {
                         black_box(s.recv.recv().await.unwrap().map(Message::into_owned));
                     }
@@ -198,7 +200,7 @@ fn round_trips(n: usize) -> ((f64, f64), (f64, f64)) {
         let stream = TcpStream::connect(echo_schat).await.unwrap();
         stream.set_nodelay(true).unwrap();
         let (r, w) = stream.into_split();
-        let mut s = handshake::initiate(&id, FrameReader::new(r), FrameWriter::new(w))
+        let mut s = handshake::initiate(&id, FrameReader::new(r), FrameWriter::new(w), |_| Ok(()))
             .await
             .unwrap();
         let mut stream = TcpStream::connect(echo_plain).await.unwrap();

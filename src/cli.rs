@@ -95,9 +95,12 @@ pub enum Command {
         /// port; the bound address is printed)
         #[arg(value_name = "ADDR", default_value = "0.0.0.0:12345")]
         addr: String,
-        /// Admit only `known` peers (in known_peers) or the keys listed in FILE (one fingerprint
-        /// per line, # comments); others are refused right after the handshake
-        #[arg(long, value_name = "known|FILE")]
+        /// Which dialers to admit: `known` (in known_peers), the keys listed in FILE (one
+        /// fingerprint per line, # comments), or `anyone` (with a warning). Others are refused
+        /// right after the handshake. Default: anyone for a chat room, known for --pipe (a pipe
+        /// writes what it receives: it must not take data from strangers). --peer admits the
+        /// one key it names
+        #[arg(long, value_name = "known|anyone|FILE")]
         allow: Option<String>,
         /// Greeting sent to each peer after the handshake
         #[arg(long, value_name = "TEXT", default_value = DEFAULT_WELCOME)]
@@ -108,9 +111,14 @@ pub enum Command {
         /// Peers in the room at once (1 gives a one-to-one chat); more are turned away
         #[arg(long, value_name = "N", default_value_t = 32)]
         max_peers: usize,
-        /// Connections still handshaking at once; more are closed at once
+        /// Connections still handshaking at once; when all are taken, a newcomer evicts the
+        /// oldest handshake of the address holding the most, or is closed at once
         #[arg(long, value_name = "N", default_value_t = 64)]
         max_handshakes: usize,
+        /// Connections still handshaking at once from one address (IPv6: one /64); more from
+        /// it are closed at once, and its refusals are logged as one summary line per 10 s
+        #[arg(long, value_name = "N", default_value_t = crate::net::gate::DEFAULT_PER_SOURCE)]
+        max_handshakes_per_address: usize,
         #[command(flatten)]
         session: SessionArgs,
     },
@@ -318,17 +326,28 @@ async fn execute(cli: Cli, early: Ui) -> (Ui, Result<()>) {
             once,
             max_peers,
             max_handshakes,
+            max_handshakes_per_address,
             session,
         } => {
             let prepared = (|| {
                 let allow = match allow.as_deref() {
+                    None if session.pipe => Allow::Known,
                     None => Allow::Anyone,
                     Some("known") => Allow::Known,
+                    Some("anyone") => {
+                        early.warn(
+                            "--allow anyone: every dialer that completes the handshake is \
+                             admitted, strangers included",
+                        );
+                        Allow::Anyone
+                    }
                     Some(file) => read_allow_list(file)?,
                 };
-                if max_peers == 0 || max_handshakes == 0 {
+                if max_peers == 0 || max_handshakes == 0 || max_handshakes_per_address == 0 {
                     return Err(Error::Usage(
-                        "--max-peers and --max-handshakes must be at least 1".into(),
+                        "--max-peers, --max-handshakes and --max-handshakes-per-address must be \
+                         at least 1"
+                            .into(),
                     ));
                 }
                 let options = ListenOptions {
@@ -337,7 +356,11 @@ async fn execute(cli: Cli, early: Ui) -> (Ui, Result<()>) {
                     welcome,
                     allow,
                     max_peers,
-                    max_handshakes,
+                    gate: crate::net::GateLimits {
+                        max_pending: max_handshakes,
+                        per_source: max_handshakes_per_address,
+                        report_every: crate::net::gate::REPORT_EVERY,
+                    },
                 };
                 let settings = session.settings(&paths)?;
                 let identity = paths.load_or_create(&early, &sources)?;

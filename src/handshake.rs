@@ -62,10 +62,16 @@ fn build(identity: &Identity, initiator: bool) -> Result<HandshakeState> {
 }
 
 /// Runs the handshake as the dialer (initiator).
+///
+/// `check` decides about the listener's static key as soon as message 2 has proven it, and
+/// before message 3 reveals ours: a pin, strict trust or a changed key that refuses the
+/// listener ends the handshake with our identity still unsent (an impostor learns nothing
+/// about who dialled).
 pub async fn initiate<R, W>(
     identity: &Identity,
     mut reader: FrameReader<R>,
     mut writer: FrameWriter<W>,
+    check: impl FnOnce(&PublicKey) -> Result<()>,
 ) -> Result<Established<R, W>>
 where
     R: AsyncRead + Unpin,
@@ -80,6 +86,11 @@ where
 
     // <- e, ee, s, es
     read_step(&mut noise, &mut reader, &mut buf).await?;
+    let listener = remote_static(&noise)?;
+    if listener.is_low_order(identity.secret()) {
+        return Err(ProtocolError::WeakKey.into());
+    }
+    check(&listener)?;
 
     // -> s, se
     let len = noise.write_message(&[], &mut buf).map_err(local)?;
@@ -162,10 +173,7 @@ fn finish<R, W>(
     reader: FrameReader<R>,
     writer: FrameWriter<W>,
 ) -> Result<Established<R, W>> {
-    let peer = noise
-        .get_remote_static()
-        .and_then(PublicKey::from_slice)
-        .ok_or_else(|| Error::Internal("handshake finished without a peer key".into()))?;
+    let peer = remote_static(&noise)?;
     if peer.is_low_order(identity.secret()) {
         return Err(ProtocolError::WeakKey.into());
     }
@@ -182,6 +190,14 @@ fn finish<R, W>(
         recv,
         send,
     })
+}
+
+/// The peer's static key, once a handshake message has carried it.
+fn remote_static(noise: &HandshakeState) -> Result<PublicKey> {
+    noise
+        .get_remote_static()
+        .and_then(PublicKey::from_slice)
+        .ok_or_else(|| Error::Internal("handshake has no peer key yet".into()))
 }
 
 /// A snow error that can only mean we misused it.

@@ -478,7 +478,7 @@ pub enum Allow {
 impl fmt::Display for Allow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Allow::Anyone => f.write_str("anyone"),
+            Allow::Anyone => f.write_str("anyone who completes the handshake"),
             Allow::Known => f.write_str("known peers only"),
             Allow::Keys(k) => write!(f, "{} allowed key(s) only", k.len()),
         }

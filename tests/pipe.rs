@@ -112,9 +112,11 @@ async fn exchange(
     extra_dial: &[&str],
 ) -> (PipeProc, PipeProc) {
     let (alice, bob) = (Home::new(), Home::new());
+    // The receiver names who may write to it (a pipe refuses unknown dialers by default).
+    let alice_key = alice.fingerprint();
     let mut listener = PipeProc::spawn(
         &bob,
-        &["listen", "127.0.0.1:0", "--pipe"],
+        &["listen", "127.0.0.1:0", "--pipe", "--peer", &alice_key],
         stdin_from(listener_in),
         listener_out,
     );
@@ -195,7 +197,7 @@ async fn a_half_closed_sender_still_receives_everything() {
         // The listener's data arrives slowly, long after the dialer has finished sending.
         let mut listener = PipeProc::spawn(
             &bob,
-            &["listen", "127.0.0.1:0", "--pipe"],
+            &["listen", "127.0.0.1:0", "--pipe", "--allow", "anyone"],
             Stdio::piped(),
             &f.path("l.out"),
         );
@@ -241,7 +243,14 @@ async fn tar_round_trips_byte_for_byte() {
         let archive = f.path("received.tar");
         let mut listener = PipeProc::spawn(
             &bob,
-            &["listen", "127.0.0.1:0", "--pipe", "--once"],
+            &[
+                "listen",
+                "127.0.0.1:0",
+                "--pipe",
+                "--allow",
+                "anyone",
+                "--once",
+            ],
             Stdio::null(),
             &archive,
         );
@@ -281,7 +290,7 @@ async fn pins_and_key_checks_hold_in_pipe_mode() {
         let (alice, bob, carol) = (Home::new(), Home::new(), Home::new());
         let mut listener = PipeProc::spawn(
             &bob,
-            &["listen", "127.0.0.1:0", "--pipe"],
+            &["listen", "127.0.0.1:0", "--pipe", "--allow", "anyone"],
             stdin_from(&data),
             &f.path("l.out"),
         );
@@ -320,7 +329,7 @@ async fn a_peer_vanishing_mid_stream_is_an_error_not_a_short_success() {
         // The dialer sends an endless stream; the listener is killed part way.
         let mut listener = PipeProc::spawn(
             &bob,
-            &["listen", "127.0.0.1:0", "--pipe"],
+            &["listen", "127.0.0.1:0", "--pipe", "--allow", "anyone"],
             Stdio::piped(),
             &f.path("l.out"),
         );
@@ -354,7 +363,7 @@ async fn a_peer_vanishing_mid_stream_is_an_error_not_a_short_success() {
         // The other way round: the receiving side sees the sender vanish.
         let mut listener = PipeProc::spawn(
             &bob,
-            &["listen", "127.0.0.1:0", "--pipe"],
+            &["listen", "127.0.0.1:0", "--pipe", "--allow", "anyone"],
             Stdio::piped(),
             &f.path("l2.out"),
         );

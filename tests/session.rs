@@ -61,8 +61,10 @@ async fn pair(alice: &Identity, bob: &Identity) -> (Side, Side) {
     let (mut i1, mut i2) = (Interrupts::none(), Interrupts::none());
     let cfg1 = listener_role();
     let (d, l) = tokio::join!(
-        async { session::establish(ar, aw, alice, &dialer_role(), &none, &mut i1).await },
-        async { session::establish(br, bw, bob, &cfg1, &none, &mut i2,).await }
+        async {
+            session::establish(ar, aw, alice, &dialer_role(), &none, &mut i1, |_| Ok(())).await
+        },
+        async { session::establish(br, bw, bob, &cfg1, &none, &mut i2, |_| Ok(())).await }
     );
     (d.unwrap().unwrap(), l.unwrap().unwrap())
 }
@@ -247,6 +249,7 @@ async fn a_silent_peer_hits_the_handshake_deadline() {
             &listener_role(),
             &quick,
             &mut Interrupts::none(),
+            |_| Ok(()),
         )
         .await;
         assert!(matches!(result, Err(Error::Timeout(..))));

@@ -29,7 +29,9 @@ async fn connected(buffer: usize) -> (Side, Side, Identity, Identity) {
     let (br, bw) = split(b);
     let (dialer, listener) = tokio::time::timeout(LIMIT, async {
         tokio::join!(
-            handshake::initiate(&alice, FrameReader::new(ar), FrameWriter::new(aw)),
+            handshake::initiate(&alice, FrameReader::new(ar), FrameWriter::new(aw), |_| Ok(
+                ()
+            )),
             handshake::respond(&bob, FrameReader::new(br), FrameWriter::new(bw)),
         )
     })
@@ -227,7 +229,9 @@ async fn connected_through(
     let (br, bw) = split(b);
     tokio::time::timeout(LIMIT, async {
         tokio::join!(
-            handshake::initiate(&alice, FrameReader::new(ar), FrameWriter::new(aw)),
+            handshake::initiate(&alice, FrameReader::new(ar), FrameWriter::new(aw), |_| Ok(
+                ()
+            )),
             handshake::respond(&bob, FrameReader::new(br), FrameWriter::new(bw)),
         )
     })
@@ -417,9 +421,11 @@ async fn a_peer_with_another_prologue_fails_the_handshake() {
         let (ar, aw) = split(a);
         let (br, bw) = split(b);
         let dialer = tokio::spawn(async move {
-            handshake::initiate(&alice, FrameReader::new(ar), FrameWriter::new(aw))
-                .await
-                .map(|_| ())
+            handshake::initiate(&alice, FrameReader::new(ar), FrameWriter::new(aw), |_| {
+                Ok(())
+            })
+            .await
+            .map(|_| ())
         });
         let mut noise = foreign(b"schat/2", false);
         let (mut r, mut w) = (FrameReader::new(br), FrameWriter::new(bw));

@@ -8,6 +8,7 @@
 pub mod command;
 pub mod input;
 pub mod keepalive;
+pub mod member;
 pub mod pipe;
 pub mod room;
 pub mod verify;
@@ -25,6 +26,7 @@ use crate::ui::{Speaker, Ui};
 use command::Command;
 use input::{Input, InputEvent};
 use keepalive::{Lapse, Silence};
+use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -87,7 +89,8 @@ pub enum Ended {
 }
 
 /// Runs the handshake on a connected stream, within the configured deadline.
-/// `Ok(None)` means the user interrupted it.
+/// `Ok(None)` means the user interrupted it. A dialer's `check` sees the listener's key before
+/// our own is sent (see [`handshake::initiate`]); a listener's is not called.
 pub async fn establish<R, W>(
     reader: R,
     writer: W,
@@ -95,6 +98,7 @@ pub async fn establish<R, W>(
     role: &Role,
     settings: &Settings,
     interrupts: &mut Interrupts,
+    check: impl FnOnce(&PublicKey) -> Result<()>,
 ) -> Result<Option<Established<R, W>>>
 where
     R: AsyncRead + Unpin,
@@ -103,7 +107,7 @@ where
     let (reader, writer) = (FrameReader::new(reader), FrameWriter::new(writer));
     let handshake = async {
         match role {
-            Role::Dialer { .. } => handshake::initiate(identity, reader, writer).await,
+            Role::Dialer { .. } => handshake::initiate(identity, reader, writer, check).await,
             Role::Listener { .. } => handshake::respond(identity, reader, writer).await,
         }
     };
@@ -132,10 +136,6 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let (peer, local) = (established.peer, established.local);
-    ui.status(format_args!(
-        "secure session established; peer fingerprint: {}",
-        fingerprint::grouped(&peer)
-    ));
     let decision = match role {
         Role::Dialer { addr, policy } => {
             verify::dialled(
@@ -162,12 +162,39 @@ where
         }
     };
     info.address = remote.map(str::to_owned);
+    proceed(established, info, role, settings, input, ui, interrupts).await
+}
+
+/// The session with a peer we decided to talk to: say so, then pipe or chat.
+pub async fn proceed<R, W>(
+    established: Established<R, W>,
+    info: PeerInfo,
+    role: &Role,
+    settings: &Settings,
+    input: &mut Input,
+    ui: &Ui,
+    interrupts: &mut Interrupts,
+) -> Result<Ended>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    // Only now, with the peer's key accepted, is the session "established" for the user: a
+    // refused key never gets this far.
+    ui.status(format_args!(
+        "secure session established; peer fingerprint: {}",
+        fingerprint::grouped(&info.key)
+    ));
     ui.status(format_args!("peer: {}", info.trust_line()));
     ui.status(format_args!(
         "safety number: {} (/verify shows it again)",
         info.safety
     ));
-    ui.connected(&info.speaker(), &info.safety.grouped(), remote);
+    ui.connected(
+        &info.speaker(),
+        &info.safety.grouped(),
+        info.address.as_deref(),
+    );
     if let Some(options) = settings.pipe {
         let listener = matches!(role, Role::Listener { .. });
         pipe::run(established, listener, settings.keepalive, options, ui).await?;
@@ -238,16 +265,22 @@ where
     if let Role::Listener { welcome, .. } = role {
         let _ = queue.send(Message::Welcome(welcome.clone().into())).await;
     }
-    // A line read from input but not yet accepted by the full queue. While one is pending we
-    // stop reading input, but keep receiving, so neither side can deadlock the other.
-    let mut pending: Option<String> = None;
+    // Lines typed but not yet accepted by the full queue. While one is pending we keep
+    // receiving, so neither side can deadlock the other. A script's input is not read further
+    // meanwhile (it would pile up); a person's editor still is, since it also shows what we
+    // receive, and what a person types is small.
+    let mut pending: VecDeque<String> = VecDeque::new();
+    let typing = input.can_ask();
     // Keepalive: any message from the peer resets the timer; each lapse sends a PING, and
     // after three in a row without a word the peer is gone.
     let mut silence = Silence::new(keepalive);
 
     let step = loop {
         let step = tokio::select! {
-            received = recv.recv() => {
+            // The screen is behind: read nothing more from the peer until it catches up, so
+            // a flood waits in the peer's socket, not in our memory.
+            () = ui.screen_drained(), if ui.screen_blocked() => Step::Continue,
+            received = recv.recv(), if !ui.screen_blocked() => {
                 silence.heard();
                 match received {
                     Ok(Some(msg)) => on_message(msg, &mut awaiting_welcome, &speaker, &room, ui, &queue),
@@ -263,8 +296,8 @@ where
                 }
                 Lapse::Gone(e) => Step::Fail(e),
             },
-            event = input.next(), if pending.is_none() => on_input(event, peer, input, ui, &mut pending),
-            permit = queue.reserve(), if pending.is_some() => match (permit, pending.take()) {
+            event = input.next(), if pending.is_empty() || typing => on_input(event, peer, input, ui, &mut pending),
+            permit = queue.reserve(), if !pending.is_empty() => match (permit, pending.pop_front()) {
                 (Ok(permit), Some(line)) => {
                     ui.own(&line);
                     permit.send(Message::Text(line.into()));
@@ -403,7 +436,7 @@ fn on_input(
     peer: &PeerInfo,
     input: &mut Input,
     ui: &Ui,
-    pending: &mut Option<String>,
+    pending: &mut VecDeque<String>,
 ) -> Step {
     let line = match event {
         InputEvent::Line(line) => line,
@@ -425,8 +458,8 @@ fn on_input(
         }
     };
     match command::parse(&line) {
-        Command::Say(text) => *pending = Some(text.to_owned()),
-        Command::Me(action) => *pending = Some(format!("/me {action}")),
+        Command::Say(text) => pending.push_back(text.to_owned()),
+        Command::Me(action) => pending.push_back(format!("/me {action}")),
         Command::Quit => return Step::Leave("you quit"),
         Command::Verify(_) => {
             ui.status(format_args!("safety number with {}:", peer.label));

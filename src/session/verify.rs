@@ -145,7 +145,68 @@ fn pin_mismatch(pin: &PublicKey, peer: &PublicKey) -> Error {
     ))
 }
 
-/// The dialer's decision about the listener it reached at `addr` (host:port as dialled).
+/// The dialer's refusals that need no question, decided as soon as handshake message 2 has
+/// proven the listener's key and before message 3 reveals ours: a pin that does not match, a
+/// known address presenting another key, and under `--trust strict` a key that is unknown or
+/// known only at other addresses. An impostor refused here never learns who dialled.
+pub fn before_revealing(
+    peer: &PublicKey,
+    addr: &str,
+    pin: Option<&PublicKey>,
+    policy: TrustPolicy,
+    config: &TrustConfig,
+    ui: &Ui,
+) -> Result<()> {
+    if let Some(pin) = pin {
+        return if pin == peer {
+            Ok(())
+        } else {
+            Err(pin_mismatch(pin, peer))
+        };
+    }
+    // Problems in the file are reported once, after the handshake, by `dialled`.
+    let peers = config.store.load().map_err(store_error)?;
+    match trust::check_dialled(&peers, addr, peer) {
+        Verdict::Changed { entry } => {
+            key_changed_alarm(ui, addr, &entry, peer, config);
+            Err(key_changed(addr, &entry))
+        }
+        Verdict::Unknown if policy == TrustPolicy::Strict => Err(strict_unknown(addr, peer)),
+        Verdict::Known {
+            entry,
+            new_address: true,
+        } if policy == TrustPolicy::Strict => Err(strict_new_address(addr, &entry)),
+        _ => Ok(()),
+    }
+}
+
+fn key_changed(addr: &str, entry: &Entry) -> Error {
+    Error::PeerRefused(format!(
+        "the key at {addr} changed (known as {:?}); session aborted before your key was sent",
+        entry.name
+    ))
+}
+
+fn strict_unknown(addr: &str, peer: &PublicKey) -> Error {
+    Error::PeerRefused(format!(
+        "the peer at {addr} is not in known_peers and --trust strict refuses unknown keys \
+         (your key was not sent)\n  its fingerprint: {}",
+        fingerprint::grouped(peer)
+    ))
+}
+
+fn strict_new_address(addr: &str, entry: &Entry) -> Error {
+    Error::PeerRefused(format!(
+        "the peer at {addr} presented the key of {:?}, which was never seen at this address; \
+         --trust strict accepts a known key at a new address only when --peer names it \
+         (your key was not sent)",
+        entry.name
+    ))
+}
+
+/// The dialer's decision about the listener it reached at `addr` (host:port as dialled),
+/// after the handshake: the same rules as [`before_revealing`], plus the question for a new
+/// key and the bookkeeping of what was accepted.
 #[allow(clippy::too_many_arguments)]
 pub async fn dialled(
     peer: PublicKey,
@@ -166,6 +227,10 @@ pub async fn dialled(
         return Ok(PeerInfo::new(peer, local, peers.by_key(&peer).cloned()));
     }
     match trust::check_dialled(&peers, addr, &peer) {
+        Verdict::Known {
+            entry,
+            new_address: true,
+        } if policy == TrustPolicy::Strict => Err(strict_new_address(addr, &entry)),
         Verdict::Known { entry, new_address } => {
             if new_address {
                 config
@@ -175,21 +240,21 @@ pub async fn dialled(
                         Ok(())
                     })
                     .map_err(store_error)?;
-                ui.status(format_args!("{} is now also known at {addr}", entry.name));
+                ui.status(format_args!(
+                    "{} is now also known at {addr}",
+                    crate::sanitize::line(&entry.name)
+                ));
             }
             Ok(PeerInfo::new(peer, local, Some(entry)))
         }
         Verdict::Changed { entry } => {
             key_changed_alarm(ui, addr, &entry, &peer, config);
-            Err(Error::PeerRefused(format!(
-                "the key at {addr} changed (known as {:?}); session aborted before any message",
-                entry.name
-            )))
+            Err(key_changed(addr, &entry))
         }
         Verdict::Unknown => {
             let safety = SafetyNumber::new(local, &peer);
             let accepted = match policy {
-                TrustPolicy::Strict => None,
+                TrustPolicy::Strict => return Err(strict_unknown(addr, &peer)),
                 TrustPolicy::AcceptNew => Some((Verified::FirstUse, None)),
                 TrustPolicy::Ask if input.can_ask() => ask(&peer, &safety, addr, input, ui).await?,
                 TrustPolicy::Ask => {
@@ -204,14 +269,9 @@ pub async fn dialled(
                 }
             };
             let Some((how, name)) = accepted else {
-                return Err(Error::PeerRefused(match policy {
-                    TrustPolicy::Strict => format!(
-                        "the peer at {addr} is not in known_peers and --trust strict refuses unknown keys\n  \
-                         its fingerprint: {}",
-                        fingerprint::grouped(&peer)
-                    ),
-                    _ => "you did not accept the peer's key".into(),
-                }));
+                return Err(Error::PeerRefused(
+                    "you did not accept the peer's key".into(),
+                ));
             };
             let entry = remember(config, &peer, addr, how, name)?;
             ui.status(format_args!(
@@ -316,10 +376,10 @@ async fn ask(
 }
 
 fn key_changed_alarm(ui: &Ui, addr: &str, entry: &Entry, new: &PublicKey, config: &TrustConfig) {
-    let bar = "@".repeat(68);
+    let bar = "@".repeat(76);
     ui.alarm(&[
         &bar,
-        "@    WARNING: THE PEER'S KEY HAS CHANGED. NOTHING WAS SENT OR SHOWN.   @",
+        "@  WARNING: THE PEER'S KEY HAS CHANGED. YOUR KEY AND NO MESSAGE WERE SENT. @",
         &bar,
         &format!(
             "The peer at {addr}, known as {:?}, presented a different key.",
@@ -344,13 +404,15 @@ pub fn admitted(
     allow: &Allow,
     config: &TrustConfig,
 ) -> Result<PeerInfo> {
-    if let Some(pin) = pin
-        && *pin != peer
-    {
-        return Err(pin_mismatch(pin, &peer));
-    }
     let peers = config.store.load().map_err(store_error)?;
     let entry = peers.by_key(&peer).cloned();
+    if let Some(pin) = pin {
+        // `--peer` names the one key to admit, whatever --allow says.
+        return match *pin == peer {
+            true => Ok(PeerInfo::new(peer, local, entry)),
+            false => Err(pin_mismatch(pin, &peer)),
+        };
+    }
     let admitted = match allow {
         Allow::Anyone => true,
         Allow::Known => entry.is_some(),

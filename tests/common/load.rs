@@ -9,7 +9,6 @@ use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpStream;
 
 /// What a load run measured.
 #[derive(Debug)]
@@ -105,12 +104,14 @@ pub async fn run(bin: &str, peers: usize, per_peer: usize) -> LoadReport {
     let mut clients = Vec::new();
     for (i, id) in identities.into_iter().enumerate() {
         clients.push(tokio::spawn(async move {
-            let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            // Each member from its own address, as in a real room.
+            let stream = super::connect_from(super::loopback_source(i), port).await;
             stream.set_nodelay(true).unwrap();
             let (r, w) = stream.into_split();
-            let session = handshake::initiate(&id, FrameReader::new(r), FrameWriter::new(w))
-                .await
-                .unwrap();
+            let session =
+                handshake::initiate(&id, FrameReader::new(r), FrameWriter::new(w), |_| Ok(()))
+                    .await
+                    .unwrap();
             let handshake::Established {
                 mut recv, mut send, ..
             } = session;

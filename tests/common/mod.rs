@@ -201,6 +201,15 @@ impl Proc {
         }
     }
 
+    /// The text of the next chat message in plain mode (`LABEL: text` on stdout).
+    pub async fn said(&mut self) -> String {
+        let line = self.stdout_line().await;
+        match line.split_once(": ") {
+            Some((_, text)) => text.to_string(),
+            None => panic!("not a `LABEL: text` line: {line:?}"),
+        }
+    }
+
     /// Reads stderr until a line contains `needle`; returns that line.
     pub async fn stderr_until(&mut self, needle: &str) -> String {
         let deadline = tokio::time::Instant::now() + WAIT;
@@ -275,6 +284,24 @@ impl Proc {
             .success();
         assert!(ok, "kill -{name} failed");
     }
+}
+
+/// Connects to 127.0.0.1:`port` from the loopback address `source` (any 127.x works on
+/// Linux), so a test can play many hosts at once.
+pub async fn connect_from(source: std::net::Ipv4Addr, port: u16) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::from((source, 0)))
+        .unwrap();
+    socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap()
+}
+
+/// A distinct loopback source address for client number `i` (127.0.1.x, 127.0.2.x, …).
+pub fn loopback_source(i: usize) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(127, 0, 1 + (i / 250) as u8, 1 + (i % 250) as u8)
 }
 
 /// Runs an async test body under an overall deadline.

@@ -1,6 +1,9 @@
-//! Everything that touches TCP: parsing addresses, binding, accepting, connecting, socket
-//! options and connection deadlines. The only module that names `TcpListener`/`TcpStream`;
-//! sessions above it see plain byte streams.
+//! Everything that touches TCP: binding, accepting, connecting, socket options, connection
+//! deadlines, and who may handshake at all. The only module that names
+//! `TcpListener`/`TcpStream`; sessions above it see plain byte streams.
+//!
+//! - [`address`]: addresses as people write them (pure parsing);
+//! - [`gate`]: admission control before authentication (pure bookkeeping).
 
 use crate::error::{Error, Result};
 use crate::keys::Identity;
@@ -11,103 +14,21 @@ use crate::session::{self, Ended, Role, Settings};
 use crate::signals::Interrupts;
 use crate::trust::Allow;
 use crate::ui::Ui;
-use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use thiserror::Error;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream, lookup_host};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
 
-/// The port of the original chat program, used when an address gives none.
-pub const DEFAULT_PORT: u16 = 12345;
+pub mod address;
+pub mod gate;
 
-/// A host and port as the user wrote them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Address {
-    /// A name, an IPv4 address, or an IPv6 address (without brackets); empty means "any".
-    pub host: String,
-    /// The TCP port.
-    pub port: u16,
-}
-
-/// Why an address could not be understood.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum AddressError {
-    #[error("empty address")]
-    Empty,
-    #[error("invalid port {0:?} (expected a number from 0 to 65535)")]
-    BadPort(String),
-    #[error("invalid IPv6 address {0:?}")]
-    BadIpv6(String),
-    #[error("an IPv6 address with a port must be written in brackets, e.g. [::1]:12345")]
-    AmbiguousIpv6,
-    #[error("invalid host name {0:?}")]
-    BadHost(String),
-}
-
-impl Address {
-    /// Parses `host`, `host:port`, `1.2.3.4:port`, `[::1]:port`, `::1`, or `:port`.
-    pub fn parse(text: &str) -> Result<Self, AddressError> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(AddressError::Empty);
-        }
-        if let Some(rest) = text.strip_prefix('[') {
-            let (ip, after) = rest
-                .split_once(']')
-                .ok_or_else(|| AddressError::BadIpv6(text.into()))?;
-            ip.parse::<Ipv6Addr>()
-                .map_err(|_| AddressError::BadIpv6(ip.into()))?;
-            let port = match after {
-                "" => DEFAULT_PORT,
-                p => parse_port(
-                    p.strip_prefix(':')
-                        .ok_or_else(|| AddressError::BadPort(p.into()))?,
-                )?,
-            };
-            return Ok(Address {
-                host: ip.into(),
-                port,
-            });
-        }
-        if text.parse::<IpAddr>().is_ok() {
-            return Ok(Address {
-                host: text.into(),
-                port: DEFAULT_PORT,
-            });
-        }
-        let (host, port) = match text.rsplit_once(':') {
-            Some((host, _)) if host.contains(':') => return Err(AddressError::AmbiguousIpv6),
-            Some((host, port)) => (host, parse_port(port)?),
-            None => (text, DEFAULT_PORT),
-        };
-        let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
-        if !host.chars().all(valid) {
-            return Err(AddressError::BadHost(host.into()));
-        }
-        Ok(Address {
-            host: host.into(),
-            port,
-        })
-    }
-}
-
-fn parse_port(text: &str) -> Result<u16, AddressError> {
-    text.parse().map_err(|_| AddressError::BadPort(text.into()))
-}
-
-impl fmt::Display for Address {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
+pub use address::{Address, AddressError, DEFAULT_PORT};
+pub use gate::GateLimits;
+use gate::{Admit, Gate, Source};
 
 async fn resolve(addr: &Address, for_listening: bool) -> Result<Vec<SocketAddr>> {
     let host = match addr.host.as_str() {
@@ -168,14 +89,25 @@ async fn connect(addr: &Address, timeout: Duration, ui: &Ui) -> Result<TcpStream
 }
 
 /// Socket options for every connection: no Nagle delay (latency matters more than packing,
-/// and every frame goes out in one write anyway), and TCP keepalive so the kernel notices a
-/// dead path even when the application-level PINGs cannot get through.
+/// and every frame goes out in one write anyway); TCP keepalive so the kernel notices a dead
+/// path even when the application-level PINGs cannot get through; and a TCP user timeout, so
+/// data the peer never acknowledges (a vanished host, or a peer that stopped reading: zero
+/// window) cannot hold the socket and its buffers for ever.
 fn configure(stream: &TcpStream, keepalive: Duration) {
     let _ = stream.set_nodelay(true);
+    let socket = socket2::SockRef::from(stream);
     let probe = socket2::TcpKeepalive::new()
         .with_time(keepalive)
         .with_interval(keepalive / 3 + Duration::from_secs(1));
-    let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&probe);
+    let _ = socket.set_tcp_keepalive(&probe);
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+    let _ = socket.set_tcp_user_timeout(Some(user_timeout(keepalive)));
+}
+
+/// How long sent data may stay unacknowledged before the kernel gives up on the connection:
+/// as long as the keepalive takes to declare a silent peer gone.
+pub fn user_timeout(keepalive: Duration) -> Duration {
+    keepalive * 3 + Duration::from_secs(1)
 }
 
 /// `schat dial`: connect, then run one session.
@@ -204,7 +136,17 @@ pub async fn dial(
         addr: addr.to_string(),
         policy,
     };
-    match session::establish(reader, writer, identity, &role, settings, interrupts).await? {
+    let check = |listener: &crate::keys::PublicKey| {
+        verify::before_revealing(
+            listener,
+            &addr.to_string(),
+            settings.pin.as_ref(),
+            policy,
+            &settings.trust,
+            ui,
+        )
+    };
+    match session::establish(reader, writer, identity, &role, settings, interrupts, check).await? {
         Some(established) => {
             session::converse(
                 established,
@@ -234,8 +176,8 @@ pub struct ListenOptions {
     pub allow: Allow,
     /// Members of the room at once.
     pub max_peers: usize,
-    /// Connections still handshaking at once; more are closed at once.
-    pub max_handshakes: usize,
+    /// Limits on connections that are still handshaking.
+    pub gate: GateLimits,
 }
 
 /// `schat listen`: host a room of peers (chat), or serve one pipe session.
@@ -263,31 +205,33 @@ pub async fn listen(
         "your fingerprint: {}",
         crate::fingerprint::grouped(identity.public())
     ));
-    if !matches!(options.allow, Allow::Anyone) {
-        ui.status(format_args!("admitting {}", options.allow));
-    }
+    ui.status(format_args!("admitting {}", options.allow));
     let role = Role::Listener {
         welcome: options.welcome.clone(),
         allow: options.allow.clone(),
     };
-    if settings.pipe.is_some() {
-        return serve_one_pipe(&listener, identity, &role, settings, input, ui, interrupts).await;
-    }
     let (reports, connections) = mpsc::channel(1024);
     let accepting = accept_loop(
         &listener,
         Arc::new(identity.duplicate()),
-        Arc::new(role),
+        Arc::new(role.clone()),
         Arc::new(settings.clone()),
-        options.max_handshakes,
+        options.gate,
         reports,
     );
+    if settings.pipe.is_some() {
+        return tokio::select! {
+            result = serve_one_pipe(connections, &role, settings, input, ui, interrupts) => result,
+            never = accepting => match never {},
+        };
+    }
     let room = RoomOptions {
         welcome: options.welcome.clone(),
         max_peers: options.max_peers,
         once: options.once,
         keepalive: settings.keepalive,
         outbox_bytes: room::DEFAULT_OUTBOX_BYTES,
+        rate: room::DEFAULT_RATE,
     };
     tokio::select! {
         result = room::host(connections, &room, input, ui, interrupts) => result,
@@ -295,20 +239,34 @@ pub async fn listen(
     }
 }
 
-/// Accepts connections for ever, each handshaking in its own task; at most `max_handshakes`
-/// at once (further connections are closed at once, so a flood of silent sockets cannot use
-/// up memory or starve real peers of handshake slots for longer than the deadline).
+/// How often the accept loop lets the gate summarise penalised sources.
+const REPORT_TICK: Duration = Duration::from_secs(1);
+
+/// Accepts connections for ever, each handshaking in its own task, admitted through the
+/// [`Gate`]: per-address caps, eviction of the busiest source's oldest handshake when full,
+/// and one log line per penalised source per interval (see [`gate`]).
 async fn accept_loop(
     listener: &TcpListener,
     identity: Arc<Identity>,
     role: Arc<Role>,
     settings: Arc<Settings>,
-    max_handshakes: usize,
+    limits: GateLimits,
     reports: mpsc::Sender<Connection<OwnedReadHalf, OwnedWriteHalf>>,
 ) -> std::convert::Infallible {
-    let slots = Arc::new(Semaphore::new(max_handshakes));
+    let gate = Arc::new(Mutex::new(Gate::<AbortHandle>::new(limits)));
+    let mut tick = tokio::time::interval(REPORT_TICK);
     loop {
-        let (stream, from) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = tick.tick() => {
+                let lines = lock(&gate).report(std::time::Instant::now());
+                for line in lines {
+                    let _ = reports.send(Connection::Failed(line)).await;
+                }
+                continue;
+            }
+        };
+        let (stream, from) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
                 // Out of file descriptors and the like: wait a little, then go on.
@@ -318,22 +276,50 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            drop(stream);
-            let line = format!(
-                "connection from {from}: closed at once ({max_handshakes} handshakes already in progress)"
-            );
-            let _ = reports.send(Connection::Failed(line)).await;
-            continue;
+        let source = Source::of(from.ip());
+        let decision = lock(&gate).admit(source, std::time::Instant::now());
+        let ticket = match decision {
+            Admit::Refused { log } => {
+                drop(stream);
+                if let Some(line) = log {
+                    let _ = reports.send(Connection::Failed(line)).await;
+                }
+                continue;
+            }
+            Admit::Admitted { ticket, evicted } => {
+                if let Some(handshake) = evicted {
+                    handshake.abort();
+                }
+                ticket
+            }
         };
         let (identity, role, settings) = (identity.clone(), role.clone(), settings.clone());
-        let reports = reports.clone();
-        tokio::spawn(async move {
+        let (reports, task_gate) = (reports.clone(), gate.clone());
+        let task = tokio::spawn(async move {
             let report = handshake_and_admit(stream, from, &identity, &role, &settings).await;
-            drop(slot);
-            let _ = reports.send(report).await;
+            let report = {
+                let mut gate = lock(&task_gate);
+                gate.finished(ticket, matches!(report, Connection::Failed(_)));
+                match report {
+                    Connection::Failed(line) => {
+                        gate.event(source, |_| line).map(Connection::Failed)
+                    }
+                    arrived => Some(arrived),
+                }
+            };
+            if let Some(report) = report {
+                let _ = reports.send(report).await;
+            }
         });
+        // If the handshake is already over, its slot is free and this does nothing.
+        lock(&gate).attach(ticket, task.abort_handle());
     }
+}
+
+/// The gate's lock. Its critical sections never panic, but a poisoned lock must not stop the
+/// listener either: the bookkeeping inside stays consistent between calls.
+fn lock<H>(gate: &Mutex<Gate<H>>) -> MutexGuard<'_, Gate<H>> {
+    gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One connection up to the point where it joins the room (or is turned away).
@@ -348,7 +334,11 @@ async fn handshake_and_admit(
     let (reader, writer) = stream.into_split();
     let mut never = Interrupts::none();
     let established =
-        match session::establish(reader, writer, identity, role, settings, &mut never).await {
+        match session::establish(reader, writer, identity, role, settings, &mut never, |_| {
+            Ok(())
+        })
+        .await
+        {
             Ok(Some(established)) => established,
             Ok(None) => return Connection::Failed(format!("connection from {from}: interrupted")),
             Err(e) => return Connection::Failed(format!("connection from {from}: {e}")),
@@ -374,11 +364,11 @@ async fn handshake_and_admit(
     }
 }
 
-/// Pipe mode: one session (stdin can be sent only once); connections that never become a
-/// session (failed handshakes, refused keys) do not count.
+/// Pipe mode: one session (stdin can be sent only once). Handshakes run concurrently like a
+/// room's, so silent sockets cannot block the pipe; the first admitted peer wins, later ones
+/// are told so in a QUIT. Connections that never become a session do not count.
 async fn serve_one_pipe(
-    listener: &TcpListener,
-    identity: &Identity,
+    mut connections: mpsc::Receiver<Connection<OwnedReadHalf, OwnedWriteHalf>>,
     role: &Role,
     settings: &Settings,
     input: &mut Input,
@@ -386,56 +376,55 @@ async fn serve_one_pipe(
     interrupts: &mut Interrupts,
 ) -> Result<()> {
     loop {
-        let (stream, from) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    ui.warn(format_args!("accepting a connection failed: {e}"));
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+        let arrival = tokio::select! {
+            Some(connection) = connections.recv() => match connection {
+                Connection::Failed(line) => {
+                    ui.warn(line);
                     continue;
                 }
+                Connection::Arrived(arrival) => arrival,
             },
             name = interrupts.recv() => {
                 ui.status(format_args!("{name}; stopped listening"));
                 return Ok(());
             }
         };
-        configure(&stream, settings.keepalive);
-        ui.status(format_args!("connection from {from}"));
-        let (reader, writer) = stream.into_split();
-        let established =
-            match session::establish(reader, writer, identity, role, settings, interrupts).await {
-                Ok(Some(established)) => established,
-                Ok(None) => return Ok(()),
-                Err(e) => {
-                    ui.warn(format_args!("connection from {from}: {e}"));
-                    continue;
-                }
-            };
-        let remote = from.to_string();
-        let session = session::converse(
+        let Arrival {
             established,
-            Some(&remote),
-            role,
-            settings,
-            input,
-            ui,
-            interrupts,
-        );
-        match session.await {
-            Ok(_) => return Ok(()),
-            // A refused peer was never a session, and must not be able to stop the listener;
-            // nor was a peer that refused us.
-            Err(Error::PeerRefused(why)) => {
-                ui.warn(format_args!("refused the peer from {from}: {why}"));
+            mut info,
+            address,
+        } = *arrival;
+        info.address = Some(address.clone());
+        let session = session::proceed(established, info, role, settings, input, ui, interrupts);
+        tokio::pin!(session);
+        let result = loop {
+            tokio::select! {
+                result = &mut session => break result,
+                Some(connection) = connections.recv() => match connection {
+                    Connection::Failed(line) => ui.warn(line),
+                    Connection::Arrived(late) => {
+                        ui.warn(format_args!(
+                            "refused {} from {}: the pipe is already in use",
+                            late.info.label, late.address
+                        ));
+                        tokio::spawn(session::refuse(late.established, PIPE_BUSY));
+                    }
+                },
             }
+        };
+        match result {
+            Ok(_) => return Ok(()),
+            // A peer that refused us was never a session and must not stop the listener.
             Err(e @ Error::RefusedByPeer(_)) => {
-                ui.warn(format_args!("connection from {from}: {e}"));
+                ui.warn(format_args!("connection from {address}: {e}"));
             }
             Err(e) => return Err(e),
         }
     }
 }
+
+/// The QUIT reason for a dialer that arrives while the pipe is taken.
+const PIPE_BUSY: &str = "busy: another peer is already using this pipe";
 
 async fn bind(addr: &Address) -> Result<TcpListener> {
     let mut last = None;
@@ -447,73 +436,4 @@ async fn bind(addr: &Address) -> Result<TcpListener> {
     }
     let (target, e) = last.ok_or_else(|| Error::Internal("no address to listen on".into()))?;
     Err(Error::io(format!("cannot listen on {target}"), e))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn a(host: &str, port: u16) -> Address {
-        Address {
-            host: host.into(),
-            port,
-        }
-    }
-
-    #[test]
-    fn accepted_address_forms() {
-        assert_eq!(Address::parse("example.org"), Ok(a("example.org", 12345)));
-        assert_eq!(Address::parse("example.org:80"), Ok(a("example.org", 80)));
-        assert_eq!(Address::parse("1.2.3.4:9"), Ok(a("1.2.3.4", 9)));
-        assert_eq!(Address::parse("1.2.3.4"), Ok(a("1.2.3.4", 12345)));
-        assert_eq!(Address::parse("[::1]:4000"), Ok(a("::1", 4000)));
-        assert_eq!(Address::parse("[::1]"), Ok(a("::1", 12345)));
-        assert_eq!(Address::parse("::1"), Ok(a("::1", 12345)));
-        assert_eq!(Address::parse("127.0.0.1:0"), Ok(a("127.0.0.1", 0)));
-        assert_eq!(Address::parse(":4000"), Ok(a("", 4000)));
-        assert_eq!(Address::parse(" localhost "), Ok(a("localhost", 12345)));
-    }
-
-    #[test]
-    fn rejected_address_forms() {
-        assert_eq!(Address::parse(""), Err(AddressError::Empty));
-        assert_eq!(
-            Address::parse("host:http"),
-            Err(AddressError::BadPort("http".into()))
-        );
-        assert_eq!(
-            Address::parse("host:65536"),
-            Err(AddressError::BadPort("65536".into()))
-        );
-        assert_eq!(
-            Address::parse("host:"),
-            Err(AddressError::BadPort("".into()))
-        );
-        assert_eq!(
-            Address::parse("fe80::1:99999"),
-            Err(AddressError::AmbiguousIpv6)
-        );
-        assert!(matches!(
-            Address::parse("[nonsense]:1"),
-            Err(AddressError::BadIpv6(_))
-        ));
-        assert!(matches!(
-            Address::parse("[::1]x"),
-            Err(AddressError::BadPort(_))
-        ));
-        assert!(matches!(
-            Address::parse("a b:1"),
-            Err(AddressError::BadHost(_))
-        ));
-        assert!(matches!(
-            Address::parse("x/y"),
-            Err(AddressError::BadHost(_))
-        ));
-    }
-
-    #[test]
-    fn display_brackets_ipv6() {
-        assert_eq!(a("::1", 5).to_string(), "[::1]:5");
-        assert_eq!(a("h", 5).to_string(), "h:5");
-    }
 }

@@ -1,0 +1,374 @@
+//! Admission control before authentication: who may hold a handshake slot.
+//!
+//! Until a handshake finishes, a connection is anonymous and costs the listener a slot, a task
+//! and a deadline. Without limits, a few dozen silent sockets renewed every few seconds hold
+//! every slot and genuine peers are turned away. The rules, after OpenSSH's `MaxStartups` /
+//! `PerSourcePenalties` and WireGuard's preference for the newcomer under load:
+//!
+//! - at most `per_source` handshakes at once from one source (an IPv4 address, or an IPv6
+//!   /64: one host's worth of addresses); a source over its cap is refused and *penalised*;
+//! - when every slot is taken, a newcomer evicts the oldest pending handshake of the source
+//!   with the most pending handshakes (then the highest penalty), as long as that source holds
+//!   more than the newcomer's would; otherwise the newcomer is refused. One busy source can
+//!   therefore never keep a quieter one out;
+//! - what happens to a penalised source's connections is logged once per interval as a
+//!   summary, not once per connection, so a flood cannot flood the log too.
+//!
+//! Pure bookkeeping: no sockets, no clock of its own (callers pass `now`), so it is tested
+//! without a network. `H` is what the caller needs to stop an evicted handshake.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+/// The limits a listener applies before authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateLimits {
+    /// Handshakes in progress at once, in all.
+    pub max_pending: usize,
+    /// Handshakes in progress at once from one source.
+    pub per_source: usize,
+    /// How often a penalised source's events are summarised in the log.
+    pub report_every: Duration,
+}
+
+/// Handshakes from one address at once unless configured.
+pub const DEFAULT_PER_SOURCE: usize = 8;
+
+/// How often the log summarises a penalised source.
+pub const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Where a connection comes from, for counting: an IPv4 address, or an IPv6 /64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Source(IpAddr);
+
+impl Source {
+    /// The source of a peer address (IPv4-mapped IPv6 counts as IPv4).
+    pub fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => Source(IpAddr::V4(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Source(IpAddr::V4(v4)),
+                None => {
+                    let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                    Source(IpAddr::V6(Ipv6Addr::from(prefix)))
+                }
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V4(v4) => write!(f, "{v4}"),
+            IpAddr::V6(v6) => write!(f, "{v6}/64"),
+        }
+    }
+}
+
+/// The gate's answer to a new connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admit<H> {
+    /// It may handshake under this ticket number; `evicted` (if any) must be stopped now.
+    Admitted { ticket: u64, evicted: Option<H> },
+    /// Close it at once. `log` is a line to show, if this source is not being summarised.
+    Refused { log: Option<String> },
+}
+
+struct Pending<H> {
+    source: Source,
+    started: Instant,
+    handle: Option<H>,
+}
+
+#[derive(Default)]
+struct SourceState {
+    pending: usize,
+    /// Grows with every refusal, eviction and failed handshake; halves every interval.
+    penalty: u32,
+    /// Events not logged one by one since the last summary.
+    suppressed: u64,
+}
+
+impl SourceState {
+    /// A penalised source is summarised instead of logged line by line.
+    fn penalised(&self) -> bool {
+        self.penalty > 0
+    }
+}
+
+/// The pending handshakes and what each source has done lately.
+pub struct Gate<H> {
+    limits: GateLimits,
+    pending: BTreeMap<u64, Pending<H>>,
+    sources: HashMap<Source, SourceState>,
+    next_ticket: u64,
+    last_report: Option<Instant>,
+}
+
+impl<H> Gate<H> {
+    /// An empty gate.
+    pub fn new(limits: GateLimits) -> Self {
+        Gate {
+            limits,
+            pending: BTreeMap::new(),
+            sources: HashMap::new(),
+            next_ticket: 0,
+            last_report: None,
+        }
+    }
+
+    /// Handshakes in progress.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Decides about a new connection from `source`.
+    pub fn admit(&mut self, source: Source, now: Instant) -> Admit<H> {
+        let state = self.sources.entry(source).or_default();
+        if state.pending >= self.limits.per_source {
+            state.penalty = state.penalty.saturating_add(1);
+            state.suppressed += 1;
+            return Admit::Refused { log: None };
+        }
+        let mut evicted = None;
+        if self.pending.len() >= self.limits.max_pending {
+            let newcomer_would_hold = state.pending + 1;
+            match self.victim() {
+                Some(ticket)
+                    if self.pending[&ticket].source != source
+                        && self.sources[&self.pending[&ticket].source].pending
+                            > newcomer_would_hold =>
+                {
+                    evicted = self.evict(ticket);
+                }
+                _ => {
+                    let max_pending = self.limits.max_pending;
+                    let log = self.event(source, |s| {
+                        format!(
+                            "connection from {s}: closed at once ({max_pending} handshakes already in progress)"
+                        )
+                    });
+                    return Admit::Refused { log };
+                }
+            }
+        }
+        self.next_ticket += 1;
+        let ticket = self.next_ticket;
+        self.pending.insert(
+            ticket,
+            Pending {
+                source,
+                started: now,
+                handle: None,
+            },
+        );
+        self.sources.entry(source).or_default().pending += 1;
+        Admit::Admitted { ticket, evicted }
+    }
+
+    /// Remembers how to stop the handshake under `ticket` (once its task exists). If it has
+    /// already finished, `handle` is dropped.
+    pub fn attach(&mut self, ticket: u64, handle: H) {
+        if let Some(p) = self.pending.get_mut(&ticket) {
+            p.handle = Some(handle);
+        }
+    }
+
+    /// The handshake under `ticket` is over (admitted, refused or failed): its slot is free.
+    /// A failure counts against its source.
+    pub fn finished(&mut self, ticket: u64, failed: bool) {
+        let Some(p) = self.pending.remove(&ticket) else {
+            return;
+        };
+        if let Some(state) = self.sources.get_mut(&p.source) {
+            state.pending = state.pending.saturating_sub(1);
+            if failed && state.penalised() {
+                state.penalty = state.penalty.saturating_add(1);
+            }
+        }
+    }
+
+    /// A line about a connection from `source` (a failed handshake, a refusal): returned to be
+    /// shown now, or `None` when the source is penalised and its events are being summarised.
+    pub fn event(&mut self, source: Source, line: impl FnOnce(Source) -> String) -> Option<String> {
+        let state = self.sources.entry(source).or_default();
+        if state.penalised() {
+            state.suppressed += 1;
+            None
+        } else {
+            Some(line(source))
+        }
+    }
+
+    /// Called regularly: once per interval, one summary line per source whose events were
+    /// held back, and penalties decay. Returns nothing between intervals.
+    pub fn report(&mut self, now: Instant) -> Vec<String> {
+        let due = self
+            .last_report
+            .is_none_or(|last| now.duration_since(last) >= self.limits.report_every);
+        if !due {
+            return Vec::new();
+        }
+        self.last_report = Some(now);
+        let secs = self.limits.report_every.as_secs();
+        let per_source = self.limits.per_source;
+        let mut lines: Vec<(Source, String)> = Vec::new();
+        self.sources.retain(|source, state| {
+            if state.suppressed > 0 {
+                lines.push((
+                    *source,
+                    format!(
+                        "connections from {source}: {} refused, evicted or failed in the last {secs} s \
+                         (too many at once; at most {per_source} handshakes per address)",
+                        state.suppressed
+                    ),
+                ));
+                state.suppressed = 0;
+            }
+            state.penalty /= 2;
+            state.pending > 0 || state.penalty > 0
+        });
+        lines.sort();
+        lines.into_iter().map(|(_, line)| line).collect()
+    }
+
+    /// The pending handshake to give up first: from the source holding the most slots (then
+    /// the most penalised), its oldest.
+    fn victim(&self) -> Option<u64> {
+        self.pending
+            .iter()
+            .max_by(|(ta, a), (tb, b)| {
+                let (sa, sb) = (&self.sources[&a.source], &self.sources[&b.source]);
+                (sa.pending, sa.penalty)
+                    .cmp(&(sb.pending, sb.penalty))
+                    // Older (smaller start time, then smaller ticket) wins the max.
+                    .then(b.started.cmp(&a.started))
+                    .then(tb.cmp(ta))
+            })
+            .map(|(ticket, _)| *ticket)
+    }
+
+    fn evict(&mut self, ticket: u64) -> Option<H> {
+        let p = self.pending.remove(&ticket)?;
+        if let Some(state) = self.sources.get_mut(&p.source) {
+            state.pending = state.pending.saturating_sub(1);
+            state.penalty = state.penalty.saturating_add(1);
+            state.suppressed += 1;
+        }
+        p.handle
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(text: &str) -> Source {
+        Source::of(text.parse().unwrap())
+    }
+
+    fn limits(max_pending: usize, per_source: usize) -> GateLimits {
+        GateLimits {
+            max_pending,
+            per_source,
+            report_every: Duration::from_secs(10),
+        }
+    }
+
+    fn ticket(a: Admit<u32>) -> (u64, Option<u32>) {
+        match a {
+            Admit::Admitted { ticket, evicted } => (ticket, evicted),
+            Admit::Refused { .. } => panic!("refused"),
+        }
+    }
+
+    #[test]
+    fn one_source_is_capped_and_then_summarised() {
+        let mut gate = Gate::<u32>::new(limits(64, 3));
+        let now = Instant::now();
+        let attacker = src("127.0.0.2");
+        for _ in 0..3 {
+            ticket(gate.admit(attacker, now));
+        }
+        for _ in 0..200 {
+            assert_eq!(gate.admit(attacker, now), Admit::Refused { log: None });
+        }
+        // A failed handshake of a penalised source is not logged line by line.
+        assert_eq!(gate.event(attacker, |s| format!("{s} failed")), None);
+        // Another address is unaffected.
+        let friend = src("127.0.0.1");
+        ticket(gate.admit(friend, now));
+        assert_eq!(
+            gate.event(friend, |s| format!("{s} failed")),
+            Some("127.0.0.1 failed".into())
+        );
+        let lines = gate.report(now);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("127.0.0.2: 201 refused"), "{lines:?}");
+        // Nothing more until the next interval.
+        assert!(gate.report(now + Duration::from_secs(1)).is_empty());
+    }
+
+    #[test]
+    fn a_full_gate_evicts_the_busiest_source_oldest_first() {
+        let mut gate = Gate::<u32>::new(limits(4, 4));
+        let t0 = Instant::now();
+        let busy = src("10.0.0.1");
+        let mut tickets = Vec::new();
+        for i in 0..4u32 {
+            let (t, _) = ticket(gate.admit(busy, t0 + Duration::from_millis(u64::from(i))));
+            gate.attach(t, i);
+            tickets.push(t);
+        }
+        let (_, evicted) = ticket(gate.admit(src("10.0.0.2"), t0 + Duration::from_secs(1)));
+        assert_eq!(evicted, Some(0), "the oldest of the busiest source goes");
+        assert_eq!(gate.pending(), 4);
+        // The busy source cannot evict the newcomer back: it would not hold fewer slots.
+        assert!(matches!(
+            gate.admit(busy, t0 + Duration::from_secs(2)),
+            Admit::Refused { .. }
+        ));
+        gate.finished(tickets[1], false);
+        assert_eq!(gate.pending(), 3);
+        ticket(gate.admit(busy, t0 + Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn equal_sources_refuse_newcomers_rather_than_evict_each_other() {
+        let mut gate = Gate::<u32>::new(limits(2, 4));
+        let now = Instant::now();
+        ticket(gate.admit(src("10.0.0.1"), now));
+        ticket(gate.admit(src("10.0.0.2"), now));
+        assert!(matches!(
+            gate.admit(src("10.0.0.3"), now),
+            Admit::Refused { log: Some(_) }
+        ));
+    }
+
+    #[test]
+    fn penalties_decay_and_quiet_sources_are_forgotten() {
+        let mut gate = Gate::<u32>::new(limits(8, 1));
+        let t0 = Instant::now();
+        let s = src("10.0.0.9");
+        let (t, _) = ticket(gate.admit(s, t0));
+        assert!(matches!(gate.admit(s, t0), Admit::Refused { .. }));
+        gate.finished(t, true);
+        let mut at = t0;
+        for _ in 0..8 {
+            at += Duration::from_secs(10);
+            gate.report(at);
+        }
+        assert!(gate.sources.is_empty());
+        assert!(gate.event(s, |_| "logged again".into()).is_some());
+    }
+
+    #[test]
+    fn ipv6_sources_are_counted_per_64() {
+        assert_eq!(src("2001:db8::1"), src("2001:db8::ffff:1"));
+        assert_ne!(src("2001:db8::1"), src("2001:db8:0:1::1"));
+        assert_eq!(src("::ffff:10.1.2.3"), src("10.1.2.3"));
+        assert_eq!(src("2001:db8::1").to_string(), "2001:db8::/64");
+    }
+}
