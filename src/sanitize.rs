@@ -3,7 +3,8 @@
 //! A peer controls every byte of its messages. Printed raw, an escape sequence could clear the
 //! screen, rewrite earlier lines, set the window title, plant an OSC 8 hyperlink or write the
 //! clipboard (OSC 52); bidi overrides can make text read differently than it is. So every
-//! control character (C0, DEL, C1), every bidi control and the Unicode line/paragraph
+//! control character (C0, DEL, C1), every bidi control, every invisible format character
+//! (Unicode's Cf category, the tag characters, the blank fillers) and the Unicode line/paragraph
 //! separators are shown escaped — `\x1b`, `\u{202e}` — and never reach the terminal as such.
 //! Neutralising ESC itself is enough to defuse every sequence that starts with it.
 
@@ -34,8 +35,39 @@ fn must_escape(c: char, keep_newlines: bool) -> bool {
         | '\u{2066}'..='\u{2069}' => true,
         // Line and paragraph separators: invisible line breaks.
         '\u{2028}' | '\u{2029}' => true,
-        _ => false,
+        c => is_invisible(c),
     }
+}
+
+/// Invisible format characters (Unicode's Cf category, Unicode 16) and the blank "filler"
+/// letters: they print as nothing, so text could hide, join or pad words with them (a name
+/// with a zero-width space looks exactly like the name).
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{06dd}'
+            | '\u{070f}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08e2}'
+            | '\u{115f}'..='\u{1160}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{3164}'
+            | '\u{feff}'
+            | '\u{ffa0}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{110bd}'
+            | '\u{110cd}'
+            | '\u{13430}'..='\u{1343f}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0000}'..='\u{e007f}'
+    )
 }
 
 fn escape(text: &str, keep_newlines: bool) -> Cow<'_, str> {
@@ -88,6 +120,35 @@ mod tests {
         assert_eq!(line("abc\u{202e}fed"), "abc\\u{202e}fed");
         assert_eq!(line("\u{2066}x\u{2069}"), "\\u{2066}x\\u{2069}");
         assert_eq!(line("a\u{2028}b"), "a\\u{2028}b");
+    }
+
+    #[test]
+    fn invisible_format_characters_are_shown() {
+        for c in [
+            '\u{200b}',
+            '\u{feff}',
+            '\u{2060}',
+            '\u{2064}',
+            '\u{206a}',
+            '\u{206f}',
+            '\u{3164}',
+            '\u{fff9}',
+            '\u{fffb}',
+            '\u{e0001}',
+            '\u{e0041}',
+            '\u{e007f}',
+            '\u{600}',
+            '\u{180e}',
+            '\u{1d173}',
+        ] {
+            let text = format!("a{c}b");
+            assert_eq!(line(&text), format!("a\\u{{{:04x}}}b", c as u32), "{c:?}");
+        }
+        assert_eq!(line("soft\u{ad}hyphen"), "soft\\xadhyphen");
+        // Visible neighbours are left alone.
+        for s in ["\u{2065}", "\u{2070}", "\u{e0080}", "é", "日本"] {
+            assert!(matches!(line(s), Cow::Borrowed(_)), "{s:?}");
+        }
     }
 
     #[test]

@@ -7,6 +7,13 @@
 //!
 //! Everything that came from the peer passes through [`crate::sanitize`] (or the JSON escaper)
 //! first, so a peer can never send the terminal a control sequence.
+//!
+//! Nor can it forge one of our own rows. At the terminal we wrap every row ourselves, short of
+//! the last column, so the terminal never wraps: column 0 of every row is ours — a time stamp
+//! followed by `--`/`!!` (status), `<name>` or `* name` (a message), or the blank margin of a
+//! continuation row. Peer text never starts a row, however it is padded. In plain mode every
+//! message line starts with its sender's label and a colon (`LABEL: text`, on stdout), and
+//! status lines with `schat: ` (on stderr), which no label is.
 
 use crate::json::Object;
 use crate::keys::PublicKey;
@@ -14,6 +21,9 @@ use crate::sanitize;
 use std::fmt::Display;
 use std::io::{self, Write};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use unicode_width::UnicodeWidthChar;
 
 /// Who said something.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +62,9 @@ pub struct Ui {
     color: bool,
     /// In interactive mode, output goes through the line editor so the prompt survives.
     editor: Option<Mutex<rustyline_async::SharedWriter>>,
+    /// The editor's queue to the screen is full: what was written waits in its buffer, and
+    /// callers stop reading peers until [`Ui::screen_drained`] (back-pressure, not memory).
+    blocked: AtomicBool,
 }
 
 const RESET: &str = "\x1b[0m";
@@ -77,6 +90,7 @@ impl Ui {
             mode: Mode::Plain,
             color: false,
             editor: None,
+            blocked: AtomicBool::new(false),
         }
     }
 
@@ -86,6 +100,7 @@ impl Ui {
             mode: Mode::Json,
             color: false,
             editor: None,
+            blocked: AtomicBool::new(false),
         }
     }
 
@@ -95,6 +110,7 @@ impl Ui {
             mode: Mode::Interactive,
             color,
             editor: Some(Mutex::new(writer)),
+            blocked: AtomicBool::new(false),
         }
     }
 
@@ -107,15 +123,58 @@ impl Ui {
     }
 
     /// Writes whole lines to the terminal above the prompt (interactive) or to stderr.
+    ///
+    /// Row by row: when the editor's queue is full, the row stays in the editor's own buffer
+    /// (shown later, once, in order) and the screen counts as blocked until it drains.
     fn to_screen(&self, text: &str) {
         if let Some(editor) = &self.editor
             && let Ok(mut w) = editor.lock()
-            && w.write_all(text.as_bytes()).is_ok()
         {
-            return;
+            let mut closed = false;
+            for row in text.split_inclusive('\n') {
+                match w.write(row.as_bytes()) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.blocked.store(true, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            if !closed {
+                return;
+            }
         }
         // No editor, or it has shut down: the terminal is back to normal.
         let _ = io::stderr().lock().write_all(text.as_bytes());
+    }
+
+    /// Whether the screen has more waiting than it can show: then read no more from peers.
+    pub fn screen_blocked(&self) -> bool {
+        self.blocked.load(Ordering::Relaxed)
+    }
+
+    /// Waits until what the screen held back has been handed to the editor.
+    pub async fn screen_drained(&self) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if let Some(editor) = &self.editor
+                && let Ok(mut w) = editor.lock()
+                && matches!(w.write(b""), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            {
+                continue;
+            }
+            self.blocked.store(false, Ordering::Relaxed);
+            return;
+        }
+    }
+
+    /// Rows for the terminal: `head` (already painted; `head_cols` wide) then `body`, wrapped by
+    /// us short of the last column, continuation rows behind a blank margin.
+    fn rows(&self, head: &str, head_cols: usize, body: &str) -> String {
+        layout(head, head_cols, body, terminal_columns())
     }
 
     fn stamp(&self) -> String {
@@ -134,13 +193,17 @@ impl Ui {
         out.flush()
     }
 
+    /// `HH:MM -- text` (or `!!`), wrapped: our own rows, which peer text never starts.
+    fn status_rows(&self, color: &str, mark: &str, text: &str) {
+        let head = format!("{} {}", self.stamp(), self.paint(color, mark));
+        let body = self.paint(color, &sanitize::block(text));
+        self.to_screen(&self.rows(&head, STAMP_COLS + 1 + mark.len(), &body));
+    }
+
     /// A status line (connection progress, peer verified, …).
     pub fn status(&self, text: impl Display) {
         match self.mode {
-            Mode::Interactive => {
-                let line = self.paint(DIM, &format!("-- {text}"));
-                self.to_screen(&format!("{} {line}\n", self.stamp()));
-            }
+            Mode::Interactive => self.status_rows(DIM, "--", &text.to_string()),
             _ => {
                 let _ = writeln!(io::stderr().lock(), "schat: {text}");
             }
@@ -150,10 +213,7 @@ impl Ui {
     /// A warning.
     pub fn warn(&self, text: impl Display) {
         match self.mode {
-            Mode::Interactive => {
-                let line = self.paint(YELLOW, &format!("!! {text}"));
-                self.to_screen(&format!("{} {line}\n", self.stamp()));
-            }
+            Mode::Interactive => self.status_rows(YELLOW, "!!", &text.to_string()),
             _ => {
                 let _ = writeln!(io::stderr().lock(), "schat: warning: {text}");
             }
@@ -164,10 +224,7 @@ impl Ui {
     pub fn error(&self, text: impl Display) {
         let text = text.to_string();
         match self.mode {
-            Mode::Interactive => {
-                let line = self.paint(RED, &format!("!! error: {text}"));
-                self.to_screen(&format!("{} {line}\n", self.stamp()));
-            }
+            Mode::Interactive => self.status_rows(RED, "!!", &format!("error: {text}")),
             Mode::Json => {
                 let _ = writeln!(io::stderr().lock(), "schat: error: {text}");
                 let _ = self.json_event(Object::new().str("event", "error").str("message", &text));
@@ -226,11 +283,7 @@ impl Ui {
     pub fn message(&self, from: &Speaker<'_>, text: &str) -> io::Result<()> {
         let action = text.strip_prefix("/me ");
         match self.mode {
-            Mode::Plain => {
-                let mut out = io::stdout().lock();
-                writeln!(out, "{}", sanitize::line(text))?;
-                out.flush()
-            }
+            Mode::Plain => plain_line(from.label, text),
             Mode::Json => self.json_event(
                 Object::new()
                     .str("event", "message")
@@ -261,16 +314,7 @@ impl Ui {
                         .bool("action", action.is_some()),
                 )
             }
-            Mode::Plain => {
-                let mut out = io::stdout().lock();
-                writeln!(
-                    out,
-                    "{}: {}",
-                    sanitize::line(from.label),
-                    sanitize::line(text)
-                )?;
-                out.flush()
-            }
+            Mode::Plain => plain_line(from.label, text),
             Mode::Interactive => {
                 let color = PALETTE[usize::from(from.key.as_bytes()[0]) % PALETTE.len()];
                 let name = format!("{} via {}", from.label, via.label);
@@ -293,6 +337,17 @@ impl Ui {
         self.status(format_args!("{}: {}", from.label, sanitize::line(text)));
     }
 
+    /// What we sent to one member only: echoed at the terminal, and confirmed in every mode
+    /// (scripts know what they sent, but not who the name reached).
+    pub fn own_private(&self, to: &str, text: &str) {
+        match self.mode {
+            Mode::Interactive => {
+                self.to_screen(&self.chat_block(&format!("you → {to}"), BOLD, text))
+            }
+            _ => self.status(format_args!("(to {}) sent privately", sanitize::line(to))),
+        }
+    }
+
     /// Echo of what we sent (interactive only: scripts know what they sent).
     pub fn own(&self, text: &str) {
         if self.mode == Mode::Interactive {
@@ -300,23 +355,16 @@ impl Ui {
         }
     }
 
-    /// `HH:MM <name> text`, continuation lines indented under the text, or `* name action`.
+    /// `HH:MM <name> text` or `HH:MM * name action`, wrapped by us, continuation rows (and the
+    /// lines of a multi-line message) indented under the text.
     fn chat_block(&self, name: &str, color: &str, text: &str) -> String {
         let (head, body) = match text.strip_prefix("/me ") {
-            Some(action) => (format!("* {name}"), action),
-            None => (format!("<{name}>"), text),
+            Some(action) => (format!("* {}", sanitize::line(name)), action),
+            None => (format!("<{}>", sanitize::line(name)), text),
         };
-        let body = sanitize::block(body);
-        let indent = " ".repeat(6 + head.chars().count() + 1);
-        let mut out = format!("{} {} ", self.stamp(), self.paint(color, &head));
-        for (i, line) in body.split('\n').enumerate() {
-            if i > 0 {
-                out.push_str(&indent);
-            }
-            out.push_str(line);
-            out.push('\n');
-        }
-        out
+        let head_cols = STAMP_COLS + 1 + text_columns(&head);
+        let head = format!("{} {}", self.stamp(), self.paint(color, &head));
+        self.rows(&head, head_cols, &sanitize::block(body))
     }
 
     /// The peer left (with its reason, possibly empty).
@@ -338,5 +386,159 @@ impl Ui {
                 sanitize::line(reason)
             ));
         }
+    }
+}
+
+/// Columns of `HH:MM`.
+const STAMP_COLS: usize = 5;
+
+/// Runs of blanks longer than this are shown as a count: padding is how text is pushed to
+/// where it would look like something else.
+const MAX_BLANKS: usize = 8;
+
+/// The terminal's width (80 when unknown; never less than 20).
+fn terminal_columns() -> usize {
+    crossterm::terminal::size()
+        .map(|(cols, _)| usize::from(cols))
+        .unwrap_or(80)
+        .max(20)
+}
+
+/// Display width of text, counting East Asian ambiguous characters as wide: erring wide only
+/// wraps a little early, erring narrow would let the terminal wrap for us.
+fn text_columns(text: &str) -> usize {
+    text.chars().map(char_columns).sum()
+}
+
+fn char_columns(c: char) -> usize {
+    c.width_cjk().unwrap_or(0)
+}
+
+/// Lays out rows: `head` (`head_cols` wide) and a space, then `body`, wrapped so that no row
+/// reaches the last column. Continuation rows (wraps and the body's own line breaks) start
+/// with a blank margin. `body` must already be sanitized; escape sequences we added ourselves
+/// (colour) take no columns. Tabs become spaces and long runs of blanks are collapsed.
+fn layout(head: &str, head_cols: usize, body: &str, columns: usize) -> String {
+    let usable = columns.saturating_sub(1).max(10);
+    let indent = (head_cols + 1).min(usable / 3);
+    let mut out = String::with_capacity(head.len() + body.len() + 16);
+    out.push_str(head);
+    out.push(' ');
+    let mut col = head_cols + 1;
+    let new_row = |out: &mut String, col: &mut usize| {
+        out.push('\n');
+        out.push_str(&" ".repeat(indent));
+        *col = indent;
+    };
+    for (i, line) in collapse_blanks(&body.replace('\t', "    "))
+        .split('\n')
+        .enumerate()
+    {
+        if i > 0 {
+            new_row(&mut out, &mut col);
+        }
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                // One of our own colour sequences (peer text has none left): copy it whole.
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+                continue;
+            }
+            let width = char_columns(c);
+            if col + width > usable {
+                new_row(&mut out, &mut col);
+            }
+            out.push(c);
+            col += width;
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// Replaces each run of more than [`MAX_BLANKS`] spaces with a visible count.
+fn collapse_blanks(text: &str) -> std::borrow::Cow<'_, str> {
+    let limit = " ".repeat(MAX_BLANKS + 1);
+    if !text.contains(&limit) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut run = 0usize;
+    let flush = |out: &mut String, run: usize| {
+        if run > MAX_BLANKS {
+            out.push_str(&format!(" [{run} spaces] "));
+        } else {
+            out.push_str(&" ".repeat(run));
+        }
+    };
+    for c in text.chars() {
+        if c == ' ' {
+            run += 1;
+            continue;
+        }
+        flush(&mut out, run);
+        run = 0;
+        out.push(c);
+    }
+    flush(&mut out, run);
+    std::borrow::Cow::Owned(out)
+}
+
+/// A message in plain mode: `LABEL: text` on one line of stdout. Fails only if stdout is gone.
+fn plain_line(label: &str, text: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{}: {}", sanitize::line(label), sanitize::line(text))?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(text: &str) -> Vec<String> {
+        text.trim_end_matches('\n')
+            .split('\n')
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn no_row_reaches_the_last_column_and_continuations_have_a_margin() {
+        let body = format!("{}-- peer: alice (safety number compared)", " ".repeat(75));
+        let out = layout("12:00 <bob>", 11, &body, 40);
+        for (i, row) in rows(&out).iter().enumerate() {
+            assert!(text_columns(row) < 40, "{row:?}");
+            if i > 0 {
+                assert!(row.starts_with("            "), "{row:?}");
+            }
+        }
+        assert!(out.contains("[75 spaces]"));
+    }
+
+    #[test]
+    fn wide_characters_are_measured() {
+        let out = layout("h", 1, &"日".repeat(30), 21);
+        for row in rows(&out) {
+            assert!(text_columns(&row) < 21, "{row:?}");
+        }
+    }
+
+    #[test]
+    fn our_colour_sequences_take_no_columns() {
+        let painted = format!("{DIM}{}{RESET}", "x".repeat(10));
+        let out = layout("h", 1, &painted, 20);
+        assert_eq!(rows(&out).len(), 1, "{out:?}");
+    }
+
+    #[test]
+    fn blank_runs_are_collapsed_short_ones_kept() {
+        assert_eq!(collapse_blanks("a        b"), "a        b");
+        assert_eq!(collapse_blanks("a         b"), "a [9 spaces] b");
     }
 }

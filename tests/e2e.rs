@@ -162,9 +162,9 @@ async fn welcome_chat_both_ways_and_quit_end_both_cleanly() {
         dialer.send("hi bob").await;
         listener.send("hi alice").await;
         dialer.send("second line, with ünïcödé").await;
-        assert_eq!(listener.stdout_line().await, "hi bob");
-        assert_eq!(listener.stdout_line().await, "second line, with ünïcödé");
-        assert_eq!(dialer.stdout_line().await, "hi alice");
+        assert_eq!(listener.said().await, "hi bob");
+        assert_eq!(listener.said().await, "second line, with ünïcödé");
+        assert_eq!(dialer.said().await, "hi alice");
 
         dialer.send("quit").await;
         assert!(dialer.exit().await.success());
@@ -193,7 +193,7 @@ async fn listener_quit_and_ctrl_d_also_end_cleanly() {
         dialer.send("last words").await;
         dialer.close_stdin();
         assert!(dialer.exit().await.success());
-        assert_eq!(listener.stdout_line().await, "last words");
+        assert_eq!(listener.said().await, "last words");
         assert!(listener.exit().await.success());
     })
     .await
@@ -256,7 +256,7 @@ async fn right_pin_in_any_spelling_connects() {
         let mut dialer = alice.dial(port, &["--peer", &colons.join(":")]);
         dialer.stderr_until("welcome").await;
         dialer.send("pinned both ways").await;
-        assert_eq!(listener.stdout_line().await, "pinned both ways");
+        assert_eq!(listener.said().await, "pinned both ways");
         dialer.send("quit").await;
         assert!(dialer.exit().await.success());
         assert!(listener.exit().await.success());
@@ -283,7 +283,7 @@ async fn listener_pin_refuses_strangers_tells_them_and_keeps_serving() {
         let mut carol_dialer = carol.dial(port, &[]);
         carol_dialer.stderr_until("welcome").await;
         carol_dialer.send("it's carol").await;
-        assert_eq!(listener.stdout_line().await, "it's carol");
+        assert_eq!(listener.said().await, "it's carol");
         carol_dialer.send("quit").await;
         assert!(carol_dialer.exit().await.success());
         assert!(listener.exit().await.success());
@@ -342,7 +342,7 @@ async fn a_listener_survives_bad_connections_and_serves_peer_after_peer() {
             dialer.stderr_until("welcome").await;
             let text = format!("round {round}");
             dialer.send(&text).await;
-            assert_eq!(listener.stdout_line().await, text);
+            assert_eq!(listener.said().await, text);
             dialer.send("quit").await;
             assert!(dialer.exit().await.success());
             listener.stderr_until("waiting for the next peer").await;
@@ -384,7 +384,7 @@ async fn peer_text_is_sanitized_and_long_lines_are_refused_locally() {
             .send("\x1b[2J\x1b]52;c;aGk=\x07 evil \u{202e}txt\0")
             .await;
         assert_eq!(
-            listener.stdout_line().await,
+            listener.said().await,
             "\\x1b[2J\\x1b]52;c;aGk=\\x07 evil \\u{202e}txt\\x00"
         );
         let long = "x".repeat(70_000);
@@ -393,7 +393,7 @@ async fn peer_text_is_sanitized_and_long_lines_are_refused_locally() {
         dialer.send_raw(b"\xff\xfe\n").await;
         dialer.stderr_until("not valid UTF-8").await;
         dialer.send("still connected").await;
-        assert_eq!(listener.stdout_line().await, "still connected");
+        assert_eq!(listener.said().await, "still connected");
         dialer.send("quit").await;
         assert!(dialer.exit().await.success());
         assert!(listener.exit().await.success());
@@ -414,7 +414,7 @@ async fn many_lines_piped_at_once_all_arrive_in_order() {
         dialer.send_raw(script.as_bytes()).await;
         dialer.close_stdin();
         for i in 0..2000 {
-            assert_eq!(listener.stdout_line().await, format!("line {i}"));
+            assert_eq!(listener.said().await, format!("line {i}"));
         }
         assert!(dialer.exit().await.success());
         assert!(listener.exit().await.success());

@@ -227,14 +227,14 @@ async fn a_thousand_hostile_connections_cost_one_line_each_and_nothing_else() {
         let mut dialer = friend.dial(port, &[]);
         dialer.stderr_until("welcome").await;
         dialer.send("still here?").await;
-        let mut got = listener.stdout_line().await;
+        let mut got = listener.said().await;
         while got != "still here?" {
             // Replayed and reordered attacks delivered their first message before failing.
             assert!(
                 ["replayed"].contains(&got.as_str()),
                 "unexpected output {got:?}"
             );
-            got = listener.stdout_line().await;
+            got = listener.said().await;
         }
         dialer.send("quit").await;
         assert!(dialer.exit().await.success());

@@ -125,7 +125,7 @@ async fn the_right_passphrase_from_a_file_or_the_environment_unlocks_both_sides(
         };
         dialer.stderr_until("welcome").await;
         dialer.send("unlocked both ways").await;
-        assert_eq!(listener.stdout_line().await, "unlocked both ways");
+        assert_eq!(listener.said().await, "unlocked both ways");
         dialer.send("quit").await;
         assert!(dialer.exit().await.success());
         assert!(listener.exit().await.success());

@@ -91,7 +91,7 @@ async fn pasting_the_right_fingerprint_accepts_and_names_the_peer() {
             (t, alice)
         })
         .await;
-        assert_eq!(listener.stdout_line().await, "typed on a terminal");
+        assert_eq!(listener.said().await, "typed on a terminal");
         let (t, alice) = dialer;
         let code = on_terminal(move || {
             let mut t = t;
@@ -156,7 +156,7 @@ async fn a_half_typed_line_survives_an_incoming_message() {
             .unwrap();
         listener.send("incoming while you type").await;
         let (t, _alice) = terminal.await;
-        assert_eq!(listener.stdout_line().await, "hello world");
+        assert_eq!(listener.said().await, "hello world");
         let code = on_terminal(move || {
             let mut t = t;
             type_line(&mut t, "/quit");
@@ -189,8 +189,8 @@ async fn arrow_up_recalls_history_and_peer_escapes_are_shown_not_run() {
             type_line(&mut t, "quit");
             exit_code(&t)
         });
-        assert_eq!(listener.stdout_line().await, "say it twice");
-        assert_eq!(listener.stdout_line().await, "say it twice");
+        assert_eq!(listener.said().await, "say it twice");
+        assert_eq!(listener.said().await, "say it twice");
         tokio::task::spawn_blocking(move || rx.recv().unwrap())
             .await
             .unwrap();

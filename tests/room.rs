@@ -74,12 +74,18 @@ async fn a_host_and_three_members_relay_with_origins_notices_and_msg() {
             assert_eq!(m["from"]["fingerprint"], host.fingerprint());
             assert!(m.get("via").is_none());
         }
-        // /msg reaches only its target (named by a fingerprint prefix).
+        // A short fingerprint prefix could be ground by anyone: it names nobody.
+        room.send(&format!("/msg {} too short", &carol.fingerprint()[..8]))
+            .await;
+        room.stderr_until("needs at least 16 hex digits").await;
+        // /msg reaches only its target (named by a 16-digit fingerprint prefix).
         room.send(&format!(
             "/msg {} for carol only",
-            &carol.fingerprint()[..8]
+            &carol.fingerprint()[..16]
         ))
         .await;
+        let sent = room.stderr_until_any(|l| l.contains("(to ")).await;
+        assert!(sent.contains(&carol.fingerprint()[..12]), "{sent}");
         room.send("after the secret").await;
         assert_eq!(next_message(&mut c).await["text"], "for carol only");
         assert_eq!(next_message(&mut c).await["text"], "after the secret");
@@ -122,7 +128,7 @@ async fn max_peers_one_is_a_one_to_one_chat() {
         );
         room.stderr_until("the room is full").await;
         a.send("still alone with you").await;
-        assert_eq!(room.stdout_line().await, "still alone with you");
+        assert_eq!(room.said().await, "still alone with you");
         a.send("quit").await;
         assert!(a.exit().await.success());
         room.signal("INT");
@@ -150,10 +156,12 @@ async fn silent_sockets_hit_the_deadline_while_a_real_peer_gets_in_at_once() {
         let (mut room, port) = host
             .listen(&["--timeout", "2", "--max-handshakes", "200"])
             .await;
+        // From another address than the real peer: one address cannot hold more than its
+        // share of handshakes (that case is tests/hostile.rs's).
         let mut silent = Vec::new();
         for _ in 0..100 {
-            let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-            s.write_all(&[0]).await.unwrap();
+            let mut s = common::connect_from([127, 0, 0, 2].into(), port).await;
+            let _ = s.write_all(&[0]).await;
             silent.push(s);
         }
         let started = Instant::now();
@@ -173,9 +181,15 @@ async fn silent_sockets_hit_the_deadline_while_a_real_peer_gets_in_at_once() {
         for closed in futures_join_all(closes).await {
             assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
         }
-        for _ in 0..100 {
-            room.stderr_until("the handshake timed out after 2 s").await;
-        }
+        // The few that held a slot timed out; the rest were refused at once; all of it is
+        // one summary line for the address, not a hundred.
+        room.stderr_until("connections from 127.0.0.2: ").await;
+        let timeouts = room
+            .stderr_seen
+            .iter()
+            .filter(|l| l.contains("timed out"))
+            .count();
+        assert!(timeouts <= 1, "{:#?}", room.stderr_seen);
         a.send("quit").await;
         assert!(a.exit().await.success());
         room.signal("INT");
@@ -199,13 +213,9 @@ async fn connections_above_the_handshake_cap_are_refused_and_members_do_not_noti
         for _ in 0..210 {
             flood.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
         }
-        let mut refused = 0;
-        while refused < 200 {
-            let line = room.stderr_until("connection from").await;
-            if line.contains("closed at once") {
-                refused += 1;
-            }
-        }
+        // One address over its cap: refused, and summarised in one line, not 200.
+        let summary = room.stderr_until("connections from 127.0.0.1:").await;
+        assert!(summary.contains("refused, evicted or failed"), "{summary}");
         // Established members chat on as if nothing happened.
         a.send("through the flood").await;
         // Plain mode shows a relayed line as `<origin label>: text`; Bob does not know Alice.
@@ -240,34 +250,28 @@ async fn a_member_that_stops_reading_is_disconnected_and_the_others_see_everythi
             &stuck_id,
             schat::framed::FrameReader::new(r),
             schat::framed::FrameWriter::new(w),
+            |_| Ok(()),
         )
         .await
         .unwrap();
         room.stderr_until("joined (2 in the room)").await;
         // The host talks a lot: 200 lines of 60 KB (12 MB), far beyond socket buffers and the
-        // stuck member's 1 MiB queue. The host's input is paced by the stuck member until it is
-        // dropped (after STUCK_AFTER, 10 s), then flows on to Alice.
+        // stuck member's 1 MiB queue. The host's input never waits for the stuck member: once
+        // its queue is full it is dropped, and Alice, who reads, gets every line.
         let line = "x".repeat(60_000);
-        let talk = async {
-            for _ in 0..200 {
+        for _ in 0..20 {
+            for _ in 0..10 {
                 room.send(&line).await;
             }
-            room.stderr_until("not keeping up").await
-        };
-        let read = async {
-            let mut got = 0;
-            while got < 200 {
-                assert_eq!(a.stdout_line().await.len(), 60_000);
-                got += 1;
+            for _ in 0..10 {
+                assert_eq!(a.said().await.len(), 60_000);
             }
-            got
-        };
-        let (warning, got) = tokio::join!(talk, read);
+        }
+        let warning = room.stderr_until("not keeping up").await;
         assert!(
             warning.contains(&stuck_id.public().to_hex()[..12]),
             "{warning}"
         );
-        assert_eq!(got, 200);
         a.stderr_until("was disconnected: not keeping up").await;
         a.send("quit").await;
         assert!(a.exit().await.success());

@@ -49,7 +49,7 @@ async fn first_contact_is_remembered_and_the_petname_shown_next_time() {
             "{line}"
         );
         second.send("hello again").await;
-        assert_eq!(listener.stdout_line().await, "hello again");
+        assert_eq!(listener.said().await, "hello again");
         second.send("quit").await;
         assert!(second.exit().await.success());
         // --peer takes the petname too.
@@ -169,7 +169,7 @@ async fn allow_known_and_allow_file_refuse_outsiders_and_keep_serving() {
             let mut friend = alice.dial(port, &[]);
             friend.stderr_until("welcome").await;
             friend.send("let me in").await;
-            assert_eq!(listener.stdout_line().await, "let me in");
+            assert_eq!(listener.said().await, "let me in");
             // The listener labels her by petname (known) or as unverified (file only).
             friend.send("quit").await;
             assert!(friend.exit().await.success());

@@ -16,22 +16,23 @@
 
 use super::command::{self, Command};
 use super::input::{Input, InputEvent};
-use super::keepalive::{Lapse, Silence};
+use super::member::{self, Event, Outbox, Rate};
 use super::verify::PeerInfo;
 use super::{LINGER, REFUSAL};
-use crate::error::{Error, ProtocolError, Result};
+use crate::error::{Error, Result};
 use crate::fingerprint;
 use crate::handshake::Established;
 use crate::message::{MAX_BODY, MAX_RELAY_TEXT, Message};
 use crate::signals::Interrupts;
-use crate::transport::{RecvHalf, SendHalf};
 use crate::ui::Ui;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+pub use super::member::DEFAULT_RATE;
 
 /// How the room behaves.
 #[derive(Debug, Clone)]
@@ -46,24 +47,22 @@ pub struct RoomOptions {
     pub keepalive: Duration,
     /// Bytes queued for one member before it counts as not keeping up.
     pub outbox_bytes: usize,
+    /// What each member may send into the room (its share; see [`member`]).
+    pub rate: Rate,
 }
 
 /// The default outbox: 1 MiB of queued messages per member.
 pub const DEFAULT_OUTBOX_BYTES: usize = 1 << 20;
 
-/// Messages queued for a writer are charged at least this much, so floods of tiny messages
-/// are bounded too.
-const MIN_CHARGE: usize = 64;
+/// Join and leave notices announced one by one per [`CHURN_WINDOW`]; beyond that they are
+/// summarised, so a member that reconnects in a loop cannot flood everyone's screen.
+const CHURN_NOTICES: u32 = 4;
 
-/// The writer sends at most this much in one write.
-const BATCH_BYTES: usize = 64 * 1024;
+/// The window over which join/leave notices are counted.
+pub const CHURN_WINDOW: Duration = Duration::from_secs(5);
 
-/// The host's own input waits while a member's queue has no room for another message; a member
-/// that stays that full this long is not reading and is disconnected.
-pub const STUCK_AFTER: Duration = Duration::from_secs(10);
-
-/// How often a waiting host checks whether the full queues have drained.
-const RECHECK: Duration = Duration::from_millis(20);
+/// How long a departed member's writer may finish its queue before its socket is closed.
+pub const DEPARTURE_GRACE: Duration = Duration::from_secs(3);
 
 /// A connection that finished its handshake and was admitted.
 pub struct Arrival<R, W> {
@@ -80,46 +79,12 @@ pub enum Connection<R, W> {
     Failed(String),
 }
 
-/// What member tasks report.
-enum Event {
-    Said { id: u64, text: String },
-    Left { id: u64, how: Result<String> },
-}
-
-/// A member's bounded queue of outgoing messages.
-#[derive(Clone)]
-struct Outbox {
-    tx: mpsc::UnboundedSender<(Message<'static>, OwnedSemaphorePermit)>,
-    budget: Arc<Semaphore>,
-}
-
-impl Outbox {
-    /// Whether another message of any size fits.
-    fn has_room(&self) -> bool {
-        self.budget.available_permits() > MAX_BODY + MIN_CHARGE
-    }
-
-    /// Queues `msg`, or says the member is not keeping up.
-    fn offer(&self, msg: Message<'static>) -> std::result::Result<(), ()> {
-        let charge = msg.body_len().max(MIN_CHARGE);
-        let charge = u32::try_from(charge).map_err(|_| ())?;
-        let permit = self
-            .budget
-            .clone()
-            .try_acquire_many_owned(charge)
-            .map_err(|_| ())?;
-        self.tx.send((msg, permit)).map_err(|_| ())
-    }
-}
-
 struct Member {
     info: PeerInfo,
     address: String,
     outbox: Outbox,
     reader: JoinHandle<()>,
     writer: JoinHandle<Result<()>>,
-    /// Since when its full queue has been holding up the host's input.
-    full_since: Option<tokio::time::Instant>,
 }
 
 impl Member {
@@ -132,8 +97,71 @@ impl Member {
     }
 }
 
+/// Counts joins and leaves: the first few per window are announced one by one, the rest in
+/// one summary when the window ends.
+struct Churn {
+    since: Instant,
+    announced: u32,
+    joined: u32,
+    left: u32,
+}
+
+impl Churn {
+    fn new() -> Self {
+        Churn {
+            since: Instant::now(),
+            announced: 0,
+            joined: 0,
+            left: 0,
+        }
+    }
+
+    /// Whether this join (or leave) is announced on its own.
+    fn announce(&mut self, joined: bool) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.since) >= CHURN_WINDOW && !self.held_back() {
+            self.since = now;
+            self.announced = 0;
+        }
+        if self.announced < CHURN_NOTICES {
+            self.announced += 1;
+            return true;
+        }
+        if joined {
+            self.joined += 1;
+        } else {
+            self.left += 1;
+        }
+        false
+    }
+
+    fn held_back(&self) -> bool {
+        self.joined + self.left > 0
+    }
+
+    /// When the summary of what was held back is due.
+    fn due(&self) -> Instant {
+        self.since + CHURN_WINDOW
+    }
+
+    /// The summary of the window that ended; starts a new one.
+    fn summary(&mut self, in_room: usize) -> String {
+        let line = format!(
+            "{} joined and {} left in the last {} s ({in_room} in the room now; /who lists them)",
+            self.joined,
+            self.left,
+            CHURN_WINDOW.as_secs()
+        );
+        *self = Churn::new();
+        line
+    }
+}
+
 /// Runs the room until the host quits (or, with `once`, until it empties after its first
 /// member). `connections` delivers what the accept loop produced.
+///
+/// The host's own input never waits on a member: a line that does not fit a member's outbox
+/// disconnects that member as not keeping up, so no member can freeze the host's typing.
 pub async fn host<R, W>(
     mut connections: mpsc::Receiver<Connection<R, W>>,
     options: &RoomOptions,
@@ -150,11 +178,9 @@ where
     let mut next_id = 0u64;
     let mut had_members = false;
     let mut last: Result<()> = Ok(());
+    let mut churn = Churn::new();
     loop {
-        // The host reads its next line only when every member can take it: a big paste is
-        // paced by the slowest member instead of piling up in memory. A member that holds the
-        // host up for STUCK_AFTER is dropped as not reading.
-        let host_may_speak = room_for_host(&mut members, ui);
+        let screen_free = !ui.screen_blocked();
         tokio::select! {
             Some(connection) = connections.recv() => match connection {
                 Connection::Failed(line) => ui.warn(line),
@@ -168,14 +194,19 @@ where
                 Connection::Arrived(arrival) => {
                     next_id += 1;
                     had_members = true;
-                    let joined = admit(next_id, *arrival, options, &events_tx, ui);
+                    let loud = churn.announce(true);
+                    let joined = admit(next_id, *arrival, options, &events_tx, ui, loud);
                     let tag = joined.tag();
-                    broadcast(&mut members, None, &Message::Notice(format!("{tag} joined").into()), ui);
+                    if loud {
+                        broadcast(&mut members, None, &Message::Notice(format!("{tag} joined").into()), ui);
+                    }
                     members.insert(next_id, joined);
-                    ui.status(format_args!("{tag} joined ({} in the room)", members.len()));
+                    if loud {
+                        ui.status(format_args!("{tag} joined ({} in the room)", members.len()));
+                    }
                 }
             },
-            Some(event) = events.recv() => match event {
+            Some(event) = events.recv(), if screen_free => match event {
                 Event::Said { id, text } => {
                     if let Err(e) = said(&mut members, id, &text, ui) {
                         last = Err(e);
@@ -184,9 +215,11 @@ where
                 }
                 Event::Left { id, how } => {
                     let Some(member) = members.remove(&id) else { continue };
+                    let loud = churn.announce(false);
                     let speaker = member.info.speaker();
                     match &how {
-                        Ok(reason) => ui.left(&speaker, reason),
+                        Ok(reason) if loud => ui.left(&speaker, reason),
+                        Ok(_) => {}
                         Err(e) => ui.error(format_args!(
                             "session with {} ({}) ended: {e}",
                             member.tag(),
@@ -195,7 +228,9 @@ where
                     }
                     let notice = format!("{} left", member.tag());
                     part(member, how.is_ok());
-                    broadcast(&mut members, None, &Message::Notice(notice.into()), ui);
+                    if loud {
+                        broadcast(&mut members, None, &Message::Notice(notice.into()), ui);
+                    }
                     last = how.map(|_| ());
                     if members.is_empty() {
                         if options.once {
@@ -205,13 +240,19 @@ where
                     }
                 }
             },
-            event = input.next(), if host_may_speak => {
+            () = tokio::time::sleep_until(churn.due()), if churn.held_back() => {
+                let line = churn.summary(members.len());
+                ui.status(&line);
+                broadcast(&mut members, None, &Message::Notice(line.into()), ui);
+            }
+            // The screen cannot take more: wait for it, reading no member meanwhile.
+            () = ui.screen_drained(), if !screen_free => {}
+            event = input.next() => {
                 if let Some(end) = host_input(event, &mut members, input, ui) {
                     last = end;
                     break;
                 }
             }
-            () = tokio::time::sleep(RECHECK), if !host_may_speak => {}
             name = interrupts.recv() => {
                 ui.status(format_args!("{name}; closing the room"));
                 last = Ok(());
@@ -226,13 +267,15 @@ where
     last
 }
 
-/// Starts a member's reader and writer and sends its WELCOME.
+/// Starts a member's reader and writer and sends its WELCOME. `loud`: show the arrival in
+/// full (under churn only the summary is shown).
 fn admit<R, W>(
     id: u64,
     arrival: Arrival<R, W>,
     options: &RoomOptions,
     events: &mpsc::Sender<Event>,
     ui: &Ui,
+    loud: bool,
 ) -> Member
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -244,24 +287,25 @@ where
         address,
     } = arrival;
     info.address = Some(address.clone());
-    ui.status(format_args!(
-        "secure session with {address}; peer fingerprint: {}",
-        fingerprint::grouped(&info.key)
-    ));
-    ui.status(format_args!("peer: {}", info.trust_line()));
-    ui.status(format_args!("safety number: {}", info.safety));
+    if loud {
+        ui.status(format_args!(
+            "secure session with {address}; peer fingerprint: {}",
+            fingerprint::grouped(&info.key)
+        ));
+        ui.status(format_args!("peer: {}", info.trust_line()));
+        ui.status(format_args!("safety number: {}", info.safety));
+    }
     ui.connected(&info.speaker(), &info.safety.grouped(), Some(&address));
     let Established { recv, send, .. } = established;
-    let (tx, rx) = mpsc::unbounded_channel();
-    let budget = Arc::new(Semaphore::new(options.outbox_bytes.max(MAX_BODY + 1)));
-    let outbox = Outbox { tx, budget };
-    let writer = tokio::spawn(member_writer(send, rx));
-    let reader = tokio::spawn(member_reader(
+    let (outbox, queue) = Outbox::new(options.outbox_bytes);
+    let writer = tokio::spawn(member::writer(send, queue));
+    let reader = tokio::spawn(member::reader(
         id,
         recv,
         events.clone(),
         outbox.clone(),
         options.keepalive,
+        options.rate,
     ));
     let member = Member {
         info,
@@ -269,36 +313,11 @@ where
         outbox,
         reader,
         writer,
-        full_since: None,
     };
     let _ = member
         .outbox
         .offer(Message::Welcome(options.welcome.clone().into()));
     member
-}
-
-/// Whether every member's queue has room for another message from the host; members that have
-/// been full for [`STUCK_AFTER`] are disconnected on the way.
-fn room_for_host(members: &mut BTreeMap<u64, Member>, ui: &Ui) -> bool {
-    let now = tokio::time::Instant::now();
-    let mut stuck = Vec::new();
-    let mut all_have_room = true;
-    for (id, member) in members.iter_mut() {
-        if member.outbox.has_room() {
-            member.full_since = None;
-            continue;
-        }
-        all_have_room = false;
-        let since = *member.full_since.get_or_insert(now);
-        if now.duration_since(since) >= STUCK_AFTER {
-            stuck.push(*id);
-        }
-    }
-    if !stuck.is_empty() {
-        disconnect_slow(members, stuck, ui);
-        return room_for_host(members, ui);
-    }
-    all_have_room
 }
 
 /// A member said something: show it, relay it to everyone else.
@@ -337,7 +356,7 @@ fn broadcast(
     let slow: Vec<u64> = members
         .iter()
         .filter(|(id, _)| Some(**id) != except)
-        .filter(|(_, m)| m.outbox.offer(msg.clone()).is_err())
+        .filter(|(_, m)| !m.outbox.offer(msg.clone()))
         .map(|(id, _)| *id)
         .collect();
     disconnect_slow(members, slow, ui);
@@ -359,20 +378,30 @@ fn disconnect_slow(members: &mut BTreeMap<u64, Member>, slow: Vec<u64>, ui: &Ui)
     }
 }
 
-/// Lets a member go: after its QUIT the writer finishes what is queued and closes; otherwise
-/// (error, too slow) both tasks are stopped at once, which closes the connection.
+/// Lets a member go: after its QUIT the writer gets [`DEPARTURE_GRACE`] to finish what is
+/// queued and close; otherwise (error, too slow), or when the grace runs out (a member that
+/// said QUIT and stopped reading), both tasks are stopped, which closes the connection.
 fn part(member: Member, gracefully: bool) {
     let Member {
         outbox,
         reader,
-        writer,
+        mut writer,
         ..
     } = member;
     drop(outbox);
     reader.abort();
     if !gracefully {
         writer.abort();
+        return;
     }
+    tokio::spawn(async move {
+        if tokio::time::timeout(DEPARTURE_GRACE, &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
+    });
 }
 
 /// The host typed something.
@@ -465,15 +494,20 @@ fn say(members: &mut BTreeMap<u64, Member>, to: Option<u64>, text: &str, ui: &Ui
             let Some(member) = members.get(&id) else {
                 return;
             };
-            ui.own(&format!("(to {}) {text}", member.info.label));
-            if member.outbox.offer(msg).is_err() {
+            ui.own_private(&member.tag(), text);
+            if !member.outbox.offer(msg) {
                 disconnect_slow(members, vec![id], ui);
             }
         }
     }
 }
 
-/// The member called `name`: its petname/label, or a prefix of its fingerprint (4+ digits).
+/// Hex digits of a fingerprint prefix that names a member: 64 bits, far beyond what anyone can
+/// grind a key to match (a 16-bit prefix takes seconds).
+pub const MIN_PREFIX_DIGITS: usize = 16;
+
+/// The member called `name`: its petname or label, or a fingerprint prefix of at least
+/// [`MIN_PREFIX_DIGITS`] hex digits (spaces and colons allowed, as fingerprints are shown).
 fn find(members: &BTreeMap<u64, Member>, name: &str) -> std::result::Result<u64, String> {
     let by_label: Vec<u64> = members
         .iter()
@@ -482,8 +516,14 @@ fn find(members: &BTreeMap<u64, Member>, name: &str) -> std::result::Result<u64,
         })
         .map(|(id, _)| *id)
         .collect();
-    let matches = if by_label.is_empty() && name.len() >= 4 {
-        let prefix = name.to_ascii_lowercase();
+    let prefix: String = name
+        .chars()
+        .filter(|c| !matches!(c, ' ' | ':'))
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let is_prefix =
+        prefix.len() >= MIN_PREFIX_DIGITS && prefix.chars().all(|c| c.is_ascii_hexdigit());
+    let matches = if by_label.is_empty() && is_prefix {
         members
             .iter()
             .filter(|(_, m)| m.info.key.to_hex().starts_with(&prefix))
@@ -492,10 +532,12 @@ fn find(members: &BTreeMap<u64, Member>, name: &str) -> std::result::Result<u64,
     } else {
         by_label
     };
+    let name = crate::sanitize::line(name);
     match matches.as_slice() {
         [id] => Ok(*id),
         [] => Err(format!(
-            "nobody called {name:?} is in the room (/who lists them)"
+            "nobody called {name:?} is in the room (/who lists them; a fingerprint needs at \
+             least {MIN_PREFIX_DIGITS} hex digits)"
         )),
         _ => Err(format!(
             "{name:?} matches several members: use more of the fingerprint"
@@ -529,7 +571,7 @@ async fn close(members: BTreeMap<u64, Member>) {
             writer,
             ..
         } = member;
-        if outbox.offer(Message::Quit("".into())).is_err() {
+        if !outbox.offer(Message::Quit("".into())) {
             writer.abort();
         }
         drop(outbox);
@@ -555,71 +597,6 @@ where
     W: AsyncWrite + Unpin,
 {
     super::refuse(established, "busy: the room is full").await;
-}
-
-/// Sends a member's queue, many messages per write when they pile up.
-async fn member_writer<W: AsyncWrite + Unpin>(
-    mut send: SendHalf<W>,
-    mut queue: mpsc::UnboundedReceiver<(Message<'static>, OwnedSemaphorePermit)>,
-) -> Result<()> {
-    while let Some((msg, _permit)) = queue.recv().await {
-        send.queue(&msg)?;
-        while !send.quit_sent() && send.queued() < BATCH_BYTES {
-            match queue.try_recv() {
-                Ok((msg, _permit)) => send.queue(&msg)?,
-                Err(_) => break,
-            }
-        }
-        send.flush().await?;
-        if send.quit_sent() {
-            break;
-        }
-    }
-    send.close().await
-}
-
-/// Reads a member: its words go to the host; PINGs are answered; silence is noticed.
-async fn member_reader<R: AsyncRead + Unpin>(
-    id: u64,
-    mut recv: RecvHalf<R>,
-    events: mpsc::Sender<Event>,
-    outbox: Outbox,
-    keepalive: Duration,
-) {
-    let mut silence = Silence::new(keepalive);
-    let how: Result<String> = loop {
-        let received = tokio::select! {
-            received = recv.recv() => received,
-            lapse = silence.lapse() => match lapse {
-                Lapse::Ping => {
-                    let _ = outbox.offer(Message::Ping(Vec::new().into()));
-                    continue;
-                }
-                Lapse::Gone(e) => break Err(e),
-            }
-        };
-        silence.heard();
-        match received {
-            Ok(Some(Message::Text(text))) => {
-                let text = text.into_owned();
-                // Waits only if the host is far behind: then this member is paused, not lost.
-                if events.send(Event::Said { id, text }).await.is_err() {
-                    return;
-                }
-            }
-            Ok(Some(Message::Quit(reason))) => break Ok(reason.into_owned()),
-            Ok(Some(Message::Ping(body))) => {
-                let _ = outbox.offer(Message::Pong(body.into_owned().into()));
-            }
-            Ok(Some(Message::Pong(_) | Message::Rekey | Message::Extension { .. })) => {}
-            Ok(Some(other)) => {
-                break Err(ProtocolError::Unexpected(other.name(), "from a room member").into());
-            }
-            Ok(None) => break Err(Error::ConnectionCut),
-            Err(e) => break Err(e),
-        }
-    };
-    let _ = events.send(Event::Left { id, how }).await;
 }
 
 /// Refuses an admitted-but-unwanted connection the way [`super::converse`] does.

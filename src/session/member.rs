@@ -1,0 +1,281 @@
+//! One room member's two tasks and what keeps them fair and finite.
+//!
+//! - The **reader** takes the member's messages to the host, paced by a [`TokenBucket`]: a
+//!   member may inject only its share per second (plus a burst). A flooder is slowed down by
+//!   not being read — TCP pushes back on it — so its traffic cannot fill honest members'
+//!   outboxes and get *them* dropped as slow.
+//! - The **outbox** is bounded in bytes; PONGs, which a member can make us queue at will by
+//!   PINGing without reading, are capped separately and dropped beyond [`MAX_QUEUED_PONGS`].
+//! - The **writer** sends the outbox with a deadline on every write: a member that stops
+//!   reading cannot hold its task and socket for ever.
+
+use super::keepalive::{Lapse, Silence};
+use crate::error::{Error, ProtocolError, Result};
+use crate::message::{MAX_BODY, Message};
+use crate::transport::{RecvHalf, SendHalf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
+
+/// Messages queued for a writer are charged at least this much, so floods of tiny messages
+/// are bounded too (in the outbox and in the token bucket).
+pub const MIN_CHARGE: usize = 64;
+
+/// The writer sends at most this much in one write.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// PONGs waiting in one member's outbox; more are dropped (a lost PONG costs nothing).
+pub const MAX_QUEUED_PONGS: usize = 4;
+
+/// Every write to a member must finish within this; a member that does not read for this long
+/// is gone.
+pub const WRITE_DEADLINE: Duration = Duration::from_secs(20);
+
+/// How much a member may send into the room: a sustained rate and a burst, in bytes of message
+/// body (at least [`MIN_CHARGE`] per message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub bytes_per_sec: u64,
+    pub burst: u64,
+}
+
+/// A member's share unless configured: 256 KiB/s sustained, 512 KiB at once.
+pub const DEFAULT_RATE: Rate = Rate {
+    bytes_per_sec: 256 * 1024,
+    burst: 512 * 1024,
+};
+
+/// A token bucket: `take` says how long to wait before the charge is covered. Pure: the clock
+/// is passed in.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: Rate,
+    /// Tokens available at `at` (may be negative: a debt the member waits out).
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(rate: Rate, now: Instant) -> Self {
+        TokenBucket {
+            rate,
+            tokens: rate.burst as f64,
+            at: now,
+        }
+    }
+
+    /// Charges `bytes`; returns how long the member must wait before it is covered.
+    pub fn take(&mut self, bytes: usize, now: Instant) -> Duration {
+        let per_sec = self.rate.bytes_per_sec.max(1) as f64;
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * per_sec).min(self.rate.burst as f64);
+        self.at = now;
+        self.tokens -= bytes as f64;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / per_sec)
+        }
+    }
+}
+
+/// What a member's reader reports to the host.
+pub enum Event {
+    Said { id: u64, text: String },
+    Left { id: u64, how: Result<String> },
+}
+
+type Queued = (Message<'static>, OwnedSemaphorePermit);
+
+/// A member's bounded queue of outgoing messages.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::UnboundedSender<Queued>,
+    budget: Arc<Semaphore>,
+    pongs: Arc<AtomicUsize>,
+}
+
+/// The receiving end of an [`Outbox`], for the writer.
+pub struct OutboxReceiver {
+    rx: mpsc::UnboundedReceiver<Queued>,
+    pongs: Arc<AtomicUsize>,
+}
+
+impl Outbox {
+    /// An outbox holding up to `bytes` (at least one maximal message).
+    pub fn new(bytes: usize) -> (Self, OutboxReceiver) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pongs = Arc::new(AtomicUsize::new(0));
+        let budget = Arc::new(Semaphore::new(bytes.max(MAX_BODY + MIN_CHARGE)));
+        (
+            Outbox {
+                tx,
+                budget,
+                pongs: pongs.clone(),
+            },
+            OutboxReceiver { rx, pongs },
+        )
+    }
+
+    /// Queues `msg`; `false` means the member is not keeping up (or its writer is gone).
+    #[must_use]
+    pub fn offer(&self, msg: Message<'static>) -> bool {
+        let Ok(charge) = u32::try_from(msg.body_len().max(MIN_CHARGE)) else {
+            return false;
+        };
+        match self.budget.clone().try_acquire_many_owned(charge) {
+            Ok(permit) => self.tx.send((msg, permit)).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Queues a PONG unless [`MAX_QUEUED_PONGS`] are already waiting (then it is dropped: a
+    /// member that PINGs without reading fills nothing but its own small allowance).
+    pub fn offer_pong(&self, body: Vec<u8>) {
+        if self.pongs.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUED_PONGS
+            || !self.offer(Message::Pong(body.into()))
+        {
+            self.pongs.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl OutboxReceiver {
+    async fn recv(&mut self) -> Option<Queued> {
+        let queued = self.rx.recv().await?;
+        Some(self.sent(queued))
+    }
+
+    fn try_recv(&mut self) -> Option<Queued> {
+        self.rx.try_recv().ok().map(|q| self.sent(q))
+    }
+
+    fn sent(&self, queued: Queued) -> Queued {
+        if matches!(queued.0, Message::Pong(_)) {
+            self.pongs.fetch_sub(1, Ordering::Relaxed);
+        }
+        queued
+    }
+}
+
+/// Sends a member's queue, many messages per write when they pile up, each write within
+/// [`WRITE_DEADLINE`].
+pub async fn writer<W: AsyncWrite + Unpin>(
+    mut send: SendHalf<W>,
+    mut queue: OutboxReceiver,
+) -> Result<()> {
+    while let Some((msg, _permit)) = queue.recv().await {
+        send.queue(&msg)?;
+        while !send.quit_sent() && send.queued() < BATCH_BYTES {
+            match queue.try_recv() {
+                Some((msg, _permit)) => send.queue(&msg)?,
+                None => break,
+            }
+        }
+        tokio::time::timeout(WRITE_DEADLINE, send.flush())
+            .await
+            .map_err(|_| Error::Timeout("a write to the member", WRITE_DEADLINE.as_secs()))??;
+        if send.quit_sent() {
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(WRITE_DEADLINE, send.close()).await;
+    Ok(())
+}
+
+/// Reads a member: its words go to the host at no more than its [`Rate`]; PINGs are answered;
+/// silence is noticed.
+pub async fn reader<R: AsyncRead + Unpin>(
+    id: u64,
+    mut recv: RecvHalf<R>,
+    events: mpsc::Sender<Event>,
+    outbox: Outbox,
+    keepalive: Duration,
+    rate: Rate,
+) {
+    let mut silence = Silence::new(keepalive);
+    let mut bucket = TokenBucket::new(rate, Instant::now());
+    let how: Result<String> = loop {
+        let received = tokio::select! {
+            received = recv.recv() => received,
+            lapse = silence.lapse() => match lapse {
+                Lapse::Ping => {
+                    let _ = outbox.offer(Message::Ping(Vec::new().into()));
+                    continue;
+                }
+                Lapse::Gone(e) => break Err(e),
+            }
+        };
+        silence.heard();
+        let msg = match received {
+            Ok(Some(msg)) => msg.into_owned(),
+            Ok(None) => break Err(Error::ConnectionCut),
+            Err(e) => break Err(e),
+        };
+        // Over its share, the member waits here, unread: the flooder is throttled, nobody else.
+        let wait = bucket.take(msg.body_len().max(MIN_CHARGE), Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+            silence.heard();
+        }
+        match msg {
+            Message::Text(text) => {
+                let text = text.into_owned();
+                // Waits only if the host is far behind: then this member is paused, not lost.
+                if events.send(Event::Said { id, text }).await.is_err() {
+                    return;
+                }
+            }
+            Message::Quit(reason) => break Ok(reason.into_owned()),
+            Message::Ping(body) => outbox.offer_pong(body.into_owned()),
+            Message::Pong(_) | Message::Rekey | Message::Extension { .. } => {}
+            other => {
+                break Err(ProtocolError::Unexpected(other.name(), "from a room member").into());
+            }
+        }
+    };
+    let _ = events.send(Event::Left { id, how }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let rate = Rate {
+            bytes_per_sec: 1000,
+            burst: 2000,
+        };
+        let mut bucket = TokenBucket::new(rate, t0);
+        assert_eq!(bucket.take(2000, t0), Duration::ZERO);
+        assert_eq!(bucket.take(500, t0), Duration::from_millis(500));
+        // After waiting out the debt, the next 1000 bytes cost a second.
+        let t1 = t0 + Duration::from_millis(500);
+        assert_eq!(bucket.take(1000, t1), Duration::from_secs(1));
+        // Idle time refills up to the burst, never beyond.
+        let t2 = t1 + Duration::from_secs(100);
+        assert_eq!(bucket.take(2000, t2), Duration::ZERO);
+        assert!(bucket.take(1, t2) > Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn pongs_beyond_the_cap_are_dropped_and_the_cap_frees_as_they_are_sent() {
+        let (outbox, mut rx) = Outbox::new(1 << 20);
+        for _ in 0..100 {
+            outbox.offer_pong(vec![0; 1000]);
+        }
+        let mut queued = 0;
+        while rx.try_recv().is_some() {
+            queued += 1;
+        }
+        assert_eq!(queued, MAX_QUEUED_PONGS);
+        outbox.offer_pong(Vec::new());
+        assert!(rx.try_recv().is_some(), "room again once they were sent");
+    }
+}
