@@ -105,7 +105,7 @@ pub async fn run(bin: &str, peers: usize, per_peer: usize) -> LoadReport {
     for (i, id) in identities.into_iter().enumerate() {
         clients.push(tokio::spawn(async move {
             // Each member from its own address, as in a real room.
-            let stream = super::connect_from(super::loopback_source(i), port).await;
+            let stream = connect_from(loopback_source(i), port).await;
             stream.set_nodelay(true).unwrap();
             let (r, w) = stream.into_split();
             let session =
@@ -164,4 +164,22 @@ pub async fn run(bin: &str, peers: usize, per_peer: usize) -> LoadReport {
         elapsed,
         host_peak_rss_kib,
     }
+}
+
+/// Connects to 127.0.0.1:`port` from the loopback address `source` (any 127.x works on
+/// Linux), so a test can play many hosts at once.
+pub async fn connect_from(source: std::net::Ipv4Addr, port: u16) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::from((source, 0)))
+        .unwrap();
+    socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap()
+}
+
+/// A distinct loopback source address for client number `i` (127.0.1.x, 127.0.2.x, …).
+pub fn loopback_source(i: usize) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(127, 0, 1 + (i / 250) as u8, 1 + (i % 250) as u8)
 }

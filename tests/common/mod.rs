@@ -4,6 +4,9 @@
 
 pub mod load;
 
+#[allow(unused_imports)]
+pub use load::{connect_from, loopback_source};
+
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -284,24 +287,6 @@ impl Proc {
             .success();
         assert!(ok, "kill -{name} failed");
     }
-}
-
-/// Connects to 127.0.0.1:`port` from the loopback address `source` (any 127.x works on
-/// Linux), so a test can play many hosts at once.
-pub async fn connect_from(source: std::net::Ipv4Addr, port: u16) -> tokio::net::TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket
-        .bind(std::net::SocketAddr::from((source, 0)))
-        .unwrap();
-    socket
-        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
-        .await
-        .unwrap()
-}
-
-/// A distinct loopback source address for client number `i` (127.0.1.x, 127.0.2.x, …).
-pub fn loopback_source(i: usize) -> std::net::Ipv4Addr {
-    std::net::Ipv4Addr::new(127, 0, 1 + (i / 250) as u8, 1 + (i % 250) as u8)
 }
 
 /// Runs an async test body under an overall deadline.
