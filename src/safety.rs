@@ -16,6 +16,7 @@
 
 use crate::keys::PublicKey;
 use sha2::{Digest, Sha512};
+use std::collections::HashMap;
 
 /// Domain separation for the first hash.
 const LABEL: &[u8] = b"schat safety number v1\0";
@@ -72,7 +73,36 @@ impl std::fmt::Debug for SafetyNumber {
     }
 }
 
+/// Halves computed lately, by key. Our own half is the same in every session, and a key that
+/// reconnects in a loop must not cost the listener 5,200 hashes each time (it is the peer's
+/// cheapest way to make us work). Bounded: cleared when full.
+static HALVES: std::sync::Mutex<Option<HashMap<PublicKey, String>>> = std::sync::Mutex::new(None);
+
+/// Keys whose halves are kept.
+const CACHED_HALVES: usize = 1024;
+
 fn half(key: &PublicKey) -> String {
+    let cached = |f: &mut dyn FnMut(&mut HashMap<PublicKey, String>)| {
+        if let Ok(mut guard) = HALVES.lock() {
+            f(guard.get_or_insert_with(HashMap::new));
+        }
+    };
+    let mut found = None;
+    cached(&mut |map| found = map.get(key).cloned());
+    if let Some(half) = found {
+        return half;
+    }
+    let half = compute_half(key);
+    cached(&mut |map| {
+        if map.len() >= CACHED_HALVES {
+            map.clear();
+        }
+        map.insert(*key, half.clone());
+    });
+    half
+}
+
+fn compute_half(key: &PublicKey) -> String {
     let mut digest = Sha512::new()
         .chain_update(LABEL)
         .chain_update(key.as_bytes())
@@ -123,6 +153,21 @@ mod tests {
         let lines = n.lines();
         assert_eq!(lines.len(), 3);
         assert!(lines.iter().all(|l| l.split(' ').count() == 4));
+    }
+
+    #[test]
+    fn a_key_seen_before_costs_no_hashing() {
+        let a = fingerprint::parse(ALICE).unwrap();
+        let b = fingerprint::parse(BOB).unwrap();
+        let first = SafetyNumber::new(&a, &b);
+        let started = std::time::Instant::now();
+        for _ in 0..200 {
+            assert_eq!(SafetyNumber::new(&a, &b), first);
+        }
+        // Uncached, 200 numbers are 2 × 200 × 5,200 SHA-512 rounds: about a second.
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_millis(100), "{took:?}");
+        assert_eq!(compute_half(&a) + &compute_half(&b), first.digits());
     }
 
     #[test]

@@ -258,3 +258,324 @@ async fn a_thousand_hostile_connections_cost_one_line_each_and_nothing_else() {
     })
     .await
 }
+
+// ---- Round two: lock-outs, leaks, floods, identity before message 3 -------------------------
+
+/// Keeps `count` silent connections open from `source` for as long as the task runs, opening a
+/// new one whenever the listener closes one (an attacker renewing its sockets).
+fn silent_flood(
+    source: std::net::Ipv4Addr,
+    port: u16,
+    count: usize,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            while tasks.len() < count {
+                tasks.spawn(async move {
+                    let mut s = common::connect_from(source, port).await;
+                    let mut sink = [0u8; 64];
+                    // Silent until the listener hangs up; then a new one soon after.
+                    let _ = tokio::io::AsyncReadExt::read(&mut s, &mut sink).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                });
+            }
+            tasks.join_next().await;
+        }
+    })
+}
+
+/// Room and pipe: 200 silent sockets from 127.0.0.2 cannot keep a genuine dialer from
+/// 127.0.0.1 out, and they cost the log a summary line, not a line each.
+#[tokio::test]
+async fn two_hundred_silent_sockets_from_one_address_lock_nobody_out() {
+    within(async {
+        for pipe in [false, true] {
+            let (host, friend) = (Home::new(), Home::new());
+            let pin = friend.fingerprint();
+            let mut extra = vec!["--timeout", "10"];
+            if pipe {
+                extra.extend(["--pipe", "--peer", &pin]);
+            }
+            let (mut listener, port) = host.listen(&extra).await;
+            let flood = silent_flood([127, 0, 0, 2].into(), port, 200);
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let started = std::time::Instant::now();
+            let mut dialer = if pipe {
+                friend.dial(port, &["--pipe"])
+            } else {
+                friend.dial(port, &[])
+            };
+            dialer.stderr_until("secure session established").await;
+            let took = started.elapsed();
+            eprintln!("pipe={pipe}: genuine handshake under a 200-socket flood took {took:?}");
+            assert!(took < Duration::from_secs(1), "pipe={pipe}: took {took:?}");
+            if !pipe {
+                dialer.send("made it").await;
+                assert_eq!(listener.said().await, "made it");
+            }
+            listener
+                .stderr_until(if pipe {
+                    "secure session established"
+                } else {
+                    "joined"
+                })
+                .await;
+            flood.abort();
+            let about_flood = listener
+                .stderr_seen
+                .iter()
+                .filter(|l| l.contains("127.0.0.2"))
+                .count();
+            assert!(about_flood <= 2, "{:#?}", listener.stderr_seen);
+            let _ = dialer.child.start_kill();
+            let _ = listener.child.start_kill();
+            dialer.exit().await;
+            listener.exit().await;
+        }
+    })
+    .await
+}
+
+/// A raw member: handshake from `source`, WELCOME read. A small receive buffer makes "stops
+/// reading" bite after a few hundred kilobytes instead of several megabytes.
+async fn raw_member(
+    source: std::net::Ipv4Addr,
+    port: u16,
+) -> (
+    snow::TransportState,
+    FrameReader<OwnedReadHalf>,
+    FrameWriter<OwnedWriteHalf>,
+) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    // Small segments keep the listener's send buffer small too (loopback's 64 KiB MTU would
+    // otherwise let the kernel swallow a megabyte).
+    socket2::SockRef::from(&socket).set_tcp_mss(536).unwrap();
+    socket.bind((source, 0).into()).unwrap();
+    let stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    let (state, mut r, w) = handshake(stream, b"schat/1").await.unwrap();
+    let _ = r.read_frame().await; // WELCOME
+    (state, r, w)
+}
+
+fn ping(state: &mut snow::TransportState, body: usize) -> Vec<u8> {
+    let mut plain = vec![0x04];
+    plain.extend(std::iter::repeat_n(7u8, body));
+    seal(state, &plain)
+}
+
+/// Established TCP sockets whose local port is `port` (the listener's side of each member).
+fn established_on(port: u16) -> usize {
+    let mut n = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields[1].rsplit(':').next().unwrap();
+            if u16::from_str_radix(local_port, 16) == Ok(port) && fields[3] == "01" {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Join, flood PINGs without reading the PONGs, QUIT, never read again: 20 times. The host
+/// must close every such socket (a write deadline and a grace after QUIT), not keep a task and
+/// a socket per round for ever.
+#[tokio::test]
+async fn members_that_quit_and_stop_reading_leave_nothing_behind() {
+    within(async {
+        let host = Home::new();
+        let (mut room, port) = host.listen(&[]).await;
+        // Baseline after one ordinary round trip, so lazily made things exist already.
+        let (mut s, _r, mut w) = raw_member([127, 0, 0, 3].into(), port).await;
+        let _ = w.write_frame(&seal(&mut s, b"\x03")).await;
+        room.stderr_until("left").await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let baseline = rss_kib(room.pid());
+        // 20 members at once (each from its own address), each asking for 900 kB of PONGs: more
+        // than the socket buffers hold, less than fills the member's outbox.
+        let mut rounds = tokio::task::JoinSet::new();
+        for i in 0..20 {
+            rounds.spawn(async move {
+                let (mut state, r, mut w) = raw_member(common::loopback_source(i), port).await;
+                for _ in 0..15 {
+                    let _ = w.write_frame(&ping(&mut state, 60_000)).await;
+                }
+                let _ = w.write_frame(&seal(&mut state, b"\x03")).await;
+                (r, w)
+            });
+        }
+        let held = rounds.join_all().await;
+        // (Under this churn the room summarises joins and leaves instead of listing them.)
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let after = rss_kib(room.pid());
+        let established = established_on(port);
+        eprintln!(
+            "listener RSS: {baseline} KiB before, {after} KiB after ({:.2}×); established: {established}",
+            after as f64 / baseline as f64
+        );
+        assert_eq!(established, 0, "sockets still held by the listener");
+        assert!(after < baseline + 8 * 1024, "{baseline} KiB -> {after} KiB");
+        drop(held);
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}
+
+/// One member sends 60 × 65 KB as fast as it can; an honest member reading at 500 kB/s must
+/// stay connected and receive every one of them (the flooder is throttled, not the reader).
+#[tokio::test]
+async fn a_flooder_is_throttled_and_an_honest_slow_reader_gets_everything() {
+    within(async {
+        let host = Home::new();
+        let (mut room, port) = host.listen(&[]).await;
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.bind(([127, 0, 0, 4], 0).into()).unwrap();
+        let stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+        let (mut honest, mut hr, _hw) = handshake(stream, b"schat/1").await.unwrap();
+        let mut buf = vec![0u8; 70_000];
+        let welcome = hr.read_frame().await.unwrap().unwrap().to_vec();
+        honest.read_message(&welcome, &mut buf).unwrap();
+        room.stderr_until("joined (1 in the room)").await;
+        let (mut flooder, _fr, mut fw) = raw_member([127, 0, 0, 5].into(), port).await;
+        room.stderr_until("joined (2 in the room)").await;
+        let started = std::time::Instant::now();
+        let flood = tokio::spawn(async move {
+            for i in 0..60u32 {
+                let mut plain = vec![0x02];
+                plain.extend(format!("{i:04}").bytes());
+                plain.extend(std::iter::repeat_n(b'f', 65_000 - 4));
+                if fw.write_frame(&seal(&mut flooder, &plain)).await.is_err() {
+                    break;
+                }
+            }
+            fw
+        });
+        // Read at 500 kB/s: bytes so far never ahead of the clock.
+        let mut relayed = Vec::new();
+        let mut bytes = 0usize;
+        while relayed.len() < 60 {
+            let frame = match tokio::time::timeout(Duration::from_secs(30), hr.read_frame()).await {
+                Ok(Ok(Some(f))) => f.to_vec(),
+                other => panic!(
+                    "honest member cut after {} relays: {other:?}",
+                    relayed.len()
+                ),
+            };
+            bytes += frame.len();
+            let n = honest.read_message(&frame, &mut buf).unwrap();
+            match buf[0] {
+                0x06 => relayed.push(String::from_utf8_lossy(&buf[33..37]).into_owned()),
+                0x03 => panic!(
+                    "the honest member was told to go: {:?}",
+                    String::from_utf8_lossy(&buf[1..n])
+                ),
+                _ => {}
+            }
+            let due = Duration::from_secs_f64(bytes as f64 / 500_000.0);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let took = started.elapsed();
+        eprintln!(
+            "honest member received {} relays, {bytes} bytes, in {took:?} ({:.0} kB/s)",
+            relayed.len(),
+            bytes as f64 / took.as_secs_f64() / 1000.0
+        );
+        let expected: Vec<String> = (0..60).map(|i| format!("{i:04}")).collect();
+        assert_eq!(relayed, expected, "every relay, in order");
+        assert!(!room.stderr_text().contains("not keeping up"));
+        drop(flood.await);
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}
+
+/// A member that PINGs without reading its PONGs cannot freeze the host's typing: another
+/// member receives the host's line at once.
+#[tokio::test]
+async fn a_pong_flood_does_not_freeze_the_host() {
+    within(async {
+        let (host, alice) = (Home::new(), Home::new());
+        let (mut room, port) = host.listen(&[]).await;
+        let mut a = alice.dial(port, &[]);
+        a.stderr_until("welcome").await;
+        let (mut state, _r, mut w) = raw_member([127, 0, 0, 6].into(), port).await;
+        room.stderr_until("joined (2 in the room)").await;
+        for _ in 0..40 {
+            let _ = w.write_frame(&ping(&mut state, 60_000)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let started = std::time::Instant::now();
+        room.send("typed while flooded").await;
+        assert_eq!(a.said().await, "typed while flooded");
+        let took = started.elapsed();
+        eprintln!("host line delivered in {took:?} under a PONG flood");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        a.send("quit").await;
+        a.exit().await;
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}
+
+/// An impostor answering a dial gets messages 1 and 2 of the handshake, never message 3 with
+/// the dialer's static key, when a pin or strict trust refuses it.
+#[tokio::test]
+async fn a_refused_listener_never_sees_the_dialers_key() {
+    within(async {
+        let (alice, bob) = (Home::new(), Home::new());
+        let bob_key = bob.fingerprint();
+        for refusal in [vec!["--peer", bob_key.as_str()], vec!["--trust", "strict"]] {
+            let impostor = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = impostor.local_addr().unwrap().port();
+            let mut args = vec!["dial".to_string(), format!("127.0.0.1:{port}")];
+            args.extend(refusal.iter().map(|s| s.to_string()));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut dialer = alice.spawn(&args);
+            let (stream, _) = impostor.accept().await.unwrap();
+            let key = snow::Builder::new(PATTERN.parse().unwrap())
+                .generate_keypair()
+                .unwrap();
+            let mut noise = noise_builder(&key.private, b"schat/1")
+                .unwrap()
+                .build_responder()
+                .unwrap();
+            let (r, w) = stream.into_split();
+            let (mut r, mut w) = (FrameReader::new(r), FrameWriter::new(w));
+            let mut buf = vec![0u8; 1024];
+            let msg1 = r.read_frame().await.unwrap().unwrap().to_vec();
+            noise.read_message(&msg1, &mut buf).unwrap();
+            let n = noise.write_message(&[], &mut buf).unwrap();
+            w.write_frame(&buf[..n]).await.unwrap();
+            let third = tokio::time::timeout(Duration::from_secs(10), r.read_frame()).await;
+            assert!(
+                matches!(third, Ok(Ok(None)) | Ok(Err(_))),
+                "{refusal:?}: the dialer sent message 3 to an impostor: {third:?}"
+            );
+            assert_eq!(dialer.exit().await.code(), Some(3), "{refusal:?}");
+            assert!(
+                dialer.stderr_text().contains("your key was"),
+                "{}",
+                dialer.stderr_text()
+            );
+        }
+    })
+    .await
+}

@@ -140,7 +140,7 @@ async fn max_peers_one_is_a_one_to_one_chat() {
 #[tokio::test]
 async fn fifty_members_twenty_messages_each_all_delivered_once() {
     within(async {
-        let report = common::load::run(common::bin(), 50, 20).await;
+        let report = common::load::run(&common::bin(), 50, 20).await;
         eprintln!("{report:#?}");
         assert_eq!(report.delivered_to_host, 1000);
         assert_eq!(report.duplicates, 0);

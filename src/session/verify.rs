@@ -136,9 +136,13 @@ fn store_error(e: trust::TrustError) -> Error {
     Error::Internal(e.to_string())
 }
 
-fn pin_mismatch(pin: &PublicKey, peer: &PublicKey) -> Error {
+fn pin_mismatch(pin: &PublicKey, peer: &PublicKey, dialer: bool) -> Error {
+    let when = match dialer {
+        true => "before your key was sent",
+        false => "before any message",
+    };
     Error::PeerRefused(format!(
-        "the peer's key does not match --peer; session aborted before any message\n  \
+        "the peer's key does not match --peer; session aborted {when}\n  \
          expected: {}\n  received: {}",
         fingerprint::grouped(pin),
         fingerprint::grouped(peer)
@@ -161,7 +165,7 @@ pub fn before_revealing(
         return if pin == peer {
             Ok(())
         } else {
-            Err(pin_mismatch(pin, peer))
+            Err(pin_mismatch(pin, peer, true))
         };
     }
     // Problems in the file are reported once, after the handshake, by `dialled`.
@@ -221,7 +225,7 @@ pub async fn dialled(
     let peers = load(config, ui)?;
     if let Some(pin) = pin {
         if *pin != peer {
-            return Err(pin_mismatch(pin, &peer));
+            return Err(pin_mismatch(pin, &peer, true));
         }
         // A matching pin decides on its own, whatever the store says.
         return Ok(PeerInfo::new(peer, local, peers.by_key(&peer).cloned()));
@@ -410,7 +414,7 @@ pub fn admitted(
         // `--peer` names the one key to admit, whatever --allow says.
         return match *pin == peer {
             true => Ok(PeerInfo::new(peer, local, entry)),
-            false => Err(pin_mismatch(pin, &peer)),
+            false => Err(pin_mismatch(pin, &peer, false)),
         };
     }
     let admitted = match allow {

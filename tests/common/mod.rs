@@ -17,8 +17,10 @@ use tokio::sync::mpsc;
 /// How long any single wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_schat")
+/// The binary under test. `SCHAT_TEST_BIN` runs the same tests against another build, e.g.
+/// an older commit's, to check that a regression test fails there.
+pub fn bin() -> String {
+    std::env::var("SCHAT_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_schat").into())
 }
 
 /// A temporary `--home` with its own identity.
