@@ -7,6 +7,7 @@ use crate::keys::{Identity, PublicKey};
 use crate::net::{self, Address, ListenOptions};
 use crate::passphrase;
 use crate::safety::SafetyNumber;
+use crate::sanitize;
 use crate::session::pipe::PipeOptions;
 use crate::session::verify::{TrustConfig, TrustPolicy};
 use crate::session::{DEFAULT_WELCOME, Settings, input::Input};
@@ -253,13 +254,35 @@ pub fn main() -> i32 {
 }
 
 /// A panic must not leave the terminal in raw mode (the line editor's Drop also restores it,
-/// but a panic hook runs first and covers panics on other threads).
+/// but a panic hook runs first and covers panics on other threads). The report replaces the
+/// default hook's: a panic message can quote input (a typed line, a peer's text, a file), so it
+/// is printed escaped, like everything else schat shows.
 fn restore_terminal_on_panic() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
+    std::panic::set_hook(Box::new(|info| {
         let _ = crossterm::terminal::disable_raw_mode();
-        default(info);
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{}", panic_report(info));
+        // Only with RUST_BACKTRACE=1, as with the default hook.
+        let trace = std::backtrace::Backtrace::capture();
+        if trace.status() == std::backtrace::BacktraceStatus::Captured {
+            let _ = writeln!(err, "{}", sanitize::block(&trace.to_string()));
+        }
     }));
+}
+
+/// One escaped line saying where the panic happened and why.
+fn panic_report(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let thread = std::thread::current();
+    let location = info
+        .location()
+        .map(|l| format!(" at {l}"))
+        .unwrap_or_default();
+    let report = format!(
+        "schat: internal error (a bug in schat; please report it): thread '{}' panicked{location}: {}",
+        thread.name().unwrap_or("<unnamed>"),
+        info.payload_as_str().unwrap_or("(no message)"),
+    );
+    sanitize::line(&report).into_owned()
 }
 
 /// Chooses how a session talks to the user: JSON, the line editor on a terminal, or plain
@@ -754,5 +777,44 @@ impl Paths {
             }
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Set in the child process that `panic_messages_are_printed_escaped` starts.
+    const PANIC_CHILD: &str = "SCHAT_TEST_PANIC_CHILD";
+
+    /// A panic message can quote input; the hook must print it escaped. The hook is global, so
+    /// the panic happens in a child process (this test binary, running only this test).
+    #[test]
+    fn panic_messages_are_printed_escaped() {
+        if std::env::var_os(PANIC_CHILD).is_some() {
+            restore_terminal_on_panic();
+            let hostile = "typed \x1b[2J\x1b]0;pwned\x07 line";
+            let _ = std::panic::catch_unwind(|| panic!("bad input {hostile}"));
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "cli::tests::panic_messages_are_printed_escaped",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(PANIC_CHILD, "1")
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("bad input typed \\x1b[2J\\x1b]0;pwned\\x07 line"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("internal error"), "{stderr}");
+        assert!(!stderr.contains('\x1b'), "{stderr:?}");
     }
 }
