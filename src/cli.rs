@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result, exit};
 use crate::fingerprint;
+use crate::hardening;
 use crate::keyfile::{self, KdfParams, Keyfile, KeyfileError};
 use crate::keys::{Identity, PublicKey};
 use crate::net::{self, Address, ListenOptions};
@@ -45,8 +46,9 @@ pub struct Cli {
     pub identity: Option<PathBuf>,
 
     /// Read the keyfile's passphrase from the first line of FILE (also: the SCHAT_PASSPHRASE
-    /// environment variable; otherwise schat asks on the terminal). Never give a passphrase as
-    /// an argument: other users can see arguments
+    /// environment variable, which schat removes from its environment at startup; otherwise
+    /// schat asks on the terminal). Never give a passphrase as an argument: other users can see
+    /// arguments
     #[arg(long, value_name = "FILE", global = true)]
     pub passphrase_file: Option<PathBuf>,
 
@@ -233,6 +235,17 @@ pub enum PeersCommand {
 
 /// Parses the command line, runs the command, and returns the process exit code.
 pub fn main() -> i32 {
+    // Before anything else, while this is the only thread: take the passphrase out of the
+    // environment (and out of what /proc/PID/environ shows).
+    // SAFETY: no other thread exists yet, so nothing else reads or writes the environment.
+    let env_passphrase = unsafe { passphrase::take_from_env() };
+    // No core dumps, and /proc/PID/{mem,environ} closed to other processes of this user: the
+    // process will hold a secret key, maybe a passphrase.
+    if let Err(e) = hardening::forbid_core_dumps() {
+        Ui::plain().warn(format_args!(
+            "cannot disable core dumps ({e}): a crash could write your secret key to disk"
+        ));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -245,7 +258,7 @@ pub fn main() -> i32 {
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(run(cli)),
+        Ok(runtime) => runtime.block_on(run(cli, env_passphrase)),
         Err(e) => {
             Ui::plain().error(format_args!("cannot start the async runtime: {e}"));
             exit::ERROR
@@ -306,7 +319,8 @@ fn front_end(json: bool, pipe: bool) -> (Ui, Input) {
 }
 
 /// Runs one parsed command, reports an error if there is one, and returns the exit code.
-pub async fn run(cli: Cli) -> i32 {
+/// `env_passphrase` is `SCHAT_PASSPHRASE` as [`passphrase::take_from_env`] found it.
+pub async fn run(cli: Cli, env_passphrase: passphrase::FromEnv) -> i32 {
     let json = match &cli.command {
         Command::Listen { session, .. } | Command::Dial { session, .. } => session.json,
         _ => false,
@@ -314,7 +328,7 @@ pub async fn run(cli: Cli) -> i32 {
     // Until a session's front end exists (after any passphrase prompt, which needs the
     // terminal in its normal mode), messages go out plainly — or as JSON events.
     let early = if json { Ui::json() } else { Ui::plain() };
-    let (ui, result) = execute(cli, early).await;
+    let (ui, result) = execute(cli, env_passphrase, early).await;
     match result {
         Ok(()) => exit::OK,
         Err(e) => {
@@ -325,13 +339,14 @@ pub async fn run(cli: Cli) -> i32 {
 }
 
 /// Runs the command; returns the `Ui` in use at the end (to report an error through it).
-async fn execute(cli: Cli, early: Ui) -> (Ui, Result<()>) {
+async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (Ui, Result<()>) {
     let paths = match Paths::new(&cli) {
         Ok(paths) => paths,
         Err(e) => return (early, Err(e)),
     };
     let sources = passphrase::Sources {
         file: cli.passphrase_file.clone(),
+        env: env_passphrase,
     };
     match cli.command {
         Command::Listen {

@@ -252,6 +252,13 @@ impl Passphrase {
         &self.0
     }
 
+    /// A second copy, in its own zeroizing buffer of exactly the right size.
+    pub fn duplicate(&self) -> Self {
+        let mut copy = Zeroizing::new(String::with_capacity(self.0.len()));
+        copy.push_str(&self.0);
+        Passphrase(copy)
+    }
+
     /// Whether it is empty (which means "no passphrase").
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

@@ -8,7 +8,7 @@ use crate::keys::Identity;
 use crate::ui::Ui;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// The environment variable scripts can use.
 pub const ENV: &str = "SCHAT_PASSPHRASE";
@@ -16,11 +16,47 @@ pub const ENV: &str = "SCHAT_PASSPHRASE";
 /// Tries at the prompt before giving up.
 const TRIES: usize = 3;
 
+/// `SCHAT_PASSPHRASE` as it was when schat started (see [`take_from_env`]).
+#[derive(Debug, Default)]
+pub enum FromEnv {
+    /// Not set.
+    #[default]
+    Unset,
+    /// Set to this.
+    Set(Passphrase),
+    /// Set, but not UTF-8 (an error once a passphrase is needed).
+    NotUtf8,
+}
+
+/// Takes `SCHAT_PASSPHRASE` out of the environment, wiping the bytes `/proc/PID/environ` shows
+/// (see [`crate::hardening::take_env`]), so neither child processes nor other readers of /proc
+/// see it later.
+///
+/// # Safety
+///
+/// No other thread may use the environment meanwhile: call it first thing in `main`.
+pub unsafe fn take_from_env() -> FromEnv {
+    // SAFETY: passed on to the caller.
+    let Some(mut bytes) = (unsafe { crate::hardening::take_env(ENV) }) else {
+        return FromEnv::Unset;
+    };
+    // Moves the buffer, without copying its contents, into a zeroizing String.
+    match String::from_utf8(std::mem::take(&mut *bytes)) {
+        Ok(text) => FromEnv::Set(Passphrase::new(Zeroizing::new(text))),
+        Err(e) => {
+            e.into_bytes().zeroize();
+            FromEnv::NotUtf8
+        }
+    }
+}
+
 /// The non-interactive sources the user configured.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Sources {
     /// `--passphrase-file`.
     pub file: Option<PathBuf>,
+    /// `SCHAT_PASSPHRASE`, taken from the environment at startup.
+    pub env: FromEnv,
 }
 
 impl Sources {
@@ -29,9 +65,11 @@ impl Sources {
         if let Some(path) = &self.file {
             return read_file(path).map(Some);
         }
-        Ok(std::env::var(ENV)
-            .ok()
-            .map(|v| Passphrase::new(Zeroizing::new(v))))
+        match &self.env {
+            FromEnv::Unset => Ok(None),
+            FromEnv::Set(p) => Ok(Some(p.duplicate())),
+            FromEnv::NotUtf8 => Err(Error::Usage(format!("{ENV} is not valid UTF-8"))),
+        }
     }
 }
 
