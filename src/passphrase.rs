@@ -73,14 +73,45 @@ impl Sources {
     }
 }
 
-/// Reads a passphrase file: its first line, without the line ending.
+/// The most a passphrase file's first line may hold, in bytes.
+const MAX_FILE_LINE: usize = 4096;
+
+/// Reads a passphrase file: its first line, without the line ending. The bytes go into a
+/// zeroizing buffer sized up front (no reallocation leaves copies behind).
 pub fn read_file(path: &Path) -> Result<Passphrase> {
-    let mut text = Zeroizing::new(String::new());
-    std::fs::File::open(path)
-        .and_then(|f| f.take(4096).read_to_string(&mut text))
-        .map_err(|e| Error::io(format!("reading the passphrase file {}", path.display()), e))?;
-    let line = text.lines().next().unwrap_or("");
-    Ok(Passphrase::new(Zeroizing::new(line.to_string())))
+    let context = || format!("reading the passphrase file {}", path.display());
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(context(), e))?;
+    let mut buf = Zeroizing::new(vec![0u8; MAX_FILE_LINE + 1]);
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(context(), e)),
+        }
+    }
+    let data = &buf[..filled];
+    let line = match data.iter().position(|&b| b == b'\n') {
+        Some(end) => &data[..end],
+        None if filled > MAX_FILE_LINE => {
+            return Err(Error::io(
+                context(),
+                invalid(format!("no line ending in the first {MAX_FILE_LINE} bytes")),
+            ));
+        }
+        None => data,
+    };
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let text = std::str::from_utf8(line)
+        .map_err(|_| Error::io(context(), invalid("not UTF-8 text".into())))?;
+    let mut owned = Zeroizing::new(String::with_capacity(text.len()));
+    owned.push_str(text);
+    Ok(Passphrase::new(owned))
+}
+
+fn invalid(why: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, why)
 }
 
 /// Whether there is a terminal to ask (the controlling terminal, even if stdin is a pipe).
@@ -141,4 +172,35 @@ pub fn prompt_new(ui: &Ui) -> Result<Option<Passphrase>> {
         ui.warn("the two passphrases differ, try again");
     }
     Err(Error::Usage("the passphrases did not match".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_passphrase_file_gives_its_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pass");
+        let long_line = format!("{}\n", "x".repeat(MAX_FILE_LINE));
+        for (content, expected) in [
+            ("pw\n", "pw"),
+            ("pw", "pw"),
+            ("pw\r\nsecond line\n", "pw"),
+            ("\nsecond line\n", ""),
+            ("", ""),
+            ("héllo wörld\n", "héllo wörld"),
+            (long_line.as_str(), &long_line[..MAX_FILE_LINE]),
+        ] {
+            std::fs::write(&path, content).unwrap();
+            assert_eq!(read_file(&path).unwrap().expose(), expected, "{content:?}");
+        }
+        // A first line too long to be a passphrase, and bytes that are not text.
+        std::fs::write(&path, "x".repeat(MAX_FILE_LINE + 1)).unwrap();
+        let err = read_file(&path).unwrap_err().to_string();
+        assert!(err.contains("no line ending"), "{err}");
+        std::fs::write(&path, b"\xff\xfe\n").unwrap();
+        let err = read_file(&path).unwrap_err().to_string();
+        assert!(err.contains("not UTF-8"), "{err}");
+    }
 }
