@@ -580,8 +580,10 @@ fn read_allow_list(file: &str) -> Result<Allow> {
     Ok(Allow::Keys(keys))
 }
 
-/// `schat peers …`
+/// `schat peers …`. known_peers is a file anyone with access to it may have edited: every
+/// text taken from it (and anything that quotes it) is printed through `sanitize::line`.
 fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
+    let clean = |text: &str| sanitize::line(text).into_owned();
     let store = Store::in_home(&paths.home);
     let trust_err = |e: TrustError| match e {
         TrustError::Io { .. } => Error::Internal(e.to_string()),
@@ -593,7 +595,7 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
             for (line, reason) in &peers.problems {
                 ui.warn(format_args!(
                     "{} line {line}: {reason}",
-                    store.path().display()
+                    clean(&store.path().display().to_string())
                 ));
             }
             let mut out = std::io::stdout().lock();
@@ -603,15 +605,19 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
                 let addrs = if e.addrs.is_empty() {
                     "-".to_string()
                 } else {
-                    e.addrs.join(", ")
+                    e.addrs
+                        .iter()
+                        .map(|a| clean(a))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 };
                 let _ = writeln!(
                     out,
                     "{}\n  fingerprint: {}\n  verified:    {} ({})\n  addresses:   {addrs}",
-                    e.name,
+                    clean(&e.name),
                     fingerprint::grouped(&e.key),
                     e.how.describe(),
-                    e.when,
+                    clean(&e.when),
                 );
             }
             if !any {
@@ -642,7 +648,8 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
                 })
                 .map_err(trust_err)?;
             ui.status(format_args!(
-                "added {name} ({})",
+                "added {} ({})",
+                clean(&name),
                 fingerprint::grouped(&key)
             ));
             Ok(())
@@ -651,12 +658,16 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
             store
                 .update(|p| p.rename(&peer, &new_name))
                 .map_err(trust_err)?;
-            ui.status(format_args!("renamed {peer} to {new_name}"));
+            ui.status(format_args!(
+                "renamed {} to {}",
+                clean(&peer),
+                clean(&new_name)
+            ));
             Ok(())
         }
         PeersCommand::Forget { peer } => {
             let done = store.update(|p| p.forget(&peer)).map_err(trust_err)?;
-            ui.status(done);
+            ui.status(clean(&done));
             Ok(())
         }
         PeersCommand::Verify { peer, yes } => {
@@ -668,7 +679,8 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
                 .ok_or_else(|| Error::Usage(format!("no known peer matches {peer:?}")))?;
             let me = Keyfile::read(&paths.identity)?.public_key();
             let number = SafetyNumber::new(&me, &entry.key);
-            println!("safety number with {}:", entry.name);
+            let name = clean(&entry.name);
+            println!("safety number with {name}:");
             for row in number.lines() {
                 println!("    {row}");
             }
@@ -679,10 +691,7 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
                             .into(),
                     ));
                 }
-                eprint!(
-                    "schat: does {} read exactly these digits? [y/N]: ",
-                    entry.name
-                );
+                eprint!("schat: does {name} read exactly these digits? [y/N]: ");
                 let mut answer = String::new();
                 std::io::stdin()
                     .read_line(&mut answer)
@@ -696,8 +705,7 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
                 .update(|p| p.set_verified(&entry.key, Verified::SafetyNumber))
                 .map_err(trust_err)?;
             ui.status(format_args!(
-                "{} is now marked as verified (safety number compared)",
-                entry.name
+                "{name} is now marked as verified (safety number compared)"
             ));
             Ok(())
         }

@@ -353,3 +353,38 @@ fn concurrent_schat_processes_keep_every_entry() {
         assert!(text.contains(&h.fingerprint()), "lost an entry:\n{text}");
     }
 }
+
+/// known_peers is a file anyone with access to it can edit: whatever `schat peers` prints from
+/// it is escaped, like a peer's text.
+#[test]
+fn peers_output_escapes_what_the_file_holds() {
+    let (me, a) = (Home::new(), Home::new());
+    let hostile = "evil\x1b[2J\x1b]0;title\x07:1";
+    let bidi = "h\u{202e}lla:2";
+    std::fs::write(
+        me.path().join("known_peers"),
+        format!(
+            "alice {} fingerprint 2026-01-01T00:00:00Z {hostile} {bidi}\n",
+            a.fingerprint()
+        ),
+    )
+    .unwrap();
+    let list = me.run(&["peers", "list"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    let out = stdout(&list);
+    assert!(
+        out.contains("evil\\x1b[2J\\x1b]0;title\\x07:1, h\\u{202e}lla:2"),
+        "{out}"
+    );
+    assert!(
+        !out.contains('\x1b') && !out.contains('\u{202e}'),
+        "{out:?}"
+    );
+
+    // Forgetting that address quotes it back: escaped too.
+    let forget = me.run(&["peers", "forget", hostile]);
+    assert!(forget.status.success(), "{}", stderr(&forget));
+    let err = stderr(&forget);
+    assert!(err.contains("forgot the address evil\\x1b[2J"), "{err}");
+    assert!(!err.contains('\x1b'), "{err:?}");
+}
