@@ -767,8 +767,12 @@ impl Paths {
     /// `--peer` takes a fingerprint or the petname of a known peer.
     fn resolve_peer(&self, peer: Option<&str>) -> Result<Option<PublicKey>> {
         let Some(text) = peer else { return Ok(None) };
-        if let Ok(key) = fingerprint::parse(text) {
-            return Ok(Some(key));
+        match fingerprint::parse(text) {
+            Ok(key) => return Ok(Some(key)),
+            Err(e @ fingerprint::FingerprintError::NotCanonical) => {
+                return Err(Error::Usage(format!("--peer {text:?}: {e}")));
+            }
+            Err(_) => {}
         }
         let peers = Store::in_home(&self.home)
             .load()

@@ -166,6 +166,11 @@ fn finish<R, W>(
         .get_remote_static()
         .and_then(PublicKey::from_slice)
         .ok_or_else(|| Error::Internal("handshake finished without a peer key".into()))?;
+    // The wire may carry a key in a non-canonical form: X25519 ignores bit 255 and reduces
+    // mod p, so the handshake succeeds, but the peer would show a second fingerprint.
+    if !peer.is_canonical() {
+        return Err(ProtocolError::NonCanonicalKey.into());
+    }
     if peer.is_low_order(identity.secret()) {
         return Err(ProtocolError::WeakKey.into());
     }

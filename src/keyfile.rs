@@ -303,8 +303,14 @@ impl Keyfile {
             let number = index + 1;
             let line = line.trim_end();
             let found = if let Some(hex) = line.strip_prefix(PUBLIC_TAG) {
-                let key = fingerprint::parse(hex).map_err(|_| {
-                    malformed(path, Some(number), "public key is not 64 hex digits")
+                let key = fingerprint::parse(hex).map_err(|e| {
+                    let reason = match e {
+                        fingerprint::FingerprintError::NotCanonical => {
+                            "public key is not in canonical form"
+                        }
+                        _ => "public key is not 64 hex digits",
+                    };
+                    malformed(path, Some(number), reason)
                 })?;
                 if public.replace((number, key)).is_some() {
                     return Err(malformed(path, Some(number), "second public key line"));

@@ -388,3 +388,29 @@ fn peers_output_escapes_what_the_file_holds() {
     assert!(err.contains("forgot the address evil\\x1b[2J"), "{err}");
     assert!(!err.contains('\x1b'), "{err:?}");
 }
+
+/// One key, one fingerprint: the same key with bit 255 set (which X25519 would accept as the
+/// same key) is refused wherever a fingerprint is typed.
+#[test]
+fn non_canonical_fingerprints_are_refused() {
+    let (me, a) = (Home::new(), Home::new());
+    let fp = a.fingerprint();
+    let last = u8::from_str_radix(&fp[62..], 16).unwrap() | 0x80;
+    let alias = format!("{}{last:02x}", &fp[..62]);
+    let add = me.run(&["peers", "add", &alias, "alias"]);
+    assert_eq!(add.status.code(), Some(2), "{}", stderr(&add));
+    assert!(stderr(&add).contains("not canonical"), "{}", stderr(&add));
+    assert!(!known_peers(&me).contains(&alias[..62]));
+    let dial = me.run(&["dial", "127.0.0.1:1", "--peer", &alias]);
+    assert_eq!(dial.status.code(), Some(2), "{}", stderr(&dial));
+    assert!(stderr(&dial).contains("not canonical"), "{}", stderr(&dial));
+    let allow = me.path().join("allow");
+    std::fs::write(&allow, format!("{alias}\n")).unwrap();
+    let listen = me.run(&["listen", "127.0.0.1:0", "--allow", allow.to_str().unwrap()]);
+    assert_eq!(listen.status.code(), Some(2), "{}", stderr(&listen));
+    assert!(
+        stderr(&listen).contains("not canonical"),
+        "{}",
+        stderr(&listen)
+    );
+}
