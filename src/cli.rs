@@ -45,10 +45,10 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", global = true)]
     pub identity: Option<PathBuf>,
 
-    /// Read the keyfile's passphrase from the first line of FILE (also: the SCHAT_PASSPHRASE
-    /// environment variable, which schat removes from its environment at startup; otherwise
-    /// schat asks on the terminal). Never give a passphrase as an argument: other users can see
-    /// arguments
+    /// Read the keyfile's passphrase from the first line of FILE, which only you may access
+    /// (mode 600) (also: the SCHAT_PASSPHRASE environment variable, which schat removes from its
+    /// environment at startup; otherwise schat asks on the terminal). Never give a passphrase
+    /// as an argument: other users can see arguments
     #[arg(long, value_name = "FILE", global = true)]
     pub passphrase_file: Option<PathBuf>,
 
@@ -76,7 +76,7 @@ pub enum Command {
     /// current passphrase comes from the usual sources; the new one from a prompt or
     /// --new-passphrase-file
     Passwd {
-        /// Read the new passphrase from the first line of FILE
+        /// Read the new passphrase from the first line of FILE (mode 600)
         #[arg(long, value_name = "FILE", conflicts_with = "no_passphrase")]
         new_passphrase_file: Option<PathBuf>,
         /// Remove the protection: store the key unprotected
@@ -344,6 +344,7 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
         Ok(paths) => paths,
         Err(e) => return (early, Err(e)),
     };
+    warn_if_home_is_open(&paths.home, &early);
     let sources = passphrase::Sources {
         file: cli.passphrase_file.clone(),
         env: env_passphrase,
@@ -708,6 +709,26 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
                 "{name} is now marked as verified (safety number compared)"
             ));
             Ok(())
+        }
+    }
+}
+
+/// Warns, as OpenSSH does, when group or others may write to the home directory: they could
+/// replace the keyfile or known_peers in it (the files themselves are 0600).
+fn warn_if_home_is_open(home: &std::path::Path, ui: &Ui) {
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(home)
+        && meta.is_dir()
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            ui.warn(format_args!(
+                "{} has permissions {mode:04o}: other users can write to it and could replace \
+                 your keyfile or known_peers (fix with: chmod go-w {})",
+                home.display(),
+                home.display()
+            ));
         }
     }
 }

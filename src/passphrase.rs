@@ -1,6 +1,7 @@
 //! Where passphrases come from: `--passphrase-file`, the `SCHAT_PASSPHRASE` environment
 //! variable, or a prompt on the terminal (never the command line, where `ps` would show it).
-//! Passphrases live in zeroizing buffers from the moment they are read.
+//! Passphrases live in zeroizing buffers from the moment they are read. A passphrase file is
+//! refused, like the keyfile, when group or others may access it.
 
 use crate::error::{Error, Result};
 use crate::keyfile::{Keyfile, KeyfileError, Passphrase};
@@ -81,6 +82,27 @@ const MAX_FILE_LINE: usize = 4096;
 pub fn read_file(path: &Path) -> Result<Passphrase> {
     let context = || format!("reading the passphrase file {}", path.display());
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(context(), e))?;
+    // Like the keyfile: refused when group or others may read or change it (fstat of the
+    // handle we read, so the checked file is the read file).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = file.metadata().map_err(|e| Error::io(context(), e))?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(Error::io(
+                context(),
+                std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "it has permissions {mode:04o}, which let other users read or change \
+                         it; refusing to use it (fix with: chmod 600 {})",
+                        path.display()
+                    ),
+                ),
+            ));
+        }
+    }
     let mut buf = Zeroizing::new(vec![0u8; MAX_FILE_LINE + 1]);
     let mut filled = 0;
     while filled < buf.len() {
@@ -180,8 +202,11 @@ mod tests {
 
     #[test]
     fn a_passphrase_file_gives_its_first_line() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pass");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let long_line = format!("{}\n", "x".repeat(MAX_FILE_LINE));
         for (content, expected) in [
             ("pw\n", "pw"),

@@ -12,9 +12,12 @@ use std::time::{Duration, Instant};
 /// Cheap KDF settings so tests stay fast (the default takes ~0.5 s per unlock).
 const QUICK: [&str; 4] = ["--kdf-mib", "8", "--kdf-passes", "1"];
 
+/// A passphrase file, private (0600) as schat requires.
 fn write_secret(dir: &Path, name: &str, text: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
     p
 }
 
@@ -66,6 +69,36 @@ fn protected_keygen_hides_the_secret_and_fingerprint_needs_no_passphrase() {
         "{}",
         err(&out)
     );
+}
+
+/// Like the keyfile, a passphrase file is refused when group or others may access it.
+#[test]
+fn a_passphrase_file_others_can_access_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let (home, pass) = protected_home("private");
+    let p = pass.to_str().unwrap();
+    for mode in [0o644, 0o640, 0o604, 0o620, 0o602] {
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = run(
+            &home,
+            &["--passphrase-file", p, "dial", "127.0.0.1:1"],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(1), "{mode:o}: {}", err(&out));
+        assert!(err(&out).contains(&format!("{mode:04o}")), "{}", err(&out));
+        assert!(err(&out).contains("chmod 600"), "{}", err(&out));
+        assert!(!err(&out).contains("connection refused"), "{}", err(&out));
+    }
+    for mode in [0o600, 0o400] {
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = run(
+            &home,
+            &["--passphrase-file", p, "dial", "127.0.0.1:1"],
+            None,
+        );
+        // Unlocked: it got as far as connecting.
+        assert!(err(&out).contains("connection refused"), "{}", err(&out));
+    }
 }
 
 #[test]
