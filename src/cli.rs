@@ -2,11 +2,13 @@
 
 use crate::error::{Error, Result, exit};
 use crate::fingerprint;
+use crate::hardening;
 use crate::keyfile::{self, KdfParams, Keyfile, KeyfileError};
 use crate::keys::{Identity, PublicKey};
 use crate::net::{self, Address, ListenOptions};
 use crate::passphrase;
 use crate::safety::SafetyNumber;
+use crate::sanitize;
 use crate::session::pipe::PipeOptions;
 use crate::session::verify::{TrustConfig, TrustPolicy};
 use crate::session::{DEFAULT_WELCOME, Settings, input::Input};
@@ -43,9 +45,10 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", global = true)]
     pub identity: Option<PathBuf>,
 
-    /// Read the keyfile's passphrase from the first line of FILE (also: the SCHAT_PASSPHRASE
-    /// environment variable; otherwise schat asks on the terminal). Never give a passphrase as
-    /// an argument: other users can see arguments
+    /// Read the keyfile's passphrase from the first line of FILE, which only you may access
+    /// (mode 600) (also: the SCHAT_PASSPHRASE environment variable, which schat removes from its
+    /// environment at startup; otherwise schat asks on the terminal). Never give a passphrase
+    /// as an argument: other users can see arguments
     #[arg(long, value_name = "FILE", global = true)]
     pub passphrase_file: Option<PathBuf>,
 
@@ -73,7 +76,7 @@ pub enum Command {
     /// current passphrase comes from the usual sources; the new one from a prompt or
     /// --new-passphrase-file
     Passwd {
-        /// Read the new passphrase from the first line of FILE
+        /// Read the new passphrase from the first line of FILE (mode 600)
         #[arg(long, value_name = "FILE", conflicts_with = "no_passphrase")]
         new_passphrase_file: Option<PathBuf>,
         /// Remove the protection: store the key unprotected
@@ -240,6 +243,17 @@ pub enum PeersCommand {
 
 /// Parses the command line, runs the command, and returns the process exit code.
 pub fn main() -> i32 {
+    // Before anything else, while this is the only thread: take the passphrase out of the
+    // environment (and out of what /proc/PID/environ shows).
+    // SAFETY: no other thread exists yet, so nothing else reads or writes the environment.
+    let env_passphrase = unsafe { passphrase::take_from_env() };
+    // No core dumps, and /proc/PID/{mem,environ} closed to other processes of this user: the
+    // process will hold a secret key, maybe a passphrase.
+    if let Err(e) = hardening::forbid_core_dumps() {
+        Ui::plain().warn(format_args!(
+            "cannot disable core dumps ({e}): a crash could write your secret key to disk"
+        ));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -252,7 +266,7 @@ pub fn main() -> i32 {
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(run(cli)),
+        Ok(runtime) => runtime.block_on(run(cli, env_passphrase)),
         Err(e) => {
             Ui::plain().error(format_args!("cannot start the async runtime: {e}"));
             exit::ERROR
@@ -261,13 +275,35 @@ pub fn main() -> i32 {
 }
 
 /// A panic must not leave the terminal in raw mode (the line editor's Drop also restores it,
-/// but a panic hook runs first and covers panics on other threads).
+/// but a panic hook runs first and covers panics on other threads). The report replaces the
+/// default hook's: a panic message can quote input (a typed line, a peer's text, a file), so it
+/// is printed escaped, like everything else schat shows.
 fn restore_terminal_on_panic() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
+    std::panic::set_hook(Box::new(|info| {
         let _ = crossterm::terminal::disable_raw_mode();
-        default(info);
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{}", panic_report(info));
+        // Only with RUST_BACKTRACE=1, as with the default hook.
+        let trace = std::backtrace::Backtrace::capture();
+        if trace.status() == std::backtrace::BacktraceStatus::Captured {
+            let _ = writeln!(err, "{}", sanitize::block(&trace.to_string()));
+        }
     }));
+}
+
+/// One escaped line saying where the panic happened and why.
+fn panic_report(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let thread = std::thread::current();
+    let location = info
+        .location()
+        .map(|l| format!(" at {l}"))
+        .unwrap_or_default();
+    let report = format!(
+        "schat: internal error (a bug in schat; please report it): thread '{}' panicked{location}: {}",
+        thread.name().unwrap_or("<unnamed>"),
+        info.payload_as_str().unwrap_or("(no message)"),
+    );
+    sanitize::line(&report).into_owned()
 }
 
 /// Chooses how a session talks to the user: JSON, the line editor on a terminal, or plain
@@ -291,7 +327,8 @@ fn front_end(json: bool, pipe: bool) -> (Ui, Input) {
 }
 
 /// Runs one parsed command, reports an error if there is one, and returns the exit code.
-pub async fn run(cli: Cli) -> i32 {
+/// `env_passphrase` is `SCHAT_PASSPHRASE` as [`passphrase::take_from_env`] found it.
+pub async fn run(cli: Cli, env_passphrase: passphrase::FromEnv) -> i32 {
     let json = match &cli.command {
         Command::Listen { session, .. } | Command::Dial { session, .. } => session.json,
         _ => false,
@@ -299,7 +336,7 @@ pub async fn run(cli: Cli) -> i32 {
     // Until a session's front end exists (after any passphrase prompt, which needs the
     // terminal in its normal mode), messages go out plainly — or as JSON events.
     let early = if json { Ui::json() } else { Ui::plain() };
-    let (ui, result) = execute(cli, early).await;
+    let (ui, result) = execute(cli, env_passphrase, early).await;
     match result {
         Ok(()) => exit::OK,
         Err(e) => {
@@ -310,13 +347,15 @@ pub async fn run(cli: Cli) -> i32 {
 }
 
 /// Runs the command; returns the `Ui` in use at the end (to report an error through it).
-async fn execute(cli: Cli, early: Ui) -> (Ui, Result<()>) {
+async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (Ui, Result<()>) {
     let paths = match Paths::new(&cli) {
         Ok(paths) => paths,
         Err(e) => return (early, Err(e)),
     };
+    warn_if_home_is_open(&paths.home, &early);
     let sources = passphrase::Sources {
         file: cli.passphrase_file.clone(),
+        env: env_passphrase,
     };
     match cli.command {
         Command::Listen {
@@ -565,8 +604,10 @@ fn read_allow_list(file: &str) -> Result<Allow> {
     Ok(Allow::Keys(keys))
 }
 
-/// `schat peers …`
+/// `schat peers …`. known_peers is a file anyone with access to it may have edited: every
+/// text taken from it (and anything that quotes it) is printed through `sanitize::line`.
 fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
+    let clean = |text: &str| sanitize::line(text).into_owned();
     let store = Store::in_home(&paths.home);
     let trust_err = |e: TrustError| match e {
         TrustError::Io { .. } => Error::Internal(e.to_string()),
@@ -578,7 +619,7 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
             for (line, reason) in &peers.problems {
                 ui.warn(format_args!(
                     "{} line {line}: {reason}",
-                    store.path().display()
+                    clean(&store.path().display().to_string())
                 ));
             }
             let mut out = std::io::stdout().lock();
@@ -588,15 +629,19 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
                 let addrs = if e.addrs.is_empty() {
                     "-".to_string()
                 } else {
-                    e.addrs.join(", ")
+                    e.addrs
+                        .iter()
+                        .map(|a| clean(a))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 };
                 let _ = writeln!(
                     out,
                     "{}\n  fingerprint: {}\n  verified:    {} ({})\n  addresses:   {addrs}",
-                    e.name,
+                    clean(&e.name),
                     fingerprint::grouped(&e.key),
                     e.how.describe(),
-                    e.when,
+                    clean(&e.when),
                 );
             }
             if !any {
@@ -627,7 +672,8 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
                 })
                 .map_err(trust_err)?;
             ui.status(format_args!(
-                "added {name} ({})",
+                "added {} ({})",
+                clean(&name),
                 fingerprint::grouped(&key)
             ));
             Ok(())
@@ -636,12 +682,16 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
             store
                 .update(|p| p.rename(&peer, &new_name))
                 .map_err(trust_err)?;
-            ui.status(format_args!("renamed {peer} to {new_name}"));
+            ui.status(format_args!(
+                "renamed {} to {}",
+                clean(&peer),
+                clean(&new_name)
+            ));
             Ok(())
         }
         PeersCommand::Forget { peer } => {
             let done = store.update(|p| p.forget(&peer)).map_err(trust_err)?;
-            ui.status(done);
+            ui.status(clean(&done));
             Ok(())
         }
         PeersCommand::Verify { peer, yes } => {
@@ -653,7 +703,8 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
                 .ok_or_else(|| Error::Usage(format!("no known peer matches {peer:?}")))?;
             let me = Keyfile::read(&paths.identity)?.public_key();
             let number = SafetyNumber::new(&me, &entry.key);
-            println!("safety number with {}:", entry.name);
+            let name = clean(&entry.name);
+            println!("safety number with {name}:");
             for row in number.lines() {
                 println!("    {row}");
             }
@@ -664,10 +715,7 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
                             .into(),
                     ));
                 }
-                eprint!(
-                    "schat: does {} read exactly these digits? [y/N]: ",
-                    entry.name
-                );
+                eprint!("schat: does {name} read exactly these digits? [y/N]: ");
                 let mut answer = String::new();
                 std::io::stdin()
                     .read_line(&mut answer)
@@ -681,10 +729,29 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
                 .update(|p| p.set_verified(&entry.key, Verified::SafetyNumber))
                 .map_err(trust_err)?;
             ui.status(format_args!(
-                "{} is now marked as verified (safety number compared)",
-                entry.name
+                "{name} is now marked as verified (safety number compared)"
             ));
             Ok(())
+        }
+    }
+}
+
+/// Warns, as OpenSSH does, when group or others may write to the home directory: they could
+/// replace the keyfile or known_peers in it (the files themselves are 0600).
+fn warn_if_home_is_open(home: &std::path::Path, ui: &Ui) {
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(home)
+        && meta.is_dir()
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            ui.warn(format_args!(
+                "{} has permissions {mode:04o}: other users can write to it and could replace \
+                 your keyfile or known_peers (fix with: chmod go-w {})",
+                home.display(),
+                home.display()
+            ));
         }
     }
 }
@@ -744,8 +811,12 @@ impl Paths {
     /// `--peer` takes a fingerprint or the petname of a known peer.
     fn resolve_peer(&self, peer: Option<&str>) -> Result<Option<PublicKey>> {
         let Some(text) = peer else { return Ok(None) };
-        if let Ok(key) = fingerprint::parse(text) {
-            return Ok(Some(key));
+        match fingerprint::parse(text) {
+            Ok(key) => return Ok(Some(key)),
+            Err(e @ fingerprint::FingerprintError::NotCanonical) => {
+                return Err(Error::Usage(format!("--peer {text:?}: {e}")));
+            }
+            Err(_) => {}
         }
         let peers = Store::in_home(&self.home)
             .load()
@@ -777,5 +848,44 @@ impl Paths {
             }
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Set in the child process that `panic_messages_are_printed_escaped` starts.
+    const PANIC_CHILD: &str = "SCHAT_TEST_PANIC_CHILD";
+
+    /// A panic message can quote input; the hook must print it escaped. The hook is global, so
+    /// the panic happens in a child process (this test binary, running only this test).
+    #[test]
+    fn panic_messages_are_printed_escaped() {
+        if std::env::var_os(PANIC_CHILD).is_some() {
+            restore_terminal_on_panic();
+            let hostile = "typed \x1b[2J\x1b]0;pwned\x07 line";
+            let _ = std::panic::catch_unwind(|| panic!("bad input {hostile}"));
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "cli::tests::panic_messages_are_printed_escaped",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(PANIC_CHILD, "1")
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("bad input typed \\x1b[2J\\x1b]0;pwned\\x07 line"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("internal error"), "{stderr}");
+        assert!(!stderr.contains('\x1b'), "{stderr:?}");
     }
 }

@@ -81,6 +81,13 @@ pub enum ProtocolError {
     /// The peer's static key is a low-order point: no secret key stands behind it.
     #[error("the peer's static key is invalid (a low-order point)")]
     WeakKey,
+    /// The peer's static key is not canonically encoded (bit 255 set, or u >= 2^255-19): the
+    /// peer's fault; X25519 would treat it as another key's alias.
+    #[error(
+        "the peer sent its static key in a form that is not canonical (top bit set, or \
+         u >= 2^255-19): a misbehaving peer, refused"
+    )]
+    NonCanonicalKey,
 }
 
 impl Error {

@@ -1,6 +1,7 @@
 //! Fingerprints as people see and type them. A fingerprint is the 32-byte static public key in
 //! lowercase hex; people may paste it with any case and with spaces, colons or dashes between
-//! digits, and read it in groups of four.
+//! digits, and read it in groups of four. Only canonical encodings parse (see
+//! [`PublicKey::is_canonical`]), so a key has exactly one fingerprint.
 
 use crate::keys::{KEY_LEN, PublicKey};
 use std::str::FromStr;
@@ -22,6 +23,14 @@ pub enum FingerprintError {
     /// Not 64 hex digits.
     #[error("a fingerprint has 64 hex digits, this one has {0}")]
     WrongLength(usize),
+    /// 64 hex digits, but not the canonical encoding of an X25519 key (see
+    /// [`PublicKey::is_canonical`]): another fingerprint for a key that has a canonical one.
+    #[error(
+        "this fingerprint is not canonical (its top bit is set, or it is at least 2^255-19): \
+         it is another spelling of some key's real fingerprint, which schat never prints; ask \
+         for the fingerprint `schat fingerprint` shows"
+    )]
+    NotCanonical,
 }
 
 /// Parses a fingerprint typed or pasted by a person.
@@ -39,7 +48,12 @@ pub fn parse(text: &str) -> Result<PublicKey, FingerprintError> {
     }
     let mut bytes = [0u8; KEY_LEN];
     hex::decode_to_slice(&digits, &mut bytes).map_err(|_| FingerprintError::WrongLength(0))?;
-    Ok(PublicKey::from_bytes(bytes))
+    let key = PublicKey::from_bytes(bytes);
+    // One key, one fingerprint: refuse the other encodings X25519 would take for the same key.
+    if !key.is_canonical() {
+        return Err(FingerprintError::NotCanonical);
+    }
+    Ok(key)
 }
 
 impl FromStr for PublicKey {
@@ -97,6 +111,21 @@ mod tests {
             parse(&format!("{}g", &HEX[..63])),
             Err(FingerprintError::BadCharacter('g'))
         );
+    }
+
+    #[test]
+    fn non_canonical_encodings_are_refused() {
+        // The same key with bit 255 set: X25519 would accept it as the same key.
+        let top_bit = format!("{}ea", &HEX[..62]);
+        assert!(parse(&top_bit).is_err());
+        // p = 2^255 - 19 (little-endian) and 2^255 - 1: values at or above the field prime.
+        let p = format!("ed{}7f", "ff".repeat(30));
+        assert!(parse(&p).is_err());
+        assert!(parse(&format!("{}7f", "ff".repeat(31))).is_err());
+        let err = parse(&p).unwrap_err().to_string();
+        assert!(err.contains("canonical"), "{err}");
+        // p - 1 is the largest canonical value.
+        assert!(parse(&format!("ec{}7f", "ff".repeat(30))).is_ok());
     }
 
     #[test]

@@ -96,6 +96,9 @@ fn link_new(tmp: &Path, path: &Path) -> io::Result<()> {
 
 /// Takes an exclusive lock on `path` (created 0600 if needed), held until the file is dropped.
 /// Serialises read-modify-write cycles between schat processes.
+///
+/// A symbolic link at `path` is refused (`O_NOFOLLOW`): opening through it would create or lock
+/// whatever file it points to.
 pub fn lock_exclusive(path: &Path) -> io::Result<File> {
     create_private_dir(&parent_dir(path))?;
     let mut options = OpenOptions::new();
@@ -103,9 +106,22 @@ pub fn lock_exclusive(path: &Path) -> io::Result<File> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
-    let file = options.open(path)?;
+    let file = options.open(path).map_err(|e| {
+        // O_NOFOLLOW on a symbolic link fails with ELOOP ("too many levels of symbolic links").
+        #[cfg(unix)]
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return io::Error::new(
+                e.kind(),
+                format!(
+                    "the lock file {} is a symbolic link; refusing to follow it (remove it)",
+                    path.display()
+                ),
+            );
+        }
+        e
+    })?;
     file.lock()?;
     Ok(file)
 }
@@ -131,6 +147,24 @@ mod tests {
         );
         write_private_atomically(&path, b"new", true).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_symlink_at_the_lock_path_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("precious");
+        fs::write(&target, b"keep me").unwrap();
+        let lock = dir.path().join("lock");
+        std::os::unix::fs::symlink(&target, &lock).unwrap();
+        let err = lock_exclusive(&lock).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(fs::read(&target).unwrap(), b"keep me");
+        // Nor is a missing target created through a dangling link.
+        let missing = dir.path().join("missing");
+        let dangling = dir.path().join("lock2");
+        std::os::unix::fs::symlink(&missing, &dangling).unwrap();
+        assert!(lock_exclusive(&dangling).is_err());
+        assert!(!missing.exists());
     }
 
     #[test]

@@ -87,9 +87,7 @@ where
     // <- e, ee, s, es
     read_step(&mut noise, &mut reader, &mut buf).await?;
     let listener = remote_static(&noise)?;
-    if listener.is_low_order(identity.secret()) {
-        return Err(ProtocolError::WeakKey.into());
-    }
+    acceptable_static(&listener, identity)?;
     check(&listener)?;
 
     // -> s, se
@@ -174,9 +172,7 @@ fn finish<R, W>(
     writer: FrameWriter<W>,
 ) -> Result<Established<R, W>> {
     let peer = remote_static(&noise)?;
-    if peer.is_low_order(identity.secret()) {
-        return Err(ProtocolError::WeakKey.into());
-    }
+    acceptable_static(&peer, identity)?;
     let handshake_hash: [u8; HASH_LEN] = noise
         .get_handshake_hash()
         .try_into()
@@ -190,6 +186,19 @@ fn finish<R, W>(
         recv,
         send,
     })
+}
+
+/// Refuses static keys no honest peer has. A non-canonical encoding: X25519 ignores bit 255
+/// and reduces mod p, so the handshake succeeds, but the peer would show a second fingerprint
+/// for one secret. A low-order point: no secret stands behind it, anyone could claim it.
+fn acceptable_static(peer: &PublicKey, identity: &Identity) -> Result<()> {
+    if !peer.is_canonical() {
+        return Err(ProtocolError::NonCanonicalKey.into());
+    }
+    if peer.is_low_order(identity.secret()) {
+        return Err(ProtocolError::WeakKey.into());
+    }
+    Ok(())
 }
 
 /// The peer's static key, once a handshake message has carried it.

@@ -150,6 +150,8 @@ enum Secret {
 /// A passphrase-sealed secret key as stored in the file.
 #[derive(Debug, Clone)]
 struct Sealed {
+    /// The KDF fields exactly as written (`argon2id m=… t=… p=…`): authenticated as they are.
+    header: String,
     kdf: KdfParams,
     salt: [u8; SALT_LEN],
     nonce: [u8; NONCE_LEN],
@@ -252,6 +254,13 @@ impl Passphrase {
         &self.0
     }
 
+    /// A second copy, in its own zeroizing buffer of exactly the right size.
+    pub fn duplicate(&self) -> Self {
+        let mut copy = Zeroizing::new(String::with_capacity(self.0.len()));
+        copy.push_str(&self.0);
+        Passphrase(copy)
+    }
+
     /// Whether it is empty (which means "no passphrase").
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -264,12 +273,14 @@ impl std::fmt::Debug for Passphrase {
     }
 }
 
-/// Associated data for sealing: binds the sealed key to its public key and KDF parameters, so
-/// neither can be swapped in the file without the unsealing failing.
-fn sealing_aad(public: &PublicKey, kdf: &KdfParams) -> Vec<u8> {
+/// Associated data for sealing: binds the sealed key to its public key and KDF header, so
+/// neither can be changed in the file without the unsealing failing. `header` is the KDF part
+/// of the line exactly as it appears in the file (PROTOCOL.md §8), never re-rendered from the
+/// parsed numbers: what is authenticated is what is written.
+fn sealing_aad(public: &PublicKey, header: &str) -> Vec<u8> {
     let mut aad = b"schat-key-v1".to_vec();
     aad.extend_from_slice(public.as_bytes());
-    aad.extend_from_slice(kdf.render().as_bytes());
+    aad.extend_from_slice(header.as_bytes());
     aad
 }
 
@@ -296,8 +307,14 @@ impl Keyfile {
             let number = index + 1;
             let line = line.trim_end();
             let found = if let Some(hex) = line.strip_prefix(PUBLIC_TAG) {
-                let key = fingerprint::parse(hex).map_err(|_| {
-                    malformed(path, Some(number), "public key is not 64 hex digits")
+                let key = fingerprint::parse(hex).map_err(|e| {
+                    let reason = match e {
+                        fingerprint::FingerprintError::NotCanonical => {
+                            "public key is not in canonical form"
+                        }
+                        _ => "public key is not 64 hex digits",
+                    };
+                    malformed(path, Some(number), reason)
                 })?;
                 if public.replace((number, key)).is_some() {
                     return Err(malformed(path, Some(number), "second public key line"));
@@ -393,7 +410,7 @@ impl Keyfile {
             .map_err(|reason| malformed(&self.path, None, reason))?;
         use chacha20poly1305::aead::{Aead, KeyInit, Payload};
         let cipher = chacha20poly1305::ChaCha20Poly1305::new((&*key).into());
-        let aad = sealing_aad(&public, &sealed.kdf);
+        let aad = sealing_aad(&public, &sealed.header);
         let plain = Zeroizing::new(
             cipher
                 .decrypt(
@@ -420,49 +437,57 @@ impl Keyfile {
     }
 }
 
-/// Parses `argon2id m=.. t=.. p=.. salt=.. nonce=.. key=..` (errors say what, not the value).
+/// Parses `argon2id m=<m> t=<t> p=<p> salt=<hex> nonce=<hex> key=<hex>`: these fields in this
+/// order, one space between them, numbers in decimal digits (errors say what, not the value).
+/// The KDF header (`argon2id m=… t=… p=…`) is kept as written, for the associated data.
 fn parse_sealed(fields: &str) -> Result<Sealed, &'static str> {
-    let mut words = fields.split_whitespace();
+    const ORDER: &str = "fields must be `argon2id m= t= p= salt= nonce= key=`, in this order, \
+                         separated by single spaces";
+    let mut words = fields.split(' ');
     if words.next() != Some("argon2id") {
         return Err("unknown key derivation (expected argon2id)");
     }
-    let (mut m, mut t, mut p) = (None, None, None);
-    let (mut salt, mut nonce, mut key) = (None, None, None);
-    for word in words {
-        let (name, value) = word.split_once('=').ok_or("malformed field")?;
-        let number = || {
-            value
-                .parse::<u32>()
-                .map_err(|_| "KDF parameter is not a number")
-        };
-        match name {
-            "m" => m = Some(number()?),
-            "t" => t = Some(number()?),
-            "p" => p = Some(number()?),
-            "salt" => salt = Some(value),
-            "nonce" => nonce = Some(value),
-            "key" => key = Some(value),
-            _ => return Err("unknown field"),
+    let mut field = |name: &str| -> Result<&str, &'static str> {
+        let word = words.next().ok_or(ORDER)?;
+        match word.split_once('=') {
+            Some((n, value)) if n == name => Ok(value),
+            _ if word.contains('=') || word.is_empty() => Err(ORDER),
+            _ => Err("malformed field"),
         }
-    }
-    let kdf = KdfParams {
-        memory_kib: m.ok_or("missing m=")?,
-        passes: t.ok_or("missing t=")?,
-        lanes: p.ok_or("missing p=")?,
     };
+    let number = |value: &str| {
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("KDF parameter is not a number");
+        }
+        value
+            .parse::<u32>()
+            .map_err(|_| "KDF parameter is not a number")
+    };
+    let kdf = KdfParams {
+        memory_kib: number(field("m")?)?,
+        passes: number(field("t")?)?,
+        lanes: number(field("p")?)?,
+    };
+    let (salt, nonce, key) = (field("salt")?, field("nonce")?, field("key")?);
+    if words.next().is_some() {
+        return Err("unexpected field after key=");
+    }
     kdf.check()?;
+    // Everything before " salt=": the KDF header exactly as written.
+    let header = fields
+        .split_once(" salt=")
+        .map(|(header, _)| header.to_string())
+        .ok_or(ORDER)?;
     let mut sealed = Sealed {
+        header,
         kdf,
         salt: [0; SALT_LEN],
         nonce: [0; NONCE_LEN],
         sealed: [0; KEY_LEN + TAG_LEN],
     };
-    hex::decode_to_slice(salt.ok_or("missing salt=")?, &mut sealed.salt)
-        .map_err(|_| "salt is not 32 hex digits")?;
-    hex::decode_to_slice(nonce.ok_or("missing nonce=")?, &mut sealed.nonce)
-        .map_err(|_| "nonce is not 24 hex digits")?;
-    hex::decode_to_slice(key.ok_or("missing key=")?, &mut sealed.sealed)
-        .map_err(|_| "sealed key is not 96 hex digits")?;
+    hex::decode_to_slice(salt, &mut sealed.salt).map_err(|_| "salt is not 32 hex digits")?;
+    hex::decode_to_slice(nonce, &mut sealed.nonce).map_err(|_| "nonce is not 24 hex digits")?;
+    hex::decode_to_slice(key, &mut sealed.sealed).map_err(|_| "sealed key is not 96 hex digits")?;
     Ok(sealed)
 }
 
@@ -483,18 +508,30 @@ fn render_sealed(
     passphrase: &Passphrase,
     kdf: KdfParams,
 ) -> Result<String, &'static str> {
-    kdf.check()?;
     let mut salt = [0u8; SALT_LEN];
     let mut nonce = [0u8; NONCE_LEN];
     rand::fill(&mut salt[..]);
     rand::fill(&mut nonce[..]);
-    let key = kdf.derive(passphrase, &salt)?;
+    render_sealed_with(identity, passphrase, kdf, &salt, &nonce)
+}
+
+/// [`render_sealed`] with a given salt and nonce (the test vector in PROTOCOL.md fixes them).
+fn render_sealed_with(
+    identity: &Identity,
+    passphrase: &Passphrase,
+    kdf: KdfParams,
+    salt: &[u8; SALT_LEN],
+    nonce: &[u8; NONCE_LEN],
+) -> Result<String, &'static str> {
+    kdf.check()?;
+    let key = kdf.derive(passphrase, salt)?;
     use chacha20poly1305::aead::{Aead, KeyInit, Payload};
     let cipher = chacha20poly1305::ChaCha20Poly1305::new((&*key).into());
-    let aad = sealing_aad(identity.public(), &kdf);
+    let header = kdf.render();
+    let aad = sealing_aad(identity.public(), &header);
     let sealed = cipher
         .encrypt(
-            (&nonce).into(),
+            nonce.into(),
             Payload {
                 msg: identity.secret().expose(),
                 aad: &aad,
@@ -504,9 +541,8 @@ fn render_sealed(
     Ok(format!(
         "# schat identity: keep this file private even so; it is protected by a passphrase\n\
          {PUBLIC_TAG}{}\n\
-         {SEALED_TAG}{} salt={} nonce={} key={}\n",
+         {SEALED_TAG}{header} salt={} nonce={} key={}\n",
         identity.public(),
-        kdf.render(),
         hex::encode(salt),
         hex::encode(nonce),
         hex::encode(sealed),
@@ -795,6 +831,122 @@ mod tests {
         assert!(Keyfile::parse(Path::new("k"), cut.as_bytes()).is_err());
         let other_kdf = text.replace("argon2id", "scrypt");
         assert!(Keyfile::parse(Path::new("k"), other_kdf.as_bytes()).is_err());
+    }
+
+    /// Seals `id` as PROTOCOL.md §8 says, with `header` (the KDF fields as they will appear
+    /// in the file) as the last part of the associated data. Independent of `render_sealed`.
+    fn seal_as_spec(
+        id: &Identity,
+        passphrase: &Passphrase,
+        kdf: KdfParams,
+        header: &str,
+    ) -> String {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        let (salt, nonce) = ([7u8; SALT_LEN], [9u8; NONCE_LEN]);
+        let key = kdf.derive(passphrase, &salt).unwrap();
+        let cipher = chacha20poly1305::ChaCha20Poly1305::new((&*key).into());
+        let mut aad = b"schat-key-v1".to_vec();
+        aad.extend_from_slice(id.public().as_bytes());
+        aad.extend_from_slice(header.as_bytes());
+        let sealed = cipher
+            .encrypt(
+                (&nonce).into(),
+                Payload {
+                    msg: id.secret().expose(),
+                    aad: &aad,
+                },
+            )
+            .unwrap();
+        format!(
+            "{PUBLIC_TAG}{}\n{SEALED_TAG}{header} salt={} nonce={} key={}\n",
+            id.public(),
+            hex::encode(salt),
+            hex::encode(nonce),
+            hex::encode(sealed)
+        )
+    }
+
+    #[test]
+    fn the_kdf_header_is_authenticated_as_written() {
+        let id = Identity::generate().unwrap();
+        let secret = pass("pw");
+        let unlock =
+            |text: &str| Keyfile::parse(Path::new("k"), text.as_bytes())?.unlock(Some(&secret));
+        // Written with a leading zero and sealed that way: the header as written is the AAD.
+        let zero = seal_as_spec(&id, &secret, quick_kdf(), "argon2id m=08192 t=1 p=1");
+        assert_eq!(unlock(&zero).unwrap().public(), id.public());
+        // The same parameters respelled after sealing: the header no longer authenticates.
+        let written = render_sealed(&id, &secret, quick_kdf()).unwrap();
+        assert_eq!(unlock(&written).unwrap().public(), id.public());
+        let respelled = written.replace("m=8192 t=1 p=1", "m=08192 t=1 p=01");
+        assert!(matches!(
+            unlock(&respelled),
+            Err(KeyfileError::WrongPassphrase { .. })
+        ));
+    }
+
+    #[test]
+    fn sealed_fields_must_come_in_order_with_single_spaces() {
+        let id = Identity::generate().unwrap();
+        let secret = pass("pw");
+        let text = render_sealed(&id, &secret, quick_kdf()).unwrap();
+        for edited in [
+            text.replace("m=8192 t=1 p=1", "t=1 m=8192 p=1"),
+            text.replace("m=8192 t=1", "m=8192  t=1"),
+            text.replace("argon2id m=", "argon2id\tm="),
+            text.replace(" salt=", " nonce=000000000000000000000000 salt="),
+            text.replace("p=1 salt", "p=+1 salt"),
+        ] {
+            match Keyfile::parse(Path::new("k"), edited.as_bytes()) {
+                Err(KeyfileError::Malformed { line, .. }) => assert_eq!(line, Some(3), "{edited}"),
+                other => panic!("{edited}: expected Malformed, got {other:?}"),
+            }
+        }
+    }
+
+    /// The test vector in PROTOCOL.md §8: RFC 7748's first secret key, sealed with a fixed salt
+    /// and nonce.
+    #[test]
+    fn the_protocol_test_vector() {
+        let vector = include_str!("../tests/data/keyfile-vector.txt");
+        let protocol = include_str!("../PROTOCOL.md");
+        for line in vector.lines() {
+            assert!(protocol.contains(line), "PROTOCOL.md must show {line}");
+        }
+        let passphrase = pass("correct horse battery staple");
+        let keyfile = Keyfile::parse(Path::new("vector"), vector.as_bytes()).unwrap();
+        let id = keyfile.unlock(Some(&passphrase)).unwrap();
+        assert_eq!(
+            hex::encode(id.secret().expose()),
+            "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"
+        );
+        assert_eq!(
+            id.public().to_hex(),
+            "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
+        );
+        // Writing is deterministic given the salt and nonce.
+        let salt: [u8; SALT_LEN] = core::array::from_fn(|i| i as u8);
+        let nonce: [u8; NONCE_LEN] = core::array::from_fn(|i| i as u8);
+        assert_eq!(
+            render_sealed_with(&id, &passphrase, quick_kdf(), &salt, &nonce).unwrap(),
+            vector
+        );
+        // The associated data, in the three parts PROTOCOL.md lists.
+        let Secret::Sealed(sealed) = &keyfile.secret else {
+            panic!("the vector is sealed")
+        };
+        let parts = [
+            "73636861742d6b65792d7631",
+            "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a",
+            "6172676f6e326964206d3d3831393220743d3120703d31",
+        ];
+        for part in parts {
+            assert!(protocol.contains(part), "PROTOCOL.md must show {part}");
+        }
+        assert_eq!(
+            hex::encode(sealing_aad(&keyfile.public_key(), &sealed.header)),
+            parts.concat()
+        );
     }
 
     #[test]

@@ -35,6 +35,31 @@ impl PublicKey {
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
+
+    /// Whether this is the one canonical encoding of its key: bit 255 clear and, read as a
+    /// little-endian integer, u < p = 2^255 - 19. X25519 ignores bit 255 and reduces u mod p,
+    /// so a key whose encoding is not canonical is another name for a key that has a canonical
+    /// one: accepting both would give one secret key several fingerprints. Every public key
+    /// X25519 computes is canonical.
+    pub fn is_canonical(&self) -> bool {
+        /// p = 2^255 - 19, little-endian.
+        const P: [u8; KEY_LEN] = {
+            let mut p = [0xff; KEY_LEN];
+            p[0] = 0xed;
+            p[KEY_LEN - 1] = 0x7f;
+            p
+        };
+        if self.0[KEY_LEN - 1] & 0x80 != 0 {
+            return false;
+        }
+        // Compare from the most significant byte down (public data: no need for constant time).
+        for (byte, limit) in self.0.iter().rev().zip(P.iter().rev()) {
+            if byte != limit {
+                return byte < limit;
+            }
+        }
+        false
+    }
 }
 
 impl fmt::Display for PublicKey {
@@ -213,6 +238,36 @@ mod tests {
             .collect();
         all.extend(with_top_bit);
         all
+    }
+
+    fn key_from_hex(h: &str) -> PublicKey {
+        PublicKey::from_bytes(hex::decode(h).unwrap().try_into().unwrap())
+    }
+
+    #[test]
+    fn canonical_encodings_are_below_p_with_bit_255_clear() {
+        // Little-endian: the last byte is the most significant. p = 2^255 - 19.
+        let p_minus_1 = "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f";
+        let p = "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f";
+        let p_plus_1 = "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f";
+        let max_255 = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f";
+        let below_top = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7e";
+        assert!(key_from_hex(p_minus_1).is_canonical());
+        assert!(key_from_hex(below_top).is_canonical());
+        assert!(PublicKey::from_bytes([0; 32]).is_canonical());
+        assert!(!key_from_hex(p).is_canonical());
+        assert!(!key_from_hex(p_plus_1).is_canonical());
+        assert!(!key_from_hex(max_255).is_canonical());
+        // A real key, and the same with bit 255 set (X25519 ignores that bit on input).
+        let real = *Identity::generate().unwrap().public();
+        assert!(real.is_canonical());
+        let mut top = *real.as_bytes();
+        top[31] |= 0x80;
+        assert!(!PublicKey::from_bytes(top).is_canonical());
+        let mut all = [0xffu8; 32];
+        assert!(!PublicKey::from_bytes(all).is_canonical());
+        all[31] = 0x80;
+        assert!(!PublicKey::from_bytes(all).is_canonical());
     }
 
     #[test]

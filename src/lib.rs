@@ -17,6 +17,7 @@
 //! - [`safety`], [`trust`]: safety numbers, and the known_peers store with its trust decisions
 //!   (applied by [`session::verify`] right after the handshake).
 //! - [`fsutil`]: atomic, private file writes and locks.
+//! - [`hardening`]: keeping secrets out of core dumps and `/proc`.
 //! - [`sanitize`], [`json`], [`ui`]: making peer text safe to print, and printing it: a line
 //!   editor at a terminal, plain lines for scripts, or JSON events.
 //! - [`signals`], [`error`]: interrupts, and the error type with its exit codes.
@@ -35,6 +36,7 @@ pub mod frame;
 pub mod framed;
 pub mod fsutil;
 pub mod handshake;
+pub mod hardening;
 pub mod json;
 pub mod keyfile;
 pub mod keys;

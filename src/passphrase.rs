@@ -1,6 +1,7 @@
 //! Where passphrases come from: `--passphrase-file`, the `SCHAT_PASSPHRASE` environment
 //! variable, or a prompt on the terminal (never the command line, where `ps` would show it).
-//! Passphrases live in zeroizing buffers from the moment they are read.
+//! Passphrases live in zeroizing buffers from the moment they are read. A passphrase file is
+//! refused, like the keyfile, when group or others may access it.
 
 use crate::error::{Error, Result};
 use crate::keyfile::{Keyfile, KeyfileError, Passphrase};
@@ -8,7 +9,7 @@ use crate::keys::Identity;
 use crate::ui::Ui;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// The environment variable scripts can use.
 pub const ENV: &str = "SCHAT_PASSPHRASE";
@@ -16,11 +17,47 @@ pub const ENV: &str = "SCHAT_PASSPHRASE";
 /// Tries at the prompt before giving up.
 const TRIES: usize = 3;
 
+/// `SCHAT_PASSPHRASE` as it was when schat started (see [`take_from_env`]).
+#[derive(Debug, Default)]
+pub enum FromEnv {
+    /// Not set.
+    #[default]
+    Unset,
+    /// Set to this.
+    Set(Passphrase),
+    /// Set, but not UTF-8 (an error once a passphrase is needed).
+    NotUtf8,
+}
+
+/// Takes `SCHAT_PASSPHRASE` out of the environment, wiping the bytes `/proc/PID/environ` shows
+/// (see [`crate::hardening::take_env`]), so neither child processes nor other readers of /proc
+/// see it later.
+///
+/// # Safety
+///
+/// No other thread may use the environment meanwhile: call it first thing in `main`.
+pub unsafe fn take_from_env() -> FromEnv {
+    // SAFETY: passed on to the caller.
+    let Some(mut bytes) = (unsafe { crate::hardening::take_env(ENV) }) else {
+        return FromEnv::Unset;
+    };
+    // Moves the buffer, without copying its contents, into a zeroizing String.
+    match String::from_utf8(std::mem::take(&mut *bytes)) {
+        Ok(text) => FromEnv::Set(Passphrase::new(Zeroizing::new(text))),
+        Err(e) => {
+            e.into_bytes().zeroize();
+            FromEnv::NotUtf8
+        }
+    }
+}
+
 /// The non-interactive sources the user configured.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Sources {
     /// `--passphrase-file`.
     pub file: Option<PathBuf>,
+    /// `SCHAT_PASSPHRASE`, taken from the environment at startup.
+    pub env: FromEnv,
 }
 
 impl Sources {
@@ -29,20 +66,74 @@ impl Sources {
         if let Some(path) = &self.file {
             return read_file(path).map(Some);
         }
-        Ok(std::env::var(ENV)
-            .ok()
-            .map(|v| Passphrase::new(Zeroizing::new(v))))
+        match &self.env {
+            FromEnv::Unset => Ok(None),
+            FromEnv::Set(p) => Ok(Some(p.duplicate())),
+            FromEnv::NotUtf8 => Err(Error::Usage(format!("{ENV} is not valid UTF-8"))),
+        }
     }
 }
 
-/// Reads a passphrase file: its first line, without the line ending.
+/// The most a passphrase file's first line may hold, in bytes.
+const MAX_FILE_LINE: usize = 4096;
+
+/// Reads a passphrase file: its first line, without the line ending. The bytes go into a
+/// zeroizing buffer sized up front (no reallocation leaves copies behind).
 pub fn read_file(path: &Path) -> Result<Passphrase> {
-    let mut text = Zeroizing::new(String::new());
-    std::fs::File::open(path)
-        .and_then(|f| f.take(4096).read_to_string(&mut text))
-        .map_err(|e| Error::io(format!("reading the passphrase file {}", path.display()), e))?;
-    let line = text.lines().next().unwrap_or("");
-    Ok(Passphrase::new(Zeroizing::new(line.to_string())))
+    let context = || format!("reading the passphrase file {}", path.display());
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(context(), e))?;
+    // Like the keyfile: refused when group or others may read or change it (fstat of the
+    // handle we read, so the checked file is the read file).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = file.metadata().map_err(|e| Error::io(context(), e))?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(Error::io(
+                context(),
+                std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "it has permissions {mode:04o}, which let other users read or change \
+                         it; refusing to use it (fix with: chmod 600 {})",
+                        path.display()
+                    ),
+                ),
+            ));
+        }
+    }
+    let mut buf = Zeroizing::new(vec![0u8; MAX_FILE_LINE + 1]);
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(context(), e)),
+        }
+    }
+    let data = &buf[..filled];
+    let line = match data.iter().position(|&b| b == b'\n') {
+        Some(end) => &data[..end],
+        None if filled > MAX_FILE_LINE => {
+            return Err(Error::io(
+                context(),
+                invalid(format!("no line ending in the first {MAX_FILE_LINE} bytes")),
+            ));
+        }
+        None => data,
+    };
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let text = std::str::from_utf8(line)
+        .map_err(|_| Error::io(context(), invalid("not UTF-8 text".into())))?;
+    let mut owned = Zeroizing::new(String::with_capacity(text.len()));
+    owned.push_str(text);
+    Ok(Passphrase::new(owned))
+}
+
+fn invalid(why: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, why)
 }
 
 /// Whether there is a terminal to ask (the controlling terminal, even if stdin is a pipe).
@@ -103,4 +194,38 @@ pub fn prompt_new(ui: &Ui) -> Result<Option<Passphrase>> {
         ui.warn("the two passphrases differ, try again");
     }
     Err(Error::Usage("the passphrases did not match".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_passphrase_file_gives_its_first_line() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pass");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let long_line = format!("{}\n", "x".repeat(MAX_FILE_LINE));
+        for (content, expected) in [
+            ("pw\n", "pw"),
+            ("pw", "pw"),
+            ("pw\r\nsecond line\n", "pw"),
+            ("\nsecond line\n", ""),
+            ("", ""),
+            ("héllo wörld\n", "héllo wörld"),
+            (long_line.as_str(), &long_line[..MAX_FILE_LINE]),
+        ] {
+            std::fs::write(&path, content).unwrap();
+            assert_eq!(read_file(&path).unwrap().expose(), expected, "{content:?}");
+        }
+        // A first line too long to be a passphrase, and bytes that are not text.
+        std::fs::write(&path, "x".repeat(MAX_FILE_LINE + 1)).unwrap();
+        let err = read_file(&path).unwrap_err().to_string();
+        assert!(err.contains("no line ending"), "{err}");
+        std::fs::write(&path, b"\xff\xfe\n").unwrap();
+        let err = read_file(&path).unwrap_err().to_string();
+        assert!(err.contains("not UTF-8"), "{err}");
+    }
 }

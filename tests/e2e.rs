@@ -90,6 +90,34 @@ fn unsafe_or_broken_keyfiles_are_refused_with_clear_errors() {
 }
 
 #[test]
+fn a_home_directory_others_can_write_is_warned_about() {
+    let home = Home::new();
+    for mode in [0o777, 0o770, 0o702] {
+        std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = home.run(&["fingerprint"]);
+        assert!(out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("warning") && err.contains("other users can write"),
+            "{mode:o}: {err}"
+        );
+        assert!(err.contains(&format!("{mode:04o}")), "{err}");
+        assert!(err.contains("chmod go-w"), "{err}");
+    }
+    // Readable by others is not a risk to the files in it (they are 0600 themselves).
+    for mode in [0o700, 0o755] {
+        std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = home.run(&["fingerprint"]);
+        assert!(out.status.success());
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let home = Home::new();
     for args in [

@@ -12,9 +12,12 @@ use std::time::{Duration, Instant};
 /// Cheap KDF settings so tests stay fast (the default takes ~0.5 s per unlock).
 const QUICK: [&str; 4] = ["--kdf-mib", "8", "--kdf-passes", "1"];
 
+/// A passphrase file, private (0600) as schat requires.
 fn write_secret(dir: &Path, name: &str, text: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
     p
 }
 
@@ -66,6 +69,36 @@ fn protected_keygen_hides_the_secret_and_fingerprint_needs_no_passphrase() {
         "{}",
         err(&out)
     );
+}
+
+/// Like the keyfile, a passphrase file is refused when group or others may access it.
+#[test]
+fn a_passphrase_file_others_can_access_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let (home, pass) = protected_home("private");
+    let p = pass.to_str().unwrap();
+    for mode in [0o644, 0o640, 0o604, 0o620, 0o602] {
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = run(
+            &home,
+            &["--passphrase-file", p, "dial", "127.0.0.1:1"],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(1), "{mode:o}: {}", err(&out));
+        assert!(err(&out).contains(&format!("{mode:04o}")), "{}", err(&out));
+        assert!(err(&out).contains("chmod 600"), "{}", err(&out));
+        assert!(!err(&out).contains("connection refused"), "{}", err(&out));
+    }
+    for mode in [0o600, 0o400] {
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = run(
+            &home,
+            &["--passphrase-file", p, "dial", "127.0.0.1:1"],
+            None,
+        );
+        // Unlocked: it got as far as connecting.
+        assert!(err(&out).contains("connection refused"), "{}", err(&out));
+    }
 }
 
 #[test]
@@ -302,6 +335,68 @@ async fn prompts_on_a_terminal_for_keygen_and_unlock() {
         .unwrap();
         assert_eq!(code, 0);
         assert!(listener.exit().await.success());
+    })
+    .await
+}
+
+/// The user the listener runs as in the test below, and that reads its /proc files: ourselves,
+/// or `nobody` when we are root (root reads any process's /proc files, dumpable or not).
+fn unprivileged_uid() -> Option<u32> {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    (unsafe { libc::geteuid() } == 0).then_some(65534)
+}
+
+#[tokio::test]
+async fn the_passphrase_leaves_the_environment_and_the_process_is_not_dumpable() {
+    within(async {
+        let secret = "env-secret-7f3a9c1e";
+        let (home, _) = protected_home(secret);
+        let user = unprivileged_uid();
+        if let Some(uid) = user {
+            for entry in std::fs::read_dir(home.path()).unwrap() {
+                std::os::unix::fs::chown(entry.unwrap().path(), Some(uid), Some(uid)).unwrap();
+            }
+            std::os::unix::fs::chown(home.path(), Some(uid), Some(uid)).unwrap();
+        }
+        let mut listener = {
+            let mut cmd = tokio::process::Command::new(bin());
+            cmd.arg("--home")
+                .arg(home.path())
+                .args(["listen", "127.0.0.1:0"])
+                .env("SCHAT_PASSPHRASE", secret);
+            if let Some(uid) = user {
+                cmd.uid(uid).gid(uid);
+            }
+            common::Proc::from_command(cmd)
+        };
+        // Unlocked with the passphrase from the environment, and still running.
+        listener.stderr_until("listening on 127.0.0.1:").await;
+        let environ = format!("/proc/{}/environ", listener.pid());
+        // What /proc shows of the environment no longer holds the passphrase (as far as this
+        // test may read it).
+        if let Ok(bytes) = std::fs::read(&environ) {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "the passphrase is still in {environ}"
+            );
+        }
+        // Non-dumpable: another process of the same user can no longer read its environment
+        // (nor its memory), and no core dump is written.
+        let mut cat = std::process::Command::new("cat");
+        cat.arg(&environ);
+        if let Some(uid) = user {
+            use std::os::unix::process::CommandExt;
+            cat.uid(uid).gid(uid);
+        }
+        let out = cat.output().unwrap();
+        assert!(
+            !out.status.success(),
+            "{environ} is readable by its user: the process is dumpable"
+        );
+        let why = String::from_utf8_lossy(&out.stderr);
+        assert!(why.contains("Permission denied"), "{why}");
+        listener.signal("TERM");
+        listener.exit().await;
     })
     .await
 }

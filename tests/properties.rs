@@ -193,3 +193,28 @@ proptest! {
 fn max_body_constant_matches_noise_limits() {
     assert_eq!(MAX_BODY + 1 + 16, 65535);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    /// Any typed line is a command or a message, never a panic; whatever it yields is a part
+    /// of the line.
+    #[test]
+    fn typed_lines_never_panic(
+        line in prop_oneof![
+            any::<String>(),
+            any::<String>().prop_map(|s| format!("/{s}")),
+            ("[ \t\u{3000}\u{a0}\u{2028}]{0,3}", any::<String>())
+                .prop_map(|(ws, s)| format!("/{ws}{s}")),
+        ]
+    ) {
+        use schat::session::command::{Command, parse};
+        let within = |part: &str| line.contains(part);
+        match parse(&line) {
+            Command::Say(t) | Command::Me(t) | Command::Unknown(t) => prop_assert!(within(t)),
+            Command::Verify(Some(t)) | Command::Whois(Some(t)) => prop_assert!(within(t)),
+            Command::Msg(name, text) => prop_assert!(within(name) && within(text)),
+            _ => {}
+        }
+    }
+}

@@ -7,6 +7,7 @@ use schat::handshake::{self, Established, PATTERN, PROLOGUE};
 use schat::keys::Identity;
 use schat::message::{MAX_BODY, Message};
 use snow::Builder;
+use snow::resolvers::{CryptoResolver, DefaultResolver};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadHalf, WriteHalf, duplex, split};
 
@@ -616,6 +617,148 @@ async fn a_rekey_that_is_not_followed_locally_breaks_decryption() {
             next(&mut listener.recv).await,
             Err(Error::Protocol(ProtocolError::Decrypt))
         ));
+    })
+    .await
+}
+
+/// A crypto resolver whose static key is *sent* with bit 255 set. X25519 ignores that bit, so
+/// every Diffie-Hellman still works and the handshake completes: only the receiver's check
+/// on the key's encoding can refuse it. (Ephemeral keys are left alone.)
+struct TopBitResolver;
+
+struct TopBitDh {
+    inner: Box<dyn snow::types::Dh>,
+    /// The public key as sent, once a static private key is set.
+    shown: Option<[u8; 32]>,
+}
+
+impl snow::types::Dh for TopBitDh {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn pub_len(&self) -> usize {
+        self.inner.pub_len()
+    }
+    fn priv_len(&self) -> usize {
+        self.inner.priv_len()
+    }
+    fn set(&mut self, privkey: &[u8]) {
+        self.inner.set(privkey);
+        let mut shown: [u8; 32] = self.inner.pubkey().try_into().unwrap();
+        shown[31] |= 0x80;
+        self.shown = Some(shown);
+    }
+    fn generate(&mut self, rng: &mut dyn snow::types::Random) -> Result<(), snow::Error> {
+        self.inner.generate(rng)
+    }
+    fn pubkey(&self) -> &[u8] {
+        match &self.shown {
+            Some(shown) => shown,
+            None => self.inner.pubkey(),
+        }
+    }
+    fn privkey(&self) -> &[u8] {
+        self.inner.privkey()
+    }
+    fn dh(&self, pubkey: &[u8], out: &mut [u8]) -> Result<(), snow::Error> {
+        self.inner.dh(pubkey, out)
+    }
+}
+
+impl CryptoResolver for TopBitResolver {
+    fn resolve_rng(&self) -> Option<Box<dyn snow::types::Random>> {
+        DefaultResolver.resolve_rng()
+    }
+    fn resolve_dh(&self, choice: &snow::params::DHChoice) -> Option<Box<dyn snow::types::Dh>> {
+        let inner = DefaultResolver.resolve_dh(choice)?;
+        Some(Box::new(TopBitDh { inner, shown: None }))
+    }
+    fn resolve_hash(
+        &self,
+        choice: &snow::params::HashChoice,
+    ) -> Option<Box<dyn snow::types::Hash>> {
+        DefaultResolver.resolve_hash(choice)
+    }
+    fn resolve_cipher(
+        &self,
+        choice: &snow::params::CipherChoice,
+    ) -> Option<Box<dyn snow::types::Cipher>> {
+        DefaultResolver.resolve_cipher(choice)
+    }
+}
+
+/// A Noise peer whose static key goes on the wire with bit 255 set: the same secret as its
+/// canonical key, under a second encoding (and so a second fingerprint).
+fn top_bit_peer(initiator: bool) -> snow::HandshakeState {
+    let key = Builder::new(PATTERN.parse().unwrap())
+        .generate_keypair()
+        .unwrap();
+    let builder = Builder::with_resolver(PATTERN.parse().unwrap(), Box::new(TopBitResolver))
+        .local_private_key(&key.private)
+        .unwrap()
+        .prologue(PROLOGUE)
+        .unwrap();
+    if initiator {
+        builder.build_initiator().unwrap()
+    } else {
+        builder.build_responder().unwrap()
+    }
+}
+
+fn assert_non_canonical_refused(result: Result<(), Error>) {
+    let err = result.expect_err("a non-canonical static key was accepted");
+    assert!(matches!(err, Error::Protocol(_)), "{err:?}");
+    assert!(err.to_string().contains("not canonical"), "{err}");
+}
+
+#[tokio::test]
+async fn a_static_key_with_bit_255_set_is_refused_by_both_roles() {
+    within(async {
+        // Our listener against such a dialer.
+        let bob = Identity::generate().unwrap();
+        let (a, b) = duplex(4096);
+        let (ar, aw) = split(a);
+        let (br, bw) = split(b);
+        let listener = tokio::spawn(async move {
+            handshake::respond(&bob, FrameReader::new(br), FrameWriter::new(bw))
+                .await
+                .map(|_| ())
+        });
+        let mut noise = top_bit_peer(true);
+        let (mut r, mut w) = (FrameReader::new(ar), FrameWriter::new(aw));
+        let mut buf = vec![0u8; 65535];
+        let len = noise.write_message(&[], &mut buf).unwrap();
+        w.write_frame(&buf[..len]).await.unwrap();
+        let msg2 = r.read_frame().await.unwrap().unwrap().to_vec();
+        noise.read_message(&msg2, &mut buf).unwrap();
+        let len = noise.write_message(&[], &mut buf).unwrap();
+        w.write_frame(&buf[..len]).await.unwrap();
+        // The Noise handshake itself completed on the dialer's side.
+        assert!(noise.is_handshake_finished());
+        let result = tokio::time::timeout(LIMIT, listener)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_non_canonical_refused(result);
+
+        // Our dialer against such a listener.
+        let alice = Identity::generate().unwrap();
+        let (a, b) = duplex(4096);
+        let (ar, aw) = split(a);
+        let (br, bw) = split(b);
+        let dialer = tokio::spawn(async move {
+            handshake::initiate(&alice, FrameReader::new(ar), FrameWriter::new(aw))
+                .await
+                .map(|_| ())
+        });
+        let mut noise = top_bit_peer(false);
+        let (mut r, mut w) = (FrameReader::new(br), FrameWriter::new(bw));
+        let msg1 = r.read_frame().await.unwrap().unwrap().to_vec();
+        noise.read_message(&msg1, &mut buf).unwrap();
+        let len = noise.write_message(&[], &mut buf).unwrap();
+        w.write_frame(&buf[..len]).await.unwrap();
+        let result = tokio::time::timeout(LIMIT, dialer).await.unwrap().unwrap();
+        assert_non_canonical_refused(result);
     })
     .await
 }

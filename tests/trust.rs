@@ -353,3 +353,64 @@ fn concurrent_schat_processes_keep_every_entry() {
         assert!(text.contains(&h.fingerprint()), "lost an entry:\n{text}");
     }
 }
+
+/// known_peers is a file anyone with access to it can edit: whatever `schat peers` prints from
+/// it is escaped, like a peer's text.
+#[test]
+fn peers_output_escapes_what_the_file_holds() {
+    let (me, a) = (Home::new(), Home::new());
+    let hostile = "evil\x1b[2J\x1b]0;title\x07:1";
+    let bidi = "h\u{202e}lla:2";
+    std::fs::write(
+        me.path().join("known_peers"),
+        format!(
+            "alice {} fingerprint 2026-01-01T00:00:00Z {hostile} {bidi}\n",
+            a.fingerprint()
+        ),
+    )
+    .unwrap();
+    let list = me.run(&["peers", "list"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    let out = stdout(&list);
+    assert!(
+        out.contains("evil\\x1b[2J\\x1b]0;title\\x07:1, h\\u{202e}lla:2"),
+        "{out}"
+    );
+    assert!(
+        !out.contains('\x1b') && !out.contains('\u{202e}'),
+        "{out:?}"
+    );
+
+    // Forgetting that address quotes it back: escaped too.
+    let forget = me.run(&["peers", "forget", hostile]);
+    assert!(forget.status.success(), "{}", stderr(&forget));
+    let err = stderr(&forget);
+    assert!(err.contains("forgot the address evil\\x1b[2J"), "{err}");
+    assert!(!err.contains('\x1b'), "{err:?}");
+}
+
+/// One key, one fingerprint: the same key with bit 255 set (which X25519 would accept as the
+/// same key) is refused wherever a fingerprint is typed.
+#[test]
+fn non_canonical_fingerprints_are_refused() {
+    let (me, a) = (Home::new(), Home::new());
+    let fp = a.fingerprint();
+    let last = u8::from_str_radix(&fp[62..], 16).unwrap() | 0x80;
+    let alias = format!("{}{last:02x}", &fp[..62]);
+    let add = me.run(&["peers", "add", &alias, "alias"]);
+    assert_eq!(add.status.code(), Some(2), "{}", stderr(&add));
+    assert!(stderr(&add).contains("not canonical"), "{}", stderr(&add));
+    assert!(!known_peers(&me).contains(&alias[..62]));
+    let dial = me.run(&["dial", "127.0.0.1:1", "--peer", &alias]);
+    assert_eq!(dial.status.code(), Some(2), "{}", stderr(&dial));
+    assert!(stderr(&dial).contains("not canonical"), "{}", stderr(&dial));
+    let allow = me.path().join("allow");
+    std::fs::write(&allow, format!("{alias}\n")).unwrap();
+    let listen = me.run(&["listen", "127.0.0.1:0", "--allow", allow.to_str().unwrap()]);
+    assert_eq!(listen.status.code(), Some(2), "{}", stderr(&listen));
+    assert!(
+        stderr(&listen).contains("not canonical"),
+        "{}",
+        stderr(&listen)
+    );
+}

@@ -42,8 +42,11 @@ pub fn parse(line: &str) -> Command<'_> {
     if rest.starts_with('/') {
         return Command::Say(rest);
     }
-    let word = rest.split_whitespace().next().unwrap_or("");
-    let arg = rest[word.len()..].trim();
+    // Split at the first whitespace character, never at a byte count taken from another part of
+    // the string (that once sliced inside a multi-byte character: "/\té" panicked).
+    let rest = rest.trim_start();
+    let (word, arg) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let arg = arg.trim();
     let optional = (!arg.is_empty()).then_some(arg);
     match word {
         "quit" | "exit" => Command::Quit,
@@ -55,9 +58,9 @@ pub fn parse(line: &str) -> Command<'_> {
             _ => Command::Unknown("msg"),
         },
         "clear" => Command::Clear,
-        "me" => match rest.strip_prefix("me ").map(str::trim) {
-            Some(action) if !action.is_empty() => Command::Me(action),
-            _ => Command::Unknown("me"),
+        "me" => match optional {
+            Some(action) => Command::Me(action),
+            None => Command::Unknown("me"),
         },
         "help" | "?" => Command::Help,
         _ => Command::Unknown(word),
@@ -91,5 +94,20 @@ mod tests {
         assert_eq!(parse("/me"), Command::Unknown("me"));
         assert_eq!(parse("/whois"), Command::Whois(None));
         assert_eq!(parse("/clear"), Command::Clear);
+    }
+
+    /// Whitespace before a multi-byte character once made `parse` slice inside that character.
+    #[test]
+    fn whitespace_then_multibyte_characters_do_not_panic() {
+        assert_eq!(parse("/\té"), Command::Unknown("é"));
+        assert_eq!(parse("/ é"), Command::Unknown("é"));
+        assert_eq!(parse("/ é x"), Command::Unknown("é"));
+        assert_eq!(parse("/\u{3000}é"), Command::Unknown("é"));
+        assert_eq!(parse("/msg\u{3000}bob hi"), Command::Msg("bob", "hi"));
+        assert_eq!(parse("/msg bob\u{3000}héllo"), Command::Msg("bob", "héllo"));
+        assert_eq!(parse("/verify\u{3000}bøb"), Command::Verify(Some("bøb")));
+        assert_eq!(parse("/ verify bob"), Command::Verify(Some("bob")));
+        assert_eq!(parse("/me\u{3000}waves"), Command::Me("waves"));
+        assert_eq!(parse("/ "), Command::Unknown(""));
     }
 }
