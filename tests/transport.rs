@@ -747,9 +747,11 @@ async fn a_static_key_with_bit_255_set_is_refused_by_both_roles() {
         let (ar, aw) = split(a);
         let (br, bw) = split(b);
         let dialer = tokio::spawn(async move {
-            handshake::initiate(&alice, FrameReader::new(ar), FrameWriter::new(aw))
-                .await
-                .map(|_| ())
+            handshake::initiate(&alice, FrameReader::new(ar), FrameWriter::new(aw), |_| {
+                Ok(())
+            })
+            .await
+            .map(|_| ())
         });
         let mut noise = top_bit_peer(false);
         let (mut r, mut w) = (FrameReader::new(br), FrameWriter::new(bw));
