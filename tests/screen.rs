@@ -398,7 +398,7 @@ async fn a_flood_while_a_line_is_pending_stays_bounded_and_prints_once() {
     within(async {
         // 2,000 (the finding) takes over 35 s through a pty in a debug build; 1,000 still
         // far exceeds the editor's 500-entry queue.
-        const COUNT: usize = 30;
+        const COUNT: usize = 1000;
         const SIZE: usize = 50_000;
         const COLS: u16 = 60;
         let alice = Home::new();
@@ -423,7 +423,7 @@ async fn a_flood_while_a_line_is_pending_stays_bounded_and_prints_once() {
             // Batches of lines; after each, wait until the terminal is quiet (the editor has
             // taken what it will take) and look for the echo of the batch's last line, which
             // is shown only once the line is handed to the sending queue.
-            let filler = "z".repeat(200);
+            let filler = "z".repeat(1000);
             let mut typed = 0;
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
