@@ -18,6 +18,7 @@
 use crate::json::Object;
 use crate::keys::PublicKey;
 use crate::sanitize;
+use std::collections::VecDeque;
 use std::fmt::Display;
 use std::io::{self, Write};
 use std::sync::Mutex;
@@ -61,10 +62,45 @@ pub struct Ui {
     mode: Mode,
     color: bool,
     /// In interactive mode, output goes through the line editor so the prompt survives.
-    editor: Option<Mutex<rustyline_async::SharedWriter>>,
+    editor: Option<Mutex<Screen>>,
     /// The editor's queue to the screen is full: what was written waits in its buffer, and
     /// callers stop reading peers until [`Ui::screen_drained`] (back-pressure, not memory).
     blocked: AtomicBool,
+}
+
+/// The line editor's writer, fed one row at a time.
+///
+/// The editor shows what its queue (500 entries) holds while it runs. When the queue is full,
+/// the writer keeps the row it was given in a buffer of its own and appends every later write
+/// to it, without limit. So rows go in one by one, and once one is refused the rest wait here,
+/// in order: each queue entry stays one row long (its memory bounded by the terminal's width),
+/// and the callers, seeing [`Ui::screen_blocked`], stop reading peers until the rows are in.
+struct Screen {
+    writer: rustyline_async::SharedWriter,
+    /// Rows not yet handed to the writer.
+    backlog: VecDeque<String>,
+}
+
+impl Screen {
+    /// Hands over what the editor will take; `Ok(true)` when nothing is left waiting, `Err`
+    /// when the editor has shut down.
+    fn pump(&mut self) -> io::Result<bool> {
+        // First the row the writer holds from a refused write (an empty write retries it).
+        match self.writer.write(b"") {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        while let Some(row) = self.backlog.pop_front() {
+            match self.writer.write(row.as_bytes()) {
+                Ok(_) => {}
+                // The writer now holds this row; it goes out with the next retry.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
 }
 
 const RESET: &str = "\x1b[0m";
@@ -109,7 +145,10 @@ impl Ui {
         Ui {
             mode: Mode::Interactive,
             color,
-            editor: Some(Mutex::new(writer)),
+            editor: Some(Mutex::new(Screen {
+                writer,
+                backlog: VecDeque::new(),
+            })),
             blocked: AtomicBool::new(false),
         }
     }
@@ -128,22 +167,13 @@ impl Ui {
     /// (shown later, once, in order) and the screen counts as blocked until it drains.
     fn to_screen(&self, text: &str) {
         if let Some(editor) = &self.editor
-            && let Ok(mut w) = editor.lock()
+            && let Ok(mut screen) = editor.lock()
         {
-            let mut closed = false;
-            for row in text.split_inclusive('\n') {
-                match w.write(row.as_bytes()) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.blocked.store(true, Ordering::Relaxed);
-                    }
-                    Err(_) => {
-                        closed = true;
-                        break;
-                    }
-                }
-            }
-            if !closed {
+            screen
+                .backlog
+                .extend(text.split_inclusive('\n').map(String::from));
+            if let Ok(drained) = screen.pump() {
+                self.blocked.store(!drained, Ordering::Relaxed);
                 return;
             }
         }
@@ -156,18 +186,21 @@ impl Ui {
         self.blocked.load(Ordering::Relaxed)
     }
 
-    /// Waits until what the screen held back has been handed to the editor.
+    /// Waits until every row held back has been handed to the editor.
     pub async fn screen_drained(&self) {
         loop {
             tokio::time::sleep(Duration::from_millis(10)).await;
-            if let Some(editor) = &self.editor
-                && let Ok(mut w) = editor.lock()
-                && matches!(w.write(b""), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            {
-                continue;
+            let drained = match &self.editor {
+                Some(editor) => match editor.lock() {
+                    Ok(mut screen) => screen.pump().unwrap_or(true),
+                    Err(_) => true,
+                },
+                None => true,
+            };
+            if drained {
+                self.blocked.store(false, Ordering::Relaxed);
+                return;
             }
-            self.blocked.store(false, Ordering::Relaxed);
-            return;
         }
     }
 
