@@ -392,3 +392,61 @@ async fn a_peer_vanishing_mid_stream_is_an_error_not_a_short_success() {
     })
     .await
 }
+
+/// `listen --pipe` writes what it receives: a stranger must not be able to. Unknown dialers
+/// are refused (and the listener keeps waiting); a pinned one gets through.
+#[tokio::test]
+async fn a_pipe_listener_refuses_strangers_by_default() {
+    within(async {
+        let (stranger, friend, host) = (Home::new(), Home::new(), Home::new());
+        let f = Files::new();
+        let friend_key = friend.fingerprint();
+        let mut listener = PipeProc::spawn(
+            &host,
+            &["listen", "127.0.0.1:0", "--pipe"],
+            Stdio::null(),
+            &f.path("received"),
+        );
+        let line = listener.stderr_until("listening on").await;
+        let addr = line.rsplit(' ').next().unwrap().to_string();
+        listener.stderr_until("admitting known peers only").await;
+
+        let intruder = f.random("intruder", 1000);
+        let mut dialer = PipeProc::spawn(
+            &stranger,
+            &["dial", &addr, "--pipe", "--trust", "accept-new"],
+            stdin_from(&intruder),
+            &f.path("stranger.out"),
+        );
+        assert!(!dialer.exit().await.success(), "{}", dialer.stderr_text());
+        assert!(
+            dialer.stderr_text().contains("refused"),
+            "{}",
+            dialer.stderr_text()
+        );
+        listener.stderr_until("refused the peer").await;
+        assert_eq!(std::fs::read(f.path("received")).unwrap().len(), 0);
+
+        // Once the host knows the friend, the friend's bytes arrive.
+        let added = host.run(&["peers", "add", &friend_key, "friend"]);
+        assert!(added.status.success());
+        let payload = f.random("payload", 5000);
+        let mut dialer = PipeProc::spawn(
+            &friend,
+            &["dial", &addr, "--pipe", "--trust", "accept-new"],
+            stdin_from(&payload),
+            &f.path("friend.out"),
+        );
+        assert!(
+            listener.exit().await.success(),
+            "{}",
+            listener.stderr_text()
+        );
+        assert!(dialer.exit().await.success(), "{}", dialer.stderr_text());
+        assert_eq!(
+            std::fs::read(f.path("received")).unwrap(),
+            std::fs::read(&payload).unwrap()
+        );
+    })
+    .await
+}

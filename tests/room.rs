@@ -292,3 +292,39 @@ async fn futures_join_all<F: std::future::Future>(
     }
     out
 }
+
+/// Members joining and leaving in a burst cost the others a few notices and one summary, not
+/// two notices each.
+#[tokio::test]
+async fn churn_is_summarised_not_announced_one_by_one() {
+    within(async {
+        let (host, watcher) = (Home::new(), Home::new());
+        let (mut room, port) = host.listen(&[]).await;
+        let mut w = watcher.dial(port, &["--json"]);
+        event_where(&mut w, |v| v["event"] == "welcome").await;
+        let homes: Vec<Home> = (0..10).map(|_| Home::new()).collect();
+        let mut churners: Vec<Proc> = homes.iter().map(|h| h.dial(port, &[])).collect();
+        for c in &mut churners {
+            c.close_stdin(); // end of input: join, then leave at once
+        }
+        for c in &mut churners {
+            c.exit().await;
+        }
+        let mut notices = Vec::new();
+        let summary = loop {
+            let v = event_where(&mut w, |v| v["event"] == "notice").await;
+            let text = v["text"].as_str().unwrap().to_string();
+            if text.contains("in the last 5 s") {
+                break text;
+            }
+            notices.push(text);
+        };
+        assert!(notices.len() <= 4, "{notices:#?}");
+        assert!(summary.contains("joined and"), "{summary}");
+        w.close_stdin();
+        w.exit().await;
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}

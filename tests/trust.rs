@@ -414,3 +414,43 @@ fn non_canonical_fingerprints_are_refused() {
         stderr(&listen)
     );
 }
+
+/// A known key at an address it was never seen at is not silently accepted (and recorded)
+/// under `--trust strict`: only `--peer` naming it lets it in. And the refusal comes before the
+/// dialer's own key is sent.
+#[tokio::test]
+async fn strict_refuses_a_known_key_at_a_new_address_unless_pinned() {
+    within(async {
+        let (alice, bob) = (Home::new(), Home::new());
+        let added = alice.run(&["peers", "add", &bob.fingerprint(), "bob"]);
+        assert!(added.status.success(), "{}", stderr(&added));
+        let (mut listener, port) = bob.listen(&[]).await;
+        let before = known_peers(&alice);
+
+        let mut strict = alice.dial(port, &["--trust", "strict"]);
+        assert_eq!(
+            strict.exit().await.code(),
+            Some(3),
+            "{}",
+            strict.stderr_text()
+        );
+        assert!(
+            strict.stderr_text().contains("never seen at this address"),
+            "{}",
+            strict.stderr_text()
+        );
+        assert_eq!(
+            known_peers(&alice),
+            before,
+            "the address was not taken over"
+        );
+
+        let mut pinned = alice.dial(port, &["--trust", "strict", "--peer", "bob"]);
+        pinned.stderr_until("welcome").await;
+        pinned.send("quit").await;
+        assert!(pinned.exit().await.success());
+        listener.signal("INT");
+        listener.exit().await;
+    })
+    .await
+}
