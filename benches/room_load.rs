@@ -2,7 +2,10 @@
 //! real `schat listen`; every message must reach the host exactly once; then all leave. Prints
 //! the time and the host's peak RSS. (tests/room.rs runs the same with 50 dialers in CI.)
 //!
-//! `cargo bench --bench room_load` (or `-- PEERS MESSAGES` for other sizes)
+//! `cargo bench --bench room_load` (or `-- PEERS MESSAGES` for other sizes). With `at-once`
+//! (`-- 100 20 at-once`) each dialer closes its socket right after its QUIT, without reading
+//! what the host sent (the departure case: nothing it said may be lost); the run is repeated 5
+//! times and each run's delivered/expected is printed.
 
 #[path = "../tests/common/load.rs"]
 mod load;
@@ -22,7 +25,24 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let report = runtime.block_on(load::run(bin, peers, per_peer));
+    let at_once = std::env::args().any(|a| a == "at-once");
+    if at_once {
+        for round in 1..=5 {
+            let report = runtime.block_on(load::run(bin, peers, per_peer, load::Leave::AtOnce));
+            println!(
+                "run {round}: {peers} dialers × {per_peer} then QUIT and close at once: \
+                 {}/{} delivered to the host, {} duplicates, {} called slow, {:.2} s",
+                report.delivered_to_host,
+                report.messages_sent,
+                report.duplicates,
+                report.called_slow,
+                report.elapsed.as_secs_f64()
+            );
+            assert_eq!(report.delivered_to_host, report.messages_sent);
+        }
+        return;
+    }
+    let report = runtime.block_on(load::run(bin, peers, per_peer, load::Leave::Politely));
     println!(
         "{} dialers × {} messages: {} sent, {} delivered to the host, {} duplicates",
         report.peers, per_peer, report.messages_sent, report.delivered_to_host, report.duplicates

@@ -15,8 +15,11 @@ pub mod exit {
     pub const ERROR: i32 = 1;
     /// The command line was wrong.
     pub const USAGE: i32 = 2;
-    /// The peer's key was refused (pin mismatch).
+    /// We refused the peer's key (pin mismatch, changed key, strict trust, not accepted).
     pub const PEER_REFUSED: i32 = 3;
+    /// The peer turned us away: it refused our key, the room was full, or the modes differ.
+    /// Nothing we sent was delivered.
+    pub const REFUSED_BY_PEER: i32 = 4;
 }
 
 /// Everything that can end a command.
@@ -38,6 +41,9 @@ pub enum Error {
     /// The peer ended the session before it started, e.g. because it refused our key.
     #[error("the peer closed the session: {0}")]
     RefusedByPeer(String),
+    /// The peer said QUIT with a reason other than a goodbye or a refusal: it gave up.
+    #[error("the peer ended the session abnormally: {0}")]
+    PeerAborted(String),
     /// A deadline passed.
     #[error("{0} timed out after {1} s")]
     Timeout(&'static str, u64),
@@ -95,6 +101,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::PeerRefused(_) => exit::PEER_REFUSED,
+            Error::RefusedByPeer(_) => exit::REFUSED_BY_PEER,
             Error::Usage(_) => exit::USAGE,
             _ => exit::ERROR,
         }

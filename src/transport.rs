@@ -170,12 +170,11 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
 
     /// Swaps the plaintext buffer for `spare` and returns the old one, which holds the last
     /// message received (type byte at 0, body from 1). Lets pipe mode hand a DATA chunk to
-    /// another thread without copying it. `spare` must be at least [`PLAINTEXT_BUF_LEN`] long.
-    pub fn exchange_buffer(&mut self, spare: Box<[u8]>) -> Result<Box<[u8]>> {
-        if spare.len() < PLAINTEXT_BUF_LEN {
-            return Err(Error::Internal("plaintext buffer too small".into()));
-        }
-        Ok(std::mem::replace(&mut self.plain, spare))
+    /// another thread without copying it. `spare` may have any size: the buffer grows again
+    /// on demand, as it does for every frame (a returned buffer can be small, when the last
+    /// message was).
+    pub fn exchange_buffer(&mut self, spare: Box<[u8]>) -> Box<[u8]> {
+        std::mem::replace(&mut self.plain, spare)
     }
 
     /// Whether the peer has said goodbye.

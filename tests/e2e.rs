@@ -300,7 +300,7 @@ async fn listener_pin_refuses_strangers_tells_them_and_keeps_serving() {
             .listen(&["--once", "--peer", &carol.fingerprint()])
             .await;
         let mut dialer = alice.dial(port, &[]);
-        assert_eq!(dialer.exit().await.code(), Some(1));
+        assert_eq!(dialer.exit().await.code(), Some(4));
         assert!(
             dialer.stderr_text().contains("closed the session"),
             "{}",

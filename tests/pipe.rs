@@ -450,3 +450,98 @@ async fn a_pipe_listener_refuses_strangers_by_default() {
     })
     .await
 }
+
+/// Feeds `plan` (chunks, each followed by a pause in ms) into a child's stdin.
+fn feed(
+    mut stdin: tokio::process::ChildStdin,
+    plan: Vec<(Vec<u8>, u64)>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        for (chunk, pause) in plan {
+            stdin.write_all(&chunk).await.unwrap();
+            stdin.flush().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+    })
+}
+
+/// A random plan: chunk sizes from 0 to 70,000 bytes (some just under and over one DATA
+/// message), pauses from 0 to 60 ms.
+fn random_plan(seed: u64) -> Vec<(Vec<u8>, u64)> {
+    use rand::{RngExt, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let sizes = [0usize, 1, 2, 100, 4095, 4096, 65517, 65518, 65519, 70_000];
+    (0..rng.random_range(1..12))
+        .map(|_| {
+            let size = if rng.random_bool(0.5) {
+                sizes[rng.random_range(0..sizes.len())]
+            } else {
+                rng.random_range(0..70_000)
+            };
+            let chunk: Vec<u8> = (0..size).map(|_| rng.random()).collect();
+            (chunk, rng.random_range(0..60))
+        })
+        .collect()
+}
+
+/// Input that arrives in pieces with pauses (`tail -f`, a person typing), both ways at once:
+/// every byte arrives, both sides exit 0. A property over random chunkings and pauses, with
+/// the first case the finding's `(echo a; sleep .5; echo b)`.
+#[tokio::test]
+async fn input_in_pieces_with_pauses_arrives_whole_both_ways() {
+    within(async {
+        let f = Files::new();
+        let mut plans = vec![(
+            vec![(b"a\n".to_vec(), 500), (b"b\n".to_vec(), 0)],
+            vec![(Vec::new(), 0)],
+        )];
+        for seed in 0..5u64 {
+            plans.push((random_plan(seed * 2), random_plan(seed * 2 + 1)));
+        }
+        for (case, (up, down)) in plans.into_iter().enumerate() {
+            let (alice, bob) = (Home::new(), Home::new());
+            let alice_key = alice.fingerprint();
+            let (l_out, d_out) = (f.path(&format!("l{case}")), f.path(&format!("d{case}")));
+            let mut listener = PipeProc::spawn(
+                &bob,
+                &["listen", "127.0.0.1:0", "--pipe", "--peer", &alice_key],
+                Stdio::piped(),
+                &l_out,
+            );
+            let line = listener.stderr_until("listening on").await;
+            let addr = line.rsplit(' ').next().unwrap().to_string();
+            let mut dialer = PipeProc::spawn(
+                &alice,
+                &["dial", &addr, "--pipe", "--trust", "accept-new"],
+                Stdio::piped(),
+                &d_out,
+            );
+            let expect_up: Vec<u8> = up.iter().flat_map(|(c, _)| c.clone()).collect();
+            let expect_down: Vec<u8> = down.iter().flat_map(|(c, _)| c.clone()).collect();
+            let a = feed(dialer.child.stdin.take().unwrap(), up);
+            let b = feed(listener.child.stdin.take().unwrap(), down);
+            a.await.unwrap();
+            b.await.unwrap();
+            assert!(
+                dialer.exit().await.success(),
+                "case {case}: {}",
+                dialer.stderr_text()
+            );
+            assert!(
+                listener.exit().await.success(),
+                "case {case}: {}",
+                listener.stderr_text()
+            );
+            assert!(
+                std::fs::read(&l_out).unwrap() == expect_up,
+                "case {case}: upload differs"
+            );
+            assert!(
+                std::fs::read(&d_out).unwrap() == expect_down,
+                "case {case}: download differs"
+            );
+        }
+    })
+    .await
+}

@@ -120,7 +120,7 @@ async fn max_peers_one_is_a_one_to_one_chat() {
         let mut a = alice.dial(port, &[]);
         a.stderr_until("welcome").await;
         let mut b = bob.dial(port, &[]);
-        assert_eq!(b.exit().await.code(), Some(1));
+        assert_eq!(b.exit().await.code(), Some(4));
         assert!(
             b.stderr_text().contains("room is full"),
             "{}",
@@ -140,7 +140,7 @@ async fn max_peers_one_is_a_one_to_one_chat() {
 #[tokio::test]
 async fn fifty_members_twenty_messages_each_all_delivered_once() {
     within(async {
-        let report = common::load::run(&common::bin(), 50, 20).await;
+        let report = common::load::run(&common::bin(), 50, 20, common::load::Leave::Politely).await;
         eprintln!("{report:#?}");
         assert_eq!(report.delivered_to_host, 1000);
         assert_eq!(report.duplicates, 0);
@@ -325,6 +325,26 @@ async fn churn_is_summarised_not_announced_one_by_one() {
         w.exit().await;
         room.signal("INT");
         room.exit().await;
+    })
+    .await
+}
+
+/// Members that send, QUIT and close their socket at once (unread data and all) lose nothing:
+/// the host shows every message, and nobody is called slow for having left. Five rounds.
+#[tokio::test]
+async fn members_leaving_at_once_lose_no_message() {
+    within(async {
+        for round in 1..=5 {
+            let report =
+                common::load::run(&common::bin(), 20, 20, common::load::Leave::AtOnce).await;
+            eprintln!(
+                "round {round}: {}/{} delivered, {} called slow",
+                report.delivered_to_host, report.messages_sent, report.called_slow
+            );
+            assert_eq!(report.delivered_to_host, report.messages_sent);
+            assert_eq!(report.duplicates, 0);
+            assert_eq!(report.called_slow, 0);
+        }
     })
     .await
 }

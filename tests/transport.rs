@@ -764,3 +764,62 @@ async fn a_static_key_with_bit_255_set_is_refused_by_both_roles() {
     })
     .await
 }
+
+/// Every message type at its smallest and largest body, in both directions, through a 1-byte
+/// pipe; the receiver swaps its plaintext buffer out after each one (as pipe mode hands DATA
+/// to its stdout thread) for spares of every size, including tiny ones.
+#[tokio::test]
+async fn every_type_at_its_size_limits_survives_buffer_swaps() {
+    use schat::message::MAX_RELAY_TEXT;
+    within(async {
+        let (mut alice, mut bob, _, _) = connected(1).await;
+        let max_bytes = vec![0xa5u8; MAX_BODY];
+        let max_text = "t".repeat(MAX_BODY);
+        let max_relay = "r".repeat(MAX_RELAY_TEXT);
+        let all: Vec<Message<'_>> = vec![
+            Message::Data(b"".as_slice().into()),
+            Message::Data(max_bytes.as_slice().into()),
+            Message::Text("".into()),
+            Message::Text(max_text.as_str().into()),
+            Message::Ping(b"".as_slice().into()),
+            Message::Ping(max_bytes.as_slice().into()),
+            Message::Pong(b"".as_slice().into()),
+            Message::Pong(max_bytes.as_slice().into()),
+            Message::Notice("".into()),
+            Message::Notice(max_text.as_str().into()),
+            Message::Relay {
+                origin: [7; 32],
+                text: "".into(),
+            },
+            Message::Relay {
+                origin: [7; 32],
+                text: max_relay.as_str().into(),
+            },
+            Message::Welcome("".into()),
+            Message::Welcome(max_text.as_str().into()),
+            Message::Data(b"x".as_slice().into()),
+            Message::Quit("".into()),
+        ];
+        one_way(&mut alice, &mut bob, &all).await;
+        one_way(&mut bob, &mut alice, &all).await;
+    })
+    .await
+}
+
+async fn one_way(from: &mut Side, to: &mut Side, all: &[Message<'_>]) {
+    let sending = async {
+        for m in all {
+            from.send.send(m).await.unwrap();
+        }
+    };
+    let receiving = async {
+        for (i, expected) in all.iter().enumerate() {
+            let got = to.recv.recv().await.unwrap().unwrap().into_owned();
+            assert_eq!(&got, expected, "message {i}");
+            // Spares of 1 byte, 4 KiB and full size, in turn.
+            let spare = vec![0u8; [1, 4096, 65535][i % 3]].into_boxed_slice();
+            let _ = to.recv.exchange_buffer(spare);
+        }
+    };
+    tokio::join!(sending, receiving);
+}

@@ -163,7 +163,7 @@ async fn allow_known_and_allow_file_refuse_outsiders_and_keep_serving() {
         for allow in ["known", list.to_str().unwrap()] {
             let (mut listener, port) = bob.listen(&["--once", "--allow", allow]).await;
             let mut outsider = mallory.dial(port, &[]);
-            assert_eq!(outsider.exit().await.code(), Some(1));
+            assert_eq!(outsider.exit().await.code(), Some(4));
             assert!(outsider.stderr_text().contains("closed the session"));
             listener.stderr_until("refused the peer").await;
             let mut friend = alice.dial(port, &[]);

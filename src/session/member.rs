@@ -99,6 +99,18 @@ pub struct Outbox {
     pongs: Arc<AtomicUsize>,
 }
 
+/// What became of a message offered to a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    Queued,
+    /// The member is not keeping up: its outbox is full.
+    Full,
+    /// The member can no longer be written to (its writer stopped: it closed its end, or a
+    /// write failed). Not slowness: its reader still drains what it sent, up to its QUIT or
+    /// end of stream, and the member leaves the room from there.
+    Gone,
+}
+
 /// The receiving end of an [`Outbox`], for the writer.
 pub struct OutboxReceiver {
     rx: mpsc::UnboundedReceiver<Queued>,
@@ -121,15 +133,21 @@ impl Outbox {
         )
     }
 
-    /// Queues `msg`; `false` means the member is not keeping up (or its writer is gone).
+    /// Queues `msg` for the member.
     #[must_use]
-    pub fn offer(&self, msg: Message<'static>) -> bool {
+    pub fn offer(&self, msg: Message<'static>) -> Offer {
+        if self.tx.is_closed() {
+            return Offer::Gone;
+        }
         let Ok(charge) = u32::try_from(msg.body_len().max(MIN_CHARGE)) else {
-            return false;
+            return Offer::Full;
         };
         match self.budget.clone().try_acquire_many_owned(charge) {
-            Ok(permit) => self.tx.send((msg, permit)).is_ok(),
-            Err(_) => false,
+            Ok(permit) => match self.tx.send((msg, permit)) {
+                Ok(()) => Offer::Queued,
+                Err(_) => Offer::Gone,
+            },
+            Err(_) => Offer::Full,
         }
     }
 
@@ -137,7 +155,7 @@ impl Outbox {
     /// member that PINGs without reading fills nothing but its own small allowance).
     pub fn offer_pong(&self, body: Vec<u8>) {
         if self.pongs.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUED_PONGS
-            || !self.offer(Message::Pong(body.into()))
+            || self.offer(Message::Pong(body.into())) != Offer::Queued
         {
             self.pongs.fetch_sub(1, Ordering::Relaxed);
         }

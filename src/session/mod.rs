@@ -20,7 +20,7 @@ use crate::handshake::{self, Established};
 use crate::keys::{Identity, PublicKey};
 use crate::message::{MAX_BODY, Message};
 use crate::signals::Interrupts;
-use crate::transport::SendHalf;
+use crate::transport::{RecvHalf, SendHalf};
 use crate::trust::Allow;
 use crate::ui::{Speaker, Ui};
 use command::Command;
@@ -39,9 +39,43 @@ pub const DEFAULT_WELCOME: &str = "Welcome to schat! Type `quit` to leave.";
 /// other side tells a refusal from an ordinary goodbye (PROTOCOL.md §3).
 pub const REFUSAL: &str = "refused: your key was not accepted";
 
-/// Whether a QUIT reason says the peer refused our key.
-pub fn is_refusal(reason: &str) -> bool {
-    reason.starts_with("refused:")
+/// What a QUIT's reason says (PROTOCOL.md §5): empty is a goodbye; `refused:`, `busy:` and
+/// `mismatch:` mean the session never started (nothing we sent was taken); anything else means
+/// the peer gave up on the session (an abort: it did not end cleanly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuitReason<'a> {
+    Goodbye,
+    Refused(&'a str),
+    Aborted(&'a str),
+}
+
+impl<'a> QuitReason<'a> {
+    /// Classifies a QUIT reason.
+    pub fn of(reason: &'a str) -> Self {
+        if reason.is_empty() {
+            QuitReason::Goodbye
+        } else if ["refused:", "busy:", "mismatch:"]
+            .iter()
+            .any(|p| reason.starts_with(p))
+        {
+            QuitReason::Refused(reason)
+        } else {
+            QuitReason::Aborted(reason)
+        }
+    }
+
+    /// The error this ending is for us, if any.
+    pub fn error(self) -> Option<Error> {
+        match self {
+            QuitReason::Goodbye => None,
+            QuitReason::Refused(why) => Some(Error::RefusedByPeer(
+                crate::sanitize::line(why).into_owned(),
+            )),
+            QuitReason::Aborted(why) => {
+                Some(Error::PeerAborted(crate::sanitize::line(why).into_owned()))
+            }
+        }
+    }
 }
 
 /// How long we keep reading after our QUIT, so that it reaches the peer before we close.
@@ -329,12 +363,36 @@ where
             ui.status(format_args!("{why}; leaving"));
             let _ = queue.send(Message::Quit("".into())).await;
             drop(queue);
-            match writer.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Err(Error::Internal("the sending task failed".into())),
+            // Everything queued goes out first, within the write deadline.
+            match tokio::time::timeout(member::WRITE_DEADLINE, &mut writer).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => return Err(e),
+                Ok(Err(_)) => return Err(Error::Internal("the sending task failed".into())),
+                Err(_) => {
+                    writer.abort();
+                    return Err(Error::Timeout(
+                        "sending what was typed (the peer is not reading)",
+                        member::WRITE_DEADLINE.as_secs(),
+                    ));
+                }
             }
-            let _ = tokio::time::timeout(LINGER, recv.drain()).await;
+            // Until the peer hangs up, what it says still counts: a refusal (room full, key
+            // refused) means nothing we sent was taken, and so does never being welcomed.
+            let mut after = AfterQuit {
+                awaiting_welcome,
+                speaker: &speaker,
+                room: &room,
+                ui,
+            };
+            if let Ok(Err(e)) = tokio::time::timeout(LINGER, after.read(&mut recv)).await {
+                return Err(e);
+            }
+            if after.awaiting_welcome {
+                return Err(Error::RefusedByPeer(
+                    "the listener never welcomed us, so what was sent may not have been taken"
+                        .into(),
+                ));
+            }
             Ok(Ended::LocalQuit)
         }
         Step::Fail(e) => {
@@ -342,6 +400,43 @@ where
             Err(e)
         }
         Step::Continue => Err(Error::Internal("chat loop ended without a reason".into())),
+    }
+}
+
+/// Reading after our QUIT: the peer's last words are shown, and a refusal is an error.
+struct AfterQuit<'a> {
+    awaiting_welcome: bool,
+    speaker: &'a Speaker<'a>,
+    room: &'a RoomView,
+    ui: &'a Ui,
+}
+
+impl AfterQuit<'_> {
+    async fn read<R: AsyncRead + Unpin>(&mut self, recv: &mut RecvHalf<R>) -> Result<()> {
+        // Nothing may be sent after our QUIT, not even a PONG: this queue goes nowhere.
+        let (nowhere, _) = mpsc::channel(1);
+        loop {
+            let msg = match recv.recv().await {
+                Ok(Some(msg)) => msg,
+                // The peer hung up, as it should after our QUIT.
+                Ok(None) => return Ok(()),
+                // A reset after our QUIT says nothing about what was taken before it.
+                Err(Error::Io { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            match on_message(
+                msg,
+                &mut self.awaiting_welcome,
+                self.speaker,
+                self.room,
+                self.ui,
+                &nowhere,
+            ) {
+                Step::Fail(e) => return Err(e),
+                Step::PeerLeft => return Ok(()),
+                _ => {}
+            }
+        }
     }
 }
 
@@ -386,12 +481,15 @@ fn on_message(
             Ok(()) => Step::Continue,
             Err(e) => Step::Fail(Error::io("writing to stdout", e)),
         },
-        Message::Quit(reason) if is_refusal(&reason) => Step::Fail(Error::RefusedByPeer(
-            crate::sanitize::line(&reason).into_owned(),
-        )),
         Message::Quit(reason) => {
-            ui.left(speaker, &reason);
-            Step::PeerLeft
+            let ending = QuitReason::of(&reason);
+            if !matches!(ending, QuitReason::Refused(_)) {
+                ui.left(speaker, &reason);
+            }
+            match ending.error() {
+                None => Step::PeerLeft,
+                Some(e) => Step::Fail(e),
+            }
         }
         Message::Ping(body) => {
             // If the queue is full the peer is not reading; a lost PONG costs nothing.

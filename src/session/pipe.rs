@@ -150,15 +150,17 @@ async fn download<R: AsyncRead + Unpin>(
                 counters.received.fetch_add(len as u64, Ordering::Relaxed);
                 // Hand the decrypted buffer itself to the writer thread; take a spare in its
                 // place. The body starts after the type byte.
-                let full = recv.exchange_buffer(stdout.spare())?;
+                let full = recv.exchange_buffer(stdout.spare());
                 stdout.write(full, 1..1 + len).await?;
             }
-            Message::Quit(reason) if super::is_refusal(&reason) => {
-                return Err(Error::RefusedByPeer(crate::sanitize::line(&reason).into()));
-            }
             // The peer has finished sending: everything received must reach stdout before
-            // this side can report success.
-            Message::Quit(_) => return stdout.finish().await,
+            // this side can report success — or, when its reason is not a goodbye, report why
+            // it stopped (what arrived is still written out).
+            Message::Quit(reason) => {
+                let ending = super::QuitReason::of(&reason).error();
+                stdout.finish().await?;
+                return ending.map_or(Ok(()), Err);
+            }
             Message::Ping(body) => {
                 let _ = control.try_send(Control::Pong(body.into_owned()));
             }
@@ -322,11 +324,14 @@ impl StdoutChunks {
         }
     }
 
-    /// A buffer to swap into the receiver: a recycled one, or a new one.
+    /// A buffer to swap into the receiver: a recycled one of full size, or a new one. (A
+    /// recycled buffer can be small: the receiver's first buffer is, and so is one that only
+    /// ever held small frames. Handing it back would make the receiver grow it again.)
     fn spare(&self) -> Box<[u8]> {
-        self.recycled
-            .try_recv()
-            .unwrap_or_else(|_| vec![0u8; PLAINTEXT_BUF_LEN].into_boxed_slice())
+        match self.recycled.try_recv() {
+            Ok(buf) if buf.len() >= PLAINTEXT_BUF_LEN => buf,
+            _ => vec![0u8; PLAINTEXT_BUF_LEN].into_boxed_slice(),
+        }
     }
 
     /// Queues `buf[range]` for stdout.

@@ -16,7 +16,7 @@
 
 use super::command::{self, Command};
 use super::input::{Input, InputEvent};
-use super::member::{self, Event, Outbox, Rate};
+use super::member::{self, Event, Offer, Outbox, Rate};
 use super::verify::PeerInfo;
 use super::{LINGER, REFUSAL};
 use crate::error::{Error, Result};
@@ -179,6 +179,7 @@ where
     let mut had_members = false;
     let mut last: Result<()> = Ok(());
     let mut churn = Churn::new();
+    let mut input_open = true;
     loop {
         let screen_free = !ui.screen_blocked();
         tokio::select! {
@@ -247,7 +248,17 @@ where
             }
             // The screen cannot take more: wait for it, reading no member meanwhile.
             () = ui.screen_drained(), if !screen_free => {}
-            event = input.next() => {
+            event = input.next(), if input_open => {
+                if matches!(event, InputEvent::Eof | InputEvent::Failed(_)) {
+                    // Nothing more to say is not "close the room" (a host under systemd or
+                    // nohup has no input at all): keep serving until a signal or --once.
+                    if let InputEvent::Failed(e) = &event {
+                        ui.error(format_args!("reading input failed: {e}"));
+                    }
+                    ui.status("end of input: the room stays open (a signal closes it)");
+                    input_open = false;
+                    continue;
+                }
                 if let Some(end) = host_input(event, &mut members, input, ui) {
                     last = end;
                     break;
@@ -356,7 +367,7 @@ fn broadcast(
     let slow: Vec<u64> = members
         .iter()
         .filter(|(id, _)| Some(**id) != except)
-        .filter(|(_, m)| !m.outbox.offer(msg.clone()))
+        .filter(|(_, m)| m.outbox.offer(msg.clone()) == Offer::Full)
         .map(|(id, _)| *id)
         .collect();
     disconnect_slow(members, slow, ui);
@@ -423,12 +434,9 @@ fn host_input(
             ui.warn("line not sent: it is not valid UTF-8 text");
             return None;
         }
-        // End of input closes the room, as `quit` does.
-        InputEvent::Eof | InputEvent::Interrupted => return Some(Ok(())),
-        InputEvent::Failed(e) => {
-            ui.error(format_args!("reading input failed: {e}"));
-            return Some(Ok(()));
-        }
+        // Ctrl-C at the line editor closes the room, as `quit` does. (End of input is handled
+        // by the caller: the room stays open.)
+        InputEvent::Interrupted | InputEvent::Eof | InputEvent::Failed(_) => return Some(Ok(())),
     };
     match command::parse(&line) {
         Command::Say(text) => say(members, None, text, ui),
@@ -495,7 +503,7 @@ fn say(members: &mut BTreeMap<u64, Member>, to: Option<u64>, text: &str, ui: &Ui
                 return;
             };
             ui.own_private(&member.tag(), text);
-            if !member.outbox.offer(msg) {
+            if member.outbox.offer(msg) == Offer::Full {
                 disconnect_slow(members, vec![id], ui);
             }
         }
@@ -571,7 +579,7 @@ async fn close(members: BTreeMap<u64, Member>) {
             writer,
             ..
         } = member;
-        if !outbox.offer(Message::Quit("".into())) {
+        if outbox.offer(Message::Quit("".into())) != Offer::Queued {
             writer.abort();
         }
         drop(outbox);

@@ -20,6 +20,18 @@ pub struct LoadReport {
     pub relays_received: u64,
     pub elapsed: Duration,
     pub host_peak_rss_kib: u64,
+    /// Host log lines that called a member slow ("not keeping up").
+    pub called_slow: usize,
+}
+
+/// How the dialers leave after their messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leave {
+    /// QUIT, then read until the host hangs up.
+    Politely,
+    /// QUIT, then close the socket at once, with whatever the host sent still unread (the
+    /// kernel answers the host with a reset).
+    AtOnce,
 }
 
 /// Peak resident memory of a process, from /proc (VmHWM).
@@ -36,7 +48,7 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
 }
 
 /// Runs `peers` dialers that each send `per_peer` messages to a fresh host, then leave.
-pub async fn run(bin: &str, peers: usize, per_peer: usize) -> LoadReport {
+pub async fn run(bin: &str, peers: usize, per_peer: usize, leave: Leave) -> LoadReport {
     let home = tempfile::tempdir().unwrap();
     let mut host = tokio::process::Command::new(bin)
         .arg("--home")
@@ -71,7 +83,15 @@ pub async fn run(bin: &str, peers: usize, per_peer: usize) -> LoadReport {
             break addr.trim().parse().unwrap();
         }
     };
-    tokio::spawn(async move { while let Ok(Some(_)) = err.next_line().await {} });
+    let log = tokio::spawn(async move {
+        let mut called_slow = 0;
+        while let Ok(Some(line)) = err.next_line().await {
+            if line.contains("not keeping up") {
+                called_slow += 1;
+            }
+        }
+        called_slow
+    });
 
     // Count what the host shows: every message event, by sender and text.
     let mut out = BufReader::new(host.stdout.take().unwrap()).lines();
@@ -131,7 +151,11 @@ pub async fn run(bin: &str, peers: usize, per_peer: usize) -> LoadReport {
                     .await
                     .unwrap();
             }
-            send.quit("done").await.unwrap();
+            send.quit("").await.unwrap();
+            if leave == Leave::AtOnce {
+                reader.abort();
+                return 0;
+            }
             tokio::time::timeout(Duration::from_secs(120), reader)
                 .await
                 .expect("client reader stuck")
@@ -148,6 +172,7 @@ pub async fn run(bin: &str, peers: usize, per_peer: usize) -> LoadReport {
         .unwrap();
     let elapsed = started.elapsed();
     let host_peak_rss_kib = sampler.await.unwrap();
+    let called_slow = log.await.unwrap();
     assert!(status.success(), "host exit status {status:?}");
     let (seen, duplicates) = counting.await.unwrap();
     // Every delivered message came from one of our dialers, with the text it sent.
@@ -163,6 +188,7 @@ pub async fn run(bin: &str, peers: usize, per_peer: usize) -> LoadReport {
         relays_received,
         elapsed,
         host_peak_rss_kib,
+        called_slow,
     }
 }
 

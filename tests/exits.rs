@@ -1,0 +1,148 @@
+//! Exit codes and last words that tell the truth: a session in which something sent was not
+//! taken never ends 0, and a listener without input keeps serving. The real binary on
+//! loopback, bounded in time.
+
+mod common;
+
+use common::{Home, within};
+use schat::framed::{FrameReader, FrameWriter};
+use schat::handshake::{PATTERN, PROLOGUE, noise_builder};
+use std::time::Duration;
+
+/// `echo "build done" | schat dial HOST`: the line, then end of input at once.
+async fn one_line_then_eof(home: &Home, port: u16, extra: &[&str]) -> common::Proc {
+    let mut p = home.dial(port, extra);
+    p.send("build done").await;
+    p.close_stdin();
+    p
+}
+
+#[tokio::test]
+async fn a_full_room_is_a_refusal_not_a_success() {
+    within(async {
+        let (host, first, second) = (Home::new(), Home::new(), Home::new());
+        let (mut room, port) = host.listen(&["--max-peers", "1"]).await;
+        let mut a = first.dial(port, &[]);
+        a.stderr_until("welcome").await;
+        let mut b = one_line_then_eof(&second, port, &[]).await;
+        assert_eq!(b.exit().await.code(), Some(4), "{}", b.stderr_text());
+        assert!(b.stderr_text().contains("full"), "{}", b.stderr_text());
+        a.send("quit").await;
+        a.exit().await;
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_dialer_the_allowlist_refuses_does_not_exit_0() {
+    within(async {
+        let (host, stranger) = (Home::new(), Home::new());
+        let (mut room, port) = host.listen(&["--allow", "known"]).await;
+        let mut d = one_line_then_eof(&stranger, port, &[]).await;
+        assert_eq!(d.exit().await.code(), Some(4), "{}", d.stderr_text());
+        assert!(d.stderr_text().contains("refused"), "{}", d.stderr_text());
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn refusing_the_hosts_key_after_input_ended_is_exit_3() {
+    within(async {
+        let (host, dialer) = (Home::new(), Home::new());
+        let (mut room, port) = host.listen(&[]).await;
+        let mut d = one_line_then_eof(&dialer, port, &["--trust", "strict"]).await;
+        assert_eq!(d.exit().await.code(), Some(3), "{}", d.stderr_text());
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_listener_without_input_keeps_serving() {
+    within(async {
+        let (host, friend) = (Home::new(), Home::new());
+        let (mut room, port) = host.listen(&[]).await;
+        room.close_stdin();
+        room.stderr_until("end of input").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            room.child.try_wait().unwrap().is_none(),
+            "the listener exited"
+        );
+        let mut d = friend.dial(port, &[]);
+        d.stderr_until("welcome").await;
+        d.send("anyone there?").await;
+        assert_eq!(room.said().await, "anyone there?");
+        d.send("quit").await;
+        assert!(d.exit().await.success());
+        room.signal("INT");
+        assert!(room.exit().await.success());
+    })
+    .await
+}
+
+/// A raw listener speaking schat/1 as responder: it handshakes, then sends `messages` (type
+/// byte + body each) and closes without reading anything.
+async fn scripted_listener(messages: Vec<Vec<u8>>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let key = snow::Builder::new(PATTERN.parse().unwrap())
+            .generate_keypair()
+            .unwrap();
+        let mut noise = noise_builder(&key.private, PROLOGUE)
+            .unwrap()
+            .build_responder()
+            .unwrap();
+        let (r, w) = stream.into_split();
+        let (mut r, mut w) = (FrameReader::new(r), FrameWriter::new(w));
+        let mut buf = vec![0u8; 70_000];
+        let m1 = r.read_frame().await.unwrap().unwrap().to_vec();
+        noise.read_message(&m1, &mut buf).unwrap();
+        let n = noise.write_message(&[], &mut buf).unwrap();
+        w.write_frame(&buf[..n]).await.unwrap();
+        let m3 = r.read_frame().await.unwrap().unwrap().to_vec();
+        noise.read_message(&m3, &mut buf).unwrap();
+        let mut noise = noise.into_transport_mode().unwrap();
+        for plain in messages {
+            let n = noise.write_message(&plain, &mut buf).unwrap();
+            w.write_frame(&buf[..n]).await.unwrap();
+        }
+        // Read until the dialer hangs up, so our close cannot race its last reads.
+        while let Ok(Some(_)) = r.read_frame().await {}
+    });
+    port
+}
+
+fn msg(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![kind];
+    v.extend_from_slice(body);
+    v
+}
+
+#[tokio::test]
+async fn a_pipe_quit_with_a_reason_is_an_abort() {
+    within(async {
+        let home = Home::new();
+        let port = scripted_listener(vec![
+            msg(0x01, b"schat pipe"),
+            msg(0x09, b"partial"),
+            msg(0x03, b"aborted: disk full"),
+        ])
+        .await;
+        let mut d = home.dial(port, &["--pipe"]);
+        d.close_stdin();
+        let status = d.exit().await;
+        assert_eq!(status.code(), Some(1), "{}", d.stderr_text());
+        assert!(d.stderr_text().contains("disk full"), "{}", d.stderr_text());
+        // What arrived before the abort is still written out.
+        assert_eq!(d.stdout_seen.join("\n"), "partial");
+    })
+    .await
+}
