@@ -146,3 +146,35 @@ async fn a_pipe_quit_with_a_reason_is_an_abort() {
     })
     .await
 }
+
+/// `echo "build done" | schat dial HOST` by 50 processes at once, from one machine: every line
+/// reaches the host (connections over the per-address handshake cap wait their turn instead of
+/// being refused), and every process exits 0.
+#[tokio::test]
+async fn fifty_one_line_dialers_at_once_all_deliver() {
+    within(async {
+        let host = Home::new();
+        let (mut room, port) = host.listen(&[]).await;
+        let homes: Vec<Home> = (0..50).map(|_| Home::new()).collect();
+        let mut dialers = Vec::new();
+        for (i, home) in homes.iter().enumerate() {
+            let mut d = home.dial(port, &[]);
+            d.send(&format!("build {i} done")).await;
+            d.close_stdin();
+            dialers.push(d);
+        }
+        for (i, d) in dialers.iter_mut().enumerate() {
+            assert!(d.exit().await.success(), "dialer {i}: {}", d.stderr_text());
+        }
+        let mut got = std::collections::BTreeSet::new();
+        while got.len() < 50 {
+            got.insert(room.said().await);
+        }
+        let expected: std::collections::BTreeSet<String> =
+            (0..50).map(|i| format!("build {i} done")).collect();
+        assert_eq!(got, expected);
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}

@@ -6,7 +6,9 @@
 //! `PerSourcePenalties` and WireGuard's preference for the newcomer under load:
 //!
 //! - at most `per_source` handshakes at once from one source (an IPv4 address, or an IPv6
-//!   /64: one host's worth of addresses); a source over its cap is refused and *penalised*;
+//!   /64: one host's worth of addresses); up to [`WAITING_PER_SOURCE`] more wait for a slot of
+//!   their own source (unread, within the handshake deadline); beyond that a source is refused
+//!   and *penalised*;
 //! - when every slot is taken, a newcomer evicts the oldest pending handshake of the source
 //!   with the most pending handshakes (then the highest penalty), as long as that source holds
 //!   more than the newcomer's would; otherwise the newcomer is refused. One busy source can
@@ -72,9 +74,17 @@ impl std::fmt::Display for Source {
 pub enum Admit<H> {
     /// It may handshake under this ticket number; `evicted` (if any) must be stopped now.
     Admitted { ticket: u64, evicted: Option<H> },
+    /// Its source has all its slots: hold it (without reading it) until one frees, then call
+    /// [`Gate::resume`]; or [`Gate::abandon`] it when it has waited out the deadline.
+    Wait,
     /// Close it at once. `log` is a line to show, if this source is not being summarised.
     Refused { log: Option<String> },
 }
+
+/// Connections from one source that may wait for a handshake slot of their own. (Many dialers
+/// behind one address, or 50 scripts on one machine, connect at once; they queue instead of
+/// being refused, and a flood from one address queues behind itself only.)
+pub const WAITING_PER_SOURCE: usize = 64;
 
 struct Pending<H> {
     source: Source,
@@ -85,6 +95,8 @@ struct Pending<H> {
 #[derive(Default)]
 struct SourceState {
     pending: usize,
+    /// Connections held until one of this source's slots frees.
+    waiting: usize,
     /// Grows with every refusal, eviction and failed handshake; halves every interval.
     penalty: u32,
     /// Events not logged one by one since the last summary.
@@ -128,10 +140,42 @@ impl<H> Gate<H> {
     pub fn admit(&mut self, source: Source, now: Instant) -> Admit<H> {
         let state = self.sources.entry(source).or_default();
         if state.pending >= self.limits.per_source {
+            if state.waiting < WAITING_PER_SOURCE {
+                state.waiting += 1;
+                return Admit::Wait;
+            }
             state.penalty = state.penalty.saturating_add(1);
             state.suppressed += 1;
             return Admit::Refused { log: None };
         }
+        self.admit_now(source, now)
+    }
+
+    /// A connection that waited (see [`Admit::Wait`]) tries again, now that a slot of its
+    /// source is free.
+    pub fn resume(&mut self, source: Source, now: Instant) -> Admit<H> {
+        self.abandon(source);
+        match self.sources.get(&source) {
+            Some(state) if state.pending >= self.limits.per_source => {
+                // Still full (another connection took the slot): back in line.
+                if let Some(state) = self.sources.get_mut(&source) {
+                    state.waiting += 1;
+                }
+                Admit::Wait
+            }
+            _ => self.admit_now(source, now),
+        }
+    }
+
+    /// A waiting connection gave up (or waited out the deadline) and was closed.
+    pub fn abandon(&mut self, source: Source) {
+        if let Some(state) = self.sources.get_mut(&source) {
+            state.waiting = state.waiting.saturating_sub(1);
+        }
+    }
+
+    fn admit_now(&mut self, source: Source, now: Instant) -> Admit<H> {
+        let state = self.sources.entry(source).or_default();
         let mut evicted = None;
         if self.pending.len() >= self.limits.max_pending {
             let newcomer_would_hold = state.pending + 1;
@@ -228,7 +272,7 @@ impl<H> Gate<H> {
                 state.suppressed = 0;
             }
             state.penalty /= 2;
-            state.pending > 0 || state.penalty > 0
+            state.pending > 0 || state.waiting > 0 || state.penalty > 0
         });
         lines.sort();
         lines.into_iter().map(|(_, line)| line).collect()
@@ -280,7 +324,7 @@ mod tests {
     fn ticket(a: Admit<u32>) -> (u64, Option<u32>) {
         match a {
             Admit::Admitted { ticket, evicted } => (ticket, evicted),
-            Admit::Refused { .. } => panic!("refused"),
+            other => panic!("not admitted: {other:?}"),
         }
     }
 
@@ -292,7 +336,10 @@ mod tests {
         for _ in 0..3 {
             ticket(gate.admit(attacker, now));
         }
-        for _ in 0..200 {
+        for _ in 0..WAITING_PER_SOURCE {
+            assert_eq!(gate.admit(attacker, now), Admit::Wait);
+        }
+        for _ in 0..201 - WAITING_PER_SOURCE {
             assert_eq!(gate.admit(attacker, now), Admit::Refused { log: None });
         }
         // A failed handshake of a penalised source is not logged line by line.
@@ -306,7 +353,11 @@ mod tests {
         );
         let lines = gate.report(now);
         assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(lines[0].contains("127.0.0.2: 201 refused"), "{lines:?}");
+        assert!(
+            // 137 refusals and the failed handshake.
+            lines[0].contains(&format!("127.0.0.2: {} refused", 202 - WAITING_PER_SOURCE)),
+            "{lines:?}"
+        );
         // Nothing more until the next interval.
         assert!(gate.report(now + Duration::from_secs(1)).is_empty());
     }
@@ -336,6 +387,25 @@ mod tests {
     }
 
     #[test]
+    fn over_its_cap_a_source_waits_its_turn() {
+        let mut gate = Gate::<u32>::new(limits(64, 2));
+        let now = Instant::now();
+        let s = src("10.0.0.7");
+        let (first, _) = ticket(gate.admit(s, now));
+        ticket(gate.admit(s, now));
+        assert_eq!(gate.admit(s, now), Admit::Wait);
+        assert_eq!(gate.admit(s, now), Admit::Wait);
+        // Still no slot: back in line.
+        assert_eq!(gate.resume(s, now), Admit::Wait);
+        gate.finished(first, false);
+        ticket(gate.resume(s, now));
+        gate.abandon(s);
+        assert_eq!(gate.sources[&s].waiting, 0);
+        // Waiting is not misbehaving: nothing to summarise.
+        assert!(gate.report(now).is_empty());
+    }
+
+    #[test]
     fn equal_sources_refuse_newcomers_rather_than_evict_each_other() {
         let mut gate = Gate::<u32>::new(limits(2, 4));
         let now = Instant::now();
@@ -353,7 +423,17 @@ mod tests {
         let t0 = Instant::now();
         let s = src("10.0.0.9");
         let (t, _) = ticket(gate.admit(s, t0));
+        for _ in 0..WAITING_PER_SOURCE {
+            assert_eq!(gate.admit(s, t0), Admit::Wait);
+            gate.abandon(s);
+        }
+        for _ in 0..WAITING_PER_SOURCE {
+            assert_eq!(gate.admit(s, t0), Admit::Wait);
+        }
         assert!(matches!(gate.admit(s, t0), Admit::Refused { .. }));
+        for _ in 0..WAITING_PER_SOURCE {
+            gate.abandon(s);
+        }
         gate.finished(t, true);
         let mut at = t0;
         for _ in 0..8 {

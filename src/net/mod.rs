@@ -14,6 +14,7 @@ use crate::session::{self, Ended, Role, Settings};
 use crate::signals::Interrupts;
 use crate::trust::Allow;
 use crate::ui::Ui;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -255,32 +256,57 @@ async fn accept_loop(
 ) -> std::convert::Infallible {
     let gate = Arc::new(Mutex::new(Gate::<AbortHandle>::new(limits)));
     let mut tick = tokio::time::interval(REPORT_TICK);
+    // Connections held (unread) until a slot of their own source frees; handshake tasks say
+    // which source they freed.
+    let mut waiting: HashMap<Source, VecDeque<Held>> = HashMap::new();
+    let (freed_tx, mut freed) = mpsc::unbounded_channel::<Source>();
+    let patience = settings.handshake_timeout;
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        let now = std::time::Instant::now();
+        let (held, decision) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, from)) => {
+                    let source = Source::of(from.ip());
+                    let decision = lock(&gate).admit(source, now);
+                    (Held { stream, from, source, since: now }, decision)
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little, then go on.
+                    let line = format!("accepting a connection failed: {e}");
+                    let _ = reports.send(Connection::Failed(line)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            Some(source) = freed.recv() => {
+                let Some(held) = waiting.get_mut(&source).and_then(VecDeque::pop_front) else {
+                    continue;
+                };
+                let decision = lock(&gate).resume(source, now);
+                (held, decision)
+            }
             _ = tick.tick() => {
-                let lines = lock(&gate).report(std::time::Instant::now());
+                let mut lines = expire(&mut waiting, &gate, patience, now);
+                lines.extend(lock(&gate).report(now));
                 for line in lines {
                     let _ = reports.send(Connection::Failed(line)).await;
                 }
                 continue;
             }
         };
-        let (stream, from) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Out of file descriptors and the like: wait a little, then go on.
-                let line = format!("accepting a connection failed: {e}");
-                let _ = reports.send(Connection::Failed(line)).await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        let ticket = match decision {
+            Admit::Wait => {
+                // In line behind its source's earlier connections (a resumed one goes first).
+                let queue = waiting.entry(held.source).or_default();
+                if held.since < now {
+                    queue.push_front(held);
+                } else {
+                    queue.push_back(held);
+                }
                 continue;
             }
-        };
-        let source = Source::of(from.ip());
-        let decision = lock(&gate).admit(source, std::time::Instant::now());
-        let ticket = match decision {
             Admit::Refused { log } => {
-                drop(stream);
+                drop(held);
                 if let Some(line) = log {
                     let _ = reports.send(Connection::Failed(line)).await;
                 }
@@ -293,8 +319,14 @@ async fn accept_loop(
                 ticket
             }
         };
+        let Held {
+            stream,
+            from,
+            source,
+            ..
+        } = held;
         let (identity, role, settings) = (identity.clone(), role.clone(), settings.clone());
-        let (reports, task_gate) = (reports.clone(), gate.clone());
+        let (reports, task_gate, freed_tx) = (reports.clone(), gate.clone(), freed_tx.clone());
         let task = tokio::spawn(async move {
             let report = handshake_and_admit(stream, from, &identity, &role, &settings).await;
             let report = {
@@ -307,6 +339,7 @@ async fn accept_loop(
                     arrived => Some(arrived),
                 }
             };
+            let _ = freed_tx.send(source);
             if let Some(report) = report {
                 let _ = reports.send(report).await;
             }
@@ -314,6 +347,45 @@ async fn accept_loop(
         // If the handshake is already over, its slot is free and this does nothing.
         lock(&gate).attach(ticket, task.abort_handle());
     }
+}
+
+/// A connection waiting for a handshake slot of its source.
+struct Held {
+    stream: TcpStream,
+    from: SocketAddr,
+    source: Source,
+    since: std::time::Instant,
+}
+
+/// Closes the held connections that have waited `patience`; lines to log (or none, for a
+/// source being summarised).
+fn expire(
+    waiting: &mut HashMap<Source, VecDeque<Held>>,
+    gate: &Mutex<Gate<AbortHandle>>,
+    patience: Duration,
+    now: std::time::Instant,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut gate = lock(gate);
+    for queue in waiting.values_mut() {
+        while queue
+            .front()
+            .is_some_and(|h| now.duration_since(h.since) >= patience)
+        {
+            if let Some(held) = queue.pop_front() {
+                gate.abandon(held.source);
+                let from = held.from;
+                lines.extend(gate.event(held.source, |_| {
+                    format!(
+                        "connection from {from}: closed after waiting {} s for a handshake slot",
+                        patience.as_secs()
+                    )
+                }));
+            }
+        }
+    }
+    waiting.retain(|_, queue| !queue.is_empty());
+    lines
 }
 
 /// The gate's lock. Its critical sections never panic, but a poisoned lock must not stop the
