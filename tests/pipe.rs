@@ -545,3 +545,74 @@ async fn input_in_pieces_with_pauses_arrives_whole_both_ways() {
     })
     .await
 }
+
+/// A receive-only pipe outlives many keepalive intervals of silence, in both orders: the side
+/// that sent its QUIT cannot PING any more, so the side still sending keeps it informed.
+#[tokio::test]
+async fn a_half_closed_pipe_survives_silence_in_both_orders() {
+    within(async {
+        let f = Files::new();
+        for dialer_done_first in [true, false] {
+            let (alice, bob) = (Home::new(), Home::new());
+            let alice_key = alice.fingerprint();
+            let (l_out, d_out) = (f.path("l"), f.path("d"));
+            let mut listener = PipeProc::spawn(
+                &bob,
+                &[
+                    "listen",
+                    "127.0.0.1:0",
+                    "--pipe",
+                    "--peer",
+                    &alice_key,
+                    "--keepalive",
+                    "1",
+                ],
+                if dialer_done_first {
+                    Stdio::piped()
+                } else {
+                    Stdio::null()
+                },
+                &l_out,
+            );
+            let line = listener.stderr_until("listening on").await;
+            let addr = line.rsplit(' ').next().unwrap().to_string();
+            let mut dialer = PipeProc::spawn(
+                &alice,
+                &[
+                    "dial",
+                    &addr,
+                    "--pipe",
+                    "--trust",
+                    "accept-new",
+                    "--keepalive",
+                    "1",
+                ],
+                if dialer_done_first {
+                    Stdio::null()
+                } else {
+                    Stdio::piped()
+                },
+                &d_out,
+            );
+            let (idle_side, idle_out) = if dialer_done_first {
+                (&mut listener, &d_out)
+            } else {
+                (&mut dialer, &l_out)
+            };
+            let mut idle = idle_side.child.stdin.take().unwrap();
+            // Five silent intervals: three would be enough to be declared dead.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            use tokio::io::AsyncWriteExt;
+            idle.write_all(b"late but whole").await.unwrap();
+            drop(idle);
+            assert!(dialer.exit().await.success(), "{}", dialer.stderr_text());
+            assert!(
+                listener.exit().await.success(),
+                "{}",
+                listener.stderr_text()
+            );
+            assert_eq!(std::fs::read(idle_out).unwrap(), b"late but whole");
+        }
+    })
+    .await
+}

@@ -57,7 +57,7 @@ where
     let counters = Counters::default();
     let started = Instant::now();
     let (control_tx, control_rx) = mpsc::channel::<Control>(4);
-    let upload = upload(send, StdinChunks::spawn(), control_rx, &counters);
+    let upload = upload(send, StdinChunks::spawn(), control_rx, keepalive, &counters);
     let download = download(
         recv,
         StdoutChunks::spawn(),
@@ -88,14 +88,25 @@ where
 }
 
 /// Our direction: stdin chunks as DATA, PINGs and PONGs when asked, QUIT at end of input.
+///
+/// While we may still send, we also PING after every `keepalive` in which we sent nothing: a
+/// peer that has already sent its QUIT cannot PING us any more (nothing may follow a QUIT), so
+/// it learns that we are alive from our heartbeat (PROTOCOL.md §4.2).
 async fn upload<W: AsyncWrite + Unpin>(
     mut send: SendHalf<W>,
     mut stdin: StdinChunks,
     mut control: mpsc::Receiver<Control>,
+    keepalive: Duration,
     counters: &Counters,
 ) -> Result<()> {
+    let heartbeat = tokio::time::sleep(keepalive);
+    tokio::pin!(heartbeat);
     loop {
+        heartbeat
+            .as_mut()
+            .reset(tokio::time::Instant::now() + keepalive);
         tokio::select! {
+            () = &mut heartbeat => send.send(&Message::Ping(Vec::new().into())).await?,
             chunk = stdin.filled.recv() => match chunk {
                 Some(Ok(buf)) => {
                     send.send_encoded(&buf).await?;
