@@ -81,6 +81,9 @@ pub enum ProtocolError {
     /// The handshake failed (wrong protocol, wrong prologue, tampering).
     #[error("handshake failed: {0}")]
     Handshake(&'static str),
+    /// The first bytes are not a schat/1 handshake message at all: another protocol.
+    #[error("not a schat peer ({0})")]
+    NotSchat(String),
     /// A valid message at the wrong time.
     #[error("the peer sent {0} {1}")]
     Unexpected(&'static str, &'static str),

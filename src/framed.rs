@@ -64,6 +64,32 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// The next frame's length prefix, as soon as it has arrived, without consuming anything;
+    /// `None` when the stream ends cleanly first. Lets a handshake reject another protocol from
+    /// its first two bytes instead of waiting for a "frame" of whatever length they spell.
+    /// Cancel safe, like [`FrameReader::read_frame`].
+    pub async fn peek_header(&mut self) -> Result<Option<[u8; HEADER_LEN]>> {
+        loop {
+            if self.end - self.start >= HEADER_LEN {
+                return Ok(Some([self.buf[self.start], self.buf[self.start + 1]]));
+            }
+            self.make_room();
+            let n = self
+                .io
+                .read(&mut self.buf[self.end..])
+                .await
+                .map_err(|e| Error::io("reading from the peer", e))?;
+            if n == 0 {
+                return if self.start == self.end {
+                    Ok(None)
+                } else {
+                    Err(ProtocolError::TruncatedFrame.into())
+                };
+            }
+            self.end += n;
+        }
+    }
+
     /// Ensures the frame being assembled fits between `start` and the end of the buffer, and
     /// that there is room to read into.
     fn make_room(&mut self) {

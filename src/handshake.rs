@@ -85,7 +85,7 @@ where
     writer.write_frame(&buf[..len]).await?;
 
     // <- e, ee, s, es
-    read_step(&mut noise, &mut reader, &mut buf).await?;
+    read_step(&mut noise, &mut reader, &mut buf, MESSAGE_LENS[1]).await?;
     let listener = remote_static(&noise)?;
     acceptable_static(&listener, identity)?;
     check(&listener)?;
@@ -111,14 +111,14 @@ where
     let mut buf = [0u8; HANDSHAKE_BUF];
 
     // <- e
-    read_step(&mut noise, &mut reader, &mut buf).await?;
+    read_step(&mut noise, &mut reader, &mut buf, MESSAGE_LENS[0]).await?;
 
     // -> e, ee, s, es
     let len = noise.write_message(&[], &mut buf).map_err(local)?;
     writer.write_frame(&buf[..len]).await?;
 
     // <- s, se
-    read_step(&mut noise, &mut reader, &mut buf).await?;
+    read_step(&mut noise, &mut reader, &mut buf, MESSAGE_LENS[2]).await?;
 
     finish(identity, noise, reader, writer)
 }
@@ -126,12 +126,40 @@ where
 /// Room for any handshake message of schat/1 (the largest, message 2, is 96 bytes).
 const HANDSHAKE_BUF: usize = 256;
 
-/// Reads one handshake message; its payload must be empty.
+/// The sizes of the three handshake messages: with empty payloads they never vary.
+pub const MESSAGE_LENS: [usize; 3] = [32, 96, 64];
+
+/// What the first two bytes of another protocol look like, for an error that says so.
+fn guess_protocol(first: [u8; 2]) -> String {
+    match &first {
+        b"GE" | b"PO" | b"HE" | b"PU" | b"DE" | b"OP" | b"PA" | b"CO" | b"TR" | b"HT" => {
+            "it looks like HTTP".into()
+        }
+        b"SS" => "it looks like SSH".into(),
+        [0x16, 0x03] | [0x15, 0x03] => "it looks like TLS".into(),
+        _ => format!(
+            "its first bytes {:02x} {:02x} are not a schat/1 handshake message",
+            first[0], first[1]
+        ),
+    }
+}
+
+/// Reads one handshake message of `expected` bytes; its payload must be empty. Anything else
+/// is refused as soon as its two-byte length prefix shows it.
 async fn read_step<R: AsyncRead + Unpin>(
     noise: &mut HandshakeState,
     reader: &mut FrameReader<R>,
     buf: &mut [u8],
+    expected: usize,
 ) -> Result<()> {
+    match reader.peek_header().await {
+        Ok(Some(header)) if usize::from(u16::from_be_bytes(header)) != expected => {
+            return Err(ProtocolError::NotSchat(guess_protocol(header)).into());
+        }
+        // A close (clean or mid-prefix) is reported by `read_frame` below, as it always was.
+        Ok(_) | Err(Error::Protocol(ProtocolError::TruncatedFrame)) => {}
+        Err(e) => return Err(e),
+    }
     let frame = match reader.read_frame().await {
         Ok(Some(frame)) => frame,
         Ok(None) | Err(Error::Protocol(ProtocolError::TruncatedFrame)) => {

@@ -352,13 +352,13 @@ async fn a_listener_survives_bad_connections_and_serves_peer_after_peer() {
             .unwrap();
         junk.write_all(b"\x00\x03abc").await.unwrap();
         drop(junk);
-        listener.stderr_until("handshake failed").await;
+        listener.stderr_until("not a schat peer").await;
         let mut http = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .unwrap();
         http.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         http.shutdown().await.unwrap();
-        listener.stderr_until("handshake failed").await;
+        listener.stderr_until("it looks like HTTP").await;
         let silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .unwrap();

@@ -178,3 +178,82 @@ async fn fifty_one_line_dialers_at_once_all_deliver() {
     })
     .await
 }
+
+/// A fake server: answers every connection with `reply` (after reading a little, if
+/// `read_first`), then holds the socket open.
+async fn fake_server(reply: &'static [u8], read_first: bool) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                if read_first {
+                    let _ = s.read(&mut buf).await;
+                }
+                let _ = s.write_all(reply).await;
+                let _ = s.read(&mut buf).await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    port
+}
+
+/// Dialling an HTTP or SSH server says so at once, not after the 10 s handshake deadline; a
+/// listener hit by curl, ssh or a TLS client says so at once too.
+#[tokio::test]
+async fn other_protocols_are_named_at_once_on_both_roles() {
+    within(async {
+        let home = Home::new();
+        for (reply, read_first, name) in [
+            (b"HTTP/1.1 400 Bad Request\r\n\r\n".as_slice(), true, "HTTP"),
+            (b"SSH-2.0-OpenSSH_9.6\r\n".as_slice(), false, "SSH"),
+        ] {
+            let port = fake_server(reply, read_first).await;
+            let started = std::time::Instant::now();
+            let mut d = home.dial(port, &[]);
+            let status = d.exit().await;
+            assert_eq!(status.code(), Some(1), "{}", d.stderr_text());
+            assert!(
+                d.stderr_text()
+                    .contains(&format!("not a schat peer (it looks like {name})")),
+                "{}",
+                d.stderr_text()
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+
+        let (mut listener, port) = home.listen(&[]).await;
+        for (hello, name) in [
+            (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".as_slice(), "HTTP"),
+            (b"SSH-2.0-OpenSSH_9.6\r\n".as_slice(), "SSH"),
+            (
+                b"\x16\x03\x01\x00\xc8\x01\x00\x00\xc4\x03\x03".as_slice(),
+                "TLS",
+            ),
+        ] {
+            use tokio::io::AsyncWriteExt;
+            let started = std::time::Instant::now();
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            s.write_all(hello).await.unwrap();
+            let line = listener.stderr_until("not a schat peer").await;
+            assert!(line.contains(&format!("it looks like {name}")), "{line}");
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+        listener.signal("INT");
+        listener.exit().await;
+    })
+    .await
+}
