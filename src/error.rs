@@ -53,8 +53,11 @@ pub enum Error {
     /// The user asked for something impossible (exit code 2).
     #[error("{0}")]
     Usage(String),
+    /// The network said no, in one sentence with what to do (no OS error text).
+    #[error("{0}")]
+    Network(String),
     /// Network or OS I/O, with what we were doing.
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", plain_io(.source))]
     Io {
         context: String,
         #[source]
@@ -121,3 +124,12 @@ impl Error {
 
 /// Crate-wide result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An I/O error in plain words: the OS's own wording ("Broken pipe (os error 32)") becomes its
+/// kind ("broken pipe"), so a message never shows error numbers or says the same thing twice.
+pub fn plain_io(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(_) => e.kind().to_string(),
+        None => e.to_string(),
+    }
+}

@@ -257,3 +257,39 @@ async fn other_protocols_are_named_at_once_on_both_roles() {
     })
     .await
 }
+
+/// One plain sentence per failure, with what to do: no OS wording, no error numbers, no
+/// reason given twice; and addresses that are wrong say how.
+#[tokio::test]
+async fn failures_read_as_one_plain_sentence() {
+    within(async {
+        let home = Home::new();
+        // A port nobody listens on: bind one, note it, close it.
+        let free = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        for (addr, expect) in [
+            (format!("127.0.0.1:{port}"), "nothing is listening at"),
+            (
+                "no-such-host.invalid:4000".to_string(),
+                "cannot find the host",
+            ),
+            (
+                "http://127.0.0.1:8000".to_string(),
+                "a URL is not an address: give HOST:PORT, e.g. 127.0.0.1:8000",
+            ),
+            ("1.2.3.4:5:6".to_string(), "too many colons"),
+            ("::1:5000".to_string(), "[::1]:5000"),
+        ] {
+            let out = home.run(&["dial", &addr]);
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(!out.status.success(), "{addr}: {err}");
+            let last = err.lines().last().unwrap_or("");
+            assert!(last.contains(expect), "{addr}: {err}");
+            assert!(!err.contains("os error"), "{addr}: {err}");
+            assert!(!err.contains("Connection refused"), "{addr}: {err}");
+            assert!(!err.contains("failed to lookup"), "{addr}: {err}");
+        }
+    })
+    .await
+}

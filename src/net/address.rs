@@ -26,8 +26,17 @@ pub enum AddressError {
     BadPort(String),
     #[error("invalid IPv6 address {0:?}")]
     BadIpv6(String),
-    #[error("an IPv6 address with a port must be written in brackets, e.g. [::1]:12345")]
-    AmbiguousIpv6,
+    #[error(
+        "ambiguous: is {port} a port? An IPv6 address with a port is written in brackets, \
+         [{addr}]:{port}; the address alone as [{addr}:{port}]"
+    )]
+    AmbiguousIpv6 { addr: String, port: String },
+    #[error("an IPv6 address with a port must be written in brackets, e.g. [{0}]:12345")]
+    Ipv6NeedsBrackets(String),
+    #[error("too many colons: write HOST:PORT (an IPv6 address with a port as [ADDR]:PORT)")]
+    TooManyColons,
+    #[error("a URL is not an address: give HOST:PORT, e.g. {0}")]
+    Url(String),
     #[error("invalid host name {0:?}")]
     BadHost(String),
 }
@@ -57,14 +66,33 @@ impl Address {
                 port,
             });
         }
+        if let Some((_, rest)) = text.split_once("://") {
+            let hostport = rest.split('/').next().unwrap_or(rest);
+            return Err(AddressError::Url(hostport.into()));
+        }
         if text.parse::<IpAddr>().is_ok() {
+            // `::1:5000` is a valid IPv6 address, but most likely meant `[::1]:5000`.
+            if let Some((addr, port)) = text.rsplit_once(':')
+                && addr.parse::<Ipv6Addr>().is_ok()
+                && !port.is_empty()
+                && port.len() <= 5
+                && port.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(AddressError::AmbiguousIpv6 {
+                    addr: addr.into(),
+                    port: port.into(),
+                });
+            }
             return Ok(Address {
                 host: text.into(),
                 port: DEFAULT_PORT,
             });
         }
         let (host, port) = match text.rsplit_once(':') {
-            Some((host, _)) if host.contains(':') => return Err(AddressError::AmbiguousIpv6),
+            Some((host, _)) if host.parse::<Ipv6Addr>().is_ok() => {
+                return Err(AddressError::Ipv6NeedsBrackets(host.into()));
+            }
+            Some((host, _)) if host.contains(':') => return Err(AddressError::TooManyColons),
             Some((host, port)) => (host, parse_port(port)?),
             None => (text, DEFAULT_PORT),
         };
@@ -135,7 +163,28 @@ mod tests {
         );
         assert_eq!(
             Address::parse("fe80::1:99999"),
-            Err(AddressError::AmbiguousIpv6)
+            Err(AddressError::Ipv6NeedsBrackets("fe80::1".into()))
+        );
+        assert_eq!(
+            Address::parse("::1:5000"),
+            Err(AddressError::AmbiguousIpv6 {
+                addr: "::1".into(),
+                port: "5000".into()
+            })
+        );
+        assert_eq!(
+            Address::parse("1.2.3.4:5:6"),
+            Err(AddressError::TooManyColons)
+        );
+        assert_eq!(
+            Address::parse("http://127.0.0.1:8000/x"),
+            Err(AddressError::Url("127.0.0.1:8000".into()))
+        );
+        // Still plain addresses.
+        assert_eq!(Address::parse("fe80::1"), Ok(a("fe80::1", 12345)));
+        assert_eq!(
+            Address::parse("2001:db8::abcd"),
+            Ok(a("2001:db8::abcd", 12345))
         );
         assert!(matches!(
             Address::parse("[nonsense]:1"),

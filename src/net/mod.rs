@@ -37,15 +37,18 @@ async fn resolve(addr: &Address, for_listening: bool) -> Result<Vec<SocketAddr>>
         "" => return Err(Error::Usage(format!("{addr}: missing host name"))),
         h => h,
     };
+    let unknown = || {
+        Error::Network(format!(
+            "cannot find the host {:?}: check the name, or give an IP address",
+            crate::sanitize::line(host)
+        ))
+    };
     let found: Vec<SocketAddr> = lookup_host((host, addr.port))
         .await
-        .map_err(|e| Error::io(format!("cannot resolve {host:?}"), e))?
+        .map_err(|_| unknown())?
         .collect();
     if found.is_empty() {
-        return Err(Error::io(
-            format!("cannot resolve {host:?}"),
-            io::Error::new(io::ErrorKind::NotFound, "no addresses found"),
-        ));
+        return Err(unknown());
     }
     Ok(found)
 }
@@ -64,29 +67,26 @@ async fn connect(addr: &Address, timeout: Duration, ui: &Ui) -> Result<TcpStream
         ui.status(format_args!("connecting to {target}"));
         match tokio::time::timeout_at(deadline, TcpStream::connect(target)).await {
             Err(_) => {
-                return Err(Error::io(
-                    format!("connecting to {addr}"),
-                    io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("no answer within {} s", timeout.as_secs()),
-                    ),
-                ));
+                return Err(Error::Network(format!(
+                    "no answer from {addr} within {} s: the host may be down, or a firewall \
+                     drops the connection",
+                    timeout.as_secs()
+                )));
             }
             Ok(Ok(stream)) => return Ok(stream),
             Ok(Err(e)) => last = Some((target, e)),
         }
     }
     let (target, e) = last.ok_or_else(|| Error::Internal("no address to connect to".into()))?;
-    let context = match e.kind() {
-        io::ErrorKind::ConnectionRefused => {
-            format!("connecting to {target}: nothing is listening there (connection refused)")
-        }
+    Err(Error::Network(match e.kind() {
+        io::ErrorKind::ConnectionRefused => format!(
+            "nothing is listening at {target}: is `schat listen` running there, on that port?"
+        ),
         io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
-            format!("connecting to {target}: unreachable")
+            format!("{target} cannot be reached from here: check the address and your network")
         }
-        _ => format!("connecting to {target}"),
-    };
-    Err(Error::io(context, e))
+        kind => format!("cannot connect to {target}: {kind}"),
+    }))
 }
 
 /// Socket options for every connection: no Nagle delay (latency matters more than packing,
@@ -507,5 +507,17 @@ async fn bind(addr: &Address) -> Result<TcpListener> {
         }
     }
     let (target, e) = last.ok_or_else(|| Error::Internal("no address to listen on".into()))?;
-    Err(Error::io(format!("cannot listen on {target}"), e))
+    Err(Error::Network(match e.kind() {
+        io::ErrorKind::AddrInUse => format!(
+            "cannot listen on {target}: the port is in use (another schat?); choose another \
+             with HOST:PORT, or :0 for any free port"
+        ),
+        io::ErrorKind::PermissionDenied => format!(
+            "cannot listen on {target}: permission denied (ports below 1024 need privileges)"
+        ),
+        io::ErrorKind::AddrNotAvailable => {
+            format!("cannot listen on {target}: that address is not one of this machine's")
+        }
+        kind => format!("cannot listen on {target}: {kind}"),
+    }))
 }
