@@ -154,7 +154,14 @@ async fn read_step<R: AsyncRead + Unpin>(
 ) -> Result<()> {
     match reader.peek_header().await {
         Ok(Some(header)) if usize::from(u16::from_be_bytes(header)) != expected => {
-            return Err(ProtocolError::NotSchat(guess_protocol(header)).into());
+            let len = usize::from(u16::from_be_bytes(header));
+            let guess = if expected == MESSAGE_LENS[1] && len == MESSAGE_LENS[0] {
+                // Message 1's size where message 2 belongs: our own bytes came back.
+                "it echoed our first message back: an echo service, not a listener".into()
+            } else {
+                guess_protocol(header)
+            };
+            return Err(ProtocolError::NotSchat(guess).into());
         }
         // A close (clean or mid-prefix) is reported by `read_frame` below, as it always was.
         Ok(_) | Err(Error::Protocol(ProtocolError::TruncatedFrame)) => {}

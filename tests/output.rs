@@ -80,7 +80,13 @@ async fn errors_are_json_events_too() {
         let mut dialer = home.dial(port, &["--json"]);
         let e = event(&dialer.stdout_line().await);
         assert_eq!(e["event"], "error");
-        assert!(e["message"].as_str().unwrap().contains("refused"));
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("nothing is listening"),
+            "{e}"
+        );
         assert_eq!(dialer.exit().await.code(), Some(1));
     })
     .await
@@ -104,10 +110,7 @@ async fn dialling_a_closed_port_fails_at_once_with_refused() {
         assert_eq!(dialer.exit().await.code(), Some(1));
         assert!(started.elapsed() < Duration::from_secs(3));
         let err = dialer.stderr_text();
-        assert!(
-            err.contains("nothing is listening at"),
-            "{err}"
-        );
+        assert!(err.contains("nothing is listening at"), "{err}");
     })
     .await
 }
@@ -134,8 +137,8 @@ async fn dialling_an_echo_server_says_it_is_not_a_schat_listener() {
         assert_eq!(dialer.exit().await.code(), Some(1));
         assert!(started.elapsed() < Duration::from_secs(4));
         let err = dialer.stderr_text();
-        assert!(err.contains("handshake failed"), "{err}");
-        assert!(err.contains("not a schat/1 peer"), "{err}");
+        assert!(err.contains("not a schat peer"), "{err}");
+        assert!(err.contains("echoed"), "{err}");
     })
     .await
 }
@@ -169,7 +172,7 @@ async fn dialling_an_address_that_never_answers_times_out() {
             "{took:?}"
         );
         let err = dialer.stderr_text();
-        assert!(err.contains("no answer within 2 s"), "{err}");
+        assert!(err.contains("within 2 s"), "{err}");
         drop((silent, fillers));
     })
     .await
