@@ -181,6 +181,11 @@ impl Ui {
         let _ = io::stderr().lock().write_all(text.as_bytes());
     }
 
+    /// How this session is shown.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
     /// Whether the screen has more waiting than it can show: then read no more from peers.
     pub fn screen_blocked(&self) -> bool {
         self.blocked.load(Ordering::Relaxed)
@@ -400,24 +405,70 @@ impl Ui {
         self.rows(&head, head_cols, &sanitize::block(body))
     }
 
-    /// The peer left (with its reason, possibly empty).
-    pub fn left(&self, peer: &Speaker<'_>, reason: &str) {
+    /// The peer left: how (a code for programs) and the text that goes with it (the peer's
+    /// QUIT reason, or what went wrong).
+    pub fn left(&self, peer: &Speaker<'_>, how: Departure, text: &str) {
         if self.mode == Mode::Json {
             let _ = self.json_event(
                 Object::new()
                     .str("event", "left")
                     .raw("peer", &peer.json())
-                    .str("reason", reason),
+                    .str("reason", how.code())
+                    .str("text", text),
             );
         }
-        if reason.is_empty() {
-            self.status(format_args!("{} left", peer.label));
-        } else {
-            self.status(format_args!(
-                "{} left: {}",
-                peer.label,
-                sanitize::line(reason)
-            ));
+        let label = sanitize::line(peer.label);
+        match (how, text.is_empty()) {
+            (Departure::Quit, true) => self.status(format_args!("{label} left")),
+            (Departure::Quit, false) => {
+                self.status(format_args!("{label} left: {}", sanitize::line(text)))
+            }
+            (how, _) => self.warn(format_args!(
+                "{label} left ({}): {}",
+                how.code(),
+                sanitize::line(text)
+            )),
+        }
+    }
+}
+
+/// Why a peer left, as `--json` reports it (README lists the codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    /// It said QUIT (a goodbye, or with a reason: an abort).
+    Quit,
+    /// The connection ended without a QUIT.
+    Cut,
+    /// It turned us down (or we it).
+    Refused,
+    /// Nothing came from it for too long, or a write to it never finished.
+    Timeout,
+    /// It broke the protocol, or something failed locally.
+    Error,
+}
+
+impl Departure {
+    /// The departure an error stands for.
+    pub fn of(e: &crate::Error) -> Self {
+        use crate::Error;
+        match e {
+            Error::ConnectionCut => Departure::Cut,
+            Error::Io { .. } | Error::Network(_) => Departure::Cut,
+            Error::PeerSilent(_) | Error::Timeout(..) => Departure::Timeout,
+            Error::RefusedByPeer(_) | Error::PeerRefused(_) => Departure::Refused,
+            Error::PeerAborted(_) => Departure::Quit,
+            _ => Departure::Error,
+        }
+    }
+
+    /// The code in `--json` events.
+    pub fn code(self) -> &'static str {
+        match self {
+            Departure::Quit => "quit",
+            Departure::Cut => "cut",
+            Departure::Refused => "refused",
+            Departure::Timeout => "timeout",
+            Departure::Error => "error",
         }
     }
 }

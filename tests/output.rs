@@ -197,3 +197,61 @@ async fn a_listener_that_accepts_but_never_speaks_hits_the_handshake_deadline() 
     })
     .await
 }
+
+/// `left` events say how the peer left (quit, cut, refused, timeout, error) and the text that
+/// goes with it, on the host and on a dialer.
+#[tokio::test]
+async fn left_events_carry_a_reason_code() {
+    within(async {
+        let (host, alice, bob) = (Home::new(), Home::new(), Home::new());
+        let (mut room, port) = host.listen(&["--json"]).await;
+        let mut a = alice.dial(port, &[]);
+        a.stderr_until("welcome").await;
+        a.send("quit").await;
+        assert!(a.exit().await.success());
+        let left = loop {
+            let e = event(&room.stdout_line().await);
+            if e["event"] == "left" {
+                break e;
+            }
+        };
+        assert_eq!(left["reason"], "quit", "{left}");
+        assert_eq!(left["text"], "", "{left}");
+
+        let mut b = bob.dial(port, &["--json"]);
+        loop {
+            if event(&b.stdout_line().await)["event"] == "welcome" {
+                break;
+            }
+        }
+        b.signal("KILL");
+        b.exit().await;
+        let left = loop {
+            let e = event(&room.stdout_line().await);
+            if e["event"] == "left" {
+                break e;
+            }
+        };
+        assert_eq!(left["reason"], "cut", "{left}");
+        assert!(left["text"].as_str().unwrap().contains("cut"), "{left}");
+
+        // A dialer sees its host vanish the same way.
+        let mut c = alice.dial(port, &["--json"]);
+        loop {
+            if event(&c.stdout_line().await)["event"] == "welcome" {
+                break;
+            }
+        }
+        room.signal("KILL");
+        room.exit().await;
+        let left = loop {
+            let e = event(&c.stdout_line().await);
+            if e["event"] == "left" {
+                break e;
+            }
+        };
+        assert_eq!(left["reason"], "cut", "{left}");
+        assert_eq!(c.exit().await.code(), Some(1));
+    })
+    .await
+}

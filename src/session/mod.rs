@@ -22,7 +22,7 @@ use crate::message::{MAX_BODY, Message};
 use crate::signals::Interrupts;
 use crate::transport::{RecvHalf, SendHalf};
 use crate::trust::Allow;
-use crate::ui::{Speaker, Ui};
+use crate::ui::{self, Departure, Speaker, Ui};
 use command::Command;
 use input::{Input, InputEvent};
 use keepalive::{Lapse, Silence};
@@ -397,6 +397,10 @@ where
         }
         Step::Fail(e) => {
             writer.abort();
+            // For programs: the peer is gone too, and how. (A QUIT was reported already.)
+            if !matches!(e, Error::PeerAborted(_)) && ui.mode() == ui::Mode::Json {
+                ui.left(&speaker, Departure::of(&e), &e.to_string());
+            }
             Err(e)
         }
         Step::Continue => Err(Error::Internal("chat loop ended without a reason".into())),
@@ -484,7 +488,7 @@ fn on_message(
         Message::Quit(reason) => {
             let ending = QuitReason::of(&reason);
             if !matches!(ending, QuitReason::Refused(_)) {
-                ui.left(speaker, &reason);
+                ui.left(speaker, Departure::Quit, &reason);
             }
             match ending.error() {
                 None => Step::PeerLeft,

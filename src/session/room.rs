@@ -24,7 +24,7 @@ use crate::fingerprint;
 use crate::handshake::Established;
 use crate::message::{MAX_BODY, MAX_RELAY_TEXT, Message};
 use crate::signals::Interrupts;
-use crate::ui::Ui;
+use crate::ui::{Departure, Ui};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -219,13 +219,9 @@ where
                     let loud = churn.announce(false);
                     let speaker = member.info.speaker();
                     match &how {
-                        Ok(reason) if loud => ui.left(&speaker, reason),
+                        Ok(reason) if loud || !reason.is_empty() => ui.left(&speaker, Departure::Quit, reason),
                         Ok(_) => {}
-                        Err(e) => ui.error(format_args!(
-                            "session with {} ({}) ended: {e}",
-                            member.tag(),
-                            member.address
-                        )),
+                        Err(e) => ui.left(&speaker, Departure::of(e), &format!("{e} ({})", member.address)),
                     }
                     let notice = format!("{} left", member.tag());
                     part(member, how.is_ok());
