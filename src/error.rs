@@ -41,6 +41,9 @@ pub enum Error {
     /// The peer ended the session before it started, e.g. because it refused our key.
     #[error("the peer closed the session: {0}")]
     RefusedByPeer(String),
+    /// The peer runs the other mode (chat against pipe): both sides stop at once.
+    #[error("{0}")]
+    ModeMismatch(String),
     /// The peer said QUIT with a reason other than a goodbye or a refusal: it gave up.
     #[error("the peer ended the session abnormally: {0}")]
     PeerAborted(String),
@@ -107,7 +110,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::PeerRefused(_) => exit::PEER_REFUSED,
-            Error::RefusedByPeer(_) => exit::REFUSED_BY_PEER,
+            Error::RefusedByPeer(_) | Error::ModeMismatch(_) => exit::REFUSED_BY_PEER,
             Error::Usage(_) => exit::USAGE,
             _ => exit::ERROR,
         }

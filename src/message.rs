@@ -39,6 +39,9 @@ pub mod kind {
     pub const REKEY: u8 = 0x08;
     /// Raw bytes of a pipe-mode stream.
     pub const DATA: u8 = 0x09;
+    /// Each side's first message: which mode it runs (one byte, see [`super::Mode`]). The
+    /// dialer sends it only once it has accepted the listener's key: its "ready".
+    pub const HELLO: u8 = 0x0a;
     /// Types from here up are extensions: ignored when unknown.
     pub const FIRST_EXTENSION: u8 = 0x80;
 }
@@ -69,8 +72,38 @@ pub enum Message<'a> {
     Rekey,
     /// A chunk of a pipe-mode byte stream.
     Data(Cow<'a, [u8]>),
+    /// The sender's mode: its first message.
+    Hello(Mode),
     /// An extension type (≥ 0x80) this version does not understand; receivers ignore it.
     Extension { kind: u8, body: Cow<'a, [u8]> },
+}
+
+/// What a session carries, announced in HELLO so that a chat and a pipe never talk past each
+/// other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Chat (and rooms): TEXT, RELAY, NOTICE.
+    Chat,
+    /// Pipe mode: DATA.
+    Pipe,
+}
+
+impl Mode {
+    /// The body byte.
+    pub fn byte(self) -> u8 {
+        match self {
+            Mode::Chat => 0x00,
+            Mode::Pipe => 0x01,
+        }
+    }
+
+    /// How the user picks it.
+    pub fn option(self) -> &'static str {
+        match self {
+            Mode::Chat => "chat mode (without --pipe)",
+            Mode::Pipe => "pipe mode (--pipe)",
+        }
+    }
 }
 
 /// Why a plaintext is not a valid message. Always the peer's fault when it comes off the wire.
@@ -129,6 +162,11 @@ impl<'a> Message<'a> {
             kind::REKEY if body.is_empty() => Message::Rekey,
             kind::REKEY => return Err(MessageError::UnexpectedBody("REKEY")),
             kind::DATA => Message::Data(Cow::Borrowed(body)),
+            kind::HELLO => match body {
+                [0x00] => Message::Hello(Mode::Chat),
+                [0x01] => Message::Hello(Mode::Pipe),
+                _ => return Err(MessageError::UnexpectedBody("HELLO")),
+            },
             k if k >= kind::FIRST_EXTENSION => Message::Extension {
                 kind: k,
                 body: Cow::Borrowed(body),
@@ -149,6 +187,7 @@ impl<'a> Message<'a> {
             Message::Notice(_) => kind::NOTICE,
             Message::Rekey => kind::REKEY,
             Message::Data(_) => kind::DATA,
+            Message::Hello(_) => kind::HELLO,
             Message::Extension { kind, .. } => *kind,
         }
     }
@@ -165,6 +204,8 @@ impl<'a> Message<'a> {
             | Message::Pong(b)
             | Message::Data(b)
             | Message::Extension { body: b, .. } => b,
+            Message::Hello(Mode::Chat) => &[0x00],
+            Message::Hello(Mode::Pipe) => &[0x01],
             Message::Rekey => &[],
         }
     }
@@ -208,6 +249,7 @@ impl<'a> Message<'a> {
             Message::Notice(t) => Message::Notice(Cow::Owned(t.into_owned())),
             Message::Rekey => Message::Rekey,
             Message::Data(b) => Message::Data(Cow::Owned(b.into_owned())),
+            Message::Hello(mode) => Message::Hello(mode),
             Message::Extension { kind, body } => Message::Extension {
                 kind,
                 body: Cow::Owned(body.into_owned()),
@@ -227,6 +269,7 @@ impl<'a> Message<'a> {
             Message::Notice(_) => "NOTICE",
             Message::Rekey => "REKEY",
             Message::Data(_) => "DATA",
+            Message::Hello(_) => "HELLO",
             Message::Extension { .. } => "extension",
         }
     }
@@ -276,6 +319,20 @@ mod tests {
         });
         round_trip(Message::Notice("alice joined".into()));
         round_trip(Message::Data(vec![0, 1, 255].into()));
+        round_trip(Message::Hello(Mode::Chat));
+        round_trip(Message::Hello(Mode::Pipe));
+        // The test vectors of PROTOCOL.md §4.
+        let mut buf = Vec::new();
+        Message::Hello(Mode::Chat).encode_into(&mut buf).unwrap();
+        assert_eq!(buf, [0x0a, 0x00]);
+        Message::Hello(Mode::Pipe).encode_into(&mut buf).unwrap();
+        assert_eq!(buf, [0x0a, 0x01]);
+        for bad in [&[0x0a][..], &[0x0a, 0x02], &[0x0a, 0x00, 0x00]] {
+            assert_eq!(
+                Message::decode(bad),
+                Err(MessageError::UnexpectedBody("HELLO"))
+            );
+        }
         round_trip(Message::Extension {
             kind: 0xfe,
             body: vec![0, 255].into(),
@@ -361,7 +418,7 @@ mod tests {
             Message::decode(&bad),
             Err(MessageError::InvalidUtf8("RELAY"))
         );
-        for k in [0x00, 0x0a, 0x10, 0x7f] {
+        for k in [0x00, 0x0b, 0x10, 0x7f] {
             assert_eq!(Message::decode(&[k, 1]), Err(MessageError::UnknownType(k)));
         }
         assert_eq!(

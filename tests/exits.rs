@@ -131,6 +131,7 @@ async fn a_pipe_quit_with_a_reason_is_an_abort() {
     within(async {
         let home = Home::new();
         let port = scripted_listener(vec![
+            msg(0x0a, &[0x01]),
             msg(0x01, b"schat pipe"),
             msg(0x09, b"partial"),
             msg(0x03, b"aborted: disk full"),
@@ -290,6 +291,103 @@ async fn failures_read_as_one_plain_sentence() {
             assert!(!err.contains("Connection refused"), "{addr}: {err}");
             assert!(!err.contains("failed to lookup"), "{addr}: {err}");
         }
+    })
+    .await
+}
+
+/// A chat dialer against a pipe listener, and a pipe dialer against a chat room: both sides
+/// stop at once with one clear line, non-zero, and the listener keeps serving.
+#[tokio::test]
+async fn chat_and_pipe_never_talk_past_each_other() {
+    within(async {
+        let (host, dialer) = (Home::new(), Home::new());
+        let dialer_key = dialer.fingerprint();
+        let (mut pipe_listener, port) = host.listen(&["--pipe", "--peer", &dialer_key]).await;
+        let mut chat = dialer.dial(port, &[]);
+        chat.send("hello?").await;
+        assert_eq!(chat.exit().await.code(), Some(4), "{}", chat.stderr_text());
+        assert!(
+            chat.stderr_text()
+                .contains("the peer is in pipe mode (--pipe)"),
+            "{}",
+            chat.stderr_text()
+        );
+        pipe_listener.stderr_until("the peer is in chat mode").await;
+        assert!(
+            pipe_listener.child.try_wait().unwrap().is_none(),
+            "the pipe listener stopped"
+        );
+        let _ = pipe_listener.child.start_kill();
+        pipe_listener.exit().await;
+
+        let (mut room, port) = host.listen(&[]).await;
+        let mut pipe = dialer.dial(port, &["--pipe"]);
+        pipe.close_stdin();
+        assert_eq!(pipe.exit().await.code(), Some(4), "{}", pipe.stderr_text());
+        assert!(
+            pipe.stderr_text().contains("the peer is in chat mode"),
+            "{}",
+            pipe.stderr_text()
+        );
+        room.stderr_until("the peer is in pipe mode").await;
+        assert!(
+            !room.stderr_text().contains("joined ("),
+            "{}",
+            room.stderr_text()
+        );
+        room.signal("INT");
+        assert!(room.exit().await.success());
+    })
+    .await
+}
+
+/// A dialer still deciding about the host's key is not announced; one that then refuses the
+/// host is logged as a refusal, and the others never hear of it.
+#[tokio::test]
+async fn joins_are_announced_only_once_the_dialer_is_ready() {
+    within(async {
+        use schat::framed::{FrameReader as R, FrameWriter as W};
+        let (host, member) = (Home::new(), Home::new());
+        let (mut room, port) = host.listen(&[]).await;
+        let mut m = member.dial(port, &["--json"]);
+        loop {
+            let v: serde_json::Value = serde_json::from_str(&m.stdout_line().await).unwrap();
+            if v["event"] == "welcome" {
+                break;
+            }
+        }
+        // A dialer that completed the handshake and is "at its prompt".
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let (r, w) = stream.into_split();
+        let id = schat::keys::Identity::generate().unwrap();
+        let mut deciding = schat::handshake::initiate(&id, R::new(r), W::new(w), |_| Ok(()))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !room.stderr_text().contains("joined (2"),
+            "{}",
+            room.stderr_text()
+        );
+        // It refuses the host's key.
+        deciding
+            .send
+            .quit("refused: your key was not accepted")
+            .await
+            .unwrap();
+        let line = room.stderr_until("refused us").await;
+        assert!(line.contains("your key was not accepted"), "{line}");
+        // The member heard nothing of it: its next event is the host's next line.
+        room.send("still two of us").await;
+        let v: serde_json::Value = serde_json::from_str(&m.stdout_line().await).unwrap();
+        assert_eq!(v["event"], "message", "{v}");
+        assert_eq!(v["text"], "still two of us");
+        m.close_stdin();
+        m.exit().await;
+        room.signal("INT");
+        room.exit().await;
     })
     .await
 }

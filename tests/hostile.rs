@@ -354,8 +354,11 @@ async fn raw_member(
     socket2::SockRef::from(&socket).set_tcp_mss(536).unwrap();
     socket.bind((source, 0).into()).unwrap();
     let stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
-    let (state, mut r, w) = handshake(stream, b"schat/1").await.unwrap();
-    let _ = r.read_frame().await; // WELCOME
+    let (mut state, mut r, mut w) = handshake(stream, b"schat/1").await.unwrap();
+    // Ready: our HELLO. (The host's HELLO and WELCOME stay unread.)
+    let hello = seal(&mut state, &[0x0a, 0x00]);
+    w.write_frame(&hello).await.unwrap();
+    let _ = r.read_frame().await;
     (state, r, w)
 }
 
@@ -445,10 +448,16 @@ async fn a_flooder_is_throttled_and_an_honest_slow_reader_gets_everything() {
         socket.set_recv_buffer_size(4096).unwrap();
         socket.bind(([127, 0, 0, 4], 0).into()).unwrap();
         let stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
-        let (mut honest, mut hr, _hw) = handshake(stream, b"schat/1").await.unwrap();
+        let (mut honest, mut hr, mut hw) = handshake(stream, b"schat/1").await.unwrap();
+        hw.write_frame(&seal(&mut honest, &[0x0a, 0x00]))
+            .await
+            .unwrap();
         let mut buf = vec![0u8; 70_000];
-        let welcome = hr.read_frame().await.unwrap().unwrap().to_vec();
-        honest.read_message(&welcome, &mut buf).unwrap();
+        for _ in 0..2 {
+            // HELLO, WELCOME
+            let frame = hr.read_frame().await.unwrap().unwrap().to_vec();
+            honest.read_message(&frame, &mut buf).unwrap();
+        }
         room.stderr_until("joined (1 in the room)").await;
         let (mut flooder, _fr, mut fw) = raw_member([127, 0, 0, 5].into(), port).await;
         room.stderr_until("joined (2 in the room)").await;

@@ -246,7 +246,7 @@ async fn a_member_that_stops_reading_is_disconnected_and_the_others_see_everythi
         let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let (r, w) = stream.into_split();
         let stuck_id = schat::keys::Identity::generate().unwrap();
-        let _stuck = schat::handshake::initiate(
+        let mut stuck = schat::handshake::initiate(
             &stuck_id,
             schat::framed::FrameReader::new(r),
             schat::framed::FrameWriter::new(w),
@@ -254,6 +254,11 @@ async fn a_member_that_stops_reading_is_disconnected_and_the_others_see_everythi
         )
         .await
         .unwrap();
+        stuck
+            .send
+            .send(&schat::message::Message::Hello(schat::message::Mode::Chat))
+            .await
+            .unwrap();
         room.stderr_until("joined (2 in the room)").await;
         // The host talks a lot: 200 lines of 60 KB (12 MB), far beyond socket buffers and the
         // stuck member's 1 MiB queue. The host's input never waits for the stuck member: once

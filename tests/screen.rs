@@ -354,6 +354,8 @@ async fn flooding_listener(count: usize, size: usize) -> (u16, tokio::sync::ones
             let n = noise.write_message(&plain, buf).unwrap();
             buf[..n].to_vec()
         };
+        let frame = send(0x0a, &[0x00], &mut buf);
+        w.write_frame(&frame).await.unwrap();
         let frame = send(0x01, b"welcome from the flood", &mut buf);
         w.write_frame(&frame).await.unwrap();
         // PINGs with big bodies, never reading the PONGs: the dialer's socket buffers (which

@@ -3,7 +3,7 @@
 use schat::error::Error;
 use schat::handshake::Established;
 use schat::keys::Identity;
-use schat::message::Message;
+use schat::message::{Message, Mode};
 use schat::session::input::{Input, InputEvent};
 use schat::session::verify::{TrustConfig, TrustPolicy};
 use schat::session::{self, Ended, Role, Settings};
@@ -271,11 +271,9 @@ async fn a_peer_that_falls_silent_is_declared_gone_after_three_intervals() {
         let (alice, bob) = (Identity::generate().unwrap(), Identity::generate().unwrap());
         let (dialer, mut listener) = pair(&alice, &bob).await;
         // The listener says hello, then never sends another byte (and never answers PINGs).
-        listener
-            .send
-            .send(&Message::Welcome("hi".into()))
-            .await
-            .unwrap();
+        for opening in [Message::Hello(Mode::Chat), Message::Welcome("hi".into())] {
+            listener.send.send(&opening).await.unwrap();
+        }
         let (mut input, _keep) = scripted(&[]);
         let started = std::time::Instant::now();
         let result = session::converse(

@@ -486,8 +486,9 @@ async fn serve_one_pipe(
         };
         match result {
             Ok(_) => return Ok(()),
-            // A peer that refused us was never a session and must not stop the listener.
-            Err(e @ Error::RefusedByPeer(_)) => {
+            // A peer that refused us, or dialled in the other mode, was never a session and
+            // must not stop the listener.
+            Err(e @ (Error::RefusedByPeer(_) | Error::ModeMismatch(_))) => {
                 ui.warn(format_args!("connection from {address}: {e}"));
             }
             Err(e) => return Err(e),

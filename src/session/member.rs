@@ -10,8 +10,9 @@
 //!   reading cannot hold its task and socket for ever.
 
 use super::keepalive::{Lapse, Silence};
+use super::opening::Opening;
 use crate::error::{Error, ProtocolError, Result};
-use crate::message::{MAX_BODY, Message};
+use crate::message::{MAX_BODY, Message, Mode};
 use crate::transport::{RecvHalf, SendHalf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -85,8 +86,19 @@ impl TokenBucket {
 
 /// What a member's reader reports to the host.
 pub enum Event {
-    Said { id: u64, text: String },
-    Left { id: u64, how: Result<String> },
+    /// The member's HELLO: it accepted the host's key and is in chat mode. Only now is it
+    /// announced to the room.
+    Ready {
+        id: u64,
+    },
+    Said {
+        id: u64,
+        text: String,
+    },
+    Left {
+        id: u64,
+        how: Result<String>,
+    },
 }
 
 type Queued = (Message<'static>, OwnedSemaphorePermit);
@@ -217,6 +229,7 @@ pub async fn reader<R: AsyncRead + Unpin>(
 ) {
     let mut silence = Silence::new(keepalive);
     let mut bucket = TokenBucket::new(rate, Instant::now());
+    let mut opening = Opening::new(false);
     let how: Result<String> = loop {
         let received = tokio::select! {
             received = recv.recv() => received,
@@ -232,6 +245,18 @@ pub async fn reader<R: AsyncRead + Unpin>(
         let msg = match received {
             Ok(Some(msg)) => msg.into_owned(),
             Ok(None) => break Err(Error::ConnectionCut),
+            Err(e) => break Err(e),
+        };
+        let was_open = opening.is_open();
+        let msg = match opening.accept(msg, Mode::Chat) {
+            Ok(Some(msg)) => msg,
+            Ok(None) => {
+                if !was_open && opening.is_open() && events.send(Event::Ready { id }).await.is_err()
+                {
+                    return;
+                }
+                continue;
+            }
             Err(e) => break Err(e),
         };
         // Over its share, the member waits here, unread: the flooder is throttled, nobody else.

@@ -9,6 +9,7 @@ pub mod command;
 pub mod input;
 pub mod keepalive;
 pub mod member;
+pub mod opening;
 pub mod pipe;
 pub mod room;
 pub mod verify;
@@ -18,7 +19,7 @@ use crate::fingerprint;
 use crate::framed::{FrameReader, FrameWriter};
 use crate::handshake::{self, Established};
 use crate::keys::{Identity, PublicKey};
-use crate::message::{MAX_BODY, Message};
+use crate::message::{MAX_BODY, Message, Mode};
 use crate::signals::Interrupts;
 use crate::transport::{RecvHalf, SendHalf};
 use crate::trust::Allow;
@@ -26,6 +27,7 @@ use crate::ui::{self, Departure, Speaker, Ui};
 use command::Command;
 use input::{Input, InputEvent};
 use keepalive::{Lapse, Silence};
+use opening::Opening;
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -291,11 +293,14 @@ where
     let speaker = peer.speaker();
     let (queue, outgoing) = mpsc::channel::<Message<'static>>(OUTGOING_QUEUE);
     let mut writer = tokio::spawn(write_loop(send, outgoing));
-    let mut awaiting_welcome = matches!(role, Role::Dialer { .. });
+    let is_dialer = matches!(role, Role::Dialer { .. });
+    let mut opening = Opening::new(is_dialer);
     let room = RoomView {
-        is_dialer: awaiting_welcome,
+        is_dialer,
         names: names.clone(),
     };
+    // Our HELLO first: a dialer gets here only once it has accepted the listener's key.
+    let _ = queue.send(Message::Hello(Mode::Chat)).await;
     if let Role::Listener { welcome, .. } = role {
         let _ = queue.send(Message::Welcome(welcome.clone().into())).await;
     }
@@ -317,7 +322,7 @@ where
             received = recv.recv(), if !ui.screen_blocked() => {
                 silence.heard();
                 match received {
-                    Ok(Some(msg)) => on_message(msg, &mut awaiting_welcome, &speaker, &room, ui, &queue),
+                    Ok(Some(msg)) => on_message(msg, &mut opening, &speaker, &room, ui, &queue),
                     Ok(None) => Step::Fail(Error::ConnectionCut),
                     Err(e) => Step::Fail(e),
                 }
@@ -379,7 +384,7 @@ where
             // Until the peer hangs up, what it says still counts: a refusal (room full, key
             // refused) means nothing we sent was taken, and so does never being welcomed.
             let mut after = AfterQuit {
-                awaiting_welcome,
+                opening,
                 speaker: &speaker,
                 room: &room,
                 ui,
@@ -387,7 +392,7 @@ where
             if let Ok(Err(e)) = tokio::time::timeout(LINGER, after.read(&mut recv)).await {
                 return Err(e);
             }
-            if after.awaiting_welcome {
+            if !after.opening.is_open() {
                 return Err(Error::RefusedByPeer(
                     "the listener never welcomed us, so what was sent may not have been taken"
                         .into(),
@@ -409,7 +414,7 @@ where
 
 /// Reading after our QUIT: the peer's last words are shown, and a refusal is an error.
 struct AfterQuit<'a> {
-    awaiting_welcome: bool,
+    opening: Opening,
     speaker: &'a Speaker<'a>,
     room: &'a RoomView,
     ui: &'a Ui,
@@ -430,7 +435,7 @@ impl AfterQuit<'_> {
             };
             match on_message(
                 msg,
-                &mut self.awaiting_welcome,
+                &mut self.opening,
                 self.speaker,
                 self.room,
                 self.ui,
@@ -444,18 +449,6 @@ impl AfterQuit<'_> {
     }
 }
 
-/// The listener's first message: its WELCOME text, or why the session never started (a QUIT
-/// before WELCOME is a refusal; anything else breaks the protocol). Shared by chat and pipe.
-pub(crate) fn expect_welcome(msg: Message<'_>) -> Result<std::borrow::Cow<'_, str>> {
-    match msg {
-        Message::Welcome(text) => Ok(text),
-        Message::Quit(reason) => Err(Error::RefusedByPeer(
-            crate::sanitize::line(&reason).into_owned(),
-        )),
-        other => Err(ProtocolError::Unexpected(other.name(), "before WELCOME").into()),
-    }
-}
-
 /// What a dialer needs to show a room: whether we dialled, and names for relayed origins.
 struct RoomView {
     is_dialer: bool,
@@ -465,22 +458,23 @@ struct RoomView {
 /// Handles one message from the peer.
 fn on_message(
     msg: Message<'_>,
-    awaiting_welcome: &mut bool,
+    opening: &mut Opening,
     speaker: &Speaker<'_>,
     room: &RoomView,
     ui: &Ui,
     queue: &mpsc::Sender<Message<'static>>,
 ) -> Step {
-    if std::mem::take(awaiting_welcome) {
-        return match expect_welcome(msg) {
-            Ok(text) => {
-                ui.welcome(speaker, &text);
-                Step::Continue
-            }
-            Err(e) => Step::Fail(e),
-        };
-    }
+    let msg = match opening.accept(msg, Mode::Chat) {
+        Ok(Some(msg)) => msg,
+        Ok(None) => return Step::Continue,
+        Err(e) => return Step::Fail(e),
+    };
     match msg {
+        // Once, right after the listener's HELLO (the opening saw to that).
+        Message::Welcome(text) => {
+            ui.welcome(speaker, &text);
+            Step::Continue
+        }
         Message::Text(text) => match ui.message(speaker, &text) {
             Ok(()) => Step::Continue,
             Err(e) => Step::Fail(Error::io("writing to stdout", e)),
@@ -502,8 +496,8 @@ fn on_message(
         }
         // REKEY never reaches here: the transport applies it.
         Message::Pong(_) | Message::Rekey | Message::Extension { .. } => Step::Continue,
-        Message::Welcome(_) => {
-            Step::Fail(ProtocolError::Unexpected("WELCOME", "in the middle of the session").into())
+        Message::Hello(_) => {
+            Step::Fail(ProtocolError::Unexpected("HELLO", "in the middle of the session").into())
         }
         Message::Data(_) => Step::Fail(
             ProtocolError::Unexpected("DATA", "in a chat (is it in --pipe mode?)").into(),

@@ -10,7 +10,7 @@
 use super::keepalive::{Lapse, Silence};
 use crate::error::{Error, ProtocolError, Result};
 use crate::handshake::Established;
-use crate::message::{MAX_PLAINTEXT, Message, kind};
+use crate::message::{MAX_PLAINTEXT, Message, Mode, kind};
 use crate::transport::{PLAINTEXT_BUF_LEN, RecvHalf, SendHalf};
 use crate::ui::Ui;
 use std::io::{self, IsTerminal, Read, Write};
@@ -51,6 +51,8 @@ where
     W: AsyncWrite + Unpin,
 {
     let Established { recv, mut send, .. } = established;
+    // Our HELLO first (a dialer gets here only once it has accepted the listener's key).
+    send.send(&Message::Hello(Mode::Pipe)).await?;
     if listener {
         send.send(&Message::Welcome("schat pipe".into())).await?;
     }
@@ -131,11 +133,12 @@ async fn download<R: AsyncRead + Unpin>(
     mut recv: RecvHalf<R>,
     mut stdout: StdoutChunks,
     control: mpsc::Sender<Control>,
-    mut awaiting_welcome: bool,
+    dialer: bool,
     keepalive: Duration,
     counters: &Counters,
 ) -> Result<()> {
     let mut silence = Silence::new(keepalive);
+    let mut opening = super::opening::Opening::new(dialer);
     loop {
         let msg = tokio::select! {
             msg = recv.recv() => msg?,
@@ -151,10 +154,9 @@ async fn download<R: AsyncRead + Unpin>(
         let Some(msg) = msg else {
             return Err(Error::ConnectionCut);
         };
-        if std::mem::take(&mut awaiting_welcome) {
-            super::expect_welcome(msg)?;
+        let Some(msg) = opening.accept(msg, Mode::Pipe)? else {
             continue;
-        }
+        };
         match msg {
             Message::Data(bytes) => {
                 let len = bytes.len();
@@ -183,8 +185,10 @@ async fn download<R: AsyncRead + Unpin>(
                 )
                 .into());
             }
-            Message::Welcome(_) => {
-                return Err(ProtocolError::Unexpected("WELCOME", "twice").into());
+            // The listener's greeting means nothing to a pipe; the opening saw it came once.
+            Message::Welcome(_) => {}
+            Message::Hello(_) => {
+                return Err(ProtocolError::Unexpected("HELLO", "twice").into());
             }
         }
     }

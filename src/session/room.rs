@@ -22,7 +22,7 @@ use super::{LINGER, REFUSAL};
 use crate::error::{Error, Result};
 use crate::fingerprint;
 use crate::handshake::Established;
-use crate::message::{MAX_BODY, MAX_RELAY_TEXT, Message};
+use crate::message::{MAX_BODY, MAX_RELAY_TEXT, Message, Mode};
 use crate::signals::Interrupts;
 use crate::ui::{Departure, Ui};
 use std::collections::BTreeMap;
@@ -85,6 +85,8 @@ struct Member {
     outbox: Outbox,
     reader: JoinHandle<()>,
     writer: JoinHandle<Result<()>>,
+    /// Its HELLO has arrived: it accepted our key and is in the room.
+    ready: bool,
 }
 
 impl Member {
@@ -192,22 +194,37 @@ where
                     ));
                     tokio::spawn(turn_away(arrival.established));
                 }
+                // Not a member yet: it joins when its HELLO says it accepted our key.
                 Connection::Arrived(arrival) => {
                     next_id += 1;
-                    had_members = true;
-                    let loud = churn.announce(true);
-                    let joined = admit(next_id, *arrival, options, &events_tx, ui, loud);
-                    let tag = joined.tag();
-                    if loud {
-                        broadcast(&mut members, None, &Message::Notice(format!("{tag} joined").into()), ui);
-                    }
-                    members.insert(next_id, joined);
-                    if loud {
-                        ui.status(format_args!("{tag} joined ({} in the room)", members.len()));
-                    }
+                    members.insert(next_id, admit(next_id, *arrival, options, &events_tx));
                 }
             },
             Some(event) = events.recv(), if screen_free => match event {
+                Event::Ready { id } => {
+                    let Some(member) = members.get_mut(&id) else { continue };
+                    member.ready = true;
+                    had_members = true;
+                    let loud = churn.announce(true);
+                    let tag = member.tag();
+                    let info = &member.info;
+                    if loud {
+                        ui.status(format_args!(
+                            "secure session with {}; peer fingerprint: {}",
+                            member.address,
+                            fingerprint::grouped(&info.key)
+                        ));
+                        ui.status(format_args!("peer: {}", info.trust_line()));
+                        ui.status(format_args!("safety number: {}", info.safety));
+                    }
+                    ui.connected(&info.speaker(), &info.safety.grouped(), Some(&member.address));
+                    if loud {
+                        let notice = Message::Notice(format!("{tag} joined").into());
+                        broadcast(&mut members, Some(id), &notice, ui);
+                        let here = members.values().filter(|m| m.ready).count();
+                        ui.status(format_args!("{tag} joined ({here} in the room)"));
+                    }
+                }
                 Event::Said { id, text } => {
                     if let Err(e) = said(&mut members, id, &text, ui) {
                         last = Err(e);
@@ -216,6 +233,24 @@ where
                 }
                 Event::Left { id, how } => {
                     let Some(member) = members.remove(&id) else { continue };
+                    if !member.ready {
+                        // It never joined: nobody was told it came, nobody is told it went.
+                        match &how {
+                            Err(Error::RefusedByPeer(why)) => ui.warn(format_args!(
+                                "{} from {} refused us: {why}",
+                                member.tag(),
+                                member.address
+                            )),
+                            Err(e) => ui.warn(format_args!(
+                                "connection from {} ({}) ended before it joined: {e}",
+                                member.address,
+                                member.tag()
+                            )),
+                            Ok(_) => {}
+                        }
+                        part(member, false);
+                        continue;
+                    }
                     let loud = churn.announce(false);
                     let speaker = member.info.speaker();
                     match &how {
@@ -238,7 +273,7 @@ where
                 }
             },
             () = tokio::time::sleep_until(churn.due()), if churn.held_back() => {
-                let line = churn.summary(members.len());
+                let line = churn.summary(members.values().filter(|m| m.ready).count());
                 ui.status(&line);
                 broadcast(&mut members, None, &Message::Notice(line.into()), ui);
             }
@@ -274,15 +309,13 @@ where
     last
 }
 
-/// Starts a member's reader and writer and sends its WELCOME. `loud`: show the arrival in
-/// full (under churn only the summary is shown).
+/// Starts a member's reader and writer and sends our HELLO and WELCOME. It is not announced
+/// (nor sent room traffic) until its own HELLO arrives: see [`Event::Ready`].
 fn admit<R, W>(
     id: u64,
     arrival: Arrival<R, W>,
     options: &RoomOptions,
     events: &mpsc::Sender<Event>,
-    ui: &Ui,
-    loud: bool,
 ) -> Member
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -294,15 +327,6 @@ where
         address,
     } = arrival;
     info.address = Some(address.clone());
-    if loud {
-        ui.status(format_args!(
-            "secure session with {address}; peer fingerprint: {}",
-            fingerprint::grouped(&info.key)
-        ));
-        ui.status(format_args!("peer: {}", info.trust_line()));
-        ui.status(format_args!("safety number: {}", info.safety));
-    }
-    ui.connected(&info.speaker(), &info.safety.grouped(), Some(&address));
     let Established { recv, send, .. } = established;
     let (outbox, queue) = Outbox::new(options.outbox_bytes);
     let writer = tokio::spawn(member::writer(send, queue));
@@ -314,17 +338,16 @@ where
         options.keepalive,
         options.rate,
     ));
-    let member = Member {
+    let _ = outbox.offer(Message::Hello(Mode::Chat));
+    let _ = outbox.offer(Message::Welcome(options.welcome.clone().into()));
+    Member {
         info,
         address,
         outbox,
         reader,
         writer,
-    };
-    let _ = member
-        .outbox
-        .offer(Message::Welcome(options.welcome.clone().into()));
-    member
+        ready: false,
+    }
 }
 
 /// A member said something: show it, relay it to everyone else.
@@ -362,7 +385,7 @@ fn broadcast(
 ) {
     let slow: Vec<u64> = members
         .iter()
-        .filter(|(id, _)| Some(**id) != except)
+        .filter(|(id, m)| m.ready && Some(**id) != except)
         .filter(|(_, m)| m.outbox.offer(msg.clone()) == Offer::Full)
         .map(|(id, _)| *id)
         .collect();
@@ -442,10 +465,10 @@ fn host_input(
             Err(why) => ui.warn(why),
         },
         Command::Who => {
-            if members.is_empty() {
+            if !members.values().any(|m| m.ready) {
                 ui.status("nobody is in the room");
             }
-            for m in members.values() {
+            for m in members.values().filter(|m| m.ready) {
                 ui.status(format_args!(
                     "{} from {} — {}",
                     m.tag(),
@@ -484,7 +507,7 @@ fn host_input(
 
 /// The host's own words: to everyone, or to one member.
 fn say(members: &mut BTreeMap<u64, Member>, to: Option<u64>, text: &str, ui: &Ui) {
-    if members.is_empty() {
+    if !members.values().any(|m| m.ready) {
         ui.warn("nobody is in the room; nothing was sent");
         return;
     }
@@ -513,8 +536,9 @@ pub const MIN_PREFIX_DIGITS: usize = 16;
 /// The member called `name`: its petname or label, or a fingerprint prefix of at least
 /// [`MIN_PREFIX_DIGITS`] hex digits (spaces and colons allowed, as fingerprints are shown).
 fn find(members: &BTreeMap<u64, Member>, name: &str) -> std::result::Result<u64, String> {
+    let members = members.iter().filter(|(_, m)| m.ready);
     let by_label: Vec<u64> = members
-        .iter()
+        .clone()
         .filter(|(_, m)| {
             m.info.label == name || m.info.entry.as_ref().is_some_and(|e| e.name == name)
         })
@@ -529,7 +553,6 @@ fn find(members: &BTreeMap<u64, Member>, name: &str) -> std::result::Result<u64,
         prefix.len() >= MIN_PREFIX_DIGITS && prefix.chars().all(|c| c.is_ascii_hexdigit());
     let matches = if by_label.is_empty() && is_prefix {
         members
-            .iter()
             .filter(|(_, m)| m.info.key.to_hex().starts_with(&prefix))
             .map(|(id, _)| *id)
             .collect()
@@ -553,14 +576,16 @@ fn find(members: &BTreeMap<u64, Member>, name: &str) -> std::result::Result<u64,
 fn pick(members: &BTreeMap<u64, Member>, name: Option<&str>) -> std::result::Result<u64, String> {
     match name {
         Some(name) => find(members, name),
-        None if members.len() > 1 => {
-            Err("several members are here: name one (/who lists them)".into())
+        None => {
+            let mut ready = members.iter().filter(|(_, m)| m.ready).map(|(id, _)| *id);
+            match (ready.next(), ready.next()) {
+                (Some(id), None) => Ok(id),
+                (Some(_), Some(_)) => {
+                    Err("several members are here: name one (/who lists them)".into())
+                }
+                (None, _) => Err("nobody is in the room".into()),
+            }
         }
-        None => members
-            .keys()
-            .next()
-            .copied()
-            .ok_or_else(|| "nobody is in the room".to_string()),
     }
 }
 

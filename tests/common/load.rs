@@ -135,6 +135,9 @@ pub async fn run(bin: &str, peers: usize, per_peer: usize, leave: Leave) -> Load
             let handshake::Established {
                 mut recv, mut send, ..
             } = session;
+            send.send(&Message::Hello(schat::message::Mode::Chat))
+                .await
+                .unwrap();
             // Read everything the host sends (welcome, notices, relays) until it hangs up.
             let reader = tokio::spawn(async move {
                 let mut relays = 0u64;
