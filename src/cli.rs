@@ -22,11 +22,14 @@ use std::time::Duration;
 
 const EXIT_CODES: &str = "\
 Exit status:
-  0  the session ended cleanly (a QUIT was sent or received)
-  1  error: network, protocol, keyfile, or a connection cut without QUIT
+  0  the session ended cleanly (a QUIT without a reason) and nothing sent was turned away
+  1  error: network, protocol, keyfile, a connection cut without QUIT, a silent peer, or a
+     peer that aborted (a QUIT with a reason)
   2  usage error
-  3  the peer's key was refused: it did not match --peer, it changed since you last saw
-     this address, or it is unknown and you did not accept it (--trust)";
+  3  you refused the peer's key: it did not match --peer, it changed since you last saw
+     this address, or it is unknown (or, with --trust strict, new at this address)
+  4  the peer turned you away: it refused your key, the room was full, it never welcomed
+     you, or it runs the other mode (chat against --pipe)";
 
 /// End-to-end encrypted chat over a direct TCP connection.
 ///

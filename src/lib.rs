@@ -4,10 +4,13 @@
 //! Dependencies between modules point one way, from the command line down to pure codecs:
 //!
 //! - [`cli`]: argument parsing (clap) and the commands; maps errors to exit codes.
-//! - [`net`]: the only module that touches TCP — addresses, bind/accept/connect, deadlines.
-//! - [`session`]: one conversation over any byte stream: handshake deadline, key check,
-//!   welcome, the full-duplex chat loop; [`session::room`] hosts many members at once,
-//!   [`session::pipe`] moves raw bytes, [`session::input`] reads the user's lines.
+//! - [`net`]: the only module that touches TCP — addresses ([`net::address`]), who may
+//!   handshake ([`net::gate`]), bind/accept/connect, deadlines.
+//! - [`session`]: one conversation over any byte stream: handshake deadline, key check, the
+//!   opening ([`session::opening`]: HELLO, WELCOME), the full-duplex chat loop;
+//!   [`session::room`] hosts many members at once ([`session::member`]: each one's tasks, fair
+//!   share and deadlines), [`session::pipe`] moves raw bytes, [`session::input`] reads the
+//!   user's lines.
 //! - [`handshake`]: Noise XX (`Noise_XX_25519_ChaChaPoly_BLAKE2s`, prologue `schat/1`).
 //! - [`transport`]: the encrypted message stream, split into receive and send halves.
 //! - [`framed`]: buffered, cancel-safe frame I/O over `AsyncRead`/`AsyncWrite`.

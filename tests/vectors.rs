@@ -80,3 +80,64 @@ fn cacophony_xx_blake2s_matches_byte_for_byte() {
         assert_eq!(&out[..got], &payload[..]);
     }
 }
+
+/// A whole schat/1 opening with fixed keys (the cacophony vector's static and ephemeral keys,
+/// schat's prologue, empty handshake payloads), checked against the values PROTOCOL.md §9.2
+/// gives, so that an independent implementation can check itself against the document.
+#[test]
+fn the_schat_opening_vector_in_protocol_md_is_right() {
+    let file: Value = serde_json::from_str(include_str!("data/cacophony-xx-blake2s.json")).unwrap();
+    let v = &file["vectors"][0];
+    let mut initiator = noise_builder(&hex(&v["init_static"]), schat::handshake::PROLOGUE)
+        .unwrap()
+        .fixed_ephemeral_key_for_testing_only(&hex(&v["init_ephemeral"]))
+        .build_initiator()
+        .unwrap();
+    let mut responder = noise_builder(&hex(&v["resp_static"]), schat::handshake::PROLOGUE)
+        .unwrap()
+        .fixed_ephemeral_key_for_testing_only(&hex(&v["resp_ephemeral"]))
+        .build_responder()
+        .unwrap();
+    let mut got: Vec<(String, String)> = Vec::new();
+    let mut buf = vec![0u8; 1024];
+    let mut out = vec![0u8; 1024];
+    for (i, name) in ["message 1", "message 2", "message 3"].iter().enumerate() {
+        let (sender, receiver) = if i % 2 == 0 {
+            (&mut initiator, &mut responder)
+        } else {
+            (&mut responder, &mut initiator)
+        };
+        let len = sender.write_message(&[], &mut buf).unwrap();
+        receiver.read_message(&buf[..len], &mut out).unwrap();
+        got.push((name.to_string(), hex::encode(&buf[..len])));
+    }
+    got.push((
+        "handshake hash".into(),
+        hex::encode(initiator.get_handshake_hash()),
+    ));
+    let mut dialer = initiator.into_transport_mode().unwrap();
+    let mut listener = responder.into_transport_mode().unwrap();
+    let mut seal = |state: &mut snow::TransportState, plain: &[u8]| {
+        let len = state.write_message(plain, &mut buf).unwrap();
+        let mut frame = (len as u16).to_be_bytes().to_vec();
+        frame.extend_from_slice(&buf[..len]);
+        hex::encode(frame)
+    };
+    got.push((
+        "listener HELLO chat".into(),
+        seal(&mut listener, &[0x0a, 0x00]),
+    ));
+    got.push(("listener WELCOME hi".into(), seal(&mut listener, b"\x01hi")));
+    got.push(("dialer HELLO chat".into(), seal(&mut dialer, &[0x0a, 0x00])));
+    got.push(("dialer TEXT hi".into(), seal(&mut dialer, b"\x02hi")));
+
+    let doc = include_str!("../PROTOCOL.md");
+    for (name, hex) in &got {
+        let line = format!("{name}: {hex}");
+        if std::env::var_os("PRINT_VECTOR").is_some() {
+            println!("{line}");
+            continue;
+        }
+        assert!(doc.contains(&line), "PROTOCOL.md §9.2 lacks {line:?}");
+    }
+}
