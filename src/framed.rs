@@ -47,21 +47,30 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 self.start = body.end;
                 return Ok(Some(&self.buf[body]));
             }
-            self.make_room();
-            let n = self
-                .io
-                .read(&mut self.buf[self.end..])
-                .await
-                .map_err(|e| Error::io("reading from the peer", e))?;
-            if n == 0 {
-                return if self.start == self.end {
-                    Ok(None)
-                } else {
-                    Err(ProtocolError::TruncatedFrame.into())
-                };
+            if !self.fill().await? {
+                return Ok(None);
             }
-            self.end += n;
         }
+    }
+
+    /// Reads what has arrived into the buffer: `false` when the stream ended cleanly between
+    /// frames (inside one it is an error). The only await of this reader: cancel safe.
+    async fn fill(&mut self) -> Result<bool> {
+        self.make_room();
+        let n = self
+            .io
+            .read(&mut self.buf[self.end..])
+            .await
+            .map_err(|e| Error::io("reading from the peer", e))?;
+        if n == 0 {
+            return if self.start == self.end {
+                Ok(false)
+            } else {
+                Err(ProtocolError::TruncatedFrame.into())
+            };
+        }
+        self.end += n;
+        Ok(true)
     }
 
     /// The next frame's length prefix, as soon as it has arrived, without consuming anything;
@@ -73,20 +82,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if self.end - self.start >= HEADER_LEN {
                 return Ok(Some([self.buf[self.start], self.buf[self.start + 1]]));
             }
-            self.make_room();
-            let n = self
-                .io
-                .read(&mut self.buf[self.end..])
-                .await
-                .map_err(|e| Error::io("reading from the peer", e))?;
-            if n == 0 {
-                return if self.start == self.end {
-                    Ok(None)
-                } else {
-                    Err(ProtocolError::TruncatedFrame.into())
-                };
+            if !self.fill().await? {
+                return Ok(None);
             }
-            self.end += n;
         }
     }
 

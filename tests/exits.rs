@@ -5,8 +5,6 @@
 mod common;
 
 use common::{Home, within};
-use schat::framed::{FrameReader, FrameWriter};
-use schat::handshake::{PATTERN, PROLOGUE, noise_builder};
 use std::time::Duration;
 
 /// `echo "build done" | schat dial HOST`: the line, then end of input at once.
@@ -93,29 +91,12 @@ async fn scripted_listener(messages: Vec<Vec<u8>>) -> u16 {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
-        let key = snow::Builder::new(PATTERN.parse().unwrap())
-            .generate_keypair()
-            .unwrap();
-        let mut noise = noise_builder(&key.private, PROLOGUE)
-            .unwrap()
-            .build_responder()
-            .unwrap();
-        let (r, w) = stream.into_split();
-        let (mut r, mut w) = (FrameReader::new(r), FrameWriter::new(w));
-        let mut buf = vec![0u8; 70_000];
-        let m1 = r.read_frame().await.unwrap().unwrap().to_vec();
-        noise.read_message(&m1, &mut buf).unwrap();
-        let n = noise.write_message(&[], &mut buf).unwrap();
-        w.write_frame(&buf[..n]).await.unwrap();
-        let m3 = r.read_frame().await.unwrap().unwrap().to_vec();
-        noise.read_message(&m3, &mut buf).unwrap();
-        let mut noise = noise.into_transport_mode().unwrap();
+        let mut peer = common::raw::Raw::respond(stream).await;
         for plain in messages {
-            let n = noise.write_message(&plain, &mut buf).unwrap();
-            w.write_frame(&buf[..n]).await.unwrap();
+            peer.send(plain[0], &plain[1..]).await;
         }
         // Read until the dialer hangs up, so our close cannot race its last reads.
-        while let Ok(Some(_)) = r.read_frame().await {}
+        peer.drain().await;
     });
     port
 }

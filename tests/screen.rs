@@ -8,8 +8,6 @@ mod common;
 use common::{Home, within};
 use expectrl::Session;
 use expectrl::process::unix::WaitStatus;
-use schat::framed::{FrameReader, FrameWriter};
-use schat::handshake::{PATTERN, PROLOGUE, noise_builder};
 use std::io::{Read, Write};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -331,54 +329,27 @@ async fn flooding_listener(count: usize, size: usize) -> (u16, tokio::sync::ones
     let (go, go_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
-        let key = snow::Builder::new(PATTERN.parse().unwrap())
-            .generate_keypair()
-            .unwrap();
-        let mut noise = noise_builder(&key.private, PROLOGUE)
-            .unwrap()
-            .build_responder()
-            .unwrap();
-        let (r, w) = stream.into_split();
-        let (mut r, mut w) = (FrameReader::new(r), FrameWriter::new(w));
-        let mut buf = vec![0u8; 65535];
-        let msg1 = r.read_frame().await.unwrap().unwrap().to_vec();
-        noise.read_message(&msg1, &mut buf).unwrap();
-        let n = noise.write_message(&[], &mut buf).unwrap();
-        w.write_frame(&buf[..n]).await.unwrap();
-        let msg3 = r.read_frame().await.unwrap().unwrap().to_vec();
-        noise.read_message(&msg3, &mut buf).unwrap();
-        let mut noise = noise.into_transport_mode().unwrap();
-        let mut send = |kind: u8, body: &[u8], buf: &mut Vec<u8>| {
-            let mut plain = vec![kind];
-            plain.extend_from_slice(body);
-            let n = noise.write_message(&plain, buf).unwrap();
-            buf[..n].to_vec()
-        };
-        let frame = send(0x0a, &[0x00], &mut buf);
-        w.write_frame(&frame).await.unwrap();
-        let frame = send(0x01, b"welcome from the flood", &mut buf);
-        w.write_frame(&frame).await.unwrap();
+        let mut peer = common::raw::Raw::respond(stream).await;
+        peer.send(0x0a, &[0x00]).await;
+        peer.send(0x01, b"welcome from the flood").await;
         // PINGs with big bodies, never reading the PONGs: the dialer's socket buffers (which
         // grow to megabytes on loopback) and its outgoing queue fill with its own answers, so
         // the next line typed stays pending.
         for _ in 0..80 {
-            let frame = send(0x04, &vec![b'p'; 60_000], &mut buf);
-            w.write_frame(&frame).await.unwrap();
+            peer.send(0x04, &[b'p'; 60_000]).await;
         }
         let _ = go_rx.await;
         let letters: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
         for i in 0..count {
             let mut body = format!("msg{i:05} ").into_bytes();
             body.extend_from_slice(&letters[body.len()..]);
-            let frame = send(0x02, &body, &mut buf);
-            if w.write_frame(&frame).await.is_err() {
+            if !peer.send(0x02, &body).await {
                 return;
             }
         }
         // Flood over: now read (and discard) what the dialer sends, so its unsent lines go
         // out and anything it held back is shown; a message held twice would show up now.
-        while let Ok(Some(_)) = r.read_frame().await {}
-        drop(w);
+        peer.drain().await;
     });
     (port, go)
 }

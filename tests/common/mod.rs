@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod load;
+pub mod raw;
 
 #[allow(unused_imports)]
 pub use load::{connect_from, loopback_source};
