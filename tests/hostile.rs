@@ -588,3 +588,54 @@ async fn a_refused_listener_never_sees_the_dialers_key() {
     })
     .await
 }
+
+/// Connections that finish the handshake but never say HELLO (while PINGing to look alive)
+/// neither fill the room nor stay: a genuine dialer gets in, and they are closed at the HELLO
+/// deadline.
+#[tokio::test]
+async fn connections_that_never_say_hello_neither_fill_the_room_nor_stay() {
+    within(async {
+        let (host, friend) = (Home::new(), Home::new());
+        let (mut room, port) = host
+            .listen(&["--max-peers", "2", "--timeout", "2", "--keepalive", "1"])
+            .await;
+        let mut lurkers = Vec::new();
+        for i in 0..3 {
+            let stream = common::connect_from(common::loopback_source(100 + i), port).await;
+            let (mut state, mut r, mut w) = handshake(stream, b"schat/1").await.unwrap();
+            lurkers.push(tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let pinging = async {
+                    loop {
+                        if w.write_frame(&seal(&mut state, b"\x04")).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                };
+                let closed = async { while let Ok(Some(_)) = r.read_frame().await {} };
+                tokio::select! {
+                    () = pinging => {}
+                    () = closed => {}
+                }
+                started.elapsed()
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut d = friend.dial(port, &[]);
+        d.stderr_until("welcome").await;
+        room.stderr_until("joined (1 in the room)").await;
+        for lurker in lurkers {
+            let held = tokio::time::timeout(Duration::from_secs(10), lurker)
+                .await
+                .expect("a connection without HELLO was never closed")
+                .unwrap();
+            assert!(held < Duration::from_secs(5), "held {held:?}");
+        }
+        d.send("quit").await;
+        d.exit().await;
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}

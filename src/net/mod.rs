@@ -233,6 +233,7 @@ pub async fn listen(
         keepalive: settings.keepalive,
         outbox_bytes: room::DEFAULT_OUTBOX_BYTES,
         rate: room::DEFAULT_RATE,
+        hello_within: settings.handshake_timeout.max(settings.keepalive * 2),
     };
     tokio::select! {
         result = room::host(connections, &room, input, ui, interrupts) => result,

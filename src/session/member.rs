@@ -226,13 +226,20 @@ pub async fn reader<R: AsyncRead + Unpin>(
     outbox: Outbox,
     keepalive: Duration,
     rate: Rate,
+    hello_within: Duration,
 ) {
     let mut silence = Silence::new(keepalive);
     let mut bucket = TokenBucket::new(rate, Instant::now());
     let mut opening = Opening::new(false);
+    // Until its HELLO, a connection is not a member; it gets this long (PINGs do not extend
+    // it), or it could hold a place in the room for ever.
+    let hello_by = Instant::now() + hello_within;
     let how: Result<String> = loop {
         let received = tokio::select! {
             received = recv.recv() => received,
+            () = tokio::time::sleep_until(hello_by), if !opening.is_open() => {
+                break Err(Error::Timeout("waiting for its HELLO", hello_within.as_secs()));
+            }
             lapse = silence.lapse() => match lapse {
                 Lapse::Ping => {
                     let _ = outbox.offer(Message::Ping(Vec::new().into()));

@@ -224,11 +224,11 @@ where
     ui.status(format_args!("peer: {}", info.trust_line()));
     ui.status(format_args!(
         "safety number: {} (/verify shows it again)",
-        info.safety
+        info.safety()
     ));
     ui.connected(
         &info.speaker(),
-        &info.safety.grouped(),
+        &info.safety().grouped(),
         info.address.as_deref(),
     );
     if let Some(options) = settings.pipe {
@@ -559,7 +559,7 @@ fn on_input(
         Command::Quit => return Step::Leave("you quit"),
         Command::Verify(_) => {
             ui.status(format_args!("safety number with {}:", peer.label));
-            for row in peer.safety.lines() {
+            for row in peer.safety().lines() {
                 ui.status(format_args!("    {row}"));
             }
             ui.status("read it aloud with your peer: the same digits mean the same two keys");

@@ -26,9 +26,10 @@ use crate::message::{MAX_BODY, MAX_RELAY_TEXT, Message, Mode};
 use crate::signals::Interrupts;
 use crate::ui::{Departure, Ui};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -49,6 +50,9 @@ pub struct RoomOptions {
     pub outbox_bytes: usize,
     /// What each member may send into the room (its share; see [`member`]).
     pub rate: Rate,
+    /// How long a connection may take to send its HELLO (its user may be answering a trust
+    /// question) before it is dropped.
+    pub hello_within: Duration,
 }
 
 /// The default outbox: 1 MiB of queued messages per member.
@@ -182,20 +186,32 @@ where
     let mut last: Result<()> = Ok(());
     let mut churn = Churn::new();
     let mut input_open = true;
+    let turning_away = Arc::new(Semaphore::new(TURNING_AWAY));
     loop {
         let screen_free = !ui.screen_blocked();
         tokio::select! {
             Some(connection) = connections.recv() => match connection {
                 Connection::Failed(line) => ui.warn(line),
-                Connection::Arrived(arrival) if members.len() >= options.max_peers => {
-                    ui.warn(format_args!(
-                        "refused {} from {}: the room is full ({} of {})",
-                        arrival.info.label, arrival.address, members.len(), options.max_peers
-                    ));
-                    tokio::spawn(turn_away(arrival.established));
-                }
-                // Not a member yet: it joins when its HELLO says it accepted our key.
                 Connection::Arrived(arrival) => {
+                    let ready = members.values().filter(|m| m.ready).count();
+                    if ready >= options.max_peers {
+                        ui.warn(format_args!(
+                            "refused {} from {}: the room is full ({ready} of {})",
+                            arrival.info.label, arrival.address, options.max_peers
+                        ));
+                        turn_away(&turning_away, arrival.established);
+                        continue;
+                    }
+                    // Not a member yet: it joins when its HELLO says it accepted our key. Room
+                    // for as many of those as for members; the oldest makes way (a real
+                    // dialer says HELLO within moments, or while its user reads a question).
+                    let pending: Vec<u64> =
+                        members.iter().filter(|(_, m)| !m.ready).map(|(id, _)| *id).collect();
+                    if pending.len() >= options.max_peers
+                        && let Some(oldest) = pending.first().and_then(|id| members.remove(id))
+                    {
+                        part(oldest, false);
+                    }
                     next_id += 1;
                     members.insert(next_id, admit(next_id, *arrival, options, &events_tx));
                 }
@@ -215,9 +231,9 @@ where
                             fingerprint::grouped(&info.key)
                         ));
                         ui.status(format_args!("peer: {}", info.trust_line()));
-                        ui.status(format_args!("safety number: {}", info.safety));
+                        ui.status(format_args!("safety number: {}", info.safety()));
                     }
-                    ui.connected(&info.speaker(), &info.safety.grouped(), Some(&member.address));
+                    ui.connected(&info.speaker(), &info.safety().grouped(), Some(&member.address));
                     if loud {
                         let notice = Message::Notice(format!("{tag} joined").into());
                         broadcast(&mut members, Some(id), &notice, ui);
@@ -337,6 +353,7 @@ where
         outbox.clone(),
         options.keepalive,
         options.rate,
+        options.hello_within,
     ));
     let _ = outbox.offer(Message::Hello(Mode::Chat));
     let _ = outbox.offer(Message::Welcome(options.welcome.clone().into()));
@@ -489,7 +506,7 @@ fn host_input(
             Ok(id) => {
                 let info = &members[&id].info;
                 ui.status(format_args!("safety number with {}:", info.label));
-                for row in info.safety.lines() {
+                for row in info.safety().lines() {
                     ui.status(format_args!("    {row}"));
                 }
             }
@@ -619,13 +636,23 @@ async fn close(members: BTreeMap<u64, Member>) {
     }
 }
 
-/// A member the room has no place for: QUIT, hang up.
-async fn turn_away<R, W>(established: Established<R, W>)
+/// Connections being turned away at once (each lingers for its QUIT to arrive); beyond this
+/// they are closed without a word, so a flood of them cannot hold sockets.
+const TURNING_AWAY: usize = 64;
+
+/// A member the room has no place for: QUIT, hang up (in the background, bounded).
+fn turn_away<R, W>(slots: &Arc<Semaphore>, established: Established<R, W>)
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
 {
-    super::refuse(established, "busy: the room is full").await;
+    let Ok(slot) = slots.clone().try_acquire_owned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        super::refuse(established, "busy: the room is full").await;
+        drop(slot);
+    });
 }
 
 /// Refuses an admitted-but-unwanted connection the way [`super::converse`] does.

@@ -30,8 +30,12 @@ pub struct PeerInfo {
     pub label: String,
     /// Its known_peers entry, if any.
     pub entry: Option<Entry>,
-    /// Both keys' safety number.
-    pub safety: SafetyNumber,
+    /// Both keys' safety number, computed when first wanted: 5,200 hashes per key is the
+    /// dearest thing a stranger can make a listener do, so a connection that never joins
+    /// never pays for it.
+    safety: std::sync::OnceLock<SafetyNumber>,
+    /// Our key, for the safety number.
+    local: PublicKey,
     /// The network address it connected from or was dialled at.
     pub address: Option<String>,
 }
@@ -46,9 +50,16 @@ impl PeerInfo {
             key,
             label,
             entry,
-            safety: SafetyNumber::new(local, &key),
+            safety: std::sync::OnceLock::new(),
+            local: *local,
             address: None,
         }
+    }
+
+    /// Both keys' safety number.
+    pub fn safety(&self) -> &SafetyNumber {
+        self.safety
+            .get_or_init(|| SafetyNumber::new(&self.local, &self.key))
     }
 
     /// How the UI names this peer.
@@ -74,7 +85,7 @@ impl PeerInfo {
             Some(e) => format!("verification:  {} ({})", e.how.describe(), e.when),
             None => "verification:  none (not in known_peers)".into(),
         });
-        lines.push(format!("safety number: {}", self.safety));
+        lines.push(format!("safety number: {}", self.safety()));
         lines
     }
 
