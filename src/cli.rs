@@ -392,6 +392,7 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                             .into(),
                     ));
                 }
+                let settings = session.settings(&paths)?;
                 let options = ListenOptions {
                     addr: Some(addr),
                     once: once || session.pipe,
@@ -402,9 +403,10 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                         max_pending: max_handshakes,
                         per_source: max_handshakes_per_address,
                         report_every: crate::net::gate::REPORT_EVERY,
+                        stale_after: (settings.handshake_timeout / 4)
+                            .max(std::time::Duration::from_secs(1)),
                     },
                 };
-                let settings = session.settings(&paths)?;
                 let identity = paths.load_or_create(&early, &sources)?;
                 Ok((identity, settings, options, install_interrupts()?))
             })();

@@ -136,7 +136,9 @@ fn usage_errors_exit_2() {
     assert!(help.status.success());
     let text = String::from_utf8(help.stdout).unwrap();
     assert!(
-        text.contains("Exit status") && text.contains("3  the peer's key"),
+        text.contains("Exit status")
+            && text.contains("3  you refused the peer's key")
+            && text.contains("4  the peer turned you away"),
         "{text}"
     );
 }

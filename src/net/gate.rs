@@ -32,7 +32,21 @@ pub struct GateLimits {
     pub per_source: usize,
     /// How often a penalised source's events are summarised in the log.
     pub report_every: Duration,
+    /// A handshake pending this long is stale (a real one takes a few round trips): when every
+    /// slot is taken, any newcomer may evict the stalest, so many sources holding one silent
+    /// slot each cannot keep everyone out either.
+    pub stale_after: Duration,
 }
+
+impl GateLimits {
+    /// Connections that may wait for a slot, from all sources together.
+    fn max_waiting(&self) -> usize {
+        self.max_pending * 2
+    }
+}
+
+/// Lines one source may cost the log per interval before it is summarised instead.
+pub const LINES_PER_SOURCE: u32 = 10;
 
 /// Handshakes from one address at once unless configured.
 pub const DEFAULT_PER_SOURCE: usize = 8;
@@ -72,8 +86,12 @@ impl std::fmt::Display for Source {
 /// The gate's answer to a new connection.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Admit<H> {
-    /// It may handshake under this ticket number; `evicted` (if any) must be stopped now.
-    Admitted { ticket: u64, evicted: Option<H> },
+    /// It may handshake under this ticket number; `evicted` (if any) must be stopped now, and
+    /// its source may have connections waiting for the slot it had.
+    Admitted {
+        ticket: u64,
+        evicted: Option<(H, Source)>,
+    },
     /// Its source has all its slots: hold it (without reading it) until one frees, then call
     /// [`Gate::resume`]; or [`Gate::abandon`] it when it has waited out the deadline.
     Wait,
@@ -95,6 +113,8 @@ struct Pending<H> {
 #[derive(Default)]
 struct SourceState {
     pending: usize,
+    /// Lines logged one by one in this interval.
+    lines: u32,
     /// Connections held until one of this source's slots frees.
     waiting: usize,
     /// Grows with every refusal, eviction and failed handshake; halves every interval.
@@ -138,9 +158,11 @@ impl<H> Gate<H> {
 
     /// Decides about a new connection from `source`.
     pub fn admit(&mut self, source: Source, now: Instant) -> Admit<H> {
+        let waiting_in_all: usize = self.sources.values().map(|s| s.waiting).sum();
         let state = self.sources.entry(source).or_default();
-        if state.pending >= self.limits.per_source {
-            if state.waiting < WAITING_PER_SOURCE {
+        // Over its cap, or others of its source already in line: wait behind them.
+        if state.pending >= self.limits.per_source || state.waiting > 0 {
+            if state.waiting < WAITING_PER_SOURCE && waiting_in_all < self.limits.max_waiting() {
                 state.waiting += 1;
                 return Admit::Wait;
             }
@@ -179,6 +201,9 @@ impl<H> Gate<H> {
         let mut evicted = None;
         if self.pending.len() >= self.limits.max_pending {
             let newcomer_would_hold = state.pending + 1;
+            let stale = self.stalest().filter(|ticket| {
+                now.duration_since(self.pending[ticket].started) >= self.limits.stale_after
+            });
             match self.victim() {
                 Some(ticket)
                     if self.pending[&ticket].source != source
@@ -187,6 +212,7 @@ impl<H> Gate<H> {
                 {
                     evicted = self.evict(ticket);
                 }
+                _ if stale.is_some() => evicted = stale.and_then(|ticket| self.evict(ticket)),
                 _ => {
                     let max_pending = self.limits.max_pending;
                     let log = self.event(source, |s| {
@@ -238,10 +264,14 @@ impl<H> Gate<H> {
     /// shown now, or `None` when the source is penalised and its events are being summarised.
     pub fn event(&mut self, source: Source, line: impl FnOnce(Source) -> String) -> Option<String> {
         let state = self.sources.entry(source).or_default();
-        if state.penalised() {
+        if state.penalised() || state.lines >= LINES_PER_SOURCE {
+            // Summarised from now on: one source cannot flood the log, one line at a time
+            // either.
+            state.penalty = state.penalty.max(1);
             state.suppressed += 1;
             None
         } else {
+            state.lines += 1;
             Some(line(source))
         }
     }
@@ -272,10 +302,19 @@ impl<H> Gate<H> {
                 state.suppressed = 0;
             }
             state.penalty /= 2;
+            state.lines = 0;
             state.pending > 0 || state.waiting > 0 || state.penalty > 0
         });
         lines.sort();
         lines.into_iter().map(|(_, line)| line).collect()
+    }
+
+    /// The pending handshake that has waited longest.
+    fn stalest(&self) -> Option<u64> {
+        self.pending
+            .iter()
+            .min_by_key(|(ticket, p)| (p.started, **ticket))
+            .map(|(ticket, _)| *ticket)
     }
 
     /// The pending handshake to give up first: from the source holding the most slots (then
@@ -294,14 +333,14 @@ impl<H> Gate<H> {
             .map(|(ticket, _)| *ticket)
     }
 
-    fn evict(&mut self, ticket: u64) -> Option<H> {
+    fn evict(&mut self, ticket: u64) -> Option<(H, Source)> {
         let p = self.pending.remove(&ticket)?;
         if let Some(state) = self.sources.get_mut(&p.source) {
             state.pending = state.pending.saturating_sub(1);
             state.penalty = state.penalty.saturating_add(1);
             state.suppressed += 1;
         }
-        p.handle
+        p.handle.map(|h| (h, p.source))
     }
 }
 
@@ -318,12 +357,13 @@ mod tests {
             max_pending,
             per_source,
             report_every: Duration::from_secs(10),
+            stale_after: Duration::from_secs(2),
         }
     }
 
     fn ticket(a: Admit<u32>) -> (u64, Option<u32>) {
         match a {
-            Admit::Admitted { ticket, evicted } => (ticket, evicted),
+            Admit::Admitted { ticket, evicted } => (ticket, evicted.map(|(h, _)| h)),
             other => panic!("not admitted: {other:?}"),
         }
     }
@@ -406,15 +446,48 @@ mod tests {
     }
 
     #[test]
-    fn equal_sources_refuse_newcomers_rather_than_evict_each_other() {
+    fn equal_sources_refuse_newcomers_until_a_handshake_is_stale() {
         let mut gate = Gate::<u32>::new(limits(2, 4));
         let now = Instant::now();
-        ticket(gate.admit(src("10.0.0.1"), now));
-        ticket(gate.admit(src("10.0.0.2"), now));
+        let (first, _) = ticket(gate.admit(src("10.0.0.1"), now));
+        gate.attach(first, 1);
+        ticket(gate.admit(src("10.0.0.2"), now + Duration::from_secs(1)));
         assert!(matches!(
-            gate.admit(src("10.0.0.3"), now),
+            gate.admit(src("10.0.0.3"), now + Duration::from_secs(1)),
             Admit::Refused { log: Some(_) }
         ));
+        // Many sources with one silent slot each: the stalest makes way.
+        let (_, evicted) = ticket(gate.admit(src("10.0.0.4"), now + Duration::from_secs(3)));
+        assert_eq!(evicted, Some(1));
+    }
+
+    #[test]
+    fn one_source_gets_a_few_lines_then_a_summary() {
+        let mut gate = Gate::<u32>::new(limits(64, 8));
+        let s = src("10.0.0.5");
+        let logged = (0..100)
+            .filter(|_| gate.event(s, |_| "failed".into()).is_some())
+            .count();
+        assert_eq!(logged, LINES_PER_SOURCE as usize);
+        let lines = gate.report(Instant::now());
+        assert!(lines[0].contains("90 refused"), "{lines:?}");
+    }
+
+    #[test]
+    fn waiting_is_bounded_in_all() {
+        let mut gate = Gate::<u32>::new(limits(4, 1));
+        let now = Instant::now();
+        let mut waiting = 0;
+        for i in 0..4u8 {
+            let s = src(&format!("10.1.0.{i}"));
+            ticket(gate.admit(s, now));
+            for _ in 0..20 {
+                if gate.admit(s, now) == Admit::Wait {
+                    waiting += 1;
+                }
+            }
+        }
+        assert_eq!(waiting, 8, "twice max_pending");
     }
 
     #[test]
@@ -423,15 +496,12 @@ mod tests {
         let t0 = Instant::now();
         let s = src("10.0.0.9");
         let (t, _) = ticket(gate.admit(s, t0));
-        for _ in 0..WAITING_PER_SOURCE {
-            assert_eq!(gate.admit(s, t0), Admit::Wait);
-            gate.abandon(s);
+        let mut waited = 0;
+        while gate.admit(s, t0) == Admit::Wait {
+            waited += 1;
         }
-        for _ in 0..WAITING_PER_SOURCE {
-            assert_eq!(gate.admit(s, t0), Admit::Wait);
-        }
-        assert!(matches!(gate.admit(s, t0), Admit::Refused { .. }));
-        for _ in 0..WAITING_PER_SOURCE {
+        assert!(waited > 0);
+        for _ in 0..waited {
             gate.abandon(s);
         }
         gate.finished(t, true);

@@ -314,8 +314,10 @@ async fn accept_loop(
                 continue;
             }
             Admit::Admitted { ticket, evicted } => {
-                if let Some(handshake) = evicted {
+                if let Some((handshake, from)) = evicted {
                     handshake.abort();
+                    // Its slot went to the newcomer, but its source may be below its cap now.
+                    let _ = freed_tx.send(from);
                 }
                 ticket
             }

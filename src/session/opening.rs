@@ -4,8 +4,9 @@
 //! ```text
 //!  listener                                  dialer
 //!     HELLO(mode) ──▶                         (decides about the listener's key)
-//!     WELCOME(text) ──▶               ◀── HELLO(mode)   its "ready": only now does a room
-//!                                                       announce it
+//!                                     ◀── HELLO(mode)   its "ready"
+//!     WELCOME(text) ──▶                                 a room sends it now, as the dialer
+//!                                                       joins (a pipe may send it at once)
 //! ```
 //!
 //! A side refusing the other sends QUIT (`refused:`…, `busy:`…) instead of HELLO or WELCOME;

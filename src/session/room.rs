@@ -22,9 +22,9 @@ use super::{LINGER, REFUSAL};
 use crate::error::{Error, Result};
 use crate::fingerprint;
 use crate::handshake::Established;
-use crate::message::{MAX_BODY, MAX_RELAY_TEXT, Message, Mode};
+use crate::message::{self, MAX_BODY, MAX_RELAY_TEXT, Message};
 use crate::signals::Interrupts;
-use crate::ui::{Departure, Ui};
+use crate::ui::{Departure, Mode, Ui};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -220,6 +220,7 @@ where
                 Event::Ready { id } => {
                     let Some(member) = members.get_mut(&id) else { continue };
                     member.ready = true;
+                    let _ = member.outbox.offer(Message::Welcome(options.welcome.clone().into()));
                     had_members = true;
                     let loud = churn.announce(true);
                     let tag = member.tag();
@@ -270,7 +271,10 @@ where
                     let loud = churn.announce(false);
                     let speaker = member.info.speaker();
                     match &how {
-                        Ok(reason) if loud || !reason.is_empty() => ui.left(&speaker, Departure::Quit, reason),
+                        // Programs get every departure; people a summary under churn.
+                        Ok(reason) if loud || !reason.is_empty() || ui.mode() == Mode::Json => {
+                            ui.left(&speaker, Departure::Quit, reason)
+                        }
                         Ok(_) => {}
                         Err(e) => ui.left(&speaker, Departure::of(e), &format!("{e} ({})", member.address)),
                     }
@@ -325,8 +329,8 @@ where
     last
 }
 
-/// Starts a member's reader and writer and sends our HELLO and WELCOME. It is not announced
-/// (nor sent room traffic) until its own HELLO arrives: see [`Event::Ready`].
+/// Starts a member's reader and writer and sends our HELLO. It is not welcomed, announced or
+/// sent room traffic until its own HELLO arrives: see [`Event::Ready`].
 fn admit<R, W>(
     id: u64,
     arrival: Arrival<R, W>,
@@ -355,8 +359,9 @@ where
         options.rate,
         options.hello_within,
     ));
-    let _ = outbox.offer(Message::Hello(Mode::Chat));
-    let _ = outbox.offer(Message::Welcome(options.welcome.clone().into()));
+    // WELCOME waits for its HELLO: then it is in, and a dialer that sees WELCOME knows the
+    // room has counted it (a script may speak at once).
+    let _ = outbox.offer(Message::Hello(message::Mode::Chat));
     Member {
         info,
         address,

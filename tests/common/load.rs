@@ -53,7 +53,7 @@ pub async fn run(bin: &str, peers: usize, per_peer: usize, leave: Leave) -> Load
     let mut host = tokio::process::Command::new(bin)
         .arg("--home")
         .arg(home.path())
-        .args(["listen", "127.0.0.1:0", "--json", "--once", "--max-peers"])
+        .args(["listen", "127.0.0.1:0", "--json", "--max-peers"])
         .arg((peers + 1).to_string())
         .args(["--max-handshakes", "1000"])
         .stdin(Stdio::piped())
@@ -96,11 +96,18 @@ pub async fn run(bin: &str, peers: usize, per_peer: usize, leave: Leave) -> Load
     // Count what the host shows: every message event, by sender and text.
     let mut out = BufReader::new(host.stdout.take().unwrap()).lines();
     let expected = peers * per_peer;
+    // Departures seen: once every dialer has left, everything it sent has been shown.
+    let (left_tx, mut left_rx) = tokio::sync::watch::channel(0usize);
     let counting = tokio::spawn(async move {
         let mut seen: HashSet<(String, String)> = HashSet::new();
         let mut duplicates = 0;
+        let mut left = 0;
         while let Ok(Some(line)) = out.next_line().await {
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if v["event"] == "left" {
+                left += 1;
+                let _ = left_tx.send(left);
+            }
             if v["event"] == "message" {
                 let key = (
                     v["from"]["fingerprint"].as_str().unwrap().to_string(),
@@ -127,6 +134,7 @@ pub async fn run(bin: &str, peers: usize, per_peer: usize, leave: Leave) -> Load
             // Each member from its own address, as in a real room.
             let stream = connect_from(loopback_source(i), port).await;
             stream.set_nodelay(true).unwrap();
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
             let (r, w) = stream.into_split();
             let session =
                 handshake::initiate(&id, FrameReader::new(r), FrameWriter::new(w), |_| Ok(()))
@@ -156,6 +164,14 @@ pub async fn run(bin: &str, peers: usize, per_peer: usize, leave: Leave) -> Load
             }
             send.quit("").await.unwrap();
             if leave == Leave::AtOnce {
+                // Closing with unread data makes our kernel reset the connection and drop
+                // whatever it has not transmitted yet: that loss would be ours, not the
+                // host's. So: wait until our bytes have left (nothing queued unsent), then
+                // close at once, unread data and all.
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while unsent(fd) > 0 && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
                 reader.abort();
                 return 0;
             }
@@ -169,6 +185,14 @@ pub async fn run(bin: &str, peers: usize, per_peer: usize, leave: Leave) -> Load
     for c in clients {
         relays_received += c.await.unwrap();
     }
+    // The host keeps serving (a room outlives its members): stop it once all have left.
+    tokio::time::timeout(Duration::from_secs(120), left_rx.wait_for(|n| *n >= peers))
+        .await
+        .expect("not every dialer was seen to leave")
+        .unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
     let status = tokio::time::timeout(Duration::from_secs(120), host.wait())
         .await
         .expect("host did not exit")
@@ -211,4 +235,12 @@ pub async fn connect_from(source: std::net::Ipv4Addr, port: u16) -> tokio::net::
 /// A distinct loopback source address for client number `i` (127.0.1.x, 127.0.2.x, …).
 pub fn loopback_source(i: usize) -> std::net::Ipv4Addr {
     std::net::Ipv4Addr::new(127, 0, 1 + (i / 250) as u8, 1 + (i % 250) as u8)
+}
+
+/// Bytes in a socket's send queue not yet sent (SIOCOUTQ).
+fn unsent(fd: std::os::fd::RawFd) -> i32 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: a valid socket descriptor (the stream it belongs to is alive) and an int out.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+    if r < 0 { 0 } else { n }
 }
