@@ -118,11 +118,13 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = 32)]
         max_peers: usize,
         /// Connections still handshaking at once; when all are taken, a newcomer evicts the
-        /// oldest handshake of the address holding the most, or is closed at once
+        /// oldest handshake of the address holding the most, or one pending for over a quarter
+        /// of --timeout, or is closed at once
         #[arg(long, value_name = "N", default_value_t = 64)]
         max_handshakes: usize,
-        /// Connections still handshaking at once from one address (IPv6: one /64); more from
-        /// it are closed at once, and its refusals are logged as one summary line per 10 s
+        /// Connections still handshaking at once from one address (IPv6: one /64); up to 64
+        /// more from it wait their turn (within --timeout), beyond that they are closed at once.
+        /// An address gets at most 10 log lines per 10 s, then one summary line
         #[arg(long, value_name = "N", default_value_t = crate::net::gate::DEFAULT_PER_SOURCE)]
         max_handshakes_per_address: usize,
         #[command(flatten)]

@@ -79,9 +79,26 @@ struct Screen {
     writer: rustyline_async::SharedWriter,
     /// Rows not yet handed to the writer.
     backlog: VecDeque<String>,
+    /// Rows not kept because the backlog was full (status lines arriving while the screen is
+    /// blocked: peers are not read then, so their text never gets here).
+    dropped: usize,
 }
 
+/// Rows the backlog keeps: more than the longest message at the narrowest width.
+const BACKLOG_ROWS: usize = 10_000;
+
 impl Screen {
+    /// Queues `text`'s rows behind what is already waiting.
+    fn hold(&mut self, text: &str) {
+        for row in text.split_inclusive('\n') {
+            if self.backlog.len() >= BACKLOG_ROWS {
+                self.dropped += 1;
+            } else {
+                self.backlog.push_back(row.to_string());
+            }
+        }
+    }
+
     /// Hands over what the editor will take; `Ok(true)` when nothing is left waiting, `Err`
     /// when the editor has shut down.
     fn pump(&mut self) -> io::Result<bool> {
@@ -97,6 +114,13 @@ impl Screen {
                 // The writer now holds this row; it goes out with the next retry.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
+            }
+            if self.backlog.is_empty() && self.dropped > 0 {
+                let note = format!(
+                    "-- {} status lines were not shown: they came faster than the screen\n",
+                    std::mem::take(&mut self.dropped)
+                );
+                self.backlog.push_back(note);
             }
         }
         Ok(true)
@@ -148,6 +172,7 @@ impl Ui {
             editor: Some(Mutex::new(Screen {
                 writer,
                 backlog: VecDeque::new(),
+                dropped: 0,
             })),
             blocked: AtomicBool::new(false),
         }
@@ -169,9 +194,7 @@ impl Ui {
         if let Some(editor) = &self.editor
             && let Ok(mut screen) = editor.lock()
         {
-            screen
-                .backlog
-                .extend(text.split_inclusive('\n').map(String::from));
+            screen.hold(text);
             if let Ok(drained) = screen.pump() {
                 self.blocked.store(!drained, Ordering::Relaxed);
                 return;
@@ -352,7 +375,9 @@ impl Ui {
                         .bool("action", action.is_some()),
                 )
             }
-            Mode::Plain => plain_line(from.label, text),
+            // The origin is only the host's word: say so, or a host could put any known
+            // peer's name on its own lines.
+            Mode::Plain => plain_line(&format!("{} via {}", from.label, via.label), text),
             Mode::Interactive => {
                 let color = PALETTE[usize::from(from.key.as_bytes()[0]) % PALETTE.len()];
                 let name = format!("{} via {}", from.label, via.label);
@@ -495,7 +520,12 @@ fn text_columns(text: &str) -> usize {
 }
 
 fn char_columns(c: char) -> usize {
-    c.width_cjk().unwrap_or(0)
+    match c {
+        // The emoji presentation selector turns a 1-column symbol (❤) into a 2-column emoji
+        // (❤️) on most terminals; counting it as a column keeps the estimate from falling short.
+        '\u{fe0f}' => 1,
+        c => c.width_cjk().unwrap_or(0),
+    }
 }
 
 /// Lays out rows: `head` (`head_cols` wide) and a space, then `body`, wrapped so that no row
@@ -610,6 +640,15 @@ mod tests {
         let out = layout("h", 1, &"日".repeat(30), 21);
         for row in rows(&out) {
             assert!(text_columns(&row) < 21, "{row:?}");
+        }
+    }
+
+    #[test]
+    fn emoji_with_the_presentation_selector_count_two_columns() {
+        assert_eq!(text_columns("\u{2764}\u{fe0f}"), 2);
+        let out = layout("h", 1, &"\u{2764}\u{fe0f}".repeat(40), 40);
+        for row in rows(&out) {
+            assert!(text_columns(&row) < 40, "{row:?}");
         }
     }
 

@@ -218,10 +218,12 @@ async fn connections_above_the_handshake_cap_are_refused_and_members_do_not_noti
         assert!(summary.contains("refused, evicted or failed"), "{summary}");
         // Established members chat on as if nothing happened.
         a.send("through the flood").await;
-        // Plain mode shows a relayed line as `<origin label>: text`; Bob does not know Alice.
+        // Plain mode shows a relayed line as `AUTHOR via HOST: text`; Bob does not know Alice,
+        // and knows the host by the petname accept-new gave it.
         let expected = format!(
-            "unverified {}: through the flood",
-            &alice.fingerprint()[..12]
+            "unverified {} via peer-{}: through the flood",
+            &alice.fingerprint()[..12],
+            &host.fingerprint()[..12]
         );
         assert_eq!(b.stdout_line().await, expected);
         drop(flood);

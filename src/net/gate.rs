@@ -117,7 +117,8 @@ struct SourceState {
     lines: u32,
     /// Connections held until one of this source's slots frees.
     waiting: usize,
-    /// Grows with every refusal, eviction and failed handshake; halves every interval.
+    /// Grows with every refusal and eviction, with a failed handshake once the source is
+    /// penalised, and past [`LINES_PER_SOURCE`] logged lines; halves every interval.
     penalty: u32,
     /// Events not logged one by one since the last summary.
     suppressed: u64,

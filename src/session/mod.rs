@@ -366,7 +366,27 @@ where
         // close, so the QUIT is not lost to a reset.
         Step::Leave(why) => {
             ui.status(format_args!("{why}; leaving"));
-            let _ = queue.send(Message::Quit("".into())).await;
+            // Lines typed while the queue was full go out before the goodbye, or the deadline
+            // says they could not.
+            let last_words = async {
+                for line in pending.drain(..) {
+                    ui.own(&line);
+                    if queue.send(Message::Text(line.into())).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = queue.send(Message::Quit("".into())).await;
+            };
+            if tokio::time::timeout(member::WRITE_DEADLINE, last_words)
+                .await
+                .is_err()
+            {
+                writer.abort();
+                return Err(Error::Timeout(
+                    "sending what was typed (the peer is not reading)",
+                    member::WRITE_DEADLINE.as_secs(),
+                ));
+            }
             drop(queue);
             // Everything queued goes out first, within the write deadline.
             match tokio::time::timeout(member::WRITE_DEADLINE, &mut writer).await {
