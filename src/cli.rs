@@ -101,11 +101,10 @@ pub enum Command {
         /// port; the bound address is printed)
         #[arg(value_name = "ADDR", default_value = "0.0.0.0:12345")]
         addr: String,
-        /// Which dialers to admit: `known` (in known_peers), the keys listed in FILE (one
-        /// fingerprint per line, # comments), or `anyone` (with a warning). Others are refused
-        /// right after the handshake. Default: anyone for a chat room, known for --pipe (a pipe
-        /// writes what it receives: it must not take data from strangers). --peer admits the
-        /// one key it names
+        /// Which dialers to admit: `known` (in known_peers; the default), the keys listed in
+        /// FILE (one fingerprint per line, # comments), or `anyone` (with a warning). Others are
+        /// refused right after the handshake, with a line saying how to admit them. --peer
+        /// admits the one key it names
         #[arg(long, value_name = "known|anyone|FILE")]
         allow: Option<String>,
         /// Greeting sent to each peer after the handshake
@@ -375,8 +374,8 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
         } => {
             let prepared = (|| {
                 let allow = match allow.as_deref() {
-                    None if session.pipe => Allow::Known,
-                    None => Allow::Anyone,
+                    // Closed by default: a stranger must be let in (peers add, --allow).
+                    None => Allow::Known,
                     Some("known") => Allow::Known,
                     Some("anyone") => {
                         early.warn(

@@ -372,3 +372,41 @@ async fn joins_are_announced_only_once_the_dialer_is_ready() {
     })
     .await
 }
+
+/// `schat listen` with no --allow is closed: a stranger is refused (exit 4) with a log line
+/// that says how to admit it; once added as a peer it gets in. One home on both sides is
+/// named as such.
+#[tokio::test]
+async fn a_listener_admits_only_known_peers_by_default() {
+    within(async {
+        let (host, stranger) = (Home::new(), Home::new());
+        let mut room = host.spawn(&["listen", "127.0.0.1:0"]);
+        let line = room.stderr_until("listening on 127.0.0.1:").await;
+        let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+        room.stderr_until("admitting known peers only").await;
+
+        let mut d = one_line_then_eof(&stranger, port, &[]).await;
+        assert_eq!(d.exit().await.code(), Some(4), "{}", d.stderr_text());
+        let refusal = room.stderr_until("refused").await;
+        assert!(refusal.contains("peers add"), "{refusal}");
+        assert!(refusal.contains("--allow anyone"), "{refusal}");
+
+        let added = host.run(&["peers", "add", &stranger.fingerprint(), "stranger"]);
+        assert!(added.status.success());
+        let mut d = one_line_then_eof(&stranger, port, &[]).await;
+        assert!(d.exit().await.success(), "{}", d.stderr_text());
+        assert_eq!(room.said().await, "build done");
+
+        // The same home on both sides: the same key.
+        let mut me = one_line_then_eof(&host, port, &[]).await;
+        assert_eq!(me.exit().await.code(), Some(3), "{}", me.stderr_text());
+        assert!(
+            me.stderr_text().contains("the listener is you"),
+            "{}",
+            me.stderr_text()
+        );
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}

@@ -138,6 +138,8 @@ async fn the_right_passphrase_from_a_file_or_the_environment_unlocks_both_sides(
                 "listen",
                 "127.0.0.1:0",
                 "--once",
+                "--allow",
+                "anyone",
             ],
         );
         let line = listener.stderr_until("listening on 127.0.0.1:").await;

@@ -78,7 +78,15 @@ async fn a_changed_key_at_a_known_address_aborts_loudly_before_any_message() {
         // Bob's key is replaced (or someone sits in the middle): same address, new key.
         assert!(bob.run(&["keygen", "--force"]).status.success());
         let addr = format!("127.0.0.1:{port}");
-        let mut listener = bob.spawn(&["listen", &addr, "--once", "--welcome", "SECRET-WELCOME"]);
+        let mut listener = bob.spawn(&[
+            "listen",
+            &addr,
+            "--once",
+            "--allow",
+            "anyone",
+            "--welcome",
+            "SECRET-WELCOME",
+        ]);
         listener.stderr_until("listening on").await;
         let mut dialer = alice.dial(port, &[]);
         dialer.send("MUST-NOT-ARRIVE").await;

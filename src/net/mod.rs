@@ -140,6 +140,7 @@ pub async fn dial(
     let check = |listener: &crate::keys::PublicKey| {
         verify::before_revealing(
             listener,
+            identity.public(),
             &addr.to_string(),
             settings.pin.as_ref(),
             policy,

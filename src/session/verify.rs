@@ -166,6 +166,7 @@ fn pin_mismatch(pin: &PublicKey, peer: &PublicKey, dialer: bool) -> Error {
 /// known only at other addresses. An impostor refused here never learns who dialled.
 pub fn before_revealing(
     peer: &PublicKey,
+    local: &PublicKey,
     addr: &str,
     pin: Option<&PublicKey>,
     policy: TrustPolicy,
@@ -178,6 +179,13 @@ pub fn before_revealing(
         } else {
             Err(pin_mismatch(pin, peer, true))
         };
+    }
+    if peer == local {
+        return Err(Error::PeerRefused(
+            "the listener is you: it has your own key (both use the same home); give one \
+             of them its own identity with --home DIR"
+                .into(),
+        ));
     }
     // Problems in the file are reported once, after the handshake, by `dialled`.
     let peers = config.store.load().map_err(store_error)?;
@@ -433,11 +441,24 @@ pub fn admitted(
         Allow::Known => entry.is_some(),
         Allow::Keys(keys) => keys.contains(&peer),
     };
+    if peer == *local {
+        return Err(Error::PeerRefused(
+            "that dialer is you: it has this listener's own key (both use the same home); \
+             give one of them its own identity with --home DIR"
+                .into(),
+        ));
+    }
     if !admitted {
-        return Err(Error::PeerRefused(format!(
-            "refused {} (allowed: {allow})",
-            fingerprint::grouped(&peer)
-        )));
+        return Err(Error::PeerRefused(match allow {
+            Allow::Known => format!(
+                "refused an unknown key {} (only known peers are admitted): to admit it, check \
+                 the fingerprint with its owner, then `{} add FINGERPRINT NAME`; or listen \
+                 with --allow anyone",
+                fingerprint::grouped(&peer),
+                config.peers_command
+            ),
+            _ => format!("refused {} (allowed: {allow})", fingerprint::grouped(&peer)),
+        }));
     }
     Ok(PeerInfo::new(peer, local, entry))
 }

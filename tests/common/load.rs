@@ -53,7 +53,14 @@ pub async fn run(bin: &str, peers: usize, per_peer: usize, leave: Leave) -> Load
     let mut host = tokio::process::Command::new(bin)
         .arg("--home")
         .arg(home.path())
-        .args(["listen", "127.0.0.1:0", "--json", "--max-peers"])
+        .args([
+            "listen",
+            "127.0.0.1:0",
+            "--json",
+            "--allow",
+            "anyone",
+            "--max-peers",
+        ])
         .arg((peers + 1).to_string())
         .args(["--max-handshakes", "1000"])
         .stdin(Stdio::piped())

@@ -89,9 +89,14 @@ impl Home {
         Proc::spawn(self.path(), args)
     }
 
-    /// Starts a listener on 127.0.0.1 port 0 and waits until it reports its port.
+    /// Starts a listener on 127.0.0.1 port 0 and waits until it reports its port. Tests dial
+    /// it with fresh identities, so unless `extra` says who may come in (`--allow`, `--peer`)
+    /// it admits anyone (`--allow anyone`; the real default admits known peers only).
     pub async fn listen(&self, extra: &[&str]) -> (Proc, u16) {
         let mut args = vec!["listen", "127.0.0.1:0"];
+        if !extra.iter().any(|a| *a == "--allow" || *a == "--peer") {
+            args.extend_from_slice(&["--allow", "anyone"]);
+        }
         args.extend_from_slice(extra);
         let mut proc = self.spawn(&args);
         let line = proc.stderr_until("listening on 127.0.0.1:").await;
