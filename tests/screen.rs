@@ -532,3 +532,72 @@ async fn a_flood_while_a_line_is_pending_stays_bounded_and_prints_once() {
     })
     .await
 }
+
+/// A host at a terminal sees an unknown dialer knock (fingerprint, safety number, a question)
+/// and answers: y admits, a petname admits and remembers, n refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_answers_knocks_at_the_terminal() {
+    within(async {
+        let host = Home::new();
+        let mut t = Term::spawn(&host, &["listen", "127.0.0.1:0"], 40, 100, 1000);
+        let port: u16 = tokio::task::block_in_place(|| {
+            t.until("the address", |s| shows(s, "listening on 127.0.0.1:"));
+            let text = t.parser.screen().contents();
+            let at =
+                text.find("listening on 127.0.0.1:").unwrap() + "listening on 127.0.0.1:".len();
+            text[at..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .unwrap()
+        });
+
+        // y: admitted.
+        let (alice, bob, mallory) = (Home::new(), Home::new(), Home::new());
+        let mut a = alice.dial(port, &[]);
+        tokio::task::block_in_place(|| {
+            t.until("the knock", |s| {
+                shows(s, "knock:") && shows(s, "[y]es / [n]o / petname")
+            });
+            assert!(shows(t.parser.screen(), "safety number"));
+            t.type_line("y");
+        });
+        a.stderr_until("welcome").await;
+        tokio::task::block_in_place(|| t.until("the join", |s| shows(s, "joined (1 in the room)")));
+
+        // A petname: admitted and remembered.
+        let mut b = bob.dial(port, &[]);
+        tokio::task::block_in_place(|| {
+            t.until("the second knock", |s| {
+                s.contents().matches("knock:").count() >= 2
+            });
+            t.type_line("bobby");
+        });
+        b.stderr_until("welcome").await;
+        let known = std::fs::read_to_string(host.path().join("known_peers")).unwrap();
+        assert!(
+            known.contains("bobby") && known.contains(&bob.fingerprint()),
+            "{known}"
+        );
+
+        // n: refused, and the dialer knows it was turned away.
+        let mut m = mallory.dial(port, &[]);
+        tokio::task::block_in_place(|| {
+            t.until("the third knock", |s| {
+                s.contents().matches("knock:").count() >= 3
+            });
+            t.type_line("n");
+        });
+        assert_eq!(m.exit().await.code(), Some(4), "{}", m.stderr_text());
+
+        for p in [&mut a, &mut b] {
+            p.send("quit").await;
+            p.exit().await;
+        }
+        t.type_line("/quit");
+        let code = tokio::task::block_in_place(|| t.exit_code());
+        assert_eq!(code, Some(0));
+    })
+    .await
+}

@@ -213,12 +213,16 @@ pub async fn listen(
         allow: options.allow.clone(),
     };
     let (reports, connections) = mpsc::channel(1024);
+    // An unknown dialer knocks when a person hosts the room at a terminal to answer it;
+    // otherwise it is refused with a line saying how to let it in.
+    let knock = settings.pipe.is_none() && input.can_ask() && matches!(options.allow, Allow::Known);
     let accepting = accept_loop(
         &listener,
         Arc::new(identity.duplicate()),
         Arc::new(role.clone()),
         Arc::new(settings.clone()),
         options.gate,
+        knock,
         reports,
     );
     if settings.pipe.is_some() {
@@ -235,6 +239,7 @@ pub async fn listen(
         outbox_bytes: room::DEFAULT_OUTBOX_BYTES,
         rate: room::DEFAULT_RATE,
         hello_within: settings.handshake_timeout.max(settings.keepalive * 2),
+        trust: settings.trust.clone(),
     };
     tokio::select! {
         result = room::host(connections, &room, input, ui, interrupts) => result,
@@ -254,6 +259,7 @@ async fn accept_loop(
     role: Arc<Role>,
     settings: Arc<Settings>,
     limits: GateLimits,
+    knock: bool,
     reports: mpsc::Sender<Connection<OwnedReadHalf, OwnedWriteHalf>>,
 ) -> std::convert::Infallible {
     let gate = Arc::new(Mutex::new(Gate::<AbortHandle>::new(limits)));
@@ -332,7 +338,8 @@ async fn accept_loop(
         let (identity, role, settings) = (identity.clone(), role.clone(), settings.clone());
         let (reports, task_gate, freed_tx) = (reports.clone(), gate.clone(), freed_tx.clone());
         let task = tokio::spawn(async move {
-            let report = handshake_and_admit(stream, from, &identity, &role, &settings).await;
+            let report =
+                handshake_and_admit(stream, from, &identity, &role, &settings, knock).await;
             let report = {
                 let mut gate = lock(&task_gate);
                 gate.finished(ticket, matches!(report, Connection::Failed(_)));
@@ -405,6 +412,7 @@ async fn handshake_and_admit(
     identity: &Identity,
     role: &Role,
     settings: &Settings,
+    knock: bool,
 ) -> Connection<OwnedReadHalf, OwnedWriteHalf> {
     configure(&stream, settings.keepalive);
     let (reader, writer) = stream.into_split();
@@ -423,6 +431,18 @@ async fn handshake_and_admit(
         return Connection::Failed("internal error: not a listener".into());
     };
     let (peer, local) = (established.peer, established.local);
+    if knock
+        && settings.pin.is_none()
+        && peer != local
+        && verify::unknown(&peer, &settings.trust)
+        && let Ok(info) = verify::admitted(peer, &local, None, &Allow::Anyone, &settings.trust)
+    {
+        return Connection::Knock(Box::new(Arrival {
+            established,
+            info,
+            address: from.to_string(),
+        }));
+    }
     match verify::admitted(peer, &local, settings.pin.as_ref(), allow, &settings.trust) {
         Ok(info) => Connection::Arrived(Box::new(Arrival {
             established,
@@ -459,6 +479,11 @@ async fn serve_one_pipe(
                     continue;
                 }
                 Connection::Arrived(arrival) => arrival,
+                // (A pipe has no host at a terminal to knock on.)
+                Connection::Knock(knock) => {
+                    tokio::spawn(room::refuse(knock.established));
+                    continue;
+                }
             },
             name = interrupts.recv() => {
                 ui.status(format_args!("{name}; stopped listening"));
@@ -478,6 +503,9 @@ async fn serve_one_pipe(
                 result = &mut session => break result,
                 Some(connection) = connections.recv() => match connection {
                     Connection::Failed(line) => ui.warn(line),
+                    Connection::Knock(late) => {
+                        tokio::spawn(room::refuse(late.established));
+                    }
                     Connection::Arrived(late) => {
                         ui.warn(format_args!(
                             "refused {} from {}: the pipe is already in use",

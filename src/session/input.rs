@@ -182,6 +182,15 @@ impl Input {
         }
     }
 
+    /// Shows `question` as the prompt until called with `None` (the editor only: questions
+    /// asked this way are answered by the next line, read as usual).
+    pub fn set_prompt(&mut self, question: Option<&str>) {
+        if let Source::Editor(editor) = &mut self.source {
+            let prompt = question.map_or(editor.prompt.clone(), str::to_owned);
+            let _ = editor.readline.update_prompt(&prompt);
+        }
+    }
+
     /// Clears the terminal (editor only).
     pub fn clear_screen(&mut self) {
         if let Source::Editor(editor) = &mut self.source {

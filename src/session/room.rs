@@ -17,7 +17,7 @@
 use super::command::{self, Command};
 use super::input::{Input, InputEvent};
 use super::member::{self, Event, Offer, Outbox, Rate};
-use super::verify::PeerInfo;
+use super::verify::{PeerInfo, TrustConfig};
 use super::{LINGER, REFUSAL};
 use crate::error::{Error, Result};
 use crate::fingerprint;
@@ -25,7 +25,7 @@ use crate::handshake::Established;
 use crate::message::{self, MAX_BODY, MAX_RELAY_TEXT, Message};
 use crate::signals::Interrupts;
 use crate::ui::{Departure, Mode, Ui};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -53,6 +53,8 @@ pub struct RoomOptions {
     /// How long a connection may take to send its HELLO (its user may be answering a trust
     /// question) before it is dropped.
     pub hello_within: Duration,
+    /// Known peers (a knock answered with a petname is stored there).
+    pub trust: TrustConfig,
 }
 
 /// The default outbox: 1 MiB of queued messages per member.
@@ -79,6 +81,8 @@ pub struct Arrival<R, W> {
 pub enum Connection<R, W> {
     /// Admitted: wants to join.
     Arrived(Box<Arrival<R, W>>),
+    /// An unknown key at a host who is at a terminal: it knocks, the host answers.
+    Knock(Box<Arrival<R, W>>),
     /// Never became a member (handshake failed, timed out, key refused…): one line.
     Failed(String),
 }
@@ -187,35 +191,22 @@ where
     let mut churn = Churn::new();
     let mut input_open = true;
     let turning_away = Arc::new(Semaphore::new(TURNING_AWAY));
+    let mut knocks = Knocks::new();
+    // The oldest knock changed: show it (and its question) once the select is over.
+    let mut ask_knock = false;
     loop {
         let screen_free = !ui.screen_blocked();
         tokio::select! {
             Some(connection) = connections.recv() => match connection {
                 Connection::Failed(line) => ui.warn(line),
+                Connection::Knock(arrival) => ask_knock |= knocks.knock(*arrival),
                 Connection::Arrived(arrival) => {
-                    let ready = members.values().filter(|m| m.ready).count();
-                    if ready >= options.max_peers {
-                        ui.warn(format_args!(
-                            "refused {} from {}: the room is full ({ready} of {})",
-                            arrival.info.label, arrival.address, options.max_peers
-                        ));
-                        turn_away(&turning_away, arrival.established);
-                        continue;
-                    }
-                    // Not a member yet: it joins when its HELLO says it accepted our key. Room
-                    // for as many of those as for members; the oldest makes way (a real
-                    // dialer says HELLO within moments, or while its user reads a question).
-                    let pending: Vec<u64> =
-                        members.iter().filter(|(_, m)| !m.ready).map(|(id, _)| *id).collect();
-                    if pending.len() >= options.max_peers
-                        && let Some(oldest) = pending.first().and_then(|id| members.remove(id))
-                    {
-                        part(oldest, false);
-                    }
-                    next_id += 1;
-                    members.insert(next_id, admit(next_id, *arrival, options, &events_tx));
+                    enter(&mut members, &mut next_id, *arrival, options, &events_tx, ui, &turning_away);
                 }
             },
+            () = tokio::time::sleep_until(knocks.due()), if !knocks.is_empty() => {
+                ask_knock |= knocks.expire(ui);
+            }
             Some(event) = events.recv(), if screen_free => match event {
                 Event::Ready { id } => {
                     let Some(member) = members.get_mut(&id) else { continue };
@@ -300,6 +291,14 @@ where
             // The screen cannot take more: wait for it, reading no member meanwhile.
             () = ui.screen_drained(), if !screen_free => {}
             event = input.next(), if input_open => {
+                // A knock is waiting: the line is the host's answer to it.
+                if !knocks.is_empty() && let InputEvent::Line(answer) = &event {
+                    if let Some(arrival) = knocks.answer(answer, &options.trust, ui) {
+                        enter(&mut members, &mut next_id, arrival, options, &events_tx, ui, &turning_away);
+                    }
+                    ask_knock = true;
+                    continue;
+                }
                 if matches!(event, InputEvent::Eof | InputEvent::Failed(_)) {
                     // Nothing more to say is not "close the room" (a host under systemd or
                     // nohup has no input at all): keep serving until a signal or --once.
@@ -321,12 +320,211 @@ where
                 break;
             }
         }
+        if std::mem::take(&mut ask_knock) {
+            knocks.ask(ui, input);
+        }
         if options.once && had_members && members.is_empty() {
             break;
         }
     }
+    input.set_prompt(None);
     close(members).await;
     last
+}
+
+/// An admitted connection enters: as a member waiting for its HELLO, or, when the room is
+/// full, turned away.
+fn enter<R, W>(
+    members: &mut BTreeMap<u64, Member>,
+    next_id: &mut u64,
+    arrival: Arrival<R, W>,
+    options: &RoomOptions,
+    events: &mpsc::Sender<Event>,
+    ui: &Ui,
+    turning_away: &Arc<Semaphore>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let ready = members.values().filter(|m| m.ready).count();
+    if ready >= options.max_peers {
+        ui.warn(format_args!(
+            "refused {} from {}: the room is full ({ready} of {})",
+            arrival.info.label, arrival.address, options.max_peers
+        ));
+        turn_away(turning_away, arrival.established);
+        return;
+    }
+    // Not a member yet: it joins when its HELLO says it accepted our key. Room for as many of
+    // those as for members; the oldest makes way (a real dialer says HELLO within moments, or
+    // while its user reads a question).
+    let pending: Vec<u64> = members
+        .iter()
+        .filter(|(_, m)| !m.ready)
+        .map(|(id, _)| *id)
+        .collect();
+    if pending.len() >= options.max_peers
+        && let Some(oldest) = pending.first().and_then(|id| members.remove(id))
+    {
+        part(oldest, false);
+    }
+    *next_id += 1;
+    members.insert(*next_id, admit(*next_id, arrival, options, events));
+}
+
+/// How long a knock waits for the host's answer.
+pub const KNOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// Knocks waiting at once; more are turned away.
+const MAX_KNOCKS: usize = 8;
+
+/// Unknown dialers waiting for the host at the terminal to let them in, oldest first.
+struct Knocks<R, W> {
+    queue: VecDeque<(Arrival<R, W>, Instant)>,
+}
+
+impl<R, W> Knocks<R, W>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    fn new() -> Self {
+        Knocks {
+            queue: VecDeque::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// When the oldest knock has waited long enough.
+    fn due(&self) -> Instant {
+        self.queue
+            .front()
+            .map_or_else(Instant::now, |(_, since)| *since + KNOCK_WAIT)
+    }
+
+    /// A new knock, queued; `true` when it is the one to ask about now. The same key knocking
+    /// again while it waits, or too many knocks at once, is turned away without a word to the
+    /// host (repeats cannot flood the screen).
+    fn knock(&mut self, arrival: Arrival<R, W>) -> bool {
+        let again = self
+            .queue
+            .iter()
+            .any(|(a, _)| a.info.key == arrival.info.key);
+        if again || self.queue.len() >= MAX_KNOCKS {
+            tokio::spawn(refuse(arrival.established));
+            return false;
+        }
+        self.queue.push_back((arrival, Instant::now()));
+        self.queue.len() == 1
+    }
+
+    /// Shows the oldest knock and asks about it.
+    fn ask(&self, ui: &Ui, input: &mut Input) {
+        let Some((arrival, _)) = self.queue.front() else {
+            input.set_prompt(None);
+            return;
+        };
+        let info = &arrival.info;
+        ui.status(format_args!(
+            "knock: {} from {} is not in known_peers and asks to join",
+            info.label, arrival.address
+        ));
+        ui.status(format_args!(
+            "  fingerprint:   {}",
+            fingerprint::grouped(&info.key)
+        ));
+        ui.status(format_args!("  safety number: {}", info.safety()));
+        ui.status(
+            "compare the safety number with them (read it aloud), then answer: y admits, n \
+             refuses, a petname admits and remembers them",
+        );
+        input.set_prompt(Some(&format!(
+            "admit {}? [y]es / [n]o / petname: ",
+            info.label
+        )));
+    }
+
+    /// The host's answer to the oldest knock; the arrival to let in, if admitted.
+    fn answer(&mut self, answer: &str, trust: &TrustConfig, ui: &Ui) -> Option<Arrival<R, W>> {
+        let (mut arrival, _) = self.queue.pop_front()?;
+        let answer = answer.trim();
+        let admitted = match answer.to_ascii_lowercase().as_str() {
+            "y" | "yes" => true,
+            "" | "n" | "no" => false,
+            _ => match remember(trust, &arrival.info.key, answer) {
+                Ok(entry) => {
+                    ui.status(format_args!(
+                        "remembered as {:?} (trusted on first use, not verified)",
+                        entry.name
+                    ));
+                    arrival.info.label = entry.name.clone();
+                    arrival.info.entry = Some(entry);
+                    true
+                }
+                Err(why) => {
+                    ui.warn(format_args!("{why}: answer again"));
+                    self.queue.push_front((arrival, Instant::now()));
+                    return None;
+                }
+            },
+        };
+        if !admitted {
+            ui.status(format_args!(
+                "refused {} from {}",
+                arrival.info.label, arrival.address
+            ));
+            tokio::spawn(refuse(arrival.established));
+            return None;
+        }
+        Some(arrival)
+    }
+
+    /// The oldest knock waited too long: refused. `true` when another is to be asked about.
+    fn expire(&mut self, ui: &Ui) -> bool {
+        let waited = self
+            .queue
+            .front()
+            .is_some_and(|(_, since)| since.elapsed() >= KNOCK_WAIT);
+        if !waited {
+            return false;
+        }
+        if let Some((arrival, _)) = self.queue.pop_front() {
+            ui.warn(format_args!(
+                "refused {} from {}: no answer within {} s",
+                arrival.info.label,
+                arrival.address,
+                KNOCK_WAIT.as_secs()
+            ));
+            tokio::spawn(refuse(arrival.established));
+        }
+        true
+    }
+}
+
+/// Stores a knocking key under `name` in known_peers.
+fn remember(
+    trust: &TrustConfig,
+    key: &crate::keys::PublicKey,
+    name: &str,
+) -> std::result::Result<crate::trust::Entry, String> {
+    crate::trust::validate_name(name).map_err(|e| e.to_string())?;
+    trust
+        .store
+        .update(|peers| {
+            peers.add(crate::trust::Entry::new(
+                name,
+                *key,
+                crate::trust::Verified::FirstUse,
+            ))?;
+            peers
+                .by_key(key)
+                .cloned()
+                .ok_or_else(|| crate::trust::TrustError::NoMatch(key.to_hex()))
+        })
+        .map_err(|e| e.to_string())
 }
 
 /// Starts a member's reader and writer and sends our HELLO. It is not welcomed, announced or
