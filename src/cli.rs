@@ -132,7 +132,9 @@ pub enum Command {
     /// Connect to a listening peer, then chat
     #[command(after_help = EXIT_CODES)]
     Dial {
-        /// The listener: HOST, HOST:PORT, IP:PORT or [IPv6]:PORT (default port 12345)
+        /// The listener: HOST, HOST:PORT, IP:PORT or [IPv6]:PORT (default port 12345), or the
+        /// petname of a known peer (its stored addresses are tried, newest first, and its key
+        /// is expected)
         #[arg(value_name = "ADDR")]
         addr: String,
         /// What to do with a key known_peers has never seen: ask (on a terminal; refuse

@@ -462,3 +462,50 @@ async fn strict_refuses_a_known_key_at_a_new_address_unless_pinned() {
     })
     .await
 }
+
+/// `schat dial bob` dials bob's stored addresses, most recent first, and expects bob's key.
+#[tokio::test]
+async fn dialling_a_petname_uses_its_stored_addresses_and_key() {
+    within(async {
+        let (alice, bob, mallory) = (Home::new(), Home::new(), Home::new());
+        let (mut listener, port) = bob.listen(&[]).await;
+        // An old address where nothing listens, then the current one (added last = newest).
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let add = alice.run(&[
+            "peers",
+            "add",
+            &bob.fingerprint(),
+            "bob",
+            "--addr",
+            &format!("127.0.0.1:{dead}"),
+        ]);
+        assert!(add.status.success(), "{}", stderr(&add));
+        // Known key at a new address: recorded (not strict).
+        let mut first = alice.dial(port, &[]);
+        first.stderr_until("welcome").await;
+        first.send("quit").await;
+        assert!(first.exit().await.success());
+        // Now known at both: `dial bob` reaches the newest.
+        let mut by_name = alice.spawn(&["dial", "bob"]);
+        by_name.stderr_until("welcome").await;
+        by_name.send("by name").await;
+        assert_eq!(listener.said().await, "by name");
+        by_name.send("quit").await;
+        assert!(by_name.exit().await.success());
+        listener.signal("INT");
+        listener.exit().await;
+
+        // Someone else now answers at bob's newest address: `dial bob` expects bob's key.
+        let addr = format!("127.0.0.1:{port}");
+        let mut impostor = mallory.spawn(&["listen", &addr, "--allow", "anyone"]);
+        impostor.stderr_until("listening on").await;
+        let out = alice.run(&["dial", "bob"]);
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+        impostor.signal("INT");
+        impostor.exit().await;
+    })
+    .await
+}

@@ -123,10 +123,44 @@ pub async fn dial(
     ui: &Ui,
     interrupts: &mut Interrupts,
 ) -> Result<Ended> {
-    let addr = Address::parse(addr).map_err(|e| Error::Usage(format!("{addr:?}: {e}")))?;
-    let stream = tokio::select! {
-        stream = connect(&addr, connect_timeout, ui) => stream?,
-        _ = interrupts.recv() => return Ok(Ended::LocalQuit),
+    // A petname with stored addresses dials those, most recent first, expecting its key (as
+    // `ssh bob` with a Host entry); anything else is an address.
+    let (targets, pinned) = match petname_targets(addr, settings)? {
+        Some(found) => found,
+        None => (
+            vec![Address::parse(addr).map_err(|e| Error::Usage(format!("{addr:?}: {e}")))?],
+            None,
+        ),
+    };
+    let pinned_settings;
+    let settings = match pinned {
+        Some(key) if settings.pin.is_none() => {
+            pinned_settings = Settings {
+                pin: Some(key),
+                ..settings.clone()
+            };
+            &pinned_settings
+        }
+        _ => settings,
+    };
+    let mut reached = None;
+    let mut last_error = None;
+    let count = targets.len();
+    for (i, target) in targets.into_iter().enumerate() {
+        tokio::select! {
+            stream = connect(&target, connect_timeout, ui) => match stream {
+                Ok(stream) => {
+                    reached = Some((target, stream));
+                    break;
+                }
+                Err(e) if i + 1 < count => ui.status(format_args!("{e}; trying the next address")),
+                Err(e) => last_error = Some(e),
+            },
+            _ = interrupts.recv() => return Ok(Ended::LocalQuit),
+        }
+    }
+    let Some((addr, stream)) = reached else {
+        return Err(last_error.unwrap_or_else(|| Error::Internal("nothing to dial".into())));
     };
     configure(&stream, settings.keepalive);
     let remote = stream.peer_addr().map(|a| a.to_string()).ok();
@@ -163,6 +197,34 @@ pub async fn dial(
         }
         None => Ok(Ended::LocalQuit),
     }
+}
+
+/// The stored addresses of the known peer called `name` (most recent first) and its key, when
+/// `name` is a petname in known_peers; `None` when it is not (then it is an address).
+fn petname_targets(
+    name: &str,
+    settings: &Settings,
+) -> Result<Option<(Vec<Address>, Option<crate::keys::PublicKey>)>> {
+    let Ok(peers) = settings.trust.store.load() else {
+        return Ok(None);
+    };
+    let Some(entry) = peers.by_name(name) else {
+        return Ok(None);
+    };
+    let targets: Vec<Address> = entry
+        .addrs
+        .iter()
+        .rev()
+        .filter_map(|a| Address::parse(a).ok())
+        .collect();
+    if targets.is_empty() {
+        return Err(Error::Usage(format!(
+            "{} is a known peer without a stored address: dial HOST:PORT --peer {}",
+            crate::sanitize::line(name),
+            crate::sanitize::line(name)
+        )));
+    }
+    Ok(Some((targets, Some(entry.key))))
 }
 
 /// What `schat listen` was asked to do.

@@ -26,10 +26,19 @@ pub enum Command<'a> {
 }
 
 /// The help text for the commands.
-pub const HELP: &str = "\
-commands: /quit (or quit, Ctrl-D, Ctrl-C) leave · /verify [NAME] safety number · /whois [NAME] \
-who a peer is · /me ACTION · /clear · /help · //text sends a line that starts with / · hosting a \
-room: /who lists members, /msg NAME TEXT to one member";
+pub const HELP: &[&str] = &[
+    "commands:",
+    "  /quit             leave (also: quit, Ctrl-D, Ctrl-C)",
+    "  /verify [NAME]    show the safety number, to read aloud",
+    "  /whois [NAME]     who a peer is: fingerprint, address, how verified",
+    "  /me ACTION        an action: * you wave",
+    "  /clear            clear the screen",
+    "  /help             this list",
+    "  //text            send a line that starts with /",
+    "hosting a room:",
+    "  /who              the members",
+    "  /msg NAME TEXT    to one member only (NAME: petname, label, or 16+ hex digits)",
+];
 
 /// Interprets a line typed by the user.
 pub fn parse(line: &str) -> Command<'_> {

@@ -593,7 +593,11 @@ fn on_input(
             ui.warn("/who and /msg are for the host of a room");
         }
         Command::Clear => input.clear_screen(),
-        Command::Help => ui.status(command::HELP),
+        Command::Help => {
+            for line in command::HELP {
+                ui.status(line);
+            }
+        }
         Command::Unknown(word) => ui.warn(format_args!(
             "unknown command /{word} (nothing sent; /help lists commands, //{word} sends it as text)"
         )),

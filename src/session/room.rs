@@ -98,12 +98,14 @@ struct Member {
 }
 
 impl Member {
+    /// Its label with its short fingerprint, once (an unverified label already has it).
     fn tag(&self) -> String {
-        format!(
-            "{} ({})",
-            self.info.label,
-            fingerprint::short(&self.info.key)
-        )
+        let short = fingerprint::short(&self.info.key);
+        if self.info.label.contains(&short) {
+            self.info.label.clone()
+        } else {
+            format!("{} ({short})", self.info.label)
+        }
     }
 }
 
@@ -716,8 +718,15 @@ fn host_input(
             Err(why) => ui.warn(why),
         },
         Command::Clear => input.clear_screen(),
-        Command::Help => ui.status(command::HELP),
-        Command::Quit => return Some(Ok(())),
+        Command::Help => {
+            for line in command::HELP {
+                ui.status(line);
+            }
+        }
+        Command::Quit => {
+            ui.status("you closed the room");
+            return Some(Ok(()));
+        }
         Command::Unknown(word) => ui.warn(format_args!(
             "unknown command /{word} (nothing sent; /help lists commands, //{word} sends it as text)"
         )),
