@@ -137,7 +137,7 @@ const PALETTE: [&str; 6] = [
     "\x1b[32m", "\x1b[34m", "\x1b[35m", "\x1b[36m", "\x1b[92m", "\x1b[94m",
 ];
 
-/// Whether colour is wanted: a terminal, no `NO_COLOR` (https://no-color.org), not `TERM=dumb`.
+/// Whether colour is wanted: a terminal, no `NO_COLOR` (<https://no-color.org>), not `TERM=dumb`.
 pub fn color_wanted() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
         && std::env::var("TERM").map_or(true, |t| t != "dumb")
