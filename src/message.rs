@@ -42,6 +42,8 @@ pub mod kind {
     /// Each side's first message: which mode it runs (one byte, see [`super::Mode`]). The
     /// dialer sends it only once it has accepted the listener's key: its "ready".
     pub const HELLO: u8 = 0x0a;
+    /// Host → one member: UTF-8 text meant for that member only (`/msg`).
+    pub const PRIVATE: u8 = 0x0b;
     /// Types from here up are extensions: ignored when unknown.
     pub const FIRST_EXTENSION: u8 = 0x80;
 }
@@ -74,6 +76,8 @@ pub enum Message<'a> {
     Data(Cow<'a, [u8]>),
     /// The sender's mode: its first message.
     Hello(Mode),
+    /// Host → member: text for this member only.
+    Private(Cow<'a, str>),
     /// An extension type (≥ 0x80) this version does not understand; receivers ignore it.
     Extension { kind: u8, body: Cow<'a, [u8]> },
 }
@@ -162,6 +166,7 @@ impl<'a> Message<'a> {
             kind::REKEY if body.is_empty() => Message::Rekey,
             kind::REKEY => return Err(MessageError::UnexpectedBody("REKEY")),
             kind::DATA => Message::Data(Cow::Borrowed(body)),
+            kind::PRIVATE => Message::Private(text("PRIVATE")?),
             kind::HELLO => match body {
                 [0x00] => Message::Hello(Mode::Chat),
                 [0x01] => Message::Hello(Mode::Pipe),
@@ -188,6 +193,7 @@ impl<'a> Message<'a> {
             Message::Rekey => kind::REKEY,
             Message::Data(_) => kind::DATA,
             Message::Hello(_) => kind::HELLO,
+            Message::Private(_) => kind::PRIVATE,
             Message::Extension { kind, .. } => *kind,
         }
     }
@@ -199,6 +205,7 @@ impl<'a> Message<'a> {
             | Message::Text(t)
             | Message::Quit(t)
             | Message::Notice(t)
+            | Message::Private(t)
             | Message::Relay { text: t, .. } => t.as_bytes(),
             Message::Ping(b)
             | Message::Pong(b)
@@ -250,6 +257,7 @@ impl<'a> Message<'a> {
             Message::Rekey => Message::Rekey,
             Message::Data(b) => Message::Data(Cow::Owned(b.into_owned())),
             Message::Hello(mode) => Message::Hello(mode),
+            Message::Private(t) => Message::Private(Cow::Owned(t.into_owned())),
             Message::Extension { kind, body } => Message::Extension {
                 kind,
                 body: Cow::Owned(body.into_owned()),
@@ -270,6 +278,7 @@ impl<'a> Message<'a> {
             Message::Rekey => "REKEY",
             Message::Data(_) => "DATA",
             Message::Hello(_) => "HELLO",
+            Message::Private(_) => "PRIVATE",
             Message::Extension { .. } => "extension",
         }
     }
@@ -321,6 +330,12 @@ mod tests {
         round_trip(Message::Data(vec![0, 1, 255].into()));
         round_trip(Message::Hello(Mode::Chat));
         round_trip(Message::Hello(Mode::Pipe));
+        round_trip(Message::Private("for you only".into()));
+        let mut private = Vec::new();
+        Message::Private("hi".into())
+            .encode_into(&mut private)
+            .unwrap();
+        assert_eq!(private, [0x0b, b'h', b'i'], "PROTOCOL.md §4");
         // The test vectors of PROTOCOL.md §4.
         let mut buf = Vec::new();
         Message::Hello(Mode::Chat).encode_into(&mut buf).unwrap();
@@ -418,7 +433,7 @@ mod tests {
             Message::decode(&bad),
             Err(MessageError::InvalidUtf8("RELAY"))
         );
-        for k in [0x00, 0x0b, 0x10, 0x7f] {
+        for k in [0x00, 0x0c, 0x10, 0x7f] {
             assert_eq!(Message::decode(&[k, 1]), Err(MessageError::UnknownType(k)));
         }
         assert_eq!(

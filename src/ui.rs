@@ -360,6 +360,27 @@ impl Ui {
         }
     }
 
+    /// The host's words to us alone (`/msg` on its side): marked private in every mode.
+    pub fn private(&self, from: &Speaker<'_>, text: &str) -> io::Result<()> {
+        match self.mode {
+            Mode::Plain => plain_line(&format!("{} (private)", from.label), text),
+            Mode::Json => self.json_event(
+                Object::new()
+                    .str("event", "message")
+                    .raw("from", &from.json())
+                    .str("text", text)
+                    .bool("action", false)
+                    .bool("private", true),
+            ),
+            Mode::Interactive => {
+                let color = PALETTE[usize::from(from.key.as_bytes()[0]) % PALETTE.len()];
+                let name = format!("{} → you (private)", from.label);
+                self.to_screen(&self.chat_block(&name, color, text));
+                Ok(())
+            }
+        }
+    }
+
     /// A room member's message relayed by the host `via`. Shown like a message, with the relay
     /// marked: it is only as trustworthy as the host, which could have altered it.
     pub fn relayed(&self, from: &Speaker<'_>, via: &Speaker<'_>, text: &str) -> io::Result<()> {

@@ -87,7 +87,9 @@ async fn a_host_and_three_members_relay_with_origins_notices_and_msg() {
         let sent = room.stderr_until_any(|l| l.contains("(to ")).await;
         assert!(sent.contains(&carol.fingerprint()[..12]), "{sent}");
         room.send("after the secret").await;
-        assert_eq!(next_message(&mut c).await["text"], "for carol only");
+        let private = next_message(&mut c).await;
+        assert_eq!(private["text"], "for carol only");
+        assert_eq!(private["private"], true, "{private}");
         assert_eq!(next_message(&mut c).await["text"], "after the secret");
         assert_eq!(next_message(&mut a).await["text"], "after the secret");
         assert_eq!(next_message(&mut b).await["text"], "after the secret");

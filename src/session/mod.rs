@@ -522,10 +522,14 @@ fn on_message(
         Message::Data(_) => Step::Fail(
             ProtocolError::Unexpected("DATA", "in a chat (is it in --pipe mode?)").into(),
         ),
-        // Only a listener relays and announces; a dialer sending these is confused.
-        Message::Relay { .. } | Message::Notice(_) if !room.is_dialer => {
+        // Only a listener relays, announces and whispers; a dialer sending these is confused.
+        Message::Relay { .. } | Message::Notice(_) | Message::Private(_) if !room.is_dialer => {
             Step::Fail(ProtocolError::Unexpected(msg.name(), "from a dialer").into())
         }
+        Message::Private(text) => match ui.private(speaker, &text) {
+            Ok(()) => Step::Continue,
+            Err(e) => Step::Fail(Error::io("writing to stdout", e)),
+        },
         Message::Relay { origin, text } => {
             let origin = PublicKey::from_bytes(origin);
             let label = room.names.label(&origin);

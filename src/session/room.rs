@@ -740,17 +740,18 @@ fn say(members: &mut BTreeMap<u64, Member>, to: Option<u64>, text: &str, ui: &Ui
         ui.warn("nobody is in the room; nothing was sent");
         return;
     }
-    let msg = Message::Text(text.to_owned().into());
     match to {
         None => {
             ui.own(text);
-            broadcast(members, None, &msg, ui);
+            broadcast(members, None, &Message::Text(text.to_owned().into()), ui);
         }
         Some(id) => {
             let Some(member) = members.get(&id) else {
                 return;
             };
             ui.own_private(&member.tag(), text);
+            // Marked as such: the member sees it was for it alone.
+            let msg = Message::Private(text.to_owned().into());
             if member.outbox.offer(msg) == Offer::Full {
                 disconnect_slow(members, vec![id], ui);
             }
