@@ -44,6 +44,8 @@ pub mod kind {
     pub const HELLO: u8 = 0x0a;
     /// Host → one member: UTF-8 text meant for that member only (`/msg`).
     pub const PRIVATE: u8 = 0x0b;
+    /// Member → host: who is in the room? Empty; answered with a NOTICE.
+    pub const WHO: u8 = 0x0c;
     /// Types from here up are extensions: ignored when unknown.
     pub const FIRST_EXTENSION: u8 = 0x80;
 }
@@ -78,6 +80,8 @@ pub enum Message<'a> {
     Hello(Mode),
     /// Host → member: text for this member only.
     Private(Cow<'a, str>),
+    /// Member → host: a request for the room's roster.
+    Who,
     /// An extension type (≥ 0x80) this version does not understand; receivers ignore it.
     Extension { kind: u8, body: Cow<'a, [u8]> },
 }
@@ -167,6 +171,8 @@ impl<'a> Message<'a> {
             kind::REKEY => return Err(MessageError::UnexpectedBody("REKEY")),
             kind::DATA => Message::Data(Cow::Borrowed(body)),
             kind::PRIVATE => Message::Private(text("PRIVATE")?),
+            kind::WHO if body.is_empty() => Message::Who,
+            kind::WHO => return Err(MessageError::UnexpectedBody("WHO")),
             kind::HELLO => match body {
                 [0x00] => Message::Hello(Mode::Chat),
                 [0x01] => Message::Hello(Mode::Pipe),
@@ -194,6 +200,7 @@ impl<'a> Message<'a> {
             Message::Data(_) => kind::DATA,
             Message::Hello(_) => kind::HELLO,
             Message::Private(_) => kind::PRIVATE,
+            Message::Who => kind::WHO,
             Message::Extension { kind, .. } => *kind,
         }
     }
@@ -213,7 +220,7 @@ impl<'a> Message<'a> {
             | Message::Extension { body: b, .. } => b,
             Message::Hello(Mode::Chat) => &[0x00],
             Message::Hello(Mode::Pipe) => &[0x01],
-            Message::Rekey => &[],
+            Message::Rekey | Message::Who => &[],
         }
     }
 
@@ -258,6 +265,7 @@ impl<'a> Message<'a> {
             Message::Data(b) => Message::Data(Cow::Owned(b.into_owned())),
             Message::Hello(mode) => Message::Hello(mode),
             Message::Private(t) => Message::Private(Cow::Owned(t.into_owned())),
+            Message::Who => Message::Who,
             Message::Extension { kind, body } => Message::Extension {
                 kind,
                 body: Cow::Owned(body.into_owned()),
@@ -279,6 +287,7 @@ impl<'a> Message<'a> {
             Message::Data(_) => "DATA",
             Message::Hello(_) => "HELLO",
             Message::Private(_) => "PRIVATE",
+            Message::Who => "WHO",
             Message::Extension { .. } => "extension",
         }
     }
@@ -331,6 +340,11 @@ mod tests {
         round_trip(Message::Hello(Mode::Chat));
         round_trip(Message::Hello(Mode::Pipe));
         round_trip(Message::Private("for you only".into()));
+        round_trip(Message::Who);
+        assert_eq!(
+            Message::decode(&[0x0c, 0]),
+            Err(MessageError::UnexpectedBody("WHO"))
+        );
         let mut private = Vec::new();
         Message::Private("hi".into())
             .encode_into(&mut private)
@@ -433,7 +447,7 @@ mod tests {
             Message::decode(&bad),
             Err(MessageError::InvalidUtf8("RELAY"))
         );
-        for k in [0x00, 0x0c, 0x10, 0x7f] {
+        for k in [0x00, 0x0d, 0x10, 0x7f] {
             assert_eq!(Message::decode(&[k, 1]), Err(MessageError::UnknownType(k)));
         }
         assert_eq!(

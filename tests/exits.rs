@@ -333,8 +333,8 @@ async fn joins_are_announced_only_once_the_dialer_is_ready() {
         let mut m = member.dial(port, &["--json"]);
         loop {
             let v: serde_json::Value = serde_json::from_str(&m.stdout_line().await).unwrap();
-            if v["event"] == "welcome" {
-                break;
+            if v["event"] == "notice" && v["text"].as_str().unwrap().starts_with("in the room") {
+                break; // welcomed, and told who is there
             }
         }
         // A dialer that completed the handshake and is "at its prompt".

@@ -38,8 +38,11 @@ async fn a_host_and_three_members_relay_with_origins_notices_and_msg() {
         event_where(&mut a, |v| v["event"] == "welcome").await;
         let mut b = bob.dial(port, &["--json"]);
         event_where(&mut b, |v| v["event"] == "welcome").await;
-        // Alice hears that someone joined.
-        let joined = event_where(&mut a, |v| v["event"] == "notice").await;
+        // Alice hears that someone joined (after being told who was there: nobody).
+        let joined = event_where(&mut a, |v| {
+            v["event"] == "notice" && !v["text"].as_str().unwrap().starts_with("in the room")
+        })
+        .await;
         assert!(
             joined["text"].as_str().unwrap().ends_with("joined"),
             "{joined}"
@@ -354,6 +357,40 @@ async fn members_leaving_at_once_lose_no_message() {
             assert_eq!(report.duplicates, 0);
             assert_eq!(report.called_slow, 0);
         }
+    })
+    .await
+}
+
+/// A newcomer is told who is already there, and a member's /who asks the host.
+#[tokio::test]
+async fn members_see_who_is_there() {
+    within(async {
+        let (host, alice, bob) = (Home::new(), Home::new(), Home::new());
+        let (mut room, port) = host.listen(&[]).await;
+        let mut a = alice.dial(port, &["--json"]);
+        let first = event_where(&mut a, |v| v["event"] == "notice").await;
+        assert_eq!(first["text"], "in the room: you and the host", "{first}");
+        let mut b = bob.dial(port, &["--json"]);
+        let roster = event_where(&mut b, |v| v["event"] == "notice").await;
+        let text = roster["text"].as_str().unwrap().to_string();
+        assert!(
+            text.contains("1 other(s)") && text.contains(&alice.fingerprint()[..12]),
+            "{text}"
+        );
+        // Alice asks; the answer lists Bob.
+        a.send("/who").await;
+        let answer = event_where(&mut a, |v| {
+            v["event"] == "notice" && v["text"].as_str().unwrap().starts_with("in the room")
+        })
+        .await;
+        let text = answer["text"].as_str().unwrap();
+        assert!(text.contains(&bob.fingerprint()[..12]), "{text}");
+        for p in [&mut a, &mut b] {
+            p.send("quit").await;
+            p.exit().await;
+        }
+        room.signal("INT");
+        room.exit().await;
     })
     .await
 }

@@ -35,8 +35,8 @@ pub const HELP: &[&str] = &[
     "  /clear            clear the screen",
     "  /help             this list",
     "  //text            send a line that starts with /",
+    "  /who              who is in the room (a member asks the host)",
     "hosting a room:",
-    "  /who              the members",
     "  /msg NAME TEXT    to one member only (NAME: petname, label, or 16+ hex digits)",
 ];
 

@@ -91,6 +91,10 @@ pub enum Event {
     Ready {
         id: u64,
     },
+    /// The member asked who is in the room.
+    Who {
+        id: u64,
+    },
     Said {
         id: u64,
         text: String,
@@ -281,6 +285,11 @@ pub async fn reader<R: AsyncRead + Unpin>(
                 }
             }
             Message::Quit(reason) => break Ok(reason.into_owned()),
+            Message::Who => {
+                if events.send(Event::Who { id }).await.is_err() {
+                    return;
+                }
+            }
             Message::Ping(body) => outbox.offer_pong(body.into_owned()),
             Message::Pong(_) | Message::Rekey | Message::Extension { .. } => {}
             other => {

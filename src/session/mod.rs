@@ -335,7 +335,7 @@ where
                 }
                 Lapse::Gone(e) => Step::Fail(e),
             },
-            event = input.next(), if pending.is_empty() || typing => on_input(event, peer, input, ui, &mut pending),
+            event = input.next(), if pending.is_empty() || typing => on_input(event, peer, input, ui, &mut pending, &queue, is_dialer),
             permit = queue.reserve(), if !pending.is_empty() => match (permit, pending.pop_front()) {
                 (Ok(permit), Some(line)) => {
                     ui.own(&line);
@@ -523,6 +523,7 @@ fn on_message(
             ProtocolError::Unexpected("DATA", "in a chat (is it in --pipe mode?)").into(),
         ),
         // Only a listener relays, announces and whispers; a dialer sending these is confused.
+        Message::Who => Step::Fail(ProtocolError::Unexpected("WHO", "from a host").into()),
         Message::Relay { .. } | Message::Notice(_) | Message::Private(_) if !room.is_dialer => {
             Step::Fail(ProtocolError::Unexpected(msg.name(), "from a dialer").into())
         }
@@ -557,6 +558,8 @@ fn on_input(
     input: &mut Input,
     ui: &Ui,
     pending: &mut VecDeque<String>,
+    queue: &mpsc::Sender<Message<'static>>,
+    is_dialer: bool,
 ) -> Step {
     let line = match event {
         InputEvent::Line(line) => line,
@@ -593,8 +596,14 @@ fn on_input(
                 ui.status(line);
             }
         }
+        // A member asks its host who is there (a listener in a one-to-one chat knows).
+        Command::Who if is_dialer => {
+            if queue.try_send(Message::Who).is_err() {
+                ui.warn("the connection is busy: /who again in a moment");
+            }
+        }
         Command::Who | Command::Msg(..) => {
-            ui.warn("/who and /msg are for the host of a room");
+            ui.warn("/msg is for the host of a room; /who for its members and its host");
         }
         Command::Clear => input.clear_screen(),
         Command::Help => {

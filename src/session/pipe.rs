@@ -178,7 +178,11 @@ async fn download<R: AsyncRead + Unpin>(
                 let _ = control.try_send(Control::Pong(body.into_owned()));
             }
             Message::Pong(_) | Message::Rekey | Message::Extension { .. } => {}
-            Message::Text(_) | Message::Relay { .. } | Message::Notice(_) | Message::Private(_) => {
+            Message::Text(_)
+            | Message::Relay { .. }
+            | Message::Notice(_)
+            | Message::Private(_)
+            | Message::Who => {
                 return Err(ProtocolError::Unexpected(
                     msg.name(),
                     "in a pipe (is it in chat mode?)",

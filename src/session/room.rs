@@ -214,6 +214,12 @@ where
                     let Some(member) = members.get_mut(&id) else { continue };
                     member.ready = true;
                     let _ = member.outbox.offer(Message::Welcome(options.welcome.clone().into()));
+                    // Who is already here, so that the newcomer knows who reads along.
+                    let roster = roster(&members, id);
+                    if let Some(member) = members.get(&id) {
+                        let _ = member.outbox.offer(Message::Notice(roster.into()));
+                    }
+                    let Some(member) = members.get_mut(&id) else { continue };
                     had_members = true;
                     let loud = churn.announce(true);
                     let tag = member.tag();
@@ -233,6 +239,12 @@ where
                         broadcast(&mut members, Some(id), &notice, ui);
                         let here = members.values().filter(|m| m.ready).count();
                         ui.status(format_args!("{tag} joined ({here} in the room)"));
+                    }
+                }
+                Event::Who { id } => {
+                    let roster = roster(&members, id);
+                    if let Some(member) = members.get(&id) {
+                        let _ = member.outbox.offer(Message::Notice(roster.into()));
                     }
                 }
                 Event::Said { id, text } => {
@@ -372,6 +384,24 @@ fn enter<R, W>(
     }
     *next_id += 1;
     members.insert(*next_id, admit(*next_id, arrival, options, events));
+}
+
+/// The room as member `to` is told it: who else is there, as the host knows them.
+fn roster(members: &BTreeMap<u64, Member>, to: u64) -> String {
+    let others: Vec<String> = members
+        .iter()
+        .filter(|(id, m)| m.ready && **id != to)
+        .map(|(_, m)| m.tag())
+        .collect();
+    if others.is_empty() {
+        "in the room: you and the host".into()
+    } else {
+        format!(
+            "in the room: you, the host, and {} other(s): {}",
+            others.len(),
+            others.join(", ")
+        )
+    }
 }
 
 /// How long a knock waits for the host's answer.
