@@ -394,3 +394,29 @@ async fn members_see_who_is_there() {
     })
     .await
 }
+
+/// The host names a member in session: stored in known_peers, used at once.
+#[tokio::test]
+async fn the_host_names_a_member() {
+    within(async {
+        let (host, alice) = (Home::new(), Home::new());
+        let (mut room, port) = host.listen(&[]).await;
+        let mut a = alice.dial(port, &[]);
+        a.stderr_until("welcome").await;
+        room.send(&format!("/name {} alicia", &alice.fingerprint()[..16]))
+            .await;
+        room.stderr_until("is now known as \"alicia\"").await;
+        let known = std::fs::read_to_string(host.path().join("known_peers")).unwrap();
+        assert!(
+            known.contains("alicia") && known.contains(&alice.fingerprint()),
+            "{known}"
+        );
+        a.send("it's me").await;
+        assert_eq!(room.stdout_line().await, "alicia: it's me");
+        a.send("quit").await;
+        a.exit().await;
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}

@@ -13,6 +13,8 @@ pub enum Command<'a> {
     Whois(Option<&'a str>),
     /// `/msg NAME TEXT`: to one room member only.
     Msg(&'a str, &'a str),
+    /// `/name MEMBER PETNAME`: the host names a member in known_peers.
+    Name(&'a str, &'a str),
     /// `/who`: the room's members.
     Who,
     /// `/me ACTION`: an action ("* alice waves").
@@ -38,6 +40,7 @@ pub const HELP: &[&str] = &[
     "  /who              who is in the room (a member asks the host)",
     "hosting a room:",
     "  /msg NAME TEXT    to one member only (NAME: petname, label, or 16+ hex digits)",
+    "  /name NAME PET    remember a member as PET in known_peers",
 ];
 
 /// Interprets a line typed by the user.
@@ -65,6 +68,12 @@ pub fn parse(line: &str) -> Command<'_> {
         "msg" => match arg.split_once(char::is_whitespace) {
             Some((name, text)) if !text.trim().is_empty() => Command::Msg(name, text.trim_start()),
             _ => Command::Unknown("msg"),
+        },
+        "name" => match arg.split_once(char::is_whitespace) {
+            Some((member, petname)) if !petname.trim().is_empty() => {
+                Command::Name(member, petname.trim())
+            }
+            _ => Command::Unknown("name"),
         },
         "clear" => Command::Clear,
         "me" => match optional {
@@ -95,6 +104,8 @@ mod tests {
         );
         assert_eq!(parse("/msg bob"), Command::Unknown("msg"));
         assert_eq!(parse("/who"), Command::Who);
+        assert_eq!(parse("/name 3f2a bob"), Command::Name("3f2a", "bob"));
+        assert_eq!(parse("/name bob"), Command::Unknown("name"));
         assert_eq!(parse("/help"), Command::Help);
         assert_eq!(parse("//etc/passwd"), Command::Say("/etc/passwd"));
         assert_eq!(parse("/frobnicate x"), Command::Unknown("frobnicate"));

@@ -602,8 +602,8 @@ fn on_input(
                 ui.warn("the connection is busy: /who again in a moment");
             }
         }
-        Command::Who | Command::Msg(..) => {
-            ui.warn("/msg is for the host of a room; /who for its members and its host");
+        Command::Who | Command::Msg(..) | Command::Name(..) => {
+            ui.warn("/msg and /name are for the host of a room; /who for its members and its host");
         }
         Command::Clear => input.clear_screen(),
         Command::Help => {

@@ -323,7 +323,7 @@ where
                     input_open = false;
                     continue;
                 }
-                if let Some(end) = host_input(event, &mut members, input, ui) {
+                if let Some(end) = host_input(event, &mut members, input, ui, &options.trust) {
                     last = end;
                     break;
                 }
@@ -692,6 +692,7 @@ fn host_input(
     members: &mut BTreeMap<u64, Member>,
     input: &mut Input,
     ui: &Ui,
+    trust: &TrustConfig,
 ) -> Option<Result<()>> {
     let line = match event {
         InputEvent::Line(line) => line,
@@ -712,6 +713,40 @@ fn host_input(
     match command::parse(&line) {
         Command::Say(text) => say(members, None, text, ui),
         Command::Me(action) => say(members, None, &format!("/me {action}"), ui),
+        Command::Name(name, petname) => match find(members, name) {
+            Ok(id) => {
+                let Some(member) = members.get_mut(&id) else {
+                    return None;
+                };
+                let stored = match &member.info.entry {
+                    // Known already: a new petname for the same key.
+                    Some(entry) => trust
+                        .store
+                        .update(|peers| {
+                            peers.rename(&entry.name, petname)?;
+                            peers
+                                .by_key(&member.info.key)
+                                .cloned()
+                                .ok_or_else(|| crate::trust::TrustError::NoMatch(petname.into()))
+                        })
+                        .map_err(|e| e.to_string()),
+                    None => remember(trust, &member.info.key, petname),
+                };
+                match stored {
+                    Ok(entry) => {
+                        ui.status(format_args!(
+                            "{} is now known as {:?}",
+                            member.tag(),
+                            entry.name
+                        ));
+                        member.info.label = entry.name.clone();
+                        member.info.entry = Some(entry);
+                    }
+                    Err(why) => ui.warn(format_args!("not named: {why}")),
+                }
+            }
+            Err(why) => ui.warn(why),
+        },
         Command::Msg(name, text) => match find(members, name) {
             Ok(id) => say(members, Some(id), text, ui),
             Err(why) => ui.warn(why),
