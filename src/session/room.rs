@@ -715,9 +715,7 @@ fn host_input(
         Command::Me(action) => say(members, None, &format!("/me {action}"), ui),
         Command::Name(name, petname) => match find(members, name) {
             Ok(id) => {
-                let Some(member) = members.get_mut(&id) else {
-                    return None;
-                };
+                let member = members.get_mut(&id)?;
                 let stored = match &member.info.entry {
                     // Known already: a new petname for the same key.
                     Some(entry) => trust
