@@ -754,12 +754,12 @@ fn host_input(
                 ui.status("nobody is in the room");
             }
             for m in members.values().filter(|m| m.ready) {
-                ui.status(format_args!(
-                    "{} from {} — {}",
-                    m.tag(),
-                    m.address,
-                    m.info.trust_line()
-                ));
+                // One line per member, its name once.
+                let verified = match &m.info.entry {
+                    Some(e) => format!("{} ({})", e.how.describe(), e.when),
+                    None => "not in known_peers".into(),
+                };
+                ui.status(format_args!("{} from {} — {verified}", m.tag(), m.address));
             }
         }
         Command::Whois(name) => match pick(members, name) {
