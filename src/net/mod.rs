@@ -493,17 +493,23 @@ async fn handshake_and_admit(
         return Connection::Failed("internal error: not a listener".into());
     };
     let (peer, local) = (established.peer, established.local);
+    // Knocking (allow = known, a host at its terminal): a known key comes in, an unknown one
+    // knocks. One look at known_peers decides both.
     if knock
         && settings.pin.is_none()
         && peer != local
-        && verify::unknown(&peer, &settings.trust)
         && let Ok(info) = verify::admitted(peer, &local, None, &Allow::Anyone, &settings.trust)
     {
-        return Connection::Knock(Box::new(Arrival {
+        let knocks = info.entry.is_none();
+        let arrival = Box::new(Arrival {
             established,
             info,
             address: from.to_string(),
-        }));
+        });
+        return match knocks {
+            true => Connection::Knock(arrival),
+            false => Connection::Arrived(arrival),
+        };
     }
     match verify::admitted(peer, &local, settings.pin.as_ref(), allow, &settings.trust) {
         Ok(info) => Connection::Arrived(Box::new(Arrival {

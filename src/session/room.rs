@@ -486,14 +486,11 @@ where
         let admitted = match answer.to_ascii_lowercase().as_str() {
             "y" | "yes" => true,
             "" | "n" | "no" => false,
-            _ => match remember(trust, &arrival.info.key, answer) {
-                Ok(entry) => {
+            _ => match name_peer(trust, &mut arrival.info, answer) {
+                Ok(name) => {
                     ui.status(format_args!(
-                        "remembered as {:?} (trusted on first use, not verified)",
-                        entry.name
+                        "remembered as {name:?} (trusted on first use, not verified)"
                     ));
-                    arrival.info.label = entry.name.clone();
-                    arrival.info.entry = Some(entry);
                     true
                 }
                 Err(why) => {
@@ -536,27 +533,32 @@ where
     }
 }
 
-/// Stores a knocking key under `name` in known_peers.
-fn remember(
+/// Stores `info`'s key under `name` in known_peers (a new entry, or a new petname for the
+/// key's existing one, decided under the store's lock) and shows the peer by it from now on.
+fn name_peer(
     trust: &TrustConfig,
-    key: &crate::keys::PublicKey,
+    info: &mut PeerInfo,
     name: &str,
-) -> std::result::Result<crate::trust::Entry, String> {
+) -> std::result::Result<String, String> {
+    use crate::trust::{Entry, TrustError, Verified};
     crate::trust::validate_name(name).map_err(|e| e.to_string())?;
-    trust
+    let key = info.key;
+    let entry = trust
         .store
         .update(|peers| {
-            peers.add(crate::trust::Entry::new(
-                name,
-                *key,
-                crate::trust::Verified::FirstUse,
-            ))?;
+            match peers.by_key(&key).map(|e| e.name.clone()) {
+                Some(old) => peers.rename(&old, name)?,
+                None => peers.add(Entry::new(name, key, Verified::FirstUse))?,
+            }
             peers
-                .by_key(key)
+                .by_key(&key)
                 .cloned()
-                .ok_or_else(|| crate::trust::TrustError::NoMatch(key.to_hex()))
+                .ok_or_else(|| TrustError::NoMatch(key.to_hex()))
         })
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    info.label = entry.name.clone();
+    info.entry = Some(entry);
+    Ok(info.label.clone())
 }
 
 /// Starts a member's reader and writer and sends our HELLO. It is not welcomed, announced or
@@ -716,30 +718,9 @@ fn host_input(
         Command::Name(name, petname) => match find(members, name) {
             Ok(id) => {
                 let member = members.get_mut(&id)?;
-                let stored = match &member.info.entry {
-                    // Known already: a new petname for the same key.
-                    Some(entry) => trust
-                        .store
-                        .update(|peers| {
-                            peers.rename(&entry.name, petname)?;
-                            peers
-                                .by_key(&member.info.key)
-                                .cloned()
-                                .ok_or_else(|| crate::trust::TrustError::NoMatch(petname.into()))
-                        })
-                        .map_err(|e| e.to_string()),
-                    None => remember(trust, &member.info.key, petname),
-                };
-                match stored {
-                    Ok(entry) => {
-                        ui.status(format_args!(
-                            "{} is now known as {:?}",
-                            member.tag(),
-                            entry.name
-                        ));
-                        member.info.label = entry.name.clone();
-                        member.info.entry = Some(entry);
-                    }
+                let before = member.tag();
+                match name_peer(trust, &mut member.info, petname) {
+                    Ok(name) => ui.status(format_args!("{before} is now known as {name:?}")),
                     Err(why) => ui.warn(format_args!("not named: {why}")),
                 }
             }

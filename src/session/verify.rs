@@ -418,15 +418,6 @@ fn key_changed_alarm(ui: &Ui, addr: &str, entry: &Entry, new: &PublicKey, config
     ]);
 }
 
-/// Whether `key` is not in known_peers (an unreadable store counts as unknown: the key then
-/// knocks, or is refused).
-pub fn unknown(key: &PublicKey, config: &TrustConfig) -> bool {
-    config
-        .store
-        .load()
-        .map_or(true, |peers| peers.by_key(key).is_none())
-}
-
 /// The listener's decision about a dialler. (Unparseable known_peers lines are not reported
 /// here, once per connection: `schat peers list` and the dialling side report them.)
 pub fn admitted(
