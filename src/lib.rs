@@ -22,7 +22,8 @@
 //! - [`fsutil`]: atomic, private file writes and locks.
 //! - [`hardening`]: keeping secrets out of core dumps and `/proc`.
 //! - [`sanitize`], [`json`], [`ui`]: making peer text safe to print, and printing it: a line
-//!   editor at a terminal, plain lines for scripts, or JSON events.
+//!   editor at a terminal ([`editor`]: keys, layout, printing above the draft), plain lines
+//!   for scripts, or JSON events.
 //! - [`signals`], [`error`]: interrupts, and the error type with its exit codes.
 //!
 //! PROTOCOL.md specifies the wire format; README.md the security model.
@@ -33,6 +34,7 @@
 )]
 
 pub mod cli;
+pub mod editor;
 pub mod error;
 pub mod fingerprint;
 pub mod frame;

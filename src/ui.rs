@@ -15,16 +15,13 @@
 //! message line starts with its sender's label and a colon (`LABEL: text`, on stdout), and
 //! status lines with `schat: ` (on stderr), which no label is.
 
+use crate::editor::Screen;
+use crate::editor::view::{char_columns, text_columns};
 use crate::json::Object;
 use crate::keys::PublicKey;
 use crate::sanitize;
-use std::collections::VecDeque;
 use std::fmt::Display;
 use std::io::{self, Write};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
-use unicode_width::UnicodeWidthChar;
 
 /// Who said something.
 #[derive(Debug, Clone, Copy)]
@@ -61,70 +58,8 @@ pub enum Mode {
 pub struct Ui {
     mode: Mode,
     color: bool,
-    /// In interactive mode, output goes through the line editor so the prompt survives.
-    editor: Option<Mutex<Screen>>,
-    /// The editor's queue to the screen is full: what was written waits in its buffer, and
-    /// callers stop reading peers until [`Ui::screen_drained`] (back-pressure, not memory).
-    blocked: AtomicBool,
-}
-
-/// The line editor's writer, fed one row at a time.
-///
-/// The editor shows what its queue (500 entries) holds while it runs. When the queue is full,
-/// the writer keeps the row it was given in a buffer of its own and appends every later write
-/// to it, without limit. So rows go in one by one, and once one is refused the rest wait here,
-/// in order: each queue entry stays one row long (its memory bounded by the terminal's width),
-/// and the callers, seeing [`Ui::screen_blocked`], stop reading peers until the rows are in.
-struct Screen {
-    writer: rustyline_async::SharedWriter,
-    /// Rows not yet handed to the writer.
-    backlog: VecDeque<String>,
-    /// Rows not kept because the backlog was full (status lines arriving while the screen is
-    /// blocked: peers are not read then, so their text never gets here).
-    dropped: usize,
-}
-
-/// Rows the backlog keeps: more than the longest message at the narrowest width.
-const BACKLOG_ROWS: usize = 10_000;
-
-impl Screen {
-    /// Queues `text`'s rows behind what is already waiting.
-    fn hold(&mut self, text: &str) {
-        for row in text.split_inclusive('\n') {
-            if self.backlog.len() >= BACKLOG_ROWS {
-                self.dropped += 1;
-            } else {
-                self.backlog.push_back(row.to_string());
-            }
-        }
-    }
-
-    /// Hands over what the editor will take; `Ok(true)` when nothing is left waiting, `Err`
-    /// when the editor has shut down.
-    fn pump(&mut self) -> io::Result<bool> {
-        // First the row the writer holds from a refused write (an empty write retries it).
-        match self.writer.write(b"") {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) => return Err(e),
-        }
-        while let Some(row) = self.backlog.pop_front() {
-            match self.writer.write(row.as_bytes()) {
-                Ok(_) => {}
-                // The writer now holds this row; it goes out with the next retry.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) => return Err(e),
-            }
-            if self.backlog.is_empty() && self.dropped > 0 {
-                let note = format!(
-                    "-- {} status lines were not shown: they came faster than the screen\n",
-                    std::mem::take(&mut self.dropped)
-                );
-                self.backlog.push_back(note);
-            }
-        }
-        Ok(true)
-    }
+    /// In interactive mode, output goes above the line editor's input.
+    screen: Option<Screen>,
 }
 
 const RESET: &str = "\x1b[0m";
@@ -149,8 +84,7 @@ impl Ui {
         Ui {
             mode: Mode::Plain,
             color: false,
-            editor: None,
-            blocked: AtomicBool::new(false),
+            screen: None,
         }
     }
 
@@ -159,22 +93,16 @@ impl Ui {
         Ui {
             mode: Mode::Json,
             color: false,
-            editor: None,
-            blocked: AtomicBool::new(false),
+            screen: None,
         }
     }
 
-    /// A terminal with the line editor whose writer is given.
-    pub fn interactive(writer: rustyline_async::SharedWriter, color: bool) -> Self {
+    /// A terminal with the line editor whose screen is given.
+    pub fn interactive(screen: Screen, color: bool) -> Self {
         Ui {
             mode: Mode::Interactive,
             color,
-            editor: Some(Mutex::new(Screen {
-                writer,
-                backlog: VecDeque::new(),
-                dropped: 0,
-            })),
-            blocked: AtomicBool::new(false),
+            screen: Some(screen),
         }
     }
 
@@ -187,21 +115,15 @@ impl Ui {
     }
 
     /// Writes whole lines to the terminal above the prompt (interactive) or to stderr.
-    ///
-    /// Row by row: when the editor's queue is full, the row stays in the editor's own buffer
-    /// (shown later, once, in order) and the screen counts as blocked until it drains.
     fn to_screen(&self, text: &str) {
-        if let Some(editor) = &self.editor
-            && let Ok(mut screen) = editor.lock()
-        {
-            screen.hold(text);
-            if let Ok(drained) = screen.pump() {
-                self.blocked.store(!drained, Ordering::Relaxed);
-                return;
+        match &self.screen {
+            Some(screen) => {
+                let _ = screen.print(text);
+            }
+            None => {
+                let _ = io::stderr().lock().write_all(text.as_bytes());
             }
         }
-        // No editor, or it has shut down: the terminal is back to normal.
-        let _ = io::stderr().lock().write_all(text.as_bytes());
     }
 
     /// How this session is shown.
@@ -209,33 +131,16 @@ impl Ui {
         self.mode
     }
 
-    /// Whether the screen has more waiting than it can show: then read no more from peers.
-    pub fn screen_blocked(&self) -> bool {
-        self.blocked.load(Ordering::Relaxed)
-    }
-
-    /// Waits until every row held back has been handed to the editor.
-    pub async fn screen_drained(&self) {
-        loop {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            let drained = match &self.editor {
-                Some(editor) => match editor.lock() {
-                    Ok(mut screen) => screen.pump().unwrap_or(true),
-                    Err(_) => true,
-                },
-                None => true,
-            };
-            if drained {
-                self.blocked.store(false, Ordering::Relaxed);
-                return;
-            }
-        }
-    }
-
     /// Rows for the terminal: `head` (already painted; `head_cols` wide) then `body`, wrapped by
     /// us short of the last column, continuation rows behind a blank margin.
     fn rows(&self, head: &str, head_cols: usize, body: &str) -> String {
-        layout(head, head_cols, body, terminal_columns())
+        layout(
+            head,
+            head_cols,
+            body,
+            crate::editor::columns(),
+            Blanks::Collapse,
+        )
     }
 
     fn stamp(&self) -> String {
@@ -259,6 +164,26 @@ impl Ui {
         let head = format!("{} {}", self.stamp(), self.paint(color, mark));
         let body = self.paint(color, &sanitize::block(text));
         self.to_screen(&self.rows(&head, STAMP_COLS + 1 + mark.len(), &body));
+    }
+
+    /// Lines of our own text (the `/help` list), kept aligned: their runs of blanks are ours,
+    /// so they are not collapsed the way a peer's are.
+    pub fn listing(&self, lines: &[&str]) {
+        match self.mode {
+            Mode::Interactive => {
+                for line in lines {
+                    let head = format!("{} {}", self.stamp(), self.paint(DIM, "--"));
+                    let body = self.paint(DIM, &sanitize::block(line));
+                    let columns = crate::editor::columns();
+                    self.to_screen(&layout(&head, STAMP_COLS + 3, &body, columns, Blanks::Keep));
+                }
+            }
+            _ => {
+                for line in lines {
+                    self.status(line);
+                }
+            }
+        }
     }
 
     /// A status line (connection progress, peer verified, …).
@@ -526,34 +451,11 @@ const STAMP_COLS: usize = 5;
 /// where it would look like something else.
 const MAX_BLANKS: usize = 8;
 
-/// The terminal's width (80 when unknown; never less than 20).
-fn terminal_columns() -> usize {
-    crossterm::terminal::size()
-        .map(|(cols, _)| usize::from(cols))
-        .unwrap_or(80)
-        .max(20)
-}
-
-/// Display width of text, counting East Asian ambiguous characters as wide: erring wide only
-/// wraps a little early, erring narrow would let the terminal wrap for us.
-fn text_columns(text: &str) -> usize {
-    text.chars().map(char_columns).sum()
-}
-
-fn char_columns(c: char) -> usize {
-    match c {
-        // The emoji presentation selector turns a 1-column symbol (❤) into a 2-column emoji
-        // (❤️) on most terminals; counting it as a column keeps the estimate from falling short.
-        '\u{fe0f}' => 1,
-        c => c.width_cjk().unwrap_or(0),
-    }
-}
-
 /// Lays out rows: `head` (`head_cols` wide) and a space, then `body`, wrapped so that no row
 /// reaches the last column. Continuation rows (wraps and the body's own line breaks) start
 /// with a blank margin. `body` must already be sanitized; escape sequences we added ourselves
 /// (colour) take no columns. Tabs become spaces and long runs of blanks are collapsed.
-fn layout(head: &str, head_cols: usize, body: &str, columns: usize) -> String {
+fn layout(head: &str, head_cols: usize, body: &str, columns: usize, blanks: Blanks) -> String {
     let usable = columns.saturating_sub(1).max(10);
     let indent = (head_cols + 1).min(usable / 3);
     let mut out = String::with_capacity(head.len() + body.len() + 16);
@@ -565,10 +467,12 @@ fn layout(head: &str, head_cols: usize, body: &str, columns: usize) -> String {
         out.push_str(&" ".repeat(indent));
         *col = indent;
     };
-    for (i, line) in collapse_blanks(&body.replace('\t', "    "))
-        .split('\n')
-        .enumerate()
-    {
+    let body = body.replace('\t', "    ");
+    let body = match blanks {
+        Blanks::Collapse => collapse_blanks(&body),
+        Blanks::Keep => std::borrow::Cow::Borrowed(body.as_str()),
+    };
+    for (i, line) in body.split('\n').enumerate() {
         if i > 0 {
             new_row(&mut out, &mut col);
         }
@@ -595,6 +499,13 @@ fn layout(head: &str, head_cols: usize, body: &str, columns: usize) -> String {
     }
     out.push('\n');
     out
+}
+
+/// Whether [`layout`] collapses long runs of blanks (always, for text from a peer).
+#[derive(Clone, Copy)]
+enum Blanks {
+    Collapse,
+    Keep,
 }
 
 /// Replaces each run of more than [`MAX_BLANKS`] spaces with a visible count.
@@ -646,7 +557,7 @@ mod tests {
     #[test]
     fn no_row_reaches_the_last_column_and_continuations_have_a_margin() {
         let body = format!("{}-- peer: alice (safety number compared)", " ".repeat(75));
-        let out = layout("12:00 <bob>", 11, &body, 40);
+        let out = layout("12:00 <bob>", 11, &body, 40, Blanks::Collapse);
         for (i, row) in rows(&out).iter().enumerate() {
             assert!(text_columns(row) < 40, "{row:?}");
             if i > 0 {
@@ -658,7 +569,7 @@ mod tests {
 
     #[test]
     fn wide_characters_are_measured() {
-        let out = layout("h", 1, &"日".repeat(30), 21);
+        let out = layout("h", 1, &"日".repeat(30), 21, Blanks::Collapse);
         for row in rows(&out) {
             assert!(text_columns(&row) < 21, "{row:?}");
         }
@@ -667,7 +578,7 @@ mod tests {
     #[test]
     fn emoji_with_the_presentation_selector_count_two_columns() {
         assert_eq!(text_columns("\u{2764}\u{fe0f}"), 2);
-        let out = layout("h", 1, &"\u{2764}\u{fe0f}".repeat(40), 40);
+        let out = layout("h", 1, &"\u{2764}\u{fe0f}".repeat(40), 40, Blanks::Collapse);
         for row in rows(&out) {
             assert!(text_columns(&row) < 40, "{row:?}");
         }
@@ -676,7 +587,7 @@ mod tests {
     #[test]
     fn our_colour_sequences_take_no_columns() {
         let painted = format!("{DIM}{}{RESET}", "x".repeat(10));
-        let out = layout("h", 1, &painted, 20);
+        let out = layout("h", 1, &painted, 20, Blanks::Collapse);
         assert_eq!(rows(&out).len(), 1, "{out:?}");
     }
 

@@ -204,7 +204,7 @@ async fn arrow_up_recalls_history_and_peer_escapes_are_shown_not_run() {
 }
 
 #[tokio::test]
-async fn ctrl_c_leaves_cleanly_and_restores_the_terminal() {
+async fn ctrl_c_clears_then_leaves_cleanly_and_restores_the_terminal() {
     within(async {
         let (alice, bob) = (Home::new(), Home::new());
         let (mut listener, port) = bob.listen(&["--once"]).await;
@@ -224,7 +224,10 @@ async fn ctrl_c_leaves_cleanly_and_restores_the_terminal() {
             t.set_expect_timeout(Some(Duration::from_secs(20)));
             t.expect("welcome").unwrap();
             t.send("half a line").unwrap();
-            t.send("\x03").unwrap(); // Ctrl-C
+            // Ctrl-C clears the line, as in a shell; on the empty line it quits.
+            t.send("\x03").unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            t.send("\x03").unwrap();
             t.expect("exit=0").unwrap();
             let rest = t.expect(expectrl::Eof).unwrap();
             let rest = String::from_utf8_lossy(rest.as_bytes()).to_string();

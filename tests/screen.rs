@@ -5,223 +5,9 @@
 
 mod common;
 
+use common::term::{Term, digits, looks_like_status, message_head, prompt, shows};
 use common::{Home, within};
-use expectrl::Session;
-use expectrl::process::unix::WaitStatus;
-use std::io::{Read, Write};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-/// How long any single wait on the screen may take.
-const WAIT: Duration = Duration::from_secs(20);
-
-/// The real `schat` on a pseudo-terminal of `rows` × `cols`, with a terminal model of that size.
-/// Called with every chunk of terminal output.
-type Tap = Box<dyn FnMut(&[u8])>;
-
-struct Term {
-    session: expectrl::session::OsSession,
-    parser: vt100::Parser,
-    output: mpsc::Receiver<Vec<u8>>,
-    keys: mpsc::Sender<Vec<u8>>,
-    cols: u16,
-    /// Whether the program's side of the terminal has closed.
-    closed: bool,
-    /// Total bytes the program wrote to the terminal.
-    bytes: usize,
-    /// Everything written (while `recording`).
-    record: Vec<u8>,
-    recording: bool,
-    /// Called with every chunk of output (for scanning the whole stream).
-    tap: Option<Tap>,
-}
-
-impl Term {
-    fn spawn(home: &Home, args: &[&str], rows: u16, cols: u16, scrollback: usize) -> Term {
-        let mut cmd = std::process::Command::new(common::bin());
-        cmd.arg("--home")
-            .arg(home.path())
-            .args(args)
-            .env("NO_COLOR", "1");
-        let mut session = Session::spawn(cmd).unwrap();
-        // The size is read at every print, so setting it now (before any peer can speak) is
-        // in time; the editor learns it from SIGWINCH.
-        session
-            .get_process_mut()
-            .set_window_size(cols, rows)
-            .unwrap();
-        // A reader thread drains the terminal all the time (a terminal nobody reads blocks
-        // the program), and a writer thread types, so typing never blocks the test.
-        let mut reading = session.get_process().get_raw_handle().unwrap();
-        let mut typing = session.get_process().get_raw_handle().unwrap();
-        let (out_tx, output) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match reading.read(&mut buf) {
-                    Ok(0) | Err(_) => return, // EIO once the program has exited
-                    Ok(n) => {
-                        if out_tx.send(buf[..n].to_vec()).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
-        let (keys, keys_rx) = mpsc::channel::<Vec<u8>>();
-        std::thread::spawn(move || {
-            for bytes in keys_rx {
-                if typing.write_all(&bytes).is_err() {
-                    return;
-                }
-            }
-        });
-        Term {
-            session,
-            parser: vt100::Parser::new(rows, cols, scrollback),
-            output,
-            keys,
-            cols,
-            closed: false,
-            bytes: 0,
-            record: Vec::new(),
-            recording: false,
-            tap: None,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.session.get_process().pid().as_raw() as u32
-    }
-
-    /// Types `text` and presses Enter (`\r` at a terminal in raw mode).
-    fn type_line(&self, text: &str) {
-        self.keys.send(format!("{text}\r").into_bytes()).unwrap();
-    }
-
-    fn feed(&mut self, chunk: &[u8]) {
-        self.bytes += chunk.len();
-        self.parser.process(chunk);
-        if self.recording {
-            self.record.extend_from_slice(chunk);
-        }
-        if let Some(tap) = self.tap.as_mut() {
-            tap(chunk);
-        }
-    }
-
-    /// Feeds whatever the program writes within `wait` to the terminal model.
-    fn pump(&mut self, wait: Duration) {
-        let deadline = Instant::now() + wait;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.output.recv_timeout(left) {
-                Ok(chunk) => self.feed(&chunk),
-                Err(mpsc::RecvTimeoutError::Timeout) => return,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.closed = true;
-                    return;
-                }
-            }
-            // Take everything already waiting before looking at the clock again.
-            while Instant::now() < deadline
-                && let Ok(chunk) = self.output.try_recv()
-            {
-                self.feed(&chunk);
-            }
-            if Instant::now() >= deadline {
-                return;
-            }
-        }
-    }
-
-    /// Feeds output until the screen satisfies `done`, or fails after [`WAIT`].
-    fn until(&mut self, what: &str, done: impl Fn(&vt100::Screen) -> bool) {
-        let deadline = Instant::now() + WAIT;
-        while !done(self.parser.screen()) {
-            if Instant::now() > deadline || self.closed {
-                panic!(
-                    "the screen never showed {what}; it shows:\n{}",
-                    self.all_rows().join("\n")
-                );
-            }
-            self.pump(Duration::from_millis(50));
-        }
-    }
-
-    /// Every row: the scrollback (oldest first), then the screen.
-    fn all_rows(&mut self) -> Vec<String> {
-        let screen = self.parser.screen_mut();
-        let height = usize::from(screen.size().0);
-        let cols = self.cols;
-        screen.set_scrollback(usize::MAX);
-        let kept = screen.scrollback(); // rows of scrollback held
-        let mut rows = vec![String::new(); kept + height];
-        let mut offset = kept;
-        loop {
-            screen.set_scrollback(offset);
-            for (i, row) in screen.rows(0, cols).enumerate() {
-                rows[kept - offset + i] = row;
-            }
-            if offset == 0 {
-                break;
-            }
-            offset = offset.saturating_sub(height);
-        }
-        screen.set_scrollback(0);
-        rows
-    }
-
-    /// Waits (draining the terminal) for the program to exit; its exit code.
-    fn exit_code(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match self.session.get_process().status() {
-                Ok(WaitStatus::StillAlive) => {}
-                Ok(WaitStatus::Exited(_, code)) => return Some(code),
-                Ok(_) | Err(_) => return None,
-            }
-            assert!(Instant::now() < deadline, "schat did not exit in time");
-            self.pump(Duration::from_millis(20));
-        }
-    }
-}
-
-/// The editor's prompt row (the lowest row starting with `>`), trimmed.
-fn prompt(screen: &vt100::Screen) -> Option<String> {
-    let cols = screen.size().1;
-    screen
-        .rows(0, cols)
-        .filter(|r| r.starts_with('>'))
-        .last()
-        .map(|r| r.trim_end().to_string())
-}
-
-fn shows(screen: &vt100::Screen, text: &str) -> bool {
-    screen.contents().contains(text)
-}
-
-fn digits(s: &[u8]) -> bool {
-    s.iter().all(u8::is_ascii_digit)
-}
-
-/// `HH:MM` at the very start of a row.
-fn stamped(row: &str) -> bool {
-    let b = row.as_bytes();
-    b.len() >= 6 && digits(&b[..2]) && b[2] == b':' && digits(&b[3..5]) && b[5] == b' '
-}
-
-/// A row that begins the way only schat's own status and warning rows may begin.
-fn looks_like_status(row: &str) -> bool {
-    row.starts_with("--")
-        || row.starts_with("!!")
-        || (stamped(row) && (row[6..].starts_with("--") || row[6..].starts_with("!!")))
-}
-
-/// The first row of a chat message: `HH:MM <name> ...`.
-fn message_head(row: &str) -> bool {
-    stamped(row) && row[6..].starts_with('<')
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_status_rows_are_impossible() {
@@ -418,8 +204,8 @@ async fn a_flood_while_a_line_is_pending_stays_bounded_and_prints_once() {
             let pid = t.pid();
             // Type lines until one is taken by the editor but no longer sent (echoed): the
             // peer reads nothing, so the outgoing queue and the socket buffers are full (of
-            // PONGs, see `flooding_listener`), and that line stays pending. One line at a time: the editor can stall on input that
-            // arrives at paste speed, which must not be mistaken for a pending line. Pending
+            // PONGs, see `flooding_listener`), and that line stays pending. One line at a time,
+            // so that a line not yet echoed is not mistaken for a pending one. Pending
             // means: not echoed, and the prompt is empty again (the editor took the line).
             let filler = "z".repeat(100);
             let mut typed = 0;
@@ -440,7 +226,8 @@ async fn a_flood_while_a_line_is_pending_stays_bounded_and_prints_once() {
                     if echoed || prompt(t.parser.screen()).as_deref() == Some(">") {
                         break;
                     }
-                    // Ctrl-E (end of line) changes nothing but wakes a stalled editor.
+                    // Ctrl-E (end of line) changes nothing; kept from the days of an
+                    // editor that stalled on fast input.
                     t.keys.send(b"\x05".to_vec()).unwrap();
                 }
                 if !echoed {

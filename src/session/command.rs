@@ -30,7 +30,7 @@ pub enum Command<'a> {
 /// The help text for the commands.
 pub const HELP: &[&str] = &[
     "commands:",
-    "  /quit             leave (also: quit, Ctrl-D, Ctrl-C)",
+    "  /quit             leave (also: quit; Ctrl-D or Ctrl-C on an empty line)",
     "  /verify [NAME]    show the safety number, to read aloud",
     "  /whois [NAME]     who a peer is: fingerprint, address, how verified",
     "  /me ACTION        an action: * you wave",

@@ -1,18 +1,15 @@
 //! Lines typed (or piped) by the local user, delivered as async events.
 //!
-//! At a terminal the lines come from an async line editor (`rustyline-async`): it keeps the
-//! half-typed line intact at the bottom of the screen while messages are printed above it, and
-//! gives history (arrow keys) and the usual Ctrl-A/E/W/U editing. It was chosen over reedline
-//! (far larger, its external printer is a polling add-on) and raw crossterm (we would rewrite
-//! the same line editor): it is small, built for exactly this, and its `readline()` can sit in
-//! a `select!` next to the network.
+//! At a terminal the lines come from schat's own line editor ([`crate::editor`]): it keeps
+//! the half-typed line intact at the bottom of the screen while messages are printed above
+//! it, with the editing keys of a shell, history, bracketed paste and multi-line messages.
 //!
 //! From a pipe, reading stdin blocks, and tokio's own stdin would keep the runtime from shutting
 //! down while a read is pending, so a dedicated thread reads lines and hands them over through a
 //! bounded channel (which also stops it from reading far ahead of the network).
 
+use crate::editor::{Editor, Screen, Typed};
 use crate::message::MAX_BODY;
-use rustyline_async::ReadlineEvent;
 use std::io::{self, BufRead, Read, Write};
 use tokio::sync::mpsc;
 
@@ -25,9 +22,9 @@ pub enum InputEvent {
     TooLong,
     /// A line that was not UTF-8; it was discarded.
     NotUtf8,
-    /// End of input (Ctrl-D, or the end of a piped file).
+    /// End of input (Ctrl-D on an empty line, or the end of a piped file).
     Eof,
-    /// Ctrl-C at the line editor (the terminal is in raw mode, so no SIGINT is raised).
+    /// Ctrl-C on an empty line at the editor (the terminal is in raw mode, so no SIGINT).
     Interrupted,
     /// Reading failed.
     Failed(String),
@@ -44,19 +41,6 @@ pub struct Input {
 enum Source {
     Lines(mpsc::Receiver<InputEvent>),
     Editor(Box<Editor>),
-}
-
-/// The line editor; restores the terminal when dropped.
-struct Editor {
-    readline: rustyline_async::Readline,
-    prompt: String,
-}
-
-impl Drop for Editor {
-    fn drop(&mut self) {
-        // Print what is still queued, erase the prompt; Readline's own Drop then leaves raw mode.
-        let _ = self.readline.flush();
-    }
 }
 
 /// The prompt shown while chatting.
@@ -107,23 +91,16 @@ impl Input {
         }
     }
 
-    /// The line editor on the terminal (raw mode until this `Input` is dropped), and the writer
+    /// The line editor on the terminal (raw mode until this `Input` is dropped), and the screen
     /// through which everything else must print while it is active.
-    pub fn editor() -> io::Result<(Self, rustyline_async::SharedWriter)> {
-        let (mut readline, writer) =
-            rustyline_async::Readline::new(PROMPT.into()).map_err(io::Error::other)?;
-        // We echo sent lines ourselves, formatted; an interrupted line just disappears.
-        readline.should_print_line_on(false, false);
-        readline.set_max_history(500);
+    pub fn editor() -> io::Result<(Self, Screen)> {
+        let (editor, screen) = Editor::start(PROMPT)?;
         let input = Input {
-            source: Source::Editor(Box::new(Editor {
-                readline,
-                prompt: PROMPT.into(),
-            })),
+            source: Source::Editor(Box::new(editor)),
             ended: false,
             can_ask: true,
         };
-        Ok((input, writer))
+        Ok((input, screen))
     }
 
     /// The next event. After `Eof`, `Interrupted` or `Failed`, always `Eof`. Cancel safe: the
@@ -134,20 +111,12 @@ impl Input {
         }
         let event = match &mut self.source {
             Source::Lines(rx) => rx.recv().await.unwrap_or(InputEvent::Eof),
-            Source::Editor(editor) => match editor.readline.readline().await {
-                Ok(ReadlineEvent::Line(line)) => {
-                    if !line.trim().is_empty() {
-                        editor.readline.add_history_entry(line.clone());
-                    }
-                    if line.len() > MAX_BODY {
-                        InputEvent::TooLong
-                    } else {
-                        InputEvent::Line(line)
-                    }
-                }
-                Ok(ReadlineEvent::Eof) => InputEvent::Eof,
-                Ok(ReadlineEvent::Interrupted) => InputEvent::Interrupted,
-                Err(e) => InputEvent::Failed(e.to_string()),
+            Source::Editor(editor) => match editor.next().await {
+                Typed::Line(line) => InputEvent::Line(line),
+                Typed::TooLong => InputEvent::TooLong,
+                Typed::Eof => InputEvent::Eof,
+                Typed::Interrupted => InputEvent::Interrupted,
+                Typed::Failed(e) => InputEvent::Failed(e),
             },
         };
         if matches!(
@@ -160,15 +129,14 @@ impl Input {
     }
 
     /// Asks a question and returns the answer. At the terminal the question replaces the
-    /// prompt; otherwise it is written to stderr.
+    /// prompt (and stays on screen with its answer); otherwise it is written to stderr.
     pub async fn ask(&mut self, question: &str) -> InputEvent {
         match &mut self.source {
             Source::Editor(editor) => {
-                let _ = editor.readline.update_prompt(question);
+                editor.set_question(Some(question));
                 let answer = self.next().await;
                 if let Source::Editor(editor) = &mut self.source {
-                    let prompt = editor.prompt.clone();
-                    let _ = editor.readline.update_prompt(&prompt);
+                    editor.set_question(None);
                 }
                 answer
             }
@@ -186,15 +154,14 @@ impl Input {
     /// asked this way are answered by the next line, read as usual).
     pub fn set_prompt(&mut self, question: Option<&str>) {
         if let Source::Editor(editor) = &mut self.source {
-            let prompt = question.map_or(editor.prompt.clone(), str::to_owned);
-            let _ = editor.readline.update_prompt(&prompt);
+            editor.set_question(question);
         }
     }
 
     /// Clears the terminal (editor only).
     pub fn clear_screen(&mut self) {
         if let Source::Editor(editor) = &mut self.source {
-            let _ = editor.readline.clear();
+            editor.clear_screen();
         }
     }
 }

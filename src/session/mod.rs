@@ -316,10 +316,9 @@ where
 
     let step = loop {
         let step = tokio::select! {
-            // The screen is behind: read nothing more from the peer until it catches up, so
-            // a flood waits in the peer's socket, not in our memory.
-            () = ui.screen_drained(), if ui.screen_blocked() => Step::Continue,
-            received = recv.recv(), if !ui.screen_blocked() => {
+            // Printing to the terminal blocks while the terminal is behind, so a flood
+            // waits in the peer's socket, not in our memory.
+            received = recv.recv() => {
                 silence.heard();
                 match received {
                     Ok(Some(msg)) => on_message(msg, &mut opening, &speaker, &room, ui, &queue),
@@ -607,9 +606,7 @@ fn on_input(
         }
         Command::Clear => input.clear_screen(),
         Command::Help => {
-            for line in command::HELP {
-                ui.status(line);
-            }
+            ui.listing(command::HELP);
         }
         Command::Unknown(word) => ui.warn(format_args!(
             "unknown command /{word} (nothing sent; /help lists commands, //{word} sends it as text)"

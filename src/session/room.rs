@@ -197,7 +197,6 @@ where
     // The oldest knock changed: show it (and its question) once the select is over.
     let mut ask_knock = false;
     loop {
-        let screen_free = !ui.screen_blocked();
         tokio::select! {
             Some(connection) = connections.recv() => match connection {
                 Connection::Failed(line) => ui.warn(line),
@@ -209,7 +208,7 @@ where
             () = tokio::time::sleep_until(knocks.due()), if !knocks.is_empty() => {
                 ask_knock |= knocks.expire(ui);
             }
-            Some(event) = events.recv(), if screen_free => match event {
+            Some(event) = events.recv() => match event {
                 Event::Ready { id } => {
                     let Some(member) = members.get_mut(&id) else { continue };
                     member.ready = true;
@@ -302,8 +301,6 @@ where
                 ui.status(&line);
                 broadcast(&mut members, None, &Message::Notice(line.into()), ui);
             }
-            // The screen cannot take more: wait for it, reading no member meanwhile.
-            () = ui.screen_drained(), if !screen_free => {}
             event = input.next(), if input_open => {
                 // A knock is waiting: the line is the host's answer to it.
                 if !knocks.is_empty() && let InputEvent::Line(answer) = &event {
@@ -763,9 +760,7 @@ fn host_input(
         },
         Command::Clear => input.clear_screen(),
         Command::Help => {
-            for line in command::HELP {
-                ui.status(line);
-            }
+            ui.listing(command::HELP);
         }
         Command::Quit => {
             ui.status("you closed the room");

@@ -4,6 +4,7 @@
 
 pub mod load;
 pub mod raw;
+pub mod term;
 
 #[allow(unused_imports)]
 pub use load::{connect_from, loopback_source};

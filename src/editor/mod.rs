@@ -1,0 +1,291 @@
+//! The line editor: the draft at the bottom of the terminal, messages printed above it.
+//!
+//! A thin layer over crossterm's raw mode and key events, written for schat after testing the
+//! alternatives on a real terminal: rustyline-async (the previous editor) left N−1 stale rows
+//! after sending a line that wrapped over N rows (its issue #20), lost the cursor on wrapped
+//! wide characters, ended the session on Ctrl-D/Ctrl-C whatever the line held, erased the
+//! trust prompt once answered, had no bracketed paste, and stalled on input arriving at paste
+//! speed; reedline prints from other tasks only through a polling "external printer" and
+//! brings far more than a chat needs. Here the two things that matter are ours:
+//!
+//! - **Layout** ([`view`]): we wrap the draft ourselves, short of the last column, as `ui`
+//!   wraps messages, so we always know how many rows it takes and where the cursor is.
+//! - **Printing above it** ([`Screen::print`]): erase the input rows, write the message rows,
+//!   draw the input again — one write, under one lock, so nothing interleaves.
+//!
+//! The keys ([`draft`]) are pure state and tested without a terminal.
+
+pub mod draft;
+pub mod view;
+
+use crate::message::MAX_BODY;
+use crossterm::event::{Event, EventStream};
+use draft::{Action, Draft};
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// What the user did at the editor.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Typed {
+    /// Enter: this text (possibly several lines).
+    Line(String),
+    /// Ctrl-D on an empty line.
+    Eof,
+    /// Ctrl-C on an empty line.
+    Interrupted,
+    /// Text that would not fit in one message was not taken.
+    TooLong,
+    /// The terminal failed.
+    Failed(String),
+}
+
+/// The terminal while the editor runs: the draft, the prompt, and what is on screen.
+struct Terminal {
+    draft: Draft,
+    /// The prompt while chatting.
+    prompt: String,
+    /// A question shown instead of the prompt, until answered.
+    question: Option<String>,
+    /// Rows of the input area above the cursor (to erase it, go up this many rows).
+    cursor_row: usize,
+    /// Whether raw mode is on and the input area is drawn.
+    active: bool,
+}
+
+/// Prints above the editor; shared by everything that shows output.
+#[derive(Clone)]
+pub struct Screen(Arc<Mutex<Terminal>>);
+
+/// Reads keys; restores the terminal when dropped.
+pub struct Editor {
+    terminal: Arc<Mutex<Terminal>>,
+    events: EventStream,
+}
+
+/// Raw mode off, bracketed paste on/off, cursor shown/hidden.
+const PASTE_ON: &str = "\x1b[?2004h";
+const PASTE_OFF: &str = "\x1b[?2004l";
+const HIDE: &str = "\x1b[?25l";
+const SHOW: &str = "\x1b[?25h";
+
+impl Editor {
+    /// Puts the terminal in raw mode with bracketed paste, and draws `prompt`.
+    pub fn start(prompt: &str) -> io::Result<(Editor, Screen)> {
+        crossterm::terminal::enable_raw_mode()?;
+        let terminal = Arc::new(Mutex::new(Terminal {
+            draft: Draft::new(MAX_BODY),
+            prompt: prompt.to_string(),
+            question: None,
+            cursor_row: 0,
+            active: true,
+        }));
+        let editor = Editor {
+            terminal: terminal.clone(),
+            events: EventStream::new(),
+        };
+        let screen = Screen(terminal);
+        {
+            let mut t = editor.lock();
+            let mut out = String::from(PASTE_ON);
+            t.draw(&mut out);
+            t.write(&out)?;
+        }
+        Ok((editor, screen))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Terminal> {
+        self.terminal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next thing typed. Cancel safe: the draft lives in the editor, and a key is applied
+    /// as soon as it is read.
+    pub async fn next(&mut self) -> Typed {
+        loop {
+            let event = std::future::poll_fn(|cx| {
+                futures_core::Stream::poll_next(Pin::new(&mut self.events), cx)
+            })
+            .await;
+            let event = match event {
+                None => return Typed::Eof,
+                Some(Err(e)) => return Typed::Failed(e.to_string()),
+                Some(Ok(event)) => event,
+            };
+            let mut t = self.lock();
+            let action = match event {
+                Event::Key(key) => t.draft.key(key),
+                Event::Paste(text) => t.draft.paste(&text),
+                Event::Resize(..) => Action::Redraw,
+                _ => Action::None,
+            };
+            if let Some(typed) = t.apply(action) {
+                return typed;
+            }
+        }
+    }
+
+    /// Shows `question` instead of the prompt until [`Editor::set_question`] with `None`. When
+    /// a line is entered while a question shows, the question and the answer stay on screen.
+    pub fn set_question(&mut self, question: Option<&str>) {
+        let mut t = self.lock();
+        t.question = question.map(str::to_owned);
+        t.redraw();
+    }
+
+    /// Clears the screen and draws the input again at the top.
+    pub fn clear_screen(&mut self) {
+        self.lock().apply(Action::ClearScreen);
+    }
+}
+
+impl Drop for Editor {
+    fn drop(&mut self) {
+        let mut t = self.lock();
+        let mut out = String::new();
+        t.erase(&mut out);
+        // A draft that was never sent stays on screen, so it can be copied.
+        let draft = t.draft.text().to_string();
+        if !draft.is_empty() {
+            let view = view::render(&t.prompt, &draft, draft.len(), columns(), rows());
+            for row in &view.rows {
+                out.push_str(row);
+                out.push_str("\r\n");
+            }
+            out.push_str("-- (the line above was not sent)\r\n");
+        }
+        out.push_str(PASTE_OFF);
+        out.push_str(SHOW);
+        let _ = t.write(&out);
+        t.active = false;
+        let _ = crossterm::terminal::disable_raw_mode();
+    }
+}
+
+impl Screen {
+    /// Prints `text` (whole rows, `\n`-separated, already laid out) above the input. Once the
+    /// editor has closed, `text` goes to stderr.
+    pub fn print(&self, text: &str) -> io::Result<()> {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !t.active {
+            let mut err = io::stderr().lock();
+            err.write_all(text.as_bytes())?;
+            return err.flush();
+        }
+        let mut out = String::with_capacity(text.len() + 64);
+        out.push_str(HIDE);
+        t.erase(&mut out);
+        for row in text.split_inclusive('\n') {
+            out.push_str(row.strip_suffix('\n').unwrap_or(row));
+            out.push_str("\r\n");
+        }
+        t.draw(&mut out);
+        out.push_str(SHOW);
+        t.write(&out)
+    }
+}
+
+impl Terminal {
+    /// Does what a key asked; `Some` when it ends the wait for input.
+    fn apply(&mut self, action: Action) -> Option<Typed> {
+        match action {
+            Action::None => None,
+            Action::Redraw => {
+                self.redraw();
+                None
+            }
+            Action::Submit(text) => {
+                let mut out = String::from(HIDE);
+                self.erase(&mut out);
+                if let Some(question) = &self.question {
+                    // The question and its answer stay, as in a shell.
+                    let view = view::render(question, &text, text.len(), columns(), usize::MAX);
+                    for row in &view.rows {
+                        out.push_str(row);
+                        out.push_str("\r\n");
+                    }
+                }
+                self.draw(&mut out);
+                out.push_str(SHOW);
+                let _ = self.write(&out);
+                Some(Typed::Line(text))
+            }
+            Action::Eof => Some(Typed::Eof),
+            Action::Interrupt => Some(Typed::Interrupted),
+            Action::TooLong => Some(Typed::TooLong),
+            Action::ClearScreen => {
+                let mut out = String::from("\x1b[H\x1b[2J");
+                self.cursor_row = 0;
+                self.draw(&mut out);
+                let _ = self.write(&out);
+                None
+            }
+        }
+    }
+
+    fn redraw(&mut self) {
+        let mut out = String::from(HIDE);
+        self.erase(&mut out);
+        self.draw(&mut out);
+        out.push_str(SHOW);
+        let _ = self.write(&out);
+    }
+
+    /// Moves to the first row of the input area and clears from there down.
+    fn erase(&mut self, out: &mut String) {
+        if self.cursor_row > 0 {
+            let _ = write!(out, "\x1b[{}A", self.cursor_row);
+        }
+        out.push_str("\r\x1b[J");
+        self.cursor_row = 0;
+    }
+
+    /// Draws the input area from the cursor's row (just erased) and places the cursor.
+    fn draw(&mut self, out: &mut String) {
+        let view = match (self.draft.pending_paste(), &self.question) {
+            (Some((lines, bytes)), _) => {
+                let ask = format!("paste {lines} lines ({bytes} bytes) into the message? [y/n] ");
+                view::render(&ask, "", 0, columns(), rows())
+            }
+            (None, question) => view::render(
+                question.as_deref().unwrap_or(&self.prompt),
+                self.draft.text(),
+                self.draft.cursor(),
+                columns(),
+                rows().saturating_sub(1),
+            ),
+        };
+        out.push_str(&view.rows.join("\r\n"));
+        let up = view.rows.len() - 1 - view.cursor.0;
+        if up > 0 {
+            let _ = write!(out, "\x1b[{up}A");
+        }
+        out.push('\r');
+        if view.cursor.1 > 0 {
+            let _ = write!(out, "\x1b[{}C", view.cursor.1);
+        }
+        self.cursor_row = view.cursor.0;
+    }
+
+    fn write(&self, out: &str) -> io::Result<()> {
+        let mut stdout = io::stdout().lock();
+        stdout.write_all(out.as_bytes())?;
+        stdout.flush()
+    }
+}
+
+/// The terminal's width (80 when unknown; never less than 20).
+pub fn columns() -> usize {
+    crossterm::terminal::size()
+        .map(|(cols, _)| usize::from(cols))
+        .unwrap_or(80)
+        .max(20)
+}
+
+/// The terminal's height (24 when unknown).
+fn rows() -> usize {
+    crossterm::terminal::size()
+        .map(|(_, rows)| usize::from(rows))
+        .unwrap_or(24)
+        .max(2)
+}
