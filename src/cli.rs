@@ -175,6 +175,11 @@ pub struct SessionArgs {
     /// With --pipe: no progress line and no summary on stderr
     #[arg(long, requires = "pipe")]
     pub quiet: bool,
+    /// A display name to announce: others see it beside your key, as `NAME [3f2a9c1b4d5e]`
+    /// (their own petname for you wins). Letters, digits, single spaces and - _ . ', at
+    /// most 32 characters; /nick changes it during a chat
+    #[arg(long, value_name = "NAME", conflicts_with = "pipe")]
+    pub name: Option<String>,
 }
 
 impl SessionArgs {
@@ -185,6 +190,14 @@ impl SessionArgs {
             trust: paths.trust_config(),
             keepalive: seconds(self.keepalive, "--keepalive")?,
             pipe: self.pipe.then_some(PipeOptions { quiet: self.quiet }),
+            name: match &self.name {
+                Some(name) => {
+                    crate::session::names::check_name(name)
+                        .map_err(|why| Error::Usage(format!("--name {name:?}: {why}")))?;
+                    name.clone()
+                }
+                None => String::new(),
+            },
         })
     }
 }

@@ -10,20 +10,21 @@
 //!   opening ([`session::opening`]: HELLO, WELCOME), the full-duplex chat loop;
 //!   [`session::room`] hosts many members at once ([`session::member`]: each one's tasks, fair
 //!   share and deadlines), [`session::pipe`] moves raw bytes, [`session::input`] reads the
-//!   user's lines.
+//!   user's lines, [`session::names`] decides how keys and display names are shown.
 //! - [`handshake`]: Noise XX (`Noise_XX_25519_ChaChaPoly_BLAKE2s`, prologue `schat/1`).
 //! - [`transport`]: the encrypted message stream, split into receive and send halves.
 //! - [`framed`]: buffered, cancel-safe frame I/O over `AsyncRead`/`AsyncWrite`.
-//! - [`frame`], [`message`]: pure codecs for the 2-byte length prefix and the typed plaintext.
+//! - [`frame`], [`message`]: pure codecs for the 2-byte length prefix and the typed plaintext
+//!   ([`message::notice`]: room events).
 //! - [`keys`], [`keyfile`], [`passphrase`], [`fingerprint`]: identities, their file (optionally
 //!   sealed under a passphrase), where passphrases come from, and how people see keys.
 //! - [`safety`], [`trust`]: safety numbers, and the known_peers store with its trust decisions
 //!   (applied by [`session::verify`] right after the handshake).
 //! - [`fsutil`]: atomic, private file writes and locks.
 //! - [`hardening`]: keeping secrets out of core dumps and `/proc`.
-//! - [`sanitize`], [`json`], [`ui`]: making peer text safe to print, and printing it: a line
-//!   editor at a terminal ([`editor`]: keys, layout, printing above the draft), plain lines
-//!   for scripts, or JSON events.
+//! - [`sanitize`], [`ui`]: making peer text safe to print, and printing it: a line editor at a
+//!   terminal ([`editor`]: keys, layout, printing above the draft), plain lines for scripts,
+//!   or JSON events ([`ui::event`], typed).
 //! - [`signals`], [`error`]: interrupts, and the error type with its exit codes.
 //!
 //! PROTOCOL.md specifies the wire format; README.md the security model.
@@ -42,7 +43,6 @@ pub mod framed;
 pub mod fsutil;
 pub mod handshake;
 pub mod hardening;
-pub mod json;
 pub mod keyfile;
 pub mod keys;
 pub mod message;

@@ -333,7 +333,7 @@ async fn joins_are_announced_only_once_the_dialer_is_ready() {
         let mut m = member.dial(port, &["--json"]);
         loop {
             let v: serde_json::Value = serde_json::from_str(&m.stdout_line().await).unwrap();
-            if v["event"] == "notice" && v["text"].as_str().unwrap().starts_with("in the room") {
+            if v["event"] == "roster" {
                 break; // welcomed, and told who is there
             }
         }

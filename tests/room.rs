@@ -39,14 +39,8 @@ async fn a_host_and_three_members_relay_with_origins_notices_and_msg() {
         let mut b = bob.dial(port, &["--json"]);
         event_where(&mut b, |v| v["event"] == "welcome").await;
         // Alice hears that someone joined (after being told who was there: nobody).
-        let joined = event_where(&mut a, |v| {
-            v["event"] == "notice" && !v["text"].as_str().unwrap().starts_with("in the room")
-        })
-        .await;
-        assert!(
-            joined["text"].as_str().unwrap().ends_with("joined"),
-            "{joined}"
-        );
+        let joined = event_where(&mut a, |v| v["event"] == "joined").await;
+        assert_eq!(joined["peer"]["fingerprint"], bob.fingerprint(), "{joined}");
         let mut c = carol.dial(port, &["--json"]);
         event_where(&mut c, |v| v["event"] == "welcome").await;
 
@@ -101,8 +95,9 @@ async fn a_host_and_three_members_relay_with_origins_notices_and_msg() {
         c.send("quit").await;
         assert!(c.exit().await.success());
         for member in [&mut a, &mut b] {
-            let n = event_where(member, |v| v["event"] == "notice").await;
-            assert!(n["text"].as_str().unwrap().ends_with("left"), "{n}");
+            let n = event_where(member, |v| v["event"] == "left").await;
+            assert_eq!(n["peer"]["fingerprint"], carol.fingerprint(), "{n}");
+            assert_eq!(n["reason"], "quit", "{n}");
         }
         a.send("still here").await;
         assert_eq!(next_message(&mut b).await["text"], "still here");
@@ -263,7 +258,10 @@ async fn a_member_that_stops_reading_is_disconnected_and_the_others_see_everythi
         .unwrap();
         stuck
             .send
-            .send(&schat::message::Message::Hello(schat::message::Mode::Chat))
+            .send(&schat::message::Message::hello(
+                schat::message::Mode::Chat,
+                "",
+            ))
             .await
             .unwrap();
         room.stderr_until("joined (2 in the room)").await;
@@ -284,7 +282,8 @@ async fn a_member_that_stops_reading_is_disconnected_and_the_others_see_everythi
             warning.contains(&stuck_id.public().to_hex()[..12]),
             "{warning}"
         );
-        a.stderr_until("was disconnected: not keeping up").await;
+        a.stderr_until("left (timeout: it went silent, or stopped reading)")
+            .await;
         a.send("quit").await;
         assert!(a.exit().await.success());
         room.signal("INT");
@@ -324,12 +323,15 @@ async fn churn_is_summarised_not_announced_one_by_one() {
         }
         let mut notices = Vec::new();
         let summary = loop {
-            let v = event_where(&mut w, |v| v["event"] == "notice").await;
-            let text = v["text"].as_str().unwrap().to_string();
-            if text.contains("in the last 5 s") {
+            let v = event_where(&mut w, |v| {
+                ["notice", "joined", "left"].contains(&v["event"].as_str().unwrap())
+            })
+            .await;
+            let text = v["text"].as_str().unwrap_or_default().to_string();
+            if v["event"] == "notice" && text.contains("in the last 5 s") {
                 break text;
             }
-            notices.push(text);
+            notices.push(v);
         };
         assert!(notices.len() <= 4, "{notices:#?}");
         assert!(summary.contains("joined and"), "{summary}");
@@ -368,23 +370,24 @@ async fn members_see_who_is_there() {
         let (host, alice, bob) = (Home::new(), Home::new(), Home::new());
         let (mut room, port) = host.listen(&[]).await;
         let mut a = alice.dial(port, &["--json"]);
-        let first = event_where(&mut a, |v| v["event"] == "notice").await;
-        assert_eq!(first["text"], "in the room: you and the host", "{first}");
+        let first = event_where(&mut a, |v| v["event"] == "roster").await;
+        assert_eq!(first["members"], serde_json::json!([]), "{first}");
         let mut b = bob.dial(port, &["--json"]);
-        let roster = event_where(&mut b, |v| v["event"] == "notice").await;
-        let text = roster["text"].as_str().unwrap().to_string();
-        assert!(
-            text.contains("1 other(s)") && text.contains(&alice.fingerprint()[..12]),
-            "{text}"
+        let roster = event_where(&mut b, |v| v["event"] == "roster").await;
+        assert_eq!(
+            roster["members"][0]["fingerprint"],
+            alice.fingerprint(),
+            "{roster}"
         );
+        assert_eq!(roster["members"].as_array().unwrap().len(), 1, "{roster}");
         // Alice asks; the answer lists Bob.
         a.send("/who").await;
-        let answer = event_where(&mut a, |v| {
-            v["event"] == "notice" && v["text"].as_str().unwrap().starts_with("in the room")
-        })
-        .await;
-        let text = answer["text"].as_str().unwrap();
-        assert!(text.contains(&bob.fingerprint()[..12]), "{text}");
+        let answer = event_where(&mut a, |v| v["event"] == "roster").await;
+        assert_eq!(
+            answer["members"][0]["fingerprint"],
+            bob.fingerprint(),
+            "{answer}"
+        );
         for p in [&mut a, &mut b] {
             p.send("quit").await;
             p.exit().await;
@@ -415,6 +418,73 @@ async fn the_host_names_a_member() {
         assert_eq!(room.stdout_line().await, "alicia: it's me");
         a.send("quit").await;
         a.exit().await;
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}
+
+/// Display names: announced with --name and /nick, shown beside the key (never alone), a
+/// name another member uses is marked, a rename floods nobody, and programs get them typed.
+#[tokio::test]
+async fn members_announce_names_shown_beside_their_keys() {
+    within(async {
+        let (host, alice, bob, mallory) = (Home::new(), Home::new(), Home::new(), Home::new());
+        let (mut room, port) = host.listen(&["--name", "Host"]).await;
+        let mut a = alice.dial(port, &["--json", "--name", "Alice"]);
+        let roster = event_where(&mut a, |v| v["event"] == "roster").await;
+        // The host's own name came in its HELLO.
+        assert_eq!(roster["via"]["name"], "Host", "{roster}");
+        let line = room.stderr_until("joined (1").await;
+        let short = |fp: String| fp[..12].to_string();
+        assert!(
+            line.contains(&format!("Alice [{}]", short(alice.fingerprint()))),
+            "{line}"
+        );
+        let mut b = bob.dial(port, &["--name", "bob"]);
+        let joined = event_where(&mut a, |v| v["event"] == "joined").await;
+        assert_eq!(joined["peer"]["name"], "bob", "{joined}");
+        assert_eq!(joined["peer"]["fingerprint"], bob.fingerprint());
+
+        // A relayed line names its author by name and key, in plain mode too.
+        a.send("hi from alice").await;
+        let relayed = b.stdout_line().await;
+        assert!(
+            relayed.starts_with(&format!("Alice [{}] via ", short(alice.fingerprint()))),
+            "{relayed}"
+        );
+
+        // /nick renames: everyone is told, the renamed member too (its confirmation).
+        a.send("/nick Alicia").await;
+        let renamed = event_where(&mut a, |v| v["event"] == "renamed").await;
+        assert_eq!(renamed["peer"]["name"], "Alicia", "{renamed}");
+        b.stderr_until(&format!("is now Alicia [{}]", short(alice.fingerprint())))
+            .await;
+        // A second rename at once is refused, to it alone.
+        a.send("/nick Al").await;
+        let refused = event_where(&mut a, |v| v["event"] == "name_refused").await;
+        assert_eq!(refused["name"], "Al", "{refused}");
+        assert!(refused["text"].as_str().unwrap().contains("10 seconds"));
+
+        // Someone else calling itself bob is marked where it is shown.
+        let mut m = mallory.dial(port, &["--name", "Bob"]);
+        let line = room.stderr_until("joined (3").await;
+        assert!(
+            line.contains(&format!("Bob? [{}]", short(mallory.fingerprint()))),
+            "{line}"
+        );
+        b.stderr_until(&format!("Bob? [{}] joined", short(mallory.fingerprint())))
+            .await;
+
+        // Names that could pass for our own labels are refused before anything is sent.
+        let bad = alice.run(&["dial", &format!("127.0.0.1:{port}"), "--name", "bob: hi"]);
+        assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+        assert!(String::from_utf8_lossy(&bad.stderr).contains("--name"));
+
+        for p in [&mut a, &mut b, &mut m] {
+            p.send("quit").await;
+            p.exit().await;
+        }
         room.signal("INT");
         room.exit().await;
     })

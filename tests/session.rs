@@ -35,6 +35,7 @@ fn settings(pin: Option<&Identity>) -> Settings {
         },
         keepalive: Duration::from_secs(30),
         pipe: None,
+        name: String::new(),
     }
 }
 
@@ -271,7 +272,10 @@ async fn a_peer_that_falls_silent_is_declared_gone_after_three_intervals() {
         let (alice, bob) = (Identity::generate().unwrap(), Identity::generate().unwrap());
         let (dialer, mut listener) = pair(&alice, &bob).await;
         // The listener says hello, then never sends another byte (and never answers PINGs).
-        for opening in [Message::Hello(Mode::Chat), Message::Welcome("hi".into())] {
+        for opening in [
+            Message::hello(Mode::Chat, ""),
+            Message::Welcome("hi".into()),
+        ] {
             listener.send.send(&opening).await.unwrap();
         }
         let (mut input, _keep) = scripted(&[]);

@@ -793,8 +793,9 @@ async fn every_type_at_its_size_limits_survives_buffer_swaps() {
             Message::Ping(max_bytes.as_slice().into()),
             Message::Pong(b"".as_slice().into()),
             Message::Pong(max_bytes.as_slice().into()),
-            Message::Notice("".into()),
-            Message::Notice(max_text.as_str().into()),
+            Message::Notice(schat::message::Notice::text("")),
+            // The event byte and the fields length take 3 bytes of the body.
+            Message::Notice(schat::message::Notice::text(&max_text[3..])),
             Message::Relay {
                 origin: [7; 32],
                 text: "".into(),

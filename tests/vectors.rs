@@ -141,3 +141,83 @@ fn the_schat_opening_vector_in_protocol_md_is_right() {
         assert!(doc.contains(&line), "PROTOCOL.md §9.2 lacks {line:?}");
     }
 }
+
+/// The message vectors of PROTOCOL.md §4.0, §4.5 and §4.6, encoded by schat's own codec: each
+/// line the document shows is what the code produces (and decodes back).
+#[test]
+fn the_notice_and_name_vectors_in_protocol_md_are_right() {
+    use schat::message::notice::{Entry, Event, Notice, Reason};
+    use schat::message::{Message, Mode};
+    let k = [0xc0u8; 32];
+    let key = "K";
+    let carol = || Entry {
+        key: k,
+        name: "carol".into(),
+    };
+    let cases: Vec<(Message<'_>, String)> = vec![
+        (
+            Message::hello(Mode::Chat, "carol"),
+            "`0a 00 63 61 72 6f 6c`".into(),
+        ),
+        (
+            Message::Notice(Notice::text("hi")),
+            "`07 00 00 00 68 69`".into(),
+        ),
+        (
+            Message::Notice(Notice {
+                event: Event::Join(carol()),
+                text: "carol joined".into(),
+            }),
+            format!(
+                "`07 01 00 26` ‖ `{key}` ‖ `05 63 61 72 6f 6c` ‖\n  `63 61 72 6f 6c 20 6a 6f 69 6e 65 64`"
+            ),
+        ),
+        (
+            Message::Notice(Notice {
+                event: Event::Leave(
+                    Entry {
+                        key: k,
+                        name: "".into(),
+                    },
+                    Reason::Timeout,
+                ),
+                text: "".into(),
+            }),
+            format!("`07 02 00 22` ‖ `{key}` ‖ `00 03`"),
+        ),
+        (
+            Message::Notice(Notice {
+                event: Event::Roster(vec![]),
+                text: "x".into(),
+            }),
+            "`07 05 00 00 78`".into(),
+        ),
+        (
+            Message::Nick("carol".into()),
+            "NICK `0d 63 61 72 6f 6c`".into(),
+        ),
+    ];
+    let doc = include_str!("../PROTOCOL.md");
+    let spaced = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for (msg, shown) in cases {
+        assert!(doc.contains(&shown), "PROTOCOL.md lacks {shown:?}");
+        let mut wire = Vec::new();
+        msg.encode_into(&mut wire).unwrap();
+        // The document writes the key as `K`; put it back and compare the bytes.
+        let expected: String = shown
+            .replace("NICK ", "")
+            .replace(&format!("`{key}`"), &spaced(&k))
+            .replace(['`', '‖', '\n'], " ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(spaced(&wire), expected, "{msg:?}");
+        assert_eq!(Message::decode(&wire).unwrap(), msg);
+    }
+}

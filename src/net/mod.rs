@@ -302,6 +302,8 @@ pub async fn listen(
         rate: room::DEFAULT_RATE,
         hello_within: settings.handshake_timeout.max(settings.keepalive * 2),
         trust: settings.trust.clone(),
+        key: *identity.public(),
+        name: settings.name.clone(),
     };
     tokio::select! {
         result = room::host(connections, &room, input, ui, interrupts) => result,

@@ -90,6 +90,13 @@ pub enum Event {
     /// announced to the room.
     Ready {
         id: u64,
+        /// The display name it announced (unchecked; empty: none).
+        name: String,
+    },
+    /// The member announced a new display name (unchecked; empty: none).
+    Nick {
+        id: u64,
+        name: String,
     },
     /// The member asked who is in the room.
     Who {
@@ -258,16 +265,9 @@ pub async fn reader<R: AsyncRead + Unpin>(
             Ok(None) => break Err(Error::ConnectionCut),
             Err(e) => break Err(e),
         };
-        let was_open = opening.is_open();
         let msg = match opening.accept(msg, Mode::Chat) {
             Ok(Some(msg)) => msg,
-            Ok(None) => {
-                if !was_open && opening.is_open() && events.send(Event::Ready { id }).await.is_err()
-                {
-                    return;
-                }
-                continue;
-            }
+            Ok(None) => continue,
             Err(e) => break Err(e),
         };
         // Over its share, the member waits here, unread: the flooder is throttled, nobody else.
@@ -285,6 +285,19 @@ pub async fn reader<R: AsyncRead + Unpin>(
                 }
             }
             Message::Quit(reason) => break Ok(reason.into_owned()),
+            // Once, first (the opening saw to that): it accepted our key and is in the room.
+            Message::Hello { name, .. } => {
+                let name = name.into_owned();
+                if events.send(Event::Ready { id, name }).await.is_err() {
+                    return;
+                }
+            }
+            Message::Nick(name) => {
+                let name = name.into_owned();
+                if events.send(Event::Nick { id, name }).await.is_err() {
+                    return;
+                }
+            }
             Message::Who => {
                 if events.send(Event::Who { id }).await.is_err() {
                     return;

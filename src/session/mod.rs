@@ -9,9 +9,11 @@ pub mod command;
 pub mod input;
 pub mod keepalive;
 pub mod member;
+pub mod names;
 pub mod opening;
 pub mod pipe;
 pub mod room;
+mod room_view;
 pub mod verify;
 
 use crate::error::{Error, ProtocolError, Result};
@@ -20,19 +22,22 @@ use crate::framed::{FrameReader, FrameWriter};
 use crate::handshake::{self, Established};
 use crate::keys::{Identity, PublicKey};
 use crate::message::{MAX_BODY, Message, Mode};
+use crate::sanitize;
 use crate::signals::Interrupts;
 use crate::transport::{RecvHalf, SendHalf};
 use crate::trust::Allow;
-use crate::ui::{self, Departure, Speaker, Ui};
+use crate::ui::{self, Departure, Ui};
 use command::Command;
 use input::{Input, InputEvent};
 use keepalive::{Lapse, Silence};
+use names::Names;
 use opening::Opening;
+use room_view::RoomView;
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
-use verify::{Names, PeerInfo, TrustConfig, TrustPolicy};
+use verify::{PeerInfo, TrustConfig, TrustPolicy};
 
 /// The welcome a listener sends unless told otherwise.
 pub const DEFAULT_WELCOME: &str = "Welcome to schat! Type `quit` to leave.";
@@ -110,6 +115,8 @@ pub struct Settings {
     pub keepalive: Duration,
     /// Pipe mode (raw bytes between stdin and stdout) instead of chat.
     pub pipe: Option<pipe::PipeOptions>,
+    /// Our display name, announced in HELLO (empty: none; checked by [`names::check_name`]).
+    pub name: String,
 }
 
 /// Keepalive interval unless configured.
@@ -240,7 +247,8 @@ where
         established,
         role,
         &info,
-        &Names::load(&settings.trust),
+        Names::load(&settings.trust),
+        &settings.name,
         settings.keepalive,
         input,
         ui,
@@ -279,7 +287,8 @@ async fn chat<R, W>(
     established: Established<R, W>,
     role: &Role,
     peer: &PeerInfo,
-    names: &Names,
+    names: Names,
+    our_name: &str,
     keepalive: Duration,
     input: &mut Input,
     ui: &Ui,
@@ -295,12 +304,18 @@ where
     let mut writer = tokio::spawn(write_loop(send, outgoing));
     let is_dialer = matches!(role, Role::Dialer { .. });
     let mut opening = Opening::new(is_dialer);
-    let room = RoomView {
+    let mut room = RoomView {
         is_dialer,
-        names: names.clone(),
+        names,
+        us: *peer.local(),
+        host: peer.key,
     };
+    // Our own name counts too: someone else taking it is marked on our screen as well.
+    let _ = room.names.announce(room.us, our_name);
     // Our HELLO first: a dialer gets here only once it has accepted the listener's key.
-    let _ = queue.send(Message::Hello(Mode::Chat)).await;
+    let _ = queue
+        .send(Message::hello(Mode::Chat, our_name.to_owned()))
+        .await;
     if let Role::Listener { welcome, .. } = role {
         let _ = queue.send(Message::Welcome(welcome.clone().into())).await;
     }
@@ -321,7 +336,7 @@ where
             received = recv.recv() => {
                 silence.heard();
                 match received {
-                    Ok(Some(msg)) => on_message(msg, &mut opening, &speaker, &room, ui, &queue),
+                    Ok(Some(msg)) => on_message(msg, &mut opening, &mut room, ui, &queue),
                     Ok(None) => Step::Fail(Error::ConnectionCut),
                     Err(e) => Step::Fail(e),
                 }
@@ -404,8 +419,7 @@ where
             // refused) means nothing we sent was taken, and so does never being welcomed.
             let mut after = AfterQuit {
                 opening,
-                speaker: &speaker,
-                room: &room,
+                room: &mut room,
                 ui,
             };
             if let Ok(Err(e)) = tokio::time::timeout(LINGER, after.read(&mut recv)).await {
@@ -434,8 +448,7 @@ where
 /// Reading after our QUIT: the peer's last words are shown, and a refusal is an error.
 struct AfterQuit<'a> {
     opening: Opening,
-    speaker: &'a Speaker<'a>,
-    room: &'a RoomView,
+    room: &'a mut RoomView,
     ui: &'a Ui,
 }
 
@@ -452,14 +465,7 @@ impl AfterQuit<'_> {
                 Err(Error::Io { .. }) => return Ok(()),
                 Err(e) => return Err(e),
             };
-            match on_message(
-                msg,
-                &mut self.opening,
-                self.speaker,
-                self.room,
-                self.ui,
-                &nowhere,
-            ) {
+            match on_message(msg, &mut self.opening, self.room, self.ui, &nowhere) {
                 Step::Fail(e) => return Err(e),
                 Step::PeerLeft => return Ok(()),
                 _ => {}
@@ -468,18 +474,11 @@ impl AfterQuit<'_> {
     }
 }
 
-/// What a dialer needs to show a room: whether we dialled, and names for relayed origins.
-struct RoomView {
-    is_dialer: bool,
-    names: Names,
-}
-
 /// Handles one message from the peer.
 fn on_message(
     msg: Message<'_>,
     opening: &mut Opening,
-    speaker: &Speaker<'_>,
-    room: &RoomView,
+    room: &mut RoomView,
     ui: &Ui,
     queue: &mpsc::Sender<Message<'static>>,
 ) -> Step {
@@ -488,20 +487,31 @@ fn on_message(
         Ok(None) => return Step::Continue,
         Err(e) => return Step::Fail(e),
     };
+    let label = room.names.label(&room.host);
+    let speaker = room.speaker(&room.host, &label);
     match msg {
-        // Once, right after the listener's HELLO (the opening saw to that).
-        Message::Welcome(text) => {
-            ui.welcome(speaker, &text);
+        // Once, first (the opening saw to that).
+        Message::Hello { name, .. } => {
+            room.peer_named(&name, ui);
             Step::Continue
         }
-        Message::Text(text) => match ui.message(speaker, &text) {
+        Message::Nick(name) => {
+            room.peer_named(&name, ui);
+            Step::Continue
+        }
+        // Once, right after the listener's HELLO (the opening saw to that).
+        Message::Welcome(text) => {
+            ui.welcome(&speaker, &text);
+            Step::Continue
+        }
+        Message::Text(text) => match ui.message(&speaker, &text) {
             Ok(()) => Step::Continue,
             Err(e) => Step::Fail(Error::io("writing to stdout", e)),
         },
         Message::Quit(reason) => {
             let ending = QuitReason::of(&reason);
             if !matches!(ending, QuitReason::Refused(_)) {
-                ui.left(speaker, Departure::Quit, &reason);
+                ui.left(&speaker, Departure::Quit, &reason);
             }
             match ending.error() {
                 None => Step::PeerLeft,
@@ -515,9 +525,6 @@ fn on_message(
         }
         // REKEY never reaches here: the transport applies it.
         Message::Pong(_) | Message::Rekey | Message::Extension { .. } => Step::Continue,
-        Message::Hello(_) => {
-            Step::Fail(ProtocolError::Unexpected("HELLO", "in the middle of the session").into())
-        }
         Message::Data(_) => Step::Fail(
             ProtocolError::Unexpected("DATA", "in a chat (is it in --pipe mode?)").into(),
         ),
@@ -526,25 +533,21 @@ fn on_message(
         Message::Relay { .. } | Message::Notice(_) | Message::Private(_) if !room.is_dialer => {
             Step::Fail(ProtocolError::Unexpected(msg.name(), "from a dialer").into())
         }
-        Message::Private(text) => match ui.private(speaker, &text) {
+        Message::Private(text) => match ui.private(&speaker, &text) {
             Ok(()) => Step::Continue,
             Err(e) => Step::Fail(Error::io("writing to stdout", e)),
         },
         Message::Relay { origin, text } => {
             let origin = PublicKey::from_bytes(origin);
             let label = room.names.label(&origin);
-            let from = Speaker {
-                label: &label,
-                key: &origin,
-                petname: room.names.petname(&origin),
-            };
-            match ui.relayed(&from, speaker, &text) {
+            let from = room.speaker(&origin, &label);
+            match ui.relayed(&from, &speaker, &text) {
                 Ok(()) => Step::Continue,
                 Err(e) => Step::Fail(Error::io("writing to stdout", e)),
             }
         }
-        Message::Notice(text) => {
-            ui.notice(speaker, &text);
+        Message::Notice(notice) => {
+            room.on_notice(notice, ui);
             Step::Continue
         }
     }
@@ -601,6 +604,16 @@ fn on_input(
                 ui.warn("the connection is busy: /who again in a moment");
             }
         }
+        Command::Nick(name) => match names::check_name(name) {
+            Err(why) => ui.warn(format_args!("/nick {}: {why}", sanitize::line(name))),
+            Ok(()) => {
+                if queue.try_send(Message::Nick(name.to_owned().into())).is_err() {
+                    ui.warn("the connection is busy: /nick again in a moment");
+                } else if !is_dialer {
+                    ui.status(format_args!("the peer now sees you as {name}"));
+                }
+            }
+        },
         Command::Who | Command::Msg(..) | Command::Name(..) => {
             ui.warn("/msg and /name are for the host of a room; /who for its members and its host");
         }

@@ -3,8 +3,8 @@
 //!
 //! ```text
 //!  listener                                  dialer
-//!     HELLO(mode) ──▶                         (decides about the listener's key)
-//!                                     ◀── HELLO(mode)   its "ready"
+//!     HELLO(mode, name) ──▶                   (decides about the listener's key)
+//!                               ◀── HELLO(mode, name)   its "ready"
 //!     WELCOME(text) ──▶                                 a room sends it now, as the dialer
 //!                                                       joins (a pipe may send it at once)
 //! ```
@@ -41,7 +41,8 @@ impl Opening {
     }
 
     /// Takes `msg` if it belongs to the opening (`Ok(None)`); otherwise hands it back for the
-    /// session. A WELCOME is handed back once, for the caller to show. `ours` is our mode.
+    /// session. The HELLO (for its name) and the WELCOME (to show) are handed back once each,
+    /// in their place. `ours` is our mode.
     pub fn accept<'a>(&mut self, msg: Message<'a>, ours: Mode) -> Result<Option<Message<'a>>> {
         if matches!(
             msg,
@@ -50,16 +51,18 @@ impl Opening {
             return Ok(Some(msg));
         }
         match (*self, msg) {
-            (Opening::Hello { then_welcome }, Message::Hello(theirs)) => {
-                if theirs != ours {
-                    return Err(mismatch(theirs));
+            (Opening::Hello { then_welcome }, msg @ Message::Hello { .. }) => {
+                if let Message::Hello { mode, .. } = msg
+                    && mode != ours
+                {
+                    return Err(mismatch(mode));
                 }
                 *self = if then_welcome {
                     Opening::Welcome
                 } else {
                     Opening::Open
                 };
-                Ok(None)
+                Ok(Some(msg))
             }
             (Opening::Welcome, msg @ Message::Welcome(_)) => {
                 *self = Opening::Open;
@@ -81,7 +84,7 @@ impl Opening {
             (Opening::Welcome, other) => {
                 Err(ProtocolError::Unexpected(other.name(), "before WELCOME").into())
             }
-            (Opening::Open, Message::Hello(_) | Message::Welcome(_)) => {
+            (Opening::Open, Message::Hello { .. } | Message::Welcome(_)) => {
                 Err(ProtocolError::Unexpected("a second HELLO or WELCOME", "in the session").into())
             }
             (Opening::Open, msg) => Ok(Some(msg)),
@@ -109,8 +112,8 @@ mod tests {
             Ok(Some(_))
         ));
         assert!(matches!(
-            o.accept(Message::Hello(Mode::Chat), Mode::Chat),
-            Ok(None)
+            o.accept(Message::hello(Mode::Chat, "carol"), Mode::Chat),
+            Ok(Some(Message::Hello { name, .. })) if name == "carol"
         ));
         assert_eq!(o, Opening::Welcome);
         assert!(matches!(
@@ -118,7 +121,10 @@ mod tests {
             Ok(Some(Message::Welcome(_)))
         ));
         assert!(o.is_open());
-        assert!(o.accept(Message::Hello(Mode::Chat), Mode::Chat).is_err());
+        assert!(
+            o.accept(Message::hello(Mode::Chat, ""), Mode::Chat)
+                .is_err()
+        );
     }
 
     #[test]
@@ -130,8 +136,8 @@ mod tests {
         ));
         let mut o = Opening::new(false);
         assert!(matches!(
-            o.accept(Message::Hello(Mode::Pipe), Mode::Pipe),
-            Ok(None)
+            o.accept(Message::hello(Mode::Pipe, ""), Mode::Pipe),
+            Ok(Some(Message::Hello { .. }))
         ));
         assert!(o.is_open());
     }
@@ -140,7 +146,7 @@ mod tests {
     fn the_other_mode_and_an_early_quit_end_it() {
         let mut o = Opening::new(true);
         assert!(matches!(
-            o.accept(Message::Hello(Mode::Pipe), Mode::Chat),
+            o.accept(Message::hello(Mode::Pipe, ""), Mode::Chat),
             Err(Error::ModeMismatch(m)) if m.contains("--pipe")
         ));
         let mut o = Opening::new(true);

@@ -52,7 +52,7 @@ where
 {
     let Established { recv, mut send, .. } = established;
     // Our HELLO first (a dialer gets here only once it has accepted the listener's key).
-    send.send(&Message::Hello(Mode::Pipe)).await?;
+    send.send(&Message::hello(Mode::Pipe, "")).await?;
     if listener {
         send.send(&Message::Welcome("schat pipe".into())).await?;
     }
@@ -182,6 +182,7 @@ async fn download<R: AsyncRead + Unpin>(
             | Message::Relay { .. }
             | Message::Notice(_)
             | Message::Private(_)
+            | Message::Nick(_)
             | Message::Who => {
                 return Err(ProtocolError::Unexpected(
                     msg.name(),
@@ -191,9 +192,8 @@ async fn download<R: AsyncRead + Unpin>(
             }
             // The listener's greeting means nothing to a pipe; the opening saw it came once.
             Message::Welcome(_) => {}
-            Message::Hello(_) => {
-                return Err(ProtocolError::Unexpected("HELLO", "twice").into());
-            }
+            // Its name means nothing to a pipe; the opening saw that it came once.
+            Message::Hello { .. } => {}
         }
     }
 }

@@ -17,12 +17,16 @@
 use super::command::{self, Command};
 use super::input::{Input, InputEvent};
 use super::member::{self, Event, Offer, Outbox, Rate};
+use super::names::{self, Names};
 use super::verify::{PeerInfo, TrustConfig};
 use super::{LINGER, REFUSAL};
 use crate::error::{Error, Result};
 use crate::fingerprint;
 use crate::handshake::Established;
+use crate::keys::PublicKey;
+use crate::message::notice::{Entry, Event as NoticeEvent, Notice, Reason};
 use crate::message::{self, MAX_BODY, MAX_RELAY_TEXT, Message};
+use crate::sanitize;
 use crate::signals::Interrupts;
 use crate::ui::{Departure, Mode, Ui};
 use std::collections::{BTreeMap, VecDeque};
@@ -55,6 +59,10 @@ pub struct RoomOptions {
     pub hello_within: Duration,
     /// Known peers (a knock answered with a petname is stored there).
     pub trust: TrustConfig,
+    /// The host's key (a rename of the host names it).
+    pub key: PublicKey,
+    /// The host's display name (empty: none).
+    pub name: String,
 }
 
 /// The default outbox: 1 MiB of queued messages per member.
@@ -95,7 +103,15 @@ struct Member {
     writer: JoinHandle<Result<()>>,
     /// Its HELLO has arrived: it accepted our key and is in the room.
     ready: bool,
+    /// The display name it announced and we accepted (empty: none).
+    name: String,
+    /// When its name last changed (one change per [`RENAME_EVERY`]).
+    renamed: Option<Instant>,
 }
+
+/// A member may change its display name once per this long: each change is announced to
+/// everyone, so a loop of renames would be a flood.
+const RENAME_EVERY: Duration = Duration::from_secs(10);
 
 impl Member {
     /// Its label with its short fingerprint, once (an unverified label already has it).
@@ -106,6 +122,58 @@ impl Member {
         } else {
             format!("{} ({short})", self.info.label)
         }
+    }
+
+    /// How notices name it.
+    fn entry(&self) -> Entry<'static> {
+        Entry {
+            key: *self.info.key.as_bytes(),
+            name: self.name.clone().into(),
+        }
+    }
+}
+
+/// After any change of names or members: forget the names of those gone, learn the petnames
+/// given meanwhile, and label everyone anew (a name may collide, or stop colliding).
+fn relabel(members: &mut BTreeMap<u64, Member>, names: &mut Names) {
+    let present: Vec<PublicKey> = members
+        .values()
+        .filter(|m| m.ready)
+        .map(|m| m.info.key)
+        .collect();
+    names.retain(&present);
+    for m in members.values() {
+        if let Some(entry) = &m.info.entry {
+            names.set_petname(m.info.key, entry.name.clone());
+        }
+        if m.ready && !m.name.is_empty() {
+            let _ = names.announce(m.info.key, &m.name);
+        }
+    }
+    for m in members.values_mut() {
+        m.info.label = names.label(&m.info.key);
+    }
+}
+
+/// A notice of `event`, worded `text`.
+fn notice(event: NoticeEvent<'static>, text: String) -> Message<'static> {
+    Message::Notice(Notice {
+        event,
+        text: text.into(),
+    })
+}
+
+/// Why a member left, for its LEAVE notice.
+fn leave_reason(how: &Result<String>) -> Reason {
+    match how {
+        Ok(_) => Reason::Quit,
+        Err(e) => match Departure::of(e) {
+            Departure::Quit => Reason::Quit,
+            Departure::Cut => Reason::Cut,
+            Departure::Refused => Reason::Refused,
+            Departure::Timeout => Reason::Timeout,
+            Departure::Error => Reason::Error,
+        },
     }
 }
 
@@ -190,6 +258,8 @@ where
     let mut next_id = 0u64;
     let mut had_members = false;
     let mut last: Result<()> = Ok(());
+    let mut names = Names::load(&options.trust);
+    let mut host_name = options.name.clone();
     let mut churn = Churn::new();
     let mut input_open = true;
     let turning_away = Arc::new(Semaphore::new(TURNING_AWAY));
@@ -202,21 +272,32 @@ where
                 Connection::Failed(line) => ui.warn(line),
                 Connection::Knock(arrival) => ask_knock |= knocks.knock(*arrival),
                 Connection::Arrived(arrival) => {
-                    enter(&mut members, &mut next_id, *arrival, options, &events_tx, ui, &turning_away);
+                    enter(&mut members, &mut next_id, *arrival, options, &host_name, &events_tx, ui, &turning_away);
                 }
             },
             () = tokio::time::sleep_until(knocks.due()), if !knocks.is_empty() => {
                 ask_knock |= knocks.expire(ui);
             }
             Some(event) = events.recv() => match event {
-                Event::Ready { id } => {
+                Event::Ready { id, name } => {
                     let Some(member) = members.get_mut(&id) else { continue };
                     member.ready = true;
                     let _ = member.outbox.offer(Message::Welcome(options.welcome.clone().into()));
+                    // Its name, if it is one; otherwise it is told why (after WELCOME, which
+                    // comes first) and shown by its key.
+                    match names::check_name(&name) {
+                        Ok(()) => member.name = name,
+                        Err(_) if name.is_empty() => {}
+                        Err(why) => {
+                            let refused = Entry { key: *member.info.key.as_bytes(), name: name.into() };
+                            let _ = member.outbox.offer(notice(NoticeEvent::Refused(refused), why.into()));
+                        }
+                    }
+                    relabel(&mut members, &mut names);
                     // Who is already here, so that the newcomer knows who reads along.
-                    let roster = roster(&members, id);
+                    let roster = roster(&members, id, &names);
                     if let Some(member) = members.get(&id) {
-                        let _ = member.outbox.offer(Message::Notice(roster.into()));
+                        let _ = member.outbox.offer(roster);
                     }
                     let Some(member) = members.get_mut(&id) else { continue };
                     had_members = true;
@@ -234,18 +315,22 @@ where
                     }
                     ui.connected(&info.speaker(), &info.safety().grouped(), Some(&member.address));
                     if loud {
-                        let notice = Message::Notice(format!("{tag} joined").into());
-                        broadcast(&mut members, Some(id), &notice, ui);
+                        let joined = notice(
+                            NoticeEvent::Join(member.entry()),
+                            format!("{} joined", names.public_label(&member.info.key)),
+                        );
+                        broadcast(&mut members, Some(id), &joined, ui);
                         let here = members.values().filter(|m| m.ready).count();
                         ui.status(format_args!("{tag} joined ({here} in the room)"));
                     }
                 }
                 Event::Who { id } => {
-                    let roster = roster(&members, id);
+                    let roster = roster(&members, id, &names);
                     if let Some(member) = members.get(&id) {
-                        let _ = member.outbox.offer(Message::Notice(roster.into()));
+                        let _ = member.outbox.offer(roster);
                     }
                 }
+                Event::Nick { id, name } => rename(&mut members, id, &name, &mut names, ui),
                 Event::Said { id, text } => {
                     if let Err(e) = said(&mut members, id, &text, ui) {
                         last = Err(e);
@@ -282,10 +367,14 @@ where
                         Ok(_) => {}
                         Err(e) => ui.left(&speaker, Departure::of(e), &format!("{e} ({})", member.address)),
                     }
-                    let notice = format!("{} left", member.tag());
+                    let left = notice(
+                        NoticeEvent::Leave(member.entry(), leave_reason(&how)),
+                        format!("{} left", names.public_label(&member.info.key)),
+                    );
                     part(member, how.is_ok());
+                    relabel(&mut members, &mut names);
                     if loud {
-                        broadcast(&mut members, None, &Message::Notice(notice.into()), ui);
+                        broadcast(&mut members, None, &left, ui);
                     }
                     last = how.map(|_| ());
                     if members.is_empty() {
@@ -299,13 +388,13 @@ where
             () = tokio::time::sleep_until(churn.due()), if churn.held_back() => {
                 let line = churn.summary(members.values().filter(|m| m.ready).count());
                 ui.status(&line);
-                broadcast(&mut members, None, &Message::Notice(line.into()), ui);
+                broadcast(&mut members, None, &notice(NoticeEvent::Text, line), ui);
             }
             event = input.next(), if input_open => {
                 // A knock is waiting: the line is the host's answer to it.
                 if !knocks.is_empty() && let InputEvent::Line(answer) = &event {
                     if let Some(arrival) = knocks.answer(answer, &options.trust, ui) {
-                        enter(&mut members, &mut next_id, arrival, options, &events_tx, ui, &turning_away);
+                        enter(&mut members, &mut next_id, arrival, options, &host_name, &events_tx, ui, &turning_away);
                     }
                     ask_knock = true;
                     continue;
@@ -320,7 +409,8 @@ where
                     input_open = false;
                     continue;
                 }
-                if let Some(end) = host_input(event, &mut members, input, ui, &options.trust) {
+                let host = Host { key: &options.key, name: &mut host_name, names: &mut names };
+                if let Some(end) = host_input(event, &mut members, input, ui, &options.trust, host) {
                     last = end;
                     break;
                 }
@@ -345,11 +435,13 @@ where
 
 /// An admitted connection enters: as a member waiting for its HELLO, or, when the room is
 /// full, turned away.
+#[allow(clippy::too_many_arguments)]
 fn enter<R, W>(
     members: &mut BTreeMap<u64, Member>,
     next_id: &mut u64,
     arrival: Arrival<R, W>,
     options: &RoomOptions,
+    host_name: &str,
     events: &mpsc::Sender<Event>,
     ui: &Ui,
     turning_away: &Arc<Semaphore>,
@@ -380,25 +472,86 @@ fn enter<R, W>(
         part(oldest, false);
     }
     *next_id += 1;
-    members.insert(*next_id, admit(*next_id, arrival, options, events));
+    members.insert(
+        *next_id,
+        admit(*next_id, arrival, options, host_name, events),
+    );
 }
 
 /// The room as member `to` is told it: who else is there, as the host knows them.
-fn roster(members: &BTreeMap<u64, Member>, to: u64) -> String {
-    let others: Vec<String> = members
+fn roster(members: &BTreeMap<u64, Member>, to: u64, names: &Names) -> Message<'static> {
+    let others: Vec<&Member> = members
         .iter()
         .filter(|(id, m)| m.ready && **id != to)
-        .map(|(_, m)| m.tag())
+        .map(|(_, m)| m)
         .collect();
-    if others.is_empty() {
+    let labels: Vec<String> = others
+        .iter()
+        .map(|m| names.public_label(&m.info.key))
+        .collect();
+    let text = if others.is_empty() {
         "in the room: you and the host".into()
     } else {
         format!(
             "in the room: you, the host, and {} other(s): {}",
             others.len(),
-            others.join(", ")
+            labels.join(", ")
         )
+    };
+    notice(
+        NoticeEvent::Roster(others.iter().map(|m| m.entry()).collect()),
+        text,
+    )
+}
+
+/// A member asked for a new display name: accepted and announced to all (the member too, as
+/// its confirmation), or refused to it alone, with the reason.
+fn rename(members: &mut BTreeMap<u64, Member>, id: u64, name: &str, names: &mut Names, ui: &Ui) {
+    let Some(member) = members.get_mut(&id) else {
+        return;
+    };
+    let refusal = match names::check_name(name) {
+        Err(why) if !name.is_empty() => Some(why),
+        _ if member.renamed.is_some_and(|at| at.elapsed() < RENAME_EVERY) => {
+            Some("one name change per 10 seconds")
+        }
+        _ => None,
+    };
+    if let Some(why) = refusal {
+        let refused = Entry {
+            key: *member.info.key.as_bytes(),
+            name: name.to_owned().into(),
+        };
+        let _ = member
+            .outbox
+            .offer(notice(NoticeEvent::Refused(refused), why.into()));
+        return;
     }
+    let (old, old_public) = (member.tag(), names.public_label(&member.info.key));
+    member.name = name.to_owned();
+    member.renamed = Some(Instant::now());
+    let key = member.info.key;
+    names.forget(&key);
+    relabel(members, names);
+    let Some(member) = members.get(&id) else {
+        return;
+    };
+    let new = member.tag();
+    if old == new {
+        ui.status(format_args!(
+            "{old} now calls itself {}",
+            sanitize::line(name)
+        ));
+    } else {
+        ui.status(format_args!("{old} is now {new}"));
+    }
+    let text = format!("{old_public} is now {}", names.public_label(&key));
+    broadcast(
+        members,
+        None,
+        &notice(NoticeEvent::Rename(member.entry()), text),
+        ui,
+    );
 }
 
 /// How long a knock waits for the host's answer.
@@ -564,6 +717,7 @@ fn admit<R, W>(
     id: u64,
     arrival: Arrival<R, W>,
     options: &RoomOptions,
+    host_name: &str,
     events: &mpsc::Sender<Event>,
 ) -> Member
 where
@@ -590,7 +744,7 @@ where
     ));
     // WELCOME waits for its HELLO: then it is in, and a dialer that sees WELCOME knows the
     // room has counted it (a script may speak at once).
-    let _ = outbox.offer(Message::Hello(message::Mode::Chat));
+    let _ = outbox.offer(Message::hello(message::Mode::Chat, host_name.to_owned()));
     Member {
         info,
         address,
@@ -598,6 +752,8 @@ where
         reader,
         writer,
         ready: false,
+        name: String::new(),
+        renamed: None,
     }
 }
 
@@ -609,13 +765,13 @@ fn said(members: &mut BTreeMap<u64, Member>, id: u64, text: &str, ui: &Ui) -> Re
     ui.message(&member.info.speaker(), text)
         .map_err(|e| Error::io("writing to stdout", e))?;
     if text.len() > MAX_RELAY_TEXT {
-        let _ = member.outbox.offer(Message::Notice(
+        let _ = member.outbox.offer(notice(
+            NoticeEvent::Text,
             format!(
                 "your message of {} bytes was shown to the host but is too long to relay \
                  (limit {MAX_RELAY_TEXT} bytes)",
                 text.len()
-            )
-            .into(),
+            ),
         ));
         return Ok(());
     }
@@ -652,10 +808,13 @@ fn disconnect_slow(members: &mut BTreeMap<u64, Member>, slow: Vec<u64>, ui: &Ui)
         ui.warn(format_args!(
             "{tag} is not keeping up (its queue is full): disconnected"
         ));
+        let left = notice(
+            NoticeEvent::Leave(member.entry(), Reason::Timeout),
+            format!("{tag} was disconnected: not keeping up"),
+        );
         part(member, false);
-        let notice = Message::Notice(format!("{tag} was disconnected: not keeping up").into());
         // Recursion is bounded: every level removes a member.
-        broadcast(members, None, &notice, ui);
+        broadcast(members, None, &left, ui);
     }
 }
 
@@ -692,6 +851,7 @@ fn host_input(
     input: &mut Input,
     ui: &Ui,
     trust: &TrustConfig,
+    host: Host<'_>,
 ) -> Option<Result<()>> {
     let line = match event {
         InputEvent::Line(line) => line,
@@ -717,7 +877,10 @@ fn host_input(
                 let member = members.get_mut(&id)?;
                 let before = member.tag();
                 match name_peer(trust, &mut member.info, petname) {
-                    Ok(name) => ui.status(format_args!("{before} is now known as {name:?}")),
+                    Ok(name) => {
+                        ui.status(format_args!("{before} is now known as {name:?}"));
+                        relabel(members, host.names);
+                    }
                     Err(why) => ui.warn(format_args!("not named: {why}")),
                 }
             }
@@ -758,6 +921,22 @@ fn host_input(
             }
             Err(why) => ui.warn(why),
         },
+        Command::Nick(name) => match names::check_name(name) {
+            Err(why) => ui.warn(format_args!("/nick {}: {why}", sanitize::line(name))),
+            Ok(()) => {
+                name.clone_into(host.name);
+                ui.status(format_args!(
+                    "members now see you as {name} [{}]",
+                    fingerprint::short(host.key)
+                ));
+                let entry = Entry {
+                    key: *host.key.as_bytes(),
+                    name: name.to_owned().into(),
+                };
+                let renamed = notice(NoticeEvent::Rename(entry), format!("the host is now {name}"));
+                broadcast(members, None, &renamed, ui);
+            }
+        },
         Command::Clear => input.clear_screen(),
         Command::Help => {
             ui.listing(command::HELP);
@@ -771,6 +950,15 @@ fn host_input(
         )),
     }
     None
+}
+
+/// The host, as `/nick` changes it.
+struct Host<'a> {
+    key: &'a PublicKey,
+    /// Its display name (empty: none).
+    name: &'a mut String,
+    /// Everyone's labels.
+    names: &'a mut Names,
 }
 
 /// The host's own words: to everyone, or to one member.
@@ -809,7 +997,9 @@ fn find(members: &BTreeMap<u64, Member>, name: &str) -> std::result::Result<u64,
     let by_label: Vec<u64> = members
         .clone()
         .filter(|(_, m)| {
-            m.info.label == name || m.info.entry.as_ref().is_some_and(|e| e.name == name)
+            m.info.label == name
+                || m.info.entry.as_ref().is_some_and(|e| e.name == name)
+                || (!m.name.is_empty() && m.name.eq_ignore_ascii_case(name))
         })
         .map(|(id, _)| *id)
         .collect();

@@ -68,7 +68,13 @@ impl PeerInfo {
             label: &self.label,
             key: &self.key,
             petname: self.entry.as_ref().map(|e| e.name.as_str()),
+            name: None,
         }
+    }
+
+    /// Our own key (the other half of the safety number).
+    pub fn local(&self) -> &PublicKey {
+        &self.local
     }
 
     /// `/whois`: everything we know about the peer.
@@ -94,31 +100,6 @@ impl PeerInfo {
         match &self.entry {
             Some(e) => format!("{} ({}, {})", e.name, e.how.describe(), e.when),
             None => format!("{} (not in known_peers)", self.label),
-        }
-    }
-}
-
-/// How to label keys seen in a room (the origins of relayed messages): by petname when known.
-#[derive(Debug, Clone, Default)]
-pub struct Names(std::collections::HashMap<PublicKey, String>);
-
-impl Names {
-    /// The petnames in `config`'s store (empty if it cannot be read: labels are cosmetic).
-    pub fn load(config: &TrustConfig) -> Self {
-        let peers = config.store.load().unwrap_or_default();
-        Names(peers.entries().map(|e| (e.key, e.name.clone())).collect())
-    }
-
-    /// The petname of `key`, if it has one.
-    pub fn petname(&self, key: &PublicKey) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
-    }
-
-    /// `petname`, or `unverified <short fingerprint>`.
-    pub fn label(&self, key: &PublicKey) -> String {
-        match self.petname(key) {
-            Some(name) => name.to_string(),
-            None => format!("unverified {}", fingerprint::short(key)),
         }
     }
 }

@@ -150,7 +150,7 @@ pub async fn run(bin: &str, peers: usize, per_peer: usize, leave: Leave) -> Load
             let handshake::Established {
                 mut recv, mut send, ..
             } = session;
-            send.send(&Message::Hello(schat::message::Mode::Chat))
+            send.send(&Message::hello(schat::message::Mode::Chat, ""))
                 .await
                 .unwrap();
             // Read everything the host sends (welcome, notices, relays) until it hangs up.

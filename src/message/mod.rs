@@ -3,6 +3,9 @@
 //! Pure encoding and decoding, no I/O. Decoding borrows from the caller's buffer (`Cow`), so the
 //! receive path copies nothing; `into_owned` makes a message that can be queued.
 
+pub mod notice;
+
+pub use notice::Notice;
 use std::borrow::Cow;
 use std::str;
 use thiserror::Error;
@@ -33,19 +36,22 @@ pub mod kind {
     pub const PONG: u8 = 0x05;
     /// Host → member: another member's text, with the 32-byte key of who said it.
     pub const RELAY: u8 = 0x06;
-    /// Host → member: a room event (joined, left), UTF-8.
+    /// Host → member: a room event (joined, left, renamed…), see [`super::notice`].
     pub const NOTICE: u8 = 0x07;
     /// The sender switches its sending key (Noise `REKEY`) right after this message. Empty.
     pub const REKEY: u8 = 0x08;
     /// Raw bytes of a pipe-mode stream.
     pub const DATA: u8 = 0x09;
-    /// Each side's first message: which mode it runs (one byte, see [`super::Mode`]). The
-    /// dialer sends it only once it has accepted the listener's key: its "ready".
+    /// Each side's first message: which mode it runs (one byte, see [`super::Mode`]), then
+    /// optionally a display name (UTF-8, at most 128 bytes). The dialer sends it only once it
+    /// has accepted the listener's key: its "ready".
     pub const HELLO: u8 = 0x0a;
     /// Host → one member: UTF-8 text meant for that member only (`/msg`).
     pub const PRIVATE: u8 = 0x0b;
     /// Member → host: who is in the room? Empty; answered with a NOTICE.
     pub const WHO: u8 = 0x0c;
+    /// The sender's new display name (UTF-8, at most 128 bytes; empty: none).
+    pub const NICK: u8 = 0x0d;
     /// Types from here up are extensions: ignored when unknown.
     pub const FIRST_EXTENSION: u8 = 0x80;
 }
@@ -71,17 +77,24 @@ pub enum Message<'a> {
         text: Cow<'a, str>,
     },
     /// A room event from the host.
-    Notice(Cow<'a, str>),
+    Notice(Notice<'a>),
     /// The sender's following messages use its next key.
     Rekey,
     /// A chunk of a pipe-mode byte stream.
     Data(Cow<'a, [u8]>),
-    /// The sender's mode: its first message.
-    Hello(Mode),
+    /// The sender's mode, and the display name it would like to be shown by: its first message.
+    Hello {
+        /// Chat or pipe.
+        mode: Mode,
+        /// A display name (empty: none). Not checked here: see `session::names`.
+        name: Cow<'a, str>,
+    },
     /// Host → member: text for this member only.
     Private(Cow<'a, str>),
     /// Member → host: a request for the room's roster.
     Who,
+    /// The sender's new display name (empty: none).
+    Nick(Cow<'a, str>),
     /// An extension type (≥ 0x80) this version does not understand; receivers ignore it.
     Extension { kind: u8, body: Cow<'a, [u8]> },
 }
@@ -139,6 +152,14 @@ pub enum MessageError {
 }
 
 impl<'a> Message<'a> {
+    /// A HELLO for `mode`, with a display name (empty: none).
+    pub fn hello(mode: Mode, name: impl Into<Cow<'a, str>>) -> Self {
+        Message::Hello {
+            mode,
+            name: name.into(),
+        }
+    }
+
     /// Parses a decrypted plaintext.
     pub fn decode(plaintext: &'a [u8]) -> Result<Self, MessageError> {
         let (&kind, body) = plaintext.split_first().ok_or(MessageError::Empty)?;
@@ -166,18 +187,33 @@ impl<'a> Message<'a> {
                     text: Cow::Borrowed(text),
                 }
             }
-            kind::NOTICE => Message::Notice(text("NOTICE")?),
+            kind::NOTICE => Message::Notice(Notice::decode(body)?),
             kind::REKEY if body.is_empty() => Message::Rekey,
             kind::REKEY => return Err(MessageError::UnexpectedBody("REKEY")),
             kind::DATA => Message::Data(Cow::Borrowed(body)),
             kind::PRIVATE => Message::Private(text("PRIVATE")?),
             kind::WHO if body.is_empty() => Message::Who,
             kind::WHO => return Err(MessageError::UnexpectedBody("WHO")),
-            kind::HELLO => match body {
-                [0x00] => Message::Hello(Mode::Chat),
-                [0x01] => Message::Hello(Mode::Pipe),
-                _ => return Err(MessageError::UnexpectedBody("HELLO")),
-            },
+            kind::HELLO => {
+                let mode = match body.first() {
+                    Some(0x00) => Mode::Chat,
+                    Some(0x01) => Mode::Pipe,
+                    _ => return Err(MessageError::UnexpectedBody("HELLO")),
+                };
+                let name = &body[1..];
+                if name.len() > notice::MAX_NAME {
+                    return Err(MessageError::UnexpectedBody("HELLO name over 128 bytes"));
+                }
+                let name = str::from_utf8(name).map_err(|_| MessageError::InvalidUtf8("HELLO"))?;
+                Message::Hello {
+                    mode,
+                    name: Cow::Borrowed(name),
+                }
+            }
+            kind::NICK if body.len() > notice::MAX_NAME => {
+                return Err(MessageError::UnexpectedBody("NICK name over 128 bytes"));
+            }
+            kind::NICK => Message::Nick(text("NICK")?),
             k if k >= kind::FIRST_EXTENSION => Message::Extension {
                 kind: k,
                 body: Cow::Borrowed(body),
@@ -198,29 +234,29 @@ impl<'a> Message<'a> {
             Message::Notice(_) => kind::NOTICE,
             Message::Rekey => kind::REKEY,
             Message::Data(_) => kind::DATA,
-            Message::Hello(_) => kind::HELLO,
+            Message::Hello { .. } => kind::HELLO,
             Message::Private(_) => kind::PRIVATE,
             Message::Who => kind::WHO,
+            Message::Nick(_) => kind::NICK,
             Message::Extension { kind, .. } => *kind,
         }
     }
 
-    /// The body bytes (for RELAY, only the text part: see [`Message::body_len`]).
-    pub fn body(&self) -> &[u8] {
+    /// The body bytes, for the types whose body is one piece (not RELAY, NOTICE, HELLO).
+    fn simple_body(&self) -> &[u8] {
         match self {
             Message::Welcome(t)
             | Message::Text(t)
             | Message::Quit(t)
-            | Message::Notice(t)
             | Message::Private(t)
+            | Message::Nick(t)
             | Message::Relay { text: t, .. } => t.as_bytes(),
             Message::Ping(b)
             | Message::Pong(b)
             | Message::Data(b)
             | Message::Extension { body: b, .. } => b,
-            Message::Hello(Mode::Chat) => &[0x00],
-            Message::Hello(Mode::Pipe) => &[0x01],
-            Message::Rekey | Message::Who => &[],
+            Message::Hello { name, .. } => name.as_bytes(),
+            Message::Rekey | Message::Who | Message::Notice(_) => &[],
         }
     }
 
@@ -228,7 +264,9 @@ impl<'a> Message<'a> {
     pub fn body_len(&self) -> usize {
         match self {
             Message::Relay { text, .. } => ORIGIN_LEN + text.len(),
-            other => other.body().len(),
+            Message::Hello { name, .. } => 1 + name.len(),
+            Message::Notice(n) => n.len(),
+            other => other.simple_body().len(),
         }
     }
 
@@ -241,10 +279,13 @@ impl<'a> Message<'a> {
         out.clear();
         out.reserve(1 + len);
         out.push(self.kind());
-        if let Message::Relay { origin, .. } = self {
-            out.extend_from_slice(origin);
+        match self {
+            Message::Relay { origin, .. } => out.extend_from_slice(origin),
+            Message::Hello { mode, .. } => out.push(mode.byte()),
+            Message::Notice(n) => n.encode_into(out),
+            _ => {}
         }
-        out.extend_from_slice(self.body());
+        out.extend_from_slice(self.simple_body());
         Ok(())
     }
 
@@ -260,12 +301,16 @@ impl<'a> Message<'a> {
                 origin,
                 text: Cow::Owned(text.into_owned()),
             },
-            Message::Notice(t) => Message::Notice(Cow::Owned(t.into_owned())),
+            Message::Notice(n) => Message::Notice(n.into_owned()),
             Message::Rekey => Message::Rekey,
             Message::Data(b) => Message::Data(Cow::Owned(b.into_owned())),
-            Message::Hello(mode) => Message::Hello(mode),
+            Message::Hello { mode, name } => Message::Hello {
+                mode,
+                name: Cow::Owned(name.into_owned()),
+            },
             Message::Private(t) => Message::Private(Cow::Owned(t.into_owned())),
             Message::Who => Message::Who,
+            Message::Nick(t) => Message::Nick(Cow::Owned(t.into_owned())),
             Message::Extension { kind, body } => Message::Extension {
                 kind,
                 body: Cow::Owned(body.into_owned()),
@@ -285,9 +330,10 @@ impl<'a> Message<'a> {
             Message::Notice(_) => "NOTICE",
             Message::Rekey => "REKEY",
             Message::Data(_) => "DATA",
-            Message::Hello(_) => "HELLO",
+            Message::Hello { .. } => "HELLO",
             Message::Private(_) => "PRIVATE",
             Message::Who => "WHO",
+            Message::Nick(_) => "NICK",
             Message::Extension { .. } => "extension",
         }
     }
@@ -335,10 +381,13 @@ mod tests {
             origin: [0; ORIGIN_LEN],
             text: "".into(),
         });
-        round_trip(Message::Notice("alice joined".into()));
+        round_trip(Message::Notice(Notice::text("3 joined")));
         round_trip(Message::Data(vec![0, 1, 255].into()));
-        round_trip(Message::Hello(Mode::Chat));
-        round_trip(Message::Hello(Mode::Pipe));
+        round_trip(Message::hello(Mode::Chat, ""));
+        round_trip(Message::hello(Mode::Pipe, ""));
+        round_trip(Message::hello(Mode::Chat, "carol ✓"));
+        round_trip(Message::Nick("carol".into()));
+        round_trip(Message::Nick("".into()));
         round_trip(Message::Private("for you only".into()));
         round_trip(Message::Who);
         assert_eq!(
@@ -352,16 +401,33 @@ mod tests {
         assert_eq!(private, [0x0b, b'h', b'i'], "PROTOCOL.md §4");
         // The test vectors of PROTOCOL.md §4.
         let mut buf = Vec::new();
-        Message::Hello(Mode::Chat).encode_into(&mut buf).unwrap();
+        Message::hello(Mode::Chat, "")
+            .encode_into(&mut buf)
+            .unwrap();
         assert_eq!(buf, [0x0a, 0x00]);
-        Message::Hello(Mode::Pipe).encode_into(&mut buf).unwrap();
+        Message::hello(Mode::Pipe, "")
+            .encode_into(&mut buf)
+            .unwrap();
         assert_eq!(buf, [0x0a, 0x01]);
-        for bad in [&[0x0a][..], &[0x0a, 0x02], &[0x0a, 0x00, 0x00]] {
+        Message::hello(Mode::Chat, "carol")
+            .encode_into(&mut buf)
+            .unwrap();
+        assert_eq!(buf, b"\x0a\x00carol");
+        Message::Nick("carol".into()).encode_into(&mut buf).unwrap();
+        assert_eq!(buf, b"\x0dcarol");
+        for bad in [&[0x0a][..], &[0x0a, 0x02]] {
             assert_eq!(
                 Message::decode(bad),
                 Err(MessageError::UnexpectedBody("HELLO"))
             );
         }
+        assert_eq!(
+            Message::decode(&[0x0a, 0x00, 0xff]),
+            Err(MessageError::InvalidUtf8("HELLO"))
+        );
+        let mut long = vec![0x0a, 0x00];
+        long.extend(vec![b'x'; notice::MAX_NAME + 1]);
+        assert!(Message::decode(&long).is_err());
         round_trip(Message::Extension {
             kind: 0xfe,
             body: vec![0, 255].into(),
@@ -447,7 +513,7 @@ mod tests {
             Message::decode(&bad),
             Err(MessageError::InvalidUtf8("RELAY"))
         );
-        for k in [0x00, 0x0d, 0x10, 0x7f] {
+        for k in [0x00, 0x0e, 0x10, 0x7f] {
             assert_eq!(Message::decode(&[k, 1]), Err(MessageError::UnknownType(k)));
         }
         assert_eq!(

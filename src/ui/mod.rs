@@ -16,10 +16,14 @@
 //! status lines with `schat: ` (on stderr), which no label is.
 
 use crate::editor::Screen;
-use crate::editor::view::{char_columns, text_columns};
-use crate::json::Object;
+use crate::editor::view::text_columns;
+pub mod event;
+mod layout;
+
 use crate::keys::PublicKey;
 use crate::sanitize;
+use event::{Event, Peer};
+use layout::{Blanks, STAMP_COLS, layout};
 use std::fmt::Display;
 use std::io::{self, Write};
 
@@ -32,15 +36,33 @@ pub struct Speaker<'a> {
     pub key: &'a PublicKey,
     /// Their petname, if known.
     pub petname: Option<&'a str>,
+    /// The display name they announced, if any.
+    pub name: Option<&'a str>,
 }
 
-impl Speaker<'_> {
-    fn json(&self) -> String {
-        Object::new()
-            .str("fingerprint", &self.key.to_hex())
-            .opt_str("petname", self.petname)
-            .finish()
+impl<'a> Speaker<'a> {
+    /// How `--json` events name it.
+    fn peer(&self) -> Peer<'a> {
+        Peer {
+            fingerprint: self.key.to_hex(),
+            petname: self.petname,
+            name: self.name,
+        }
     }
+}
+
+/// A room event the host announced, as a member shows it.
+pub enum RoomEvent<'a> {
+    /// Someone joined.
+    Joined(Speaker<'a>),
+    /// Someone left; the reason's code (`quit`, `cut`, `refused`, `timeout`, `error`).
+    Left(Speaker<'a>, &'static str),
+    /// Someone (or we) took a new display name.
+    Renamed(Speaker<'a>),
+    /// The host turned down the display name we asked for (name, the host's reason).
+    Refused(&'a str, &'a str),
+    /// Who else is in the room.
+    Roster(Vec<Speaker<'a>>),
 }
 
 /// The three ways of showing a session.
@@ -150,10 +172,8 @@ impl Ui {
         )
     }
 
-    fn json_event(&self, object: Object) -> io::Result<()> {
-        let line = object
-            .str("time", &jiff::Timestamp::now().to_string())
-            .finish();
+    fn json_event(&self, event: Event<'_>) -> io::Result<()> {
+        let line = event::line(&event, &jiff::Timestamp::now().to_string())?;
         let mut out = io::stdout().lock();
         writeln!(out, "{line}")?;
         out.flush()
@@ -213,7 +233,7 @@ impl Ui {
             Mode::Interactive => self.status_rows(RED, "!!", &format!("error: {text}")),
             Mode::Json => {
                 let _ = writeln!(io::stderr().lock(), "schat: error: {text}");
-                let _ = self.json_event(Object::new().str("event", "error").str("message", &text));
+                let _ = self.json_event(Event::Error { message: &text });
             }
             Mode::Plain => {
                 let _ = writeln!(io::stderr().lock(), "schat: error: {text}");
@@ -240,13 +260,11 @@ impl Ui {
     /// The session is up and the peer accepted.
     pub fn connected(&self, peer: &Speaker<'_>, safety: &str, address: Option<&str>) {
         if self.mode == Mode::Json {
-            let _ = self.json_event(
-                Object::new()
-                    .str("event", "connected")
-                    .raw("peer", &peer.json())
-                    .str("safety_number", safety)
-                    .opt_str("address", address),
-            );
+            let _ = self.json_event(Event::Connected {
+                peer: peer.peer(),
+                safety_number: safety,
+                address,
+            });
         }
     }
 
@@ -254,12 +272,10 @@ impl Ui {
     pub fn welcome(&self, peer: &Speaker<'_>, text: &str) {
         match self.mode {
             Mode::Json => {
-                let _ = self.json_event(
-                    Object::new()
-                        .str("event", "welcome")
-                        .raw("from", &peer.json())
-                        .str("text", text),
-                );
+                let _ = self.json_event(Event::Welcome {
+                    from: peer.peer(),
+                    text,
+                });
             }
             _ => self.status(format_args!("welcome: {}", sanitize::line(text))),
         }
@@ -270,13 +286,13 @@ impl Ui {
         let action = text.strip_prefix("/me ");
         match self.mode {
             Mode::Plain => plain_line(from.label, text),
-            Mode::Json => self.json_event(
-                Object::new()
-                    .str("event", "message")
-                    .raw("from", &from.json())
-                    .str("text", action.unwrap_or(text))
-                    .bool("action", action.is_some()),
-            ),
+            Mode::Json => self.json_event(Event::Message {
+                from: from.peer(),
+                via: None,
+                text: action.unwrap_or(text),
+                action: action.is_some(),
+                private: false,
+            }),
             Mode::Interactive => {
                 let color = PALETTE[usize::from(from.key.as_bytes()[0]) % PALETTE.len()];
                 self.to_screen(&self.chat_block(from.label, color, text));
@@ -289,14 +305,13 @@ impl Ui {
     pub fn private(&self, from: &Speaker<'_>, text: &str) -> io::Result<()> {
         match self.mode {
             Mode::Plain => plain_line(&format!("{} (private)", from.label), text),
-            Mode::Json => self.json_event(
-                Object::new()
-                    .str("event", "message")
-                    .raw("from", &from.json())
-                    .str("text", text)
-                    .bool("action", false)
-                    .bool("private", true),
-            ),
+            Mode::Json => self.json_event(Event::Message {
+                from: from.peer(),
+                via: None,
+                text,
+                action: false,
+                private: true,
+            }),
             Mode::Interactive => {
                 let color = PALETTE[usize::from(from.key.as_bytes()[0]) % PALETTE.len()];
                 let name = format!("{} → you (private)", from.label);
@@ -312,14 +327,13 @@ impl Ui {
         match self.mode {
             Mode::Json => {
                 let action = text.strip_prefix("/me ");
-                self.json_event(
-                    Object::new()
-                        .str("event", "message")
-                        .raw("from", &from.json())
-                        .raw("via", &via.json())
-                        .str("text", action.unwrap_or(text))
-                        .bool("action", action.is_some()),
-                )
+                self.json_event(Event::Message {
+                    from: from.peer(),
+                    via: Some(via.peer()),
+                    text: action.unwrap_or(text),
+                    action: action.is_some(),
+                    private: false,
+                })
             }
             // The origin is only the host's word: say so, or a host could put any known
             // peer's name on its own lines.
@@ -336,14 +350,43 @@ impl Ui {
     /// A room event announced by the host.
     pub fn notice(&self, from: &Speaker<'_>, text: &str) {
         if self.mode == Mode::Json {
-            let _ = self.json_event(
-                Object::new()
-                    .str("event", "notice")
-                    .raw("from", &from.json())
-                    .str("text", text),
-            );
+            let _ = self.json_event(Event::Notice {
+                from: from.peer(),
+                text,
+            });
         }
         self.status(format_args!("{}: {}", from.label, sanitize::line(text)));
+    }
+
+    /// A room event announced by the host `via`, worded as `line` (our own words, with our
+    /// labels: safe to print); in JSON mode, a typed event.
+    pub fn room(&self, via: &Speaker<'_>, event: RoomEvent<'_>, line: &str) {
+        if self.mode != Mode::Json {
+            self.status(line);
+            return;
+        }
+        let via = via.peer();
+        let _ = self.json_event(match event {
+            RoomEvent::Joined(who) => Event::Joined {
+                peer: who.peer(),
+                via,
+            },
+            RoomEvent::Left(who, reason) => Event::Left {
+                peer: who.peer(),
+                reason,
+                text: line,
+                via: Some(via),
+            },
+            RoomEvent::Renamed(who) => Event::Renamed {
+                peer: who.peer(),
+                via,
+            },
+            RoomEvent::Refused(name, text) => Event::NameRefused { name, text, via },
+            RoomEvent::Roster(members) => Event::Roster {
+                members: members.iter().map(Speaker::peer).collect(),
+                via,
+            },
+        });
     }
 
     /// What we sent to one member only: echoed at the terminal, and confirmed in every mode
@@ -380,13 +423,12 @@ impl Ui {
     /// QUIT reason, or what went wrong).
     pub fn left(&self, peer: &Speaker<'_>, how: Departure, text: &str) {
         if self.mode == Mode::Json {
-            let _ = self.json_event(
-                Object::new()
-                    .str("event", "left")
-                    .raw("peer", &peer.json())
-                    .str("reason", how.code())
-                    .str("text", text),
-            );
+            let _ = self.json_event(Event::Left {
+                peer: peer.peer(),
+                reason: how.code(),
+                text,
+                via: None,
+            });
         }
         let label = sanitize::line(peer.label);
         match (how, text.is_empty()) {
@@ -444,156 +486,9 @@ impl Departure {
     }
 }
 
-/// Columns of `HH:MM`.
-const STAMP_COLS: usize = 5;
-
-/// Runs of blanks longer than this are shown as a count: padding is how text is pushed to
-/// where it would look like something else.
-const MAX_BLANKS: usize = 8;
-
-/// Lays out rows: `head` (`head_cols` wide) and a space, then `body`, wrapped so that no row
-/// reaches the last column. Continuation rows (wraps and the body's own line breaks) start
-/// with a blank margin. `body` must already be sanitized; escape sequences we added ourselves
-/// (colour) take no columns. Tabs become spaces and long runs of blanks are collapsed.
-fn layout(head: &str, head_cols: usize, body: &str, columns: usize, blanks: Blanks) -> String {
-    let usable = columns.saturating_sub(1).max(10);
-    let indent = (head_cols + 1).min(usable / 3);
-    let mut out = String::with_capacity(head.len() + body.len() + 16);
-    out.push_str(head);
-    out.push(' ');
-    let mut col = head_cols + 1;
-    let new_row = |out: &mut String, col: &mut usize| {
-        out.push('\n');
-        out.push_str(&" ".repeat(indent));
-        *col = indent;
-    };
-    let body = body.replace('\t', "    ");
-    let body = match blanks {
-        Blanks::Collapse => collapse_blanks(&body),
-        Blanks::Keep => std::borrow::Cow::Borrowed(body.as_str()),
-    };
-    for (i, line) in body.split('\n').enumerate() {
-        if i > 0 {
-            new_row(&mut out, &mut col);
-        }
-        let mut chars = line.chars().peekable();
-        while let Some(c) = chars.next() {
-            if c == '\x1b' {
-                // One of our own colour sequences (peer text has none left): copy it whole.
-                out.push(c);
-                for d in chars.by_ref() {
-                    out.push(d);
-                    if d.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-                continue;
-            }
-            let width = char_columns(c);
-            if col + width > usable {
-                new_row(&mut out, &mut col);
-            }
-            out.push(c);
-            col += width;
-        }
-    }
-    out.push('\n');
-    out
-}
-
-/// Whether [`layout`] collapses long runs of blanks (always, for text from a peer).
-#[derive(Clone, Copy)]
-enum Blanks {
-    Collapse,
-    Keep,
-}
-
-/// Replaces each run of more than [`MAX_BLANKS`] spaces with a visible count.
-fn collapse_blanks(text: &str) -> std::borrow::Cow<'_, str> {
-    let limit = " ".repeat(MAX_BLANKS + 1);
-    if !text.contains(&limit) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut run = 0usize;
-    let flush = |out: &mut String, run: usize| {
-        if run > MAX_BLANKS {
-            out.push_str(&format!(" [{run} spaces] "));
-        } else {
-            out.push_str(&" ".repeat(run));
-        }
-    };
-    for c in text.chars() {
-        if c == ' ' {
-            run += 1;
-            continue;
-        }
-        flush(&mut out, run);
-        run = 0;
-        out.push(c);
-    }
-    flush(&mut out, run);
-    std::borrow::Cow::Owned(out)
-}
-
 /// A message in plain mode: `LABEL: text` on one line of stdout. Fails only if stdout is gone.
 fn plain_line(label: &str, text: &str) -> io::Result<()> {
     let mut out = io::stdout().lock();
     writeln!(out, "{}: {}", sanitize::line(label), sanitize::line(text))?;
     out.flush()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rows(text: &str) -> Vec<String> {
-        text.trim_end_matches('\n')
-            .split('\n')
-            .map(String::from)
-            .collect()
-    }
-
-    #[test]
-    fn no_row_reaches_the_last_column_and_continuations_have_a_margin() {
-        let body = format!("{}-- peer: alice (safety number compared)", " ".repeat(75));
-        let out = layout("12:00 <bob>", 11, &body, 40, Blanks::Collapse);
-        for (i, row) in rows(&out).iter().enumerate() {
-            assert!(text_columns(row) < 40, "{row:?}");
-            if i > 0 {
-                assert!(row.starts_with("            "), "{row:?}");
-            }
-        }
-        assert!(out.contains("[75 spaces]"));
-    }
-
-    #[test]
-    fn wide_characters_are_measured() {
-        let out = layout("h", 1, &"日".repeat(30), 21, Blanks::Collapse);
-        for row in rows(&out) {
-            assert!(text_columns(&row) < 21, "{row:?}");
-        }
-    }
-
-    #[test]
-    fn emoji_with_the_presentation_selector_count_two_columns() {
-        assert_eq!(text_columns("\u{2764}\u{fe0f}"), 2);
-        let out = layout("h", 1, &"\u{2764}\u{fe0f}".repeat(40), 40, Blanks::Collapse);
-        for row in rows(&out) {
-            assert!(text_columns(&row) < 40, "{row:?}");
-        }
-    }
-
-    #[test]
-    fn our_colour_sequences_take_no_columns() {
-        let painted = format!("{DIM}{}{RESET}", "x".repeat(10));
-        let out = layout("h", 1, &painted, 20, Blanks::Collapse);
-        assert_eq!(rows(&out).len(), 1, "{out:?}");
-    }
-
-    #[test]
-    fn blank_runs_are_collapsed_short_ones_kept() {
-        assert_eq!(collapse_blanks("a        b"), "a        b");
-        assert_eq!(collapse_blanks("a         b"), "a [9 spaces] b");
-    }
 }

@@ -1,0 +1,171 @@
+//! A member's view of the room it dialled: the names of the keys in it (our petnames, and the
+//! display names announced in HELLO, NICK and the host's notices), and the host's notices
+//! worded with *our* labels, not the host's.
+
+use super::names::Names;
+use crate::keys::PublicKey;
+use crate::message::notice::{self, Event as NoticeEvent, Notice};
+use crate::sanitize;
+use crate::ui::{RoomEvent, Speaker, Ui};
+
+/// What a dialer needs to show a room: whether we dialled, and the names of the keys in it.
+pub(super) struct RoomView {
+    pub is_dialer: bool,
+    /// Our petnames, and the display names announced (by the peer, and by the host's notices).
+    pub names: Names,
+    /// Our key.
+    pub us: PublicKey,
+    /// The peer's key (in a room, the host's).
+    pub host: PublicKey,
+}
+
+impl RoomView {
+    /// How to show `key` now.
+    pub fn speaker<'a>(&'a self, key: &'a PublicKey, label: &'a str) -> Speaker<'a> {
+        Speaker {
+            label,
+            key,
+            petname: self.names.petname(key),
+            name: self.names.announced(key),
+        }
+    }
+
+    /// A display name the peer announced (HELLO or NICK).
+    pub fn peer_named(&mut self, name: &str, ui: &Ui) {
+        let old = self.names.label(&self.host);
+        if let Err(why) = self.names.announce(self.host, name) {
+            ui.warn(format_args!(
+                "the peer's display name {:?} is not shown: {why}",
+                sanitize::line(name)
+            ));
+            return;
+        }
+        let new = self.names.label(&self.host);
+        if old != new {
+            ui.status(format_args!("{old} is now shown as {new}"));
+        }
+    }
+
+    /// A room event from the host: names are updated, and it is worded with *our* names.
+    pub fn on_notice(&mut self, notice: Notice<'_>, ui: &Ui) {
+        let host_label = self.names.label(&self.host);
+        match notice.event {
+            NoticeEvent::Join(entry) => {
+                let key = PublicKey::from_bytes(entry.key);
+                let _ = self.names.announce(key, &entry.name);
+                let label = self.names.label(&key);
+                let who = self.speaker(&key, &label);
+                ui.room(
+                    &self.speaker(&self.host, &host_label),
+                    RoomEvent::Joined(who),
+                    &format!("{label} joined"),
+                );
+            }
+            NoticeEvent::Leave(entry, reason) => {
+                let key = PublicKey::from_bytes(entry.key);
+                let label = self.names.label(&key);
+                let code = reason_code(reason);
+                let line = match reason {
+                    notice::Reason::Quit => format!("{label} left"),
+                    notice::Reason::Timeout => {
+                        format!("{label} left (timeout: it went silent, or stopped reading)")
+                    }
+                    _ => format!("{label} left ({code})"),
+                };
+                ui.room(
+                    &self.speaker(&self.host, &host_label),
+                    RoomEvent::Left(self.speaker(&key, &label), code),
+                    &line,
+                );
+                self.names.forget(&key);
+            }
+            NoticeEvent::Rename(entry) => {
+                let key = PublicKey::from_bytes(entry.key);
+                if key == self.us {
+                    let _ = self.names.announce(key, &entry.name);
+                    let line = match entry.name.as_ref() {
+                        "" => "you have no display name now".to_string(),
+                        name => format!("others now see you as {name}"),
+                    };
+                    let label = self.names.label(&key);
+                    ui.room(
+                        &self.speaker(&self.host, &host_label),
+                        RoomEvent::Renamed(self.speaker(&key, &label)),
+                        &line,
+                    );
+                    return;
+                }
+                let old = self.names.label(&key);
+                let _ = self.names.announce(key, &entry.name);
+                let new = self.names.label(&key);
+                let line = if old == new {
+                    // Our petname wins: say what it calls itself now.
+                    format!("{old} now calls itself {}", sanitize::line(&entry.name))
+                } else {
+                    format!("{old} is now {new}")
+                };
+                ui.room(
+                    &self.speaker(&self.host, &host_label),
+                    RoomEvent::Renamed(self.speaker(&key, &new)),
+                    &line,
+                );
+            }
+            NoticeEvent::Refused(entry) => {
+                let line = format!(
+                    "the host refused the name {:?}: {}",
+                    sanitize::line(&entry.name),
+                    sanitize::line(&notice.text)
+                );
+                ui.room(
+                    &self.speaker(&self.host, &host_label),
+                    RoomEvent::Refused(&entry.name, &notice.text),
+                    &line,
+                );
+            }
+            NoticeEvent::Roster(entries) => {
+                let keys: Vec<PublicKey> = entries
+                    .iter()
+                    .map(|e| PublicKey::from_bytes(e.key))
+                    .collect();
+                self.names
+                    .retain(&[&keys[..], &[self.host, self.us]].concat());
+                for (key, entry) in keys.iter().zip(&entries) {
+                    let _ = self.names.announce(*key, &entry.name);
+                }
+                let labels: Vec<String> = keys.iter().map(|k| self.names.label(k)).collect();
+                let members: Vec<Speaker<'_>> = keys
+                    .iter()
+                    .zip(&labels)
+                    .map(|(k, l)| self.speaker(k, l))
+                    .collect();
+                let line = match labels.len() {
+                    0 => "in the room: you and the host".to_string(),
+                    n => format!(
+                        "in the room: you, the host and {n} more: {}",
+                        labels.join(", ")
+                    ),
+                };
+                ui.room(
+                    &self.speaker(&self.host, &host_label),
+                    RoomEvent::Roster(members),
+                    &line,
+                );
+            }
+            NoticeEvent::Text | NoticeEvent::Unknown(_) => {
+                ui.notice(&self.speaker(&self.host, &host_label), &notice.text)
+            }
+        }
+    }
+}
+
+/// The `--json` code of a LEAVE reason (README lists them).
+fn reason_code(reason: notice::Reason) -> &'static str {
+    match reason {
+        notice::Reason::Quit => "quit",
+        notice::Reason::Cut => "cut",
+        notice::Reason::Refused => "refused",
+        notice::Reason::Timeout => "timeout",
+        notice::Reason::Error => "error",
+        notice::Reason::Other(_) => "other",
+    }
+}
