@@ -152,17 +152,33 @@ async fn ctrl_d_and_ctrl_c_edit_a_line_and_end_only_an_empty_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_draft_stays_on_screen_when_the_peer_leaves() {
     within(async {
-        let (mut listener, mut t, _a, _b) = chat(24, 60).await;
+        let (mut listener, mut t, _a, _b) = chat(12, 60).await;
         t.press("a thought worth keeping");
         tokio::task::block_in_place(|| t.until("the draft", |s| shows(s, "worth keeping")));
+        // Taller than the screen: all of it must be left, not the rows that fit.
+        let lines: Vec<String> = (1..=30).map(|i| format!("line {i:02}")).collect();
+        t.press("\x1b\r");
+        t.paste(&lines.join("\n"));
+        tokio::task::block_in_place(|| {
+            t.until("the paste question", |s| shows(s, "paste 30 lines"));
+            t.press("y");
+            t.until("the tall draft", |s| shows(s, "line 30"));
+        });
         listener.send("/quit").await;
         let code = tokio::task::block_in_place(|| t.exit_code());
         tokio::task::block_in_place(|| t.settle(200));
-        let screen = t.rows().join("\n");
+        let rows = t.all_rows();
+        let screen = rows.join("\n");
         assert!(
             screen.contains("> a thought worth keeping"),
             "the draft is gone:\n{screen}"
         );
+        for line in &lines {
+            assert!(
+                rows.iter().any(|r| r.trim() == line),
+                "{line} of the draft is gone:\n{screen}"
+            );
+        }
         assert!(screen.contains("was not sent"), "{screen}");
         assert_eq!(code, Some(0), "{screen}");
         listener.exit().await;
@@ -343,6 +359,59 @@ async fn me_shows_as_an_action_on_both_sides_and_help_is_a_list() {
         let first = column(commands[0]);
         assert!(commands.iter().all(|r| column(r) == first), "{commands:#?}");
         finish(listener, t).await;
+    })
+    .await
+}
+
+/// A knock must not take what the host had half-typed as its answer: the question starts
+/// empty, and the draft comes back once it is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_knock_never_takes_the_half_typed_line_as_its_answer() {
+    within(async {
+        let (host, stranger) = (Home::new(), Home::new());
+        let mut t = Term::spawn(&host, &["listen", "127.0.0.1:0"], 30, 100, 200);
+        let port: u16 = tokio::task::block_in_place(|| {
+            t.until("the address", |s| shows(s, "listening on 127.0.0.1:"));
+            let text = t.parser.screen().contents();
+            let at = text.find("listening on 127.0.0.1:").unwrap() + 23;
+            text[at..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .unwrap()
+        });
+        t.press("sure");
+        tokio::task::block_in_place(|| {
+            t.until("the draft", |s| prompt(s).as_deref() == Some("> sure"))
+        });
+        let mut d = stranger.dial(port, &["--trust", "accept-new"]);
+        tokio::task::block_in_place(|| {
+            t.until("the knock's question", |s| {
+                shows(s, "[y]es / [n]o / petname")
+            });
+            t.settle(200);
+        });
+        let question = t
+            .rows()
+            .into_iter()
+            .rfind(|r| r.contains("[y]es / [n]o / petname"))
+            .unwrap();
+        assert!(
+            question.ends_with("petname:"),
+            "the draft became the answer: {question:?}"
+        );
+        // Enter on the empty answer refuses; the draft is back.
+        t.press("\r");
+        assert_eq!(d.exit().await.code(), Some(4), "{}", d.stderr_text());
+        tokio::task::block_in_place(|| {
+            t.until("the draft back", |s| prompt(s).as_deref() == Some("> sure"))
+        });
+        let known = std::fs::read_to_string(host.path().join("known_peers")).unwrap_or_default();
+        assert!(!known.contains(&stranger.fingerprint()), "{known}");
+        t.press("\x03\x03");
+        let code = tokio::task::block_in_place(|| t.exit_code());
+        assert_eq!(code, Some(0));
     })
     .await
 }

@@ -8,6 +8,7 @@
 //! wrong clipboard into a chat is a classic accident.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use unicode_segmentation::UnicodeSegmentation;
 
 /// A paste of more lines than this asks before it is inserted (irssi asks above 5 as well).
 pub const PASTE_CONFIRM_LINES: usize = 5;
@@ -68,6 +69,21 @@ impl Draft {
     /// The cursor's byte offset in [`Draft::text`].
     pub fn cursor(&self) -> usize {
         self.cursor
+    }
+
+    /// Takes the draft out (text and cursor), leaving it empty.
+    pub fn take(&mut self) -> (String, usize) {
+        self.browsing = None;
+        let cursor = std::mem::take(&mut self.cursor);
+        (std::mem::take(&mut self.text), cursor)
+    }
+
+    /// Puts back a draft [`Draft::take`] took, if nothing was typed since.
+    pub fn restore(&mut self, text: String, cursor: usize) {
+        if self.text.is_empty() && text.is_char_boundary(cursor) {
+            self.text = text;
+            self.cursor = cursor;
+        }
     }
 
     /// A paste waiting for confirmation: its line count and size, for the question.
@@ -231,18 +247,21 @@ impl Draft {
         Action::Redraw
     }
 
+    /// The start of the character before the cursor, as people see characters: a grapheme
+    /// cluster (e + a combining accent, an emoji with its selector or modifiers) is one.
     fn prev_char(&self) -> usize {
         self.text[..self.cursor]
-            .char_indices()
+            .grapheme_indices(true)
             .next_back()
             .map_or(0, |(i, _)| i)
     }
 
+    /// The end of the character after the cursor (see [`Draft::prev_char`]).
     fn next_char(&self) -> usize {
         self.text[self.cursor..]
-            .chars()
+            .graphemes(true)
             .next()
-            .map_or(self.cursor, |c| self.cursor + c.len_utf8())
+            .map_or(self.cursor, |g| self.cursor + g.len())
     }
 
     /// The start of the word before the cursor (readline's backward-word).
@@ -417,6 +436,40 @@ mod tests {
         assert_eq!(d.cursor(), "語".len());
         d.key(ctrl('k'));
         assert_eq!(d.text(), "語");
+    }
+
+    #[test]
+    fn cursor_keys_and_backspace_take_whole_characters_as_people_see_them() {
+        // e + combining acute, and a heart with its emoji selector.
+        let mut d = Draft::new(100);
+        d.paste("cafe\u{301} a\u{2764}\u{fe0f}b");
+        d.key(key(KeyCode::Left)); // before b
+        d.key(key(KeyCode::Left)); // before the heart, not inside it
+        d.key(key(KeyCode::Char('Z')));
+        assert_eq!(d.text(), "cafe\u{301} aZ\u{2764}\u{fe0f}b");
+        d.key(ctrl('a'));
+        for _ in 0..4 {
+            d.key(key(KeyCode::Right));
+        }
+        assert_eq!(
+            d.cursor(),
+            "cafe\u{301}".len(),
+            "past the accented e at once"
+        );
+        d.key(key(KeyCode::Backspace));
+        assert_eq!(d.text(), "caf aZ\u{2764}\u{fe0f}b");
+    }
+
+    #[test]
+    fn a_draft_can_be_set_aside_and_given_back() {
+        let mut d = typed("sure");
+        let saved = d.take();
+        assert_eq!(d.text(), "");
+        d.restore(saved.0.clone(), saved.1);
+        assert_eq!((d.text(), d.cursor()), ("sure", 4));
+        let mut d = typed("new");
+        d.restore(saved.0, saved.1);
+        assert_eq!(d.text(), "new", "never over something typed since");
     }
 
     #[test]

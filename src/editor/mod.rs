@@ -48,8 +48,19 @@ struct Terminal {
     prompt: String,
     /// A question shown instead of the prompt, until answered.
     question: Option<String>,
+    /// The draft a question interrupted (text, cursor): put aside, so that the question starts
+    /// with an empty answer — a half-typed "sure" must never become the answer to a knock —
+    /// and given back once the questions are over.
+    set_aside: Option<(String, usize)>,
     /// Rows of the input area above the cursor (to erase it, go up this many rows).
     cursor_row: usize,
+    /// The cursor's column.
+    cursor_col: usize,
+    /// The width of each row of the input area as drawn (to erase them, and to know how a
+    /// resize re-wrapped them).
+    shown: Vec<usize>,
+    /// Whether this terminal re-wraps its rows when it is resized (see [`reflows`]).
+    reflows: bool,
     /// Whether raw mode is on and the input area is drawn.
     active: bool,
 }
@@ -78,7 +89,11 @@ impl Editor {
             draft: Draft::new(MAX_BODY),
             prompt: prompt.to_string(),
             question: None,
+            set_aside: None,
             cursor_row: 0,
+            cursor_col: 0,
+            shown: Vec::new(),
+            reflows: reflows(),
             active: true,
         }));
         let editor = Editor {
@@ -116,7 +131,10 @@ impl Editor {
             let action = match event {
                 Event::Key(key) => t.draft.key(key),
                 Event::Paste(text) => t.draft.paste(&text),
-                Event::Resize(..) => Action::Redraw,
+                Event::Resize(cols, _) => {
+                    t.resized(usize::from(cols));
+                    Action::Redraw
+                }
                 _ => Action::None,
             };
             if let Some(typed) = t.apply(action) {
@@ -129,7 +147,20 @@ impl Editor {
     /// a line is entered while a question shows, the question and the answer stay on screen.
     pub fn set_question(&mut self, question: Option<&str>) {
         let mut t = self.lock();
-        t.question = question.map(str::to_owned);
+        match question {
+            Some(question) => {
+                if t.question.is_none() && !t.draft.text().is_empty() {
+                    t.set_aside = Some(t.draft.take());
+                }
+                t.question = Some(question.to_owned());
+            }
+            None => {
+                t.question = None;
+                if let Some((text, cursor)) = t.set_aside.take() {
+                    t.draft.restore(text, cursor);
+                }
+            }
+        }
         t.redraw();
     }
 
@@ -144,10 +175,13 @@ impl Drop for Editor {
         let mut t = self.lock();
         let mut out = String::new();
         t.erase(&mut out);
-        // A draft that was never sent stays on screen, so it can be copied.
-        let draft = t.draft.text().to_string();
+        // A draft that was never sent stays on screen, whole, so it can be copied.
+        let draft = match t.set_aside.take() {
+            Some((text, _)) => text,
+            None => t.draft.text().to_string(),
+        };
         if !draft.is_empty() {
-            let view = view::render(&t.prompt, &draft, draft.len(), columns(), rows());
+            let view = view::render(&t.prompt, &draft, draft.len(), columns(), usize::MAX);
             for row in &view.rows {
                 out.push_str(row);
                 out.push_str("\r\n");
@@ -231,13 +265,38 @@ impl Terminal {
         let _ = self.write(&out);
     }
 
-    /// Moves to the first row of the input area and clears from there down.
+    /// Clears the rows of the input area, one by one, and leaves the cursor at the start of
+    /// the first. (Not "erase below": from the top row that is a whole-screen clear, which
+    /// tmux copies into its scrollback every time.)
     fn erase(&mut self, out: &mut String) {
         if self.cursor_row > 0 {
             let _ = write!(out, "\x1b[{}A", self.cursor_row);
         }
-        out.push_str("\r\x1b[J");
+        let rows = self.shown.len().max(1);
+        for i in 0..rows {
+            out.push_str("\r\x1b[2K");
+            if i + 1 < rows {
+                out.push_str("\x1b[1B");
+            }
+        }
+        if rows > 1 {
+            let _ = write!(out, "\x1b[{}A", rows - 1);
+        }
+        out.push('\r');
         self.cursor_row = 0;
+        self.shown.clear();
+    }
+
+    /// The terminal is now `cols` wide. One that re-wraps its rows has split each of ours that
+    /// is now too wide, and moved the cursor with its character: count the rows as they are
+    /// now, so that the erase before the redraw takes them all.
+    fn resized(&mut self, cols: usize) {
+        if !self.reflows {
+            return;
+        }
+        let (rows, cursor_row) = rewrapped(&self.shown, self.cursor_row, self.cursor_col, cols);
+        self.shown = vec![0; rows];
+        self.cursor_row = cursor_row;
     }
 
     /// Draws the input area from the cursor's row (just erased) and places the cursor.
@@ -265,6 +324,8 @@ impl Terminal {
             let _ = write!(out, "\x1b[{}C", view.cursor.1);
         }
         self.cursor_row = view.cursor.0;
+        self.cursor_col = view.cursor.1;
+        self.shown = view.rows.iter().map(|r| view::text_columns(r)).collect();
     }
 
     fn write(&self, out: &str) -> io::Result<()> {
@@ -274,12 +335,49 @@ impl Terminal {
     }
 }
 
-/// The terminal's width (80 when unknown; never less than 20).
+/// The terminal's width (80 when unknown).
 pub fn columns() -> usize {
     crossterm::terminal::size()
         .map(|(cols, _)| usize::from(cols))
         .unwrap_or(80)
-        .max(20)
+        .max(1)
+}
+
+/// Whether the terminal re-wraps its rows on a resize, judged from what it says about itself:
+/// tmux, VTE (GNOME Terminal and others), Konsole, kitty, Alacritty, WezTerm, iTerm2, Apple's
+/// Terminal, Windows Terminal and VS Code do; xterm, GNU screen and the Linux console do not.
+/// Guessing wrong costs a stale row after a resize in the first case, and erasing a few rows
+/// of messages from view in the second, so the default is "does not".
+fn reflows() -> bool {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    let program = std::env::var("TERM_PROGRAM").unwrap_or_default();
+    [
+        "TMUX",
+        "VTE_VERSION",
+        "KONSOLE_VERSION",
+        "KITTY_WINDOW_ID",
+        "ALACRITTY_WINDOW_ID",
+        "WEZTERM_PANE",
+        "WT_SESSION",
+    ]
+    .iter()
+    .any(|name| set(name))
+        || ["iTerm.app", "Apple_Terminal", "WezTerm", "vscode", "tmux"].contains(&program.as_str())
+}
+
+/// Rows `widths` (the cursor on row `cursor_row` at `cursor_col`) after a terminal re-wrapped
+/// them to `cols` columns: how many rows they take, and the cursor's row among them.
+fn rewrapped(
+    widths: &[usize],
+    cursor_row: usize,
+    cursor_col: usize,
+    cols: usize,
+) -> (usize, usize) {
+    let cols = cols.max(1);
+    let rows_of = |w: usize| w.div_ceil(cols).max(1);
+    let total = widths.iter().map(|w| rows_of(*w)).sum::<usize>().max(1);
+    let above: usize = widths.iter().take(cursor_row).map(|w| rows_of(*w)).sum();
+    (total, (above + cursor_col / cols).min(total - 1))
 }
 
 /// The terminal's height (24 when unknown).
@@ -288,4 +386,27 @@ fn rows() -> usize {
         .map(|(_, rows)| usize::from(rows))
         .unwrap_or(24)
         .max(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_rewrapped_by_a_narrower_terminal_are_counted() {
+        // 39, 39, 21 and 6 columns wide, the cursor at the end of the last row.
+        let widths = [39, 39, 21, 8];
+        assert_eq!(
+            rewrapped(&widths, 3, 8, 40),
+            (4, 3),
+            "nothing changes when they fit"
+        );
+        assert_eq!(rewrapped(&widths, 3, 8, 30), (6, 5));
+        assert_eq!(
+            rewrapped(&widths, 0, 35, 30),
+            (6, 1),
+            "the cursor moves with its character"
+        );
+        assert_eq!(rewrapped(&[], 0, 0, 30), (1, 0));
+    }
 }

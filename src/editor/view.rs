@@ -26,18 +26,21 @@ const INDENT: usize = 2;
 /// terminal `columns` wide and at most `max_rows` high (rows around the cursor are kept, and
 /// the first one says how many were left out above).
 pub fn render(prompt: &str, text: &str, cursor: usize, columns: usize, max_rows: usize) -> View {
-    let usable = columns.saturating_sub(1).max(INDENT + 4);
+    let usable = columns.saturating_sub(1).max(1);
+    // On a very narrow terminal every column counts.
+    let indent = if usable >= 12 { INDENT } else { 0 };
     let mut rows = vec![String::new()];
     let mut col = 0;
     let mut at = None;
     let new_row = |rows: &mut Vec<String>, col: &mut usize| {
-        rows.push(" ".repeat(INDENT));
-        *col = INDENT;
+        rows.push(" ".repeat(indent));
+        *col = indent;
     };
     let put = |rows: &mut Vec<String>, col: &mut usize, shown: &str| {
         for c in shown.chars() {
             let width = char_columns(c);
-            if *col + width > usable {
+            // (A character wider than a whole row goes on one anyway.)
+            if *col + width > usable && *col > indent {
                 new_row(rows, col);
             }
             if let Some(row) = rows.last_mut() {
@@ -49,7 +52,7 @@ pub fn render(prompt: &str, text: &str, cursor: usize, columns: usize, max_rows:
     put(&mut rows, &mut col, &sanitize::line(prompt));
     for (i, c) in text.char_indices() {
         if i == cursor {
-            at = Some(cursor_at(&mut rows, &mut col, usable, c));
+            at = Some(cursor_at(&mut rows, &mut col, usable, indent, c));
         }
         match c {
             '\n' => new_row(&mut rows, &mut col),
@@ -68,7 +71,7 @@ pub fn render(prompt: &str, text: &str, cursor: usize, columns: usize, max_rows:
         Some(at) => at,
         None => {
             // At the end: after the last character, on a fresh row if this one is full.
-            if col >= usable {
+            if col >= usable && col > indent {
                 new_row(&mut rows, &mut col);
             }
             (rows.len() - 1, col)
@@ -79,7 +82,13 @@ pub fn render(prompt: &str, text: &str, cursor: usize, columns: usize, max_rows:
 
 /// Where the cursor goes when it sits before `c`: where `c` will be drawn (a character that
 /// does not fit starts the next row, so the cursor goes there too).
-fn cursor_at(rows: &mut Vec<String>, col: &mut usize, usable: usize, c: char) -> (usize, usize) {
+fn cursor_at(
+    rows: &mut Vec<String>,
+    col: &mut usize,
+    usable: usize,
+    indent: usize,
+    c: char,
+) -> (usize, usize) {
     let width = match c {
         '\n' => 0,
         '\t' => 1,
@@ -91,9 +100,9 @@ fn cursor_at(rows: &mut Vec<String>, col: &mut usize, usable: usize, c: char) ->
                 .map_or(0, char_columns)
         }
     };
-    if *col + width.max(1) > usable && width > 0 {
-        rows.push(" ".repeat(INDENT));
-        *col = INDENT;
+    if *col + width > usable && width > 0 && *col > indent {
+        rows.push(" ".repeat(indent));
+        *col = indent;
     }
     (rows.len() - 1, *col)
 }
@@ -186,6 +195,14 @@ mod tests {
         assert_eq!(v.cursor, (0, 16));
         let v = render("> ", &text, text.len(), 20, 10);
         assert_eq!(v.cursor, (1, 10));
+    }
+
+    #[test]
+    fn a_very_narrow_terminal_gets_rows_that_fit_without_a_margin() {
+        let v = render("> ", "abcdefghijklmnopqrstuvwxyz", 26, 10, 20);
+        assert!(v.rows.iter().all(|r| text_columns(r) < 10), "{:?}", v.rows);
+        assert_eq!(v.rows[1], "hijklmnop");
+        assert_eq!(v.cursor, (3, 1));
     }
 
     #[test]

@@ -396,7 +396,8 @@ where
                     if let Some(arrival) = knocks.answer(answer, &options.trust, ui) {
                         enter(&mut members, &mut next_id, arrival, options, &host_name, &events_tx, ui, &turning_away);
                     }
-                    ask_knock = true;
+                    // The next knock's question, or the prompt (and the draft) back.
+                    knocks.ask(ui, input);
                     continue;
                 }
                 if matches!(event, InputEvent::Eof | InputEvent::Failed(_)) {
