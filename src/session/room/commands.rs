@@ -1,0 +1,214 @@
+//! What the host types: chat lines and the host's commands (`/msg`, `/name`, `/who`,
+//! `/nick`, …), and how a member is named on the command line.
+
+use super::*;
+
+/// The host typed something.
+pub(super) fn host_input(
+    event: InputEvent,
+    members: &mut BTreeMap<u64, Member>,
+    input: &mut Input,
+    ui: &Ui,
+    trust: &TrustConfig,
+    host: Host<'_>,
+) -> Option<Result<()>> {
+    let line = match event {
+        InputEvent::Line(line) => line,
+        InputEvent::TooLong => {
+            ui.warn(format_args!(
+                "line not sent: longer than {MAX_BODY} bytes, the most one message can carry"
+            ));
+            return None;
+        }
+        InputEvent::NotUtf8 => {
+            ui.warn("line not sent: it is not valid UTF-8 text");
+            return None;
+        }
+        // Ctrl-C at the line editor closes the room, as `quit` does. (End of input is handled
+        // by the caller: the room stays open.)
+        InputEvent::Interrupted | InputEvent::Eof | InputEvent::Failed(_) => return Some(Ok(())),
+    };
+    match command::parse(&line) {
+        Command::Say(text) => say(members, None, text, ui),
+        Command::Me(action) => say(members, None, &format!("/me {action}"), ui),
+        Command::Name(name, petname) => match find(members, name) {
+            Ok(id) => {
+                let member = members.get_mut(&id)?;
+                let before = member.tag();
+                match name_peer(trust, &mut member.info, petname) {
+                    Ok(name) => {
+                        ui.status(format_args!("{before} is now known as {name:?}"));
+                        relabel(members, host.names);
+                    }
+                    Err(why) => ui.warn(format_args!("not named: {why}")),
+                }
+            }
+            Err(why) => ui.warn(why),
+        },
+        Command::Msg(name, text) => match find(members, name) {
+            Ok(id) => say(members, Some(id), text, ui),
+            Err(why) => ui.warn(why),
+        },
+        Command::Who => {
+            if !members.values().any(|m| m.ready) {
+                ui.status("nobody is in the room");
+            }
+            for m in members.values().filter(|m| m.ready) {
+                // One line per member, its name once.
+                let verified = match &m.info.entry {
+                    Some(e) => format!("{} ({})", e.how.describe(), e.when),
+                    None => "not in known_peers".into(),
+                };
+                ui.status(format_args!("{} from {} — {verified}", m.tag(), m.address));
+            }
+        }
+        Command::Whois(name) => match pick(members, name) {
+            Ok(id) => {
+                for line in members[&id].info.describe() {
+                    ui.status(line);
+                }
+            }
+            Err(why) => ui.warn(why),
+        },
+        Command::Verify(name) => match pick(members, name) {
+            Ok(id) => {
+                let info = &members[&id].info;
+                ui.status(format_args!("safety number with {}:", info.label));
+                for row in info.safety().lines() {
+                    ui.status(format_args!("    {row}"));
+                }
+            }
+            Err(why) => ui.warn(why),
+        },
+        Command::Nick(name) => match names::check_name(name) {
+            Err(why) => ui.warn(format_args!("/nick {}: {why}", sanitize::line(name))),
+            Ok(()) => {
+                name.clone_into(host.name);
+                ui.status(format_args!(
+                    "members now see you as {name} [{}]",
+                    fingerprint::short(host.key)
+                ));
+                let entry = Entry {
+                    key: *host.key.as_bytes(),
+                    name: name.to_owned().into(),
+                };
+                let renamed = notice(NoticeEvent::Rename(entry), format!("the host is now {name}"));
+                broadcast(members, None, &renamed, ui);
+            }
+        },
+        Command::Clear => input.clear_screen(),
+        Command::Help => {
+            ui.listing(command::HELP);
+        }
+        Command::Quit => {
+            ui.status("you closed the room");
+            return Some(Ok(()));
+        }
+        Command::Unknown(word) => ui.warn(format_args!(
+            "unknown command /{word} (nothing sent; /help lists commands, //{word} sends it as text)"
+        )),
+    }
+    None
+}
+
+/// The host, as `/nick` changes it.
+pub(super) struct Host<'a> {
+    pub(super) key: &'a PublicKey,
+    /// Its display name (empty: none).
+    pub(super) name: &'a mut String,
+    /// Everyone's labels.
+    pub(super) names: &'a mut Names,
+}
+
+/// The host's own words: to everyone, or to one member.
+pub(super) fn say(members: &mut BTreeMap<u64, Member>, to: Option<u64>, text: &str, ui: &Ui) {
+    if !members.values().any(|m| m.ready) {
+        ui.warn("nobody is in the room; nothing was sent");
+        return;
+    }
+    match to {
+        None => {
+            ui.own(text);
+            broadcast(members, None, &Message::Text(text.to_owned().into()), ui);
+        }
+        Some(id) => {
+            let Some(member) = members.get(&id) else {
+                return;
+            };
+            ui.own_private(&member.tag(), text);
+            // Marked as such: the member sees it was for it alone.
+            let msg = Message::Private(text.to_owned().into());
+            if member.outbox.offer(msg) == Offer::Full {
+                disconnect_slow(members, vec![id], ui);
+            }
+        }
+    }
+}
+
+/// Hex digits of a fingerprint prefix that names a member: 64 bits, far beyond what anyone can
+/// grind a key to match (a 16-bit prefix takes seconds).
+pub const MIN_PREFIX_DIGITS: usize = 16;
+
+/// The member called `name`: its petname or label, or a fingerprint prefix of at least
+/// [`MIN_PREFIX_DIGITS`] hex digits (spaces and colons allowed, as fingerprints are shown).
+pub(super) fn find(
+    members: &BTreeMap<u64, Member>,
+    name: &str,
+) -> std::result::Result<u64, String> {
+    let members = members.iter().filter(|(_, m)| m.ready);
+    let by_label: Vec<u64> = members
+        .clone()
+        .filter(|(_, m)| {
+            m.info.label == name
+                || m.info.entry.as_ref().is_some_and(|e| e.name == name)
+                || (!m.name.is_empty() && m.name.eq_ignore_ascii_case(name))
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    let prefix: String = name
+        .chars()
+        .filter(|c| !matches!(c, ' ' | ':'))
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let is_prefix =
+        prefix.len() >= MIN_PREFIX_DIGITS && prefix.chars().all(|c| c.is_ascii_hexdigit());
+    let matches = if by_label.is_empty() && is_prefix {
+        members
+            .filter(|(_, m)| m.info.key.to_hex().starts_with(&prefix))
+            .map(|(id, _)| *id)
+            .collect()
+    } else {
+        by_label
+    };
+    let name = crate::sanitize::line(name);
+    match matches.as_slice() {
+        [id] => Ok(*id),
+        [] => Err(format!(
+            "nobody called {name:?} is in the room (/who lists them; a fingerprint needs at \
+             least {MIN_PREFIX_DIGITS} hex digits)"
+        )),
+        _ => Err(format!(
+            "{name:?} matches several members: use more of the fingerprint"
+        )),
+    }
+}
+
+/// `name`, or the only member when no name is given.
+pub(super) fn pick(
+    members: &BTreeMap<u64, Member>,
+    name: Option<&str>,
+) -> std::result::Result<u64, String> {
+    match name {
+        Some(name) => find(members, name),
+        None => {
+            let mut ready = members.iter().filter(|(_, m)| m.ready).map(|(id, _)| *id);
+            match (ready.next(), ready.next()) {
+                (Some(id), None) => Ok(id),
+                (Some(_), Some(_)) => {
+                    Err("several members are here: name one (/who lists them)".into())
+                }
+                (None, _) => Err("nobody is in the room".into()),
+            }
+        }
+    }
+}

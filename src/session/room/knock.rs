@@ -1,0 +1,166 @@
+//! Unknown dialers knocking at a host who is at a terminal: shown with their fingerprint
+//! and safety number, answered y / n / a petname, refused after [`KNOCK_WAIT`].
+
+use super::*;
+
+/// How long a knock waits for the host's answer.
+pub const KNOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// Knocks waiting at once; more are turned away.
+pub(super) const MAX_KNOCKS: usize = 8;
+
+/// Unknown dialers waiting for the host at the terminal to let them in, oldest first.
+pub(super) struct Knocks<R, W> {
+    queue: VecDeque<(Arrival<R, W>, Instant)>,
+}
+
+impl<R, W> Knocks<R, W>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    pub(super) fn new() -> Self {
+        Knocks {
+            queue: VecDeque::new(),
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// When the oldest knock has waited long enough.
+    pub(super) fn due(&self) -> Instant {
+        self.queue
+            .front()
+            .map_or_else(Instant::now, |(_, since)| *since + KNOCK_WAIT)
+    }
+
+    /// A new knock, queued; `true` when it is the one to ask about now. The same key knocking
+    /// again while it waits, or too many knocks at once, is turned away without a word to the
+    /// host (repeats cannot flood the screen).
+    pub(super) fn knock(&mut self, arrival: Arrival<R, W>) -> bool {
+        let again = self
+            .queue
+            .iter()
+            .any(|(a, _)| a.info.key == arrival.info.key);
+        if again || self.queue.len() >= MAX_KNOCKS {
+            tokio::spawn(refuse(arrival.established));
+            return false;
+        }
+        self.queue.push_back((arrival, Instant::now()));
+        self.queue.len() == 1
+    }
+
+    /// Shows the oldest knock and asks about it.
+    pub(super) fn ask(&self, ui: &Ui, input: &mut Input) {
+        let Some((arrival, _)) = self.queue.front() else {
+            input.set_prompt(None);
+            return;
+        };
+        let info = &arrival.info;
+        ui.status(format_args!(
+            "knock: {} from {} is not in known_peers and asks to join",
+            info.label, arrival.address
+        ));
+        ui.status(format_args!(
+            "  fingerprint:   {}",
+            fingerprint::grouped(&info.key)
+        ));
+        ui.status(format_args!("  safety number: {}", info.safety()));
+        ui.status(
+            "compare the safety number with them (read it aloud), then answer: y admits, n \
+             refuses, a petname admits and remembers them",
+        );
+        input.set_prompt(Some(&format!(
+            "admit {}? [y]es / [n]o / petname: ",
+            info.label
+        )));
+    }
+
+    /// The host's answer to the oldest knock; the arrival to let in, if admitted.
+    pub(super) fn answer(
+        &mut self,
+        answer: &str,
+        trust: &TrustConfig,
+        ui: &Ui,
+    ) -> Option<Arrival<R, W>> {
+        let (mut arrival, _) = self.queue.pop_front()?;
+        let answer = answer.trim();
+        let admitted = match answer.to_ascii_lowercase().as_str() {
+            "y" | "yes" => true,
+            "" | "n" | "no" => false,
+            _ => match name_peer(trust, &mut arrival.info, answer) {
+                Ok(name) => {
+                    ui.status(format_args!(
+                        "remembered as {name:?} (trusted on first use, not verified)"
+                    ));
+                    true
+                }
+                Err(why) => {
+                    ui.warn(format_args!("{why}: answer again"));
+                    self.queue.push_front((arrival, Instant::now()));
+                    return None;
+                }
+            },
+        };
+        if !admitted {
+            ui.status(format_args!(
+                "refused {} from {}",
+                arrival.info.label, arrival.address
+            ));
+            tokio::spawn(refuse(arrival.established));
+            return None;
+        }
+        Some(arrival)
+    }
+
+    /// The oldest knock waited too long: refused. `true` when another is to be asked about.
+    pub(super) fn expire(&mut self, ui: &Ui) -> bool {
+        let waited = self
+            .queue
+            .front()
+            .is_some_and(|(_, since)| since.elapsed() >= KNOCK_WAIT);
+        if !waited {
+            return false;
+        }
+        if let Some((arrival, _)) = self.queue.pop_front() {
+            ui.warn(format_args!(
+                "refused {} from {}: no answer within {} s",
+                arrival.info.label,
+                arrival.address,
+                KNOCK_WAIT.as_secs()
+            ));
+            tokio::spawn(refuse(arrival.established));
+        }
+        true
+    }
+}
+
+/// Stores `info`'s key under `name` in known_peers (a new entry, or a new petname for the
+/// key's existing one, decided under the store's lock) and shows the peer by it from now on.
+pub(super) fn name_peer(
+    trust: &TrustConfig,
+    info: &mut PeerInfo,
+    name: &str,
+) -> std::result::Result<String, String> {
+    use crate::trust::{Entry, TrustError, Verified};
+    crate::trust::validate_name(name).map_err(|e| e.to_string())?;
+    let key = info.key;
+    let entry = trust
+        .store
+        .update(|peers| {
+            match peers.by_key(&key).map(|e| e.name.clone()) {
+                Some(old) => peers.rename(&old, name)?,
+                None => peers.add(Entry::new(name, key, Verified::FirstUse))?,
+            }
+            peers
+                .by_key(&key)
+                .cloned()
+                .ok_or_else(|| TrustError::NoMatch(key.to_hex()))
+        })
+        .map_err(|e| e.to_string())?;
+    info.label = entry.name.clone();
+    info.entry = Some(entry);
+    Ok(info.label.clone())
+}

@@ -1,0 +1,336 @@
+//! The members of a room: starting their tasks, naming them (petnames, display names,
+//! collisions), relaying to them, and letting them go.
+
+use super::*;
+
+pub(super) struct Member {
+    pub(super) info: PeerInfo,
+    pub(super) address: String,
+    pub(super) outbox: Outbox,
+    pub(super) reader: JoinHandle<()>,
+    pub(super) writer: JoinHandle<Result<()>>,
+    /// Its HELLO has arrived: it accepted our key and is in the room.
+    pub(super) ready: bool,
+    /// The display name it announced and we accepted (empty: none).
+    pub(super) name: String,
+    /// When its name last changed (one change per [`RENAME_EVERY`]).
+    pub(super) renamed: Option<Instant>,
+}
+
+/// A member may change its display name once per this long: each change is announced to
+/// everyone, so a loop of renames would be a flood.
+pub(super) const RENAME_EVERY: Duration = Duration::from_secs(10);
+
+impl Member {
+    /// Its label with its short fingerprint, once (an unverified label already has it).
+    pub(super) fn tag(&self) -> String {
+        let short = fingerprint::short(&self.info.key);
+        if self.info.label.contains(&short) {
+            self.info.label.clone()
+        } else {
+            format!("{} ({short})", self.info.label)
+        }
+    }
+
+    /// How notices name it.
+    pub(super) fn entry(&self) -> Entry<'static> {
+        Entry {
+            key: *self.info.key.as_bytes(),
+            name: self.name.clone().into(),
+        }
+    }
+}
+
+/// After any change of names or members: forget the names of those gone, learn the petnames
+/// given meanwhile, and label everyone anew (a name may collide, or stop colliding).
+pub(super) fn relabel(members: &mut BTreeMap<u64, Member>, names: &mut Names) {
+    let present: Vec<PublicKey> = members
+        .values()
+        .filter(|m| m.ready)
+        .map(|m| m.info.key)
+        .collect();
+    names.retain(&present);
+    for m in members.values() {
+        if let Some(entry) = &m.info.entry {
+            names.set_petname(m.info.key, entry.name.clone());
+        }
+        if m.ready && !m.name.is_empty() {
+            let _ = names.announce(m.info.key, &m.name);
+        }
+    }
+    for m in members.values_mut() {
+        m.info.label = names.label(&m.info.key);
+    }
+}
+
+/// A notice of `event`, worded `text`.
+pub(super) fn notice(event: NoticeEvent<'static>, text: String) -> Message<'static> {
+    Message::Notice(Notice {
+        event,
+        text: text.into(),
+    })
+}
+
+/// Why a member left, for its LEAVE notice.
+pub(super) fn leave_reason(how: &Result<String>) -> Reason {
+    match how {
+        Ok(_) => Reason::Quit,
+        Err(e) => match Departure::of(e) {
+            Departure::Quit => Reason::Quit,
+            Departure::Cut => Reason::Cut,
+            Departure::Refused => Reason::Refused,
+            Departure::Timeout => Reason::Timeout,
+            Departure::Error => Reason::Error,
+        },
+    }
+}
+
+/// The room as member `to` is told it: who else is there, as the host knows them.
+pub(super) fn roster(members: &BTreeMap<u64, Member>, to: u64, names: &Names) -> Message<'static> {
+    let others: Vec<&Member> = members
+        .iter()
+        .filter(|(id, m)| m.ready && **id != to)
+        .map(|(_, m)| m)
+        .collect();
+    let labels: Vec<String> = others
+        .iter()
+        .map(|m| names.public_label(&m.info.key))
+        .collect();
+    let text = if others.is_empty() {
+        "in the room: you and the host".into()
+    } else {
+        format!(
+            "in the room: you, the host, and {} other(s): {}",
+            others.len(),
+            labels.join(", ")
+        )
+    };
+    notice(
+        NoticeEvent::Roster(others.iter().map(|m| m.entry()).collect()),
+        text,
+    )
+}
+
+/// A member asked for a new display name: accepted and announced to all (the member too, as
+/// its confirmation), or refused to it alone, with the reason.
+pub(super) fn rename(
+    members: &mut BTreeMap<u64, Member>,
+    id: u64,
+    name: &str,
+    names: &mut Names,
+    ui: &Ui,
+) {
+    let Some(member) = members.get_mut(&id) else {
+        return;
+    };
+    let refusal = match names::check_name(name) {
+        Err(why) if !name.is_empty() => Some(why),
+        _ if member.renamed.is_some_and(|at| at.elapsed() < RENAME_EVERY) => {
+            Some("one name change per 10 seconds")
+        }
+        _ => None,
+    };
+    if let Some(why) = refusal {
+        let refused = Entry {
+            key: *member.info.key.as_bytes(),
+            name: name.to_owned().into(),
+        };
+        let _ = member
+            .outbox
+            .offer(notice(NoticeEvent::Refused(refused), why.into()));
+        return;
+    }
+    let (old, old_public) = (member.tag(), names.public_label(&member.info.key));
+    member.name = name.to_owned();
+    member.renamed = Some(Instant::now());
+    let key = member.info.key;
+    names.forget(&key);
+    relabel(members, names);
+    let Some(member) = members.get(&id) else {
+        return;
+    };
+    let new = member.tag();
+    if old == new {
+        ui.status(format_args!(
+            "{old} now calls itself {}",
+            sanitize::line(name)
+        ));
+    } else {
+        ui.status(format_args!("{old} is now {new}"));
+    }
+    let text = format!("{old_public} is now {}", names.public_label(&key));
+    broadcast(
+        members,
+        None,
+        &notice(NoticeEvent::Rename(member.entry()), text),
+        ui,
+    );
+}
+
+/// Starts a member's reader and writer and sends our HELLO. It is not welcomed, announced or
+/// sent room traffic until its own HELLO arrives: see [`Event::Ready`].
+pub(super) fn admit<R, W>(
+    id: u64,
+    arrival: Arrival<R, W>,
+    options: &RoomOptions,
+    host_name: &str,
+    events: &mpsc::Sender<Event>,
+) -> Member
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let Arrival {
+        established,
+        mut info,
+        address,
+    } = arrival;
+    info.address = Some(address.clone());
+    let Established { recv, send, .. } = established;
+    let (outbox, queue) = Outbox::new(options.outbox_bytes);
+    let writer = tokio::spawn(member::writer(send, queue));
+    let reader = tokio::spawn(member::reader(
+        id,
+        recv,
+        events.clone(),
+        outbox.clone(),
+        options.keepalive,
+        options.rate,
+        options.hello_within,
+    ));
+    // WELCOME waits for its HELLO: then it is in, and a dialer that sees WELCOME knows the
+    // room has counted it (a script may speak at once).
+    let _ = outbox.offer(Message::hello(message::Mode::Chat, host_name.to_owned()));
+    Member {
+        info,
+        address,
+        outbox,
+        reader,
+        writer,
+        ready: false,
+        name: String::new(),
+        renamed: None,
+    }
+}
+
+/// A member said something: show it, relay it to everyone else.
+pub(super) fn said(
+    members: &mut BTreeMap<u64, Member>,
+    id: u64,
+    text: &str,
+    ui: &Ui,
+) -> Result<()> {
+    let Some(member) = members.get(&id) else {
+        return Ok(());
+    };
+    ui.message(&member.info.speaker(), text)
+        .map_err(|e| Error::io("writing to stdout", e))?;
+    if text.len() > MAX_RELAY_TEXT {
+        let _ = member.outbox.offer(notice(
+            NoticeEvent::Text,
+            format!(
+                "your message of {} bytes was shown to the host but is too long to relay \
+                 (limit {MAX_RELAY_TEXT} bytes)",
+                text.len()
+            ),
+        ));
+        return Ok(());
+    }
+    let relay = Message::Relay {
+        origin: *member.info.key.as_bytes(),
+        text: text.to_owned().into(),
+    };
+    broadcast(members, Some(id), &relay, ui);
+    Ok(())
+}
+
+/// Offers `msg` to every member except `except`; members that cannot take it are disconnected.
+pub(super) fn broadcast(
+    members: &mut BTreeMap<u64, Member>,
+    except: Option<u64>,
+    msg: &Message<'static>,
+    ui: &Ui,
+) {
+    let slow: Vec<u64> = members
+        .iter()
+        .filter(|(id, m)| m.ready && Some(**id) != except)
+        .filter(|(_, m)| m.outbox.offer(msg.clone()) == Offer::Full)
+        .map(|(id, _)| *id)
+        .collect();
+    disconnect_slow(members, slow, ui);
+}
+
+pub(super) fn disconnect_slow(members: &mut BTreeMap<u64, Member>, slow: Vec<u64>, ui: &Ui) {
+    for id in slow {
+        let Some(member) = members.remove(&id) else {
+            continue;
+        };
+        let tag = member.tag();
+        ui.warn(format_args!(
+            "{tag} is not keeping up (its queue is full): disconnected"
+        ));
+        let left = notice(
+            NoticeEvent::Leave(member.entry(), Reason::Timeout),
+            format!("{tag} was disconnected: not keeping up"),
+        );
+        part(member, false);
+        // Recursion is bounded: every level removes a member.
+        broadcast(members, None, &left, ui);
+    }
+}
+
+/// Lets a member go: after its QUIT the writer gets [`DEPARTURE_GRACE`] to finish what is
+/// queued and close; otherwise (error, too slow), or when the grace runs out (a member that
+/// said QUIT and stopped reading), both tasks are stopped, which closes the connection.
+pub(super) fn part(member: Member, gracefully: bool) {
+    let Member {
+        outbox,
+        reader,
+        mut writer,
+        ..
+    } = member;
+    drop(outbox);
+    reader.abort();
+    if !gracefully {
+        writer.abort();
+        return;
+    }
+    tokio::spawn(async move {
+        if tokio::time::timeout(DEPARTURE_GRACE, &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
+    });
+}
+
+/// Ends the room: QUIT to everyone, then give each member a moment to hang up (so our QUIT is
+/// not lost to a reset) before closing what is left.
+pub(super) async fn close(members: BTreeMap<u64, Member>) {
+    let mut leaving = Vec::new();
+    for (_, member) in members {
+        let Member {
+            outbox,
+            reader,
+            writer,
+            ..
+        } = member;
+        if outbox.offer(Message::Quit("".into())) != Offer::Queued {
+            writer.abort();
+        }
+        drop(outbox);
+        leaving.push((reader, writer));
+    }
+    let all = async {
+        for (reader, writer) in &mut leaving {
+            let _ = writer.await;
+            let _ = reader.await;
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, all).await;
+    for (reader, writer) in leaving {
+        reader.abort();
+        writer.abort();
+    }
+}
