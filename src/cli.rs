@@ -97,7 +97,7 @@ pub enum Command {
     /// Host a chat room that peers dial into (or, with --pipe, serve one pipe session)
     #[command(after_help = EXIT_CODES)]
     Listen {
-        /// Where to listen: HOST, HOST:PORT, IP:PORT, [IPv6]:PORT or :PORT (port 0 picks a free
+        /// Where to listen: HOST, HOST:PORT, IP:PORT, `[IPv6]:PORT` or :PORT (port 0 picks a free
         /// port; the bound address is printed)
         #[arg(value_name = "ADDR", default_value = "0.0.0.0:12345")]
         addr: String,
@@ -132,7 +132,7 @@ pub enum Command {
     /// Connect to a listening peer, then chat
     #[command(after_help = EXIT_CODES)]
     Dial {
-        /// The listener: HOST, HOST:PORT, IP:PORT or [IPv6]:PORT (default port 12345), or the
+        /// The listener: HOST, HOST:PORT, IP:PORT or `[IPv6]:PORT` (default port 12345), or the
         /// petname of a known peer (its stored addresses are tried, newest first, and its key
         /// is expected)
         #[arg(value_name = "ADDR")]

@@ -14,8 +14,8 @@
 //! the rest. Relayed text is decrypted and re-encrypted by the host: members must trust the host
 //! as much as the text they receive through it (PROTOCOL.md says so).
 //!
-//! Here: the room's loop and its options; [`members`] starts, names, relays to and lets go of
-//! members; [`knock`] handles strangers at a host's terminal; [`commands`] what the host types.
+//! Here: the room's loop and its options; `members` starts, names, relays to and lets go of
+//! members; `knock` handles strangers at a host's terminal; `commands` what the host types.
 
 use super::command::{self, Command};
 use super::input::{Input, InputEvent};
