@@ -388,3 +388,51 @@ async fn the_host_answers_knocks_at_the_terminal() {
     })
     .await
 }
+
+/// A stranger the host refused, redialling in a loop, is turned away without a new question
+/// each time: one line says it knocked again, and the screen stays the host's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_stranger_knocking_again_does_not_flood_the_host() {
+    within(async {
+        let (host, stranger) = (Home::new(), Home::new());
+        let mut t = Term::spawn(&host, &["listen", "127.0.0.1:0"], 40, 100, 1000);
+        let port: u16 = tokio::task::block_in_place(|| {
+            t.until("the address", |s| shows(s, "listening on 127.0.0.1:"));
+            let text = t.parser.screen().contents();
+            let at = text.find("listening on 127.0.0.1:").unwrap() + 23;
+            text[at..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .unwrap()
+        });
+        let mut first = stranger.dial(port, &["--trust", "accept-new"]);
+        tokio::task::block_in_place(|| {
+            t.until("the knock", |s| shows(s, "[y]es / [n]o / petname"));
+            t.type_line("n");
+        });
+        assert_eq!(first.exit().await.code(), Some(4));
+        for _ in 0..5 {
+            let mut again = stranger.dial(port, &["--trust", "accept-new"]);
+            assert_eq!(
+                again.exit().await.code(),
+                Some(4),
+                "{}",
+                again.stderr_text()
+            );
+        }
+        tokio::task::block_in_place(|| {
+            t.until("the repeat line", |s| shows(s, "knocked again"));
+            t.settle(300);
+        });
+        let screen = t.all_rows().join("\n");
+        assert_eq!(screen.matches("knock: ").count(), 1, "{screen}");
+        assert_eq!(screen.matches("knocked again").count(), 1, "{screen}");
+        assert_eq!(prompt(t.parser.screen()).as_deref(), Some(">"), "{screen}");
+        t.type_line("/quit");
+        let code = tokio::task::block_in_place(|| t.exit_code());
+        assert_eq!(code, Some(0));
+    })
+    .await
+}

@@ -9,9 +9,30 @@ pub const KNOCK_WAIT: Duration = Duration::from_secs(60);
 /// Knocks waiting at once; more are turned away.
 pub(super) const MAX_KNOCKS: usize = 8;
 
-/// Unknown dialers waiting for the host at the terminal to let them in, oldest first.
+/// A key the host refused stays refused this long: its knocks are turned away without
+/// asking again (a stranger that redials in a loop cannot fill the host's screen).
+pub const REFUSED_FOR: Duration = Duration::from_secs(600);
+
+/// At most one line per key this often about a refused key that keeps knocking.
+const REPEATS_EVERY: Duration = Duration::from_secs(60);
+
+/// Refused keys remembered at most (the oldest is forgotten first).
+const REFUSED_KEPT: usize = 256;
+
+/// Unknown dialers waiting for the host at the terminal to let them in, oldest first, and
+/// the keys the host turned down.
 pub(super) struct Knocks<R, W> {
     queue: VecDeque<(Arrival<R, W>, Instant)>,
+    refused: std::collections::HashMap<PublicKey, Refusal>,
+}
+
+/// A key the host refused, and its knocks since.
+struct Refusal {
+    at: Instant,
+    /// Knocks turned away since the last line about them.
+    repeats: u32,
+    /// When the last line about it was shown.
+    shown: Instant,
 }
 
 impl<R, W> Knocks<R, W>
@@ -22,6 +43,7 @@ where
     pub(super) fn new() -> Self {
         Knocks {
             queue: VecDeque::new(),
+            refused: std::collections::HashMap::new(),
         }
     }
 
@@ -38,12 +60,28 @@ where
 
     /// A new knock, queued; `true` when it is the one to ask about now. The same key knocking
     /// again while it waits, or too many knocks at once, is turned away without a word to the
-    /// host (repeats cannot flood the screen).
-    pub(super) fn knock(&mut self, arrival: Arrival<R, W>) -> bool {
-        let again = self
-            .queue
-            .iter()
-            .any(|(a, _)| a.info.key == arrival.info.key);
+    /// host; a key the host refused is turned away for [`REFUSED_FOR`], its repeats summed up
+    /// in one line a minute at most (repeats cannot flood the screen).
+    pub(super) fn knock(&mut self, arrival: Arrival<R, W>, ui: &Ui) -> bool {
+        let key = arrival.info.key;
+        if let Some(refusal) = self.refused.get_mut(&key) {
+            if refusal.at.elapsed() < REFUSED_FOR {
+                refusal.repeats += 1;
+                if refusal.shown.elapsed() >= REPEATS_EVERY {
+                    ui.status(format_args!(
+                        "{} knocked again ({} time(s)); turned away: you refused it {} s ago",
+                        arrival.info.label,
+                        std::mem::take(&mut refusal.repeats),
+                        refusal.at.elapsed().as_secs()
+                    ));
+                    refusal.shown = Instant::now();
+                }
+                tokio::spawn(refuse(arrival.established));
+                return false;
+            }
+            self.refused.remove(&key);
+        }
+        let again = self.queue.iter().any(|(a, _)| a.info.key == key);
         if again || self.queue.len() >= MAX_KNOCKS {
             tokio::spawn(refuse(arrival.established));
             return false;
@@ -106,13 +144,39 @@ where
         };
         if !admitted {
             ui.status(format_args!(
-                "refused {} from {}",
-                arrival.info.label, arrival.address
+                "refused {} from {} (its knocks are turned away for the next {} min)",
+                arrival.info.label,
+                arrival.address,
+                REFUSED_FOR.as_secs() / 60
             ));
+            self.remember_refusal(arrival.info.key);
             tokio::spawn(refuse(arrival.established));
             return None;
         }
         Some(arrival)
+    }
+
+    fn remember_refusal(&mut self, key: PublicKey) {
+        if self.refused.len() >= REFUSED_KEPT {
+            let oldest = self
+                .refused
+                .iter()
+                .min_by_key(|(_, r)| r.at)
+                .map(|(k, _)| *k);
+            if let Some(oldest) = oldest {
+                self.refused.remove(&oldest);
+            }
+        }
+        let now = Instant::now();
+        self.refused.insert(
+            key,
+            Refusal {
+                at: now,
+                repeats: 0,
+                // The first repeat is shown at once; later ones a minute apart at most.
+                shown: now.checked_sub(REPEATS_EVERY).unwrap_or(now),
+            },
+        );
     }
 
     /// The oldest knock waited too long: refused. `true` when another is to be asked about.

@@ -201,7 +201,7 @@ where
         tokio::select! {
             Some(connection) = connections.recv() => match connection {
                 Connection::Failed(line) => ui.warn(line),
-                Connection::Knock(arrival) => ask_knock |= knocks.knock(*arrival),
+                Connection::Knock(arrival) => ask_knock |= knocks.knock(*arrival, ui),
                 Connection::Arrived(arrival) => {
                     enter(&mut members, &mut next_id, *arrival, options, &host_name, &events_tx, ui, &turning_away);
                 }
