@@ -492,11 +492,11 @@ fn on_message(
     match msg {
         // Once, first (the opening saw to that).
         Message::Hello { name, .. } => {
-            room.peer_named(&name, ui);
+            room.peer_named(&name, false, ui);
             Step::Continue
         }
         Message::Nick(name) => {
-            room.peer_named(&name, ui);
+            room.peer_named(&name, true, ui);
             Step::Continue
         }
         // Once, right after the listener's HELLO (the opening saw to that).

@@ -112,12 +112,17 @@ impl Names {
     }
 
     /// How to show `key`: our petname; else its announced name beside its short fingerprint
-    /// (`?`-marked on a collision); else `unverified <short fingerprint>`.
+    /// (`?`-marked on a collision); else `unverified <short fingerprint>`. A petname schat
+    /// made up (`peer-<short fingerprint>`, when a key was accepted without one) is no choice
+    /// of ours: an announced name is shown instead.
     pub fn label(&self, key: &PublicKey) -> String {
-        if let Some(petname) = self.petname(key) {
-            return petname.to_string();
-        }
         let short = fingerprint::short(key);
+        if let Some(petname) = self.petname(key) {
+            let made_up = petname == format!("peer-{short}");
+            if !(made_up && self.announced(key).is_some()) {
+                return petname.to_string();
+            }
+        }
         match self.announced(key) {
             Some(name) if self.collides(key, name) => format!("{name}? [{short}]"),
             Some(name) => format!("{name} [{short}]"),
@@ -193,5 +198,11 @@ mod tests {
             names.public_label(&key(1)),
             format!("mallory [{}]", fingerprint::short(&key(1)))
         );
+        // A petname schat made up gives way to an announced name.
+        let short6 = fingerprint::short(&key(6));
+        names.set_petname(key(6), format!("peer-{short6}"));
+        assert_eq!(names.label(&key(6)), format!("peer-{short6}"));
+        names.announce(key(6), "dave").unwrap();
+        assert_eq!(names.label(&key(6)), format!("dave [{short6}]"));
     }
 }

@@ -30,8 +30,9 @@ impl RoomView {
         }
     }
 
-    /// A display name the peer announced (HELLO or NICK).
-    pub fn peer_named(&mut self, name: &str, ui: &Ui) {
+    /// A display name the peer announced: in its HELLO (taken quietly) or NICK (`loud`: a
+    /// change worth a line).
+    pub fn peer_named(&mut self, name: &str, loud: bool, ui: &Ui) {
         let old = self.names.label(&self.host);
         if let Err(why) = self.names.announce(self.host, name) {
             ui.warn(format_args!(
@@ -41,7 +42,7 @@ impl RoomView {
             return;
         }
         let new = self.names.label(&self.host);
-        if old != new {
+        if loud && old != new {
             ui.status(format_args!("{old} is now shown as {new}"));
         }
     }
