@@ -20,6 +20,7 @@
 //!   sealed under a passphrase), where passphrases come from, and how people see keys.
 //! - [`safety`], [`trust`]: safety numbers, and the known_peers store with its trust decisions
 //!   (applied by [`session::verify`] right after the handshake).
+//! - [`invite`]: invite tickets and the inviter's pending invites.
 //! - [`fsutil`]: atomic, private file writes and locks.
 //! - [`hardening`]: keeping secrets out of core dumps and `/proc`.
 //! - [`sanitize`], [`ui`]: making peer text safe to print, and printing it: a line editor at a
@@ -43,6 +44,7 @@ pub mod framed;
 pub mod fsutil;
 pub mod handshake;
 pub mod hardening;
+pub mod invite;
 pub mod keyfile;
 pub mod keys;
 pub mod message;

@@ -44,6 +44,9 @@ pub enum Verified {
     Fingerprint,
     /// Accepted on first contact without proof (trust on first use).
     FirstUse,
+    /// An invite ticket: the dialer had the inviter's key from it, the inviter saw the
+    /// ticket's secret proven inside the session.
+    Invite,
 }
 
 impl Verified {
@@ -54,6 +57,7 @@ impl Verified {
             Verified::SafetyNumber => "safety-number",
             Verified::Fingerprint => "fingerprint",
             Verified::FirstUse => "first-use",
+            Verified::Invite => "invite",
         }
     }
 
@@ -64,6 +68,7 @@ impl Verified {
             Verified::SafetyNumber => "safety number compared",
             Verified::Fingerprint => "fingerprint received out of band",
             Verified::FirstUse => "trusted on first use, not verified",
+            Verified::Invite => "verified by invite",
         }
     }
 }
@@ -76,6 +81,7 @@ impl FromStr for Verified {
             "safety-number" => Verified::SafetyNumber,
             "fingerprint" => Verified::Fingerprint,
             "first-use" => Verified::FirstUse,
+            "invite" => Verified::Invite,
             _ => return Err(()),
         })
     }

@@ -196,6 +196,10 @@ fn the_notice_and_name_vectors_in_protocol_md_are_right() {
             Message::Nick("carol".into()),
             "NICK `0d 63 61 72 6f 6c`".into(),
         ),
+        (
+            Message::Invite(zeroize::Zeroizing::new([9; 16])),
+            format!("`0e {}\n09`", ["09"; 15].join(" ")),
+        ),
     ];
     let doc = include_str!("../PROTOCOL.md");
     let spaced = |bytes: &[u8]| {

@@ -52,6 +52,8 @@ pub mod kind {
     pub const WHO: u8 = 0x0c;
     /// The sender's new display name (UTF-8, at most 128 bytes; empty: none).
     pub const NICK: u8 = 0x0d;
+    /// Dialer → listener, before its HELLO: the 16-byte secret of an invite ticket.
+    pub const INVITE: u8 = 0x0e;
     /// Types from here up are extensions: ignored when unknown.
     pub const FIRST_EXTENSION: u8 = 0x80;
 }
@@ -95,6 +97,8 @@ pub enum Message<'a> {
     Who,
     /// The sender's new display name (empty: none).
     Nick(Cow<'a, str>),
+    /// The secret of an invite ticket (dialer → listener, before its HELLO).
+    Invite(zeroize::Zeroizing<[u8; crate::invite::ticket::SECRET_LEN]>),
     /// An extension type (≥ 0x80) this version does not understand; receivers ignore it.
     Extension { kind: u8, body: Cow<'a, [u8]> },
 }
@@ -214,6 +218,14 @@ impl<'a> Message<'a> {
                 return Err(MessageError::UnexpectedBody("NICK name over 128 bytes"));
             }
             kind::NICK => Message::Nick(text("NICK")?),
+            kind::INVITE => match <[u8; crate::invite::ticket::SECRET_LEN]>::try_from(body) {
+                Ok(secret) => Message::Invite(zeroize::Zeroizing::new(secret)),
+                Err(_) => {
+                    return Err(MessageError::UnexpectedBody(
+                        "INVITE of other than 16 bytes",
+                    ));
+                }
+            },
             k if k >= kind::FIRST_EXTENSION => Message::Extension {
                 kind: k,
                 body: Cow::Borrowed(body),
@@ -238,6 +250,7 @@ impl<'a> Message<'a> {
             Message::Private(_) => kind::PRIVATE,
             Message::Who => kind::WHO,
             Message::Nick(_) => kind::NICK,
+            Message::Invite(_) => kind::INVITE,
             Message::Extension { kind, .. } => *kind,
         }
     }
@@ -256,6 +269,7 @@ impl<'a> Message<'a> {
             | Message::Data(b)
             | Message::Extension { body: b, .. } => b,
             Message::Hello { name, .. } => name.as_bytes(),
+            Message::Invite(secret) => &secret[..],
             Message::Rekey | Message::Who | Message::Notice(_) => &[],
         }
     }
@@ -311,6 +325,7 @@ impl<'a> Message<'a> {
             Message::Private(t) => Message::Private(Cow::Owned(t.into_owned())),
             Message::Who => Message::Who,
             Message::Nick(t) => Message::Nick(Cow::Owned(t.into_owned())),
+            Message::Invite(secret) => Message::Invite(secret),
             Message::Extension { kind, body } => Message::Extension {
                 kind,
                 body: Cow::Owned(body.into_owned()),
@@ -334,6 +349,7 @@ impl<'a> Message<'a> {
             Message::Private(_) => "PRIVATE",
             Message::Who => "WHO",
             Message::Nick(_) => "NICK",
+            Message::Invite(_) => "INVITE",
             Message::Extension { .. } => "extension",
         }
     }
@@ -388,6 +404,8 @@ mod tests {
         round_trip(Message::hello(Mode::Chat, "carol ✓"));
         round_trip(Message::Nick("carol".into()));
         round_trip(Message::Nick("".into()));
+        round_trip(Message::Invite(zeroize::Zeroizing::new([7; 16])));
+        assert!(Message::decode(&[0x0e, 1, 2]).is_err());
         round_trip(Message::Private("for you only".into()));
         round_trip(Message::Who);
         assert_eq!(
@@ -513,7 +531,7 @@ mod tests {
             Message::decode(&bad),
             Err(MessageError::InvalidUtf8("RELAY"))
         );
-        for k in [0x00, 0x0e, 0x10, 0x7f] {
+        for k in [0x00, 0x0f, 0x10, 0x7f] {
             assert_eq!(Message::decode(&[k, 1]), Err(MessageError::UnknownType(k)));
         }
         assert_eq!(

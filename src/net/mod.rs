@@ -6,7 +6,9 @@
 //! - [`gate`]: admission control before authentication (pure bookkeeping).
 
 use crate::error::{Error, Result};
+use crate::handshake::Established;
 use crate::keys::Identity;
+use crate::message::Message;
 use crate::session::input::Input;
 use crate::session::room::{self, Arrival, Connection, RoomOptions};
 use crate::session::verify::{self, TrustPolicy};
@@ -494,7 +496,32 @@ async fn handshake_and_admit(
     let Role::Listener { allow, .. } = role else {
         return Connection::Failed("internal error: not a listener".into());
     };
+    let mut established = established;
     let (peer, local) = (established.peer, established.local);
+    // A dialer its key does not admit may hold an invite: it sends INVITE right after the
+    // handshake, before its HELLO, so its first message is read (briefly) before deciding.
+    // An invite is redeemed here; anything else is kept for the session. Keys that are
+    // admitted anyway are not made to wait. (A pipe admits by key alone.)
+    let mut first = None;
+    let admitted_by_key =
+        verify::admitted(peer, &local, settings.pin.as_ref(), allow, &settings.trust).is_ok();
+    if settings.pipe.is_none() && !admitted_by_key && peer != local {
+        let wait = FIRST_MESSAGE_WAIT.min(settings.handshake_timeout);
+        match tokio::time::timeout(wait, established.recv.recv()).await {
+            Ok(Ok(Some(Message::Invite(secret)))) => {
+                return redeem(established, &secret, from, settings, allow).await;
+            }
+            Ok(Ok(Some(msg))) => first = Some(msg.into_owned()),
+            Ok(Ok(None)) => {
+                return Connection::Failed(format!(
+                    "connection from {from} closed right after the handshake"
+                ));
+            }
+            Ok(Err(e)) => return Connection::Failed(format!("connection from {from}: {e}")),
+            // Silent for now: decided by its key.
+            Err(_) => {}
+        }
+    }
     // Knocking (allow = known, a host at its terminal): a known key comes in, an unknown one
     // knocks. One look at known_peers decides both.
     if knock
@@ -507,6 +534,7 @@ async fn handshake_and_admit(
             established,
             info,
             address: from.to_string(),
+            first,
         });
         return match knocks {
             true => Connection::Knock(arrival),
@@ -518,6 +546,7 @@ async fn handshake_and_admit(
             established,
             info,
             address: from.to_string(),
+            first,
         })),
         Err(e) => {
             room::refuse(established).await;
@@ -528,6 +557,83 @@ async fn handshake_and_admit(
             Connection::Failed(format!("refused the peer from {from}: {why}"))
         }
     }
+}
+
+/// How long a listener waits for a new connection's first message before deciding by its key
+/// alone (an honest dialer sends it with, or right after, the last handshake message).
+const FIRST_MESSAGE_WAIT: Duration = Duration::from_secs(5);
+
+/// A dialer proved an invite's secret: redeemed (one use, atomically), it is admitted and
+/// known as verified by invite; otherwise it is told why in a QUIT, unless its key alone
+/// admits it (a known peer with a stale ticket).
+async fn redeem(
+    established: Established<OwnedReadHalf, OwnedWriteHalf>,
+    secret: &[u8; crate::invite::ticket::SECRET_LEN],
+    from: SocketAddr,
+    settings: &Settings,
+    allow: &Allow,
+) -> Connection<OwnedReadHalf, OwnedWriteHalf> {
+    let (peer, local) = (established.peer, established.local);
+    let trust = &settings.trust;
+    // A pin names the one key to admit; the self check is the key's.
+    let pinned_out = settings.pin.is_some_and(|pin| pin != peer);
+    let by_key = verify::admitted(peer, &local, settings.pin.as_ref(), allow, trust);
+    if pinned_out || peer == local {
+        return match by_key {
+            Err(Error::PeerRefused(why)) => refuse_invite(established, from, why).await,
+            Err(e) => refuse_invite(established, from, e.to_string()).await,
+            Ok(_) => refuse_invite(established, from, "not admitted".into()).await,
+        };
+    }
+    match trust.invites().redeem(secret, crate::invite::unix_now()) {
+        Ok(redeemed) => match verify::record_invited(trust, &peer, &redeemed.petname) {
+            Ok(entry) => {
+                let mut info = match verify::admitted(peer, &local, None, &Allow::Anyone, trust) {
+                    Ok(info) => info,
+                    Err(e) => return refuse_invite(established, from, e.to_string()).await,
+                };
+                info.invite = Some(redeemed.id);
+                info.entry = Some(entry);
+                Connection::Arrived(Box::new(Arrival {
+                    established,
+                    info,
+                    address: from.to_string(),
+                    first: None,
+                }))
+            }
+            Err(e) => {
+                refuse_invite(
+                    established,
+                    from,
+                    format!("the invite could not be recorded: {e}"),
+                )
+                .await
+            }
+        },
+        Err(why) => match by_key {
+            Ok(info) => {
+                // Already admitted by its key: the stale ticket changes nothing.
+                Connection::Arrived(Box::new(Arrival {
+                    established,
+                    info,
+                    address: from.to_string(),
+                    first: None,
+                }))
+            }
+            Err(_) => refuse_invite(established, from, why.to_string()).await,
+        },
+    }
+}
+
+/// Turns away a dialer whose invite was not honoured, saying why (one line on both sides).
+async fn refuse_invite(
+    established: Established<OwnedReadHalf, OwnedWriteHalf>,
+    from: SocketAddr,
+    why: String,
+) -> Connection<OwnedReadHalf, OwnedWriteHalf> {
+    let Established { mut send, .. } = established;
+    let _ = send.quit(&format!("refused: {why}")).await;
+    Connection::Failed(format!("refused the peer from {from}: {why}"))
 }
 
 /// Pipe mode: one session (stdin can be sent only once). Handshakes run concurrently like a
@@ -560,10 +666,12 @@ async fn serve_one_pipe(
                 return Ok(());
             }
         };
+        // (A pipe listener reads nothing before the session: `first` is always None here.)
         let Arrival {
             established,
             mut info,
             address,
+            first: _,
         } = *arrival;
         info.address = Some(address.clone());
         let session = session::proceed(established, info, role, settings, input, ui, interrupts);

@@ -230,6 +230,7 @@ pub async fn writer<W: AsyncWrite + Unpin>(
 
 /// Reads a member: its words go to the host at no more than its [`Rate`]; PINGs are answered;
 /// silence is noticed.
+#[allow(clippy::too_many_arguments)]
 pub async fn reader<R: AsyncRead + Unpin>(
     id: u64,
     mut recv: RecvHalf<R>,
@@ -238,6 +239,8 @@ pub async fn reader<R: AsyncRead + Unpin>(
     keepalive: Duration,
     rate: Rate,
     hello_within: Duration,
+    // Its first message, if the listener read it already (deciding about an invite).
+    mut first: Option<Message<'static>>,
 ) {
     let mut silence = Silence::new(keepalive);
     let mut bucket = TokenBucket::new(rate, Instant::now());
@@ -246,7 +249,9 @@ pub async fn reader<R: AsyncRead + Unpin>(
     // it), or it could hold a place in the room for ever.
     let hello_by = Instant::now() + hello_within;
     let how: Result<String> = loop {
-        let received = tokio::select! {
+        let received = match first.take() {
+            Some(msg) => Ok(Some(msg)),
+            None => tokio::select! {
             received = recv.recv() => received,
             () = tokio::time::sleep_until(hello_by), if !opening.is_open() => {
                 break Err(Error::Timeout("waiting for its HELLO", hello_within.as_secs()));
@@ -258,6 +263,7 @@ pub async fn reader<R: AsyncRead + Unpin>(
                 }
                 Lapse::Gone(e) => break Err(e),
             }
+            },
         };
         silence.heard();
         let msg = match received {
@@ -292,6 +298,8 @@ pub async fn reader<R: AsyncRead + Unpin>(
                     return;
                 }
             }
+            // Admitted by its key already; an invite it also holds changes nothing.
+            Message::Invite(_) => {}
             Message::Nick(name) => {
                 let name = name.into_owned();
                 if events.send(Event::Nick { id, name }).await.is_err() {

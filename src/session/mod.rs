@@ -530,6 +530,10 @@ fn on_message(
         ),
         // Only a listener relays, announces and whispers; a dialer sending these is confused.
         Message::Who => Step::Fail(ProtocolError::Unexpected("WHO", "from a host").into()),
+        // Redeemed when a listener admits a dialer; never part of a session.
+        Message::Invite(_) => {
+            Step::Fail(ProtocolError::Unexpected("INVITE", "inside a session").into())
+        }
         Message::Relay { .. } | Message::Notice(_) | Message::Private(_) if !room.is_dialer => {
             Step::Fail(ProtocolError::Unexpected(msg.name(), "from a dialer").into())
         }

@@ -64,6 +64,14 @@ impl Opening {
                 };
                 Ok(Some(msg))
             }
+            // A dialer admitted by its key may still present an invite (PROTOCOL.md §4.7):
+            // handed back, for the listener to ignore.
+            (
+                Opening::Hello {
+                    then_welcome: false,
+                },
+                msg @ Message::Invite(_),
+            ) => Ok(Some(msg)),
             (Opening::Welcome, msg @ Message::Welcome(_)) => {
                 *self = Opening::Open;
                 Ok(Some(msg))

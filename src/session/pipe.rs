@@ -183,6 +183,7 @@ async fn download<R: AsyncRead + Unpin>(
             | Message::Notice(_)
             | Message::Private(_)
             | Message::Nick(_)
+            | Message::Invite(_)
             | Message::Who => {
                 return Err(ProtocolError::Unexpected(
                     msg.name(),

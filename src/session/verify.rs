@@ -38,6 +38,8 @@ pub struct PeerInfo {
     local: PublicKey,
     /// The network address it connected from or was dialled at.
     pub address: Option<String>,
+    /// The invite it redeemed to get in, if it did (its id).
+    pub invite: Option<String>,
 }
 
 impl PeerInfo {
@@ -53,6 +55,7 @@ impl PeerInfo {
             safety: std::sync::OnceLock::new(),
             local: *local,
             address: None,
+            invite: None,
         }
     }
 
@@ -111,6 +114,13 @@ pub struct TrustConfig {
     pub store: Store,
     /// How to invoke `schat peers` for this home (e.g. `schat --home /x peers`).
     pub peers_command: String,
+}
+
+impl TrustConfig {
+    /// The pending invites of the same home.
+    pub fn invites(&self) -> crate::invite::Invites {
+        crate::invite::Invites::in_home(&crate::fsutil::parent_dir(self.store.path()))
+    }
 }
 
 fn load(config: &TrustConfig, ui: &Ui) -> Result<trust::KnownPeers> {
@@ -397,6 +407,30 @@ fn key_changed_alarm(ui: &Ui, addr: &str, entry: &Entry, new: &PublicKey, config
         "Only if they confirm a new key, remove the old entry and dial again:",
         &format!("  {} forget {}", config.peers_command, entry.name),
     ]);
+}
+
+/// Records a dialer that redeemed an invite: a new known peer (under `petname`, or a made-up
+/// name) or an existing one, verified by invite from now on.
+pub fn record_invited(config: &TrustConfig, key: &PublicKey, petname: &str) -> Result<Entry> {
+    config
+        .store
+        .update(|peers| {
+            if peers.by_key(key).is_none() {
+                let base = match petname {
+                    "" => format!("peer-{}", fingerprint::short(key)),
+                    name => name.to_string(),
+                };
+                let name = peers.free_name(&base);
+                peers.add(Entry::new(&name, *key, Verified::Invite))?;
+            } else {
+                peers.set_verified(key, Verified::Invite)?;
+            }
+            peers
+                .by_key(key)
+                .cloned()
+                .ok_or_else(|| trust::TrustError::NoMatch(key.to_hex()))
+        })
+        .map_err(store_error)
 }
 
 /// The listener's decision about a dialler. (Unparseable known_peers lines are not reported

@@ -184,6 +184,7 @@ where
         established,
         mut info,
         address,
+        first,
     } = arrival;
     info.address = Some(address.clone());
     let Established { recv, send, .. } = established;
@@ -197,6 +198,7 @@ where
         options.keepalive,
         options.rate,
         options.hello_within,
+        first,
     ));
     // WELCOME waits for its HELLO: then it is in, and a dialer that sees WELCOME knows the
     // room has counted it (a script may speak at once).

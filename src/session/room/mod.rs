@@ -96,6 +96,8 @@ pub struct Arrival<R, W> {
     pub established: Established<R, W>,
     pub info: PeerInfo,
     pub address: String,
+    /// Its first message, if the listener already read it (deciding about an invite).
+    pub first: Option<Message<'static>>,
 }
 
 /// What a connection task reports to the room.

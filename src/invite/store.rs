@@ -1,0 +1,310 @@
+//! The inviter's pending invites: a file in its home (`invites`, 0600, replaced atomically
+//! under a lock, like known_peers), so that a `schat listen` already running honours an
+//! invite made after it started, and two dialers racing for a one-use invite cannot both win.
+//!
+//! ```text
+//! # id  secret-hash  expires  uses-left  state  petname
+//! 3f2a9c1b 5d41…(64 hex) 1767225600 1 open bob
+//! ```
+//!
+//! Only a hash of each secret is kept: a copy of the file cannot be used to redeem an invite.
+//! Used and revoked invites stay (as `used`, `revoked`) until a week after they expire, so
+//! that whoever presents them is told what happened rather than "unknown".
+
+use super::ticket::{SECRET_LEN, id_of, secret_hash};
+use crate::fsutil;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The file's name in a home directory.
+pub const FILE_NAME: &str = "invites";
+
+/// How long a used, revoked or expired invite is remembered after it expires.
+const KEEP_AFTER: u64 = 7 * 24 * 3600;
+
+/// An invite's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// It can be redeemed (while uses are left and it has not expired).
+    Open,
+    /// Its uses are spent.
+    Used,
+    /// Its inviter revoked it.
+    Revoked,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Open => "open",
+            State::Used => "used",
+            State::Revoked => "revoked",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "open" => State::Open,
+            "used" => State::Used,
+            "revoked" => State::Revoked,
+            _ => return None,
+        })
+    }
+}
+
+/// One invite as the inviter keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// 8 hex digits naming it.
+    pub id: String,
+    /// SHA-256 of its secret (see [`secret_hash`]).
+    pub hash: [u8; 32],
+    /// Unix seconds after which it is refused.
+    pub expires: u64,
+    /// Redemptions left.
+    pub uses: u32,
+    pub state: State,
+    /// The petname the inviter gives whoever redeems it (empty: one is made up).
+    pub petname: String,
+}
+
+impl Pending {
+    /// An open invite for `secret`.
+    pub fn new(secret: &[u8; SECRET_LEN], expires: u64, uses: u32, petname: &str) -> Self {
+        Pending {
+            id: id_of(secret),
+            hash: secret_hash(secret),
+            expires,
+            uses,
+            state: State::Open,
+            petname: petname.to_string(),
+        }
+    }
+
+    fn render(&self) -> String {
+        format!(
+            "{} {} {} {} {} {}",
+            self.id,
+            hex::encode(self.hash),
+            self.expires,
+            self.uses,
+            self.state.as_str(),
+            if self.petname.is_empty() {
+                "-"
+            } else {
+                &self.petname
+            }
+        )
+    }
+
+    fn parse(line: &str) -> Option<Self> {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [id, hash, expires, uses, state, petname] = f[..] else {
+            return None;
+        };
+        let mut h = [0u8; 32];
+        hex::decode_to_slice(hash, &mut h).ok()?;
+        Some(Pending {
+            id: id.to_string(),
+            hash: h,
+            expires: expires.parse().ok()?,
+            uses: uses.parse().ok()?,
+            state: State::parse(state)?,
+            petname: if petname == "-" {
+                String::new()
+            } else {
+                petname.to_string()
+            },
+        })
+    }
+}
+
+/// Why an invite was not honoured: one clear line for both sides.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("invite {0} was already used")]
+    Used(String),
+    #[error("invite {0} was revoked")]
+    Revoked(String),
+    #[error("invite {0} has expired")]
+    Expired(String),
+    #[error("this invite is not known here (not made here, or long expired)")]
+    Unknown,
+    #[error("the invites file could not be read or written: {0}")]
+    Store(String),
+}
+
+/// What a redeemed invite grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redeemed {
+    pub id: String,
+    /// The petname for the newcomer (empty: make one up).
+    pub petname: String,
+}
+
+/// The invites file of a home.
+#[derive(Debug, Clone)]
+pub struct Invites {
+    path: PathBuf,
+}
+
+impl Invites {
+    /// The file in `home`.
+    pub fn in_home(home: &Path) -> Self {
+        Invites {
+            path: home.join(FILE_NAME),
+        }
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every invite on file (a missing file: none). Lines that do not parse are skipped.
+    pub fn load(&self) -> io::Result<Vec<Pending>> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => Ok(text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .filter_map(Pending::parse)
+                .collect()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Locked read-modify-write; forgets what expired over a week ago.
+    fn update<T>(&self, now: u64, change: impl FnOnce(&mut Vec<Pending>) -> T) -> io::Result<T> {
+        let lock = self.path.with_file_name(format!(".{FILE_NAME}.lock"));
+        let _lock = fsutil::lock_exclusive(&lock)?;
+        let mut all = self.load()?;
+        let result = change(&mut all);
+        all.retain(|p| p.expires.saturating_add(KEEP_AFTER) > now);
+        let mut text = String::from(
+            "# schat invites: made by `schat invite`, redeemed by `schat listen` (edit with\n\
+             # `schat invite --list` / `--revoke ID`). Only hashes of the secrets are kept.\n\
+             # id secret-hash expires uses-left state petname\n",
+        );
+        for p in &all {
+            text.push_str(&p.render());
+            text.push('\n');
+        }
+        fsutil::write_private_atomically(&self.path, text.as_bytes(), true)?;
+        Ok(result)
+    }
+
+    /// Files a new invite.
+    pub fn add(&self, pending: Pending, now: u64) -> io::Result<()> {
+        self.update(now, |all| all.push(pending))
+    }
+
+    /// Revokes the open invite `id`; `false` if there is none by that id.
+    pub fn revoke(&self, id: &str, now: u64) -> io::Result<bool> {
+        self.update(now, |all| {
+            let mut found = false;
+            for p in all.iter_mut().filter(|p| p.id.eq_ignore_ascii_case(id)) {
+                if p.state == State::Open {
+                    p.state = State::Revoked;
+                    found = true;
+                }
+            }
+            found
+        })
+    }
+
+    /// Redeems the invite whose secret is `secret`, at `now`: one use, atomically.
+    pub fn redeem(&self, secret: &[u8; SECRET_LEN], now: u64) -> Result<Redeemed, Refusal> {
+        let hash = secret_hash(secret);
+        let outcome = self.update(now, |all| {
+            // Every entry is compared, in constant time, so timing says nothing of which.
+            let mut hit = None;
+            for (i, p) in all.iter().enumerate() {
+                if constant_time_eq(&p.hash, &hash) {
+                    hit = Some(i);
+                }
+            }
+            let p = &mut all[hit.ok_or(Refusal::Unknown)?];
+            match p.state {
+                State::Used => return Err(Refusal::Used(p.id.clone())),
+                State::Revoked => return Err(Refusal::Revoked(p.id.clone())),
+                State::Open if now >= p.expires => return Err(Refusal::Expired(p.id.clone())),
+                State::Open => {}
+            }
+            p.uses = p.uses.saturating_sub(1);
+            if p.uses == 0 {
+                p.state = State::Used;
+            }
+            Ok(Redeemed {
+                id: p.id.clone(),
+                petname: p.petname.clone(),
+            })
+        });
+        outcome.map_err(|e| Refusal::Store(e.to_string()))?
+    }
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invite_is_redeemed_as_often_as_it_allows_then_says_why_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Invites::in_home(dir.path());
+        let (one, two, gone) = ([1u8; 16], [2u8; 16], [3u8; 16]);
+        store.add(Pending::new(&one, 1000, 1, "bob"), 0).unwrap();
+        store.add(Pending::new(&two, 1000, 2, ""), 0).unwrap();
+        store.add(Pending::new(&gone, 1000, 1, ""), 0).unwrap();
+        let r = store.redeem(&one, 10).unwrap();
+        assert_eq!(
+            (r.id.as_str(), r.petname.as_str()),
+            (id_of(&one).as_str(), "bob")
+        );
+        assert_eq!(store.redeem(&one, 11), Err(Refusal::Used(id_of(&one))));
+        assert!(store.redeem(&two, 12).is_ok());
+        assert!(store.redeem(&two, 13).is_ok());
+        assert!(matches!(store.redeem(&two, 14), Err(Refusal::Used(_))));
+        assert!(store.revoke(&id_of(&gone), 15).unwrap());
+        assert_eq!(store.redeem(&gone, 16), Err(Refusal::Revoked(id_of(&gone))));
+        assert_eq!(store.redeem(&[4; 16], 17), Err(Refusal::Unknown));
+        // The file holds no secret.
+        let text = std::fs::read_to_string(store.path()).unwrap();
+        assert!(!text.contains(&hex::encode(one)), "{text}");
+    }
+
+    #[test]
+    fn expiry_is_refused_and_old_entries_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Invites::in_home(dir.path());
+        let s = [5u8; 16];
+        store.add(Pending::new(&s, 100, 1, ""), 0).unwrap();
+        assert_eq!(store.redeem(&s, 100), Err(Refusal::Expired(id_of(&s))));
+        assert_eq!(store.load().unwrap().len(), 1);
+        store.revoke("nothing", 100 + KEEP_AFTER).unwrap();
+        assert!(store.load().unwrap().is_empty());
+    }
+
+    #[test]
+    fn dialers_racing_for_a_one_use_invite_get_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Invites::in_home(dir.path());
+        let s = [6u8; 16];
+        store.add(Pending::new(&s, u64::MAX, 1, ""), 0).unwrap();
+        let wins: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let store = store.clone();
+                    scope.spawn(move || usize::from(store.redeem(&s, 1).is_ok()))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(wins, 1);
+    }
+}

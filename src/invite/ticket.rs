@@ -1,0 +1,393 @@
+//! Invite tickets: one line, `schat:` then base32 (RFC 4648, lower case, no padding) of
+//!
+//! ```text
+//! version 0x01 | key (32) | secret (16) | expires (u64 BE, Unix seconds) |
+//! name length (1) | name (UTF-8, 0–32 characters) | address count (1) | addresses | check (4)
+//! address = 0x04 IPv4 (4) | 0x06 IPv6 (16) | 0x00 host length (1) host (ASCII), then port (u16 BE)
+//! check   = the first 4 bytes of SHA-256("schat ticket v1" || everything before it)
+//! ```
+//!
+//! The check catches a ticket cut short or mistyped; it is no protection against someone who
+//! can change the ticket on its way (they would just compute it again). That is why a ticket
+//! goes over a channel you trust for integrity — the one you would trust to tell you a
+//! fingerprint. Pure: no I/O.
+
+use crate::keys::PublicKey;
+use data_encoding::BASE32_NOPAD;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::net::IpAddr;
+use zeroize::Zeroizing;
+
+/// What every ticket starts with.
+pub const PREFIX: &str = "schat:";
+
+/// The ticket format this version writes and reads.
+pub const VERSION: u8 = 0x01;
+
+/// Bytes of the one-time secret: 128 bits.
+pub const SECRET_LEN: usize = 16;
+
+/// Longest inviter name in a ticket, in bytes (the name rules allow 32 characters).
+const MAX_NAME: usize = 128;
+
+/// Addresses a ticket carries at most.
+pub const MAX_ADDRS: usize = 16;
+
+const CHECK_LEN: usize = 4;
+const CHECK_LABEL: &[u8] = b"schat ticket v1";
+
+/// Where the inviter can be dialled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TicketAddr {
+    /// An IP address and port.
+    Ip(IpAddr, u16),
+    /// A host name (resolved when dialling) and port.
+    Host(String, u16),
+}
+
+impl fmt::Display for TicketAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TicketAddr::Ip(IpAddr::V6(ip), port) => write!(f, "[{ip}]:{port}"),
+            TicketAddr::Ip(ip, port) => write!(f, "{ip}:{port}"),
+            TicketAddr::Host(host, port) => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// A decoded ticket. The secret never shows in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Ticket {
+    /// The inviter's static key: the dialer expects exactly this one.
+    pub key: PublicKey,
+    /// The one-time secret the dialer proves inside the encrypted session.
+    pub secret: Zeroizing<[u8; SECRET_LEN]>,
+    /// Unix seconds after which the inviter no longer honours it.
+    pub expires: u64,
+    /// The name the inviter suggests for itself (the dialer's petname for it; editable).
+    pub name: String,
+    /// Where to dial, in order.
+    pub addrs: Vec<TicketAddr>,
+}
+
+impl fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticket")
+            .field("key", &self.key.to_hex())
+            .field("secret", &"(redacted)")
+            .field("expires", &self.expires)
+            .field("name", &self.name)
+            .field("addrs", &self.addrs)
+            .finish()
+    }
+}
+
+/// Why a ticket could not be read. Always the ticket's fault (mistyped, cut, tampered with).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    #[error("not a schat ticket (it does not start with \"schat:\")")]
+    Prefix,
+    #[error("the ticket is not valid base32 (mistyped or cut?)")]
+    Encoding,
+    #[error("the ticket is damaged: its check does not match (mistyped, cut, or altered)")]
+    Check,
+    #[error("the ticket is format version {0}; this schat reads version 1 (upgrade schat?)")]
+    Version(u8),
+    #[error("the ticket is damaged: {0}")]
+    Malformed(&'static str),
+}
+
+impl Ticket {
+    /// The one-line text form.
+    pub fn encode(&self) -> String {
+        let mut bytes = Zeroizing::new(Vec::with_capacity(128));
+        bytes.push(VERSION);
+        bytes.extend_from_slice(self.key.as_bytes());
+        bytes.extend_from_slice(&self.secret[..]);
+        bytes.extend_from_slice(&self.expires.to_be_bytes());
+        let name = truncate(&self.name, MAX_NAME);
+        bytes.push(name.len() as u8);
+        bytes.extend_from_slice(name.as_bytes());
+        let addrs = &self.addrs[..self.addrs.len().min(MAX_ADDRS)];
+        bytes.push(addrs.len() as u8);
+        for addr in addrs {
+            let port = match addr {
+                TicketAddr::Ip(IpAddr::V4(ip), port) => {
+                    bytes.push(0x04);
+                    bytes.extend_from_slice(&ip.octets());
+                    port
+                }
+                TicketAddr::Ip(IpAddr::V6(ip), port) => {
+                    bytes.push(0x06);
+                    bytes.extend_from_slice(&ip.octets());
+                    port
+                }
+                TicketAddr::Host(host, port) => {
+                    let host = truncate(host, 255);
+                    bytes.push(0x00);
+                    bytes.push(host.len() as u8);
+                    bytes.extend_from_slice(host.as_bytes());
+                    port
+                }
+            };
+            bytes.extend_from_slice(&port.to_be_bytes());
+        }
+        let check = check(&bytes);
+        bytes.extend_from_slice(&check);
+        format!(
+            "{PREFIX}{}",
+            BASE32_NOPAD.encode(&bytes).to_ascii_lowercase()
+        )
+    }
+
+    /// Reads a ticket (surrounding blanks are ignored; upper or lower case).
+    pub fn decode(text: &str) -> Result<Ticket, TicketError> {
+        let text = text.trim();
+        let body = text
+            .get(..PREFIX.len())
+            .filter(|p| p.eq_ignore_ascii_case(PREFIX))
+            .map(|_| &text[PREFIX.len()..])
+            .ok_or(TicketError::Prefix)?;
+        let bytes = Zeroizing::new(
+            BASE32_NOPAD
+                .decode(body.to_ascii_uppercase().as_bytes())
+                .map_err(|_| TicketError::Encoding)?,
+        );
+        if bytes.len() < 1 + CHECK_LEN {
+            return Err(TicketError::Malformed("too short"));
+        }
+        let (payload, sum) = bytes.split_at(bytes.len() - CHECK_LEN);
+        if check(payload) != sum {
+            return Err(TicketError::Check);
+        }
+        let mut r = Reader(payload);
+        let version = r.byte()?;
+        if version != VERSION {
+            return Err(TicketError::Version(version));
+        }
+        let key = PublicKey::from_bytes(r.array::<32>()?);
+        let secret = Zeroizing::new(r.array::<SECRET_LEN>()?);
+        let expires = u64::from_be_bytes(r.array::<8>()?);
+        let len = usize::from(r.byte()?);
+        if len > MAX_NAME {
+            return Err(TicketError::Malformed("name too long"));
+        }
+        let name = std::str::from_utf8(r.take(len)?)
+            .map_err(|_| TicketError::Malformed("name is not UTF-8"))?
+            .to_string();
+        let count = usize::from(r.byte()?);
+        if count > MAX_ADDRS {
+            return Err(TicketError::Malformed("too many addresses"));
+        }
+        let mut addrs = Vec::with_capacity(count);
+        for _ in 0..count {
+            let addr = match r.byte()? {
+                0x04 => IpAddr::from(r.array::<4>()?),
+                0x06 => IpAddr::from(r.array::<16>()?),
+                0x00 => {
+                    let len = usize::from(r.byte()?);
+                    let host = std::str::from_utf8(r.take(len)?)
+                        .ok()
+                        .filter(|h| {
+                            !h.is_empty()
+                                && h.chars()
+                                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+                        })
+                        .ok_or(TicketError::Malformed("a host name is not a host name"))?
+                        .to_string();
+                    let port = u16::from_be_bytes(r.array::<2>()?);
+                    addrs.push(TicketAddr::Host(host, port));
+                    continue;
+                }
+                _ => return Err(TicketError::Malformed("unknown address kind")),
+            };
+            addrs.push(TicketAddr::Ip(addr, u16::from_be_bytes(r.array::<2>()?)));
+        }
+        if !r.0.is_empty() {
+            return Err(TicketError::Malformed("bytes left over"));
+        }
+        Ok(Ticket {
+            key,
+            secret,
+            expires,
+            name,
+            addrs,
+        })
+    }
+
+    /// The invite's id: 8 hex digits of SHA-256(secret), for `invite --list` and `--revoke`.
+    /// It names the invite without being able to use it.
+    pub fn id(&self) -> String {
+        id_of(&self.secret)
+    }
+}
+
+/// The id of the invite whose secret is `secret` (see [`Ticket::id`]).
+pub fn id_of(secret: &[u8; SECRET_LEN]) -> String {
+    hex::encode(&secret_hash(secret)[..4])
+}
+
+/// What the inviter stores instead of the secret: SHA-256 with a label. A copy of the
+/// inviter's files does not let anyone use its invites.
+pub fn secret_hash(secret: &[u8; SECRET_LEN]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"schat invite secret v1");
+    h.update(secret);
+    h.finalize().into()
+}
+
+fn check(payload: &[u8]) -> [u8; CHECK_LEN] {
+    let mut h = Sha256::new();
+    h.update(CHECK_LABEL);
+    h.update(payload);
+    let digest = h.finalize();
+    let mut out = [0; CHECK_LEN];
+    out.copy_from_slice(&digest[..CHECK_LEN]);
+    out
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], TicketError> {
+        if self.0.len() < n {
+            return Err(TicketError::Malformed("cut short"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn byte(&mut self) -> Result<u8, TicketError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], TicketError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Ticket {
+        Ticket {
+            key: PublicKey::from_bytes([7; 32]),
+            secret: Zeroizing::new([9; SECRET_LEN]),
+            expires: 1_800_000_000,
+            name: "alice".into(),
+            addrs: vec![
+                TicketAddr::Ip("192.0.2.7".parse().unwrap(), 12345),
+                TicketAddr::Ip("2001:db8::1".parse().unwrap(), 443),
+                TicketAddr::Host("chat.example.org".into(), 12345),
+            ],
+        }
+    }
+
+    #[test]
+    fn round_trips_in_either_case_and_keeps_the_secret_out_of_debug() {
+        let t = sample();
+        let text = t.encode();
+        assert!(text.starts_with("schat:") && !text.contains('='), "{text}");
+        assert_eq!(Ticket::decode(&text).unwrap(), t);
+        assert_eq!(
+            Ticket::decode(&format!("  {}\n", text.to_uppercase())).unwrap(),
+            t
+        );
+        assert!(!format!("{t:?}").contains("09"), "{t:?}");
+        assert_eq!(t.id().len(), 8);
+    }
+
+    #[test]
+    fn any_changed_or_missing_character_is_caught() {
+        let text = sample().encode();
+        let body = &text[PREFIX.len()..];
+        for i in 0..body.len() {
+            let mut changed: Vec<u8> = body.bytes().collect();
+            changed[i] = if changed[i] == b'a' { b'b' } else { b'a' };
+            let changed = format!("{PREFIX}{}", String::from_utf8(changed).unwrap());
+            assert!(
+                Ticket::decode(&changed).is_err(),
+                "change at {i} not caught"
+            );
+        }
+        for cut in [1, 2, 7, body.len() / 2] {
+            assert!(
+                Ticket::decode(&text[..text.len() - cut]).is_err(),
+                "cut {cut}"
+            );
+        }
+        assert_eq!(Ticket::decode("https://x"), Err(TicketError::Prefix));
+        assert_eq!(Ticket::decode("schat:!!"), Err(TicketError::Encoding));
+    }
+
+    #[test]
+    fn another_version_says_so() {
+        let mut bytes = vec![2u8; 40];
+        let sum = check(&bytes);
+        bytes.extend_from_slice(&sum);
+        let text = format!(
+            "{PREFIX}{}",
+            BASE32_NOPAD.encode(&bytes).to_ascii_lowercase()
+        );
+        assert_eq!(Ticket::decode(&text), Err(TicketError::Version(2)));
+    }
+
+    #[test]
+    fn a_wrong_length_inside_is_refused_even_with_a_good_check() {
+        let mut t = sample();
+        t.addrs.clear();
+        let text = t.encode();
+        let mut bytes = BASE32_NOPAD
+            .decode(text[PREFIX.len()..].to_ascii_uppercase().as_bytes())
+            .unwrap();
+        bytes.truncate(bytes.len() - CHECK_LEN);
+        bytes.push(0); // a byte left over
+        let sum = check(&bytes);
+        bytes.extend_from_slice(&sum);
+        let text = format!(
+            "{PREFIX}{}",
+            BASE32_NOPAD.encode(&bytes).to_ascii_lowercase()
+        );
+        assert_eq!(
+            Ticket::decode(&text),
+            Err(TicketError::Malformed("bytes left over"))
+        );
+    }
+}
+
+#[cfg(test)]
+mod vector {
+    use super::*;
+
+    /// Prints the PROTOCOL.md §10 vector (run with --nocapture when the format changes).
+    #[test]
+    fn protocol_md_vector() {
+        let t = Ticket {
+            key: PublicKey::from_bytes([7; 32]),
+            secret: Zeroizing::new([9; SECRET_LEN]),
+            expires: 1_800_000_000,
+            name: "alice".into(),
+            addrs: vec![TicketAddr::Ip("192.0.2.7".parse().unwrap(), 12345)],
+        };
+        let text = t.encode();
+        println!("{text}");
+        println!("id {}", t.id());
+        let doc = include_str!("../../PROTOCOL.md");
+        assert!(doc.contains(&text), "{text}");
+        assert!(doc.contains(&format!("id `{}`", t.id())), "{}", t.id());
+    }
+}
