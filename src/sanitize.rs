@@ -42,7 +42,7 @@ fn must_escape(c: char, keep_newlines: bool) -> bool {
 /// Invisible format characters (Unicode's Cf category, Unicode 16) and the blank "filler"
 /// letters: they print as nothing, so text could hide, join or pad words with them (a name
 /// with a zero-width space looks exactly like the name).
-fn is_invisible(c: char) -> bool {
+pub fn is_invisible(c: char) -> bool {
     matches!(
         c,
         '\u{00ad}'

@@ -50,6 +50,8 @@ async fn answering_no_refuses_with_exit_3() {
             let mut t = dial_on_terminal(&alice, port, &[]);
             t.expect("safety number:").unwrap();
             t.expect("trust this peer?").unwrap();
+            // Keys in a question's first 0.5 s are dropped (typed for the line, not as an answer).
+            std::thread::sleep(std::time::Duration::from_millis(600));
             type_line(&mut t, "n");
             t.expect("did not accept").unwrap();
             let code = exit_code(&t);
@@ -74,6 +76,8 @@ async fn pasting_the_right_fingerprint_accepts_and_names_the_peer() {
         let dialer = on_terminal(move || {
             let mut t = dial_on_terminal(&alice, port, &[]);
             t.expect("trust this peer?").unwrap();
+            // Keys in a question's first 0.5 s are dropped (typed for the line, not as an answer).
+            std::thread::sleep(std::time::Duration::from_millis(600));
             // Pasted the way it is read out: grouped, upper case.
             let grouped: Vec<String> = fp
                 .to_uppercase()
@@ -84,6 +88,8 @@ async fn pasting_the_right_fingerprint_accepts_and_names_the_peer() {
             type_line(&mut t, grouped.join(" "));
             t.expect("the fingerprint matches").unwrap();
             t.expect("petname for this peer").unwrap();
+            // Keys in a question's first 0.5 s are dropped (typed for the line, not as an answer).
+            std::thread::sleep(std::time::Duration::from_millis(600));
             type_line(&mut t, "bobby");
             t.expect("remembered as \"bobby\"").unwrap();
             t.expect("welcome").unwrap();
@@ -120,6 +126,8 @@ async fn pasting_a_wrong_fingerprint_refuses() {
         let code = on_terminal(move || {
             let mut t = dial_on_terminal(&alice, port, &[]);
             t.expect("trust this peer?").unwrap();
+            // Keys in a question's first 0.5 s are dropped (typed for the line, not as an answer).
+            std::thread::sleep(std::time::Duration::from_millis(600));
             type_line(&mut t, &wrong);
             t.expect("does NOT match").unwrap();
             exit_code(&t)

@@ -490,3 +490,33 @@ async fn members_announce_names_shown_beside_their_keys() {
     })
     .await
 }
+
+/// A name is only a claim: a member calling itself like someone the host has a petname for
+/// can neither capture the host's `/msg` nor pass unmarked.
+#[tokio::test]
+async fn an_announced_name_cannot_capture_a_message_meant_for_a_petname() {
+    within(async {
+        let (host, bob, mallory) = (Home::new(), Home::new(), Home::new());
+        let added = host.run(&["peers", "add", &bob.fingerprint(), "bob"]);
+        assert!(added.status.success(), "{added:?}");
+        let (mut room, port) = host.listen(&[]).await;
+        let mut b = bob.dial(port, &[]);
+        room.stderr_until("joined (1").await;
+        let mut m = mallory.dial(port, &["--name", "bob"]);
+        let line = room.stderr_until("joined (2").await;
+        assert!(line.contains("bob? ["), "not marked: {line}");
+        room.send("/msg bob for bob only").await;
+        let got = b.stdout_line().await;
+        assert!(got.ends_with("(private): for bob only"), "{got}");
+        room.send("everyone").await;
+        let seen = m.stdout_line().await;
+        assert!(seen.ends_with(": everyone"), "mallory got {seen:?} first");
+        for p in [&mut b, &mut m] {
+            p.send("quit").await;
+            p.exit().await;
+        }
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}

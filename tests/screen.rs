@@ -345,21 +345,28 @@ async fn the_host_answers_knocks_at_the_terminal() {
         let mut a = alice.dial(port, &[]);
         tokio::task::block_in_place(|| {
             t.until("the knock", |s| {
-                shows(s, "knock:") && shows(s, "[y]es / [n]o / petname")
+                shows(s, "knock:") && shows(s, "[y]es / [n]o / y NAME")
             });
+            // Keys in a question's first 0.5 s are dropped (typed for the line, not as an answer).
+            std::thread::sleep(std::time::Duration::from_millis(600));
             assert!(shows(t.parser.screen(), "safety number"));
             t.type_line("y");
         });
         a.stderr_until("welcome").await;
         tokio::task::block_in_place(|| t.until("the join", |s| shows(s, "joined (1 in the room)")));
 
-        // A petname: admitted and remembered.
+        // A bare word is not taken for a petname (it could be a fragment of a line the host
+        // was typing); `y NAME` admits and remembers.
         let mut b = bob.dial(port, &[]);
         tokio::task::block_in_place(|| {
             t.until("the second knock", |s| {
                 s.contents().matches("knock:").count() >= 2
             });
-            t.type_line("bobby");
+            // Keys in a question's first 0.5 s are dropped (typed for the line, not as an answer).
+            std::thread::sleep(std::time::Duration::from_millis(600));
+            t.type_line("orrow");
+            t.until("the hint", |s| shows(s, "answer y (admit), y NAME"));
+            t.type_line("y bobby");
         });
         b.stderr_until("welcome").await;
         let known = std::fs::read_to_string(host.path().join("known_peers")).unwrap();
@@ -374,6 +381,8 @@ async fn the_host_answers_knocks_at_the_terminal() {
             t.until("the third knock", |s| {
                 s.contents().matches("knock:").count() >= 3
             });
+            // Keys in a question's first 0.5 s are dropped (typed for the line, not as an answer).
+            std::thread::sleep(std::time::Duration::from_millis(600));
             t.type_line("n");
         });
         assert_eq!(m.exit().await.code(), Some(4), "{}", m.stderr_text());
@@ -409,7 +418,9 @@ async fn a_refused_stranger_knocking_again_does_not_flood_the_host() {
         });
         let mut first = stranger.dial(port, &["--trust", "accept-new"]);
         tokio::task::block_in_place(|| {
-            t.until("the knock", |s| shows(s, "[y]es / [n]o / petname"));
+            t.until("the knock", |s| shows(s, "[y]es / [n]o / y NAME"));
+            // Keys in a question's first 0.5 s are dropped (typed for the line, not as an answer).
+            std::thread::sleep(std::time::Duration::from_millis(600));
             t.type_line("n");
         });
         assert_eq!(first.exit().await.code(), Some(4));

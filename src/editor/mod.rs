@@ -52,6 +52,9 @@ struct Terminal {
     /// with an empty answer — a half-typed "sure" must never become the answer to a knock —
     /// and given back once the questions are over.
     set_aside: Option<(String, usize)>,
+    /// When the current question appeared: keys in the first [`SETTLE`] are dropped (they
+    /// were typed for what was on screen before, not as an answer).
+    asked_at: Option<std::time::Instant>,
     /// Rows of the input area above the cursor (to erase it, go up this many rows).
     cursor_row: usize,
     /// The cursor's column.
@@ -75,6 +78,10 @@ pub struct Editor {
     events: EventStream,
 }
 
+/// How long after a question appears keys are dropped: whatever was being typed when it
+/// came was meant for the line, not as an answer (a "y" in flight must not admit anyone).
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Raw mode off, bracketed paste on/off, cursor shown/hidden.
 const PASTE_ON: &str = "\x1b[?2004h";
 const PASTE_OFF: &str = "\x1b[?2004l";
@@ -90,6 +97,7 @@ impl Editor {
             prompt: prompt.to_string(),
             question: None,
             set_aside: None,
+            asked_at: None,
             cursor_row: 0,
             cursor_col: 0,
             shown: Vec::new(),
@@ -128,7 +136,9 @@ impl Editor {
                 Some(Ok(event)) => event,
             };
             let mut t = self.lock();
+            let settling = t.asked_at.is_some_and(|at| at.elapsed() < SETTLE);
             let action = match event {
+                Event::Key(_) | Event::Paste(_) if settling => Action::None,
                 Event::Key(key) => t.draft.key(key),
                 Event::Paste(text) => t.draft.paste(&text),
                 Event::Resize(cols, _) => {
@@ -152,10 +162,14 @@ impl Editor {
                 if t.question.is_none() && !t.draft.text().is_empty() {
                     t.set_aside = Some(t.draft.take());
                 }
+                if t.question.as_deref() != Some(question) {
+                    t.asked_at = Some(std::time::Instant::now());
+                }
                 t.question = Some(question.to_owned());
             }
             None => {
                 t.question = None;
+                t.asked_at = None;
                 if let Some((text, cursor)) = t.set_aside.take() {
                     t.draft.restore(text, cursor);
                 }

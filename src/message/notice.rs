@@ -166,9 +166,10 @@ impl<'a> Notice<'a> {
         })
     }
 
-    /// Appends the body to `out`.
-    pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let (code, mut fields) = match &self.event {
+    /// Appends the body to `out`. Only through [`super::Message::encode_into`], which refuses
+    /// a body over the limit first: so the fields, part of the body, always fit their u16.
+    pub(super) fn encode_into(&self, out: &mut Vec<u8>) {
+        let (code, fields) = match &self.event {
             Event::Text => (event::TEXT, Vec::new()),
             Event::Join(e) => (event::JOIN, encode_entry(e)),
             Event::Leave(e, reason) => {
@@ -185,9 +186,8 @@ impl<'a> Notice<'a> {
             Event::Unknown(code) => (*code, Vec::new()),
         };
         out.push(code);
-        // A roster is capped by the room size (a few hundred entries at most), far below 64 KiB.
-        fields.truncate(usize::from(u16::MAX));
-        out.extend_from_slice(&(fields.len() as u16).to_be_bytes());
+        debug_assert!(fields.len() <= usize::from(u16::MAX));
+        out.extend_from_slice(&(fields.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
         out.extend_from_slice(&fields);
         out.extend_from_slice(self.text.as_bytes());
     }

@@ -17,7 +17,7 @@ pub enum Command<'a> {
     Name(&'a str, &'a str),
     /// `/who`: the room's members.
     Who,
-    /// `/nick NAME`: announce a display name.
+    /// `/nick NAME`: announce a display name (`/nick` alone: withdraw it).
     Nick(&'a str),
     /// `/me ACTION`: an action ("* alice waves").
     Me(&'a str),
@@ -40,7 +40,7 @@ pub const HELP: &[&str] = &[
     "  /help             this list",
     "  //text            send a line that starts with /",
     "  /who              who is in the room (a member asks the host)",
-    "  /nick NAME        your display name, shown beside your key",
+    "  /nick [NAME]      your display name, shown beside your key (none: no name)",
     "hosting a room:",
     "  /msg NAME TEXT    to one member only (NAME: petname, label, or 16+ hex digits)",
     "  /name NAME PET    remember a member as PET in known_peers",
@@ -79,10 +79,7 @@ pub fn parse(line: &str) -> Command<'_> {
             _ => Command::Unknown("name"),
         },
         "clear" => Command::Clear,
-        "nick" => match optional {
-            Some(name) => Command::Nick(name),
-            None => Command::Unknown("nick"),
-        },
+        "nick" => Command::Nick(arg),
         "me" => match optional {
             Some(action) => Command::Me(action),
             None => Command::Unknown("me"),
@@ -122,7 +119,7 @@ mod tests {
         assert_eq!(parse("/whois"), Command::Whois(None));
         assert_eq!(parse("/clear"), Command::Clear);
         assert_eq!(parse("/nick Ana María"), Command::Nick("Ana María"));
-        assert_eq!(parse("/nick"), Command::Unknown("nick"));
+        assert_eq!(parse("/nick"), Command::Nick(""));
     }
 
     /// Whitespace before a multi-byte character once made `parse` slice inside that character.

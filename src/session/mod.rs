@@ -609,12 +609,14 @@ fn on_input(
             }
         }
         Command::Nick(name) => match names::check_name(name) {
-            Err(why) => ui.warn(format_args!("/nick {}: {why}", sanitize::line(name))),
-            Ok(()) => {
+            Err(why) if !name.is_empty() => {
+                ui.warn(format_args!("/nick {}: {why}", sanitize::line(name)))
+            }
+            Ok(()) | Err(_) => {
                 if queue.try_send(Message::Nick(name.to_owned().into())).is_err() {
                     ui.warn("the connection is busy: /nick again in a moment");
                 } else if !is_dialer {
-                    ui.status(format_args!("the peer now sees you as {name}"));
+                    ui.status(format_args!("the peer now sees you as {name:?}"));
                 }
             }
         },

@@ -35,11 +35,56 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
     {
         return Err("a name has only letters, digits, spaces and - _ . '");
     }
+    if name.chars().any(crate::sanitize::is_invisible) {
+        return Err("a name has no invisible characters");
+    }
     let lower = name.to_lowercase();
     if lower == "you" || lower.starts_with("unverified") || lower == "schat" {
         return Err("that word is one schat uses in its own labels");
     }
+    // Hex digits are how keys are named (/msg takes a fingerprint prefix).
+    if name.len() >= 8 && name.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err("a name of 8 or more hex digits would look like a fingerprint");
+    }
+    // One script per name: a name cannot pass for another by one lookalike letter (a
+    // Cyrillic а in "аlice"). Whole-script lookalikes remain: the key in brackets decides.
+    let mut scripts = name.chars().filter(|c| c.is_alphabetic()).map(script);
+    if let Some(first) = scripts.next()
+        && scripts.any(|s| s != first)
+    {
+        return Err("a name uses one script (do not mix, e.g., Latin and Cyrillic letters)");
+    }
+    if name
+        .chars()
+        .any(|c| matches!(c as u32, 0xff00..=0xffef | 0x1d400..=0x1d7ff))
+    {
+        return Err("a name has no full-width or mathematical letters");
+    }
     Ok(())
+}
+
+/// A coarse script class of a letter, enough to refuse names that mix scripts.
+fn script(c: char) -> u8 {
+    match c as u32 {
+        0..=0x024f | 0x1e00..=0x1eff => 1,                        // Latin
+        0x0370..=0x03ff | 0x1f00..=0x1fff => 2,                   // Greek
+        0x0400..=0x052f | 0x2de0..=0x2dff | 0xa640..=0xa69f => 3, // Cyrillic
+        0x0530..=0x058f => 4,                                     // Armenian
+        0x0590..=0x05ff => 5,                                     // Hebrew
+        0x0600..=0x06ff | 0x0750..=0x077f => 6,                   // Arabic
+        0x0900..=0x0dff => 7,                                     // Indic
+        0x0e00..=0x0eff => 8,                                     // Thai, Lao
+        0x10a0..=0x10ff => 9,                                     // Georgian
+        // Han, kana and Hangul are written together: one class.
+        0x3040..=0x30ff | 0x3400..=0x9fff | 0xac00..=0xd7af | 0x1100..=0x11ff => 10,
+        _ => 0,
+    }
+}
+
+/// Whether a name is written right to left (its bracketed key then goes first, so that a
+/// terminal's bidi reordering cannot carry the key's digits into the name).
+fn right_to_left(name: &str) -> bool {
+    name.chars().any(|c| matches!(script(c), 5 | 6))
 }
 
 /// The labels of the keys in a session.
@@ -124,8 +169,7 @@ impl Names {
             }
         }
         match self.announced(key) {
-            Some(name) if self.collides(key, name) => format!("{name}? [{short}]"),
-            Some(name) => format!("{name} [{short}]"),
+            Some(name) => shown(name, self.collides(key, name), &short),
             None => format!("unverified {short}"),
         }
     }
@@ -134,9 +178,19 @@ impl Names {
     pub fn public_label(&self, key: &PublicKey) -> String {
         let short = fingerprint::short(key);
         match self.announced(key) {
-            Some(name) => format!("{name} [{short}]"),
+            Some(name) => shown(name, false, &short),
             None => format!("unverified {short}"),
         }
+    }
+}
+
+/// `name [short]` (`name? [short]` when it collides; the key first for a right-to-left name).
+fn shown(name: &str, collides: bool, short: &str) -> String {
+    let mark = if collides { "?" } else { "" };
+    if right_to_left(name) {
+        format!("[{short}] {name}{mark}")
+    } else {
+        format!("{name}{mark} [{short}]")
     }
 }
 
@@ -150,7 +204,16 @@ mod tests {
 
     #[test]
     fn names_follow_the_rules() {
-        for ok in ["carol", "Ana María", "李小龙", "o'neil", "r2-d2_x.y"] {
+        for ok in [
+            "carol",
+            "Ana María",
+            "李小龙",
+            "o'neil",
+            "r2-d2_x.y",
+            "cafe",
+            "дмитрий",
+            "山田たろう",
+        ] {
             assert_eq!(check_name(ok), Ok(()), "{ok}");
         }
         for bad in [
@@ -165,9 +228,28 @@ mod tests {
             "Unverified abc",
             "you",
             &"x".repeat(33),
+            "8520f0098930a754",
+            "deadbeef",
+            "\u{0430}lice",
+            "alice\u{3164}",
+            "\u{ff41}lice",
+            "\u{1d41a}lice",
         ] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_right_to_left_name_comes_after_its_key() {
+        let mut names = Names::default();
+        names
+            .announce(key(9), "\u{05e9}\u{05dc}\u{05d5}\u{05dd}")
+            .unwrap();
+        let short = fingerprint::short(&key(9));
+        assert_eq!(
+            names.label(&key(9)),
+            format!("[{short}] \u{05e9}\u{05dc}\u{05d5}\u{05dd}")
+        );
     }
 
     #[test]

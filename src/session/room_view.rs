@@ -57,7 +57,7 @@ impl RoomView {
                 let label = self.names.label(&key);
                 let who = self.speaker(&key, &label);
                 ui.room(
-                    &self.speaker(&self.host, &host_label),
+                    Some(&self.speaker(&self.host, &host_label)),
                     RoomEvent::Joined(who),
                     &format!("{label} joined"),
                 );
@@ -74,7 +74,7 @@ impl RoomView {
                     _ => format!("{label} left ({code})"),
                 };
                 ui.room(
-                    &self.speaker(&self.host, &host_label),
+                    Some(&self.speaker(&self.host, &host_label)),
                     RoomEvent::Left(self.speaker(&key, &label), code),
                     &line,
                 );
@@ -83,14 +83,15 @@ impl RoomView {
             NoticeEvent::Rename(entry) => {
                 let key = PublicKey::from_bytes(entry.key);
                 if key == self.us {
-                    let _ = self.names.announce(key, &entry.name);
-                    let line = match entry.name.as_ref() {
-                        "" => "you have no display name now".to_string(),
-                        name => format!("others now see you as {name}"),
+                    // Worded from what we accept as a name, never from the notice's bytes.
+                    let line = match self.names.announce(key, &entry.name) {
+                        Ok(()) if entry.name.is_empty() => "you have no display name now".into(),
+                        Ok(()) => format!("others now see you as {}", entry.name),
+                        Err(_) => "the host renamed you to a name that is not one".into(),
                     };
                     let label = self.names.label(&key);
                     ui.room(
-                        &self.speaker(&self.host, &host_label),
+                        Some(&self.speaker(&self.host, &host_label)),
                         RoomEvent::Renamed(self.speaker(&key, &label)),
                         &line,
                     );
@@ -106,7 +107,7 @@ impl RoomView {
                     format!("{old} is now {new}")
                 };
                 ui.room(
-                    &self.speaker(&self.host, &host_label),
+                    Some(&self.speaker(&self.host, &host_label)),
                     RoomEvent::Renamed(self.speaker(&key, &new)),
                     &line,
                 );
@@ -118,7 +119,7 @@ impl RoomView {
                     sanitize::line(&notice.text)
                 );
                 ui.room(
-                    &self.speaker(&self.host, &host_label),
+                    Some(&self.speaker(&self.host, &host_label)),
                     RoomEvent::Refused(&entry.name, &notice.text),
                     &line,
                 );
@@ -147,7 +148,7 @@ impl RoomView {
                     ),
                 };
                 ui.room(
-                    &self.speaker(&self.host, &host_label),
+                    Some(&self.speaker(&self.host, &host_label)),
                     RoomEvent::Roster(members),
                     &line,
                 );

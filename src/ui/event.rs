@@ -43,8 +43,12 @@ pub enum Event<'a> {
     },
     /// A room notice that is only text (a summary, a reply).
     Notice { from: Peer<'a>, text: &'a str },
-    /// A room member joined (`via`: the host that announced it).
-    Joined { peer: Peer<'a>, via: Peer<'a> },
+    /// A room member joined (`via`: the host that announced it; absent on the host).
+    Joined {
+        peer: Peer<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        via: Option<Peer<'a>>,
+    },
     /// The peer left, or (with `via`) a room member did. `reason`: quit, cut, refused,
     /// timeout, error (or other, from a newer host).
     Left {
@@ -55,17 +59,23 @@ pub enum Event<'a> {
         via: Option<Peer<'a>>,
     },
     /// A room member (or we, or the host) took a new display name: `peer.name`.
-    Renamed { peer: Peer<'a>, via: Peer<'a> },
+    Renamed {
+        peer: Peer<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        via: Option<Peer<'a>>,
+    },
     /// The host turned down the display name we asked for.
     NameRefused {
         name: &'a str,
         text: &'a str,
-        via: Peer<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        via: Option<Peer<'a>>,
     },
     /// Who else is in the room.
     Roster {
         members: Vec<Peer<'a>>,
-        via: Peer<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        via: Option<Peer<'a>>,
     },
     /// Something went wrong locally or with the peer.
     Error { message: &'a str },
@@ -178,7 +188,7 @@ mod tests {
             &Event::NameRefused {
                 name: "x",
                 text: "why",
-                via: peer(),
+                via: Some(peer()),
             },
             "t",
         )

@@ -360,12 +360,13 @@ impl Ui {
 
     /// A room event announced by the host `via`, worded as `line` (our own words, with our
     /// labels: safe to print); in JSON mode, a typed event.
-    pub fn room(&self, via: &Speaker<'_>, event: RoomEvent<'_>, line: &str) {
+    pub fn room(&self, via: Option<&Speaker<'_>>, event: RoomEvent<'_>, line: &str) {
         if self.mode != Mode::Json {
-            self.status(line);
+            // Our wording with checked names; escaped all the same, in case.
+            self.status(sanitize::line(line));
             return;
         }
-        let via = via.peer();
+        let via = via.map(Speaker::peer);
         let _ = self.json_event(match event {
             RoomEvent::Joined(who) => Event::Joined {
                 peer: who.peer(),
@@ -375,7 +376,7 @@ impl Ui {
                 peer: who.peer(),
                 reason,
                 text: line,
-                via: Some(via),
+                via,
             },
             RoomEvent::Renamed(who) => Event::Renamed {
                 peer: who.peer(),

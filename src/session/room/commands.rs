@@ -81,13 +81,18 @@ pub(super) fn host_input(
             Err(why) => ui.warn(why),
         },
         Command::Nick(name) => match names::check_name(name) {
-            Err(why) => ui.warn(format_args!("/nick {}: {why}", sanitize::line(name))),
-            Ok(()) => {
+            Err(why) if !name.is_empty() => {
+                ui.warn(format_args!("/nick {}: {why}", sanitize::line(name)))
+            }
+            Ok(()) | Err(_) => {
                 name.clone_into(host.name);
-                ui.status(format_args!(
-                    "members now see you as {name} [{}]",
-                    fingerprint::short(host.key)
-                ));
+                match name {
+                    "" => ui.status("members now see you by your key alone"),
+                    name => ui.status(format_args!(
+                        "members now see you as {name} [{}]",
+                        fingerprint::short(host.key)
+                    )),
+                }
                 let entry = Entry {
                     key: *host.key.as_bytes(),
                     name: name.to_owned().into(),
@@ -156,13 +161,13 @@ pub(super) fn find(
     name: &str,
 ) -> std::result::Result<u64, String> {
     let members = members.iter().filter(|(_, m)| m.ready);
-    let by_label: Vec<u64> = members
+    // Our own names first: a petname (ours, so nobody else can take it), then a fingerprint
+    // prefix. A name a member announced is only a claim, so it comes last, and counts only
+    // when no petname or prefix matched and it is not marked as colliding: a member cannot
+    // capture a /msg or /name meant for someone else by calling itself like them.
+    let by_petname: Vec<u64> = members
         .clone()
-        .filter(|(_, m)| {
-            m.info.label == name
-                || m.info.entry.as_ref().is_some_and(|e| e.name == name)
-                || (!m.name.is_empty() && m.name.eq_ignore_ascii_case(name))
-        })
+        .filter(|(_, m)| m.info.entry.as_ref().is_some_and(|e| e.name == name))
         .map(|(id, _)| *id)
         .collect();
     let prefix: String = name
@@ -172,13 +177,24 @@ pub(super) fn find(
         .to_ascii_lowercase();
     let is_prefix =
         prefix.len() >= MIN_PREFIX_DIGITS && prefix.chars().all(|c| c.is_ascii_hexdigit());
-    let matches = if by_label.is_empty() && is_prefix {
+    let matches: Vec<u64> = if !by_petname.is_empty() {
+        by_petname
+    } else if is_prefix {
         members
             .filter(|(_, m)| m.info.key.to_hex().starts_with(&prefix))
             .map(|(id, _)| *id)
             .collect()
     } else {
-        by_label
+        members
+            .filter(|(_, m)| {
+                m.info.entry.is_none()
+                    && !m.name.is_empty()
+                    && m.name.to_lowercase() == name.to_lowercase()
+                    // (Only a collision mark puts a '?' in a label.)
+                    && !m.info.label.contains('?')
+            })
+            .map(|(id, _)| *id)
+            .collect()
     };
     let name = crate::sanitize::line(name);
     match matches.as_slice() {

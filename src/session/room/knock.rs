@@ -24,6 +24,8 @@ const REFUSED_KEPT: usize = 256;
 pub(super) struct Knocks<R, W> {
     queue: VecDeque<(Arrival<R, W>, Instant)>,
     refused: std::collections::HashMap<PublicKey, Refusal>,
+    /// Refusals in progress are bounded (see `send_away`).
+    slots: Arc<Semaphore>,
 }
 
 /// A key the host refused, and its knocks since.
@@ -40,10 +42,11 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(slots: Arc<Semaphore>) -> Self {
         Knocks {
             queue: VecDeque::new(),
             refused: std::collections::HashMap::new(),
+            slots,
         }
     }
 
@@ -76,14 +79,14 @@ where
                     ));
                     refusal.shown = Instant::now();
                 }
-                tokio::spawn(refuse(arrival.established));
+                send_away(&self.slots, arrival.established, REFUSAL);
                 return false;
             }
             self.refused.remove(&key);
         }
         let again = self.queue.iter().any(|(a, _)| a.info.key == key);
         if again || self.queue.len() >= MAX_KNOCKS {
-            tokio::spawn(refuse(arrival.established));
+            send_away(&self.slots, arrival.established, REFUSAL);
             return false;
         }
         self.queue.push_back((arrival, Instant::now()));
@@ -108,10 +111,10 @@ where
         ui.status(format_args!("  safety number: {}", info.safety()));
         ui.status(
             "compare the safety number with them (read it aloud), then answer: y admits, n \
-             refuses, a petname admits and remembers them",
+             refuses, y NAME admits and remembers them as NAME",
         );
         input.set_prompt(Some(&format!(
-            "admit {}? [y]es / [n]o / petname: ",
+            "admit {}? [y]es / [n]o / y NAME: ",
             info.label
         )));
     }
@@ -125,10 +128,24 @@ where
     ) -> Option<Arrival<R, W>> {
         let (mut arrival, _) = self.queue.pop_front()?;
         let answer = answer.trim();
-        let admitted = match answer.to_ascii_lowercase().as_str() {
-            "y" | "yes" => true,
-            "" | "n" | "no" => false,
-            _ => match name_peer(trust, &mut arrival.info, answer) {
+        let lower = answer.to_ascii_lowercase();
+        // `y NAME` to name it: a bare word is never taken for a petname, or a fragment of a
+        // line the host was typing when the knock came could admit a stranger.
+        let (word, petname) =
+            lower
+                .split_once(char::is_whitespace)
+                .map_or((lower.as_str(), None), |(w, _)| {
+                    (
+                        w,
+                        answer
+                            .split_once(char::is_whitespace)
+                            .map(|(_, p)| p.trim()),
+                    )
+                });
+        let admitted = match (word, petname) {
+            ("y" | "yes", None) => true,
+            ("n" | "no", None) | ("", None) => false,
+            ("y" | "yes", Some(petname)) => match name_peer(trust, &mut arrival.info, petname) {
                 Ok(name) => {
                     ui.status(format_args!(
                         "remembered as {name:?} (trusted on first use, not verified)"
@@ -141,6 +158,11 @@ where
                     return None;
                 }
             },
+            _ => {
+                ui.warn("answer y (admit), y NAME (admit and remember as NAME) or n (refuse)");
+                self.queue.push_front((arrival, Instant::now()));
+                return None;
+            }
         };
         if !admitted {
             ui.status(format_args!(
@@ -150,7 +172,7 @@ where
                 REFUSED_FOR.as_secs() / 60
             ));
             self.remember_refusal(arrival.info.key);
-            tokio::spawn(refuse(arrival.established));
+            send_away(&self.slots, arrival.established, REFUSAL);
             return None;
         }
         Some(arrival)
@@ -195,7 +217,7 @@ where
                 arrival.address,
                 KNOCK_WAIT.as_secs()
             ));
-            tokio::spawn(refuse(arrival.established));
+            send_away(&self.slots, arrival.established, REFUSAL);
         }
         true
     }

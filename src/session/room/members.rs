@@ -14,7 +14,7 @@ pub(super) struct Member {
     /// The display name it announced and we accepted (empty: none).
     pub(super) name: String,
     /// When its name last changed (one change per [`RENAME_EVERY`]).
-    pub(super) renamed: Option<Instant>,
+    pub(super) asked_who: Option<Instant>,
 }
 
 /// A member may change its display name once per this long: each change is announced to
@@ -29,6 +29,14 @@ impl Member {
             self.info.label.clone()
         } else {
             format!("{} ({short})", self.info.label)
+        }
+    }
+
+    /// How the host's output names it (with the display name it announced).
+    pub(super) fn speaker(&self) -> crate::ui::Speaker<'_> {
+        crate::ui::Speaker {
+            name: (!self.name.is_empty()).then_some(self.name.as_str()),
+            ..self.info.speaker()
         }
     }
 
@@ -87,28 +95,40 @@ pub(super) fn leave_reason(how: &Result<String>) -> Reason {
 
 /// The room as member `to` is told it: who else is there, as the host knows them.
 pub(super) fn roster(members: &BTreeMap<u64, Member>, to: u64, names: &Names) -> Message<'static> {
+    // However large the room, the answer fits one message: entries up to a budget, and the
+    // text names the rest only by their number.
+    const BUDGET: usize = 48 * 1024;
     let others: Vec<&Member> = members
         .iter()
         .filter(|(id, m)| m.ready && **id != to)
         .map(|(_, m)| m)
         .collect();
-    let labels: Vec<String> = others
-        .iter()
-        .map(|m| names.public_label(&m.info.key))
-        .collect();
-    let text = if others.is_empty() {
-        "in the room: you and the host".into()
-    } else {
-        format!(
-            "in the room: you, the host, and {} other(s): {}",
-            others.len(),
+    let mut entries = Vec::new();
+    let mut labels = Vec::new();
+    let mut size = 0;
+    for m in &others {
+        let label = names.public_label(&m.info.key);
+        let cost = 33 + m.name.len() + label.len() + 2;
+        if size + cost > BUDGET {
+            break;
+        }
+        size += cost;
+        entries.push(m.entry());
+        labels.push(label);
+    }
+    let more = others.len() - entries.len();
+    let text = match (others.len(), more) {
+        (0, _) => "in the room: you and the host".into(),
+        (n, 0) => format!(
+            "in the room: you, the host, and {n} other(s): {}",
             labels.join(", ")
-        )
+        ),
+        (n, more) => format!(
+            "in the room: you, the host, and {n} other(s): {}, and {more} more",
+            labels.join(", ")
+        ),
     };
-    notice(
-        NoticeEvent::Roster(others.iter().map(|m| m.entry()).collect()),
-        text,
-    )
+    notice(NoticeEvent::Roster(entries), text)
 }
 
 /// A member asked for a new display name: accepted and announced to all (the member too, as
@@ -118,16 +138,18 @@ pub(super) fn rename(
     id: u64,
     name: &str,
     names: &mut Names,
+    renamed: &mut HashMap<PublicKey, Instant>,
     ui: &Ui,
 ) {
     let Some(member) = members.get_mut(&id) else {
         return;
     };
+    // Per key, not per connection: reconnecting does not reset it.
+    let key = member.info.key;
+    renamed.retain(|_, at| at.elapsed() < RENAME_EVERY);
     let refusal = match names::check_name(name) {
         Err(why) if !name.is_empty() => Some(why),
-        _ if member.renamed.is_some_and(|at| at.elapsed() < RENAME_EVERY) => {
-            Some("one name change per 10 seconds")
-        }
+        _ if renamed.contains_key(&key) => Some("one name change per 10 seconds"),
         _ => None,
     };
     if let Some(why) = refusal {
@@ -142,22 +164,19 @@ pub(super) fn rename(
     }
     let (old, old_public) = (member.tag(), names.public_label(&member.info.key));
     member.name = name.to_owned();
-    member.renamed = Some(Instant::now());
-    let key = member.info.key;
+    renamed.insert(key, Instant::now());
     names.forget(&key);
     relabel(members, names);
     let Some(member) = members.get(&id) else {
         return;
     };
     let new = member.tag();
-    if old == new {
-        ui.status(format_args!(
-            "{old} now calls itself {}",
-            sanitize::line(name)
-        ));
+    let line = if old == new {
+        format!("{old} now calls itself {}", sanitize::line(name))
     } else {
-        ui.status(format_args!("{old} is now {new}"));
-    }
+        format!("{old} is now {new}")
+    };
+    ui.room(None, crate::ui::RoomEvent::Renamed(member.speaker()), &line);
     let text = format!("{old_public} is now {}", names.public_label(&key));
     broadcast(
         members,
@@ -211,7 +230,7 @@ where
         writer,
         ready: false,
         name: String::new(),
-        renamed: None,
+        asked_who: None,
     }
 }
 
@@ -225,7 +244,7 @@ pub(super) fn said(
     let Some(member) = members.get(&id) else {
         return Ok(());
     };
-    ui.message(&member.info.speaker(), text)
+    ui.message(&member.speaker(), text)
         .map_err(|e| Error::io("writing to stdout", e))?;
     if text.len() > MAX_RELAY_TEXT {
         let _ = member.outbox.offer(notice(

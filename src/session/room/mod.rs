@@ -32,7 +32,7 @@ use crate::message::{self, MAX_BODY, MAX_RELAY_TEXT, Message};
 use crate::sanitize;
 use crate::signals::Interrupts;
 use crate::ui::{Departure, Mode, Ui};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -87,6 +87,9 @@ const CHURN_NOTICES: u32 = 4;
 
 /// The window over which join/leave notices are counted.
 pub const CHURN_WINDOW: Duration = Duration::from_secs(5);
+
+/// A member's WHO is answered at most this often.
+const WHO_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a departed member's writer may finish its queue before its socket is closed.
 pub const DEPARTURE_GRACE: Duration = Duration::from_secs(3);
@@ -193,13 +196,16 @@ where
     let mut last: Result<()> = Ok(());
     let mut names = Names::load(&options.trust);
     let mut host_name = options.name.clone();
+    // When each key last changed its name (one change per RENAME_EVERY, per key).
+    let mut renamed: HashMap<PublicKey, Instant> = HashMap::new();
     let mut churn = Churn::new();
     let mut input_open = true;
     let turning_away = Arc::new(Semaphore::new(TURNING_AWAY));
-    let mut knocks = Knocks::new();
+    let mut knocks = Knocks::new(turning_away.clone());
     // The oldest knock changed: show it (and its question) once the select is over.
     let mut ask_knock = false;
     loop {
+        let present = members.len();
         tokio::select! {
             Some(connection) = connections.recv() => match connection {
                 Connection::Failed(line) => ui.warn(line),
@@ -213,6 +219,20 @@ where
             }
             Some(event) = events.recv() => match event {
                 Event::Ready { id, name } => {
+                    // One connection per key: a key that joins again (a reconnect) replaces
+                    // its older connection, which would otherwise linger until it times out.
+                    let key = members.get(&id).map(|m| m.info.key);
+                    let older: Vec<u64> = members
+                        .iter()
+                        .filter(|(other, m)| **other != id && m.ready && Some(m.info.key) == key)
+                        .map(|(other, _)| *other)
+                        .collect();
+                    for other in older {
+                        if let Some(old) = members.remove(&other) {
+                            ui.status(format_args!("{} reconnected from {}", old.tag(), old.address));
+                            part(old, false);
+                        }
+                    }
                     let Some(member) = members.get_mut(&id) else { continue };
                     member.ready = true;
                     let _ = member.outbox.offer(Message::Welcome(options.welcome.clone().into()));
@@ -246,7 +266,7 @@ where
                         ui.status(format_args!("peer: {}", info.trust_line()));
                         ui.status(format_args!("safety number: {}", info.safety()));
                     }
-                    ui.connected(&info.speaker(), &info.safety().grouped(), Some(&member.address));
+                    ui.connected(&member.speaker(), &info.safety().grouped(), Some(&member.address));
                     if loud {
                         let joined = notice(
                             NoticeEvent::Join(member.entry()),
@@ -258,12 +278,20 @@ where
                     }
                 }
                 Event::Who { id } => {
+                    // One answer a second: a roster is far bigger than the WHO that asks.
+                    let Some(member) = members.get_mut(&id) else { continue };
+                    if member.asked_who.is_some_and(|at| at.elapsed() < WHO_EVERY) {
+                        continue;
+                    }
+                    member.asked_who = Some(Instant::now());
                     let roster = roster(&members, id, &names);
                     if let Some(member) = members.get(&id) {
                         let _ = member.outbox.offer(roster);
                     }
                 }
-                Event::Nick { id, name } => rename(&mut members, id, &name, &mut names, ui),
+                Event::Nick { id, name } => {
+                    rename(&mut members, id, &name, &mut names, &mut renamed, ui)
+                }
                 Event::Said { id, text } => {
                     if let Err(e) = said(&mut members, id, &text, ui) {
                         last = Err(e);
@@ -291,7 +319,7 @@ where
                         continue;
                     }
                     let loud = churn.announce(false);
-                    let speaker = member.info.speaker();
+                    let speaker = member.speaker();
                     match &how {
                         // Programs get every departure; people a summary under churn.
                         Ok(reason) if loud || !reason.is_empty() || ui.mode() == Mode::Json => {
@@ -354,6 +382,11 @@ where
                 last = Ok(());
                 break;
             }
+        }
+        // Someone left (a slow member disconnected inside a broadcast, say): names of those
+        // gone no longer count, and their collisions end.
+        if members.len() < present {
+            relabel(&mut members, &mut names);
         }
         if std::mem::take(&mut ask_knock) {
             knocks.ask(ui, input);
@@ -422,11 +455,21 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    send_away(slots, established, "busy: the room is full");
+}
+
+/// QUIT with `reason` and hang up, in the background: at most [`TURNING_AWAY`] at once (beyond
+/// that the connection is just dropped), so a flood of refusals holds no unbounded sockets.
+fn send_away<R, W>(slots: &Arc<Semaphore>, established: Established<R, W>, reason: &'static str)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let Ok(slot) = slots.clone().try_acquire_owned() else {
         return;
     };
     tokio::spawn(async move {
-        super::refuse(established, "busy: the room is full").await;
+        super::refuse(established, reason).await;
         drop(slot);
     });
 }
