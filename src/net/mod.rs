@@ -127,12 +127,24 @@ pub async fn dial(
 ) -> Result<Ended> {
     // A petname with stored addresses dials those, most recent first, expecting its key (as
     // `ssh bob` with a Host entry); anything else is an address.
-    let (targets, pinned) = match petname_targets(addr, settings)? {
-        Some(found) => found,
-        None => (
-            vec![Address::parse(addr).map_err(|e| Error::Usage(format!("{addr:?}: {e}")))?],
+    // A ticket's addresses, in order (its key is already the pin); a petname's stored ones,
+    // most recent first, expecting its key (as `ssh bob` with a Host entry); else an address.
+    let (targets, pinned) = match &settings.invite {
+        Some(invite) => (
+            invite
+                .addrs
+                .iter()
+                .map(|a| Address::parse(a).map_err(|e| Error::Usage(format!("{a:?}: {e}"))))
+                .collect::<Result<Vec<_>>>()?,
             None,
         ),
+        None => match petname_targets(addr, settings)? {
+            Some(found) => found,
+            None => (
+                vec![Address::parse(addr).map_err(|e| Error::Usage(format!("{addr:?}: {e}")))?],
+                None,
+            ),
+        },
     };
     let pinned_settings;
     let settings = match pinned {

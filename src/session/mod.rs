@@ -117,6 +117,29 @@ pub struct Settings {
     pub pipe: Option<pipe::PipeOptions>,
     /// Our display name, announced in HELLO (empty: none; checked by [`names::check_name`]).
     pub name: String,
+    /// Dialling with an invite ticket: its secret (sent in INVITE before our HELLO) and the
+    /// name the inviter suggested for itself. `pin` holds the ticket's key.
+    pub invite: Option<InviteUse>,
+}
+
+/// An invite ticket being used by a dialer.
+#[derive(Clone)]
+pub struct InviteUse {
+    pub secret: zeroize::Zeroizing<[u8; crate::invite::ticket::SECRET_LEN]>,
+    /// The inviter's suggestion for our petname for it.
+    pub name: String,
+    /// Where to dial, in order (HOST:PORT).
+    pub addrs: Vec<String>,
+}
+
+impl std::fmt::Debug for InviteUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InviteUse")
+            .field("secret", &"(redacted)")
+            .field("name", &self.name)
+            .field("addrs", &self.addrs)
+            .finish()
+    }
 }
 
 /// Keepalive interval unless configured.
@@ -197,6 +220,25 @@ where
             verify::admitted(peer, &local, settings.pin.as_ref(), allow, &settings.trust)
         }
     };
+    // A ticket vouched for this key (the pin matched): remember it as verified by invite.
+    let decision = match (decision, role, &settings.invite) {
+        (Ok(mut info), Role::Dialer { addr, .. }, Some(invite)) => {
+            match verify::record_inviter(&settings.trust, &peer, addr, &invite.name) {
+                Ok(entry) => {
+                    ui.status(format_args!(
+                        "{} is verified by your invite ticket; remembered as {:?}",
+                        fingerprint::grouped(&peer),
+                        entry.name
+                    ));
+                    info.label = entry.name.clone();
+                    info.entry = Some(entry);
+                    Ok(info)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        (decision, ..) => decision,
+    };
     let mut info = match decision {
         Ok(info) => info,
         Err(e) => {
@@ -249,6 +291,7 @@ where
         &info,
         Names::load(&settings.trust),
         &settings.name,
+        settings.invite.as_ref().map(|i| i.secret.clone()),
         settings.keepalive,
         input,
         ui,
@@ -289,6 +332,7 @@ async fn chat<R, W>(
     peer: &PeerInfo,
     names: Names,
     our_name: &str,
+    invite: Option<zeroize::Zeroizing<[u8; crate::invite::ticket::SECRET_LEN]>>,
     keepalive: Duration,
     input: &mut Input,
     ui: &Ui,
@@ -310,6 +354,10 @@ where
         us: *peer.local(),
         host: peer.key,
     };
+    // An invite's secret goes first, before our HELLO (PROTOCOL.md §4.7).
+    if let Some(secret) = invite {
+        let _ = queue.send(Message::Invite(secret)).await;
+    }
     // Our own name counts too: someone else taking it is marked on our screen as well.
     let _ = room.names.announce(room.us, our_name);
     // Our HELLO first: a dialer gets here only once it has accepted the listener's key.

@@ -433,6 +433,37 @@ pub fn record_invited(config: &TrustConfig, key: &PublicKey, petname: &str) -> R
         .map_err(store_error)
 }
 
+/// Records the listener a ticket named: verified by invite, at `addr`, under the name the
+/// inviter suggested (or a made-up one; an existing entry keeps its name).
+pub fn record_inviter(
+    config: &TrustConfig,
+    key: &PublicKey,
+    addr: &str,
+    name: &str,
+) -> Result<Entry> {
+    let suggested = match trust::validate_name(name) {
+        Ok(()) => Some(name.to_string()),
+        Err(_) => None,
+    };
+    config
+        .store
+        .update(|peers| {
+            if peers.by_key(key).is_none() {
+                let base = suggested.unwrap_or_else(|| format!("peer-{}", fingerprint::short(key)));
+                let name = peers.free_name(&base);
+                peers.add(Entry::new(&name, *key, Verified::Invite))?;
+            } else {
+                peers.set_verified(key, Verified::Invite)?;
+            }
+            peers.add_addr(key, addr);
+            peers
+                .by_key(key)
+                .cloned()
+                .ok_or_else(|| trust::TrustError::NoMatch(key.to_hex()))
+        })
+        .map_err(store_error)
+}
+
 /// The listener's decision about a dialler. (Unparseable known_peers lines are not reported
 /// here, once per connection: `schat peers list` and the dialling side report them.)
 pub fn admitted(

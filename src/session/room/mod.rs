@@ -256,6 +256,7 @@ where
                     had_members = true;
                     let loud = churn.announce(true);
                     let tag = member.tag();
+                    let invite = member.info.invite.clone();
                     let info = &member.info;
                     if loud {
                         ui.status(format_args!(
@@ -274,7 +275,12 @@ where
                         );
                         broadcast(&mut members, Some(id), &joined, ui);
                         let here = members.values().filter(|m| m.ready).count();
-                        ui.status(format_args!("{tag} joined ({here} in the room)"));
+                        match &invite {
+                            Some(id) => ui.status(format_args!(
+                                "{tag} joined (verified by invite {id}; {here} in the room)"
+                            )),
+                            None => ui.status(format_args!("{tag} joined ({here} in the room)")),
+                        }
                     }
                 }
                 Event::Who { id } => {

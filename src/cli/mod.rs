@@ -16,6 +16,8 @@ use crate::signals::Interrupts;
 use crate::trust::{self, Allow, Entry, Store, TrustError, Verified};
 use crate::ui::{self, Ui};
 use clap::{Parser, Subcommand};
+
+mod invite;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -132,7 +134,9 @@ pub enum Command {
     /// Connect to a listening peer, then chat
     #[command(after_help = EXIT_CODES)]
     Dial {
-        /// The listener: HOST, HOST:PORT, IP:PORT or `[IPv6]:PORT` (default port 12345), or the
+        /// The listener: HOST, HOST:PORT, IP:PORT or `[IPv6]:PORT` (default port 12345), an
+        /// invite ticket (`schat:…`, from `schat invite`: its key is expected, and the invite
+        /// proves you to the listener), or the
         /// petname of a known peer (its stored addresses are tried, newest first, and its key
         /// is expected)
         #[arg(value_name = "ADDR")]
@@ -148,6 +152,10 @@ pub enum Command {
     /// Manage known peers: petnames, fingerprints, addresses, verification
     #[command(subcommand)]
     Peers(PeersCommand),
+    /// Invite someone: print a one-line ticket (`schat:…`) that lets them dial you with your
+    /// key already verified, and proves them to your `schat listen` (which need not restart).
+    /// Also --list and --revoke ID
+    Invite(invite::InviteArgs),
 }
 
 /// Options shared by `listen` and `dial`.
@@ -190,6 +198,7 @@ impl SessionArgs {
             trust: paths.trust_config(),
             keepalive: seconds(self.keepalive, "--keepalive")?,
             pipe: self.pipe.then_some(PipeOptions { quiet: self.quiet }),
+            invite: None,
             name: match &self.name {
                 Some(name) => {
                     crate::session::names::check_name(name)
@@ -450,7 +459,8 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
             session,
         } => {
             let prepared = (|| {
-                let settings = session.settings(&paths)?;
+                let mut settings = session.settings(&paths)?;
+                with_ticket(&addr, &mut settings, &early)?;
                 let identity = paths.load_or_create(&early, &sources)?;
                 Ok((identity, settings, install_interrupts()?))
             })();
@@ -504,11 +514,46 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                         }
                     }),
                 Command::Peers(command) => peers(command, &paths, &early),
+                Command::Invite(args) => invite::run(&args, &paths),
                 Command::Listen { .. } | Command::Dial { .. } => Ok(()),
             };
             (early, result)
         }
     }
+}
+
+/// `dial TICKET`: the ticket's key is the pin, its secret and addresses go with the settings.
+/// A damaged ticket is refused here, before anything is dialled.
+fn with_ticket(addr: &str, settings: &mut Settings, ui: &Ui) -> Result<()> {
+    if !addr
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with(crate::invite::ticket::PREFIX)
+    {
+        return Ok(());
+    }
+    let ticket = crate::invite::Ticket::decode(addr)
+        .map_err(|e| Error::Usage(format!("this invite ticket cannot be used: {e}")))?;
+    if let Some(pin) = settings.pin
+        && pin != ticket.key
+    {
+        return Err(Error::Usage(
+            "--peer names another key than the ticket's: use one or the other".into(),
+        ));
+    }
+    if ticket.addrs.is_empty() {
+        return Err(Error::Usage("the ticket holds no address to dial".into()));
+    }
+    if crate::invite::unix_now() >= ticket.expires {
+        ui.warn("this ticket has expired; trying anyway (the inviter decides)");
+    }
+    settings.pin = Some(ticket.key);
+    settings.invite = Some(crate::session::InviteUse {
+        addrs: ticket.addrs.iter().map(ToString::to_string).collect(),
+        name: ticket.name.clone(),
+        secret: ticket.secret.clone(),
+    });
+    Ok(())
 }
 
 /// `schat keygen`.

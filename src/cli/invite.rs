@@ -1,0 +1,277 @@
+//! `schat invite`: make an invite ticket, list the pending ones, revoke one.
+
+use super::Paths;
+use crate::error::{Error, Result};
+use crate::invite::{Invites, Pending, Ticket, TicketAddr, unix_now};
+use crate::keyfile::Keyfile;
+use crate::net::Address;
+use crate::sanitize;
+use crate::session::names;
+use crate::trust;
+use std::io::IsTerminal;
+use std::net::IpAddr;
+use zeroize::Zeroizing;
+
+/// Options of `schat invite`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InviteArgs {
+    /// The petname you will know the invitee by (in known_peers) [default: one is made up]
+    #[arg(long, value_name = "PETNAME")]
+    pub name: Option<String>,
+    /// The name the invitee will know you by (their petname for you; they can change it)
+    /// [default: your login name]
+    #[arg(long = "as", value_name = "NAME")]
+    pub as_name: Option<String>,
+    /// How long the invite is valid: e.g. 90s, 30m, 24h, 7d
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub expires: String,
+    /// How many people may redeem it (1: one person; more: a group for your room)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub uses: u32,
+    /// Where the invitee dials you, HOST:PORT; repeat for several, best first [default: this
+    /// machine's addresses with --port]
+    #[arg(long = "addr", value_name = "HOST:PORT")]
+    pub addrs: Vec<String>,
+    /// The port your `schat listen` uses, for the default addresses
+    #[arg(long, value_name = "PORT", default_value_t = crate::net::DEFAULT_PORT)]
+    pub port: u16,
+    /// List the invites on file (pending, used, revoked) instead of making one
+    #[arg(long, conflicts_with_all = ["revoke", "name", "as_name", "addrs"])]
+    pub list: bool,
+    /// Revoke the pending invite with this id (from --list)
+    #[arg(long, value_name = "ID", conflicts_with_all = ["name", "as_name", "addrs"])]
+    pub revoke: Option<String>,
+    /// Print JSON (the ticket and its details, or the list) instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `schat invite`.
+pub fn run(args: &InviteArgs, paths: &Paths) -> Result<()> {
+    let invites = Invites::in_home(&paths.home);
+    let store_error = |e: std::io::Error| Error::io("the invites file", e);
+    if args.list {
+        return list(&invites, args.json).map_err(store_error);
+    }
+    if let Some(id) = &args.revoke {
+        return match invites.revoke(id, unix_now()).map_err(store_error)? {
+            true => {
+                eprintln!("schat: invite {} revoked", sanitize::line(id));
+                Ok(())
+            }
+            false => Err(Error::Usage(format!(
+                "no pending invite {} (`schat invite --list` shows them)",
+                sanitize::line(id)
+            ))),
+        };
+    }
+    let petname = match &args.name {
+        Some(name) => {
+            trust::validate_name(name)
+                .map_err(|e| Error::Usage(format!("--name {name:?}: {e}")))?;
+            name.clone()
+        }
+        None => String::new(),
+    };
+    let suggested = match &args.as_name {
+        Some(name) => {
+            trust::validate_name(name).map_err(|e| Error::Usage(format!("--as {name:?}: {e}")))?;
+            name.clone()
+        }
+        None => std::env::var("USER")
+            .ok()
+            .filter(|u| trust::validate_name(u).is_ok() && names::check_name(u).is_ok())
+            .unwrap_or_default(),
+    };
+    if args.uses == 0 {
+        return Err(Error::Usage("--uses must be at least 1".into()));
+    }
+    let lifetime = parse_duration(&args.expires).ok_or_else(|| {
+        Error::Usage(format!(
+            "--expires {:?}: say e.g. 90s, 30m, 24h or 7d",
+            args.expires
+        ))
+    })?;
+    let addrs = match args.addrs.is_empty() {
+        false => args
+            .addrs
+            .iter()
+            .map(|a| ticket_addr(a))
+            .collect::<Result<Vec<_>>>()?,
+        true => local_addrs(args.port),
+    };
+    if addrs.is_empty() {
+        return Err(Error::Usage(
+            "this machine has no address to put in the ticket: give --addr HOST:PORT".into(),
+        ));
+    }
+    let key = Keyfile::read(&paths.identity)
+        .map_err(Error::from)?
+        .public_key();
+    let mut secret = Zeroizing::new([0u8; crate::invite::ticket::SECRET_LEN]);
+    rand::fill(&mut secret[..]);
+    let now = unix_now();
+    let ticket = Ticket {
+        key,
+        secret,
+        expires: now.saturating_add(lifetime),
+        name: suggested,
+        addrs,
+    };
+    invites
+        .add(
+            Pending::new(&ticket.secret, ticket.expires, args.uses, &petname),
+            now,
+        )
+        .map_err(store_error)?;
+    let text = ticket.encode();
+    let expires = timestamp(ticket.expires);
+    if args.json {
+        let shown: Vec<String> = ticket.addrs.iter().map(ToString::to_string).collect();
+        let object = serde_json::json!({
+            "ticket": text,
+            "id": ticket.id(),
+            "expires": expires,
+            "uses": args.uses,
+            "petname": (!petname.is_empty()).then_some(&petname),
+            "addresses": shown,
+        });
+        println!("{object}");
+        return Ok(());
+    }
+    println!("{text}");
+    if std::io::stderr().is_terminal() {
+        let shown: Vec<String> = ticket.addrs.iter().map(ToString::to_string).collect();
+        eprintln!(
+            "schat: invite {} (for {} {}, until {expires})",
+            ticket.id(),
+            args.uses,
+            if args.uses == 1 { "person" } else { "people" }
+        );
+        eprintln!(
+            "schat: send the line above over a channel you trust (who reads it first can use \
+             it); they run `schat dial TICKET`"
+        );
+        eprintln!(
+            "schat: keep `schat listen` running, reachable at {}; revoke with `schat invite \
+             --revoke {}`",
+            shown.join(", "),
+            ticket.id()
+        );
+    }
+    Ok(())
+}
+
+fn list(invites: &Invites, json: bool) -> std::io::Result<()> {
+    let now = unix_now();
+    let all = invites.load()?;
+    let state = |p: &Pending| match p.state {
+        crate::invite::store::State::Open if now >= p.expires => "expired",
+        crate::invite::store::State::Open => "pending",
+        crate::invite::store::State::Used => "used",
+        crate::invite::store::State::Revoked => "revoked",
+    };
+    if json {
+        let list: Vec<serde_json::Value> = all
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "id": p.id,
+                    "state": state(p),
+                    "uses_left": p.uses,
+                    "expires": timestamp(p.expires),
+                    "petname": (!p.petname.is_empty()).then_some(&p.petname),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return Ok(());
+    }
+    if all.is_empty() {
+        eprintln!("schat: no invites on file");
+    }
+    for p in &all {
+        println!(
+            "{}  {:<8} {} use(s) left  until {}  {}",
+            p.id,
+            state(p),
+            p.uses,
+            timestamp(p.expires),
+            sanitize::line(if p.petname.is_empty() {
+                "-"
+            } else {
+                &p.petname
+            })
+        );
+    }
+    Ok(())
+}
+
+/// `90s`, `30m`, `24h`, `7d` (or plain seconds) in seconds; at most a year.
+fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&text[..i], &text[i..]),
+        None => (text, "s"),
+    };
+    let n: u64 = number.parse().ok()?;
+    let seconds = n.checked_mul(match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    })?;
+    (1..=366 * 86_400).contains(&seconds).then_some(seconds)
+}
+
+fn ticket_addr(text: &str) -> Result<TicketAddr> {
+    let addr = Address::parse(text).map_err(|e| Error::Usage(format!("--addr {text:?}: {e}")))?;
+    if addr.host.is_empty() || addr.port == 0 {
+        return Err(Error::Usage(format!(
+            "--addr {text:?}: a ticket needs a host and a port to dial"
+        )));
+    }
+    Ok(match addr.host.parse::<IpAddr>() {
+        Ok(ip) => TicketAddr::Ip(ip, addr.port),
+        Err(_) => TicketAddr::Host(addr.host, addr.port),
+    })
+}
+
+/// This machine's addresses a peer could dial: up, not loopback, not link-local (those need
+/// an interface name), IPv4 first.
+fn local_addrs(port: u16) -> Vec<TicketAddr> {
+    let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| !i.is_loopback() && !i.is_link_local() && i.is_oper_up())
+        .map(|i| i.ip())
+        .collect();
+    ips.sort_by_key(|ip| (ip.is_ipv6(), *ip));
+    ips.dedup();
+    ips.truncate(crate::invite::ticket::MAX_ADDRS);
+    ips.into_iter().map(|ip| TicketAddr::Ip(ip, port)).collect()
+}
+
+fn timestamp(unix: u64) -> String {
+    jiff::Timestamp::from_second(i64::try_from(unix).unwrap_or(i64::MAX))
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| unix.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Some(90));
+        assert_eq!(parse_duration("30m"), Some(1800));
+        assert_eq!(parse_duration("24h"), Some(86_400));
+        assert_eq!(parse_duration("7d"), Some(604_800));
+        assert_eq!(parse_duration("120"), Some(120));
+        for bad in ["", "0s", "5w", "h", "-1h", "400d", "99999999999999999999d"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Invites, end to end with the real binary on 127.0.0.1: a ticket verifies first contact on
+//! both sides without a question, is honoured once, and every way it can go wrong (used,
+//! expired, revoked, damaged, raced for, answered by an impostor) gets one clear line and a
+//! non-zero exit while the listener keeps serving.
+
+mod common;
+
+use common::{Home, Proc, within};
+use schat::framed::{FrameReader, FrameWriter};
+use schat::handshake::{PATTERN, noise_builder};
+use std::time::{Duration, Instant};
+
+/// A ticket from `host` for its listener at `port` (extra `invite` options in `extra`).
+fn invite(host: &Home, port: u16, extra: &[&str]) -> String {
+    let addr = format!("127.0.0.1:{port}");
+    let mut args = vec!["invite", "--addr", &addr];
+    args.extend_from_slice(extra);
+    let out = host.run(&args);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let ticket = text.trim().to_string();
+    assert!(ticket.starts_with("schat:"), "{text}");
+    ticket
+}
+
+/// A listener closed to strangers (the default), plain mode.
+async fn closed_listener(host: &Home) -> (Proc, u16) {
+    let mut room = host.spawn(&["listen", "127.0.0.1:0"]);
+    let line = room.stderr_until("listening on 127.0.0.1:").await;
+    let port = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+    (room, port)
+}
+
+fn known(home: &Home) -> String {
+    std::fs::read_to_string(home.path().join("known_peers")).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_ticket_verifies_both_sides_and_is_honoured_once() {
+    within(async {
+        let (host, guest, stranger) = (Home::new(), Home::new(), Home::new());
+        let (mut room, port) = closed_listener(&host).await;
+        let ticket = invite(&host, port, &["--name", "guest", "--as", "hosty"]);
+
+        // No --trust flag, no terminal: without the ticket this would be refused both ways.
+        let started = Instant::now();
+        let mut g = guest.spawn(&["dial", &ticket]);
+        g.stderr_until("welcome").await;
+        g.send("hello via invite").await;
+        assert_eq!(room.said().await, "hello via invite");
+        eprintln!(
+            "dial TICKET to the first message at the host: {:?}",
+            started.elapsed()
+        );
+        let joined = room.stderr_until("joined").await;
+        assert!(joined.contains("verified by invite"), "{joined}");
+        assert!(
+            !g.stderr_text().contains("trust this peer"),
+            "a question was asked"
+        );
+        // Both sides pinned the other, verified by invite, under the chosen names.
+        let (on_host, on_guest) = (known(&host), known(&guest));
+        assert!(
+            on_host.lines().any(|l| l.starts_with("guest ")
+                && l.contains(&guest.fingerprint())
+                && l.contains(" invite ")),
+            "{on_host}"
+        );
+        assert!(
+            on_guest.lines().any(|l| l.starts_with("hosty ")
+                && l.contains(&host.fingerprint())
+                && l.contains(" invite ")),
+            "{on_guest}"
+        );
+        g.send("quit").await;
+        assert!(g.exit().await.success());
+
+        // Used: someone else with the same ticket is refused, with one line on each side.
+        let mut s = stranger.spawn(&["dial", &ticket]);
+        assert_eq!(s.exit().await.code(), Some(4), "{}", s.stderr_text());
+        assert!(
+            s.stderr_text().contains("was already used"),
+            "{}",
+            s.stderr_text()
+        );
+        let line = room.stderr_until("refused the peer").await;
+        assert!(line.contains("was already used"), "{line}");
+        assert!(!known(&host).contains(&stranger.fingerprint()));
+
+        // The listener keeps serving: the guest, now known, comes back without a ticket.
+        let mut again = guest.spawn(&["dial", "hosty"]);
+        again.stderr_until("welcome").await;
+        again.send("quit").await;
+        assert!(again.exit().await.success());
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn expired_revoked_and_damaged_tickets_are_refused_with_a_reason() {
+    within(async {
+        let (host, guest) = (Home::new(), Home::new());
+        let (mut room, port) = closed_listener(&host).await;
+
+        let expired = invite(&host, port, &["--expires", "1s"]);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let mut d = guest.spawn(&["dial", &expired]);
+        assert_eq!(d.exit().await.code(), Some(4), "{}", d.stderr_text());
+        assert!(
+            d.stderr_text().contains("has expired"),
+            "{}",
+            d.stderr_text()
+        );
+        assert!(
+            room.stderr_until("refused the peer")
+                .await
+                .contains("has expired")
+        );
+
+        let revoked = invite(&host, port, &[]);
+        let id = host.run(&["invite", "--list"]);
+        let list = String::from_utf8(id.stdout).unwrap();
+        let id = list
+            .lines()
+            .find(|l| l.contains("pending"))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap()
+            .to_string();
+        assert!(host.run(&["invite", "--revoke", &id]).status.success());
+        let mut d = guest.spawn(&["dial", &revoked]);
+        assert_eq!(d.exit().await.code(), Some(4), "{}", d.stderr_text());
+        assert!(
+            d.stderr_text().contains("was revoked"),
+            "{}",
+            d.stderr_text()
+        );
+        assert!(
+            room.stderr_until("refused the peer")
+                .await
+                .contains("was revoked")
+        );
+
+        // Damaged: refused before anything is dialled (usage error), the listener sees nothing.
+        let good = invite(&host, port, &[]);
+        let mut damaged = good.clone().into_bytes();
+        let at = damaged.len() - 10;
+        damaged[at] = if damaged[at] == b'a' { b'b' } else { b'a' };
+        let damaged = String::from_utf8(damaged).unwrap();
+        let out = guest.run(&["dial", &damaged]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("damaged") && !err.contains("connecting"),
+            "{err}"
+        );
+
+        // After all that, the good one still works.
+        let mut g = guest.spawn(&["dial", &good]);
+        g.stderr_until("welcome").await;
+        g.send("quit").await;
+        assert!(g.exit().await.success());
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn two_dialers_racing_for_a_one_use_ticket_one_wins() {
+    within(async {
+        let (host, a, b) = (Home::new(), Home::new(), Home::new());
+        let (mut room, port) = closed_listener(&host).await;
+        let ticket = invite(&host, port, &[]);
+        let (mut pa, mut pb) = (a.spawn(&["dial", &ticket]), b.spawn(&["dial", &ticket]));
+        pa.close_stdin();
+        pb.close_stdin();
+        let (ca, cb) = (pa.exit().await.code(), pb.exit().await.code());
+        let mut codes = [ca, cb];
+        codes.sort();
+        assert_eq!(
+            codes,
+            [Some(0), Some(4)],
+            "{}\n{}",
+            pa.stderr_text(),
+            pb.stderr_text()
+        );
+        let loser = if ca == Some(4) { &pa } else { &pb };
+        assert!(
+            loser.stderr_text().contains("was already used"),
+            "{}",
+            loser.stderr_text()
+        );
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}
+
+/// A man in the middle at the ticket's address (its own key) gets handshake messages 1 and 2
+/// and never message 3: the dialer sees a key other than the ticket's and stops (exit 3).
+#[tokio::test]
+async fn an_impostor_at_the_tickets_address_never_gets_the_dialers_key() {
+    within(async {
+        let (host, guest) = (Home::new(), Home::new());
+        let impostor = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = impostor.local_addr().unwrap().port();
+        let ticket = invite(&host, port, &[]);
+        let mut dialer = guest.spawn(&["dial", &ticket]);
+        let (stream, _) = impostor.accept().await.unwrap();
+        let key = snow::Builder::new(PATTERN.parse().unwrap())
+            .generate_keypair()
+            .unwrap();
+        let mut noise = noise_builder(&key.private, b"schat/1")
+            .unwrap()
+            .build_responder()
+            .unwrap();
+        let (r, w) = stream.into_split();
+        let (mut r, mut w) = (FrameReader::new(r), FrameWriter::new(w));
+        let mut buf = vec![0u8; 1024];
+        let msg1 = r.read_frame().await.unwrap().unwrap().to_vec();
+        noise.read_message(&msg1, &mut buf).unwrap();
+        let n = noise.write_message(&[], &mut buf).unwrap();
+        w.write_frame(&buf[..n]).await.unwrap();
+        let third = tokio::time::timeout(Duration::from_secs(10), r.read_frame()).await;
+        assert!(
+            matches!(third, Ok(Ok(None)) | Ok(Err(_))),
+            "the dialer sent message 3 to an impostor: {third:?}"
+        );
+        assert_eq!(
+            dialer.exit().await.code(),
+            Some(3),
+            "{}",
+            dialer.stderr_text()
+        );
+        assert!(!known(&guest).contains("invite"), "{}", known(&guest));
+    })
+    .await
+}
