@@ -47,6 +47,8 @@ pub enum Verified {
     /// An invite ticket: the dialer had the inviter's key from it, the inviter saw the
     /// ticket's secret proven inside the session.
     Invite,
+    /// A spoken code: both sides proved it in a PAKE bound to the session.
+    Code,
 }
 
 impl Verified {
@@ -58,6 +60,7 @@ impl Verified {
             Verified::Fingerprint => "fingerprint",
             Verified::FirstUse => "first-use",
             Verified::Invite => "invite",
+            Verified::Code => "code",
         }
     }
 
@@ -69,6 +72,7 @@ impl Verified {
             Verified::Fingerprint => "fingerprint received out of band",
             Verified::FirstUse => "trusted on first use, not verified",
             Verified::Invite => "verified by invite",
+            Verified::Code => "verified by spoken code",
         }
     }
 }
@@ -82,6 +86,7 @@ impl FromStr for Verified {
             "fingerprint" => Verified::Fingerprint,
             "first-use" => Verified::FirstUse,
             "invite" => Verified::Invite,
+            "code" => Verified::Code,
             _ => return Err(()),
         })
     }

@@ -238,3 +238,140 @@ async fn an_impostor_at_the_tickets_address_never_gets_the_dialers_key() {
     })
     .await
 }
+
+/// `schat invite --code` on the listener's side; the code line.
+fn code(host: &Home, extra: &[&str]) -> String {
+    let mut args = vec!["invite", "--code"];
+    args.extend_from_slice(extra);
+    let out = host.run(&args);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[tokio::test]
+async fn a_spoken_code_verifies_both_keys() {
+    within(async {
+        let (host, guest) = (Home::new(), Home::new());
+        let (mut room, port) = closed_listener(&host).await;
+        let spoken = code(&host, &["--name", "guest"]);
+        let addr = format!("127.0.0.1:{port}");
+        let mut g = guest.spawn(&["dial", &addr, "--code", &spoken]);
+        g.stderr_until("the code matched").await;
+        g.stderr_until("welcome").await;
+        g.send("hello by code").await;
+        assert_eq!(room.said().await, "hello by code");
+        assert!(
+            room.stderr_until("joined")
+                .await
+                .contains("verified by invite code")
+        );
+        assert!(
+            known(&host).lines().any(|l| l.starts_with("guest ")
+                && l.contains(&guest.fingerprint())
+                && l.contains(" code ")),
+            "{}",
+            known(&host)
+        );
+        assert!(
+            known(&guest)
+                .lines()
+                .any(|l| l.contains(&host.fingerprint()) && l.contains(" code ")),
+            "{}",
+            known(&guest)
+        );
+        g.send("quit").await;
+        assert!(g.exit().await.success());
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}
+
+/// A wrong code stops both sides loudly, counts, and the third wrong try burns the code: even
+/// the right one is refused after that.
+#[tokio::test]
+async fn three_wrong_codes_burn_it() {
+    within(async {
+        let (host, guest) = (Home::new(), Home::new());
+        let (mut room, port) = closed_listener(&host).await;
+        let spoken = code(&host, &[]);
+        let (number, words) = spoken.split_once('-').unwrap();
+        // The right number with another code's words: a typo in every word.
+        let other = code(&host, &[]);
+        let wrong = format!("{number}-{}", other.split_once('-').unwrap().1);
+        assert_ne!(wrong, spoken);
+        let addr = format!("127.0.0.1:{port}");
+        for left in ["2 tries left", "1 tries left", "burned"] {
+            let mut d = guest.spawn(&["dial", &addr, "--code", &wrong]);
+            assert_eq!(d.exit().await.code(), Some(4), "{}", d.stderr_text());
+            assert!(
+                d.stderr_text().contains("THE CODE DID NOT MATCH"),
+                "{}",
+                d.stderr_text()
+            );
+            let line = room.stderr_until("refused the peer").await;
+            assert!(line.contains("WRONG CODE") && line.contains(left), "{line}");
+        }
+        let mut d = guest.spawn(&["dial", &addr, "--code", &format!("{number}-{words}")]);
+        assert_eq!(d.exit().await.code(), Some(4));
+        assert!(d.stderr_text().contains("burned"), "{}", d.stderr_text());
+        assert!(!known(&host).contains(&guest.fingerprint()));
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}
+
+/// A man in the middle that terminates Noise on both sides with its own key and forwards every
+/// message: the two sessions have different handshake hashes, so the PAKE cannot agree.
+/// Both sides stop, nothing is shown in the room, and three such attempts burn the code.
+#[tokio::test]
+async fn a_man_in_the_middle_of_a_code_exchange_gets_nothing_and_burns_it() {
+    use schat::handshake;
+    use schat::keys::Identity;
+    within(async {
+        let (host, guest) = (Home::new(), Home::new());
+        let (mut room, port) = closed_listener(&host).await;
+        let spoken = code(&host, &[]);
+        let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy_port = proxy.local_addr().unwrap().port();
+        let mitm = Identity::generate().unwrap();
+        for attempt in 1..=3 {
+            let mut d = guest.spawn(&["dial", &format!("127.0.0.1:{proxy_port}"), "--code", &spoken]);
+            let (inbound, _) = proxy.accept().await.unwrap();
+            let outbound = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            let (ir, iw) = inbound.into_split();
+            let (or, ow) = outbound.into_split();
+            let mut to_dialer =
+                handshake::respond(&mitm, FrameReader::new(ir), FrameWriter::new(iw)).await.unwrap();
+            let mut to_host = handshake::initiate(&mitm, FrameReader::new(or), FrameWriter::new(ow), |_| Ok(()))
+                .await
+                .unwrap();
+            assert_ne!(to_dialer.handshake_hash, to_host.handshake_hash);
+            // Forward both ways until either side hangs up.
+            loop {
+                tokio::select! {
+                    m = to_dialer.recv.recv() => match m {
+                        Ok(Some(m)) => { let m = m.into_owned(); if to_host.send.send(&m).await.is_err() { break } }
+                        _ => break,
+                    },
+                    m = to_host.recv.recv() => match m {
+                        Ok(Some(m)) => { let m = m.into_owned(); if to_dialer.send.send(&m).await.is_err() { break } }
+                        _ => break,
+                    },
+                }
+            }
+            drop((to_dialer, to_host));
+            assert_eq!(d.exit().await.code(), Some(4), "attempt {attempt}: {}", d.stderr_text());
+            assert!(d.stderr_text().contains("THE CODE DID NOT MATCH"), "{}", d.stderr_text());
+            assert!(!d.stderr_text().contains("welcome"));
+            let line = room.stderr_until("refused the peer").await;
+            assert!(line.contains("WRONG CODE"), "{line}");
+        }
+        assert!(room.stderr_text().contains("burned"), "{}", room.stderr_text());
+        assert!(!room.stderr_text().contains("joined"));
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}

@@ -37,6 +37,7 @@ fn settings(pin: Option<&Identity>) -> Settings {
         pipe: None,
         name: String::new(),
         invite: None,
+        code: None,
     }
 }
 

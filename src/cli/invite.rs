@@ -22,9 +22,14 @@ pub struct InviteArgs {
     /// [default: your login name]
     #[arg(long = "as", value_name = "NAME")]
     pub as_name: Option<String>,
-    /// How long the invite is valid: e.g. 90s, 30m, 24h, 7d
-    #[arg(long, value_name = "DURATION", default_value = "24h")]
-    pub expires: String,
+    /// How long the invite is valid: e.g. 90s, 30m, 24h, 7d [default: 24h; 1h with --code]
+    #[arg(long, value_name = "DURATION")]
+    pub expires: Option<String>,
+    /// Make a short code to read out over a phone instead of a ticket (`schat dial ADDR
+    /// --code CODE`; the address goes separately). Both keys are verified by a PAKE; three
+    /// wrong tries burn it
+    #[arg(long, conflicts_with_all = ["as_name", "addrs"])]
+    pub code: bool,
     /// How many people may redeem it (1: one person; more: a group for your room)
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub uses: u32,
@@ -86,12 +91,18 @@ pub fn run(args: &InviteArgs, paths: &Paths) -> Result<()> {
     if args.uses == 0 {
         return Err(Error::Usage("--uses must be at least 1".into()));
     }
-    let lifetime = parse_duration(&args.expires).ok_or_else(|| {
+    let expires = args
+        .expires
+        .clone()
+        .unwrap_or_else(|| if args.code { "1h" } else { "24h" }.into());
+    let lifetime = parse_duration(&expires).ok_or_else(|| {
         Error::Usage(format!(
-            "--expires {:?}: say e.g. 90s, 30m, 24h or 7d",
-            args.expires
+            "--expires {expires:?}: say e.g. 90s, 30m, 24h or 7d"
         ))
     })?;
+    if args.code {
+        return spoken_code(args, &invites, lifetime, &petname);
+    }
     let addrs = match args.addrs.is_empty() {
         false => args
             .addrs
@@ -162,6 +173,47 @@ pub fn run(args: &InviteArgs, paths: &Paths) -> Result<()> {
     Ok(())
 }
 
+/// `schat invite --code`: a code to read out, filed under a fresh nameplate.
+fn spoken_code(args: &InviteArgs, invites: &Invites, lifetime: u64, petname: &str) -> Result<()> {
+    use crate::invite::code::Code;
+    let now = unix_now();
+    let expires = now.saturating_add(lifetime);
+    let words = Code::generate(100);
+    let nameplate = invites
+        .add_code(words.words(), expires, args.uses, petname, now)
+        .map_err(|e| Error::io("the invites file", e))?;
+    let code = Code::from_parts(nameplate, words.words())
+        .map_err(|e| Error::Internal(format!("a generated code does not parse: {e}")))?;
+    let until = timestamp(expires);
+    if args.json {
+        let object = serde_json::json!({
+            "code": code.spoken(),
+            "id": nameplate.to_string(),
+            "expires": until,
+            "uses": args.uses,
+            "petname": (!petname.is_empty()).then_some(petname),
+        });
+        println!("{object}");
+        return Ok(());
+    }
+    println!("{}", code.spoken());
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "schat: a code for {} (until {until}); read it to them, with your address:",
+            args.uses
+        );
+        eprintln!(
+            "schat: they run `schat dial YOUR-ADDRESS --code {}`",
+            code.spoken()
+        );
+        eprintln!(
+            "schat: keep `schat listen` running; three wrong tries burn the code; revoke with \
+             `schat invite --revoke {nameplate}`"
+        );
+    }
+    Ok(())
+}
+
 fn list(invites: &Invites, json: bool) -> std::io::Result<()> {
     let now = unix_now();
     let all = invites.load()?;
@@ -170,6 +222,7 @@ fn list(invites: &Invites, json: bool) -> std::io::Result<()> {
         crate::invite::store::State::Open => "pending",
         crate::invite::store::State::Used => "used",
         crate::invite::store::State::Revoked => "revoked",
+        crate::invite::store::State::Burned => "burned",
     };
     if json {
         let list: Vec<serde_json::Value> = all

@@ -146,6 +146,11 @@ pub enum Command {
         /// address presenting a different key is always refused
         #[arg(long, value_enum, value_name = "POLICY", default_value_t = TrustPolicy::Ask)]
         trust: TrustPolicy,
+        /// A spoken code from `schat invite --code` (e.g. 427-absurd-aftermath-blackjack-
+        /// embezzle-crackdown): the listener's key is verified by proving the code (a PAKE);
+        /// a wrong code stops both sides
+        #[arg(long, value_name = "CODE", conflicts_with = "pipe")]
+        code: Option<String>,
         #[command(flatten)]
         session: SessionArgs,
     },
@@ -199,6 +204,7 @@ impl SessionArgs {
             keepalive: seconds(self.keepalive, "--keepalive")?,
             pipe: self.pipe.then_some(PipeOptions { quiet: self.quiet }),
             invite: None,
+            code: None,
             name: match &self.name {
                 Some(name) => {
                     crate::session::names::check_name(name)
@@ -456,11 +462,23 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
         Command::Dial {
             addr,
             trust,
+            code,
             session,
         } => {
             let prepared = (|| {
                 let mut settings = session.settings(&paths)?;
                 with_ticket(&addr, &mut settings, &early)?;
+                if let Some(code) = &code {
+                    if settings.invite.is_some() || settings.pin.is_some() {
+                        return Err(Error::Usage(
+                            "--code verifies a key you do not have yet: not with a ticket or --peer".into(),
+                        ));
+                    }
+                    settings.code = Some(
+                        crate::invite::code::Code::parse(code)
+                            .map_err(|e| Error::Usage(format!("--code: {e}")))?,
+                    );
+                }
                 let identity = paths.load_or_create(&early, &sources)?;
                 Ok((identity, settings, install_interrupts()?))
             })();

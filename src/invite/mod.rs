@@ -4,8 +4,10 @@
 //! and proves the secret inside the encrypted session (an INVITE message), and the inviter
 //! redeems it once ([`store`]). Both sides then know each other as "verified by invite".
 
+pub mod code;
 pub mod store;
 pub mod ticket;
+pub mod words;
 
 pub use store::{Invites, Pending, Redeemed, Refusal};
 pub use ticket::{Ticket, TicketAddr};

@@ -31,6 +31,8 @@ pub enum State {
     Used,
     /// Its inviter revoked it.
     Revoked,
+    /// A spoken code, after too many wrong tries.
+    Burned,
 }
 
 impl State {
@@ -39,6 +41,7 @@ impl State {
             State::Open => "open",
             State::Used => "used",
             State::Revoked => "revoked",
+            State::Burned => "burned",
         }
     }
 
@@ -47,6 +50,7 @@ impl State {
             "open" => State::Open,
             "used" => State::Used,
             "revoked" => State::Revoked,
+            "burned" => State::Burned,
             _ => return None,
         })
     }
@@ -57,8 +61,8 @@ impl State {
 pub struct Pending {
     /// 8 hex digits naming it.
     pub id: String,
-    /// SHA-256 of its secret (see [`secret_hash`]).
-    pub hash: [u8; 32],
+    /// What the dialer must know: a ticket's secret (kept as its hash), or a spoken code.
+    pub secret: Secret,
     /// Unix seconds after which it is refused.
     pub expires: u64,
     /// Redemptions left.
@@ -68,12 +72,26 @@ pub struct Pending {
     pub petname: String,
 }
 
+/// What redeems an invite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// A ticket's: only its hash is kept.
+    Hash([u8; 32]),
+    /// A spoken code's words (the inviter needs them to run the PAKE; a code lives for
+    /// minutes to hours and is burned after [`MAX_CODE_FAILURES`] wrong tries), and the
+    /// wrong tries so far.
+    Code { words: String, failures: u32 },
+}
+
+/// Wrong tries after which a spoken code is burned.
+pub const MAX_CODE_FAILURES: u32 = 3;
+
 impl Pending {
     /// An open invite for `secret`.
     pub fn new(secret: &[u8; SECRET_LEN], expires: u64, uses: u32, petname: &str) -> Self {
         Pending {
             id: id_of(secret),
-            hash: secret_hash(secret),
+            secret: Secret::Hash(secret_hash(secret)),
             expires,
             uses,
             state: State::Open,
@@ -82,10 +100,14 @@ impl Pending {
     }
 
     fn render(&self) -> String {
+        let secret = match &self.secret {
+            Secret::Hash(hash) => hex::encode(hash),
+            Secret::Code { words, failures } => format!("code={words}:{failures}"),
+        };
         format!(
             "{} {} {} {} {} {}",
             self.id,
-            hex::encode(self.hash),
+            secret,
             self.expires,
             self.uses,
             self.state.as_str(),
@@ -102,11 +124,23 @@ impl Pending {
         let [id, hash, expires, uses, state, petname] = f[..] else {
             return None;
         };
-        let mut h = [0u8; 32];
-        hex::decode_to_slice(hash, &mut h).ok()?;
+        let secret = match hash.strip_prefix("code=") {
+            Some(code) => {
+                let (words, failures) = code.rsplit_once(':')?;
+                Secret::Code {
+                    words: words.to_string(),
+                    failures: failures.parse().ok()?,
+                }
+            }
+            None => {
+                let mut h = [0u8; 32];
+                hex::decode_to_slice(hash, &mut h).ok()?;
+                Secret::Hash(h)
+            }
+        };
         Some(Pending {
             id: id.to_string(),
-            hash: h,
+            secret,
             expires: expires.parse().ok()?,
             uses: uses.parse().ok()?,
             state: State::parse(state)?,
@@ -130,6 +164,10 @@ pub enum Refusal {
     Expired(String),
     #[error("this invite is not known here (not made here, or long expired)")]
     Unknown,
+    #[error("code {0} was burned after {MAX_CODE_FAILURES} wrong tries: ask for a new one")]
+    Burned(String),
+    #[error("{0} tries left")]
+    WrongCode(u32),
     #[error("the invites file could not be read or written: {0}")]
     Store(String),
 }
@@ -220,27 +258,124 @@ impl Invites {
             // Every entry is compared, in constant time, so timing says nothing of which.
             let mut hit = None;
             for (i, p) in all.iter().enumerate() {
-                if constant_time_eq(&p.hash, &hash) {
+                if let Secret::Hash(stored) = &p.secret
+                    && constant_time_eq(stored, &hash)
+                {
                     hit = Some(i);
                 }
             }
-            let p = &mut all[hit.ok_or(Refusal::Unknown)?];
-            match p.state {
-                State::Used => return Err(Refusal::Used(p.id.clone())),
-                State::Revoked => return Err(Refusal::Revoked(p.id.clone())),
-                State::Open if now >= p.expires => return Err(Refusal::Expired(p.id.clone())),
-                State::Open => {}
-            }
-            p.uses = p.uses.saturating_sub(1);
-            if p.uses == 0 {
-                p.state = State::Used;
-            }
-            Ok(Redeemed {
-                id: p.id.clone(),
-                petname: p.petname.clone(),
-            })
+            spend(&mut all[hit.ok_or(Refusal::Unknown)?], now)
         });
         outcome.map_err(|e| Refusal::Store(e.to_string()))?
+    }
+}
+
+impl Invites {
+    /// Files a spoken-code invite under a fresh nameplate (100–999, not used by another
+    /// open code) and returns the nameplate.
+    pub fn add_code(
+        &self,
+        words: &str,
+        expires: u64,
+        uses: u32,
+        petname: &str,
+        now: u64,
+    ) -> io::Result<u16> {
+        self.update(now, |all| {
+            let taken: Vec<&str> = all
+                .iter()
+                .filter(|p| matches!(p.secret, Secret::Code { .. }) && p.state == State::Open)
+                .map(|p| p.id.as_str())
+                .collect();
+            let nameplate = loop {
+                let n = 100 + rand::random::<u16>() % 900;
+                if !taken.contains(&n.to_string().as_str()) {
+                    break n;
+                }
+            };
+            all.push(Pending {
+                id: nameplate.to_string(),
+                secret: Secret::Code {
+                    words: words.to_string(),
+                    failures: 0,
+                },
+                expires,
+                uses,
+                state: State::Open,
+                petname: petname.to_string(),
+            });
+            nameplate
+        })
+    }
+
+    /// The words of the open code filed under `nameplate`, to run the PAKE with.
+    pub fn code(&self, nameplate: u16, now: u64) -> Result<String, Refusal> {
+        let all = self.load().map_err(|e| Refusal::Store(e.to_string()))?;
+        let p = all
+            .iter()
+            .find(|p| p.id == nameplate.to_string() && matches!(p.secret, Secret::Code { .. }))
+            .ok_or(Refusal::Unknown)?;
+        check_open(p, now)?;
+        match &p.secret {
+            Secret::Code { words, .. } => Ok(words.clone()),
+            Secret::Hash(_) => Err(Refusal::Unknown),
+        }
+    }
+
+    /// The outcome of a PAKE run with the code under `nameplate`: a success spends a use
+    /// (atomically: two dialers racing for one use, one wins); a failure counts, and the
+    /// third burns the code.
+    pub fn code_outcome(
+        &self,
+        nameplate: u16,
+        proven: bool,
+        now: u64,
+    ) -> Result<Redeemed, Refusal> {
+        let id = nameplate.to_string();
+        let outcome = self.update(now, |all| {
+            let p = all
+                .iter_mut()
+                .find(|p| p.id == id && matches!(p.secret, Secret::Code { .. }))
+                .ok_or(Refusal::Unknown)?;
+            if proven {
+                return spend(p, now);
+            }
+            check_open(p, now)?;
+            let Secret::Code { failures, .. } = &mut p.secret else {
+                return Err(Refusal::Unknown);
+            };
+            *failures += 1;
+            let left = MAX_CODE_FAILURES.saturating_sub(*failures);
+            if left == 0 {
+                p.state = State::Burned;
+                return Err(Refusal::Burned(p.id.clone()));
+            }
+            Err(Refusal::WrongCode(left))
+        });
+        outcome.map_err(|e| Refusal::Store(e.to_string()))?
+    }
+}
+
+/// One use of `p`, if it is open and unexpired.
+fn spend(p: &mut Pending, now: u64) -> Result<Redeemed, Refusal> {
+    check_open(p, now)?;
+    p.uses = p.uses.saturating_sub(1);
+    if p.uses == 0 {
+        p.state = State::Used;
+    }
+    Ok(Redeemed {
+        id: p.id.clone(),
+        petname: p.petname.clone(),
+    })
+}
+
+fn check_open(p: &Pending, now: u64) -> Result<(), Refusal> {
+    match p.state {
+        State::Used => Err(Refusal::Used(p.id.clone())),
+        State::Revoked => Err(Refusal::Revoked(p.id.clone())),
+        State::Burned => Err(Refusal::Burned(p.id.clone())),
+        State::Open if now >= p.expires => Err(Refusal::Expired(p.id.clone())),
+        State::Open => Ok(()),
     }
 }
 
@@ -276,6 +411,30 @@ mod tests {
         // The file holds no secret.
         let text = std::fs::read_to_string(store.path()).unwrap();
         assert!(!text.contains(&hex::encode(one)), "{text}");
+    }
+
+    #[test]
+    fn a_code_burns_after_three_wrong_tries_and_is_spent_by_one_right_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Invites::in_home(dir.path());
+        let n = store
+            .add_code("able-acme-baker-crow", 1000, 1, "", 0)
+            .unwrap();
+        assert!((100..1000).contains(&n));
+        assert_eq!(store.code(n, 1).unwrap(), "able-acme-baker-crow");
+        assert_eq!(store.code_outcome(n, false, 2), Err(Refusal::WrongCode(2)));
+        assert_eq!(store.code_outcome(n, false, 3), Err(Refusal::WrongCode(1)));
+        assert_eq!(
+            store.code_outcome(n, false, 4),
+            Err(Refusal::Burned(n.to_string()))
+        );
+        assert_eq!(store.code(n, 5), Err(Refusal::Burned(n.to_string())));
+        let m = store.add_code("x-y-z-w", 1000, 1, "carol", 6).unwrap();
+        assert_eq!(store.code_outcome(m, true, 7).unwrap().petname, "carol");
+        assert_eq!(
+            store.code_outcome(m, true, 8),
+            Err(Refusal::Used(m.to_string()))
+        );
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub mod kind {
     pub const NICK: u8 = 0x0d;
     /// Dialer → listener, before its HELLO: the 16-byte secret of an invite ticket.
     pub const INVITE: u8 = 0x0e;
+    /// A SPAKE2 message for a spoken code: from the dialer, the code's nameplate (u16) first.
+    pub const PAKE: u8 = 0x0f;
+    /// The key confirmation after PAKE: HMAC-SHA256, 32 bytes.
+    pub const CONFIRM: u8 = 0x10;
     /// Types from here up are extensions: ignored when unknown.
     pub const FIRST_EXTENSION: u8 = 0x80;
 }
@@ -99,6 +103,13 @@ pub enum Message<'a> {
     Nick(Cow<'a, str>),
     /// The secret of an invite ticket (dialer → listener, before its HELLO).
     Invite(zeroize::Zeroizing<[u8; crate::invite::ticket::SECRET_LEN]>),
+    /// A SPAKE2 message; the dialer's names its code's nameplate.
+    Pake {
+        nameplate: Option<u16>,
+        message: [u8; crate::invite::code::PAKE_LEN],
+    },
+    /// A key confirmation after PAKE.
+    Confirm([u8; crate::invite::code::CONFIRM_LEN]),
     /// An extension type (≥ 0x80) this version does not understand; receivers ignore it.
     Extension { kind: u8, body: Cow<'a, [u8]> },
 }
@@ -218,6 +229,30 @@ impl<'a> Message<'a> {
                 return Err(MessageError::UnexpectedBody("NICK name over 128 bytes"));
             }
             kind::NICK => Message::Nick(text("NICK")?),
+            kind::PAKE => {
+                use crate::invite::code::PAKE_LEN;
+                let (nameplate, message) = match body.len() {
+                    PAKE_LEN => (None, body),
+                    n if n == PAKE_LEN + 2 => {
+                        (Some(u16::from_be_bytes([body[0], body[1]])), &body[2..])
+                    }
+                    _ => return Err(MessageError::UnexpectedBody("PAKE of another length")),
+                };
+                let mut m = [0u8; PAKE_LEN];
+                m.copy_from_slice(message);
+                Message::Pake {
+                    nameplate,
+                    message: m,
+                }
+            }
+            kind::CONFIRM => match <[u8; crate::invite::code::CONFIRM_LEN]>::try_from(body) {
+                Ok(mac) => Message::Confirm(mac),
+                Err(_) => {
+                    return Err(MessageError::UnexpectedBody(
+                        "CONFIRM of other than 32 bytes",
+                    ));
+                }
+            },
             kind::INVITE => match <[u8; crate::invite::ticket::SECRET_LEN]>::try_from(body) {
                 Ok(secret) => Message::Invite(zeroize::Zeroizing::new(secret)),
                 Err(_) => {
@@ -251,6 +286,8 @@ impl<'a> Message<'a> {
             Message::Who => kind::WHO,
             Message::Nick(_) => kind::NICK,
             Message::Invite(_) => kind::INVITE,
+            Message::Pake { .. } => kind::PAKE,
+            Message::Confirm(_) => kind::CONFIRM,
             Message::Extension { kind, .. } => *kind,
         }
     }
@@ -270,6 +307,8 @@ impl<'a> Message<'a> {
             | Message::Extension { body: b, .. } => b,
             Message::Hello { name, .. } => name.as_bytes(),
             Message::Invite(secret) => &secret[..],
+            Message::Pake { message, .. } => &message[..],
+            Message::Confirm(mac) => &mac[..],
             Message::Rekey | Message::Who | Message::Notice(_) => &[],
         }
     }
@@ -279,6 +318,9 @@ impl<'a> Message<'a> {
         match self {
             Message::Relay { text, .. } => ORIGIN_LEN + text.len(),
             Message::Hello { name, .. } => 1 + name.len(),
+            Message::Pake { nameplate, message } => {
+                message.len() + if nameplate.is_some() { 2 } else { 0 }
+            }
             Message::Notice(n) => n.len(),
             other => other.simple_body().len(),
         }
@@ -296,6 +338,9 @@ impl<'a> Message<'a> {
         match self {
             Message::Relay { origin, .. } => out.extend_from_slice(origin),
             Message::Hello { mode, .. } => out.push(mode.byte()),
+            Message::Pake {
+                nameplate: Some(n), ..
+            } => out.extend_from_slice(&n.to_be_bytes()),
             Message::Notice(n) => n.encode_into(out),
             _ => {}
         }
@@ -326,6 +371,8 @@ impl<'a> Message<'a> {
             Message::Who => Message::Who,
             Message::Nick(t) => Message::Nick(Cow::Owned(t.into_owned())),
             Message::Invite(secret) => Message::Invite(secret),
+            Message::Pake { nameplate, message } => Message::Pake { nameplate, message },
+            Message::Confirm(mac) => Message::Confirm(mac),
             Message::Extension { kind, body } => Message::Extension {
                 kind,
                 body: Cow::Owned(body.into_owned()),
@@ -350,6 +397,8 @@ impl<'a> Message<'a> {
             Message::Who => "WHO",
             Message::Nick(_) => "NICK",
             Message::Invite(_) => "INVITE",
+            Message::Pake { .. } => "PAKE",
+            Message::Confirm(_) => "CONFIRM",
             Message::Extension { .. } => "extension",
         }
     }
@@ -405,6 +454,17 @@ mod tests {
         round_trip(Message::Nick("carol".into()));
         round_trip(Message::Nick("".into()));
         round_trip(Message::Invite(zeroize::Zeroizing::new([7; 16])));
+        round_trip(Message::Pake {
+            nameplate: Some(427),
+            message: [3; 33],
+        });
+        round_trip(Message::Pake {
+            nameplate: None,
+            message: [3; 33],
+        });
+        round_trip(Message::Confirm([4; 32]));
+        assert!(Message::decode(&[0x0f, 1]).is_err());
+        assert!(Message::decode(&[0x10, 1]).is_err());
         assert!(Message::decode(&[0x0e, 1, 2]).is_err());
         round_trip(Message::Private("for you only".into()));
         round_trip(Message::Who);
@@ -531,7 +591,7 @@ mod tests {
             Message::decode(&bad),
             Err(MessageError::InvalidUtf8("RELAY"))
         );
-        for k in [0x00, 0x0f, 0x10, 0x7f] {
+        for k in [0x00, 0x11, 0x20, 0x7f] {
             assert_eq!(Message::decode(&[k, 1]), Err(MessageError::UnknownType(k)));
         }
         assert_eq!(

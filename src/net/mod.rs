@@ -523,6 +523,10 @@ async fn handshake_and_admit(
             Ok(Ok(Some(Message::Invite(secret)))) => {
                 return redeem(established, &secret, from, settings, allow).await;
             }
+            Ok(Ok(Some(Message::Pake {
+                nameplate: Some(nameplate),
+                message,
+            }))) => return by_code(established, nameplate, &message, from, settings).await,
             Ok(Ok(Some(msg))) => first = Some(msg.into_owned()),
             Ok(Ok(None)) => {
                 return Connection::Failed(format!(
@@ -634,6 +638,106 @@ async fn redeem(
             }
             Err(_) => refuse_invite(established, from, why.to_string()).await,
         },
+    }
+}
+
+/// A dialer holding a spoken code: the PAKE (PROTOCOL.md §4.8). Its message came first; ours
+/// goes back, then its confirmation must be right before ours is sent. A wrong one counts
+/// against the code (burned at the third) and both sides stop, loudly.
+async fn by_code(
+    mut established: Established<OwnedReadHalf, OwnedWriteHalf>,
+    nameplate: u16,
+    theirs: &[u8],
+    from: SocketAddr,
+    settings: &Settings,
+) -> Connection<OwnedReadHalf, OwnedWriteHalf> {
+    use crate::invite::code::{Code, Exchange, Side};
+    let (peer, local) = (established.peer, established.local);
+    let trust = &settings.trust;
+    let invites = trust.invites();
+    let now = crate::invite::unix_now();
+    let code = match invites
+        .code(nameplate, now)
+        .map(|words| Code::from_parts(nameplate, &words))
+    {
+        Ok(Ok(code)) => code,
+        Ok(Err(_)) => {
+            return refuse_invite(established, from, "the code on file is damaged".into()).await;
+        }
+        Err(why) => return refuse_invite(established, from, why.to_string()).await,
+    };
+    let (exchange, ours) = Exchange::start(&code, &established.handshake_hash, Side::Listener);
+    let mut message = [0u8; crate::invite::code::PAKE_LEN];
+    message.copy_from_slice(&ours);
+    if let Err(e) = established
+        .send
+        .send(&Message::Pake {
+            nameplate: None,
+            message,
+        })
+        .await
+    {
+        return Connection::Failed(format!("connection from {from}: {e}"));
+    }
+    let confirmations = exchange.finish(theirs);
+    let wait = FIRST_MESSAGE_WAIT.min(settings.handshake_timeout);
+    let proven = match tokio::time::timeout(wait, established.recv.recv()).await {
+        Ok(Ok(Some(Message::Confirm(mac)))) => {
+            confirmations.as_ref().is_some_and(|c| c.check(&mac))
+        }
+        _ => false,
+    };
+    match invites.code_outcome(nameplate, proven, now) {
+        Ok(redeemed) if proven => {
+            let Some(confirmations) = confirmations else {
+                return refuse_invite(established, from, "internal error".into()).await;
+            };
+            let entry = match verify::record_verified(
+                trust,
+                &peer,
+                &redeemed.petname,
+                crate::trust::Verified::Code,
+            ) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    return refuse_invite(
+                        established,
+                        from,
+                        format!("the code could not be recorded: {e}"),
+                    )
+                    .await;
+                }
+            };
+            if let Err(e) = established
+                .send
+                .send(&Message::Confirm(confirmations.ours))
+                .await
+            {
+                return Connection::Failed(format!("connection from {from}: {e}"));
+            }
+            let mut info = match verify::admitted(peer, &local, None, &Allow::Anyone, trust) {
+                Ok(info) => info,
+                Err(e) => return refuse_invite(established, from, e.to_string()).await,
+            };
+            info.invite = Some(format!("code {nameplate}"));
+            info.entry = Some(entry);
+            Connection::Arrived(Box::new(Arrival {
+                established,
+                info,
+                address: from.to_string(),
+                first: None,
+            }))
+        }
+        Ok(_) => refuse_invite(established, from, "internal error".into()).await,
+        Err(why) => {
+            let why = match why {
+                crate::invite::Refusal::WrongCode(_) | crate::invite::Refusal::Burned(_) => {
+                    format!("WRONG CODE for {nameplate} (a typo, or someone in the middle): {why}")
+                }
+                other => other.to_string(),
+            };
+            refuse_invite(established, from, why).await
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! once: a `select!` loop owns the receiving half and the input, and a writer task owns the
 //! sending half behind a bounded queue, so a slow network never stops us from receiving.
 
+pub mod code;
 pub mod command;
 pub mod input;
 pub mod keepalive;
@@ -25,7 +26,7 @@ use crate::message::{MAX_BODY, Message, Mode};
 use crate::sanitize;
 use crate::signals::Interrupts;
 use crate::transport::{RecvHalf, SendHalf};
-use crate::trust::Allow;
+use crate::trust::{Allow, Verified};
 use crate::ui::{self, Departure, Ui};
 use command::Command;
 use input::{Input, InputEvent};
@@ -120,6 +121,9 @@ pub struct Settings {
     /// Dialling with an invite ticket: its secret (sent in INVITE before our HELLO) and the
     /// name the inviter suggested for itself. `pin` holds the ticket's key.
     pub invite: Option<InviteUse>,
+    /// Dialling with a spoken code: the listener's key is accepted only once it proved the
+    /// code (then remembered as verified by code).
+    pub code: Option<crate::invite::code::Code>,
 }
 
 /// An invite ticket being used by a dialer.
@@ -203,6 +207,10 @@ where
 {
     let (peer, local) = (established.peer, established.local);
     let decision = match role {
+        // A spoken code decides about a new key itself (below): no question, nothing stored yet.
+        Role::Dialer { addr, .. } if settings.code.is_some() => {
+            verify::dialled_for_code(peer, &local, addr, &settings.trust, ui)
+        }
         Role::Dialer { addr, policy } => {
             verify::dialled(
                 peer,
@@ -220,10 +228,42 @@ where
             verify::admitted(peer, &local, settings.pin.as_ref(), allow, &settings.trust)
         }
     };
+    let mut established = established;
+    // A spoken code: the listener must prove it before anything else (and its key is only
+    // remembered then).
+    let decision = match (decision, role, &settings.code) {
+        (Ok(mut info), Role::Dialer { addr, .. }, Some(code)) => {
+            match code::prove(&mut established, code, settings.handshake_timeout, ui).await {
+                Ok(()) => {
+                    match verify::record_inviter(&settings.trust, &peer, addr, "", Verified::Code) {
+                        Ok(entry) => {
+                            ui.status(format_args!(
+                                "the code matched: {} is verified; remembered as {:?}",
+                                fingerprint::grouped(&peer),
+                                entry.name
+                            ));
+                            info.label = entry.name.clone();
+                            info.entry = Some(entry);
+                            Ok(info)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        (decision, ..) => decision,
+    };
     // A ticket vouched for this key (the pin matched): remember it as verified by invite.
     let decision = match (decision, role, &settings.invite) {
         (Ok(mut info), Role::Dialer { addr, .. }, Some(invite)) => {
-            match verify::record_inviter(&settings.trust, &peer, addr, &invite.name) {
+            match verify::record_inviter(
+                &settings.trust,
+                &peer,
+                addr,
+                &invite.name,
+                Verified::Invite,
+            ) {
                 Ok(entry) => {
                     ui.status(format_args!(
                         "{} is verified by your invite ticket; remembered as {:?}",
@@ -579,8 +619,8 @@ fn on_message(
         // Only a listener relays, announces and whispers; a dialer sending these is confused.
         Message::Who => Step::Fail(ProtocolError::Unexpected("WHO", "from a host").into()),
         // Redeemed when a listener admits a dialer; never part of a session.
-        Message::Invite(_) => {
-            Step::Fail(ProtocolError::Unexpected("INVITE", "inside a session").into())
+        Message::Invite(_) | Message::Pake { .. } | Message::Confirm(_) => {
+            Step::Fail(ProtocolError::Unexpected(msg.name(), "inside a session").into())
         }
         Message::Relay { .. } | Message::Notice(_) | Message::Private(_) if !room.is_dialer => {
             Step::Fail(ProtocolError::Unexpected(msg.name(), "from a dialer").into())

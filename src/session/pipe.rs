@@ -184,6 +184,8 @@ async fn download<R: AsyncRead + Unpin>(
             | Message::Private(_)
             | Message::Nick(_)
             | Message::Invite(_)
+            | Message::Pake { .. }
+            | Message::Confirm(_)
             | Message::Who => {
                 return Err(ProtocolError::Unexpected(
                     msg.name(),

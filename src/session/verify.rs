@@ -412,6 +412,17 @@ fn key_changed_alarm(ui: &Ui, addr: &str, entry: &Entry, new: &PublicKey, config
 /// Records a dialer that redeemed an invite: a new known peer (under `petname`, or a made-up
 /// name) or an existing one, verified by invite from now on.
 pub fn record_invited(config: &TrustConfig, key: &PublicKey, petname: &str) -> Result<Entry> {
+    record_verified(config, key, petname, Verified::Invite)
+}
+
+/// Records `key` as verified `how` (a ticket or a spoken code): a new known peer under
+/// `petname` (or a made-up name), or an existing one whose verification is upgraded.
+pub fn record_verified(
+    config: &TrustConfig,
+    key: &PublicKey,
+    petname: &str,
+    how: Verified,
+) -> Result<Entry> {
     config
         .store
         .update(|peers| {
@@ -421,9 +432,9 @@ pub fn record_invited(config: &TrustConfig, key: &PublicKey, petname: &str) -> R
                     name => name.to_string(),
                 };
                 let name = peers.free_name(&base);
-                peers.add(Entry::new(&name, *key, Verified::Invite))?;
+                peers.add(Entry::new(&name, *key, how))?;
             } else {
-                peers.set_verified(key, Verified::Invite)?;
+                peers.set_verified(key, how)?;
             }
             peers
                 .by_key(key)
@@ -433,6 +444,31 @@ pub fn record_invited(config: &TrustConfig, key: &PublicKey, petname: &str) -> R
         .map_err(store_error)
 }
 
+/// The dialer's decision when it holds a spoken code: a known key is taken as known, a changed
+/// one refused as always, an unknown one accepted for now — the code exchange decides.
+pub fn dialled_for_code(
+    peer: PublicKey,
+    local: &PublicKey,
+    addr: &str,
+    config: &TrustConfig,
+    ui: &Ui,
+) -> Result<PeerInfo> {
+    if peer == *local {
+        return Err(Error::PeerRefused(
+            "the listener is you: it has your own key (both use the same home)".into(),
+        ));
+    }
+    let peers = load(config, ui)?;
+    match trust::check_dialled(&peers, addr, &peer) {
+        Verdict::Changed { entry } => {
+            key_changed_alarm(ui, addr, &entry, &peer, config);
+            Err(key_changed(addr, &entry))
+        }
+        Verdict::Known { entry, .. } => Ok(PeerInfo::new(peer, local, Some(entry))),
+        Verdict::Unknown => Ok(PeerInfo::new(peer, local, None)),
+    }
+}
+
 /// Records the listener a ticket named: verified by invite, at `addr`, under the name the
 /// inviter suggested (or a made-up one; an existing entry keeps its name).
 pub fn record_inviter(
@@ -440,6 +476,7 @@ pub fn record_inviter(
     key: &PublicKey,
     addr: &str,
     name: &str,
+    how: Verified,
 ) -> Result<Entry> {
     let suggested = match trust::validate_name(name) {
         Ok(()) => Some(name.to_string()),
@@ -451,9 +488,9 @@ pub fn record_inviter(
             if peers.by_key(key).is_none() {
                 let base = suggested.unwrap_or_else(|| format!("peer-{}", fingerprint::short(key)));
                 let name = peers.free_name(&base);
-                peers.add(Entry::new(&name, *key, Verified::Invite))?;
+                peers.add(Entry::new(&name, *key, how))?;
             } else {
-                peers.set_verified(key, Verified::Invite)?;
+                peers.set_verified(key, how)?;
             }
             peers.add_addr(key, addr);
             peers
