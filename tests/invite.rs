@@ -375,3 +375,30 @@ async fn a_man_in_the_middle_of_a_code_exchange_gets_nothing_and_burns_it() {
     })
     .await
 }
+
+/// A listener open to anyone still runs the code exchange for a dialer that brings a code
+/// (the dialer wants the listener's key verified); without a pending code it says so.
+#[tokio::test]
+async fn a_code_works_with_a_listener_open_to_anyone() {
+    within(async {
+        let (host, guest, other) = (Home::new(), Home::new(), Home::new());
+        let (mut room, port) = host.listen(&[]).await; // --allow anyone
+        let spoken = code(&host, &[]);
+        let addr = format!("127.0.0.1:{port}");
+        let mut g = guest.spawn(&["dial", &addr, "--code", &spoken]);
+        g.stderr_until("the code matched").await;
+        g.send("quit").await;
+        assert!(g.exit().await.success(), "{}", g.stderr_text());
+        // The code is spent, nothing else pending: the listener admits by key and the dialer
+        // refuses to go on unverified.
+        let mut o = other.spawn(&["dial", &addr, "--code", &spoken]);
+        assert_eq!(o.exit().await.code(), Some(3), "{}", o.stderr_text());
+        assert!(
+            o.stderr_text()
+                .contains("without running the code exchange")
+        );
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}

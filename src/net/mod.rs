@@ -510,14 +510,16 @@ async fn handshake_and_admit(
     };
     let mut established = established;
     let (peer, local) = (established.peer, established.local);
-    // A dialer its key does not admit may hold an invite: it sends INVITE right after the
-    // handshake, before its HELLO, so its first message is read (briefly) before deciding.
-    // An invite is redeemed here; anything else is kept for the session. Keys that are
-    // admitted anyway are not made to wait. (A pipe admits by key alone.)
+    // A dialer may hold an invite: it sends INVITE (or, for a spoken code, PAKE) right after
+    // the handshake, before its HELLO, so its first message is read (briefly) before
+    // deciding. An invite is redeemed here; anything else is kept for the session. A key that
+    // is admitted anyway is not made to wait unless invites are pending (it may be redeeming
+    // one to be verified). (A pipe admits by key alone.)
     let mut first = None;
     let admitted_by_key =
         verify::admitted(peer, &local, settings.pin.as_ref(), allow, &settings.trust).is_ok();
-    if settings.pipe.is_none() && !admitted_by_key && peer != local {
+    let read_first = !admitted_by_key || invites_pending(settings);
+    if settings.pipe.is_none() && read_first && peer != local {
         let wait = FIRST_MESSAGE_WAIT.min(settings.handshake_timeout);
         match tokio::time::timeout(wait, established.recv.recv()).await {
             Ok(Ok(Some(Message::Invite(secret)))) => {
@@ -573,6 +575,15 @@ async fn handshake_and_admit(
             Connection::Failed(format!("refused the peer from {from}: {why}"))
         }
     }
+}
+
+/// Whether any invite (ticket or code) is open, so that a dialer may be redeeming one.
+fn invites_pending(settings: &Settings) -> bool {
+    let now = crate::invite::unix_now();
+    settings.trust.invites().load().is_ok_and(|all| {
+        all.iter()
+            .any(|p| p.state == crate::invite::store::State::Open && p.expires > now)
+    })
 }
 
 /// How long a listener waits for a new connection's first message before deciding by its key

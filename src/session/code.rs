@@ -36,6 +36,15 @@ where
             nameplate: None,
             message,
         } => message,
+        // It let us in without the code (it knows us, or admits anyone): its key is not
+        // verified by the code, so we stop.
+        Message::Hello { .. } => {
+            return Err(Error::PeerRefused(
+                "the listener let you in without running the code exchange (no such code \
+                 pending there?): its key is not verified; nothing was sent"
+                    .into(),
+            ));
+        }
         other => return Err(unexpected(other)),
     };
     let Some(confirmations) = exchange.finish(&theirs) else {
