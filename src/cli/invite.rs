@@ -1,6 +1,6 @@
 //! `schat invite`: make an invite ticket, list the pending ones, revoke one.
 
-use super::Paths;
+use super::{Paths, out};
 use crate::error::{Error, Result};
 use crate::invite::{Invites, Pending, Ticket, TicketAddr, unix_now};
 use crate::keyfile::Keyfile;
@@ -56,7 +56,7 @@ pub fn run(args: &InviteArgs, paths: &Paths) -> Result<()> {
     let invites = Invites::in_home(&paths.home);
     let store_error = |e: std::io::Error| Error::io("the invites file", e);
     if args.list {
-        return list(&invites, args.json).map_err(store_error);
+        return list(&invites, args.json);
     }
     if let Some(id) = &args.revoke {
         return match invites.revoke(id, unix_now()).map_err(store_error)? {
@@ -147,10 +147,10 @@ pub fn run(args: &InviteArgs, paths: &Paths) -> Result<()> {
             "petname": (!petname.is_empty()).then_some(&petname),
             "addresses": shown,
         });
-        println!("{object}");
+        out(object)?;
         return Ok(());
     }
-    println!("{text}");
+    out(&text)?;
     if std::io::stderr().is_terminal() {
         let shown: Vec<String> = ticket.addrs.iter().map(ToString::to_string).collect();
         eprintln!(
@@ -193,10 +193,10 @@ fn spoken_code(args: &InviteArgs, invites: &Invites, lifetime: u64, petname: &st
             "uses": args.uses,
             "petname": (!petname.is_empty()).then_some(petname),
         });
-        println!("{object}");
+        out(object)?;
         return Ok(());
     }
-    println!("{}", code.spoken());
+    out(code.spoken())?;
     if std::io::stderr().is_terminal() {
         eprintln!(
             "schat: a code for {} (until {until}); read it to them, with your address:",
@@ -214,9 +214,11 @@ fn spoken_code(args: &InviteArgs, invites: &Invites, lifetime: u64, petname: &st
     Ok(())
 }
 
-fn list(invites: &Invites, json: bool) -> std::io::Result<()> {
+fn list(invites: &Invites, json: bool) -> Result<()> {
     let now = unix_now();
-    let all = invites.load()?;
+    let all = invites
+        .load()
+        .map_err(|e| Error::io("the invites file", e))?;
     let state = |p: &Pending| match p.state {
         crate::invite::store::State::Open if now >= p.expires => "expired",
         crate::invite::store::State::Open => "pending",
@@ -237,14 +239,14 @@ fn list(invites: &Invites, json: bool) -> std::io::Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(list));
+        out(serde_json::Value::Array(list))?;
         return Ok(());
     }
     if all.is_empty() {
         eprintln!("schat: no invites on file");
     }
     for p in &all {
-        println!(
+        out(format_args!(
             "{}  {:<8} {} use(s) left  until {}  {}",
             p.id,
             state(p),
@@ -255,7 +257,7 @@ fn list(invites: &Invites, json: bool) -> std::io::Result<()> {
             } else {
                 &p.petname
             })
-        );
+        ))?;
     }
     Ok(())
 }

@@ -523,12 +523,12 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                 ),
                 Command::Fingerprint { raw } => Keyfile::read(&paths.identity)
                     .map_err(Error::from)
-                    .map(|keyfile| {
+                    .and_then(|keyfile| {
                         let key = keyfile.public_key();
                         if raw {
-                            println!("{key}");
+                            out(key)
                         } else {
-                            println!("{}", fingerprint::grouped(&key));
+                            out(fingerprint::grouped(&key))
                         }
                     }),
                 Command::Peers(command) => peers(command, &paths, &early),
@@ -538,6 +538,15 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
             (early, result)
         }
     }
+}
+
+/// Writes one line to stdout. A closed stdout (`| head`) is an error, not a panic: what
+/// was asked for did not arrive.
+fn out(line: impl std::fmt::Display) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Error::io("writing to stdout", e))
 }
 
 /// `dial TICKET`: the ticket's key is the pin, its secret and addresses go with the settings.
@@ -622,8 +631,7 @@ fn keygen(
             ""
         }
     ));
-    println!("{}", fingerprint::grouped(identity.public()));
-    Ok(())
+    out(fingerprint::grouped(identity.public()))
 }
 
 /// `schat passwd`: add, change or remove the passphrase, replacing the file atomically.
@@ -788,9 +796,9 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
             let me = Keyfile::read(&paths.identity)?.public_key();
             let number = SafetyNumber::new(&me, &entry.key);
             let name = clean(&entry.name);
-            println!("safety number with {name}:");
+            out(format_args!("safety number with {name}:"))?;
             for row in number.lines() {
-                println!("    {row}");
+                out(format_args!("    {row}"))?;
             }
             if !yes {
                 if !std::io::stdin().is_terminal() {
