@@ -410,3 +410,30 @@ async fn a_listener_admits_only_known_peers_by_default() {
     })
     .await
 }
+
+/// A closed stdout (`schat … | head -c 1`) is reported and fails the command; it never panics.
+#[test]
+fn a_closed_stdout_is_an_error_not_a_panic() {
+    let home = Home::new();
+    for args in [
+        &["fingerprint"][..],
+        &["invite", "--addr", "127.0.0.1:1", "--json"],
+    ] {
+        let mut child = std::process::Command::new(common::bin())
+            .arg("--home")
+            .arg(home.path())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // nobody reads
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("writing to stdout") && !err.contains("panicked"),
+            "{err}"
+        );
+    }
+}
