@@ -402,3 +402,43 @@ async fn a_code_works_with_a_listener_open_to_anyone() {
     })
     .await
 }
+
+/// Invites open a listener that admits known peers; one restricted to a key (`--peer`) stays
+/// restricted. And redeeming never downgrades how a known peer was verified.
+#[tokio::test]
+async fn a_pinned_listener_refuses_invites_and_verification_is_never_downgraded() {
+    within(async {
+        let (host, guest, friend) = (Home::new(), Home::new(), Home::new());
+        let mut room = host.spawn(&["listen", "127.0.0.1:0", "--peer", &friend.fingerprint()]);
+        let line = room.stderr_until("listening on 127.0.0.1:").await;
+        let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+        let ticket = invite(&host, port, &[]);
+        let mut g = guest.spawn(&["dial", &ticket]);
+        assert_eq!(g.exit().await.code(), Some(4), "{}", g.stderr_text());
+        room.stderr_until("refused the peer").await;
+        let spoken = code(&host, &[]);
+        let mut g = guest.spawn(&["dial", &format!("127.0.0.1:{port}"), "--code", &spoken]);
+        assert_eq!(g.exit().await.code(), Some(4), "{}", g.stderr_text());
+        room.signal("INT");
+        room.exit().await;
+
+        // The guest's fingerprint came from its owner: a ticket does not lower that.
+        let added = host.run(&["peers", "add", &guest.fingerprint(), "guest"]);
+        assert!(added.status.success());
+        let (mut room, port) = closed_listener(&host).await;
+        let ticket = invite(&host, port, &[]);
+        let mut g = guest.spawn(&["dial", &ticket]);
+        g.stderr_until("welcome").await;
+        g.send("quit").await;
+        assert!(g.exit().await.success());
+        let line = known(&host)
+            .lines()
+            .find(|l| l.starts_with("guest "))
+            .unwrap()
+            .to_string();
+        assert!(line.contains(" fingerprint "), "{line}");
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}

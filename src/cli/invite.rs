@@ -101,6 +101,12 @@ pub fn run(args: &InviteArgs, paths: &Paths) -> Result<()> {
         ))
     })?;
     if args.code {
+        // Its words are kept on file until it is used: not for long.
+        if lifetime > 86_400 {
+            return Err(Error::Usage(
+                "a spoken code lives at most 24 h (--expires); use a ticket for longer".into(),
+            ));
+        }
         return spoken_code(args, &invites, lifetime, &petname);
     }
     let addrs = match args.addrs.is_empty() {

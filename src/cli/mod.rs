@@ -136,7 +136,8 @@ pub enum Command {
     Dial {
         /// The listener: HOST, HOST:PORT, IP:PORT or `[IPv6]:PORT` (default port 12345), an
         /// invite ticket (`schat:…`, from `schat invite`: its key is expected, and the invite
-        /// proves you to the listener), or the
+        /// proves you to the listener; `-` asks for it on the terminal, keeping it off the
+        /// command line, which other users can see), or the
         /// petname of a known peer (its stored addresses are tried, newest first, and its key
         /// is expected)
         #[arg(value_name = "ADDR")]
@@ -146,9 +147,9 @@ pub enum Command {
         /// address presenting a different key is always refused
         #[arg(long, value_enum, value_name = "POLICY", default_value_t = TrustPolicy::Ask)]
         trust: TrustPolicy,
-        /// A spoken code from `schat invite --code` (e.g. 427-absurd-aftermath-blackjack-
-        /// embezzle-crackdown): the listener's key is verified by proving the code (a PAKE);
-        /// a wrong code stops both sides
+        /// A spoken code from `schat invite --code` (e.g. 427-absurd-aftermath-acme-alkali-adult;
+        /// `-` asks for it on the terminal, off the command line): the listener's key is
+        /// verified by proving the code (a PAKE); a wrong code stops both sides
         #[arg(long, value_name = "CODE", conflicts_with = "pipe")]
         code: Option<String>,
         #[command(flatten)]
@@ -469,6 +470,17 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                 let mut settings = session.settings(&paths)?;
                 with_ticket(&addr, &mut settings, &early)?;
                 if let Some(code) = &code {
+                    let asked;
+                    let code = if code == "-" {
+                        asked = secret_from_terminal("the code (number and words): ")?;
+                        asked.as_str()
+                    } else {
+                        early.warn(
+                            "the code is on the command line, where other users of this machine \
+                             can read it: next time, give `--code -` and type it",
+                        );
+                        code.as_str()
+                    };
                     if settings.invite.is_some() || settings.pin.is_some() {
                         return Err(Error::Usage(
                             "--code verifies a key you do not have yet: not with a ticket or --peer".into(),
@@ -552,12 +564,33 @@ fn out(line: impl std::fmt::Display) -> Result<()> {
 /// `dial TICKET`: the ticket's key is the pin, its secret and addresses go with the settings.
 /// A damaged ticket is refused here, before anything is dialled.
 fn with_ticket(addr: &str, settings: &mut Settings, ui: &Ui) -> Result<()> {
+    // `-`: asked on the terminal, so the ticket is not on the command line (`ps` shows other
+    // users the command lines of this machine).
+    let asked;
+    let from_terminal = addr == "-";
+    let addr = if from_terminal {
+        asked = secret_from_terminal("paste the invite ticket (schat:…): ")?;
+        asked.as_str()
+    } else {
+        addr
+    };
     if !addr
         .trim()
         .to_ascii_lowercase()
         .starts_with(crate::invite::ticket::PREFIX)
     {
+        if from_terminal {
+            return Err(Error::Usage(
+                "that is not an invite ticket (schat:…)".into(),
+            ));
+        }
         return Ok(());
+    }
+    if !from_terminal {
+        ui.warn(
+            "the ticket is on the command line, where other users of this machine can read it: \
+             next time, run `schat dial -` and paste it",
+        );
     }
     let ticket = crate::invite::Ticket::decode(addr)
         .map_err(|e| Error::Usage(format!("this invite ticket cannot be used: {e}")))?;
@@ -581,6 +614,18 @@ fn with_ticket(addr: &str, settings: &mut Settings, ui: &Ui) -> Result<()> {
         secret: ticket.secret.clone(),
     });
     Ok(())
+}
+
+/// A secret typed or pasted at the terminal (not echoed, not in argv).
+fn secret_from_terminal(question: &str) -> Result<zeroize::Zeroizing<String>> {
+    if !passphrase::can_prompt() {
+        return Err(Error::Usage(
+            "`-` asks on the terminal, and there is none: give it as an argument".into(),
+        ));
+    }
+    rpassword::prompt_password(question)
+        .map(zeroize::Zeroizing::new)
+        .map_err(|e| Error::io("reading from the terminal", e))
 }
 
 /// `schat keygen`.

@@ -72,8 +72,8 @@ pub struct Pending {
     pub petname: String,
 }
 
-/// What redeems an invite.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What redeems an invite. `Debug` shows no code words.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Secret {
     /// A ticket's: only its hash is kept.
     Hash([u8; 32]),
@@ -81,6 +81,17 @@ pub enum Secret {
     /// minutes to hours and is burned after [`MAX_CODE_FAILURES`] wrong tries), and the
     /// wrong tries so far.
     Code { words: String, failures: u32 },
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Hash(_) => f.write_str("Hash(..)"),
+            Secret::Code { failures, .. } => {
+                write!(f, "Code {{ words: (redacted), failures: {failures} }}")
+            }
+        }
+    }
 }
 
 /// Wrong tries after which a spoken code is burned.
@@ -219,9 +230,18 @@ impl Invites {
         let mut all = self.load()?;
         let result = change(&mut all);
         all.retain(|p| p.expires.saturating_add(KEEP_AFTER) > now);
+        // A code that can no longer be used keeps no words.
+        for p in all.iter_mut() {
+            if let Secret::Code { words, .. } = &mut p.secret
+                && (p.state != State::Open || p.expires <= now)
+            {
+                words.clear();
+            }
+        }
         let mut text = String::from(
             "# schat invites: made by `schat invite`, redeemed by `schat listen` (edit with\n\
-             # `schat invite --list` / `--revoke ID`). Only hashes of the secrets are kept.\n\
+             # `schat invite --list` / `--revoke ID`). Tickets are kept as hashes; a spoken\n\
+             # code's words are kept until it is used, burned or revoked (keep this file private).\n\
              # id secret-hash expires uses-left state petname\n",
         );
         for p in &all {
@@ -254,6 +274,15 @@ impl Invites {
     /// Redeems the invite whose secret is `secret`, at `now`: one use, atomically.
     pub fn redeem(&self, secret: &[u8; SECRET_LEN], now: u64) -> Result<Redeemed, Refusal> {
         let hash = secret_hash(secret);
+        // Nothing to change for a secret that matches nothing: no lock, no write (a stranger
+        // sending random INVITEs costs a read).
+        let on_file = self.load().map_err(|e| Refusal::Store(e.to_string()))?;
+        if !on_file
+            .iter()
+            .any(|p| matches!(&p.secret, Secret::Hash(h) if constant_time_eq(h, &hash)))
+        {
+            return Err(Refusal::Unknown);
+        }
         let outcome = self.update(now, |all| {
             // Every entry is compared, in constant time, so timing says nothing of which.
             let mut hit = None;
@@ -282,17 +311,17 @@ impl Invites {
         now: u64,
     ) -> io::Result<u16> {
         self.update(now, |all| {
-            let taken: Vec<&str> = all
-                .iter()
-                .filter(|p| matches!(p.secret, Secret::Code { .. }) && p.state == State::Open)
-                .map(|p| p.id.as_str())
+            // A nameplate names one code for as long as any record of it is kept.
+            let taken: Vec<&str> = all.iter().map(|p| p.id.as_str()).collect();
+            let free: Vec<u16> = (100..1000)
+                .filter(|n| !taken.contains(&n.to_string().as_str()))
                 .collect();
-            let nameplate = loop {
-                let n = 100 + rand::random::<u16>() % 900;
-                if !taken.contains(&n.to_string().as_str()) {
-                    break n;
-                }
-            };
+            if free.is_empty() {
+                return Err(io::Error::other(
+                    "all 900 code numbers are in use: revoke some codes, or wait for them to expire",
+                ));
+            }
+            let nameplate = free[usize::from(rand::random::<u16>()) % free.len()];
             all.push(Pending {
                 id: nameplate.to_string(),
                 secret: Secret::Code {
@@ -304,8 +333,8 @@ impl Invites {
                 state: State::Open,
                 petname: petname.to_string(),
             });
-            nameplate
-        })
+            Ok(nameplate)
+        })?
     }
 
     /// The words of the open code filed under `nameplate`, to run the PAKE with.

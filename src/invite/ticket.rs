@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! version 0x01 | key (32) | secret (16) | expires (u64 BE, Unix seconds) |
-//! name length (1) | name (UTF-8, 0–32 characters) | address count (1) | addresses | check (4)
+//! name length (1) | name (UTF-8, 0–128 bytes) | address count (1) | addresses | check (4)
 //! address = 0x04 IPv4 (4) | 0x06 IPv6 (16) | 0x00 host length (1) host (ASCII), then port (u16 BE)
 //! check   = the first 4 bytes of SHA-256("schat ticket v1" || everything before it)
 //! ```

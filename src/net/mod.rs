@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::handshake::Established;
-use crate::keys::Identity;
+use crate::keys::{Identity, PublicKey};
 use crate::message::Message;
 use crate::session::input::Input;
 use crate::session::room::{self, Arrival, Connection, RoomOptions};
@@ -185,13 +185,18 @@ pub async fn dial(
         addr: addr.to_string(),
         policy,
     };
+    // With a spoken code, a new key is decided by the code, not by --trust.
+    let check_policy = match settings.code {
+        Some(_) => TrustPolicy::AcceptNew,
+        None => policy,
+    };
     let check = |listener: &crate::keys::PublicKey| {
         verify::before_revealing(
             listener,
             identity.public(),
             &addr.to_string(),
             settings.pin.as_ref(),
-            policy,
+            check_policy,
             &settings.trust,
             ui,
         )
@@ -528,7 +533,7 @@ async fn handshake_and_admit(
             Ok(Ok(Some(Message::Pake {
                 nameplate: Some(nameplate),
                 message,
-            }))) => return by_code(established, nameplate, &message, from, settings).await,
+            }))) => return by_code(established, nameplate, &message, from, settings, allow).await,
             Ok(Ok(Some(msg))) => first = Some(msg.into_owned()),
             Ok(Ok(None)) => {
                 return Connection::Failed(format!(
@@ -602,15 +607,9 @@ async fn redeem(
 ) -> Connection<OwnedReadHalf, OwnedWriteHalf> {
     let (peer, local) = (established.peer, established.local);
     let trust = &settings.trust;
-    // A pin names the one key to admit; the self check is the key's.
-    let pinned_out = settings.pin.is_some_and(|pin| pin != peer);
     let by_key = verify::admitted(peer, &local, settings.pin.as_ref(), allow, trust);
-    if pinned_out || peer == local {
-        return match by_key {
-            Err(Error::PeerRefused(why)) => refuse_invite(established, from, why).await,
-            Err(e) => refuse_invite(established, from, e.to_string()).await,
-            Ok(_) => refuse_invite(established, from, "not admitted".into()).await,
-        };
+    if let Some(why) = invites_closed(peer, &local, settings, allow, &by_key) {
+        return refuse_invite(established, from, why).await;
     }
     match trust.invites().redeem(secret, crate::invite::unix_now()) {
         Ok(redeemed) => match verify::record_invited(trust, &peer, &redeemed.petname) {
@@ -652,6 +651,29 @@ async fn redeem(
     }
 }
 
+/// Why an invite cannot admit this dialer whatever it holds: a `--peer` pin names another key,
+/// `--allow FILE` lists the only keys to admit, or it is our own key. (Invites open a listener
+/// that admits known peers, not one restricted to named keys.)
+fn invites_closed(
+    peer: PublicKey,
+    local: &PublicKey,
+    settings: &Settings,
+    allow: &Allow,
+    by_key: &Result<verify::PeerInfo>,
+) -> Option<String> {
+    let restricted = settings.pin.is_some_and(|pin| pin != peer)
+        || (matches!(allow, Allow::Keys(_)) && by_key.is_err())
+        || peer == *local;
+    if !restricted {
+        return None;
+    }
+    Some(match by_key {
+        Err(Error::PeerRefused(why)) => why.clone(),
+        Err(e) => e.to_string(),
+        Ok(_) => "not admitted".into(),
+    })
+}
+
 /// A dialer holding a spoken code: the PAKE (PROTOCOL.md §4.8). Its message came first; ours
 /// goes back, then its confirmation must be right before ours is sent. A wrong one counts
 /// against the code (burned at the third) and both sides stop, loudly.
@@ -661,69 +683,83 @@ async fn by_code(
     theirs: &[u8],
     from: SocketAddr,
     settings: &Settings,
+    allow: &Allow,
 ) -> Connection<OwnedReadHalf, OwnedWriteHalf> {
-    use crate::invite::code::{Code, Exchange, Side};
+    use crate::invite::Refusal;
+    use crate::invite::code::{Code, Exchange, PAKE_LEN, Side};
     let (peer, local) = (established.peer, established.local);
     let trust = &settings.trust;
+    let by_key = verify::admitted(peer, &local, settings.pin.as_ref(), allow, trust);
+    if let Some(why) = invites_closed(peer, &local, settings, allow, &by_key) {
+        return refuse_invite(established, from, why).await;
+    }
     let invites = trust.invites();
     let now = crate::invite::unix_now();
-    let code = match invites
-        .code(nameplate, now)
-        .map(|words| Code::from_parts(nameplate, &words))
-    {
-        Ok(Ok(code)) => code,
+    // An unknown nameplate runs the exchange all the same, with a code nobody has: probing
+    // cannot tell which nameplates are in use.
+    let looked_up = invites.code(nameplate, now);
+    let (code, known) = match looked_up.map(|words| Code::from_parts(nameplate, &words)) {
+        Ok(Ok(code)) => (code, true),
         Ok(Err(_)) => {
             return refuse_invite(established, from, "the code on file is damaged".into()).await;
         }
+        Err(Refusal::Unknown) => (Code::generate(nameplate), false),
         Err(why) => return refuse_invite(established, from, why.to_string()).await,
     };
     let (exchange, ours) = Exchange::start(&code, &established.handshake_hash, Side::Listener);
-    let mut message = [0u8; crate::invite::code::PAKE_LEN];
+    let mut message = [0u8; PAKE_LEN];
     message.copy_from_slice(&ours);
-    if let Err(e) = established
-        .send
-        .send(&Message::Pake {
-            nameplate: None,
-            message,
-        })
-        .await
-    {
+    let pake = Message::Pake {
+        nameplate: None,
+        message,
+    };
+    if let Err(e) = established.send.send(&pake).await {
         return Connection::Failed(format!("connection from {from}: {e}"));
     }
     let confirmations = exchange.finish(theirs);
     let wait = FIRST_MESSAGE_WAIT.min(settings.handshake_timeout);
+    // Only a confirmation that does not check is a wrong guess: without one the dialer learned
+    // nothing about the code (it never got ours), so nothing is counted.
     let proven = match tokio::time::timeout(wait, established.recv.recv()).await {
         Ok(Ok(Some(Message::Confirm(mac)))) => {
             confirmations.as_ref().is_some_and(|c| c.check(&mac))
         }
-        _ => false,
+        Ok(Ok(Some(Message::Quit(_)) | None)) => {
+            return Connection::Failed(format!(
+                "connection from {from} left during the code exchange"
+            ));
+        }
+        Ok(Ok(Some(other))) => {
+            let why = format!("{} during the code exchange", other.name());
+            return refuse_invite(established, from, why).await;
+        }
+        Ok(Err(e)) => return Connection::Failed(format!("connection from {from}: {e}")),
+        Err(_) => {
+            let why = "no confirmation of the code in time".to_string();
+            return refuse_invite(established, from, why).await;
+        }
     };
+    // The dialer hears the same for every wrong code, known nameplate or not; the log says more.
+    let wrong = format!("WRONG CODE for {nameplate} (a typo, or someone in the middle)");
+    if !known {
+        let log = format!("{wrong}: no such code here");
+        return refuse_invite_logged(established, from, wrong, log).await;
+    }
     match invites.code_outcome(nameplate, proven, now) {
         Ok(redeemed) if proven => {
             let Some(confirmations) = confirmations else {
                 return refuse_invite(established, from, "internal error".into()).await;
             };
-            let entry = match verify::record_verified(
-                trust,
-                &peer,
-                &redeemed.petname,
-                crate::trust::Verified::Code,
-            ) {
+            let how = crate::trust::Verified::Code;
+            let entry = match verify::record_verified(trust, &peer, &redeemed.petname, how) {
                 Ok(entry) => entry,
                 Err(e) => {
-                    return refuse_invite(
-                        established,
-                        from,
-                        format!("the code could not be recorded: {e}"),
-                    )
-                    .await;
+                    let why = format!("the code could not be recorded: {e}");
+                    return refuse_invite(established, from, why).await;
                 }
             };
-            if let Err(e) = established
-                .send
-                .send(&Message::Confirm(confirmations.ours))
-                .await
-            {
+            let confirm = Message::Confirm(confirmations.ours);
+            if let Err(e) = established.send.send(&confirm).await {
                 return Connection::Failed(format!("connection from {from}: {e}"));
             }
             let mut info = match verify::admitted(peer, &local, None, &Allow::Anyone, trust) {
@@ -740,15 +776,11 @@ async fn by_code(
             }))
         }
         Ok(_) => refuse_invite(established, from, "internal error".into()).await,
-        Err(why) => {
-            let why = match why {
-                crate::invite::Refusal::WrongCode(_) | crate::invite::Refusal::Burned(_) => {
-                    format!("WRONG CODE for {nameplate} (a typo, or someone in the middle): {why}")
-                }
-                other => other.to_string(),
-            };
-            refuse_invite(established, from, why).await
+        Err(why @ (Refusal::WrongCode(_) | Refusal::Burned(_))) if !proven => {
+            let log = format!("{wrong}: {why}");
+            refuse_invite_logged(established, from, wrong, log).await
         }
+        Err(why) => refuse_invite(established, from, why.to_string()).await,
     }
 }
 
@@ -758,9 +790,20 @@ async fn refuse_invite(
     from: SocketAddr,
     why: String,
 ) -> Connection<OwnedReadHalf, OwnedWriteHalf> {
+    let log = why.clone();
+    refuse_invite_logged(established, from, why, log).await
+}
+
+/// As [`refuse_invite`], with more in our log than the dialer is told.
+async fn refuse_invite_logged(
+    established: Established<OwnedReadHalf, OwnedWriteHalf>,
+    from: SocketAddr,
+    why: String,
+    log: String,
+) -> Connection<OwnedReadHalf, OwnedWriteHalf> {
     let Established { mut send, .. } = established;
     let _ = send.quit(&format!("refused: {why}")).await;
-    Connection::Failed(format!("refused the peer from {from}: {why}"))
+    Connection::Failed(format!("refused the peer from {from}: {log}"))
 }
 
 /// Pipe mode: one session (stdin can be sent only once). Handshakes run concurrently like a

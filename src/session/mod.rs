@@ -266,7 +266,7 @@ where
             ) {
                 Ok(entry) => {
                     ui.status(format_args!(
-                        "{} is verified by your invite ticket; remembered as {:?}",
+                        "the listener's key {} is the one in your ticket; remembered as {:?}",
                         fingerprint::grouped(&peer),
                         entry.name
                     ));

@@ -434,7 +434,14 @@ pub fn record_verified(
                 let name = peers.free_name(&base);
                 peers.add(Entry::new(&name, *key, how))?;
             } else {
-                peers.set_verified(key, how)?;
+                // Upgrade only what was trusted on first use; a compared safety number or a
+                // fingerprint from its owner stays as it is.
+                if peers
+                    .by_key(key)
+                    .is_some_and(|e| e.how == Verified::FirstUse)
+                {
+                    peers.set_verified(key, how)?;
+                }
             }
             peers
                 .by_key(key)
@@ -490,7 +497,14 @@ pub fn record_inviter(
                 let name = peers.free_name(&base);
                 peers.add(Entry::new(&name, *key, how))?;
             } else {
-                peers.set_verified(key, how)?;
+                // Upgrade only what was trusted on first use; a compared safety number or a
+                // fingerprint from its owner stays as it is.
+                if peers
+                    .by_key(key)
+                    .is_some_and(|e| e.how == Verified::FirstUse)
+                {
+                    peers.set_verified(key, how)?;
+                }
             }
             peers.add_addr(key, addr);
             peers
