@@ -1,5 +1,6 @@
 //! Criterion micro-benchmarks of schat's hot paths, in memory: sealing and opening transport
-//! messages of chat and bulk sizes, a whole XX handshake, and framing.
+//! messages of chat and bulk sizes, a whole handshake (classical XX, and schat/2's hybrid), and
+//! framing.
 //!
 //! `cargo bench --bench crypto`
 
@@ -97,6 +98,22 @@ fn handshake(c: &mut Criterion) {
             let n = i.write_message(&[], &mut buf).unwrap();
             r.read_message(&buf[..n], &mut out).unwrap();
             black_box((i.into_transport_mode(), r.into_transport_mode()))
+        })
+    });
+    // The same with schat/2's post-quantum part: the ratio of the two is the KEM's cost.
+    let (alice, bob) = (
+        schat::keys::Identity::generate().unwrap(),
+        schat::keys::Identity::generate().unwrap(),
+    );
+    c.bench_function("schat2_handshake_in_memory", |bench| {
+        use schat::handshake::core::{Initiator, Randomness, Responder};
+        bench.iter(|| {
+            let (i, m1) = Initiator::start(&alice, &Randomness::default()).unwrap();
+            let r = Responder::read_message_1(&bob, &Randomness::default(), &m1).unwrap();
+            let (r, m2) = r.write_message_2().unwrap();
+            let (i, _) = i.read_message_2(&m2).unwrap();
+            let (i, m3) = i.write_message_3().unwrap();
+            black_box((i, r.read_message_3(&m3).unwrap()))
         })
     });
 }

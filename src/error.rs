@@ -71,7 +71,7 @@ pub enum Error {
     Internal(String),
 }
 
-/// Ways a peer can break schat/1. All of them end the session.
+/// Ways a peer can break schat/2. All of them end the session.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProtocolError {
@@ -87,7 +87,7 @@ pub enum ProtocolError {
     /// The handshake failed (wrong protocol, wrong prologue, tampering).
     #[error("handshake failed: {0}")]
     Handshake(&'static str),
-    /// The first bytes are not a schat/1 handshake message at all: another protocol.
+    /// The first bytes are not a schat/2 handshake message at all: another protocol or version.
     #[error("not a schat peer ({0})")]
     NotSchat(String),
     /// A valid message at the wrong time.

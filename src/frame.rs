@@ -1,4 +1,4 @@
-//! The stream framing of schat/1: every Noise message travels as a 2-byte big-endian length
+//! The stream framing of schat/2: every Noise message travels as a 2-byte big-endian length
 //! followed by that many bytes (Noise spec §13). Pure functions only; `framed.rs` does the I/O.
 
 use thiserror::Error;

@@ -11,7 +11,8 @@
 //!   [`session::room`] hosts many members at once ([`session::member`]: each one's tasks, fair
 //!   share and deadlines), [`session::pipe`] moves raw bytes, [`session::input`] reads the
 //!   user's lines, [`session::names`] decides how keys and display names are shown.
-//! - [`handshake`]: Noise XX (`Noise_XX_25519_ChaChaPoly_BLAKE2s`, prologue `schat/1`).
+//! - [`handshake`]: Noise XX with an ML-KEM-768 PSK (`Noise_XXpsk3_25519_ChaChaPoly_BLAKE2s`,
+//!   prologue `schat/2`; [`handshake::core`] has the messages, [`kem`] the KEM).
 //! - [`transport`]: the encrypted message stream, split into receive and send halves.
 //! - [`framed`]: buffered, cancel-safe frame I/O over `AsyncRead`/`AsyncWrite`.
 //! - [`frame`], [`message`]: pure codecs for the 2-byte length prefix and the typed plaintext
@@ -45,6 +46,7 @@ pub mod fsutil;
 pub mod handshake;
 pub mod hardening;
 pub mod invite;
+pub mod kem;
 pub mod keyfile;
 pub mod keys;
 pub mod message;

@@ -8,7 +8,7 @@ use common::{Home, within};
 use rand::RngExt;
 use schat::frame;
 use schat::framed::{FrameReader, FrameWriter};
-use schat::handshake::{PATTERN, noise_builder};
+use schat::handshake::{CLASSICAL_PATTERN, noise_builder};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -58,19 +58,24 @@ fn framed(body: &[u8]) -> Vec<u8> {
     v
 }
 
-/// A Noise initiator with its own key and the given prologue, handshaking over `stream`.
+/// A schat/2 dialer with its own key, handshaking over `stream`.
 async fn handshake(
     stream: TcpStream,
-    prologue: &[u8],
 ) -> Option<(
     snow::TransportState,
     FrameReader<OwnedReadHalf>,
     FrameWriter<OwnedWriteHalf>,
 )> {
-    let key = snow::Builder::new(PATTERN.parse().unwrap())
+    let raw = common::raw::Raw::initiate(stream).await?;
+    Some((raw.noise, raw.r, raw.w))
+}
+
+/// A schat/1 dialer (classic XX, prologue `schat/1`): it never gets past message 1.
+async fn schat1_handshake(stream: TcpStream) -> bool {
+    let key = snow::Builder::new(CLASSICAL_PATTERN.parse().unwrap())
         .generate_keypair()
         .unwrap();
-    let mut noise = noise_builder(&key.private, prologue)
+    let mut noise = noise_builder(&key.private, b"schat/1")
         .unwrap()
         .build_initiator()
         .unwrap();
@@ -78,12 +83,10 @@ async fn handshake(
     let (mut r, mut w) = (FrameReader::new(r), FrameWriter::new(w));
     let mut buf = vec![0u8; 65535];
     let n = noise.write_message(&[], &mut buf).unwrap();
-    w.write_frame(&buf[..n]).await.ok()?;
-    let msg2 = r.read_frame().await.ok()??.to_vec();
-    noise.read_message(&msg2, &mut buf).ok()?;
-    let n = noise.write_message(&[], &mut buf).unwrap();
-    w.write_frame(&buf[..n]).await.ok()?;
-    Some((noise.into_transport_mode().unwrap(), r, w))
+    if w.write_frame(&buf[..n]).await.is_err() {
+        return false;
+    }
+    matches!(r.read_frame().await, Ok(Some(_)))
 }
 
 fn seal(state: &mut snow::TransportState, plaintext: &[u8]) -> Vec<u8> {
@@ -119,23 +122,28 @@ async fn attack(port: u16, kind: Attack, source: std::net::Ipv4Addr) {
             let _ = stream.write_all(&hello).await;
         }
         Attack::RandomMsg1AndMsg3 => {
-            let _ = stream.write_all(&framed(&random_bytes(32))).await;
+            let _ = stream
+                .write_all(&framed(&random_bytes(schat::handshake::MESSAGE_LENS[0])))
+                .await;
             let (r, w) = stream.into_split();
             let mut r = FrameReader::new(r);
             let _ = r.read_frame().await; // message 2
             let mut w = FrameWriter::new(w);
-            let _ = w.write_frame(&random_bytes(64)).await;
+            let _ = w
+                .write_frame(&random_bytes(schat::handshake::MESSAGE_LENS[2]))
+                .await;
             let _ = w.shutdown().await;
             let _ = r.read_frame().await; // wait for the listener to hang up
             return;
         }
         Attack::CloseAfterMsg1 => {
-            let _ = stream.write_all(&framed(&random_bytes(32))).await;
+            let _ = stream
+                .write_all(&framed(&random_bytes(schat::handshake::MESSAGE_LENS[0])))
+                .await;
         }
         Attack::WrongPrologue => {
-            // Our initiator cannot authenticate message 2 under another prologue, gives up and
-            // closes, as a schat/2 client would.
-            assert!(handshake(stream, b"schat/2").await.is_none());
+            // A schat/1 dialer: refused at its message 1, which has schat/1's size.
+            assert!(!schat1_handshake(stream).await);
             return;
         }
         Attack::DeclaredMaxLengthThenSilence => {
@@ -146,7 +154,7 @@ async fn attack(port: u16, kind: Attack, source: std::net::Ipv4Addr) {
             return;
         }
         post_handshake => {
-            let (mut state, mut r, mut w) = handshake(stream, b"schat/1").await.unwrap();
+            let (mut state, mut r, mut w) = handshake(stream).await.unwrap();
             let _ = r.read_frame().await; // WELCOME
             match post_handshake {
                 Attack::TamperedCiphertext => {
@@ -385,7 +393,7 @@ async fn raw_member(
     socket2::SockRef::from(&socket).set_tcp_mss(536).unwrap();
     socket.bind((source, 0).into()).unwrap();
     let stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
-    let (mut state, mut r, mut w) = handshake(stream, b"schat/1").await.unwrap();
+    let (mut state, mut r, mut w) = handshake(stream).await.unwrap();
     // Ready: our HELLO. (The host's HELLO and WELCOME stay unread.)
     let hello = seal(&mut state, &[0x0a, 0x00]);
     w.write_frame(&hello).await.unwrap();
@@ -480,7 +488,7 @@ async fn a_flooder_is_throttled_and_an_honest_slow_reader_gets_everything() {
         socket.set_recv_buffer_size(4096).unwrap();
         socket.bind(([127, 0, 0, 4], 0).into()).unwrap();
         let stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
-        let (mut honest, mut hr, mut hw) = handshake(stream, b"schat/1").await.unwrap();
+        let (mut honest, mut hr, mut hw) = handshake(stream).await.unwrap();
         hw.write_frame(&seal(&mut honest, &[0x0a, 0x00]))
             .await
             .unwrap();
@@ -591,21 +599,7 @@ async fn a_refused_listener_never_sees_the_dialers_key() {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let mut dialer = alice.spawn(&args);
             let (stream, _) = impostor.accept().await.unwrap();
-            let key = snow::Builder::new(PATTERN.parse().unwrap())
-                .generate_keypair()
-                .unwrap();
-            let mut noise = noise_builder(&key.private, b"schat/1")
-                .unwrap()
-                .build_responder()
-                .unwrap();
-            let (r, w) = stream.into_split();
-            let (mut r, mut w) = (FrameReader::new(r), FrameWriter::new(w));
-            let mut buf = vec![0u8; 1024];
-            let msg1 = r.read_frame().await.unwrap().unwrap().to_vec();
-            noise.read_message(&msg1, &mut buf).unwrap();
-            let n = noise.write_message(&[], &mut buf).unwrap();
-            w.write_frame(&buf[..n]).await.unwrap();
-            let third = tokio::time::timeout(Duration::from_secs(10), r.read_frame()).await;
+            let third = common::raw::Raw::impostor(stream).await;
             assert!(
                 matches!(third, Ok(Ok(None)) | Ok(Err(_))),
                 "{refusal:?}: the dialer sent message 3 to an impostor: {third:?}"
@@ -634,7 +628,7 @@ async fn connections_that_never_say_hello_neither_fill_the_room_nor_stay() {
         let mut lurkers = Vec::new();
         for i in 0..3 {
             let stream = common::connect_from(common::loopback_source(100 + i), port).await;
-            let (mut state, mut r, mut w) = handshake(stream, b"schat/1").await.unwrap();
+            let (mut state, mut r, mut w) = handshake(stream).await.unwrap();
             lurkers.push(tokio::spawn(async move {
                 let started = std::time::Instant::now();
                 let pinging = async {

@@ -7,7 +7,7 @@ mod common;
 
 use common::{Home, Proc, within};
 use schat::framed::{FrameReader, FrameWriter};
-use schat::handshake::{PATTERN, noise_builder};
+
 use std::time::{Duration, Instant};
 
 /// A ticket from `host` for its listener at `port` (extra `invite` options in `extra`).
@@ -209,21 +209,7 @@ async fn an_impostor_at_the_tickets_address_never_gets_the_dialers_key() {
         let ticket = invite(&host, port, &[]);
         let mut dialer = guest.spawn(&["dial", &ticket]);
         let (stream, _) = impostor.accept().await.unwrap();
-        let key = snow::Builder::new(PATTERN.parse().unwrap())
-            .generate_keypair()
-            .unwrap();
-        let mut noise = noise_builder(&key.private, b"schat/1")
-            .unwrap()
-            .build_responder()
-            .unwrap();
-        let (r, w) = stream.into_split();
-        let (mut r, mut w) = (FrameReader::new(r), FrameWriter::new(w));
-        let mut buf = vec![0u8; 1024];
-        let msg1 = r.read_frame().await.unwrap().unwrap().to_vec();
-        noise.read_message(&msg1, &mut buf).unwrap();
-        let n = noise.write_message(&[], &mut buf).unwrap();
-        w.write_frame(&buf[..n]).await.unwrap();
-        let third = tokio::time::timeout(Duration::from_secs(10), r.read_frame()).await;
+        let third = common::raw::Raw::impostor(stream).await;
         assert!(
             matches!(third, Ok(Ok(None)) | Ok(Err(_))),
             "the dialer sent message 3 to an impostor: {third:?}"

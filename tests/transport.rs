@@ -366,6 +366,88 @@ async fn stream_cut_inside_a_frame_is_a_truncation() {
     .await
 }
 
+/// A schat/2 handshake done by hand from PROTOCOL.md (snow for Noise, `schat::kem` for
+/// ML-KEM-768): the dialer's side. `Err` says where it stopped.
+async fn hand_dial<R, W>(
+    mut noise: snow::HandshakeState,
+    r: &mut FrameReader<R>,
+    w: &mut FrameWriter<W>,
+) -> Result<snow::TransportState, String>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 4096];
+    let (dec, ek) = schat::kem::generate(&zeroize::Zeroizing::new([7; schat::kem::SEED_LEN]));
+    let n = noise
+        .write_message(&ek[..], &mut buf)
+        .map_err(|e| format!("msg1: {e}"))?;
+    assert_eq!(n, 1232, "message 1: e, then the 1,184-byte key with a tag");
+    w.write_frame(&buf[..n]).await.map_err(|e| e.to_string())?;
+    let msg2 = r
+        .read_frame()
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("closed")?
+        .to_vec();
+    let n = noise
+        .read_message(&msg2, &mut buf)
+        .map_err(|e| format!("msg2: {e}"))?;
+    let ct: [u8; schat::kem::CT_LEN] = buf[..n].try_into().map_err(|_| "msg2 payload")?;
+    let shared = dec.decapsulate(&ct);
+    let psk = schat::kem::psk(&shared, noise.get_handshake_hash());
+    noise
+        .set_psk(3, &psk[..])
+        .map_err(|e| format!("psk: {e}"))?;
+    let n = noise
+        .write_message(&[], &mut buf)
+        .map_err(|e| format!("msg3: {e}"))?;
+    w.write_frame(&buf[..n]).await.map_err(|e| e.to_string())?;
+    noise.into_transport_mode().map_err(|e| e.to_string())
+}
+
+/// The listener's side of [`hand_dial`].
+async fn hand_answer<R, W>(
+    mut noise: snow::HandshakeState,
+    r: &mut FrameReader<R>,
+    w: &mut FrameWriter<W>,
+) -> Result<snow::TransportState, String>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 4096];
+    let msg1 = r
+        .read_frame()
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("closed")?
+        .to_vec();
+    let n = noise
+        .read_message(&msg1, &mut buf)
+        .map_err(|e| format!("msg1: {e}"))?;
+    let ek: [u8; schat::kem::EK_LEN] = buf[..n].try_into().map_err(|_| "msg1 payload")?;
+    let (ct, shared) = schat::kem::encapsulate(&ek, [9; 32]).ok_or("invalid KEM key")?;
+    let n = noise
+        .write_message(&ct[..], &mut buf)
+        .map_err(|e| format!("msg2: {e}"))?;
+    w.write_frame(&buf[..n]).await.map_err(|e| e.to_string())?;
+    let psk = schat::kem::psk(&shared, noise.get_handshake_hash());
+    noise
+        .set_psk(3, &psk[..])
+        .map_err(|e| format!("psk: {e}"))?;
+    let msg3 = r
+        .read_frame()
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("closed")?
+        .to_vec();
+    noise
+        .read_message(&msg3, &mut buf)
+        .map_err(|e| format!("msg3: {e}"))?;
+    noise.into_transport_mode().map_err(|e| e.to_string())
+}
+
 /// A hand-built Noise peer, as a different implementation (or version) would be.
 fn foreign(prologue: &[u8], initiator: bool) -> snow::HandshakeState {
     let builder = Builder::new(PATTERN.parse().unwrap());
@@ -385,7 +467,8 @@ fn foreign(prologue: &[u8], initiator: bool) -> snow::HandshakeState {
 #[tokio::test]
 async fn a_peer_with_another_prologue_fails_the_handshake() {
     within(async {
-        // Our listener against a schat/2 dialer.
+        // Our listener against a dialer of another version (same sizes, other prologue): its
+        // message 1 payload does not even authenticate.
         let bob = Identity::generate().unwrap();
         let (a, b) = duplex(4096);
         let (ar, aw) = split(a);
@@ -395,17 +478,9 @@ async fn a_peer_with_another_prologue_fails_the_handshake() {
                 .await
                 .map(|_| ())
         });
-        let mut noise = foreign(b"schat/2", true);
+        let noise = foreign(b"schat/3", true);
         let (mut r, mut w) = (FrameReader::new(ar), FrameWriter::new(aw));
-        let mut buf = vec![0u8; 65535];
-        let len = noise.write_message(&[], &mut buf).unwrap();
-        w.write_frame(&buf[..len]).await.unwrap();
-        let msg2 = r.read_frame().await.unwrap().unwrap().to_vec();
-        // The foreign dialer cannot authenticate our message 2 either.
-        assert_eq!(
-            noise.read_message(&msg2, &mut buf),
-            Err(snow::Error::Decrypt)
-        );
+        assert!(hand_dial(noise, &mut r, &mut w).await.is_err());
         drop((r, w));
         let result = tokio::time::timeout(LIMIT, listener)
             .await
@@ -415,8 +490,47 @@ async fn a_peer_with_another_prologue_fails_the_handshake() {
             matches!(result, Err(Error::Protocol(ProtocolError::Handshake(_)))),
             "{result:?}"
         );
+    })
+    .await
+}
 
-        // Our dialer against a schat/2 listener.
+/// A schat/1 peer is told what it is, in both roles, from the size of its first message:
+/// never a fallback.
+#[tokio::test]
+async fn a_schat1_peer_is_named_as_such_both_ways() {
+    within(async {
+        let classic = |initiator: bool| {
+            let key = Builder::new(handshake::CLASSICAL_PATTERN.parse().unwrap())
+                .generate_keypair()
+                .unwrap();
+            let b = handshake::noise_builder(&key.private, b"schat/1").unwrap();
+            if initiator {
+                b.build_initiator().unwrap()
+            } else {
+                b.build_responder().unwrap()
+            }
+        };
+        let bob = Identity::generate().unwrap();
+        let (a, b) = duplex(4096);
+        let (ar, aw) = split(a);
+        let (br, bw) = split(b);
+        let listener = tokio::spawn(async move {
+            handshake::respond(&bob, FrameReader::new(br), FrameWriter::new(bw))
+                .await
+                .map(|_| ())
+        });
+        let mut old = classic(true);
+        let mut buf = vec![0u8; 4096];
+        let n = old.write_message(&[], &mut buf).unwrap();
+        let (_r, mut w) = (FrameReader::new(ar), FrameWriter::new(aw));
+        w.write_frame(&buf[..n]).await.unwrap();
+        let err = tokio::time::timeout(LIMIT, listener)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap_err();
+        assert!(err.to_string().contains("schat/1"), "{err}");
+
         let alice = Identity::generate().unwrap();
         let (a, b) = duplex(4096);
         let (ar, aw) = split(a);
@@ -428,19 +542,16 @@ async fn a_peer_with_another_prologue_fails_the_handshake() {
             .await
             .map(|_| ())
         });
-        let mut noise = foreign(b"schat/2", false);
         let (mut r, mut w) = (FrameReader::new(br), FrameWriter::new(bw));
-        let msg1 = r.read_frame().await.unwrap().unwrap().to_vec();
-        noise.read_message(&msg1, &mut buf).unwrap();
-        let len = noise.write_message(&[], &mut buf).unwrap();
-        w.write_frame(&buf[..len]).await.unwrap();
-        let result = tokio::time::timeout(LIMIT, dialer).await.unwrap().unwrap();
-        let err = result.unwrap_err();
-        assert!(
-            matches!(err, Error::Protocol(ProtocolError::Handshake(_))),
-            "{err:?}"
-        );
-        assert!(err.to_string().contains("another protocol"), "{err}");
+        let _ours = r.read_frame().await.unwrap().unwrap().to_vec();
+        // What a schat/1 listener answers: its 96-byte message 2.
+        w.write_frame(&[0u8; 96]).await.unwrap();
+        let err = tokio::time::timeout(LIMIT, dialer)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap_err();
+        assert!(err.to_string().contains("schat/1"), "{err}");
     })
     .await
 }
@@ -448,7 +559,8 @@ async fn a_peer_with_another_prologue_fails_the_handshake() {
 #[tokio::test]
 async fn the_same_prologue_from_a_foreign_implementation_works() {
     within(async {
-        // Sanity check for the test above: snow built by hand with "schat/1" interoperates.
+        // Sanity check for the test above, and for PROTOCOL.md: schat/2 built by hand from its
+        // text (snow + ML-KEM) interoperates with ours.
         let bob = Identity::generate().unwrap();
         let (a, b) = duplex(4096);
         let (ar, aw) = split(a);
@@ -456,32 +568,136 @@ async fn the_same_prologue_from_a_foreign_implementation_works() {
         let listener = tokio::spawn(async move {
             handshake::respond(&bob, FrameReader::new(br), FrameWriter::new(bw)).await
         });
-        let mut noise = foreign(PROLOGUE, true);
+        let noise = foreign(PROLOGUE, true);
         let (mut r, mut w) = (FrameReader::new(ar), FrameWriter::new(aw));
-        let mut buf = vec![0u8; 65535];
-        let len = noise.write_message(&[], &mut buf).unwrap();
-        w.write_frame(&buf[..len]).await.unwrap();
-        let msg2 = r.read_frame().await.unwrap().unwrap().to_vec();
-        assert_eq!(msg2.len(), 96, "XX message 2 with an empty payload");
-        noise.read_message(&msg2, &mut buf).unwrap();
-        let len = noise.write_message(&[], &mut buf).unwrap();
-        assert_eq!(len, 64, "XX message 3 with an empty payload");
-        w.write_frame(&buf[..len]).await.unwrap();
-        let mut noise = noise.into_transport_mode().unwrap();
+        let mut noise = hand_dial(noise, &mut r, &mut w).await.unwrap();
         let mut listener = listener.await.unwrap().unwrap();
         // Plaintext TEXT "hi" = 0x02 'h' 'i'.
+        let mut buf = vec![0u8; 64];
         let len = noise.write_message(&[0x02, b'h', b'i'], &mut buf).unwrap();
         w.write_frame(&buf[..len]).await.unwrap();
         assert_eq!(
             next(&mut listener.recv).await.unwrap(),
             Some(Message::Text("hi".into()))
         );
+
+        // And our dialer with a listener built by hand.
+        let alice = Identity::generate().unwrap();
+        let (a, b) = duplex(4096);
+        let (ar, aw) = split(a);
+        let (br, bw) = split(b);
+        let dialer = tokio::spawn(async move {
+            handshake::initiate(&alice, FrameReader::new(ar), FrameWriter::new(aw), |_| {
+                Ok(())
+            })
+            .await
+        });
+        let noise = foreign(PROLOGUE, false);
+        let (mut r, mut w) = (FrameReader::new(br), FrameWriter::new(bw));
+        hand_answer(noise, &mut r, &mut w).await.unwrap();
+        assert!(dialer.await.unwrap().is_ok());
+    })
+    .await
+}
+
+/// The post-quantum part, tampered with in every place a man in the middle (or a broken
+/// implementation) could: each fails the handshake, never silently.
+#[tokio::test]
+async fn a_tampered_kem_key_ciphertext_or_psk_fails_the_handshake() {
+    within(async {
+        // An invalid ML-KEM key, properly encrypted in message 1: our listener says so.
+        let bob = Identity::generate().unwrap();
+        let (a, b) = duplex(4096);
+        let (ar, aw) = split(a);
+        let (br, bw) = split(b);
+        let listener = tokio::spawn(async move {
+            handshake::respond(&bob, FrameReader::new(br), FrameWriter::new(bw))
+                .await
+                .map(|_| ())
+        });
+        let mut noise = foreign(PROLOGUE, true);
+        let mut buf = vec![0u8; 4096];
+        let mut bad_key = [0u8; schat::kem::EK_LEN];
+        bad_key[0] = 0xff;
+        bad_key[1] = 0x0f;
+        let n = noise.write_message(&bad_key, &mut buf).unwrap();
+        let mut w = FrameWriter::new(aw);
+        w.write_frame(&buf[..n]).await.unwrap();
+        let err = tokio::time::timeout(LIMIT, listener)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap_err();
+        assert!(err.to_string().contains("invalid ML-KEM-768 key"), "{err}");
+        drop(ar);
+
+        // A ciphertext altered in message 2 (by a peer that knows the session keys): the two
+        // sides derive different PSKs, and message 3 does not authenticate at the listener.
+        let alice = Identity::generate().unwrap();
+        let (a, b) = duplex(4096);
+        let (ar, aw) = split(a);
+        let (br, bw) = split(b);
+        let dialer = tokio::spawn(async move {
+            handshake::initiate(&alice, FrameReader::new(ar), FrameWriter::new(aw), |_| {
+                Ok(())
+            })
+            .await
+        });
+        let mut noise = foreign(PROLOGUE, false);
+        let (mut r, mut w) = (FrameReader::new(br), FrameWriter::new(bw));
+        let msg1 = r.read_frame().await.unwrap().unwrap().to_vec();
+        let n = noise.read_message(&msg1, &mut buf).unwrap();
+        let ek: [u8; schat::kem::EK_LEN] = buf[..n].try_into().unwrap();
+        let (mut ct, shared) = schat::kem::encapsulate(&ek, [1; 32]).unwrap();
+        ct[10] ^= 0x01;
+        let n = noise.write_message(&ct[..], &mut buf).unwrap();
+        w.write_frame(&buf[..n]).await.unwrap();
+        let psk = schat::kem::psk(&shared, noise.get_handshake_hash());
+        noise.set_psk(3, &psk[..]).unwrap();
+        let msg3 = r.read_frame().await.unwrap().unwrap().to_vec();
+        assert_eq!(
+            noise.read_message(&msg3, &mut buf),
+            Err(snow::Error::Decrypt)
+        );
+        drop((r, w));
+        let _ = dialer.await;
+
+        // A PSK derived from the wrong handshake hash (before message 2, not after it): our
+        // listener refuses message 3, naming the post-quantum part.
+        let bob = Identity::generate().unwrap();
+        let (a, b) = duplex(4096);
+        let (ar, aw) = split(a);
+        let (br, bw) = split(b);
+        let listener = tokio::spawn(async move {
+            handshake::respond(&bob, FrameReader::new(br), FrameWriter::new(bw))
+                .await
+                .map(|_| ())
+        });
+        let mut noise = foreign(PROLOGUE, true);
+        let (mut r, mut w) = (FrameReader::new(ar), FrameWriter::new(aw));
+        let (dec, ek) = schat::kem::generate(&zeroize::Zeroizing::new([5; 64]));
+        let n = noise.write_message(&ek[..], &mut buf).unwrap();
+        let early_hash = noise.get_handshake_hash().to_vec();
+        w.write_frame(&buf[..n]).await.unwrap();
+        let msg2 = r.read_frame().await.unwrap().unwrap().to_vec();
+        let n = noise.read_message(&msg2, &mut buf).unwrap();
+        let ct: [u8; schat::kem::CT_LEN] = buf[..n].try_into().unwrap();
+        let psk = schat::kem::psk(&dec.decapsulate(&ct), &early_hash);
+        noise.set_psk(3, &psk[..]).unwrap();
+        let n = noise.write_message(&[], &mut buf).unwrap();
+        w.write_frame(&buf[..n]).await.unwrap();
+        let err = tokio::time::timeout(LIMIT, listener)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap_err();
+        assert!(err.to_string().contains("post-quantum"), "{err}");
     })
     .await
 }
 
 #[tokio::test]
-async fn handshake_payloads_must_be_empty() {
+async fn message_1_carries_exactly_a_kem_key() {
     within(async {
         let bob = Identity::generate().unwrap();
         let (a, b) = duplex(4096);
@@ -722,7 +938,7 @@ fn assert_non_canonical_refused(result: Result<(), Error>) {
 #[tokio::test]
 async fn a_static_key_with_bit_255_set_is_refused_by_both_roles() {
     within(async {
-        // Our listener against such a dialer.
+        // Our listener against such a dialer: the Noise handshake completes on its side.
         let bob = Identity::generate().unwrap();
         let (a, b) = duplex(4096);
         let (ar, aw) = split(a);
@@ -732,17 +948,8 @@ async fn a_static_key_with_bit_255_set_is_refused_by_both_roles() {
                 .await
                 .map(|_| ())
         });
-        let mut noise = top_bit_peer(true);
         let (mut r, mut w) = (FrameReader::new(ar), FrameWriter::new(aw));
-        let mut buf = vec![0u8; 65535];
-        let len = noise.write_message(&[], &mut buf).unwrap();
-        w.write_frame(&buf[..len]).await.unwrap();
-        let msg2 = r.read_frame().await.unwrap().unwrap().to_vec();
-        noise.read_message(&msg2, &mut buf).unwrap();
-        let len = noise.write_message(&[], &mut buf).unwrap();
-        w.write_frame(&buf[..len]).await.unwrap();
-        // The Noise handshake itself completed on the dialer's side.
-        assert!(noise.is_handshake_finished());
+        assert!(hand_dial(top_bit_peer(true), &mut r, &mut w).await.is_ok());
         let result = tokio::time::timeout(LIMIT, listener)
             .await
             .unwrap()
@@ -761,12 +968,8 @@ async fn a_static_key_with_bit_255_set_is_refused_by_both_roles() {
             .await
             .map(|_| ())
         });
-        let mut noise = top_bit_peer(false);
         let (mut r, mut w) = (FrameReader::new(br), FrameWriter::new(bw));
-        let msg1 = r.read_frame().await.unwrap().unwrap().to_vec();
-        noise.read_message(&msg1, &mut buf).unwrap();
-        let len = noise.write_message(&[], &mut buf).unwrap();
-        w.write_frame(&buf[..len]).await.unwrap();
+        let _ = hand_answer(top_bit_peer(false), &mut r, &mut w).await;
         let result = tokio::time::timeout(LIMIT, dialer).await.unwrap().unwrap();
         assert_non_canonical_refused(result);
     })

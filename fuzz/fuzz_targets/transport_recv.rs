@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use schat::framed::{FrameReader, FrameWriter};
-use schat::handshake::{self, PATTERN, PROLOGUE, noise_builder};
+use schat::handshake::{self, core};
 use schat::keys::Identity;
 use std::sync::OnceLock;
 use tokio::io::AsyncWriteExt;
@@ -21,22 +21,15 @@ fuzz_target!(|data: &[u8]| {
         let (ar, mut aw) = tokio::io::split(a);
         let (br, bw) = tokio::io::split(b);
         let dialer = async {
-            let key = snow::Builder::new(PATTERN.parse().unwrap())
-                .generate_keypair()
-                .unwrap();
-            let mut noise = noise_builder(&key.private, PROLOGUE)
-                .unwrap()
-                .build_initiator()
-                .unwrap();
+            let me = Identity::generate().unwrap();
+            let (state, msg1) = core::Initiator::start(&me, &core::Randomness::default()).unwrap();
             let mut reader = FrameReader::new(ar);
-            let mut buf = vec![0u8; 65535];
-            let n = noise.write_message(&[], &mut buf).unwrap();
             let mut out = FrameWriter::new(&mut aw);
-            out.write_frame(&buf[..n]).await.unwrap();
+            out.write_frame(&msg1).await.unwrap();
             let msg2 = reader.read_frame().await.unwrap().unwrap().to_vec();
-            noise.read_message(&msg2, &mut buf).unwrap();
-            let n = noise.write_message(&[], &mut buf).unwrap();
-            out.write_frame(&buf[..n]).await.unwrap();
+            let (state, _) = state.read_message_2(&msg2).unwrap();
+            let (_, msg3) = state.write_message_3().unwrap();
+            out.write_frame(&msg3).await.unwrap();
             aw.write_all(&data).await.unwrap();
             aw.shutdown().await.unwrap();
         };

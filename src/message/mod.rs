@@ -22,7 +22,7 @@ pub const ORIGIN_LEN: usize = 32;
 /// The longest text a RELAY can carry (the body minus the origin key).
 pub const MAX_RELAY_TEXT: usize = MAX_BODY - ORIGIN_LEN;
 
-/// Message type bytes of schat/1.
+/// Message type bytes of schat/2.
 pub mod kind {
     /// Listener → dialer, first message: UTF-8 greeting.
     pub const WELCOME: u8 = 0x01;
@@ -149,7 +149,7 @@ pub enum MessageError {
     /// The plaintext had no type byte.
     #[error("empty message (no type byte)")]
     Empty,
-    /// A type below 0x80 that schat/1 does not define.
+    /// A type below 0x80 that schat/2 does not define.
     #[error("unknown message type 0x{0:02x}")]
     UnknownType(u8),
     /// A text body that is not UTF-8.

@@ -2,7 +2,8 @@
 //! handshake with a fresh key, then sealed messages written frame by frame, nothing checked.
 
 use schat::framed::{FrameReader, FrameWriter};
-use schat::handshake::{PATTERN, PROLOGUE, noise_builder};
+use schat::handshake::core::{Initiator, Randomness, Responder};
+use schat::keys::Identity;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -14,29 +15,59 @@ pub struct Raw {
 }
 
 impl Raw {
-    /// Answers a dialer's handshake on `stream` as a schat/1 listener would.
+    /// Answers a dialer's handshake on `stream` as a schat/2 listener would.
     pub async fn respond(stream: TcpStream) -> Raw {
-        let key = snow::Builder::new(PATTERN.parse().unwrap())
-            .generate_keypair()
-            .unwrap();
-        let mut noise = noise_builder(&key.private, PROLOGUE)
-            .unwrap()
-            .build_responder()
-            .unwrap();
+        let identity = Identity::generate().unwrap();
         let (r, w) = stream.into_split();
         let (mut r, mut w) = (FrameReader::new(r), FrameWriter::new(w));
-        let mut buf = vec![0u8; 1024];
         let m1 = r.read_frame().await.unwrap().unwrap().to_vec();
-        noise.read_message(&m1, &mut buf).unwrap();
-        let n = noise.write_message(&[], &mut buf).unwrap();
-        w.write_frame(&buf[..n]).await.unwrap();
+        let state = Responder::read_message_1(&identity, &Randomness::default(), &m1).unwrap();
+        let (state, m2) = state.write_message_2().unwrap();
+        w.write_frame(&m2).await.unwrap();
         let m3 = r.read_frame().await.unwrap().unwrap().to_vec();
-        noise.read_message(&m3, &mut buf).unwrap();
+        let done = state.read_message_3(&m3).unwrap();
         Raw {
-            noise: noise.into_transport_mode().unwrap(),
+            noise: done.transport,
             r,
             w,
         }
+    }
+
+    /// Plays a listener with its own key up to message 2, then waits (at most 10 s) for
+    /// message 3: what arrived (`Ok(None)`: the dialer hung up, as it should with an impostor).
+    pub async fn impostor(
+        stream: TcpStream,
+    ) -> Result<schat::Result<Option<Vec<u8>>>, tokio::time::error::Elapsed> {
+        let identity = Identity::generate().unwrap();
+        let (r, w) = stream.into_split();
+        let (mut r, mut w) = (FrameReader::new(r), FrameWriter::new(w));
+        let m1 = r.read_frame().await.unwrap().unwrap().to_vec();
+        let state = Responder::read_message_1(&identity, &Randomness::default(), &m1).unwrap();
+        let (_, m2) = state.write_message_2().unwrap();
+        w.write_frame(&m2).await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            r.read_frame().await.map(|f| f.map(|f| f.to_vec()))
+        })
+        .await
+    }
+
+    /// Dials as a schat/2 dialer would (accepting any listener key); `None` if the listener
+    /// ends the handshake.
+    pub async fn initiate(stream: TcpStream) -> Option<Raw> {
+        let identity = Identity::generate().unwrap();
+        let (r, w) = stream.into_split();
+        let (mut r, mut w) = (FrameReader::new(r), FrameWriter::new(w));
+        let (state, m1) = Initiator::start(&identity, &Randomness::default()).unwrap();
+        w.write_frame(&m1).await.ok()?;
+        let m2 = r.read_frame().await.ok()??.to_vec();
+        let (state, _) = state.read_message_2(&m2).ok()?;
+        let (done, m3) = state.write_message_3().unwrap();
+        w.write_frame(&m3).await.ok()?;
+        Some(Raw {
+            noise: done.transport,
+            r,
+            w,
+        })
     }
 
     /// Seals and sends one message (type byte `kind`, then `body`); `false` once the peer is
