@@ -146,15 +146,22 @@ fn handshake_rates(n: usize) -> (f64, f64, f64) {
         async move {
             let (r, w) = stream.into_split();
             let (mut r, mut w) = (FrameReader::new(r), FrameWriter::new(w));
-            let mut noise = noise_builder(&secret, PROLOGUE).unwrap().build_responder().unwrap();
+            let mut noise = noise_builder(&secret, PROLOGUE)
+                .unwrap()
+                .build_responder()
+                .unwrap();
             let mut buf = vec![0u8; 256];
-            let Ok(Some(m1)) = r.read_frame().await else { return };
+            let Ok(Some(m1)) = r.read_frame().await else {
+                return;
+            };
             if noise.read_message(m1, &mut buf).is_err() {
                 return;
             }
             let n = noise.write_message(&[], &mut buf).unwrap();
             let _ = w.write_frame(&buf[..n]).await;
-            let Ok(Some(m3)) = r.read_frame().await else { return };
+            let Ok(Some(m3)) = r.read_frame().await else {
+                return;
+            };
             let _ = noise.read_message(m3, &mut buf);
         }
     });
@@ -169,8 +176,10 @@ fn handshake_rates(n: usize) -> (f64, f64, f64) {
                 stream.set_nodelay(true).unwrap();
                 let (r, w) = stream.into_split();
                 let (mut r, mut w) = (FrameReader::new(r), FrameWriter::new(w));
-                let mut noise =
-                    noise_builder(&client_key.private, PROLOGUE).unwrap().build_initiator().unwrap();
+                let mut noise = noise_builder(&client_key.private, PROLOGUE)
+                    .unwrap()
+                    .build_initiator()
+                    .unwrap();
                 let mut buf = vec![0u8; 256];
                 let len = noise.write_message(&[], &mut buf).unwrap();
                 w.write_frame(&buf[..len]).await.unwrap();

@@ -692,6 +692,40 @@ async fn a_tampered_kem_key_ciphertext_or_psk_fails_the_handshake() {
             .unwrap()
             .unwrap_err();
         assert!(err.to_string().contains("post-quantum"), "{err}");
+
+        // The PSK mixed in at another place (XXpsk2: after message 2's tokens) is another
+        // protocol from the first byte: message 1 does not authenticate.
+        let bob = Identity::generate().unwrap();
+        let (a, b) = duplex(4096);
+        let (ar, aw) = split(a);
+        let (br, bw) = split(b);
+        let listener = tokio::spawn(async move {
+            handshake::respond(&bob, FrameReader::new(br), FrameWriter::new(bw))
+                .await
+                .map(|_| ())
+        });
+        let key = Builder::new(PATTERN.parse().unwrap())
+            .generate_keypair()
+            .unwrap();
+        let mut noise = handshake::noise_builder_for(
+            "Noise_XXpsk2_25519_ChaChaPoly_BLAKE2s",
+            &key.private,
+            PROLOGUE,
+        )
+        .unwrap()
+        .build_initiator()
+        .unwrap();
+        let (_, ek) = schat::kem::generate(&zeroize::Zeroizing::new([6; 64]));
+        let n = noise.write_message(&ek[..], &mut buf).unwrap();
+        let mut w = FrameWriter::new(aw);
+        w.write_frame(&buf[..n]).await.unwrap();
+        let err = tokio::time::timeout(LIMIT, listener)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap_err();
+        assert!(err.to_string().contains("did not authenticate"), "{err}");
+        drop(ar);
     })
     .await
 }
