@@ -5,8 +5,10 @@
 //! classical rate against 0.58–0.65×: ../shared/notes/post-quantum.md). Two things it does not
 //! do are done here: it does not validate an encapsulation key before encapsulating (we call
 //! `validate_public_key` first: a malformed key is the peer's fault, said plainly), and it wipes
-//! nothing (our copies of the decapsulation key and of the shared secret are zeroized; the
-//! crate's transient copies inside a call are beyond our reach).
+//! nothing, so we wipe what passes through our hands — the decapsulation key (held boxed, and
+//! the crate's key values we build or receive, wiped in place before they are dropped), the
+//! seed, the encapsulation randomness and the shared secret. Best effort: copies the crate
+//! makes inside a call, and the PSK copy inside snow, are beyond our reach.
 //!
 //! Pure: no I/O. Randomness comes in as arguments, so tests and vectors can fix it.
 
@@ -45,10 +47,12 @@ impl std::fmt::Debug for Decapsulator {
 
 /// A key pair from `seed`; returns the decapsulator and the encapsulation key to send.
 pub fn generate(seed: &Zeroizing<[u8; SEED_LEN]>) -> (Decapsulator, Box<[u8; EK_LEN]>) {
+    use zeroize::Zeroize;
     let pair = mlkem768::generate_key_pair(**seed);
-    let (sk, pk) = pair.into_parts();
+    let (mut sk, pk) = pair.into_parts();
     let mut dk = Box::new(Zeroizing::new([0u8; DK_LEN]));
     dk.copy_from_slice(sk.as_slice());
+    sk[0..].zeroize();
     let mut ek = Box::new([0u8; EK_LEN]);
     ek.copy_from_slice(pk.as_slice());
     (Decapsulator { dk }, ek)
@@ -58,9 +62,12 @@ impl Decapsulator {
     /// The shared secret in `ciphertext`. A tampered ciphertext does not fail here (ML-KEM's
     /// implicit rejection gives another secret); it fails as a PSK mismatch at message 3.
     pub fn decapsulate(self, ciphertext: &[u8; CT_LEN]) -> Zeroizing<[u8; SECRET_LEN]> {
-        let sk = mlkem768::MlKem768PrivateKey::from(&**self.dk);
+        use zeroize::Zeroize;
+        let mut sk = mlkem768::MlKem768PrivateKey::from(&**self.dk);
         let ct = mlkem768::MlKem768Ciphertext::from(ciphertext);
-        Zeroizing::new(mlkem768::decapsulate(&sk, &ct))
+        let shared = Zeroizing::new(mlkem768::decapsulate(&sk, &ct));
+        sk[0..].zeroize();
+        shared
     }
 }
 
@@ -68,13 +75,14 @@ impl Decapsulator {
 /// secret. `None` when the key is not a valid ML-KEM-768 key (the peer's fault).
 pub fn encapsulate(
     ek: &[u8; EK_LEN],
-    randomness: [u8; ENCAPS_RAND_LEN],
+    randomness: Zeroizing<[u8; ENCAPS_RAND_LEN]>,
 ) -> Option<(Box<[u8; CT_LEN]>, SharedSecret)> {
     let pk = mlkem768::MlKem768PublicKey::from(ek);
     if !mlkem768::validate_public_key(&pk) {
         return None;
     }
-    let (ct, ss) = mlkem768::encapsulate(&pk, randomness);
+    // (m, with the public key, gives the secret: it is as secret as the secret.)
+    let (ct, ss) = mlkem768::encapsulate(&pk, *randomness);
     let mut out = Box::new([0u8; CT_LEN]);
     out.copy_from_slice(ct.as_slice());
     Some((out, Zeroizing::new(ss)))
@@ -103,7 +111,7 @@ mod tests {
     #[test]
     fn both_sides_get_the_same_secret_and_tampering_changes_it() {
         let (dec, ek) = generate(&Zeroizing::new([1; SEED_LEN]));
-        let (ct, ss) = encapsulate(&ek, [2; ENCAPS_RAND_LEN]).unwrap();
+        let (ct, ss) = encapsulate(&ek, Zeroizing::new([2; ENCAPS_RAND_LEN])).unwrap();
         let mut bad = *ct;
         bad[100] ^= 1;
         let (dec2, _) = generate(&Zeroizing::new([1; SEED_LEN]));
@@ -122,7 +130,7 @@ mod tests {
         // A coefficient ≥ q (12 bits of 0xfff) is not a valid encoding.
         bad[0] = 0xff;
         bad[1] |= 0x0f;
-        assert!(encapsulate(&bad, [0; ENCAPS_RAND_LEN]).is_none());
+        assert!(encapsulate(&bad, Zeroizing::new([0; ENCAPS_RAND_LEN])).is_none());
     }
 
     /// A known answer: ML-KEM-768 from seed d ‖ z = 00 01 … 3f and m = 40 41 … 5f. The same
@@ -134,7 +142,7 @@ mod tests {
         let seed: [u8; SEED_LEN] = std::array::from_fn(|i| i as u8);
         let m: [u8; ENCAPS_RAND_LEN] = std::array::from_fn(|i| 0x40 + i as u8);
         let (dec, ek) = generate(&Zeroizing::new(seed));
-        let (ct, ss) = encapsulate(&ek, m).unwrap();
+        let (ct, ss) = encapsulate(&ek, Zeroizing::new(m)).unwrap();
         assert_eq!(*dec.decapsulate(&ct), *ss);
         let got = (sha(&ek[..]), sha(&ct[..]), hex::encode(*ss));
         assert_eq!(got, (EK_SHA.into(), CT_SHA.into(), SS_HEX.into()));

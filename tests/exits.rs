@@ -84,7 +84,7 @@ async fn a_listener_without_input_keeps_serving() {
     .await
 }
 
-/// A raw listener speaking schat/1 as responder: it handshakes, then sends `messages` (type
+/// A raw listener speaking schat/2 as responder: it handshakes, then sends `messages` (type
 /// byte + body each) and closes without reading anything.
 async fn scripted_listener(messages: Vec<Vec<u8>>) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

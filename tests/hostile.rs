@@ -122,9 +122,15 @@ async fn attack(port: u16, kind: Attack, source: std::net::Ipv4Addr) {
             let _ = stream.write_all(&hello).await;
         }
         Attack::RandomMsg1AndMsg3 => {
-            let _ = stream
-                .write_all(&framed(&random_bytes(schat::handshake::MESSAGE_LENS[0])))
-                .await;
+            // A genuine message 1 (so the listener does its expensive part), then a message 3
+            // of random bytes.
+            let id = schat::keys::Identity::generate().unwrap();
+            let (_, msg1) = schat::handshake::core::Initiator::start(
+                &id,
+                &schat::handshake::core::Randomness::default(),
+            )
+            .unwrap();
+            let _ = stream.write_all(&framed(&msg1)).await;
             let (r, w) = stream.into_split();
             let mut r = FrameReader::new(r);
             let _ = r.read_frame().await; // message 2

@@ -114,6 +114,49 @@ fn the_schat_opening_vector_in_protocol_md_is_right() {
     let (dialer_done, msg3) = state.write_message_3().unwrap();
     let listener_done = responder.read_message_3(&msg3).unwrap();
     assert_eq!(dialer_done.handshake_hash, listener_done.handshake_hash);
+
+    // The same transcript built by hand from PROTOCOL.md §3 — snow with the fixed ephemerals,
+    // the PSK with the `hmac` crate directly — must give the same bytes; it also yields h₂
+    // and the PSK, which the document gives so that a PSK bug can be pinned down.
+    let (ds, de) = (key("init_static"), key("init_ephemeral"));
+    let (ls, le) = (key("resp_static"), key("resp_ephemeral"));
+    let mut hi = schat::handshake::noise_builder_for(schat::handshake::PATTERN, &ds, b"schat/2")
+        .unwrap()
+        .fixed_ephemeral_key_for_testing_only(&de)
+        .build_initiator()
+        .unwrap();
+    let mut hr = schat::handshake::noise_builder_for(schat::handshake::PATTERN, &ls, b"schat/2")
+        .unwrap()
+        .fixed_ephemeral_key_for_testing_only(&le)
+        .build_responder()
+        .unwrap();
+    let (dec, ek) =
+        schat::kem::generate(&zeroize::Zeroizing::new(std::array::from_fn(|i| i as u8)));
+    let (mut b1, mut b2) = (vec![0u8; 4096], vec![0u8; 4096]);
+    let n = hi.write_message(&ek[..], &mut b1).unwrap();
+    assert_eq!(&b1[..n], &msg1[..], "message 1 by hand");
+    hr.read_message(&b1[..n], &mut b2).unwrap();
+    let m: [u8; 32] = std::array::from_fn(|i| 0x40 + i as u8);
+    let (ct, shared) = schat::kem::encapsulate(&ek, zeroize::Zeroizing::new(m)).unwrap();
+    let n = hr.write_message(&ct[..], &mut b1).unwrap();
+    assert_eq!(&b1[..n], &msg2[..], "message 2 by hand");
+    hi.read_message(&b1[..n], &mut b2).unwrap();
+    let h2 = hi.get_handshake_hash().to_vec();
+    assert_eq!(h2, hr.get_handshake_hash());
+    assert_eq!(*dec.decapsulate(&ct), *shared);
+    let psk = {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&shared[..]).unwrap();
+        mac.update(b"schat/2 psk");
+        mac.update(&h2);
+        mac.finalize().into_bytes().to_vec()
+    };
+    hi.set_psk(3, &psk).unwrap();
+    hr.set_psk(3, &psk).unwrap();
+    let n = hi.write_message(&[], &mut b1).unwrap();
+    assert_eq!(&b1[..n], &msg3[..], "message 3 by hand");
+    hr.read_message(&b1[..n], &mut b2).unwrap();
+
     let sha = |b: &[u8]| hex::encode(sha2::Sha256::digest(b));
     let mut got: Vec<(String, String)> = vec![
         ("message 1 length".into(), msg1.len().to_string()),
@@ -121,6 +164,8 @@ fn the_schat_opening_vector_in_protocol_md_is_right() {
         ("message 1 SHA-256".into(), sha(&msg1)),
         ("message 2 length".into(), msg2.len().to_string()),
         ("message 2 SHA-256".into(), sha(&msg2)),
+        ("h after message 2".into(), hex::encode(&h2)),
+        ("PSK".into(), hex::encode(&psk)),
         ("message 3".into(), hex::encode(&msg3)),
         (
             "handshake hash".into(),

@@ -35,9 +35,11 @@ Exit status:
 
 /// End-to-end encrypted chat over a direct TCP connection.
 ///
-/// schat wraps the connection in a Noise XX handshake (X25519, ChaCha20-Poly1305, BLAKE2s):
-/// both sides prove their long-term identity key, and everything after the handshake is
-/// encrypted and authenticated. Compare fingerprints out of band, or pin them with --peer.
+/// schat wraps the connection in a Noise XX handshake (X25519, ChaCha20-Poly1305, BLAKE2s),
+/// hybrid with ML-KEM-768 so that recorded sessions stay secret against future quantum
+/// computers: both sides prove their long-term identity key, and everything after the
+/// handshake is encrypted and authenticated. Compare fingerprints out of band, pin them with
+/// --peer, or let `schat invite` verify first contact.
 #[derive(Debug, Parser)]
 #[command(name = "schat", version, after_help = EXIT_CODES)]
 pub struct Cli {

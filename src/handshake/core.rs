@@ -29,7 +29,9 @@ pub const SCHAT1_LENS: [usize; 3] = [32, 96, 64];
 /// Room for any handshake message.
 const BUF: usize = 2048;
 
-/// Randomness for one side, fixed only for test vectors (`None`: from the OS).
+/// Randomness for one side, fixed only for test vectors (`None`, the default: from the OS).
+/// Fixing any of it outside a test breaks the handshake's security.
+#[doc(hidden)]
 #[derive(Default)]
 pub struct Randomness {
     /// Our ephemeral X25519 private key.
@@ -63,7 +65,8 @@ pub struct InitiatorReady {
 pub struct Responder {
     noise: HandshakeState,
     ciphertext: Box<[u8; CT_LEN]>,
-    shared: Zeroizing<[u8; kem::SECRET_LEN]>,
+    // Boxed, so that moving the state between steps does not leave copies behind.
+    shared: Box<kem::SharedSecret>,
 }
 
 /// The listener after message 2: waiting for message 3.
@@ -137,18 +140,18 @@ impl Responder {
         let ek: &[u8; EK_LEN] = payload[..n]
             .try_into()
             .map_err(|_| ProtocolError::Handshake("message 1 does not carry an ML-KEM-768 key"))?;
-        let randomness = random.encaps.unwrap_or_else(|| {
+        let randomness = Zeroizing::new(random.encaps.unwrap_or_else(|| {
             let mut m = [0u8; kem::ENCAPS_RAND_LEN];
             rand::fill(&mut m[..]);
             m
-        });
+        }));
         let (ciphertext, shared) = kem::encapsulate(ek, randomness).ok_or(ProtocolError::Handshake(
             "message 1 carries an invalid ML-KEM-768 key (tampered with, or not a schat/2 peer)",
         ))?;
         Ok(Responder {
             noise,
             ciphertext,
-            shared,
+            shared: Box::new(shared),
         })
     }
 
@@ -173,8 +176,9 @@ impl ResponderSent {
         let mut payload = vec![0u8; BUF];
         let n = read(&mut self.noise, msg3, &mut payload).map_err(|e| match e {
             Error::Protocol(ProtocolError::Handshake(_)) => ProtocolError::Handshake(
-                "message 3 did not authenticate: the two sides disagree on the handshake \
-                 (its post-quantum part was tampered with, or the peer is not schat/2)",
+                "message 3 did not authenticate: the two sides disagree on the handshake (it \
+                 was tampered with, in its post-quantum part or elsewhere, or the peer is not \
+                 schat/2)",
             )
             .into(),
             other => other,

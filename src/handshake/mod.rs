@@ -87,7 +87,17 @@ where
     writer.write_frame(&msg1).await?;
 
     // <- e, ee, s, es (+ ciphertext)
-    let msg2 = read_step(&mut reader, MESSAGE_LENS[1]).await?;
+    // A schat/1 listener never answers our 1,232-byte message 1: it expects 32 and hangs up.
+    let msg2 = read_step(&mut reader, MESSAGE_LENS[1])
+        .await
+        .map_err(|e| match e {
+            Error::Protocol(ProtocolError::Handshake(_)) => ProtocolError::Handshake(
+                "the listener hung up after our first handshake message: it may speak schat/1 \
+             (then it needs upgrading: there is no fallback), or not be a schat peer",
+            )
+            .into(),
+            other => other,
+        })?;
     let (state, listener) = state.read_message_2(&msg2)?;
     acceptable_static(&listener, identity)?;
     check(&listener)?;

@@ -1,4 +1,4 @@
-//! A hand-driven schat/1 peer for tests that play a hostile or scripted side: the Noise
+//! A hand-driven schat/2 peer for tests that play a hostile or scripted side: the Noise
 //! handshake with a fresh key, then sealed messages written frame by frame, nothing checked.
 
 use schat::framed::{FrameReader, FrameWriter};
