@@ -287,7 +287,7 @@ async fn three_wrong_codes_burn_it() {
         let wrong = format!("{number}-{}", other.split_once('-').unwrap().1);
         assert_ne!(wrong, spoken);
         let addr = format!("127.0.0.1:{port}");
-        for left in ["2 tries left", "1 tries left", "burned"] {
+        for left in ["2 tries left", "1 try left", "burned"] {
             let mut d = guest.spawn(&["dial", &addr, "--code", &wrong]);
             assert_eq!(d.exit().await.code(), Some(4), "{}", d.stderr_text());
             assert!(

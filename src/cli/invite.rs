@@ -19,7 +19,7 @@ pub struct InviteArgs {
     #[arg(long, value_name = "PETNAME")]
     pub name: Option<String>,
     /// The name the invitee will know you by (their petname for you; they can change it)
-    /// [default: your login name]
+    /// [default: your login name]. Tickets only: a spoken code carries no name
     #[arg(long = "as", value_name = "NAME")]
     pub as_name: Option<String>,
     /// How long the invite is valid: e.g. 90s, 30m, 24h, 7d [default: 24h; 1h with --code]
@@ -34,7 +34,7 @@ pub struct InviteArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub uses: u32,
     /// Where the invitee dials you, HOST:PORT; repeat for several, best first [default: this
-    /// machine's addresses with --port]
+    /// machine's addresses with --port]. Tickets only: with a code, tell the address yourself
     #[arg(long = "addr", value_name = "HOST:PORT")]
     pub addrs: Vec<String>,
     /// The port your `schat listen` uses, for the default addresses
@@ -64,13 +64,31 @@ pub fn run(args: &InviteArgs, paths: &Paths) -> Result<()> {
                 eprintln!("schat: invite {} revoked", sanitize::line(id));
                 Ok(())
             }
-            false => Err(Error::Usage(format!(
-                "no pending invite {} (`schat invite --list` shows them)",
-                sanitize::line(id)
-            ))),
+            false => {
+                // Say what it is, when it is on file at all.
+                let on_file = invites.load().unwrap_or_default();
+                let why = match on_file.iter().find(|p| p.id.eq_ignore_ascii_case(id)) {
+                    Some(p) => format!("invite {} is {} already", p.id, list_state(p, unix_now())),
+                    None => format!(
+                        "no invite {} on file (`schat invite --list` shows them)",
+                        sanitize::line(id)
+                    ),
+                };
+                Err(Error::Usage(why))
+            }
         };
     }
     let petname = match &args.name {
+        Some(name)
+            if trust::Store::in_home(&paths.home)
+                .load()
+                .is_ok_and(|p| p.by_name(name).is_some()) =>
+        {
+            return Err(Error::Usage(format!(
+                "--name {name:?}: a known peer is called that already (choose another, or \
+                 `schat peers rename` it first)"
+            )));
+        }
         Some(name) => {
             trust::validate_name(name)
                 .map_err(|e| Error::Usage(format!("--name {name:?}: {e}")))?;
@@ -167,7 +185,7 @@ pub fn run(args: &InviteArgs, paths: &Paths) -> Result<()> {
         );
         eprintln!(
             "schat: send the line above over a channel you trust (who reads it first can use \
-             it); they run `schat dial TICKET`"
+             it); they run `schat dial -` and paste it"
         );
         eprintln!(
             "schat: keep `schat listen` running, reachable at {}; revoke with `schat invite \
@@ -175,6 +193,13 @@ pub fn run(args: &InviteArgs, paths: &Paths) -> Result<()> {
             shown.join(", "),
             ticket.id()
         );
+        if args.addrs.is_empty() {
+            eprintln!(
+                "schat: (those are this machine's addresses with port {}: give --addr HOST:PORT \
+                 if your listener uses another port, or is reached through a public address)",
+                args.port
+            );
+        }
     }
     Ok(())
 }
@@ -205,13 +230,11 @@ fn spoken_code(args: &InviteArgs, invites: &Invites, lifetime: u64, petname: &st
     out(code.spoken())?;
     if std::io::stderr().is_terminal() {
         eprintln!(
-            "schat: a code for {} (until {until}); read it to them, with your address:",
-            args.uses
+            "schat: a code for {} {} (until {until}); read it to them, with your address:",
+            args.uses,
+            if args.uses == 1 { "person" } else { "people" }
         );
-        eprintln!(
-            "schat: they run `schat dial YOUR-ADDRESS --code {}`",
-            code.spoken()
-        );
+        eprintln!("schat: they run `schat dial YOUR-ADDRESS --code -` and type it");
         eprintln!(
             "schat: keep `schat listen` running; three wrong tries burn the code; revoke with \
              `schat invite --revoke {nameplate}`"
@@ -220,25 +243,29 @@ fn spoken_code(args: &InviteArgs, invites: &Invites, lifetime: u64, petname: &st
     Ok(())
 }
 
-fn list(invites: &Invites, json: bool) -> Result<()> {
-    let now = unix_now();
-    let all = invites
-        .load()
-        .map_err(|e| Error::io("the invites file", e))?;
-    let state = |p: &Pending| match p.state {
+/// What `--list` calls an invite's state.
+fn list_state(p: &Pending, now: u64) -> &'static str {
+    match p.state {
         crate::invite::store::State::Open if now >= p.expires => "expired",
         crate::invite::store::State::Open => "pending",
         crate::invite::store::State::Used => "used",
         crate::invite::store::State::Revoked => "revoked",
         crate::invite::store::State::Burned => "burned",
-    };
+    }
+}
+
+fn list(invites: &Invites, json: bool) -> Result<()> {
+    let now = unix_now();
+    let all = invites
+        .load()
+        .map_err(|e| Error::io("the invites file", e))?;
     if json {
         let list: Vec<serde_json::Value> = all
             .iter()
             .map(|p| {
                 serde_json::json!({
                     "id": p.id,
-                    "state": state(p),
+                    "state": list_state(p, now),
                     "uses_left": p.uses,
                     "expires": timestamp(p.expires),
                     "petname": (!p.petname.is_empty()).then_some(&p.petname),
@@ -251,12 +278,26 @@ fn list(invites: &Invites, json: bool) -> Result<()> {
     if all.is_empty() {
         eprintln!("schat: no invites on file");
     }
-    for p in &all {
+    if !all.is_empty() {
         out(format_args!(
-            "{}  {:<8} {} use(s) left  until {}  {}",
+            "{:<8}  {:<6}  {:<8}  {:<9}  {:<20}  petname",
+            "id", "kind", "state", "uses left", "until"
+        ))?;
+    }
+    for p in &all {
+        let kind = match p.secret {
+            crate::invite::store::Secret::Hash(_) => "ticket",
+            crate::invite::store::Secret::Code { .. } => "code",
+        };
+        let state = list_state(p, now);
+        let uses = if state == "pending" {
+            p.uses.to_string()
+        } else {
+            "-".into()
+        };
+        out(format_args!(
+            "{:<8}  {kind:<6}  {state:<8}  {uses:<9}  {:<20}  {}",
             p.id,
-            state(p),
-            p.uses,
             timestamp(p.expires),
             sanitize::line(if p.petname.is_empty() {
                 "-"

@@ -1,4 +1,4 @@
-//! Spoken codes: `427-absurd-aftermath-blackjack-embezzle-crackdown`, read over a phone, and the
+//! Spoken codes: `427-absurd-aftermath-acme-alkali-adult`, read over a phone, and the
 //! PAKE that proves both sides know it.
 //!
 //! The number is a *nameplate*: it tells the inviter which of its pending codes is meant. The
@@ -47,16 +47,17 @@ impl fmt::Debug for Code {
 /// Why a code does not parse: a typo, said plainly.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodeError {
-    #[error(
-        "a code is a number and {WORDS} words, like 427-absurd-aftermath-blackjack-embezzle-crackdown"
-    )]
+    #[error("a code is a number and {WORDS} words, like 427-absurd-aftermath-acme-alkali-adult")]
     Shape,
     #[error("the number of a code is 100 to 999")]
     Nameplate,
-    #[error(
-        "word {place} {word:?} is not one of the code words (a typo, or words in the wrong order?)"
-    )]
+    #[error("word {place} {word:?} is not one of the code words (a typo?)")]
     Word { place: usize, word: String },
+    #[error(
+        "word {place} {word:?} is a code word, but not for that place: two words swapped, or one \
+         missing?"
+    )]
+    Misplaced { place: usize, word: String },
 }
 
 impl Code {
@@ -105,9 +106,13 @@ impl Code {
         for (i, word) in words.iter().enumerate() {
             let list: &[&str; 256] = if i % 2 == 0 { &EVEN } else { &ODD };
             if !list.iter().any(|w| w.eq_ignore_ascii_case(word)) {
-                return Err(CodeError::Word {
-                    place: i + 1,
-                    word: word.to_string(),
+                let other: &[&str; 256] = if i % 2 == 0 { &ODD } else { &EVEN };
+                let place = i + 1;
+                let word = word.to_string();
+                return Err(if other.iter().any(|w| w.eq_ignore_ascii_case(&word)) {
+                    CodeError::Misplaced { place, word }
+                } else {
+                    CodeError::Word { place, word }
                 });
             }
         }
@@ -248,6 +253,10 @@ mod tests {
         );
         assert!(matches!(
             Code::parse(&swapped),
+            Err(CodeError::Misplaced { place: 1, .. })
+        ));
+        assert!(matches!(
+            Code::parse("427-xyzzy-a-b-c-d"),
             Err(CodeError::Word { place: 1, .. })
         ));
         let generated = Code::generate(500);

@@ -177,8 +177,8 @@ pub enum Refusal {
     Unknown,
     #[error("code {0} was burned after {MAX_CODE_FAILURES} wrong tries: ask for a new one")]
     Burned(String),
-    #[error("{0} tries left")]
-    WrongCode(u32),
+    #[error("{left} {} left", if *.left == 1 { "try" } else { "tries" })]
+    WrongCode { left: u32 },
     #[error("the invites file could not be read or written: {0}")]
     Store(String),
 }
@@ -379,7 +379,7 @@ impl Invites {
                 p.state = State::Burned;
                 return Err(Refusal::Burned(p.id.clone()));
             }
-            Err(Refusal::WrongCode(left))
+            Err(Refusal::WrongCode { left })
         });
         outcome.map_err(|e| Refusal::Store(e.to_string()))?
     }
@@ -451,8 +451,14 @@ mod tests {
             .unwrap();
         assert!((100..1000).contains(&n));
         assert_eq!(store.code(n, 1).unwrap(), "able-acme-baker-crow");
-        assert_eq!(store.code_outcome(n, false, 2), Err(Refusal::WrongCode(2)));
-        assert_eq!(store.code_outcome(n, false, 3), Err(Refusal::WrongCode(1)));
+        assert_eq!(
+            store.code_outcome(n, false, 2),
+            Err(Refusal::WrongCode { left: 2 })
+        );
+        assert_eq!(
+            store.code_outcome(n, false, 3),
+            Err(Refusal::WrongCode { left: 1 })
+        );
         assert_eq!(
             store.code_outcome(n, false, 4),
             Err(Refusal::Burned(n.to_string()))

@@ -776,7 +776,7 @@ async fn by_code(
             }))
         }
         Ok(_) => refuse_invite(established, from, "internal error".into()).await,
-        Err(why @ (Refusal::WrongCode(_) | Refusal::Burned(_))) if !proven => {
+        Err(why @ (Refusal::WrongCode { .. } | Refusal::Burned(_))) if !proven => {
             let log = format!("{wrong}: {why}");
             refuse_invite_logged(established, from, wrong, log).await
         }
