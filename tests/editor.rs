@@ -374,17 +374,7 @@ async fn a_knock_never_takes_the_half_typed_line_as_its_answer() {
     within(async {
         let (host, stranger) = (Home::new(), Home::new());
         let mut t = Term::spawn(&host, &["listen", "127.0.0.1:0"], 30, 100, 200);
-        let port: u16 = tokio::task::block_in_place(|| {
-            t.until("the address", |s| shows(s, "listening on 127.0.0.1:"));
-            let text = t.parser.screen().contents();
-            let at = text.find("listening on 127.0.0.1:").unwrap() + 23;
-            text[at..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-                .parse()
-                .unwrap()
-        });
+        let port: u16 = tokio::task::block_in_place(|| t.listening_port());
         t.press("sure");
         tokio::task::block_in_place(|| {
             t.until("the draft", |s| prompt(s).as_deref() == Some("> sure"))

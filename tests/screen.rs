@@ -327,18 +327,7 @@ async fn the_host_answers_knocks_at_the_terminal() {
     within(async {
         let host = Home::new();
         let mut t = Term::spawn(&host, &["listen", "127.0.0.1:0"], 40, 100, 1000);
-        let port: u16 = tokio::task::block_in_place(|| {
-            t.until("the address", |s| shows(s, "listening on 127.0.0.1:"));
-            let text = t.parser.screen().contents();
-            let at =
-                text.find("listening on 127.0.0.1:").unwrap() + "listening on 127.0.0.1:".len();
-            text[at..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-                .parse()
-                .unwrap()
-        });
+        let port: u16 = tokio::task::block_in_place(|| t.listening_port());
 
         // y: admitted.
         let (alice, bob, mallory) = (Home::new(), Home::new(), Home::new());
@@ -404,17 +393,7 @@ async fn a_refused_stranger_knocking_again_does_not_flood_the_host() {
     within(async {
         let (host, stranger) = (Home::new(), Home::new());
         let mut t = Term::spawn(&host, &["listen", "127.0.0.1:0"], 40, 100, 1000);
-        let port: u16 = tokio::task::block_in_place(|| {
-            t.until("the address", |s| shows(s, "listening on 127.0.0.1:"));
-            let text = t.parser.screen().contents();
-            let at = text.find("listening on 127.0.0.1:").unwrap() + 23;
-            text[at..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-                .parse()
-                .unwrap()
-        });
+        let port: u16 = tokio::task::block_in_place(|| t.listening_port());
         let mut first = stranger.dial(port, &["--trust", "accept-new"]);
         tokio::task::block_in_place(|| {
             t.until("the knock", |s| shows(s, "[y]es / [n]o / y NAME"));

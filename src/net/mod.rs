@@ -613,20 +613,7 @@ async fn redeem(
     }
     match trust.invites().redeem(secret, crate::invite::unix_now()) {
         Ok(redeemed) => match verify::record_invited(trust, &peer, &redeemed.petname) {
-            Ok(entry) => {
-                let mut info = match verify::admitted(peer, &local, None, &Allow::Anyone, trust) {
-                    Ok(info) => info,
-                    Err(e) => return refuse_invite(established, from, e.to_string()).await,
-                };
-                info.invite = Some(redeemed.id);
-                info.entry = Some(entry);
-                Connection::Arrived(Box::new(Arrival {
-                    established,
-                    info,
-                    address: from.to_string(),
-                    first: None,
-                }))
-            }
+            Ok(entry) => admit_invited(established, from, trust, entry, redeemed.id).await,
             Err(e) => {
                 refuse_invite(
                     established,
@@ -762,18 +749,7 @@ async fn by_code(
             if let Err(e) = established.send.send(&confirm).await {
                 return Connection::Failed(format!("connection from {from}: {e}"));
             }
-            let mut info = match verify::admitted(peer, &local, None, &Allow::Anyone, trust) {
-                Ok(info) => info,
-                Err(e) => return refuse_invite(established, from, e.to_string()).await,
-            };
-            info.invite = Some(format!("code {nameplate}"));
-            info.entry = Some(entry);
-            Connection::Arrived(Box::new(Arrival {
-                established,
-                info,
-                address: from.to_string(),
-                first: None,
-            }))
+            admit_invited(established, from, trust, entry, format!("code {nameplate}")).await
         }
         Ok(_) => refuse_invite(established, from, "internal error".into()).await,
         Err(why @ (Refusal::WrongCode { .. } | Refusal::Burned(_))) if !proven => {
@@ -782,6 +758,30 @@ async fn by_code(
         }
         Err(why) => refuse_invite(established, from, why.to_string()).await,
     }
+}
+
+/// A dialer whose invite (ticket or code, named `invite`) was honoured and recorded as `entry`:
+/// admitted, whatever the listener's --allow.
+async fn admit_invited(
+    established: Established<OwnedReadHalf, OwnedWriteHalf>,
+    from: SocketAddr,
+    trust: &verify::TrustConfig,
+    entry: crate::trust::Entry,
+    invite: String,
+) -> Connection<OwnedReadHalf, OwnedWriteHalf> {
+    let (peer, local) = (established.peer, established.local);
+    let mut info = match verify::admitted(peer, &local, None, &Allow::Anyone, trust) {
+        Ok(info) => info,
+        Err(e) => return refuse_invite(established, from, e.to_string()).await,
+    };
+    info.invite = Some(invite);
+    info.entry = Some(entry);
+    Connection::Arrived(Box::new(Arrival {
+        established,
+        info,
+        address: from.to_string(),
+        first: None,
+    }))
 }
 
 /// Turns away a dialer whose invite was not honoured, saying why (one line on both sides).

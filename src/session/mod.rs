@@ -229,55 +229,40 @@ where
         }
     };
     let mut established = established;
-    // A spoken code: the listener must prove it before anything else (and its key is only
-    // remembered then).
-    let decision = match (decision, role, &settings.code) {
-        (Ok(mut info), Role::Dialer { addr, .. }, Some(code)) => {
-            match code::prove(&mut established, code, settings.handshake_timeout, ui).await {
-                Ok(()) => {
-                    match verify::record_inviter(&settings.trust, &peer, addr, "", Verified::Code) {
-                        Ok(entry) => {
-                            ui.status(format_args!(
-                                "the code matched: {} is verified; remembered as {:?}",
-                                fingerprint::grouped(&peer),
-                                entry.name
-                            ));
-                            info.label = entry.name.clone();
-                            info.entry = Some(entry);
-                            Ok(info)
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        (decision, ..) => decision,
-    };
-    // A ticket vouched for this key (the pin matched): remember it as verified by invite.
-    let decision = match (decision, role, &settings.invite) {
-        (Ok(mut info), Role::Dialer { addr, .. }, Some(invite)) => {
-            match verify::record_inviter(
-                &settings.trust,
-                &peer,
+    // A spoken code (the listener must prove it before anything else) or a ticket (the pin
+    // matched) vouched for this key: remember it as verified that way.
+    let vouched = match (role, &settings.code, &settings.invite) {
+        (Role::Dialer { addr, .. }, Some(code), _) if decision.is_ok() => {
+            code::prove(&mut established, code, settings.handshake_timeout, ui).await?;
+            Some((
                 addr,
-                &invite.name,
-                Verified::Invite,
-            ) {
-                Ok(entry) => {
-                    ui.status(format_args!(
-                        "the listener's key {} is the one in your ticket; remembered as {:?}",
-                        fingerprint::grouped(&peer),
-                        entry.name
-                    ));
-                    info.label = entry.name.clone();
-                    info.entry = Some(entry);
-                    Ok(info)
-                }
-                Err(e) => Err(e),
-            }
+                "",
+                Verified::Code,
+                "the code matched: the listener's key",
+            ))
         }
-        (decision, ..) => decision,
+        (Role::Dialer { addr, .. }, None, Some(invite)) => Some((
+            addr,
+            invite.name.as_str(),
+            Verified::Invite,
+            "the listener's key is the one in your ticket:",
+        )),
+        _ => None,
+    };
+    let decision = match (decision, vouched) {
+        (Ok(mut info), Some((addr, name, how, said))) => {
+            verify::record_inviter(&settings.trust, &peer, addr, name, how).map(|entry| {
+                ui.status(format_args!(
+                    "{said} {}; remembered as {:?}",
+                    fingerprint::grouped(&peer),
+                    entry.name
+                ));
+                info.label = entry.name.clone();
+                info.entry = Some(entry);
+                info
+            })
+        }
+        (decision, _) => decision,
     };
     let mut info = match decision {
         Ok(info) => info,

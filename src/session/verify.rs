@@ -423,32 +423,7 @@ pub fn record_verified(
     petname: &str,
     how: Verified,
 ) -> Result<Entry> {
-    config
-        .store
-        .update(|peers| {
-            if peers.by_key(key).is_none() {
-                let base = match petname {
-                    "" => format!("peer-{}", fingerprint::short(key)),
-                    name => name.to_string(),
-                };
-                let name = peers.free_name(&base);
-                peers.add(Entry::new(&name, *key, how))?;
-            } else {
-                // Upgrade only what was trusted on first use; a compared safety number or a
-                // fingerprint from its owner stays as it is.
-                if peers
-                    .by_key(key)
-                    .is_some_and(|e| e.how == Verified::FirstUse)
-                {
-                    peers.set_verified(key, how)?;
-                }
-            }
-            peers
-                .by_key(key)
-                .cloned()
-                .ok_or_else(|| trust::TrustError::NoMatch(key.to_hex()))
-        })
-        .map_err(store_error)
+    record(config, key, petname, None, how)
 }
 
 /// The dialer's decision when it holds a spoken code: a known key is taken as known, a changed
@@ -476,8 +451,9 @@ pub fn dialled_for_code(
     }
 }
 
-/// Records the listener a ticket named: verified by invite, at `addr`, under the name the
-/// inviter suggested (or a made-up one; an existing entry keeps its name).
+/// Records the listener a ticket (or a code) vouched for: verified `how`, at `addr`, under the
+/// name the inviter suggested if it is a valid petname (or a made-up one; an existing entry
+/// keeps its name).
 pub fn record_inviter(
     config: &TrustConfig,
     key: &PublicKey,
@@ -485,28 +461,42 @@ pub fn record_inviter(
     name: &str,
     how: Verified,
 ) -> Result<Entry> {
-    let suggested = match trust::validate_name(name) {
-        Ok(()) => Some(name.to_string()),
-        Err(_) => None,
+    let name = if trust::validate_name(name).is_ok() {
+        name
+    } else {
+        ""
     };
+    record(config, key, name, Some(addr), how)
+}
+
+/// A new known peer under `petname` (a made-up one when empty), or an existing one whose
+/// trust-on-first-use is upgraded to `how` (a compared safety number or a fingerprint from
+/// its owner stays as it is); `addr` noted when given.
+fn record(
+    config: &TrustConfig,
+    key: &PublicKey,
+    petname: &str,
+    addr: Option<&str>,
+    how: Verified,
+) -> Result<Entry> {
     config
         .store
         .update(|peers| {
-            if peers.by_key(key).is_none() {
-                let base = suggested.unwrap_or_else(|| format!("peer-{}", fingerprint::short(key)));
-                let name = peers.free_name(&base);
-                peers.add(Entry::new(&name, *key, how))?;
-            } else {
-                // Upgrade only what was trusted on first use; a compared safety number or a
-                // fingerprint from its owner stays as it is.
-                if peers
-                    .by_key(key)
-                    .is_some_and(|e| e.how == Verified::FirstUse)
-                {
-                    peers.set_verified(key, how)?;
+            match peers.by_key(key).map(|e| e.how) {
+                None => {
+                    let base = match petname {
+                        "" => format!("peer-{}", fingerprint::short(key)),
+                        name => name.to_string(),
+                    };
+                    let name = peers.free_name(&base);
+                    peers.add(Entry::new(&name, *key, how))?;
                 }
+                Some(Verified::FirstUse) => peers.set_verified(key, how)?,
+                Some(_) => {}
             }
-            peers.add_addr(key, addr);
+            if let Some(addr) = addr {
+                peers.add_addr(key, addr);
+            }
             peers
                 .by_key(key)
                 .cloned()

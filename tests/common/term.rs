@@ -210,6 +210,20 @@ impl Term {
         rows
     }
 
+    /// A listener's port, from its `listening on 127.0.0.1:PORT` line (waited for).
+    pub fn listening_port(&mut self) -> u16 {
+        const LINE: &str = "listening on 127.0.0.1:";
+        self.until("the address", |s| shows(s, LINE));
+        let text = self.parser.screen().contents();
+        let at = text.find(LINE).unwrap() + LINE.len();
+        text[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    }
+
     /// Waits (draining the terminal) for the program to exit; its exit code.
     pub fn exit_code(&mut self) -> Option<i32> {
         let deadline = Instant::now() + WAIT;
