@@ -300,7 +300,8 @@ pub async fn dialled(
     }
 }
 
-/// Stores a newly trusted key under a free petname; returns the stored entry.
+/// Stores a newly trusted key under a free petname; returns the stored entry. (Another schat
+/// may have added it meanwhile: then the address is noted, and trust on first use upgraded.)
 fn remember(
     config: &TrustConfig,
     key: &PublicKey,
@@ -308,22 +309,7 @@ fn remember(
     how: Verified,
     name: Option<String>,
 ) -> Result<Entry> {
-    config
-        .store
-        .update(|peers| {
-            // Another schat may have added it meanwhile: then just note the address.
-            if peers.by_key(key).is_none() {
-                let base = name.unwrap_or_else(|| format!("peer-{}", fingerprint::short(key)));
-                let name = peers.free_name(&base);
-                peers.add(Entry::new(&name, *key, how))?;
-            }
-            peers.add_addr(key, addr);
-            peers
-                .by_key(key)
-                .cloned()
-                .ok_or_else(|| trust::TrustError::NoMatch(key.to_hex()))
-        })
-        .map_err(store_error)
+    record(config, key, name.as_deref().unwrap_or(""), Some(addr), how)
 }
 
 /// The prompt for an unknown key. `None` means the user refused.
