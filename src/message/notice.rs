@@ -99,8 +99,9 @@ pub enum Event<'a> {
     Refused(Entry<'a>),
     /// The other members present.
     Roster(Vec<Entry<'a>>),
-    /// An event this version does not know (its text is still shown).
-    Unknown(u8),
+    /// An event this version does not know (its text is still shown); its fields are kept as
+    /// they came, so that it re-encodes to the same bytes.
+    Unknown(u8, Cow<'a, [u8]>),
 }
 
 /// A decoded NOTICE body.
@@ -152,10 +153,7 @@ impl<'a> Notice<'a> {
                 }
                 Event::Roster(members)
             }
-            other => {
-                fields = &[];
-                Event::Unknown(other)
-            }
+            other => Event::Unknown(other, Cow::Borrowed(std::mem::take(&mut fields))),
         };
         if !fields.is_empty() {
             return Err(MessageError::UnexpectedBody("NOTICE fields"));
@@ -183,7 +181,7 @@ impl<'a> Notice<'a> {
                 event::ROSTER,
                 members.iter().flat_map(encode_entry).collect(),
             ),
-            Event::Unknown(code) => (*code, Vec::new()),
+            Event::Unknown(code, fields) => (*code, fields.to_vec()),
         };
         out.push(code);
         debug_assert!(fields.len() <= usize::from(u16::MAX));
@@ -196,7 +194,8 @@ impl<'a> Notice<'a> {
     pub fn len(&self) -> usize {
         let entry_len = |e: &Entry<'_>| ORIGIN_LEN + 1 + e.name.len();
         let fields = match &self.event {
-            Event::Text | Event::Unknown(_) => 0,
+            Event::Text => 0,
+            Event::Unknown(_, fields) => fields.len(),
             Event::Join(e) | Event::Rename(e) | Event::Refused(e) => entry_len(e),
             Event::Leave(e, _) => entry_len(e) + 1,
             Event::Roster(members) => members.iter().map(entry_len).sum(),
@@ -223,7 +222,7 @@ impl<'a> Notice<'a> {
                 Event::Rename(e) => Event::Rename(own(e)),
                 Event::Refused(e) => Event::Refused(own(e)),
                 Event::Roster(m) => Event::Roster(m.into_iter().map(own).collect()),
-                Event::Unknown(c) => Event::Unknown(c),
+                Event::Unknown(c, f) => Event::Unknown(c, Cow::Owned(f.into_owned())),
             },
             text: Cow::Owned(self.text.into_owned()),
         }
@@ -327,7 +326,11 @@ mod tests {
     fn an_unknown_event_keeps_its_text() {
         let body = b"\x7f\x00\x03abcsays so";
         let n = Notice::decode(body).unwrap();
-        assert_eq!(n.event, Event::Unknown(0x7f));
+        assert_eq!(n.event, Event::Unknown(0x7f, Cow::Borrowed(&b"abc"[..])));
+        // …and re-encodes to the same bytes (found by the fuzzer: the fields were dropped).
+        let mut again = Vec::new();
+        n.encode_into(&mut again);
+        assert_eq!(again, body);
         assert_eq!(n.text, "says so");
     }
 

@@ -153,7 +153,7 @@ impl RoomView {
                     &line,
                 );
             }
-            NoticeEvent::Text | NoticeEvent::Unknown(_) => {
+            NoticeEvent::Text | NoticeEvent::Unknown(..) => {
                 ui.notice(&self.speaker(&self.host, &host_label), &notice.text)
             }
         }
