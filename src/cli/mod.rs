@@ -488,10 +488,11 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                             "--code verifies a key you do not have yet: not with a ticket or --peer".into(),
                         ));
                     }
-                    settings.code = Some(
-                        crate::invite::code::Code::parse(code)
-                            .map_err(|e| Error::Usage(format!("--code: {e}")))?,
-                    );
+                    let code = crate::invite::code::Code::parse(code)
+                        .map_err(|e| Error::Usage(format!("--code: {e}")))?;
+                    // (Typed blind: say which code was understood, by its number only.)
+                    early.status(format_args!("code {}-… read", code.nameplate));
+                    settings.code = Some(code);
                 }
                 let identity = paths.load_or_create(&early, &sources)?;
                 Ok((identity, settings, install_interrupts()?))
@@ -609,6 +610,21 @@ fn with_ticket(addr: &str, settings: &mut Settings, ui: &Ui) -> Result<()> {
     if crate::invite::unix_now() >= ticket.expires {
         ui.warn("this ticket has expired; trying anyway (the inviter decides)");
     }
+    // What was read (pasted blind at a terminal), without its secret.
+    ui.status(format_args!(
+        "invite {} from {} at {}",
+        ticket.id(),
+        match ticket.name.as_str() {
+            "" => "(no name)".to_string(),
+            name => sanitize::line(name).into_owned(),
+        },
+        ticket
+            .addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     settings.pin = Some(ticket.key);
     settings.invite = Some(crate::session::InviteUse {
         addrs: ticket.addrs.iter().map(ToString::to_string).collect(),
