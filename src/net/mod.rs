@@ -521,19 +521,26 @@ async fn handshake_and_admit(
     // is admitted anyway is not made to wait unless invites are pending (it may be redeeming
     // one to be verified). (A pipe admits by key alone.)
     let mut first = None;
-    let admitted_by_key =
-        verify::admitted(peer, &local, settings.pin.as_ref(), allow, &settings.trust).is_ok();
-    let read_first = !admitted_by_key || invites_pending(settings);
+    let by_key = verify::admitted(peer, &local, settings.pin.as_ref(), allow, &settings.trust);
+    let read_first = by_key.is_err() || invites_pending(settings);
     if settings.pipe.is_none() && read_first && peer != local {
         let wait = FIRST_MESSAGE_WAIT.min(settings.handshake_timeout);
         match tokio::time::timeout(wait, established.recv.recv()).await {
             Ok(Ok(Some(Message::Invite(secret)))) => {
-                return redeem(established, &secret, from, settings, allow).await;
+                if let Some(why) = invites_closed(peer, &local, settings, allow, &by_key) {
+                    return refuse_invite(established, from, why).await;
+                }
+                return redeem(established, &secret, from, settings, by_key).await;
             }
             Ok(Ok(Some(Message::Pake {
                 nameplate: Some(nameplate),
                 message,
-            }))) => return by_code(established, nameplate, &message, from, settings, allow).await,
+            }))) => {
+                if let Some(why) = invites_closed(peer, &local, settings, allow, &by_key) {
+                    return refuse_invite(established, from, why).await;
+                }
+                return by_code(established, nameplate, &message, from, settings).await;
+            }
             Ok(Ok(Some(msg))) => first = Some(msg.into_owned()),
             Ok(Ok(None)) => {
                 return Connection::Failed(format!(
@@ -564,7 +571,7 @@ async fn handshake_and_admit(
             false => Connection::Arrived(arrival),
         };
     }
-    match verify::admitted(peer, &local, settings.pin.as_ref(), allow, &settings.trust) {
+    match by_key {
         Ok(info) => Connection::Arrived(Box::new(Arrival {
             established,
             info,
@@ -603,14 +610,11 @@ async fn redeem(
     secret: &[u8; crate::invite::ticket::SECRET_LEN],
     from: SocketAddr,
     settings: &Settings,
-    allow: &Allow,
+    // What its key alone would get it (invites_closed has been checked).
+    by_key: Result<verify::PeerInfo>,
 ) -> Connection<OwnedReadHalf, OwnedWriteHalf> {
-    let (peer, local) = (established.peer, established.local);
+    let peer = established.peer;
     let trust = &settings.trust;
-    let by_key = verify::admitted(peer, &local, settings.pin.as_ref(), allow, trust);
-    if let Some(why) = invites_closed(peer, &local, settings, allow, &by_key) {
-        return refuse_invite(established, from, why).await;
-    }
     match trust.invites().redeem(secret, crate::invite::unix_now()) {
         Ok(redeemed) => match verify::record_invited(trust, &peer, &redeemed.petname) {
             Ok(entry) => admit_invited(established, from, trust, entry, redeemed.id).await,
@@ -670,16 +674,11 @@ async fn by_code(
     theirs: &[u8],
     from: SocketAddr,
     settings: &Settings,
-    allow: &Allow,
 ) -> Connection<OwnedReadHalf, OwnedWriteHalf> {
     use crate::invite::Refusal;
     use crate::invite::code::{Code, Exchange, PAKE_LEN, Side};
-    let (peer, local) = (established.peer, established.local);
+    let peer = established.peer;
     let trust = &settings.trust;
-    let by_key = verify::admitted(peer, &local, settings.pin.as_ref(), allow, trust);
-    if let Some(why) = invites_closed(peer, &local, settings, allow, &by_key) {
-        return refuse_invite(established, from, why).await;
-    }
     let invites = trust.invites();
     let now = crate::invite::unix_now();
     // An unknown nameplate runs the exchange all the same, with a code nobody has: probing
