@@ -366,6 +366,24 @@ async fn stream_cut_inside_a_frame_is_a_truncation() {
     .await
 }
 
+/// Our listener's handshake on one end of an in-memory pipe (its outcome), and the other end.
+fn our_listener() -> (
+    tokio::task::JoinHandle<Result<(), Error>>,
+    tokio::io::ReadHalf<tokio::io::DuplexStream>,
+    tokio::io::WriteHalf<tokio::io::DuplexStream>,
+) {
+    let bob = Identity::generate().unwrap();
+    let (a, b) = duplex(4096);
+    let (ar, aw) = split(a);
+    let (br, bw) = split(b);
+    let listener = tokio::spawn(async move {
+        handshake::respond(&bob, FrameReader::new(br), FrameWriter::new(bw))
+            .await
+            .map(|_| ())
+    });
+    (listener, ar, aw)
+}
+
 /// A schat/2 handshake done by hand from PROTOCOL.md (snow for Noise, `schat::kem` for
 /// ML-KEM-768): the dialer's side. `Err` says where it stopped.
 async fn hand_dial<R, W>(
@@ -470,15 +488,7 @@ async fn a_peer_with_another_prologue_fails_the_handshake() {
     within(async {
         // Our listener against a dialer of another version (same sizes, other prologue): its
         // message 1 payload does not even authenticate.
-        let bob = Identity::generate().unwrap();
-        let (a, b) = duplex(4096);
-        let (ar, aw) = split(a);
-        let (br, bw) = split(b);
-        let listener = tokio::spawn(async move {
-            handshake::respond(&bob, FrameReader::new(br), FrameWriter::new(bw))
-                .await
-                .map(|_| ())
-        });
+        let (listener, ar, aw) = our_listener();
         let noise = foreign(b"schat/3", true);
         let (mut r, mut w) = (FrameReader::new(ar), FrameWriter::new(aw));
         assert!(hand_dial(noise, &mut r, &mut w).await.is_err());
@@ -511,15 +521,7 @@ async fn a_schat1_peer_is_named_as_such_both_ways() {
                 b.build_responder().unwrap()
             }
         };
-        let bob = Identity::generate().unwrap();
-        let (a, b) = duplex(4096);
-        let (ar, aw) = split(a);
-        let (br, bw) = split(b);
-        let listener = tokio::spawn(async move {
-            handshake::respond(&bob, FrameReader::new(br), FrameWriter::new(bw))
-                .await
-                .map(|_| ())
-        });
+        let (listener, ar, aw) = our_listener();
         let mut old = classic(true);
         let mut buf = vec![0u8; 4096];
         let n = old.write_message(&[], &mut buf).unwrap();
@@ -608,15 +610,7 @@ async fn the_same_prologue_from_a_foreign_implementation_works() {
 async fn a_tampered_kem_key_ciphertext_or_psk_fails_the_handshake() {
     within(async {
         // An invalid ML-KEM key, properly encrypted in message 1: our listener says so.
-        let bob = Identity::generate().unwrap();
-        let (a, b) = duplex(4096);
-        let (ar, aw) = split(a);
-        let (br, bw) = split(b);
-        let listener = tokio::spawn(async move {
-            handshake::respond(&bob, FrameReader::new(br), FrameWriter::new(bw))
-                .await
-                .map(|_| ())
-        });
+        let (listener, ar, aw) = our_listener();
         let mut noise = foreign(PROLOGUE, true);
         let mut buf = vec![0u8; 4096];
         let mut bad_key = [0u8; schat::kem::EK_LEN];
@@ -673,15 +667,7 @@ async fn a_tampered_kem_key_ciphertext_or_psk_fails_the_handshake() {
 
         // A PSK derived from the wrong handshake hash (before message 2, not after it): our
         // listener refuses message 3, naming the post-quantum part.
-        let bob = Identity::generate().unwrap();
-        let (a, b) = duplex(4096);
-        let (ar, aw) = split(a);
-        let (br, bw) = split(b);
-        let listener = tokio::spawn(async move {
-            handshake::respond(&bob, FrameReader::new(br), FrameWriter::new(bw))
-                .await
-                .map(|_| ())
-        });
+        let (listener, ar, aw) = our_listener();
         let mut noise = foreign(PROLOGUE, true);
         let (mut r, mut w) = (FrameReader::new(ar), FrameWriter::new(aw));
         let (dec, ek) = schat::kem::generate(&zeroize::Zeroizing::new([5; 64]));
@@ -704,15 +690,7 @@ async fn a_tampered_kem_key_ciphertext_or_psk_fails_the_handshake() {
 
         // The PSK mixed in at another place (XXpsk2: after message 2's tokens) is another
         // protocol from the first byte: message 1 does not authenticate.
-        let bob = Identity::generate().unwrap();
-        let (a, b) = duplex(4096);
-        let (ar, aw) = split(a);
-        let (br, bw) = split(b);
-        let listener = tokio::spawn(async move {
-            handshake::respond(&bob, FrameReader::new(br), FrameWriter::new(bw))
-                .await
-                .map(|_| ())
-        });
+        let (listener, ar, aw) = our_listener();
         let key = Builder::new(PATTERN.parse().unwrap())
             .generate_keypair()
             .unwrap();
@@ -742,15 +720,7 @@ async fn a_tampered_kem_key_ciphertext_or_psk_fails_the_handshake() {
 #[tokio::test]
 async fn a_message_1_of_another_size_is_refused_from_its_length() {
     within(async {
-        let bob = Identity::generate().unwrap();
-        let (a, b) = duplex(4096);
-        let (ar, aw) = split(a);
-        let (br, bw) = split(b);
-        let listener = tokio::spawn(async move {
-            handshake::respond(&bob, FrameReader::new(br), FrameWriter::new(bw))
-                .await
-                .map(|_| ())
-        });
+        let (listener, ar, aw) = our_listener();
         let mut noise = foreign(PROLOGUE, true);
         let mut w = FrameWriter::new(aw);
         let mut buf = vec![0u8; 65535];
@@ -982,15 +952,7 @@ fn assert_non_canonical_refused(result: Result<(), Error>) {
 async fn a_static_key_with_bit_255_set_is_refused_by_both_roles() {
     within(async {
         // Our listener against such a dialer: the Noise handshake completes on its side.
-        let bob = Identity::generate().unwrap();
-        let (a, b) = duplex(4096);
-        let (ar, aw) = split(a);
-        let (br, bw) = split(b);
-        let listener = tokio::spawn(async move {
-            handshake::respond(&bob, FrameReader::new(br), FrameWriter::new(bw))
-                .await
-                .map(|_| ())
-        });
+        let (listener, ar, aw) = our_listener();
         let (mut r, mut w) = (FrameReader::new(ar), FrameWriter::new(aw));
         assert!(hand_dial(top_bit_peer(true), &mut r, &mut w).await.is_ok());
         let result = tokio::time::timeout(LIMIT, listener)
