@@ -36,7 +36,7 @@ fn settings(pin: Option<&Identity>) -> Settings {
         keepalive: Duration::from_secs(30),
         pipe: None,
         name: String::new(),
-        invite: None,
+        ticket: None,
         code: None,
     }
 }

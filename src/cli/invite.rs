@@ -133,7 +133,7 @@ pub fn run(args: &InviteArgs, paths: &Paths) -> Result<()> {
             .iter()
             .map(|a| ticket_addr(a))
             .collect::<Result<Vec<_>>>()?,
-        true => local_addrs(args.port),
+        true => crate::net::tcp::reachable_addrs(args.port),
     };
     if addrs.is_empty() {
         return Err(Error::Usage(
@@ -143,29 +143,38 @@ pub fn run(args: &InviteArgs, paths: &Paths) -> Result<()> {
     let key = Keyfile::read(&paths.identity)
         .map_err(Error::from)?
         .public_key();
+    // A `listen --p2p` of this home left its iroh address: dialers get it too.
+    let mut addrs = addrs;
+    let iroh = p2p_address(paths, &key);
+    if !iroh.is_empty() {
+        addrs.truncate(crate::invite::ticket::MAX_ADDRS / 2);
+        let room = crate::invite::ticket::MAX_ADDRS - addrs.len();
+        addrs.extend(iroh.into_iter().take(room));
+    }
     let mut secret = Zeroizing::new([0u8; crate::invite::ticket::SECRET_LEN]);
     rand::fill(&mut secret[..]);
     let now = unix_now();
     let ticket = Ticket {
         key,
-        secret,
+        secret: Some(secret.clone()),
         expires: now.saturating_add(lifetime),
         name: suggested,
         addrs,
     };
     invites
         .add(
-            Pending::new(&ticket.secret, ticket.expires, args.uses, &petname),
+            Pending::new(&secret, ticket.expires, args.uses, &petname),
             now,
         )
         .map_err(store_error)?;
     let text = ticket.encode();
+    let id = ticket.id().unwrap_or_default();
     let expires = timestamp(ticket.expires);
     if args.json {
         let shown: Vec<String> = ticket.addrs.iter().map(ToString::to_string).collect();
         let object = serde_json::json!({
             "ticket": text,
-            "id": ticket.id(),
+            "id": id,
             "expires": expires,
             "uses": args.uses,
             "petname": (!petname.is_empty()).then_some(&petname),
@@ -179,7 +188,7 @@ pub fn run(args: &InviteArgs, paths: &Paths) -> Result<()> {
         let shown: Vec<String> = ticket.addrs.iter().map(ToString::to_string).collect();
         eprintln!(
             "schat: invite {} (for {} {}, until {expires})",
-            ticket.id(),
+            id,
             args.uses,
             if args.uses == 1 { "person" } else { "people" }
         );
@@ -191,7 +200,7 @@ pub fn run(args: &InviteArgs, paths: &Paths) -> Result<()> {
             "schat: keep `schat listen` running, reachable at {}; revoke with `schat invite \
              --revoke {}`",
             shown.join(", "),
-            ticket.id()
+            id
         );
         if args.addrs.is_empty() {
             eprintln!(
@@ -340,19 +349,19 @@ fn ticket_addr(text: &str) -> Result<TicketAddr> {
     })
 }
 
-/// This machine's addresses a peer could dial: up, not loopback, not link-local (those need
-/// an interface name), IPv4 first.
-fn local_addrs(port: u16) -> Vec<TicketAddr> {
-    let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|i| !i.is_loopback() && !i.is_link_local() && i.is_oper_up())
-        .map(|i| i.ip())
-        .collect();
-    ips.sort_by_key(|ip| (ip.is_ipv6(), *ip));
-    ips.dedup();
-    ips.truncate(crate::invite::ticket::MAX_ADDRS);
-    ips.into_iter().map(|ip| TicketAddr::Ip(ip, port)).collect()
+/// The iroh parts of the address a running `listen --p2p` left in this home (see
+/// `net::p2p_address_file`), if it is for our key; nothing otherwise. (A file: read as
+/// untrusted, decoded strictly.)
+fn p2p_address(paths: &Paths, key: &crate::keys::PublicKey) -> Vec<TicketAddr> {
+    let Ok(text) = std::fs::read_to_string(paths.home.join("p2p-address")) else {
+        return Vec::new();
+    };
+    match Ticket::decode(&text) {
+        Ok(t) if t.key == *key && t.endpoint().is_some() => {
+            t.addrs.into_iter().filter(|a| !a.is_tcp()).collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 fn timestamp(unix: u64) -> String {

@@ -18,6 +18,7 @@ use crate::ui::{self, Ui};
 use clap::{Parser, Subcommand};
 
 mod invite;
+mod p2p;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,7 +34,7 @@ Exit status:
   4  the peer turned you away: it refused your key, the room was full, it never welcomed
      you, or it runs the other mode (chat against --pipe)";
 
-/// End-to-end encrypted chat over a direct TCP connection.
+/// End-to-end encrypted chat over a direct TCP connection, or through NATs over iroh.
 ///
 /// schat wraps the connection in a Noise XX handshake (X25519, ChaCha20-Poly1305, BLAKE2s),
 /// hybrid with ML-KEM-768 so that recorded sessions stay secret against future quantum
@@ -97,6 +98,10 @@ pub enum Command {
         /// Print 64 hex digits without spaces
         #[arg(long)]
         raw: bool,
+        /// Print your iroh endpoint id instead (derived from your identity; for a relay's
+        /// --allow-endpoint). Needs the keyfile's passphrase
+        #[arg(long, conflicts_with = "raw")]
+        endpoint: bool,
     },
     /// Host a chat room that peers dial into (or, with --pipe, serve one pipe session)
     #[command(after_help = EXIT_CODES)]
@@ -130,16 +135,24 @@ pub enum Command {
         /// An address gets at most 10 log lines per 10 s, then one summary line
         #[arg(long, value_name = "N", default_value_t = crate::net::gate::DEFAULT_PER_SOURCE)]
         max_handshakes_per_address: usize,
+        /// Also be reachable through NATs, over iroh (QUIC with hole punching, relayed when
+        /// that fails): prints a ticket (`schat:…`) for `schat dial`, and `schat invite`
+        /// includes the iroh address while this runs
+        #[arg(long)]
+        p2p: bool,
+        #[command(flatten)]
+        p2p_args: p2p::P2pArgs,
         #[command(flatten)]
         session: SessionArgs,
     },
     /// Connect to a listening peer, then chat
     #[command(after_help = EXIT_CODES)]
     Dial {
-        /// The listener: HOST, HOST:PORT, IP:PORT or `[IPv6]:PORT` (default port 12345), an
-        /// invite ticket (`schat:…`, from `schat invite`: its key is expected, and the invite
-        /// proves you to the listener; `-` asks for it on the terminal, keeping it off the
-        /// command line, which other users can see), or the
+        /// The listener: HOST, HOST:PORT, IP:PORT or `[IPv6]:PORT` (default port 12345), a
+        /// ticket (`schat:…`, from `schat invite` or `schat listen --p2p`: its key is expected;
+        /// an invite also proves you to the listener; its TCP addresses and its iroh address
+        /// are tried at once, and the first to prove the key wins; `-` asks for it on the
+        /// terminal, keeping it off the command line, which other users can see), or the
         /// petname of a known peer (its stored addresses are tried, newest first, and its key
         /// is expected)
         #[arg(value_name = "ADDR")]
@@ -155,6 +168,8 @@ pub enum Command {
         #[arg(long, value_name = "CODE", conflicts_with = "pipe")]
         code: Option<String>,
         #[command(flatten)]
+        p2p_args: p2p::P2pArgs,
+        #[command(flatten)]
         session: SessionArgs,
     },
     /// Manage known peers: petnames, fingerprints, addresses, verification
@@ -164,6 +179,11 @@ pub enum Command {
     /// key already verified, and proves them to your `schat listen` (which need not restart).
     /// Also --list and --revoke ID
     Invite(invite::InviteArgs),
+    /// Run a relay for iroh (for `--p2p`): it forwards encrypted packets between peers that
+    /// cannot reach each other directly and helps them punch through NATs. It never sees
+    /// schat keys or content. TLS from certificate files or Let's Encrypt; --insecure-http for
+    /// tests and closed LANs
+    Relay(p2p::RelayArgs),
 }
 
 /// Options shared by `listen` and `dial`.
@@ -206,7 +226,7 @@ impl SessionArgs {
             trust: paths.trust_config(),
             keepalive: seconds(self.keepalive, "--keepalive")?,
             pipe: self.pipe.then_some(PipeOptions { quiet: self.quiet }),
-            invite: None,
+            ticket: None,
             code: None,
             name: match &self.name {
                 Some(name) => {
@@ -403,6 +423,8 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
             max_peers,
             max_handshakes,
             max_handshakes_per_address,
+            p2p,
+            p2p_args,
             session,
         } => {
             let prepared = (|| {
@@ -427,7 +449,15 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                     ));
                 }
                 let settings = session.settings(&paths)?;
+                if p2p_args.any() && !p2p {
+                    return Err(Error::Usage(
+                        "--relay, --relay-ca, --p2p-bind, --no-portmap and --ephemeral-endpoint \
+                         go with --p2p"
+                            .into(),
+                    ));
+                }
                 let options = ListenOptions {
+                    p2p: p2p.then(|| p2p_args.options()).transpose()?,
                     addr: Some(addr),
                     once: once || session.pipe,
                     welcome,
@@ -466,6 +496,7 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
             addr,
             trust,
             code,
+            p2p_args,
             session,
         } => {
             let prepared = (|| {
@@ -483,7 +514,7 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                         );
                         code.as_str()
                     };
-                    if settings.invite.is_some() || settings.pin.is_some() {
+                    if settings.ticket.is_some() || settings.pin.is_some() {
                         return Err(Error::Usage(
                             "--code verifies a key you do not have yet: not with a ticket or --peer".into(),
                         ));
@@ -494,10 +525,11 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                     early.status(format_args!("code {}-… read", code.nameplate));
                     settings.code = Some(code);
                 }
+                let p2p = p2p_args.options()?;
                 let identity = paths.load_or_create(&early, &sources)?;
-                Ok((identity, settings, install_interrupts()?))
+                Ok((identity, settings, p2p, install_interrupts()?))
             })();
-            let (identity, settings, mut interrupts) = match prepared {
+            let (identity, settings, p2p, mut interrupts) = match prepared {
                 Ok(p) => p,
                 Err(e) => return (early, Err(e)),
             };
@@ -506,6 +538,7 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                 &addr,
                 trust,
                 settings.handshake_timeout,
+                &p2p,
                 &identity,
                 &settings,
                 &mut input,
@@ -536,7 +569,13 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                     kdf.params(),
                     &early,
                 ),
-                Command::Fingerprint { raw } => Keyfile::read(&paths.identity)
+                Command::Fingerprint { endpoint: true, .. } => Keyfile::read(&paths.identity)
+                    .map_err(Error::from)
+                    .and_then(|keyfile| {
+                        passphrase::unlock(&keyfile, &sources, &early, &paths.identity)
+                    })
+                    .and_then(|identity| out(net::iroh::endpoint_key(&identity).public())),
+                Command::Fingerprint { raw, .. } => Keyfile::read(&paths.identity)
                     .map_err(Error::from)
                     .and_then(|keyfile| {
                         let key = keyfile.public_key();
@@ -548,6 +587,7 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                     }),
                 Command::Peers(command) => peers(command, &paths, &early),
                 Command::Invite(args) => invite::run(&args, &paths),
+                Command::Relay(args) => p2p::relay(args, &paths, &early).await,
                 Command::Listen { .. } | Command::Dial { .. } => Ok(()),
             };
             (early, result)
@@ -564,15 +604,15 @@ fn out(line: impl std::fmt::Display) -> Result<()> {
         .map_err(|e| Error::io("writing to stdout", e))
 }
 
-/// `dial TICKET`: the ticket's key is the pin, its secret and addresses go with the settings.
-/// A damaged ticket is refused here, before anything is dialled.
+/// `dial TICKET`: the ticket's key is the pin, its secret (an invite's) and addresses go with
+/// the settings. A damaged ticket is refused here, before anything is dialled.
 fn with_ticket(addr: &str, settings: &mut Settings, ui: &Ui) -> Result<()> {
     // `-`: asked on the terminal, so the ticket is not on the command line (`ps` shows other
     // users the command lines of this machine).
     let asked;
     let from_terminal = addr == "-";
     let addr = if from_terminal {
-        asked = secret_from_terminal("paste the invite ticket (schat:…): ")?;
+        asked = secret_from_terminal("paste the ticket (schat:…): ")?;
         asked.as_str()
     } else {
         addr
@@ -583,20 +623,18 @@ fn with_ticket(addr: &str, settings: &mut Settings, ui: &Ui) -> Result<()> {
         .starts_with(crate::invite::ticket::PREFIX)
     {
         if from_terminal {
-            return Err(Error::Usage(
-                "that is not an invite ticket (schat:…)".into(),
-            ));
+            return Err(Error::Usage("that is not a ticket (schat:…)".into()));
         }
         return Ok(());
     }
-    if !from_terminal {
+    let ticket = crate::invite::Ticket::decode(addr)
+        .map_err(|e| Error::Usage(format!("this ticket cannot be used: {e}")))?;
+    if !from_terminal && ticket.secret.is_some() {
         ui.warn(
             "the ticket is on the command line, where other users of this machine can read it: \
              next time, run `schat dial -` and paste it",
         );
     }
-    let ticket = crate::invite::Ticket::decode(addr)
-        .map_err(|e| Error::Usage(format!("this invite ticket cannot be used: {e}")))?;
     if let Some(pin) = settings.pin
         && pin != ticket.key
     {
@@ -604,32 +642,43 @@ fn with_ticket(addr: &str, settings: &mut Settings, ui: &Ui) -> Result<()> {
             "--peer names another key than the ticket's: use one or the other".into(),
         ));
     }
-    if ticket.addrs.is_empty() {
+    if ticket.tcp_addrs().next().is_none() && ticket.endpoint().is_none() {
         return Err(Error::Usage("the ticket holds no address to dial".into()));
     }
-    if crate::invite::unix_now() >= ticket.expires {
+    if ticket.secret.is_some() && crate::invite::unix_now() >= ticket.expires {
         ui.warn("this ticket has expired; trying anyway (the inviter decides)");
     }
     // What was read (pasted blind at a terminal), without its secret.
-    ui.status(format_args!(
-        "invite {} from {} at {}",
-        ticket.id(),
-        match ticket.name.as_str() {
-            "" => "(no name)".to_string(),
-            name => sanitize::line(name).into_owned(),
-        },
-        ticket
-            .addrs
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
+    let name = match ticket.name.as_str() {
+        "" => "(no name)".to_string(),
+        name => sanitize::line(name).into_owned(),
+    };
+    let shown = ticket
+        .addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match ticket.id() {
+        Some(id) => ui.status(format_args!("invite {id} from {name} at {shown}")),
+        None => ui.status(format_args!("ticket of {name} at {shown}")),
+    }
+    // With an iroh address, known_peers keeps the ticket itself (without its secret), so that
+    // `dial PETNAME` finds the iroh address again.
+    let reach = ticket.endpoint().map(|_| {
+        crate::invite::Ticket {
+            secret: None,
+            expires: 0,
+            ..ticket.clone()
+        }
+        .encode()
+    });
     settings.pin = Some(ticket.key);
-    settings.invite = Some(crate::session::InviteUse {
-        addrs: ticket.addrs.iter().map(ToString::to_string).collect(),
+    settings.ticket = Some(crate::session::TicketUse {
+        addrs: ticket.addrs.clone(),
         name: ticket.name.clone(),
         secret: ticket.secret.clone(),
+        reach,
     });
     Ok(())
 }

@@ -1,11 +1,18 @@
-//! Invite tickets: one line, `schat:` then base32 (RFC 4648, lower case, no padding) of
+//! Tickets: one line, `schat:` then base32 (RFC 4648, lower case, no padding) of
 //!
 //! ```text
-//! version 0x01 | key (32) | secret (16) | expires (u64 BE, Unix seconds) |
-//! name length (1) | name (UTF-8, 0–128 bytes) | address count (1) | addresses | check (4)
+//! v1: 0x01 | key (32) | secret (16) | expires (u64 BE, Unix seconds) | rest
+//! v2: 0x02 | flags (1) | key (32) | [secret (16) | expires (u64 BE)] if flags bit 0 | rest
+//! rest    = name length (1) | name (UTF-8, 0–128 bytes) | address count (1) | addresses | check (4)
 //! address = 0x04 IPv4 (4) | 0x06 IPv6 (16) | 0x00 host length (1) host (ASCII), then port (u16 BE)
+//!           (TCP; v2 adds the iroh address:) 0x20 endpoint id (32) | 0x21 relay URL length (1)
+//!           URL | 0x24 UDP IPv4 (4) port | 0x26 UDP IPv6 (16) port
 //! check   = the first 4 bytes of SHA-256("schat ticket v1" || everything before it)
 //! ```
+//!
+//! An invite (with a secret) that only has TCP addresses is written as v1, which every schat
+//! reads; anything else as v2. A v2 ticket without a secret is just an address (what
+//! `listen --p2p` prints): the key to expect and how to reach it.
 //!
 //! The check catches a ticket cut short or mistyped; it is no protection against someone who
 //! can change the ticket on its way (they would just compute it again). That is why a ticket
@@ -16,14 +23,20 @@ use crate::keys::PublicKey;
 use data_encoding::BASE32_NOPAD;
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use zeroize::Zeroizing;
 
 /// What every ticket starts with.
 pub const PREFIX: &str = "schat:";
 
-/// The ticket format this version writes and reads.
+/// The first ticket format: an invite reached over TCP.
 pub const VERSION: u8 = 0x01;
+
+/// The second: an optional secret, and iroh addresses.
+pub const VERSION_2: u8 = 0x02;
+
+/// v2 flags: the ticket carries a secret and an expiry (it is an invite).
+const FLAG_SECRET: u8 = 0x01;
 
 /// Bytes of the one-time secret: 128 bits.
 pub const SECRET_LEN: usize = 16;
@@ -37,13 +50,29 @@ pub const MAX_ADDRS: usize = 16;
 const CHECK_LEN: usize = 4;
 const CHECK_LABEL: &[u8] = b"schat ticket v1";
 
+/// Longest relay URL in a ticket, in bytes.
+const MAX_URL: usize = 255;
+
 /// Where the inviter can be dialled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TicketAddr {
-    /// An IP address and port.
+    /// A TCP address: an IP address and port.
     Ip(IpAddr, u16),
-    /// A host name (resolved when dialling) and port.
+    /// A TCP address: a host name (resolved when dialling) and port.
     Host(String, u16),
+    /// The iroh endpoint id (an Ed25519 public key): dialled over QUIC, by key.
+    Endpoint([u8; 32]),
+    /// The iroh relay the endpoint is reachable through (an http or https URL).
+    Relay(String),
+    /// A direct UDP address of the iroh endpoint.
+    Udp(SocketAddr),
+}
+
+impl TicketAddr {
+    /// Whether this is a TCP address (the others belong to the iroh endpoint).
+    pub fn is_tcp(&self) -> bool {
+        matches!(self, TicketAddr::Ip(..) | TicketAddr::Host(..))
+    }
 }
 
 impl fmt::Display for TicketAddr {
@@ -52,8 +81,20 @@ impl fmt::Display for TicketAddr {
             TicketAddr::Ip(IpAddr::V6(ip), port) => write!(f, "[{ip}]:{port}"),
             TicketAddr::Ip(ip, port) => write!(f, "{ip}:{port}"),
             TicketAddr::Host(host, port) => write!(f, "{host}:{port}"),
+            TicketAddr::Endpoint(id) => write!(f, "iroh {}", hex::encode(&id[..5])),
+            TicketAddr::Relay(url) => write!(f, "relay {url}"),
+            TicketAddr::Udp(addr) => write!(f, "udp {addr}"),
         }
     }
+}
+
+/// Whether `url` may go in a ticket: http(s), printable ASCII without blanks, not too long.
+/// (Ticket text is untrusted: it ends up in status lines and known_peers.)
+pub fn relay_url_ok(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    (lower.starts_with("https://") || lower.starts_with("http://"))
+        && url.len() <= MAX_URL
+        && url.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// A decoded ticket. The secret never shows in `Debug`.
@@ -61,9 +102,10 @@ impl fmt::Display for TicketAddr {
 pub struct Ticket {
     /// The inviter's static key: the dialer expects exactly this one.
     pub key: PublicKey,
-    /// The one-time secret the dialer proves inside the encrypted session.
-    pub secret: Zeroizing<[u8; SECRET_LEN]>,
-    /// Unix seconds after which the inviter no longer honours it.
+    /// The one-time secret the dialer proves inside the encrypted session (none: the ticket
+    /// is only an address).
+    pub secret: Option<Zeroizing<[u8; SECRET_LEN]>>,
+    /// Unix seconds after which the inviter no longer honours it (0 without a secret).
     pub expires: u64,
     /// The name the inviter suggests for itself (the dialer's petname for it; editable).
     pub name: String,
@@ -75,7 +117,7 @@ impl fmt::Debug for Ticket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ticket")
             .field("key", &self.key.to_hex())
-            .field("secret", &"(redacted)")
+            .field("secret", &self.secret.as_ref().map(|_| "(redacted)"))
             .field("expires", &self.expires)
             .field("name", &self.name)
             .field("addrs", &self.addrs)
@@ -92,7 +134,7 @@ pub enum TicketError {
     Encoding,
     #[error("the ticket is damaged: its check does not match (mistyped, cut, or altered)")]
     Check,
-    #[error("the ticket is format version {0}; this schat reads version 1 (upgrade schat?)")]
+    #[error("the ticket is format version {0}; this schat reads versions 1 and 2 (upgrade schat?)")]
     Version(u8),
     #[error("the ticket is damaged: {0}")]
     Malformed(&'static str),
@@ -102,33 +144,67 @@ impl Ticket {
     /// The one-line text form.
     pub fn encode(&self) -> String {
         let mut bytes = Zeroizing::new(Vec::with_capacity(128));
-        bytes.push(VERSION);
+        let addrs = &self.addrs[..self.addrs.len().min(MAX_ADDRS)];
+        let v1 = self.secret.is_some() && addrs.iter().all(TicketAddr::is_tcp);
+        if v1 {
+            bytes.push(VERSION);
+        } else {
+            bytes.push(VERSION_2);
+            bytes.push(if self.secret.is_some() {
+                FLAG_SECRET
+            } else {
+                0
+            });
+        }
         bytes.extend_from_slice(self.key.as_bytes());
-        bytes.extend_from_slice(&self.secret[..]);
-        bytes.extend_from_slice(&self.expires.to_be_bytes());
+        if let Some(secret) = &self.secret {
+            bytes.extend_from_slice(&secret[..]);
+            bytes.extend_from_slice(&self.expires.to_be_bytes());
+        }
         let name = truncate(&self.name, MAX_NAME);
         bytes.push(name.len() as u8);
         bytes.extend_from_slice(name.as_bytes());
-        let addrs = &self.addrs[..self.addrs.len().min(MAX_ADDRS)];
         bytes.push(addrs.len() as u8);
         for addr in addrs {
             let port = match addr {
                 TicketAddr::Ip(IpAddr::V4(ip), port) => {
                     bytes.push(0x04);
                     bytes.extend_from_slice(&ip.octets());
-                    port
+                    *port
                 }
                 TicketAddr::Ip(IpAddr::V6(ip), port) => {
                     bytes.push(0x06);
                     bytes.extend_from_slice(&ip.octets());
-                    port
+                    *port
                 }
                 TicketAddr::Host(host, port) => {
                     let host = truncate(host, 255);
                     bytes.push(0x00);
                     bytes.push(host.len() as u8);
                     bytes.extend_from_slice(host.as_bytes());
-                    port
+                    *port
+                }
+                TicketAddr::Endpoint(id) => {
+                    bytes.push(0x20);
+                    bytes.extend_from_slice(id);
+                    continue;
+                }
+                TicketAddr::Relay(url) => {
+                    let url = truncate(url, MAX_URL);
+                    bytes.push(0x21);
+                    bytes.push(url.len() as u8);
+                    bytes.extend_from_slice(url.as_bytes());
+                    continue;
+                }
+                TicketAddr::Udp(SocketAddr::V4(a)) => {
+                    bytes.push(0x24);
+                    bytes.extend_from_slice(&a.ip().octets());
+                    a.port()
+                }
+                TicketAddr::Udp(SocketAddr::V6(a)) => {
+                    bytes.push(0x26);
+                    bytes.extend_from_slice(&a.ip().octets());
+                    a.port()
                 }
             };
             bytes.extend_from_slice(&port.to_be_bytes());
@@ -163,12 +239,23 @@ impl Ticket {
         }
         let mut r = Reader(payload);
         let version = r.byte()?;
-        if version != VERSION {
-            return Err(TicketError::Version(version));
-        }
+        let with_secret = match version {
+            VERSION => true,
+            VERSION_2 => match r.byte()? {
+                0 => false,
+                FLAG_SECRET => true,
+                _ => return Err(TicketError::Malformed("unknown flags")),
+            },
+            _ => return Err(TicketError::Version(version)),
+        };
         let key = PublicKey::from_bytes(r.array::<32>()?);
-        let secret = Zeroizing::new(r.array::<SECRET_LEN>()?);
-        let expires = u64::from_be_bytes(r.array::<8>()?);
+        let (secret, expires) = match with_secret {
+            true => (
+                Some(Zeroizing::new(r.array::<SECRET_LEN>()?)),
+                u64::from_be_bytes(r.array::<8>()?),
+            ),
+            false => (None, 0),
+        };
         let len = usize::from(r.byte()?);
         if len > MAX_NAME {
             return Err(TicketError::Malformed("name too long"));
@@ -200,12 +287,46 @@ impl Ticket {
                     addrs.push(TicketAddr::Host(host, port));
                     continue;
                 }
+                kind @ (0x20 | 0x21 | 0x24 | 0x26) if version == VERSION_2 => {
+                    addrs.push(match kind {
+                        0x20 => TicketAddr::Endpoint(r.array::<32>()?),
+                        0x21 => {
+                            let len = usize::from(r.byte()?);
+                            let url = std::str::from_utf8(r.take(len)?)
+                                .ok()
+                                .filter(|u| relay_url_ok(u))
+                                .ok_or(TicketError::Malformed("a relay URL is not a URL"))?;
+                            TicketAddr::Relay(url.to_string())
+                        }
+                        0x24 => {
+                            let ip = std::net::Ipv4Addr::from(r.array::<4>()?);
+                            TicketAddr::Udp(SocketAddr::from((ip, u16::from_be_bytes(r.array()?))))
+                        }
+                        _ => {
+                            let ip = std::net::Ipv6Addr::from(r.array::<16>()?);
+                            TicketAddr::Udp(SocketAddr::from((ip, u16::from_be_bytes(r.array()?))))
+                        }
+                    });
+                    continue;
+                }
                 _ => return Err(TicketError::Malformed("unknown address kind")),
             };
             addrs.push(TicketAddr::Ip(addr, u16::from_be_bytes(r.array::<2>()?)));
         }
         if !r.0.is_empty() {
             return Err(TicketError::Malformed("bytes left over"));
+        }
+        let endpoints = addrs
+            .iter()
+            .filter(|a| matches!(a, TicketAddr::Endpoint(_)))
+            .count();
+        let iroh_parts = addrs
+            .iter()
+            .any(|a| matches!(a, TicketAddr::Relay(_) | TicketAddr::Udp(_)));
+        if endpoints > 1 || (iroh_parts && endpoints == 0) {
+            return Err(TicketError::Malformed(
+                "iroh addresses without one endpoint id",
+            ));
         }
         Ok(Ticket {
             key,
@@ -217,9 +338,22 @@ impl Ticket {
     }
 
     /// The invite's id: 8 hex digits of SHA-256(secret), for `invite --list` and `--revoke`.
-    /// It names the invite without being able to use it.
-    pub fn id(&self) -> String {
-        id_of(&self.secret)
+    /// It names the invite without being able to use it. (None: an address, not an invite.)
+    pub fn id(&self) -> Option<String> {
+        self.secret.as_ref().map(|s| id_of(s))
+    }
+
+    /// The TCP addresses, in order.
+    pub fn tcp_addrs(&self) -> impl Iterator<Item = &TicketAddr> {
+        self.addrs.iter().filter(|a| a.is_tcp())
+    }
+
+    /// The iroh endpoint id, when the ticket has one.
+    pub fn endpoint(&self) -> Option<[u8; 32]> {
+        self.addrs.iter().find_map(|a| match a {
+            TicketAddr::Endpoint(id) => Some(*id),
+            _ => None,
+        })
     }
 }
 
@@ -286,7 +420,7 @@ mod tests {
     fn sample() -> Ticket {
         Ticket {
             key: PublicKey::from_bytes([7; 32]),
-            secret: Zeroizing::new([9; SECRET_LEN]),
+            secret: Some(Zeroizing::new([9; SECRET_LEN])),
             expires: 1_800_000_000,
             name: "alice".into(),
             addrs: vec![
@@ -308,7 +442,7 @@ mod tests {
             t
         );
         assert!(!format!("{t:?}").contains("09"), "{t:?}");
-        assert_eq!(t.id().len(), 8);
+        assert_eq!(t.id().unwrap().len(), 8);
     }
 
     #[test]
@@ -336,14 +470,116 @@ mod tests {
 
     #[test]
     fn another_version_says_so() {
-        let mut bytes = vec![2u8; 40];
+        let mut bytes = vec![3u8; 40];
         let sum = check(&bytes);
         bytes.extend_from_slice(&sum);
         let text = format!(
             "{PREFIX}{}",
             BASE32_NOPAD.encode(&bytes).to_ascii_lowercase()
         );
-        assert_eq!(Ticket::decode(&text), Err(TicketError::Version(2)));
+        assert_eq!(Ticket::decode(&text), Err(TicketError::Version(3)));
+    }
+
+    fn p2p_sample(secret: bool) -> Ticket {
+        Ticket {
+            key: PublicKey::from_bytes([7; 32]),
+            secret: secret.then(|| Zeroizing::new([9; SECRET_LEN])),
+            expires: if secret { 1_800_000_000 } else { 0 },
+            name: "alice".into(),
+            addrs: vec![
+                TicketAddr::Ip("192.0.2.7".parse().unwrap(), 12345),
+                TicketAddr::Endpoint([5; 32]),
+                TicketAddr::Relay("https://relay.example.org./".into()),
+                TicketAddr::Udp("192.0.2.7:40000".parse().unwrap()),
+                TicketAddr::Udp("[2001:db8::1]:40001".parse().unwrap()),
+            ],
+        }
+    }
+
+    #[test]
+    fn iroh_addresses_and_address_only_tickets_are_version_2() {
+        for secret in [true, false] {
+            let t = p2p_sample(secret);
+            let text = t.encode();
+            let bytes = BASE32_NOPAD
+                .decode(text[PREFIX.len()..].to_ascii_uppercase().as_bytes())
+                .unwrap();
+            assert_eq!(bytes[..2], [VERSION_2, u8::from(secret)]);
+            assert_eq!(Ticket::decode(&text).unwrap(), t);
+            assert_eq!(t.id().is_some(), secret);
+            assert_eq!(t.endpoint(), Some([5; 32]));
+            assert_eq!(t.tcp_addrs().count(), 1);
+        }
+        // An invite over TCP only stays v1, readable by older schat.
+        assert_eq!(sample().encode().as_bytes()[PREFIX.len()], b'a');
+    }
+
+    /// Encodes `payload` (without its check) as ticket text.
+    fn with_check(mut payload: Vec<u8>) -> String {
+        let sum = check(&payload);
+        payload.extend_from_slice(&sum);
+        format!(
+            "{PREFIX}{}",
+            BASE32_NOPAD.encode(&payload).to_ascii_lowercase()
+        )
+    }
+
+    #[test]
+    fn bad_iroh_parts_are_refused_even_with_a_good_check() {
+        let head = |flags: u8| {
+            let mut b = vec![VERSION_2, flags];
+            b.extend_from_slice(&[7; 32]);
+            b.push(0); // no name
+            b
+        };
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            // A relay without an endpoint id.
+            (
+                [&head(0)[..], &[1, 0x21, 8], b"https://"].concat(),
+                "iroh addresses without one endpoint id",
+            ),
+            // Two endpoint ids.
+            (
+                [&head(0)[..], &[2, 0x20], &[1; 32], &[0x20], &[2; 32]].concat(),
+                "iroh addresses without one endpoint id",
+            ),
+            // A relay URL that is not http(s).
+            (
+                [&head(0)[..], &[2, 0x20], &[1; 32], &[0x21, 4], b"ftp:"].concat(),
+                "a relay URL is not a URL",
+            ),
+            // A relay URL with a control character.
+            (
+                [
+                    &head(0)[..],
+                    &[2, 0x20],
+                    &[1; 32],
+                    &[0x21, 9],
+                    b"http://\x1b[",
+                ]
+                .concat(),
+                "a relay URL is not a URL",
+            ),
+            // Unknown flags.
+            ([&head(2)[..], &[0]].concat(), "unknown flags"),
+        ];
+        for (payload, why) in cases {
+            assert_eq!(
+                Ticket::decode(&with_check(payload)),
+                Err(TicketError::Malformed(why))
+            );
+        }
+        // Iroh address kinds are not part of v1.
+        let mut v1 = vec![VERSION];
+        v1.extend_from_slice(&[7; 32]);
+        v1.extend_from_slice(&[9; SECRET_LEN]);
+        v1.extend_from_slice(&[0; 8]);
+        v1.extend_from_slice(&[0, 1, 0x20]);
+        v1.extend_from_slice(&[1; 32]);
+        assert_eq!(
+            Ticket::decode(&with_check(v1)),
+            Err(TicketError::Malformed("unknown address kind"))
+        );
     }
 
     #[test]
@@ -378,16 +614,33 @@ mod vector {
     fn protocol_md_vector() {
         let t = Ticket {
             key: PublicKey::from_bytes([7; 32]),
-            secret: Zeroizing::new([9; SECRET_LEN]),
+            secret: Some(Zeroizing::new([9; SECRET_LEN])),
             expires: 1_800_000_000,
             name: "alice".into(),
             addrs: vec![TicketAddr::Ip("192.0.2.7".parse().unwrap(), 12345)],
         };
         let text = t.encode();
         println!("{text}");
-        println!("id {}", t.id());
+        let id = t.id().unwrap();
+        println!("id {id}");
         let doc = include_str!("../../PROTOCOL.md");
         assert!(doc.contains(&text), "{text}");
-        assert!(doc.contains(&format!("id `{}`", t.id())), "{}", t.id());
+        assert!(doc.contains(&format!("id `{id}`")), "{id}");
+        // The v2 vector: the same listener's address, reachable over TCP and iroh.
+        let p2p = Ticket {
+            key: PublicKey::from_bytes([7; 32]),
+            secret: None,
+            expires: 0,
+            name: "alice".into(),
+            addrs: vec![
+                TicketAddr::Ip("192.0.2.7".parse().unwrap(), 12345),
+                TicketAddr::Endpoint([5; 32]),
+                TicketAddr::Relay("https://relay.example.org/".into()),
+                TicketAddr::Udp("192.0.2.7:40000".parse().unwrap()),
+            ],
+        };
+        let text = p2p.encode();
+        println!("{text}");
+        assert!(doc.contains(&text), "{text}");
     }
 }

@@ -1,14 +1,18 @@
-//! Everything that touches TCP: binding, accepting, connecting, socket options, connection
-//! deadlines, and who may handshake at all. The only module that names
-//! `TcpListener`/`TcpStream`; sessions above it see plain byte streams.
+//! Everything that touches the network: transports, binding, accepting, connecting,
+//! connection deadlines, and who may handshake at all. Sessions above it see plain byte
+//! streams ([`stream::Reader`]/[`stream::Writer`]), whatever carried them.
 //!
 //! - [`address`]: addresses as people write them (pure parsing);
-//! - [`gate`]: admission control before authentication (pure bookkeeping).
+//! - [`gate`]: admission control before authentication (pure bookkeeping);
+//! - [`tcp`]: TCP sockets (the only module that names them);
+//! - [`iroh`]: QUIC by public key through NATs and relays (the only module that names iroh's
+//!   endpoint); [`relay`]: `schat relay`, iroh's relay server;
+//! - [`stream`]: one stream type over both transports;
+//! - [`admit`]: what happens to a connection after its handshake (keys, invites, knocks).
 
 use crate::error::{Error, Result};
-use crate::handshake::Established;
+use crate::invite::ticket::{Ticket, TicketAddr};
 use crate::keys::{Identity, PublicKey};
-use crate::message::Message;
 use crate::session::input::Input;
 use crate::session::room::{self, Arrival, Connection, RoomOptions};
 use crate::session::verify::{self, TrustPolicy};
@@ -16,132 +20,89 @@ use crate::session::{self, Ended, Role, Settings};
 use crate::signals::Interrupts;
 use crate::trust::Allow;
 use crate::ui::Ui;
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
-use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream, lookup_host};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 pub mod address;
+mod admit;
 pub mod gate;
+pub mod iroh;
+pub mod relay;
+pub mod stream;
+pub mod tcp;
 
 pub use address::{Address, AddressError, DEFAULT_PORT};
 pub use gate::GateLimits;
 use gate::{Admit, Gate, Source};
+pub use iroh::{P2pOptions, Relays};
+use stream::{Reader, Writer};
+pub use tcp::user_timeout;
 
-async fn resolve(addr: &Address, for_listening: bool) -> Result<Vec<SocketAddr>> {
-    let host = match addr.host.as_str() {
-        "" if for_listening => "0.0.0.0",
-        "" => return Err(Error::Usage(format!("{addr}: missing host name"))),
-        h => h,
-    };
-    let unknown = || {
-        Error::Network(format!(
-            "cannot find the host {:?}: check the name, or give an IP address",
-            crate::sanitize::line(host)
-        ))
-    };
-    let found: Vec<SocketAddr> = lookup_host((host, addr.port))
-        .await
-        .map_err(|_| unknown())?
-        .collect();
-    if found.is_empty() {
-        return Err(unknown());
+/// Where a dial goes: TCP addresses in order, and an iroh endpoint (from a ticket or a known
+/// peer's stored ticket); `remembered` is the address known_peers keeps for it.
+struct Routes {
+    tcp: Vec<Address>,
+    iroh: Option<(::iroh::EndpointAddr, Vec<String>)>,
+    remembered: Option<String>,
+}
+
+impl Routes {
+    /// The routes of a ticket's addresses.
+    fn of_ticket(addrs: &[TicketAddr], remembered: Option<String>) -> Result<Routes> {
+        let tcp = addrs
+            .iter()
+            .filter(|a| a.is_tcp())
+            .map(|a| Address::parse(&a.to_string()).map_err(|e| Error::Usage(format!("{a}: {e}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let iroh = iroh::target(addrs)?.map(|t| (t, iroh::ticket_relays(addrs)));
+        Ok(Routes {
+            tcp,
+            iroh,
+            remembered,
+        })
     }
-    Ok(found)
 }
 
-/// Connects to the first address of `addr` that answers, within `timeout` overall.
-async fn connect(addr: &Address, timeout: Duration, ui: &Ui) -> Result<TcpStream> {
-    if addr.host.parse::<IpAddr>().is_err() {
-        ui.status(format_args!("resolving {}", addr.host));
-    }
-    let candidates = tokio::time::timeout(timeout, resolve(addr, false))
-        .await
-        .map_err(|_| Error::Timeout("resolving the host name", timeout.as_secs()))??;
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut last = None;
-    for target in candidates {
-        ui.status(format_args!("connecting to {target}"));
-        match tokio::time::timeout_at(deadline, TcpStream::connect(target)).await {
-            Err(_) => {
-                return Err(Error::Network(format!(
-                    "no answer from {addr} within {} s: the host may be down, or a firewall \
-                     drops the connection",
-                    timeout.as_secs()
-                )));
-            }
-            Ok(Ok(stream)) => return Ok(stream),
-            Ok(Err(e)) => last = Some((target, e)),
-        }
-    }
-    let (target, e) = last.ok_or_else(|| Error::Internal("no address to connect to".into()))?;
-    Err(Error::Network(match e.kind() {
-        io::ErrorKind::ConnectionRefused => format!(
-            "nothing is listening at {target}: is `schat listen` running there, on that port?"
-        ),
-        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
-            format!("{target} cannot be reached from here: check the address and your network")
-        }
-        kind => format!("cannot connect to {target}: {kind}"),
-    }))
-}
+/// How long TCP has before iroh is tried as well (RFC 8305's "connection attempt delay"):
+/// a reachable TCP address wins without a second handshake; one behind NAT costs this little.
+const IROH_DELAY: Duration = Duration::from_millis(250);
 
-/// Socket options for every connection: no Nagle delay (latency matters more than packing,
-/// and every frame goes out in one write anyway); TCP keepalive so the kernel notices a dead
-/// path even when the application-level PINGs cannot get through; and a TCP user timeout, so
-/// data the peer never acknowledges (a vanished host, or a peer that stopped reading: zero
-/// window) cannot hold the socket and its buffers for ever.
-fn configure(stream: &TcpStream, keepalive: Duration) {
-    let _ = stream.set_nodelay(true);
-    let socket = socket2::SockRef::from(stream);
-    let probe = socket2::TcpKeepalive::new()
-        .with_time(keepalive)
-        .with_interval(keepalive / 3 + Duration::from_secs(1));
-    let _ = socket.set_tcp_keepalive(&probe);
-    #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
-    let _ = socket.set_tcp_user_timeout(Some(user_timeout(keepalive)));
-}
-
-/// How long sent data may stay unacknowledged before the kernel gives up on the connection:
-/// as long as the keepalive takes to declare a silent peer gone.
-pub fn user_timeout(keepalive: Duration) -> Duration {
-    keepalive * 3 + Duration::from_secs(1)
-}
-
-/// `schat dial`: connect, then run one session.
+/// `schat dial`: connect (over TCP, iroh, or both at once), then run one session.
 #[allow(clippy::too_many_arguments)]
 pub async fn dial(
     addr: &str,
     policy: TrustPolicy,
     connect_timeout: Duration,
+    p2p: &P2pOptions,
     identity: &Identity,
     settings: &Settings,
     input: &mut Input,
     ui: &Ui,
     interrupts: &mut Interrupts,
 ) -> Result<Ended> {
-    // A petname with stored addresses dials those, most recent first, expecting its key (as
-    // `ssh bob` with a Host entry); anything else is an address.
-    // A ticket's addresses, in order (its key is already the pin); a petname's stored ones,
-    // most recent first, expecting its key (as `ssh bob` with a Host entry); else an address.
-    let (targets, pinned) = match &settings.invite {
-        Some(invite) => (
-            invite
-                .addrs
-                .iter()
-                .map(|a| Address::parse(a).map_err(|e| Error::Usage(format!("{a:?}: {e}"))))
-                .collect::<Result<Vec<_>>>()?,
+    // A ticket's addresses (its key is already the pin); a petname's stored ones, most recent
+    // first, expecting its key (as `ssh bob` with a Host entry); else an address.
+    let (routes, pinned) = match &settings.ticket {
+        Some(ticket) => (
+            Routes::of_ticket(&ticket.addrs, ticket.reach.clone())?,
             None,
         ),
         None => match petname_targets(addr, settings)? {
             Some(found) => found,
             None => (
-                vec![Address::parse(addr).map_err(|e| Error::Usage(format!("{addr:?}: {e}")))?],
+                Routes {
+                    tcp: vec![
+                        Address::parse(addr).map_err(|e| Error::Usage(format!("{addr:?}: {e}")))?,
+                    ],
+                    iroh: None,
+                    remembered: None,
+                },
                 None,
             ),
         },
@@ -157,93 +118,291 @@ pub async fn dial(
         }
         _ => settings,
     };
-    let mut reached = None;
-    let mut last_error = None;
-    let count = targets.len();
-    for (i, target) in targets.into_iter().enumerate() {
-        tokio::select! {
-            stream = connect(&target, connect_timeout, ui) => match stream {
-                Ok(stream) => {
-                    reached = Some((target, stream));
-                    break;
-                }
-                Err(e) if i + 1 < count => ui.status(format_args!("{e}; trying the next address")),
-                Err(e) => last_error = Some(e),
-            },
-            _ = interrupts.recv() => return Ok(Ended::LocalQuit),
+    // iroh only with a key to expect: both paths then check the same pin, and whichever
+    // proves it first is used.
+    let endpoint = match (&routes.iroh, settings.pin) {
+        (Some((_, ticket_relays)), Some(_)) => {
+            let mut options = p2p.clone();
+            if options.relays == Relays::Default {
+                // Our relay: the listener's (from the ticket), so that nothing else is asked.
+                options.relays = match ticket_relays.is_empty() {
+                    true => Relays::Disabled,
+                    false => Relays::Custom(ticket_relays.clone()),
+                };
+            }
+            Some(iroh::P2p::start(identity, &options, false).await?)
         }
-    }
-    let Some((addr, stream)) = reached else {
-        return Err(last_error.unwrap_or_else(|| Error::Internal("nothing to dial".into())));
+        _ => None,
     };
-    configure(&stream, settings.keepalive);
-    let remote = stream.peer_addr().map(|a| a.to_string()).ok();
-    ui.status("connected; handshaking");
-    let (reader, writer) = stream.into_split();
-    // Known peers are keyed by the address as dialled, not as resolved.
-    let role = Role::Dialer {
-        addr: addr.to_string(),
+    let result = dial_routes(
+        &routes,
+        endpoint.as_ref(),
         policy,
-    };
+        connect_timeout,
+        identity,
+        settings,
+        input,
+        ui,
+        interrupts,
+    )
+    .await;
+    if let Some(endpoint) = endpoint {
+        endpoint.close().await;
+    }
+    result
+}
+
+/// Which transport carried a dialled session.
+enum Path {
+    Tcp(Address),
+    Iroh(::iroh::endpoint::Connection),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn dial_routes(
+    routes: &Routes,
+    endpoint: Option<&iroh::P2p>,
+    policy: TrustPolicy,
+    connect_timeout: Duration,
+    identity: &Identity,
+    settings: &Settings,
+    input: &mut Input,
+    ui: &Ui,
+    interrupts: &mut Interrupts,
+) -> Result<Ended> {
     // With a spoken code, a new key is decided by the code, not by --trust.
     let check_policy = match settings.code {
         Some(_) => TrustPolicy::AcceptNew,
         None => policy,
     };
-    let check = |listener: &crate::keys::PublicKey| {
+    // The first path whose listener proves the expected key (message 2) wins; another that
+    // gets there later stops before message 3, so the listener never sees two sessions and
+    // our identity goes over one path only.
+    let winner: Cell<Option<&'static str>> = Cell::new(None);
+    let claim = |listener: &PublicKey, via: &'static str, addr: &str| -> Result<()> {
         verify::before_revealing(
             listener,
             identity.public(),
-            &addr.to_string(),
+            addr,
             settings.pin.as_ref(),
             check_policy,
             &settings.trust,
             ui,
-        )
-    };
-    match session::establish(reader, writer, identity, &role, settings, interrupts, check).await? {
-        Some(established) => {
-            session::converse(
-                established,
-                remote.as_deref(),
-                &role,
-                settings,
-                input,
-                ui,
-                interrupts,
-            )
-            .await
+        )?;
+        match winner.get() {
+            Some(other) => Err(Error::Network(format!("{other} was quicker"))),
+            None => {
+                winner.set(Some(via));
+                Ok(())
+            }
         }
-        None => Ok(Ended::LocalQuit),
+    };
+    let handshaking = Role::Dialer {
+        addr: String::new(),
+        policy,
+    };
+    let tcp_attempt = async {
+        if routes.tcp.is_empty() {
+            return Err(Error::Internal("no TCP address".into()));
+        }
+        let (target, stream) = connect_in_turn(&routes.tcp, connect_timeout, ui).await?;
+        tcp::configure(&stream, settings.keepalive);
+        let remote = stream.peer_addr().map(|a| a.to_string()).ok();
+        ui.status(format_args!("connected to {target} (TCP); handshaking"));
+        let (reader, writer) = stream.into_split();
+        let shown = target.to_string();
+        let established = session::establish(
+            Reader::Tcp(reader),
+            Writer::Tcp(writer),
+            identity,
+            &handshaking,
+            settings,
+            &mut Interrupts::none(),
+            |key| claim(key, "TCP", &shown),
+        )
+        .await?
+        .ok_or_else(|| Error::Internal("interrupted".into()))?;
+        Ok((established, remote, Path::Tcp(target)))
+    };
+    let iroh_attempt = async {
+        let (Some(endpoint), Some((target, _))) = (endpoint, &routes.iroh) else {
+            return Err(Error::Internal("no iroh address".into()));
+        };
+        if !routes.tcp.is_empty() {
+            tokio::time::sleep(IROH_DELAY).await;
+        }
+        ui.status(format_args!(
+            "connecting to iroh endpoint {} ({})",
+            target.id.fmt_short(),
+            match target.relay_urls().next() {
+                Some(url) => format!("relay {url}"),
+                None => "no relay".into(),
+            }
+        ));
+        let (reader, writer, conn) =
+            tokio::time::timeout(connect_timeout, endpoint.connect(target.clone()))
+                .await
+                .map_err(|_| {
+                    Error::Network(format!(
+                        "iroh: no answer from the listener's endpoint within {} s",
+                        connect_timeout.as_secs()
+                    ))
+                })??;
+        ui.status(format_args!(
+            "connected over iroh ({}); handshaking",
+            iroh::describe_path(&conn)
+        ));
+        let shown = routes.remembered.clone().unwrap_or_default();
+        let established = session::establish(
+            reader,
+            writer,
+            identity,
+            &handshaking,
+            settings,
+            &mut Interrupts::none(),
+            |key| claim(key, "iroh", &shown),
+        )
+        .await?
+        .ok_or_else(|| Error::Internal("interrupted".into()))?;
+        Ok((established, None, Path::Iroh(conn)))
+    };
+    let reached = {
+        tokio::pin!(tcp_attempt, iroh_attempt);
+        let (mut tcp_done, mut iroh_done) = (routes.tcp.is_empty(), routes.iroh.is_none());
+        let mut failures: Vec<Error> = Vec::new();
+        loop {
+            let attempt = tokio::select! {
+                r = &mut tcp_attempt, if !tcp_done => { tcp_done = true; r }
+                r = &mut iroh_attempt, if !iroh_done => { iroh_done = true; r }
+                _ = interrupts.recv() => return Ok(Ended::LocalQuit),
+            };
+            match attempt {
+                Ok(reached) => break Ok(reached),
+                Err(e) if !(tcp_done && iroh_done) => {
+                    if winner.get().is_none() {
+                        ui.status(format_args!("{e}; still trying the other way"));
+                    }
+                    failures.push(e);
+                }
+                Err(e) => {
+                    failures.push(e);
+                    break Err(worst(failures));
+                }
+            }
+        }
+    };
+    let (established, remote, path) = reached?;
+    let remembered = match &path {
+        Path::Tcp(target) => routes.remembered.clone().unwrap_or(target.to_string()),
+        Path::Iroh(_) => routes.remembered.clone().unwrap_or_default(),
+    };
+    match &path {
+        Path::Tcp(target) => ui.status(format_args!("path: direct TCP to {target}")),
+        Path::Iroh(conn) => ui.status(format_args!("path: iroh, {}", iroh::describe_path(conn))),
+    }
+    // Known peers are keyed by the address as dialled, not as resolved.
+    let role = Role::Dialer {
+        addr: remembered,
+        policy,
+    };
+    let session = session::converse(
+        established,
+        remote.as_deref(),
+        &role,
+        settings,
+        input,
+        ui,
+        interrupts,
+    );
+    let Path::Iroh(conn) = path else {
+        return session.await;
+    };
+    // Say when iroh moves the session to another path (relayed → direct after hole punching,
+    // or back to the relay when the direct path breaks).
+    tokio::pin!(session);
+    let mut events = conn.path_events();
+    loop {
+        tokio::select! {
+            ended = &mut session => return ended,
+            Some(now) = iroh::next_path_change(&mut events, &conn) => {
+                ui.status(format_args!("path now: iroh, {now}"));
+            }
+        }
     }
 }
 
+/// Of the errors of every path tried, the one to report: a refused or wrong key over any
+/// path matters more than a path that could not connect.
+fn worst(mut failures: Vec<Error>) -> Error {
+    let serious = failures.iter().position(|e| {
+        !matches!(
+            e,
+            Error::Network(_) | Error::Timeout(..) | Error::Internal(_) | Error::Io { .. }
+        )
+    });
+    match serious {
+        Some(i) => failures.swap_remove(i),
+        None => failures
+            .pop()
+            .unwrap_or_else(|| Error::Internal("nothing to dial".into())),
+    }
+}
+
+/// Connects to the first of `targets` that answers, each within `timeout`.
+async fn connect_in_turn(
+    targets: &[Address],
+    timeout: Duration,
+    ui: &Ui,
+) -> Result<(Address, TcpStream)> {
+    let mut last_error = None;
+    for (i, target) in targets.iter().enumerate() {
+        match tcp::connect(target, timeout, ui).await {
+            Ok(stream) => return Ok((target.clone(), stream)),
+            Err(e) if i + 1 < targets.len() => {
+                ui.status(format_args!("{e}; trying the next address"))
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| Error::Internal("nothing to dial".into())))
+}
+
 /// The stored addresses of the known peer called `name` (most recent first) and its key, when
-/// `name` is a petname in known_peers; `None` when it is not (then it is an address).
-fn petname_targets(
-    name: &str,
-    settings: &Settings,
-) -> Result<Option<(Vec<Address>, Option<crate::keys::PublicKey>)>> {
+/// `name` is a petname in known_peers; `None` when it is not (then it is an address). A stored
+/// ticket (`schat:…`, written when a ticket was dialled) brings its iroh address too.
+fn petname_targets(name: &str, settings: &Settings) -> Result<Option<(Routes, Option<PublicKey>)>> {
     let Ok(peers) = settings.trust.store.load() else {
         return Ok(None);
     };
     let Some(entry) = peers.by_name(name) else {
         return Ok(None);
     };
-    let targets: Vec<Address> = entry
-        .addrs
-        .iter()
-        .rev()
-        .filter_map(|a| Address::parse(a).ok())
-        .collect();
-    if targets.is_empty() {
+    let mut routes = Routes {
+        tcp: Vec::new(),
+        iroh: None,
+        remembered: None,
+    };
+    for stored in entry.addrs.iter().rev() {
+        match Ticket::decode(stored) {
+            // (A file someone could edit: a ticket for another key is ignored.)
+            Ok(ticket) if ticket.key == entry.key && routes.iroh.is_none() => {
+                let found = Routes::of_ticket(&ticket.addrs, Some(stored.clone()))?;
+                routes.tcp.extend(found.tcp);
+                routes.iroh = found.iroh;
+                routes.remembered = found.remembered;
+            }
+            Ok(_) => {}
+            Err(_) => routes.tcp.extend(Address::parse(stored).ok()),
+        }
+    }
+    if routes.tcp.is_empty() && routes.iroh.is_none() {
         return Err(Error::Usage(format!(
             "{} is a known peer without a stored address: dial HOST:PORT --peer {}",
             crate::sanitize::line(name),
             crate::sanitize::line(name)
         )));
     }
-    Ok(Some((targets, Some(entry.key))))
+    Ok(Some((routes, Some(entry.key))))
 }
 
 /// What `schat listen` was asked to do.
@@ -261,6 +420,14 @@ pub struct ListenOptions {
     pub max_peers: usize,
     /// Limits on connections that are still handshaking.
     pub gate: GateLimits,
+    /// Also reachable over iroh (`--p2p`).
+    pub p2p: Option<P2pOptions>,
+}
+
+/// The file in the schat home where a `listen --p2p` leaves its address (a ticket without a
+/// secret), for `schat invite` to include.
+pub fn p2p_address_file(settings: &Settings) -> std::path::PathBuf {
+    crate::fsutil::parent_dir(settings.trust.store.path()).join("p2p-address")
 }
 
 /// `schat listen`: host a room of peers (chat), or serve one pipe session.
@@ -279,16 +446,105 @@ pub async fn listen(
             port: DEFAULT_PORT,
         },
     };
-    let listener = bind(&addr).await?;
+    let listener = tcp::bind(&addr).await?;
     let local = listener
         .local_addr()
         .map_err(|e| Error::io("reading the bound address", e))?;
     ui.status(format_args!("listening on {local}"));
+    let endpoint = match &options.p2p {
+        Some(p2p) => {
+            let endpoint = Arc::new(iroh::P2p::start(identity, p2p, true).await?);
+            announce(&endpoint, p2p, local, identity, settings, ui).await;
+            Some(endpoint)
+        }
+        None => None,
+    };
     ui.status(format_args!(
         "your fingerprint: {}",
         crate::fingerprint::grouped(identity.public())
     ));
     ui.status(format_args!("admitting {}", options.allow));
+    let result = serve(
+        &listener,
+        endpoint.clone(),
+        options,
+        identity,
+        settings,
+        input,
+        ui,
+        interrupts,
+    )
+    .await;
+    if let Some(endpoint) = endpoint {
+        let _ = std::fs::remove_file(p2p_address_file(settings));
+        endpoint.close().await;
+    }
+    result
+}
+
+/// Prints (and leaves for `schat invite`) the ticket that reaches this listener over TCP and
+/// iroh. It holds no secret: a dialer still needs to be admitted (known, or by invite).
+async fn announce(
+    endpoint: &iroh::P2p,
+    p2p: &P2pOptions,
+    local: std::net::SocketAddr,
+    identity: &Identity,
+    settings: &Settings,
+    ui: &Ui,
+) {
+    if p2p.relays != Relays::Disabled {
+        ui.status("iroh: connecting to the relay");
+    }
+    if !endpoint.online(&p2p.relays).await && p2p.relays != Relays::Disabled {
+        ui.warn(
+            "iroh: the relay cannot be reached; the ticket has direct addresses only (peers \
+             behind another NAT may not get through)",
+        );
+    }
+    let mut addrs = match local.ip().is_unspecified() {
+        true => tcp::reachable_addrs(local.port()),
+        false => vec![TicketAddr::Ip(local.ip(), local.port())],
+    };
+    addrs.truncate(crate::invite::ticket::MAX_ADDRS / 2);
+    let room = crate::invite::ticket::MAX_ADDRS - addrs.len();
+    addrs.extend(endpoint.ticket_addrs(room));
+    let ticket = Ticket {
+        key: *identity.public(),
+        secret: None,
+        expires: 0,
+        name: settings.name.clone(),
+        addrs,
+    };
+    let text = ticket.encode();
+    // Left for `schat invite` before the ticket is shown: whoever acts on the ticket line
+    // finds it there.
+    if !p2p.ephemeral {
+        let file = p2p_address_file(settings);
+        if let Err(e) = crate::fsutil::write_private_atomically(&file, text.as_bytes(), true) {
+            ui.warn(format_args!(
+                "cannot leave the address for `schat invite` in {}: {e}",
+                file.display()
+            ));
+        }
+    }
+    let shown: Vec<String> = ticket.addrs.iter().map(ToString::to_string).collect();
+    ui.status(format_args!("reachable at {}", shown.join(", ")));
+    ui.status("ticket for `schat dial` (an address with your key; it admits nobody by itself):");
+    ui.ticket(&text);
+}
+
+/// Accepts on every transport and runs the room (or the pipe) until it ends.
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    listener: &TcpListener,
+    endpoint: Option<Arc<iroh::P2p>>,
+    options: &ListenOptions,
+    identity: &Identity,
+    settings: &Settings,
+    input: &mut Input,
+    ui: &Ui,
+    interrupts: &mut Interrupts,
+) -> Result<()> {
     let role = Role::Listener {
         welcome: options.welcome.clone(),
         allow: options.allow.clone(),
@@ -298,7 +554,8 @@ pub async fn listen(
     // otherwise it is refused with a line saying how to let it in.
     let knock = settings.pipe.is_none() && input.can_ask() && matches!(options.allow, Allow::Known);
     let accepting = accept_loop(
-        &listener,
+        listener,
+        endpoint,
         Arc::new(identity.duplicate()),
         Arc::new(role.clone()),
         Arc::new(settings.clone()),
@@ -333,17 +590,67 @@ pub async fn listen(
 /// How often the accept loop lets the gate summarise penalised sources.
 const REPORT_TICK: Duration = Duration::from_secs(1);
 
+/// The gate's source for every relayed iroh connection (their IP is the relay's, not theirs):
+/// one bucket, in the discard prefix (RFC 6666) so that it is nobody's address.
+const RELAYED: IpAddr = IpAddr::V6(Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0));
+
+/// A connection accepted on either transport, before its handshake.
+enum Accepted {
+    Tcp(TcpStream),
+    Quic(Reader, Writer),
+}
+
+/// Aborts a task when dropped (the iroh accept task ends with the accept loop).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Takes iroh's incoming connections: each finishes its QUIC handshake and opens its stream in
+/// its own task (at most `max_pending` at once, the rest refused), then goes to the accept loop
+/// like an accepted TCP socket.
+fn accept_iroh(
+    endpoint: Arc<iroh::P2p>,
+    within: Duration,
+    max_pending: usize,
+    accepted: mpsc::Sender<(Reader, Writer, iroh::Origin)>,
+) -> AbortOnDrop {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_pending.max(1)));
+    AbortOnDrop(tokio::spawn(async move {
+        while let Some(incoming) = endpoint.incoming().await {
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                incoming.refuse();
+                continue;
+            };
+            let (endpoint, accepted) = (endpoint.clone(), accepted.clone());
+            tokio::spawn(async move {
+                // A connection that never opens its stream is dropped quietly, like a TCP
+                // connection that never completes.
+                if let Ok(stream) = iroh::accept(incoming, within, &endpoint).await {
+                    let _ = accepted.send(stream).await;
+                }
+                drop(slot);
+            });
+        }
+    }))
+}
+
 /// Accepts connections for ever, each handshaking in its own task, admitted through the
 /// [`Gate`]: per-address caps, eviction of the busiest source's oldest handshake when full,
 /// and one log line per penalised source per interval (see [`gate`]).
+#[allow(clippy::too_many_arguments)]
 async fn accept_loop(
     listener: &TcpListener,
+    endpoint: Option<Arc<iroh::P2p>>,
     identity: Arc<Identity>,
     role: Arc<Role>,
     settings: Arc<Settings>,
     limits: GateLimits,
     knock: bool,
-    reports: mpsc::Sender<Connection<OwnedReadHalf, OwnedWriteHalf>>,
+    reports: mpsc::Sender<Connection<Reader, Writer>>,
 ) -> std::convert::Infallible {
     let gate = Arc::new(Mutex::new(Gate::<AbortHandle>::new(limits)));
     let mut tick = tokio::time::interval(REPORT_TICK);
@@ -352,6 +659,8 @@ async fn accept_loop(
     let mut waiting: HashMap<Source, VecDeque<Held>> = HashMap::new();
     let (freed_tx, mut freed) = mpsc::unbounded_channel::<Source>();
     let patience = settings.handshake_timeout;
+    let (quic_tx, mut quic) = mpsc::channel(limits.max_pending.max(1));
+    let _iroh = endpoint.map(|e| accept_iroh(e, patience, limits.max_pending, quic_tx));
     loop {
         let now = std::time::Instant::now();
         let (held, decision) = tokio::select! {
@@ -359,7 +668,8 @@ async fn accept_loop(
                 Ok((stream, from)) => {
                     let source = Source::of(from.ip());
                     let decision = lock(&gate).admit(source, now);
-                    (Held { stream, from, source, since: now }, decision)
+                    let from = from.to_string();
+                    (Held { stream: Accepted::Tcp(stream), from, source, since: now }, decision)
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little, then go on.
@@ -369,6 +679,12 @@ async fn accept_loop(
                     continue;
                 }
             },
+            Some((reader, writer, origin)) = quic.recv() => {
+                let source = Source::of(origin.ip.unwrap_or(RELAYED));
+                let decision = lock(&gate).admit(source, now);
+                let stream = Accepted::Quic(reader, writer);
+                (Held { stream, from: origin.label, source, since: now }, decision)
+            }
             Some(source) = freed.recv() => {
                 let Some(held) = waiting.get_mut(&source).and_then(VecDeque::pop_front) else {
                     continue;
@@ -421,8 +737,18 @@ async fn accept_loop(
         let (identity, role, settings) = (identity.clone(), role.clone(), settings.clone());
         let (reports, task_gate, freed_tx) = (reports.clone(), gate.clone(), freed_tx.clone());
         let task = tokio::spawn(async move {
-            let report =
-                handshake_and_admit(stream, from, &identity, &role, &settings, knock).await;
+            let (reader, writer) = match stream {
+                Accepted::Tcp(stream) => {
+                    tcp::configure(&stream, settings.keepalive);
+                    let (reader, writer) = stream.into_split();
+                    (Reader::Tcp(reader), Writer::Tcp(writer))
+                }
+                Accepted::Quic(reader, writer) => (reader, writer),
+            };
+            let report = admit::handshake_and_admit(
+                reader, writer, &from, &identity, &role, &settings, knock,
+            )
+            .await;
             let report = {
                 let mut gate = lock(&task_gate);
                 gate.finished(ticket, matches!(report, Connection::Failed(_)));
@@ -445,8 +771,8 @@ async fn accept_loop(
 
 /// A connection waiting for a handshake slot of its source.
 struct Held {
-    stream: TcpStream,
-    from: SocketAddr,
+    stream: Accepted,
+    from: String,
     source: Source,
     since: std::time::Instant,
 }
@@ -468,7 +794,7 @@ fn expire(
         {
             if let Some(held) = queue.pop_front() {
                 gate.abandon(held.source);
-                let from = held.from;
+                let from = &held.from;
                 lines.extend(gate.event(held.source, |_| {
                     format!(
                         "connection from {from}: closed after waiting {} s for a handshake slot",
@@ -488,328 +814,11 @@ fn lock<H>(gate: &Mutex<Gate<H>>) -> MutexGuard<'_, Gate<H>> {
     gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// One connection up to the point where it joins the room (or is turned away).
-async fn handshake_and_admit(
-    stream: TcpStream,
-    from: SocketAddr,
-    identity: &Identity,
-    role: &Role,
-    settings: &Settings,
-    knock: bool,
-) -> Connection<OwnedReadHalf, OwnedWriteHalf> {
-    configure(&stream, settings.keepalive);
-    let (reader, writer) = stream.into_split();
-    let mut never = Interrupts::none();
-    let established =
-        match session::establish(reader, writer, identity, role, settings, &mut never, |_| {
-            Ok(())
-        })
-        .await
-        {
-            Ok(Some(established)) => established,
-            Ok(None) => return Connection::Failed(format!("connection from {from}: interrupted")),
-            Err(e) => return Connection::Failed(format!("connection from {from}: {e}")),
-        };
-    let Role::Listener { allow, .. } = role else {
-        return Connection::Failed("internal error: not a listener".into());
-    };
-    let mut established = established;
-    let (peer, local) = (established.peer, established.local);
-    // A dialer may hold an invite: it sends INVITE (or, for a spoken code, PAKE) right after
-    // the handshake, before its HELLO, so its first message is read (briefly) before
-    // deciding. An invite is redeemed here; anything else is kept for the session. A key that
-    // is admitted anyway is not made to wait unless invites are pending (it may be redeeming
-    // one to be verified). (A pipe admits by key alone.)
-    let mut first = None;
-    let by_key = verify::admitted(peer, &local, settings.pin.as_ref(), allow, &settings.trust);
-    let read_first = by_key.is_err() || invites_pending(settings);
-    if settings.pipe.is_none() && read_first && peer != local {
-        let wait = FIRST_MESSAGE_WAIT.min(settings.handshake_timeout);
-        match tokio::time::timeout(wait, established.recv.recv()).await {
-            Ok(Ok(Some(Message::Invite(secret)))) => {
-                if let Some(why) = invites_closed(peer, &local, settings, allow, &by_key) {
-                    return refuse_invite(established, from, why).await;
-                }
-                return redeem(established, &secret, from, settings, by_key).await;
-            }
-            Ok(Ok(Some(Message::Pake {
-                nameplate: Some(nameplate),
-                message,
-            }))) => {
-                if let Some(why) = invites_closed(peer, &local, settings, allow, &by_key) {
-                    return refuse_invite(established, from, why).await;
-                }
-                return by_code(established, nameplate, &message, from, settings).await;
-            }
-            Ok(Ok(Some(msg))) => first = Some(msg.into_owned()),
-            Ok(Ok(None)) => {
-                return Connection::Failed(format!(
-                    "connection from {from} closed right after the handshake"
-                ));
-            }
-            Ok(Err(e)) => return Connection::Failed(format!("connection from {from}: {e}")),
-            // Silent for now: decided by its key.
-            Err(_) => {}
-        }
-    }
-    // Knocking (allow = known, a host at its terminal): a known key comes in, an unknown one
-    // knocks. One look at known_peers decides both.
-    if knock
-        && settings.pin.is_none()
-        && peer != local
-        && let Ok(info) = verify::admitted(peer, &local, None, &Allow::Anyone, &settings.trust)
-    {
-        let knocks = info.entry.is_none();
-        let arrival = Box::new(Arrival {
-            established,
-            info,
-            address: from.to_string(),
-            first,
-        });
-        return match knocks {
-            true => Connection::Knock(arrival),
-            false => Connection::Arrived(arrival),
-        };
-    }
-    match by_key {
-        Ok(info) => Connection::Arrived(Box::new(Arrival {
-            established,
-            info,
-            address: from.to_string(),
-            first,
-        })),
-        Err(e) => {
-            room::refuse(established).await;
-            let why = match e {
-                Error::PeerRefused(why) => why,
-                other => other.to_string(),
-            };
-            Connection::Failed(format!("refused the peer from {from}: {why}"))
-        }
-    }
-}
-
-/// Whether any invite (ticket or code) is open, so that a dialer may be redeeming one.
-fn invites_pending(settings: &Settings) -> bool {
-    let now = crate::invite::unix_now();
-    settings.trust.invites().load().is_ok_and(|all| {
-        all.iter()
-            .any(|p| p.state == crate::invite::store::State::Open && p.expires > now)
-    })
-}
-
-/// How long a listener waits for a new connection's first message before deciding by its key
-/// alone (an honest dialer sends it with, or right after, the last handshake message).
-const FIRST_MESSAGE_WAIT: Duration = Duration::from_secs(5);
-
-/// A dialer proved an invite's secret: redeemed (one use, atomically), it is admitted and
-/// known as verified by invite; otherwise it is told why in a QUIT, unless its key alone
-/// admits it (a known peer with a stale ticket).
-async fn redeem(
-    established: Established<OwnedReadHalf, OwnedWriteHalf>,
-    secret: &[u8; crate::invite::ticket::SECRET_LEN],
-    from: SocketAddr,
-    settings: &Settings,
-    // What its key alone would get it (invites_closed has been checked).
-    by_key: Result<verify::PeerInfo>,
-) -> Connection<OwnedReadHalf, OwnedWriteHalf> {
-    let peer = established.peer;
-    let trust = &settings.trust;
-    match trust.invites().redeem(secret, crate::invite::unix_now()) {
-        Ok(redeemed) => match verify::record_invited(trust, &peer, &redeemed.petname) {
-            Ok(entry) => admit_invited(established, from, trust, entry, redeemed.id).await,
-            Err(e) => {
-                refuse_invite(
-                    established,
-                    from,
-                    format!("the invite could not be recorded: {e}"),
-                )
-                .await
-            }
-        },
-        Err(why) => match by_key {
-            Ok(info) => {
-                // Already admitted by its key: the stale ticket changes nothing.
-                Connection::Arrived(Box::new(Arrival {
-                    established,
-                    info,
-                    address: from.to_string(),
-                    first: None,
-                }))
-            }
-            Err(_) => refuse_invite(established, from, why.to_string()).await,
-        },
-    }
-}
-
-/// Why an invite cannot admit this dialer whatever it holds: a `--peer` pin names another key,
-/// `--allow FILE` lists the only keys to admit, or it is our own key. (Invites open a listener
-/// that admits known peers, not one restricted to named keys.)
-fn invites_closed(
-    peer: PublicKey,
-    local: &PublicKey,
-    settings: &Settings,
-    allow: &Allow,
-    by_key: &Result<verify::PeerInfo>,
-) -> Option<String> {
-    let restricted = settings.pin.is_some_and(|pin| pin != peer)
-        || (matches!(allow, Allow::Keys(_)) && by_key.is_err())
-        || peer == *local;
-    if !restricted {
-        return None;
-    }
-    Some(match by_key {
-        Err(Error::PeerRefused(why)) => why.clone(),
-        Err(e) => e.to_string(),
-        Ok(_) => "not admitted".into(),
-    })
-}
-
-/// A dialer holding a spoken code: the PAKE (PROTOCOL.md §4.8). Its message came first; ours
-/// goes back, then its confirmation must be right before ours is sent. A wrong one counts
-/// against the code (burned at the third) and both sides stop, loudly.
-async fn by_code(
-    mut established: Established<OwnedReadHalf, OwnedWriteHalf>,
-    nameplate: u16,
-    theirs: &[u8],
-    from: SocketAddr,
-    settings: &Settings,
-) -> Connection<OwnedReadHalf, OwnedWriteHalf> {
-    use crate::invite::Refusal;
-    use crate::invite::code::{Code, Exchange, PAKE_LEN, Side};
-    let peer = established.peer;
-    let trust = &settings.trust;
-    let invites = trust.invites();
-    let now = crate::invite::unix_now();
-    // An unknown nameplate runs the exchange all the same, with a code nobody has: probing
-    // cannot tell which nameplates are in use.
-    let looked_up = invites.code(nameplate, now);
-    let (code, known) = match looked_up.map(|words| Code::from_parts(nameplate, &words)) {
-        Ok(Ok(code)) => (code, true),
-        Ok(Err(_)) => {
-            return refuse_invite(established, from, "the code on file is damaged".into()).await;
-        }
-        Err(Refusal::Unknown) => (Code::generate(nameplate), false),
-        Err(why) => return refuse_invite(established, from, why.to_string()).await,
-    };
-    let (exchange, ours) = Exchange::start(&code, &established.handshake_hash, Side::Listener);
-    let mut message = [0u8; PAKE_LEN];
-    message.copy_from_slice(&ours);
-    let pake = Message::Pake {
-        nameplate: None,
-        message,
-    };
-    if let Err(e) = established.send.send(&pake).await {
-        return Connection::Failed(format!("connection from {from}: {e}"));
-    }
-    let confirmations = exchange.finish(theirs);
-    let wait = FIRST_MESSAGE_WAIT.min(settings.handshake_timeout);
-    // Only a confirmation that does not check is a wrong guess: without one the dialer learned
-    // nothing about the code (it never got ours), so nothing is counted.
-    let proven = match tokio::time::timeout(wait, established.recv.recv()).await {
-        Ok(Ok(Some(Message::Confirm(mac)))) => {
-            confirmations.as_ref().is_some_and(|c| c.check(&mac))
-        }
-        Ok(Ok(Some(Message::Quit(_)) | None)) => {
-            return Connection::Failed(format!(
-                "connection from {from} left during the code exchange"
-            ));
-        }
-        Ok(Ok(Some(other))) => {
-            let why = format!("{} during the code exchange", other.name());
-            return refuse_invite(established, from, why).await;
-        }
-        Ok(Err(e)) => return Connection::Failed(format!("connection from {from}: {e}")),
-        Err(_) => {
-            let why = "no confirmation of the code in time".to_string();
-            return refuse_invite(established, from, why).await;
-        }
-    };
-    // The dialer hears the same for every wrong code, known nameplate or not; the log says more.
-    let wrong = format!("WRONG CODE for {nameplate} (a typo, or someone in the middle)");
-    if !known {
-        let log = format!("{wrong}: no such code here");
-        return refuse_invite_logged(established, from, wrong, log).await;
-    }
-    match invites.code_outcome(nameplate, proven, now) {
-        Ok(redeemed) if proven => {
-            let Some(confirmations) = confirmations else {
-                return refuse_invite(established, from, "internal error".into()).await;
-            };
-            let how = crate::trust::Verified::Code;
-            let entry = match verify::record_verified(trust, &peer, &redeemed.petname, how) {
-                Ok(entry) => entry,
-                Err(e) => {
-                    let why = format!("the code could not be recorded: {e}");
-                    return refuse_invite(established, from, why).await;
-                }
-            };
-            let confirm = Message::Confirm(confirmations.ours);
-            if let Err(e) = established.send.send(&confirm).await {
-                return Connection::Failed(format!("connection from {from}: {e}"));
-            }
-            admit_invited(established, from, trust, entry, format!("code {nameplate}")).await
-        }
-        Ok(_) => refuse_invite(established, from, "internal error".into()).await,
-        Err(why @ (Refusal::WrongCode { .. } | Refusal::Burned(_))) if !proven => {
-            let log = format!("{wrong}: {why}");
-            refuse_invite_logged(established, from, wrong, log).await
-        }
-        Err(why) => refuse_invite(established, from, why.to_string()).await,
-    }
-}
-
-/// A dialer whose invite (ticket or code, named `invite`) was honoured and recorded as `entry`:
-/// admitted, whatever the listener's --allow.
-async fn admit_invited(
-    established: Established<OwnedReadHalf, OwnedWriteHalf>,
-    from: SocketAddr,
-    trust: &verify::TrustConfig,
-    entry: crate::trust::Entry,
-    invite: String,
-) -> Connection<OwnedReadHalf, OwnedWriteHalf> {
-    let (peer, local) = (established.peer, established.local);
-    let mut info = match verify::admitted(peer, &local, None, &Allow::Anyone, trust) {
-        Ok(info) => info,
-        Err(e) => return refuse_invite(established, from, e.to_string()).await,
-    };
-    info.invite = Some(invite);
-    info.entry = Some(entry);
-    Connection::Arrived(Box::new(Arrival {
-        established,
-        info,
-        address: from.to_string(),
-        first: None,
-    }))
-}
-
-/// Turns away a dialer whose invite was not honoured, saying why (one line on both sides).
-async fn refuse_invite(
-    established: Established<OwnedReadHalf, OwnedWriteHalf>,
-    from: SocketAddr,
-    why: String,
-) -> Connection<OwnedReadHalf, OwnedWriteHalf> {
-    let log = why.clone();
-    refuse_invite_logged(established, from, why, log).await
-}
-
-/// As [`refuse_invite`], with more in our log than the dialer is told.
-async fn refuse_invite_logged(
-    established: Established<OwnedReadHalf, OwnedWriteHalf>,
-    from: SocketAddr,
-    why: String,
-    log: String,
-) -> Connection<OwnedReadHalf, OwnedWriteHalf> {
-    let Established { mut send, .. } = established;
-    let _ = send.quit(&format!("refused: {why}")).await;
-    Connection::Failed(format!("refused the peer from {from}: {log}"))
-}
-
 /// Pipe mode: one session (stdin can be sent only once). Handshakes run concurrently like a
 /// room's, so silent sockets cannot block the pipe; the first admitted peer wins, later ones
 /// are told so in a QUIT. Connections that never become a session do not count.
 async fn serve_one_pipe(
-    mut connections: mpsc::Receiver<Connection<OwnedReadHalf, OwnedWriteHalf>>,
+    mut connections: mpsc::Receiver<Connection<Reader, Writer>>,
     role: &Role,
     settings: &Settings,
     input: &mut Input,
@@ -877,27 +886,3 @@ async fn serve_one_pipe(
 
 /// The QUIT reason for a dialer that arrives while the pipe is taken.
 const PIPE_BUSY: &str = "busy: another peer is already using this pipe";
-
-async fn bind(addr: &Address) -> Result<TcpListener> {
-    let mut last = None;
-    for target in resolve(addr, true).await? {
-        match TcpListener::bind(target).await {
-            Ok(listener) => return Ok(listener),
-            Err(e) => last = Some((target, e)),
-        }
-    }
-    let (target, e) = last.ok_or_else(|| Error::Internal("no address to listen on".into()))?;
-    Err(Error::Network(match e.kind() {
-        io::ErrorKind::AddrInUse => format!(
-            "cannot listen on {target}: the port is in use (another schat?); choose another \
-             with HOST:PORT, or :0 for any free port"
-        ),
-        io::ErrorKind::PermissionDenied => format!(
-            "cannot listen on {target}: permission denied (ports below 1024 need privileges)"
-        ),
-        io::ErrorKind::AddrNotAvailable => {
-            format!("cannot listen on {target}: that address is not one of this machine's")
-        }
-        kind => format!("cannot listen on {target}: {kind}"),
-    }))
-}

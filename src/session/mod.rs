@@ -118,28 +118,31 @@ pub struct Settings {
     pub pipe: Option<pipe::PipeOptions>,
     /// Our display name, announced in HELLO (empty: none; checked by [`names::check_name`]).
     pub name: String,
-    /// Dialling with an invite ticket: its secret (sent in INVITE before our HELLO) and the
-    /// name the inviter suggested for itself. `pin` holds the ticket's key.
-    pub invite: Option<InviteUse>,
+    /// Dialling with a ticket: its secret when it is an invite (sent in INVITE before our
+    /// HELLO), the name the inviter suggested for itself, where to dial. `pin` holds its key.
+    pub ticket: Option<TicketUse>,
     /// Dialling with a spoken code: the listener's key is accepted only once it proved the
     /// code (then remembered as verified by code).
     pub code: Option<crate::invite::code::Code>,
 }
 
-/// An invite ticket being used by a dialer.
+/// A ticket being used by a dialer: an invite (with a secret), or an address.
 #[derive(Clone)]
-pub struct InviteUse {
-    pub secret: zeroize::Zeroizing<[u8; crate::invite::ticket::SECRET_LEN]>,
+pub struct TicketUse {
+    pub secret: Option<zeroize::Zeroizing<[u8; crate::invite::ticket::SECRET_LEN]>>,
     /// The inviter's suggestion for our petname for it.
     pub name: String,
-    /// Where to dial, in order (HOST:PORT).
-    pub addrs: Vec<String>,
+    /// Where to dial: TCP addresses in order, and the iroh endpoint's parts.
+    pub addrs: Vec<crate::invite::TicketAddr>,
+    /// What known_peers keeps as its address when it has an iroh part: the ticket without
+    /// its secret (so that `dial PETNAME` can use iroh again).
+    pub reach: Option<String>,
 }
 
-impl std::fmt::Debug for InviteUse {
+impl std::fmt::Debug for TicketUse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InviteUse")
-            .field("secret", &"(redacted)")
+        f.debug_struct("TicketUse")
+            .field("secret", &self.secret.as_ref().map(|_| "(redacted)"))
             .field("name", &self.name)
             .field("addrs", &self.addrs)
             .finish()
@@ -231,7 +234,7 @@ where
     let mut established = established;
     // A spoken code (the listener must prove it before anything else) or a ticket (the pin
     // matched) vouched for this key: remember it as verified that way.
-    let vouched = match (role, &settings.code, &settings.invite) {
+    let vouched = match (role, &settings.code, &settings.ticket) {
         (Role::Dialer { addr, .. }, Some(code), _) if decision.is_ok() => {
             code::prove(&mut established, code, settings.handshake_timeout, ui).await?;
             Some((
@@ -241,10 +244,14 @@ where
                 "the code matched: the listener's key",
             ))
         }
-        (Role::Dialer { addr, .. }, None, Some(invite)) => Some((
+        (Role::Dialer { addr, .. }, None, Some(ticket)) => Some((
             addr,
-            invite.name.as_str(),
-            Verified::Invite,
+            ticket.name.as_str(),
+            // A ticket without a secret is an address with a key: as good as `--peer KEY`.
+            match ticket.secret {
+                Some(_) => Verified::Invite,
+                None => Verified::Pinned,
+            },
             "the listener's key is the one in your ticket:",
         )),
         _ => None,
@@ -316,7 +323,7 @@ where
         &info,
         Names::load(&settings.trust),
         &settings.name,
-        settings.invite.as_ref().map(|i| i.secret.clone()),
+        settings.ticket.as_ref().and_then(|t| t.secret.clone()),
         settings.keepalive,
         input,
         ui,

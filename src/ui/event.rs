@@ -31,6 +31,8 @@ pub enum Event<'a> {
     },
     /// The listener's greeting.
     Welcome { from: Peer<'a>, text: &'a str },
+    /// `listen --p2p`: the ticket that reaches this listener (no secret in it).
+    Ticket { ticket: &'a str },
     /// A chat message: `via` the host when relayed in a room; `action` for `/me` (the text
     /// without it); `private` for the host's words to us alone.
     Message {

@@ -257,6 +257,21 @@ impl Ui {
         }
     }
 
+    /// A ticket to copy: alone on its line, unstyled, so that a triple click takes all of it
+    /// (in JSON mode also a `ticket` event).
+    pub fn ticket(&self, ticket: &str) {
+        match self.mode {
+            Mode::Interactive => self.to_screen(&format!("{ticket}\n")),
+            Mode::Json => {
+                let _ = writeln!(io::stderr().lock(), "{ticket}");
+                let _ = self.json_event(Event::Ticket { ticket });
+            }
+            Mode::Plain => {
+                let _ = writeln!(io::stderr().lock(), "{ticket}");
+            }
+        }
+    }
+
     /// The session is up and the peer accepted.
     pub fn connected(&self, peer: &Speaker<'_>, safety: &str, address: Option<&str>) {
         if self.mode == Mode::Json {

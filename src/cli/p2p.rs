@@ -1,0 +1,171 @@
+//! The command line of the iroh transport: `--p2p` and its options on `listen`/`dial`, and
+//! `schat relay`.
+
+use super::Paths;
+use crate::error::{Error, Result};
+use crate::net::relay::{RelayOptions, RelayTls};
+use crate::net::{P2pOptions, Relays};
+use crate::signals::Interrupts;
+use crate::ui::Ui;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// How to use iroh (with `listen --p2p`, or when dialling a ticket that has an iroh address).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct P2pArgs {
+    /// The iroh relay: an https:// (or, for tests and LANs, http://) URL such as `schat relay`
+    /// prints, or `none` for direct UDP only. It learns that your endpoint is online, from
+    /// which IP, and how much traffic flows; never content or schat keys [default: listening,
+    /// iroh's public relays; dialling, the ticket's relay]
+    #[arg(long, value_name = "URL|none")]
+    pub relay: Option<String>,
+    /// Trust the certificates in this PEM file for the relay (a self-hosted relay with its
+    /// own CA), besides the usual public roots
+    #[arg(long, value_name = "FILE")]
+    pub relay_ca: Option<PathBuf>,
+    /// Bind iroh's UDP socket here only (e.g. 127.0.0.1:0) [default: all interfaces]
+    #[arg(long, value_name = "IP:PORT")]
+    pub p2p_bind: Option<SocketAddr>,
+    /// Do not ask the home router for a port mapping (UPnP, PCP, NAT-PMP)
+    #[arg(long)]
+    pub no_portmap: bool,
+    /// Use a new iroh endpoint id for this run. By default the id is derived from your
+    /// identity, so your ticket stays good across restarts but the relay (and anyone holding
+    /// an old ticket) can tell it is you again
+    #[arg(long)]
+    pub ephemeral_endpoint: bool,
+}
+
+impl P2pArgs {
+    /// Whether any iroh option was given.
+    pub fn any(&self) -> bool {
+        self.relay.is_some()
+            || self.relay_ca.is_some()
+            || self.p2p_bind.is_some()
+            || self.no_portmap
+            || self.ephemeral_endpoint
+    }
+
+    pub fn options(&self) -> Result<P2pOptions> {
+        let relays = match self.relay.as_deref() {
+            None => Relays::Default,
+            Some("none") => Relays::Disabled,
+            Some(url) if crate::invite::ticket::relay_url_ok(url) => {
+                Relays::Custom(vec![url.to_string()])
+            }
+            Some(url) => {
+                return Err(Error::Usage(format!(
+                    "--relay {:?}: give an https:// or http:// URL, or none",
+                    crate::sanitize::line(url)
+                )));
+            }
+        };
+        Ok(P2pOptions {
+            relays,
+            relay_ca: self.relay_ca.clone(),
+            bind: self.p2p_bind,
+            portmap: !self.no_portmap,
+            ephemeral: self.ephemeral_endpoint,
+        })
+    }
+}
+
+/// `schat relay`.
+#[derive(Debug, clap::Args)]
+pub struct RelayArgs {
+    /// Where to serve the relay: IP:PORT [default: [::]:443 with TLS; 127.0.0.1:3340 with
+    /// --insecure-http]
+    #[arg(value_name = "ADDR")]
+    pub addr: Option<SocketAddr>,
+    /// Serve plain HTTP, without TLS: for tests and closed LANs only (endpoints then learn no
+    /// public address from the relay, which weakens hole punching)
+    #[arg(long, conflicts_with_all = ["tls_cert", "acme_domain"])]
+    pub insecure_http: bool,
+    /// TLS certificate chain (PEM), e.g. from certbot; re-read daily, so renewals apply
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "acme_domain"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Get a certificate from Let's Encrypt for this domain (TLS-ALPN-01: the relay must be
+    /// reachable on port 443 of that name)
+    #[arg(long, value_name = "DOMAIN")]
+    pub acme_domain: Option<String>,
+    /// Contact e-mail for Let's Encrypt
+    #[arg(long, value_name = "EMAIL", requires = "acme_domain")]
+    pub acme_contact: Option<String>,
+    /// Use Let's Encrypt's staging service (for trying the setup out)
+    #[arg(long, requires = "acme_domain")]
+    pub acme_staging: bool,
+    /// UDP port for QUIC address discovery (with TLS), which tells endpoints their public
+    /// address
+    #[arg(long, value_name = "PORT", default_value_t = 7842)]
+    pub qad_port: u16,
+    /// Only relay for these iroh endpoint ids (repeat the option; `schat fingerprint
+    /// --endpoint` prints yours). Without it, any endpoint may use the relay
+    #[arg(long = "allow-endpoint", value_name = "ID")]
+    pub allow_endpoint: Vec<String>,
+}
+
+/// Runs `schat relay` until a signal.
+pub async fn relay(args: RelayArgs, paths: &Paths, ui: &Ui) -> Result<()> {
+    let tls = match (&args.tls_cert, &args.tls_key, &args.acme_domain) {
+        _ if args.insecure_http => RelayTls::InsecureHttp,
+        (Some(cert), Some(key), _) => RelayTls::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        (_, _, Some(domain)) => RelayTls::Acme {
+            domain: domain.clone(),
+            contact: args.acme_contact.clone(),
+            cache: paths.home.join("acme"),
+            staging: args.acme_staging,
+        },
+        _ => {
+            return Err(Error::Usage(
+                "a relay needs TLS: --tls-cert FILE --tls-key FILE, or --acme-domain DOMAIN \
+                 (or --insecure-http, for tests and closed LANs)"
+                    .into(),
+            ));
+        }
+    };
+    let addr = args.addr.unwrap_or_else(|| match tls {
+        RelayTls::InsecureHttp => SocketAddr::from(([127, 0, 0, 1], 3340)),
+        _ => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 443)),
+    });
+    let allow = match args.allow_endpoint.is_empty() {
+        true => None,
+        false => {
+            let mut ids = HashSet::new();
+            for text in &args.allow_endpoint {
+                let id = text.trim().parse::<iroh::EndpointId>().map_err(|_| {
+                    Error::Usage(format!(
+                        "--allow-endpoint {:?}: not an endpoint id (64 hex digits)",
+                        crate::sanitize::line(text)
+                    ))
+                })?;
+                ids.insert(id);
+            }
+            Some(ids)
+        }
+    };
+    let options = RelayOptions {
+        addr,
+        tls,
+        qad_port: args.qad_port,
+        allow,
+    };
+    let mut interrupts =
+        Interrupts::install().map_err(|e| Error::io("installing signal handlers", e))?;
+    crate::net::relay::run(&options, ui, async move {
+        let name = interrupts.recv().await;
+        let _ = name;
+    })
+    .await
+}

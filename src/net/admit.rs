@@ -1,0 +1,331 @@
+//! Deciding about a connection once its handshake is done: by its key, by an invite it
+//! redeems (ticket or spoken code), or by the host's answer to its knock. Whatever the
+//! transport: it works on the session's byte streams only.
+
+use super::stream::{Reader, Writer};
+use crate::error::{Error, Result};
+use crate::handshake::Established;
+use crate::keys::{Identity, PublicKey};
+use crate::message::Message;
+use crate::session::room::{self, Arrival, Connection};
+use crate::session::verify;
+use crate::session::{self, Role, Settings};
+use crate::signals::Interrupts;
+use crate::trust::Allow;
+use std::time::Duration;
+
+/// One connection up to the point where it joins the room (or is turned away).
+pub(super) async fn handshake_and_admit(
+    reader: Reader,
+    writer: Writer,
+    from: &str,
+    identity: &Identity,
+    role: &Role,
+    settings: &Settings,
+    knock: bool,
+) -> Connection<Reader, Writer> {
+    let mut never = Interrupts::none();
+    let established =
+        match session::establish(reader, writer, identity, role, settings, &mut never, |_| {
+            Ok(())
+        })
+        .await
+        {
+            Ok(Some(established)) => established,
+            Ok(None) => return Connection::Failed(format!("connection from {from}: interrupted")),
+            Err(e) => return Connection::Failed(format!("connection from {from}: {e}")),
+        };
+    let Role::Listener { allow, .. } = role else {
+        return Connection::Failed("internal error: not a listener".into());
+    };
+    let mut established = established;
+    let (peer, local) = (established.peer, established.local);
+    // A dialer may hold an invite: it sends INVITE (or, for a spoken code, PAKE) right after
+    // the handshake, before its HELLO, so its first message is read (briefly) before
+    // deciding. An invite is redeemed here; anything else is kept for the session. A key that
+    // is admitted anyway is not made to wait unless invites are pending (it may be redeeming
+    // one to be verified). (A pipe admits by key alone.)
+    let mut first = None;
+    let by_key = verify::admitted(peer, &local, settings.pin.as_ref(), allow, &settings.trust);
+    let read_first = by_key.is_err() || invites_pending(settings);
+    if settings.pipe.is_none() && read_first && peer != local {
+        let wait = FIRST_MESSAGE_WAIT.min(settings.handshake_timeout);
+        match tokio::time::timeout(wait, established.recv.recv()).await {
+            Ok(Ok(Some(Message::Invite(secret)))) => {
+                if let Some(why) = invites_closed(peer, &local, settings, allow, &by_key) {
+                    return refuse_invite(established, from, why).await;
+                }
+                return redeem(established, &secret, from, settings, by_key).await;
+            }
+            Ok(Ok(Some(Message::Pake {
+                nameplate: Some(nameplate),
+                message,
+            }))) => {
+                if let Some(why) = invites_closed(peer, &local, settings, allow, &by_key) {
+                    return refuse_invite(established, from, why).await;
+                }
+                return by_code(established, nameplate, &message, from, settings).await;
+            }
+            Ok(Ok(Some(msg))) => first = Some(msg.into_owned()),
+            Ok(Ok(None)) => {
+                return Connection::Failed(format!(
+                    "connection from {from} closed right after the handshake"
+                ));
+            }
+            Ok(Err(e)) => return Connection::Failed(format!("connection from {from}: {e}")),
+            // Silent for now: decided by its key.
+            Err(_) => {}
+        }
+    }
+    // Knocking (allow = known, a host at its terminal): a known key comes in, an unknown one
+    // knocks. One look at known_peers decides both.
+    if knock
+        && settings.pin.is_none()
+        && peer != local
+        && let Ok(info) = verify::admitted(peer, &local, None, &Allow::Anyone, &settings.trust)
+    {
+        let knocks = info.entry.is_none();
+        let arrival = Box::new(Arrival {
+            established,
+            info,
+            address: from.to_string(),
+            first,
+        });
+        return match knocks {
+            true => Connection::Knock(arrival),
+            false => Connection::Arrived(arrival),
+        };
+    }
+    match by_key {
+        Ok(info) => Connection::Arrived(Box::new(Arrival {
+            established,
+            info,
+            address: from.to_string(),
+            first,
+        })),
+        Err(e) => {
+            room::refuse(established).await;
+            let why = match e {
+                Error::PeerRefused(why) => why,
+                other => other.to_string(),
+            };
+            Connection::Failed(format!("refused the peer from {from}: {why}"))
+        }
+    }
+}
+
+/// Whether any invite (ticket or code) is open, so that a dialer may be redeeming one.
+fn invites_pending(settings: &Settings) -> bool {
+    let now = crate::invite::unix_now();
+    settings.trust.invites().load().is_ok_and(|all| {
+        all.iter()
+            .any(|p| p.state == crate::invite::store::State::Open && p.expires > now)
+    })
+}
+
+/// How long a listener waits for a new connection's first message before deciding by its key
+/// alone (an honest dialer sends it with, or right after, the last handshake message).
+const FIRST_MESSAGE_WAIT: Duration = Duration::from_secs(5);
+
+/// A dialer proved an invite's secret: redeemed (one use, atomically), it is admitted and
+/// known as verified by invite; otherwise it is told why in a QUIT, unless its key alone
+/// admits it (a known peer with a stale ticket).
+async fn redeem(
+    established: Established<Reader, Writer>,
+    secret: &[u8; crate::invite::ticket::SECRET_LEN],
+    from: &str,
+    settings: &Settings,
+    // What its key alone would get it (invites_closed has been checked).
+    by_key: Result<verify::PeerInfo>,
+) -> Connection<Reader, Writer> {
+    let peer = established.peer;
+    let trust = &settings.trust;
+    match trust.invites().redeem(secret, crate::invite::unix_now()) {
+        Ok(redeemed) => match verify::record_invited(trust, &peer, &redeemed.petname) {
+            Ok(entry) => admit_invited(established, from, trust, entry, redeemed.id).await,
+            Err(e) => {
+                refuse_invite(
+                    established,
+                    from,
+                    format!("the invite could not be recorded: {e}"),
+                )
+                .await
+            }
+        },
+        Err(why) => match by_key {
+            Ok(info) => {
+                // Already admitted by its key: the stale ticket changes nothing.
+                Connection::Arrived(Box::new(Arrival {
+                    established,
+                    info,
+                    address: from.to_string(),
+                    first: None,
+                }))
+            }
+            Err(_) => refuse_invite(established, from, why.to_string()).await,
+        },
+    }
+}
+
+/// Why an invite cannot admit this dialer whatever it holds: a `--peer` pin names another key,
+/// `--allow FILE` lists the only keys to admit, or it is our own key. (Invites open a listener
+/// that admits known peers, not one restricted to named keys.)
+fn invites_closed(
+    peer: PublicKey,
+    local: &PublicKey,
+    settings: &Settings,
+    allow: &Allow,
+    by_key: &Result<verify::PeerInfo>,
+) -> Option<String> {
+    let restricted = settings.pin.is_some_and(|pin| pin != peer)
+        || (matches!(allow, Allow::Keys(_)) && by_key.is_err())
+        || peer == *local;
+    if !restricted {
+        return None;
+    }
+    Some(match by_key {
+        Err(Error::PeerRefused(why)) => why.clone(),
+        Err(e) => e.to_string(),
+        Ok(_) => "not admitted".into(),
+    })
+}
+
+/// A dialer holding a spoken code: the PAKE (PROTOCOL.md §4.8). Its message came first; ours
+/// goes back, then its confirmation must be right before ours is sent. A wrong one counts
+/// against the code (burned at the third) and both sides stop, loudly.
+async fn by_code(
+    mut established: Established<Reader, Writer>,
+    nameplate: u16,
+    theirs: &[u8],
+    from: &str,
+    settings: &Settings,
+) -> Connection<Reader, Writer> {
+    use crate::invite::Refusal;
+    use crate::invite::code::{Code, Exchange, PAKE_LEN, Side};
+    let peer = established.peer;
+    let trust = &settings.trust;
+    let invites = trust.invites();
+    let now = crate::invite::unix_now();
+    // An unknown nameplate runs the exchange all the same, with a code nobody has: probing
+    // cannot tell which nameplates are in use.
+    let looked_up = invites.code(nameplate, now);
+    let (code, known) = match looked_up.map(|words| Code::from_parts(nameplate, &words)) {
+        Ok(Ok(code)) => (code, true),
+        Ok(Err(_)) => {
+            return refuse_invite(established, from, "the code on file is damaged".into()).await;
+        }
+        Err(Refusal::Unknown) => (Code::generate(nameplate), false),
+        Err(why) => return refuse_invite(established, from, why.to_string()).await,
+    };
+    let (exchange, ours) = Exchange::start(&code, &established.handshake_hash, Side::Listener);
+    let mut message = [0u8; PAKE_LEN];
+    message.copy_from_slice(&ours);
+    let pake = Message::Pake {
+        nameplate: None,
+        message,
+    };
+    if let Err(e) = established.send.send(&pake).await {
+        return Connection::Failed(format!("connection from {from}: {e}"));
+    }
+    let confirmations = exchange.finish(theirs);
+    let wait = FIRST_MESSAGE_WAIT.min(settings.handshake_timeout);
+    // Only a confirmation that does not check is a wrong guess: without one the dialer learned
+    // nothing about the code (it never got ours), so nothing is counted.
+    let proven = match tokio::time::timeout(wait, established.recv.recv()).await {
+        Ok(Ok(Some(Message::Confirm(mac)))) => {
+            confirmations.as_ref().is_some_and(|c| c.check(&mac))
+        }
+        Ok(Ok(Some(Message::Quit(_)) | None)) => {
+            return Connection::Failed(format!(
+                "connection from {from} left during the code exchange"
+            ));
+        }
+        Ok(Ok(Some(other))) => {
+            let why = format!("{} during the code exchange", other.name());
+            return refuse_invite(established, from, why).await;
+        }
+        Ok(Err(e)) => return Connection::Failed(format!("connection from {from}: {e}")),
+        Err(_) => {
+            let why = "no confirmation of the code in time".to_string();
+            return refuse_invite(established, from, why).await;
+        }
+    };
+    // The dialer hears the same for every wrong code, known nameplate or not; the log says more.
+    let wrong = format!("WRONG CODE for {nameplate} (a typo, or someone in the middle)");
+    if !known {
+        let log = format!("{wrong}: no such code here");
+        return refuse_invite_logged(established, from, wrong, log).await;
+    }
+    match invites.code_outcome(nameplate, proven, now) {
+        Ok(redeemed) if proven => {
+            let Some(confirmations) = confirmations else {
+                return refuse_invite(established, from, "internal error".into()).await;
+            };
+            let how = crate::trust::Verified::Code;
+            let entry = match verify::record_verified(trust, &peer, &redeemed.petname, how) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    let why = format!("the code could not be recorded: {e}");
+                    return refuse_invite(established, from, why).await;
+                }
+            };
+            let confirm = Message::Confirm(confirmations.ours);
+            if let Err(e) = established.send.send(&confirm).await {
+                return Connection::Failed(format!("connection from {from}: {e}"));
+            }
+            admit_invited(established, from, trust, entry, format!("code {nameplate}")).await
+        }
+        Ok(_) => refuse_invite(established, from, "internal error".into()).await,
+        Err(why @ (Refusal::WrongCode { .. } | Refusal::Burned(_))) if !proven => {
+            let log = format!("{wrong}: {why}");
+            refuse_invite_logged(established, from, wrong, log).await
+        }
+        Err(why) => refuse_invite(established, from, why.to_string()).await,
+    }
+}
+
+/// A dialer whose invite (ticket or code, named `invite`) was honoured and recorded as `entry`:
+/// admitted, whatever the listener's --allow.
+async fn admit_invited(
+    established: Established<Reader, Writer>,
+    from: &str,
+    trust: &verify::TrustConfig,
+    entry: crate::trust::Entry,
+    invite: String,
+) -> Connection<Reader, Writer> {
+    let (peer, local) = (established.peer, established.local);
+    let mut info = match verify::admitted(peer, &local, None, &Allow::Anyone, trust) {
+        Ok(info) => info,
+        Err(e) => return refuse_invite(established, from, e.to_string()).await,
+    };
+    info.invite = Some(invite);
+    info.entry = Some(entry);
+    Connection::Arrived(Box::new(Arrival {
+        established,
+        info,
+        address: from.to_string(),
+        first: None,
+    }))
+}
+
+/// Turns away a dialer whose invite was not honoured, saying why (one line on both sides).
+async fn refuse_invite(
+    established: Established<Reader, Writer>,
+    from: &str,
+    why: String,
+) -> Connection<Reader, Writer> {
+    let log = why.clone();
+    refuse_invite_logged(established, from, why, log).await
+}
+
+/// As [`refuse_invite`], with more in our log than the dialer is told.
+async fn refuse_invite_logged(
+    established: Established<Reader, Writer>,
+    from: &str,
+    why: String,
+    log: String,
+) -> Connection<Reader, Writer> {
+    let Established { mut send, .. } = established;
+    let _ = send.quit(&format!("refused: {why}")).await;
+    Connection::Failed(format!("refused the peer from {from}: {log}"))
+}

@@ -1,0 +1,539 @@
+//! The iroh transport (PROTOCOL.md §11): QUIC connections dialled by public key, with UDP hole
+//! punching and an encrypted relay as fallback, for peers that cannot reach each other's TCP
+//! port (both behind NAT). iroh only carries bytes: each session is one bidirectional stream
+//! in which the Noise handshake and everything after it run exactly as over TCP, so a relay —
+//! even a hostile one — sees ciphertext inside ciphertext.
+//!
+//! No address lookup service (DNS/pkarr) is used: a ticket carries everything needed to
+//! connect (endpoint id, relay URL, direct addresses), so nothing is published about us and
+//! nothing hangs when offline.
+
+use super::stream::{Reader, Writer};
+use crate::error::{Error, Result};
+use crate::invite::ticket::{TicketAddr, relay_url_ok};
+use crate::keys::Identity;
+use hkdf::Hkdf;
+use iroh::endpoint::{Connection, Incoming, IncomingAddr, PortmapperConfig, SendStream, presets};
+use iroh::{Endpoint, EndpointAddr, RelayConfig, RelayMode, RelayUrl, SecretKey};
+use sha2::Sha256;
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::AsyncWrite;
+use tokio::task::JoinHandle;
+use zeroize::Zeroizing;
+
+/// The ALPN of schat over iroh: the schat protocol version, so that a future schat/3 is told
+/// apart before any byte of the session.
+pub const ALPN: &[u8] = b"schat/2";
+
+/// The HKDF salt that makes the endpoint key from the schat identity (see [`endpoint_key`]).
+const KEY_LABEL: &[u8] = b"schat/2 iroh endpoint key";
+
+/// How long, at the end, sent data may take to be acknowledged before the endpoint closes.
+const LINGER: Duration = Duration::from_secs(3);
+
+/// How long a listener waits for its relay before printing a ticket without it.
+const ONLINE_WAIT: Duration = Duration::from_secs(5);
+
+/// Which relays an endpoint uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relays {
+    /// iroh's public relays (run by n0).
+    Default,
+    /// These relays only.
+    Custom(Vec<String>),
+    /// None: direct UDP paths only.
+    Disabled,
+}
+
+/// How to run the iroh endpoint.
+#[derive(Debug, Clone)]
+pub struct P2pOptions {
+    pub relays: Relays,
+    /// A PEM file of certificates to trust for the relay, besides the usual public roots (a
+    /// self-hosted relay with a private CA).
+    pub relay_ca: Option<PathBuf>,
+    /// Bind the UDP sockets here only (default: all interfaces, IPv4 and IPv6, any port).
+    pub bind: Option<SocketAddr>,
+    /// Ask the home router for a port mapping (UPnP, PCP, NAT-PMP).
+    pub portmap: bool,
+    /// A fresh endpoint key for this run instead of the one derived from the identity.
+    pub ephemeral: bool,
+}
+
+impl Default for P2pOptions {
+    fn default() -> Self {
+        P2pOptions {
+            relays: Relays::Default,
+            relay_ca: None,
+            bind: None,
+            portmap: true,
+            ephemeral: false,
+        }
+    }
+}
+
+/// The endpoint key derived from the schat identity: HKDF-SHA256 with salt
+/// `"schat/2 iroh endpoint key"`, the identity's secret as input keying material, empty info.
+/// Stable across restarts (a ticket stays good) without a second secret on disk; one-way (the
+/// endpoint id reveals nothing of the schat key).
+pub fn endpoint_key(identity: &Identity) -> SecretKey {
+    let hk = Hkdf::<Sha256>::new(Some(KEY_LABEL), identity.secret().expose());
+    let mut okm = Zeroizing::new([0u8; 32]);
+    // 32 bytes is far below HKDF-SHA256's limit of 8,160: expand cannot fail.
+    let _ = hk.expand(&[], &mut okm[..]);
+    SecretKey::from_bytes(&okm)
+}
+
+/// A running iroh endpoint, and the streams still delivering their last bytes.
+pub struct P2p {
+    endpoint: Endpoint,
+    drains: Drains,
+}
+
+/// Tasks waiting for the peer to acknowledge a finished stream (see [`QuicWriter`]).
+type Drains = Arc<Mutex<Vec<JoinHandle<()>>>>;
+
+impl P2p {
+    /// Binds an endpoint. A listener (`accept`) takes schat connections; a dialer takes none.
+    pub async fn start(identity: &Identity, options: &P2pOptions, accept: bool) -> Result<P2p> {
+        let key = match options.ephemeral {
+            true => SecretKey::generate(),
+            false => endpoint_key(identity),
+        };
+        let mut builder = Endpoint::builder(presets::Minimal)
+            .secret_key(key)
+            .relay_mode(relay_mode(&options.relays)?);
+        if accept {
+            builder = builder.alpns(vec![ALPN.to_vec()]);
+        }
+        if !options.portmap {
+            builder = builder.portmapper_config(PortmapperConfig::Disabled);
+        }
+        if let Some(addr) = options.bind {
+            builder = builder
+                .clear_ip_transports()
+                .bind_addr(addr)
+                .map_err(|e| Error::Usage(format!("--p2p-bind {addr}: {e}")))?;
+        }
+        if let Some(path) = &options.relay_ca {
+            let roots = load_certs(path)?;
+            builder =
+                builder.ca_tls_config(iroh::tls::CaTlsConfig::embedded().with_extra_roots(roots));
+        }
+        let endpoint = builder
+            .bind()
+            .await
+            .map_err(|e| Error::Network(format!("cannot start the iroh endpoint (UDP): {e}")))?;
+        Ok(P2p {
+            endpoint,
+            drains: Arc::default(),
+        })
+    }
+
+    /// Waits (briefly) until the endpoint is connected to its relay, so that a ticket can name
+    /// it. False when it could not be reached in time (the ticket then has direct addresses
+    /// only) or when there is no relay.
+    pub async fn online(&self, relays: &Relays) -> bool {
+        *relays != Relays::Disabled
+            && tokio::time::timeout(ONLINE_WAIT, self.endpoint.online())
+                .await
+                .is_ok()
+    }
+
+    /// How to reach this endpoint, for a ticket: its id, its relay, its direct addresses.
+    pub fn ticket_addrs(&self, room: usize) -> Vec<TicketAddr> {
+        let addr = self.endpoint.addr();
+        let mut out = vec![TicketAddr::Endpoint(*addr.id.as_bytes())];
+        out.extend(
+            addr.relay_urls()
+                .map(ToString::to_string)
+                .filter(|u| relay_url_ok(u))
+                .map(TicketAddr::Relay),
+        );
+        let mut direct: Vec<SocketAddr> = addr.ip_addrs().copied().collect();
+        direct.sort_by_key(|a| (a.is_ipv6(), *a));
+        out.extend(direct.into_iter().map(TicketAddr::Udp));
+        out.truncate(room.max(1));
+        out
+    }
+
+    /// The next connection attempt from a dialer (None once the endpoint is closed).
+    pub async fn incoming(&self) -> Option<Incoming> {
+        self.endpoint.accept().await
+    }
+
+    /// A stream to the endpoint `target`, and its connection (for its path).
+    pub async fn connect(&self, target: EndpointAddr) -> Result<(Reader, Writer, Connection)> {
+        let conn = self.endpoint.connect(target, ALPN).await.map_err(|e| {
+            Error::Network(format!(
+                "iroh: cannot connect to the listener's endpoint: {e}"
+            ))
+        })?;
+        let (send, recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| Error::Network(format!("iroh: cannot open a stream: {e}")))?;
+        let writer = QuicWriter::new(send, conn.clone(), self.drains.clone());
+        Ok((Reader::Quic(recv), Writer::Quic(writer), conn))
+    }
+
+    /// Lets the last bytes of finished streams reach their peers, then closes the endpoint
+    /// (telling the relay and the peers), each within a deadline.
+    pub async fn close(&self) {
+        let drains: Vec<JoinHandle<()>> = match self.drains.lock() {
+            Ok(mut d) => d.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        let _ = tokio::time::timeout(LINGER, async {
+            for drain in drains {
+                let _ = drain.await;
+            }
+        })
+        .await;
+        let _ = tokio::time::timeout(LINGER, self.endpoint.close()).await;
+    }
+}
+
+/// Where an incoming iroh connection came from, for logs and for the admission gate.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// `iroh 1a2b3c4d5e (direct 198.51.100.7:4242)` or `… (relayed)`.
+    pub label: String,
+    /// The direct address, when there is one (relayed connections share one gate bucket).
+    pub ip: Option<IpAddr>,
+}
+
+/// Where `incoming` comes from, before accepting it.
+pub fn origin(incoming: &Incoming) -> Option<IpAddr> {
+    match incoming.remote_addr() {
+        IncomingAddr::Ip(addr) => Some(addr.ip()),
+        _ => None,
+    }
+}
+
+/// Completes an incoming connection and takes its stream (the dialer's first handshake
+/// message opens it), within `within`.
+pub async fn accept(
+    incoming: Incoming,
+    within: Duration,
+    drains: &P2p,
+) -> Result<(Reader, Writer, Origin)> {
+    let ip = origin(&incoming);
+    let drains = drains.drains.clone();
+    let stream = async move {
+        let conn = incoming
+            .await
+            .map_err(|e| Error::Network(format!("iroh connection failed: {e}")))?;
+        let (send, recv) = conn
+            .accept_bi()
+            .await
+            .map_err(|e| Error::Network(format!("iroh connection without a stream: {e}")))?;
+        let label = format!(
+            "iroh {} ({})",
+            conn.remote_id().fmt_short(),
+            describe_path(&conn)
+        );
+        let writer = QuicWriter::new(send, conn, drains);
+        Ok((
+            Reader::Quic(recv),
+            Writer::Quic(writer),
+            Origin { label, ip },
+        ))
+    };
+    tokio::time::timeout(within, stream)
+        .await
+        .map_err(|_| Error::Timeout("an iroh connection to open its stream", within.as_secs()))?
+}
+
+/// The endpoint to dial from a ticket's iroh parts (None: the ticket has none).
+pub fn target(parts: &[TicketAddr]) -> Result<Option<EndpointAddr>> {
+    let Some(id) = parts.iter().find_map(|p| match p {
+        TicketAddr::Endpoint(id) => Some(id),
+        _ => None,
+    }) else {
+        return Ok(None);
+    };
+    let id = iroh::PublicKey::from_bytes(id).map_err(|_| {
+        Error::Usage("the ticket's iroh endpoint id is not a valid key (damaged ticket?)".into())
+    })?;
+    let mut addr = EndpointAddr::new(id);
+    for part in parts {
+        match part {
+            TicketAddr::Relay(url) => match url.parse::<RelayUrl>() {
+                Ok(url) => addr = addr.with_relay_url(url),
+                Err(_) => {
+                    return Err(Error::Usage(format!(
+                        "the ticket's relay URL {url:?} cannot be used"
+                    )));
+                }
+            },
+            TicketAddr::Udp(sa) => addr = addr.with_ip_addr(*sa),
+            _ => {}
+        }
+    }
+    Ok(Some(addr))
+}
+
+/// The relays named in a ticket, as a dialer's relays (its own `--relay` wins).
+pub fn ticket_relays(parts: &[TicketAddr]) -> Vec<String> {
+    parts
+        .iter()
+        .filter_map(|p| match p {
+            TicketAddr::Relay(url) => Some(url.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Which path a connection uses now, in words.
+pub fn describe_path(conn: &Connection) -> String {
+    let paths = conn.paths();
+    let selected = paths.iter().find(|p| p.is_selected());
+    match selected {
+        Some(p) if p.is_relay() => "relayed".into(),
+        Some(p) => format!(
+            "direct UDP {}, rtt {} ms",
+            p.remote_addr(),
+            p.rtt().as_millis()
+        ),
+        None => "no path yet".into(),
+    }
+}
+
+/// Waits for the next change of the path in use and says what it is now; None when the
+/// connection is gone.
+pub async fn next_path_change(
+    events: &mut iroh::endpoint::PathEventStream,
+    conn: &Connection,
+) -> Option<String> {
+    use iroh::endpoint::PathEvent;
+    loop {
+        let event =
+            std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *events), cx))
+                .await?;
+        if let PathEvent::Selected { .. } | PathEvent::Lagged { .. } = event {
+            return Some(describe_path(conn));
+        }
+    }
+}
+
+fn relay_mode(relays: &Relays) -> Result<RelayMode> {
+    Ok(match relays {
+        Relays::Default => RelayMode::Default,
+        Relays::Disabled => RelayMode::Disabled,
+        Relays::Custom(urls) => {
+            let mut configs = Vec::with_capacity(urls.len());
+            for text in urls {
+                configs.push(relay_config(text)?);
+            }
+            RelayMode::Custom(configs.into_iter().collect())
+        }
+    })
+}
+
+/// A relay from its URL. An https relay is asked for our public address over QUIC (QAD, on
+/// iroh's port 7842, as `schat relay` with TLS serves it); a plain-http one is not (it cannot
+/// serve QAD, and asking would only cost seconds of timeouts).
+fn relay_config(text: &str) -> Result<RelayConfig> {
+    let url: RelayUrl = text
+        .parse()
+        .ok()
+        .filter(|_| relay_url_ok(text))
+        .ok_or_else(|| Error::Usage(format!("--relay {text:?}: not an http(s) URL")))?;
+    let quic = text
+        .to_ascii_lowercase()
+        .starts_with("https://")
+        .then(|| iroh_relay::RelayQuicConfig::new(iroh_relay::defaults::DEFAULT_RELAY_QUIC_PORT));
+    Ok(RelayConfig::new(url, quic))
+}
+
+/// Certificates from a PEM file.
+pub fn load_certs(
+    path: &std::path::Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let shown = path.display();
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| Error::Usage(format!("{shown}: {e}")))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Usage(format!("{shown}: {e}")))?;
+    if certs.is_empty() {
+        return Err(Error::Usage(format!(
+            "{shown}: no certificate in it (PEM expected)"
+        )));
+    }
+    Ok(certs)
+}
+
+/// The sending half of a session's QUIC stream. Keeps its connection open while in use; when
+/// dropped, the stream is finished and a task waits (up to [`LINGER`]) for the peer to
+/// acknowledge everything, so closing the endpoint right after a session does not lose its
+/// last frames (QUIC drops unacknowledged data when the connection closes).
+pub struct QuicWriter {
+    send: Option<SendStream>,
+    conn: Connection,
+    drains: Drains,
+}
+
+impl QuicWriter {
+    fn new(send: SendStream, conn: Connection, drains: Drains) -> Self {
+        QuicWriter {
+            send: Some(send),
+            conn,
+            drains,
+        }
+    }
+
+    fn stream(&mut self) -> io::Result<Pin<&mut SendStream>> {
+        self.send
+            .as_mut()
+            .map(Pin::new)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+    }
+}
+
+impl fmt::Debug for QuicWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QuicWriter")
+            .field("remote", &self.conn.remote_id().fmt_short().to_string())
+            .finish()
+    }
+}
+
+impl AsyncWrite for QuicWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut().stream() {
+            Ok(s) => AsyncWrite::poll_write(s, cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut().stream() {
+            Ok(s) => AsyncWrite::poll_flush(s, cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut().stream() {
+            Ok(s) => AsyncWrite::poll_shutdown(s, cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl Drop for QuicWriter {
+    fn drop(&mut self) {
+        let Some(mut send) = self.send.take() else {
+            return;
+        };
+        let _ = send.finish();
+        let stopped = send.stopped();
+        let conn = self.conn.clone();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let drain = runtime.spawn(async move {
+            let _ = tokio::time::timeout(LINGER, stopped).await;
+            drop(conn);
+        });
+        if let Ok(mut drains) = self.drains.lock() {
+            drains.retain(|d| !d.is_finished());
+            drains.push(drain);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_endpoint_key_is_stable_labelled_and_not_the_identity() {
+        let id = Identity::generate().unwrap();
+        let a = endpoint_key(&id);
+        assert_eq!(a.to_bytes(), endpoint_key(&id).to_bytes());
+        assert_ne!(a.to_bytes(), *id.secret().expose());
+        assert_ne!(
+            a.to_bytes(),
+            endpoint_key(&Identity::generate().unwrap()).to_bytes()
+        );
+        // The derivation PROTOCOL.md §11 gives, by hand.
+        let hk = Hkdf::<Sha256>::new(Some(b"schat/2 iroh endpoint key"), id.secret().expose());
+        let mut okm = [0u8; 32];
+        hk.expand(&[], &mut okm).unwrap();
+        assert_eq!(a.to_bytes(), okm);
+    }
+
+    /// The PROTOCOL.md §11 vector: the endpoint key of the identity whose secret is 0x11 × 32.
+    #[test]
+    fn protocol_md_endpoint_key_vector() {
+        let id = Identity::from_secret(crate::keys::SecretKey::from_bytes(Zeroizing::new(
+            [0x11; 32],
+        )));
+        let key = endpoint_key(&id);
+        let (secret, public) = (hex::encode(key.to_bytes()), key.public().to_string());
+        println!("endpoint secret {secret}\nendpoint id {public}");
+        let doc = include_str!("../../PROTOCOL.md");
+        assert!(
+            doc.contains(&secret) && doc.contains(&public),
+            "{secret} {public}"
+        );
+    }
+
+    #[test]
+    fn relay_urls_choose_qad_by_scheme_and_refuse_junk() {
+        assert!(
+            relay_config("https://relay.example.org/")
+                .unwrap()
+                .quic
+                .is_some()
+        );
+        assert!(
+            relay_config("http://127.0.0.1:3340/")
+                .unwrap()
+                .quic
+                .is_none()
+        );
+        for bad in ["relay.example.org", "ftp://x/", "http://a b/", ""] {
+            assert!(relay_config(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_ticket_target_needs_a_valid_endpoint_id() {
+        assert!(
+            target(&[TicketAddr::Ip([192, 0, 2, 1].into(), 1)])
+                .unwrap()
+                .is_none()
+        );
+        let good = SecretKey::generate().public();
+        let parts = [
+            TicketAddr::Endpoint(*good.as_bytes()),
+            TicketAddr::Relay("http://127.0.0.1:3340/".into()),
+            TicketAddr::Udp("127.0.0.1:4000".parse().unwrap()),
+        ];
+        let addr = target(&parts).unwrap().unwrap();
+        assert_eq!(addr.id, good);
+        assert_eq!(addr.ip_addrs().count(), 1);
+        assert_eq!(addr.relay_urls().count(), 1);
+        // Not a point on the curve.
+        let mut bad = [0xffu8; 32];
+        bad[31] = 0x7f;
+        if iroh::PublicKey::from_bytes(&bad).is_err() {
+            assert!(target(&[TicketAddr::Endpoint(bad)]).is_err());
+        }
+    }
+}
