@@ -319,6 +319,15 @@ pub fn main() -> i32 {
         }
     };
     restore_terminal_on_panic();
+    // Opt-in diagnostics of the transports (iroh logs through `tracing`): IP addresses and
+    // endpoint ids, never keys or content.
+    if let Ok(filter) = std::env::var("SCHAT_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .try_init();
+    }
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -1068,6 +1077,15 @@ mod tests {
     fn panic_messages_are_printed_escaped() {
         if std::env::var_os(PANIC_CHILD).is_some() {
             restore_terminal_on_panic();
+            // Opt-in diagnostics of the transports (iroh logs through `tracing`): IP addresses and
+            // endpoint ids, never keys or content.
+            if let Ok(filter) = std::env::var("SCHAT_LOG") {
+                let _ = tracing_subscriber::fmt()
+                    .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                    .with_writer(std::io::stderr)
+                    .with_ansi(false)
+                    .try_init();
+            }
             let hostile = "typed \x1b[2J\x1b]0;pwned\x07 line";
             let _ = std::panic::catch_unwind(|| panic!("bad input {hostile}"));
             return;

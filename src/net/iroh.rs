@@ -296,14 +296,15 @@ pub fn ticket_relays(parts: &[TicketAddr]) -> Vec<String> {
 pub fn describe_path(conn: &Connection) -> String {
     let paths = conn.paths();
     let selected = paths.iter().find(|p| p.is_selected());
-    match selected {
-        Some(p) if p.is_relay() => "relayed".into(),
-        Some(p) => format!(
-            "direct UDP {}, rtt {} ms",
-            p.remote_addr(),
-            p.rtt().as_millis()
-        ),
-        None => "no path yet".into(),
+    let Some(path) = selected else {
+        return "no path yet".into();
+    };
+    match path.remote_addr() {
+        iroh::TransportAddr::Ip(addr) => {
+            format!("direct UDP to {addr}, rtt {} ms", path.rtt().as_millis())
+        }
+        iroh::TransportAddr::Relay(url) => format!("relayed via {url}"),
+        other => format!("via {other}"),
     }
 }
 
