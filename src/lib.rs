@@ -1,11 +1,13 @@
 //! schat: end-to-end encrypted chat between two people (or a small room) over a direct TCP
-//! connection.
+//! connection, or through NATs over iroh.
 //!
 //! Dependencies between modules point one way, from the command line down to pure codecs:
 //!
 //! - [`cli`]: argument parsing (clap) and the commands; maps errors to exit codes.
-//! - [`net`]: the only module that touches TCP — addresses ([`net::address`]), who may
-//!   handshake ([`net::gate`]), bind/accept/connect, deadlines.
+//! - [`net`]: the only module that touches the network — the transports ([`net::tcp`],
+//!   [`net::iroh`] for NATs and relays, one stream type over both in [`net::stream`]), the
+//!   relay server ([`net::relay`]), addresses ([`net::address`]), who may handshake
+//!   ([`net::gate`]), bind/accept/connect, deadlines.
 //! - [`session`]: one conversation over any byte stream: handshake deadline, key check, the
 //!   opening ([`session::opening`]: HELLO, WELCOME), the full-duplex chat loop;
 //!   [`session::room`] hosts many members at once ([`session::member`]: each one's tasks, fair

@@ -70,8 +70,9 @@ pub async fn run(
     let mut relay = RelayConfig::new(options.addr);
     let tls_on = !matches!(options.tls, RelayTls::InsecureHttp);
     if tls_on {
-        // With TLS, `addr` is the HTTPS relay; the plain-HTTP port (captive-portal checks only)
-        // is not opened: it would be one more port to explain.
+        // With TLS, `addr` is the HTTPS relay. iroh-relay also opens a plain-HTTP listener that
+        // answers captive-portal checks only (`/generate_204`); it gets any free port on the
+        // same IP rather than port 80 (clients probe port 80, find nothing, and carry on).
         let cert = cert_config(&options.tls).await?;
         relay = RelayConfig::new(SocketAddr::new(options.addr.ip(), 0));
         relay.tls = Some(TlsConfig::new(options.addr, cert));
