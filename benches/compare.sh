@@ -5,6 +5,9 @@
 # round trips and handshake rates (benches/loopback.rs). Medians of REPS runs, the tools taking
 # turns in each round so drift on a shared machine hits all of them alike.
 #
+# Then the same schat pipe over iroh (a local `schat relay`, QUIC on loopback) against schat
+# over TCP, IROH_MIB each (default 256), taking turns the same way.
+#
 #   benches/compare.sh                 # 1 GiB, 5 rounds
 #   SIZE_MIB=256 REPS=3 benches/compare.sh
 #
@@ -14,6 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SIZE_MIB=${SIZE_MIB:-1024}
+IROH_MIB=${IROH_MIB:-256}
 REPS=${REPS:-5}
 SIZE=$((SIZE_MIB * 1024 * 1024))
 BUF=131072 # socat buffer: its 8 KiB default would make plain TCP the bottleneck
@@ -104,6 +108,23 @@ run() {
         head -c $SIZE /dev/zero | /usr/bin/time -f %M -o "$work/rss.s" openssl s_client -quiet \
             -no_ign_eof -connect 127.0.0.1:"$port" -tls1_3 -ciphersuites "$suite" >/dev/null 2>&1
         ;;
+    schat-iroh)
+        # The listener prints its ticket; the dialer uses iroh only (on loopback TCP would win).
+        : >"$work/iroh.err"
+        /usr/bin/time -f %M -o "$work/rss.r" "$SCHAT" --home "$work/b" listen 127.0.0.1:"$port" \
+            --pipe --quiet --peer "$FP_A" --p2p --relay "$RELAY" --p2p-bind 127.0.0.1:0 \
+            --no-portmap </dev/null >/dev/null 2>"$work/iroh.err" &
+        local ticket=""
+        for _ in $(seq 200); do
+            ticket=$(grep -E '^schat:[a-z0-9]+$' "$work/iroh.err" | head -1 || true)
+            [ -n "$ticket" ] && break
+            sleep 0.05
+        done
+        start=$(now)
+        head -c $SIZE /dev/zero | /usr/bin/time -f %M -o "$work/rss.s" "$SCHAT" --home "$work/a" \
+            dial "$ticket" --via iroh --pipe --quiet --p2p-bind 127.0.0.1:0 --no-portmap \
+            >/dev/null 2>>"$work/iroh.err"
+        ;;
     socat-openssl)
         /usr/bin/time -f %M -o "$work/rss.r" socat -b $BUF -u OPENSSL-LISTEN:"$port",reuseaddr,cert="$work/cert.pem",key="$work/key.pem",verify=0 OPEN:/dev/null 2>/dev/null &
         wait_port "$port"
@@ -114,13 +135,14 @@ run() {
     wait %% 2>/dev/null || true # the receiver, once it has everything
     end=$(now)
     pkill -f "sleep 3600" 2>/dev/null || true
-    python3 -c "print('%.1f' % ($SIZE_MIB / ($end - $start)), end=' ')" >>"$work/$name"
-    echo "$(tail -1 "$work/rss.s") $(tail -1 "$work/rss.r")" >>"$work/$name"
+    python3 -c "print('%.1f' % ($SIZE_MIB / ($end - $start)), end=' ')" >>"$work/$name$SECTION"
+    echo "$(tail -1 "$work/rss.s") $(tail -1 "$work/rss.r")" >>"$work/$name$SECTION"
 }
 
 echo "measuring schat's in-memory seal rate..." >&2
 seal=$(cargo bench --quiet --bench loopback -- --seal-only 2>/dev/null | sed -n 's/^seal_mib_s=//p')
 
+SECTION=""
 tools=(plain-tcp schat openssl-aes-gcm openssl-chacha20 socat-openssl)
 for round in $(seq "$REPS"); do
     for t in "${tools[@]}"; do
@@ -154,3 +176,40 @@ echo
 echo "## Latency and handshakes (benches/loopback.rs)"
 echo
 cargo bench --quiet --bench loopback 2>/dev/null | sed -n '/^|/p'
+
+echo
+echo "## schat --pipe over iroh vs over TCP: ${IROH_MIB} MiB, median of $REPS rounds"
+echo
+"$SCHAT" --home "$work/r" relay 127.0.0.1:0 --insecure-http 2>"$work/relay.err" &
+for _ in $(seq 100); do
+    RELAY=$(sed -n 's/.*use --relay \(http:[^ ]*\).*/\1/p' "$work/relay.err")
+    [ -n "$RELAY" ] && break
+    sleep 0.05
+done
+SECTION=-iroh
+SIZE_MIB=$IROH_MIB
+SIZE=$((SIZE_MIB * 1024 * 1024))
+for round in $(seq "$REPS"); do
+    for t in schat schat-iroh; do
+        echo "round $round/$REPS: $t ($IROH_MIB MiB)" >&2
+        run "$t"
+    done
+done
+python3 - "$work" <<'PY'
+import statistics, sys
+work = sys.argv[1]
+med = {}
+for t in ("schat", "schat-iroh"):
+    runs = [l.split() for l in open(f"{work}/{t}-iroh")]
+    med[t] = (statistics.median(float(r[0]) for r in runs),
+              max(int(r[1]) for r in runs), max(int(r[2]) for r in runs))
+print("| path | MiB/s | × schat over TCP | peak RSS sender / receiver |")
+print("|---|---|---|---|")
+for t, label in (("schat", "schat over TCP"), ("schat-iroh", "schat over iroh (QUIC, direct on loopback)")):
+    mibs, rs, rr = med[t]
+    print(f"| {label} | {mibs:.0f} | {mibs/med['schat'][0]:.2f} | {rs/1024:.1f} MB / {rr/1024:.1f} MB |")
+PY
+echo
+echo "## Dial to first message, over TCP and through an iroh relay (benches/p2p.rs)"
+echo
+cargo bench --quiet --bench p2p 2>/dev/null | sed -n '/^|/p'

@@ -337,10 +337,17 @@ impl KnownPeers {
         Ok(())
     }
 
-    /// Records that `key` was seen at `addr`; an address belongs to one key only.
+    /// Records that `key` was seen at `addr`; an address belongs to one key only. A ticket
+    /// (`schat:…`, kept for its iroh address, which changes with each run of the listener)
+    /// replaces the key's older ticket rather than piling up beside it.
     pub fn add_addr(&mut self, key: &PublicKey, addr: &str) {
+        let ticket = |a: &str| a.len() > 6 && a[..6].eq_ignore_ascii_case("schat:");
         for e in self.entries_mut() {
             if e.key == *key {
+                if ticket(addr) {
+                    e.addrs
+                        .retain(|a| !ticket(a) || a.eq_ignore_ascii_case(addr));
+                }
                 if !e.addrs.iter().any(|a| a.eq_ignore_ascii_case(addr)) {
                     e.addrs.push(addr.into());
                 }
@@ -624,6 +631,21 @@ mod tests {
         for bad in ["", "has space", "a:b", "-flag", &"x".repeat(33), "é"] {
             assert_eq!(validate_name(bad), Err(NameError::Invalid), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_newer_ticket_replaces_the_older_one_of_the_same_key() {
+        let mut peers = KnownPeers::default();
+        let k = key();
+        peers.add(Entry::new("alice", k, Verified::Pinned)).unwrap();
+        peers.add_addr(&k, "h:1");
+        peers.add_addr(&k, "schat:aaaa");
+        peers.add_addr(&k, "schat:bbbb");
+        peers.add_addr(&k, "h:2");
+        assert_eq!(
+            peers.by_key(&k).unwrap().addrs,
+            ["h:1", "schat:bbbb", "h:2"]
+        );
     }
 
     #[test]

@@ -427,3 +427,53 @@ async fn bad_p2p_options_are_usage_errors() {
         );
     }
 }
+
+#[tokio::test]
+async fn iroh_connections_that_never_open_a_stream_do_not_keep_a_genuine_dialer_out() {
+    within(async {
+        let (relay_home, host, guest) = (Home::new(), Home::new(), Home::new());
+        let (mut relay, url) = relay(&relay_home, &[]).await;
+        let (mut room, ticket) =
+            p2p_listener(&host, &url, &["--allow", "anyone", "--max-handshakes", "4"]).await;
+        let ticket = iroh_only(&ticket);
+        let target = schat::net::iroh::target(&Ticket::decode(&ticket).unwrap().addrs)
+            .unwrap()
+            .unwrap();
+        // An attacker (another address than the dialer's: 127.0.0.2), with twelve QUIC
+        // connections that complete and then say nothing (no stream, no handshake message).
+        let attacker = iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
+            .relay_mode(iroh::RelayMode::Disabled)
+            .portmapper_config(iroh::endpoint::PortmapperConfig::Disabled)
+            .clear_ip_transports()
+            .bind_addr("127.0.0.2:0")
+            .unwrap()
+            .bind()
+            .await
+            .unwrap();
+        let mut silent = Vec::new();
+        for _ in 0..12 {
+            if let Ok(Ok(conn)) = tokio::time::timeout(
+                Duration::from_secs(2),
+                attacker.connect(target.clone(), schat::net::iroh::ALPN),
+            )
+            .await
+            {
+                silent.push(conn);
+            }
+        }
+        // The genuine dialer gets in well within its handshake deadline.
+        let mut g = dial(&guest, &ticket, &[]);
+        g.stderr_until("welcome").await;
+        g.send("still reachable").await;
+        assert_eq!(room.said().await, "still reachable");
+        g.close_stdin();
+        assert!(g.exit().await.success(), "{:#?}", g.stderr_seen);
+        drop(silent);
+        attacker.close().await;
+        room.signal("TERM");
+        room.exit().await;
+        relay.signal("TERM");
+        relay.exit().await;
+    })
+    .await;
+}

@@ -167,6 +167,10 @@ pub enum Command {
         /// verified by proving the code (a PAKE); a wrong code stops both sides
         #[arg(long, value_name = "CODE", conflicts_with = "pipe")]
         code: Option<String>,
+        /// Which way to reach a listener whose ticket has both TCP and iroh addresses: any
+        /// (both at once, the first to prove its key wins), tcp, or iroh
+        #[arg(long, value_enum, value_name = "WAY", default_value_t = net::Via::Any)]
+        via: net::Via,
         #[command(flatten)]
         p2p_args: p2p::P2pArgs,
         #[command(flatten)]
@@ -321,7 +325,10 @@ pub fn main() -> i32 {
     restore_terminal_on_panic();
     // Opt-in diagnostics of the transports (iroh logs through `tracing`): IP addresses and
     // endpoint ids, never keys or content.
-    if let Ok(filter) = std::env::var("SCHAT_LOG") {
+    // A relay is a server: its errors (a failing ACME order, a bad certificate) go to stderr
+    // unless SCHAT_LOG says otherwise.
+    let relay_default = matches!(cli.command, Command::Relay(_)).then(|| "error".to_string());
+    if let Some(filter) = std::env::var("SCHAT_LOG").ok().or(relay_default) {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_writer(std::io::stderr)
@@ -466,7 +473,7 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                     ));
                 }
                 let options = ListenOptions {
-                    p2p: p2p.then(|| p2p_args.options()).transpose()?,
+                    p2p: p2p.then(|| p2p_args.options(false)).transpose()?,
                     addr: Some(addr),
                     once: once || session.pipe,
                     welcome,
@@ -505,6 +512,7 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
             addr,
             trust,
             code,
+            via,
             p2p_args,
             session,
         } => {
@@ -534,7 +542,7 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                     early.status(format_args!("code {}-… read", code.nameplate));
                     settings.code = Some(code);
                 }
-                let p2p = p2p_args.options()?;
+                let p2p = p2p_args.options(true)?;
                 let identity = paths.load_or_create(&early, &sources)?;
                 Ok((identity, settings, p2p, install_interrupts()?))
             })();
@@ -547,7 +555,7 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                 &addr,
                 trust,
                 settings.handshake_timeout,
-                &p2p,
+                (&p2p, via),
                 &identity,
                 &settings,
                 &mut input,
@@ -1077,15 +1085,6 @@ mod tests {
     fn panic_messages_are_printed_escaped() {
         if std::env::var_os(PANIC_CHILD).is_some() {
             restore_terminal_on_panic();
-            // Opt-in diagnostics of the transports (iroh logs through `tracing`): IP addresses and
-            // endpoint ids, never keys or content.
-            if let Ok(filter) = std::env::var("SCHAT_LOG") {
-                let _ = tracing_subscriber::fmt()
-                    .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-                    .with_writer(std::io::stderr)
-                    .with_ansi(false)
-                    .try_init();
-            }
             let hostile = "typed \x1b[2J\x1b]0;pwned\x07 line";
             let _ = std::panic::catch_unwind(|| panic!("bad input {hostile}"));
             return;

@@ -30,11 +30,17 @@ pub struct P2pArgs {
     /// Do not ask the home router for a port mapping (UPnP, PCP, NAT-PMP)
     #[arg(long)]
     pub no_portmap: bool,
-    /// Use a new iroh endpoint id for this run. By default the id is derived from your
-    /// identity, so your ticket stays good across restarts but the relay (and anyone holding
-    /// an old ticket) can tell it is you again
+    /// Listening: use a new iroh endpoint id for this run. By default a listener's id is
+    /// derived from your identity, so its ticket stays good across restarts, but the relay
+    /// (and anyone holding an old ticket) can tell it is you again
     #[arg(long)]
     pub ephemeral_endpoint: bool,
+    /// Dialling: use the endpoint id derived from your identity (a relay with
+    /// --allow-endpoint needs it). By default each dial uses a fresh one, so that neither the
+    /// listener's endpoint nor its relay can recognise you before the handshake proves who
+    /// they are
+    #[arg(long, conflicts_with = "ephemeral_endpoint")]
+    pub stable_endpoint: bool,
 }
 
 impl P2pArgs {
@@ -45,9 +51,18 @@ impl P2pArgs {
             || self.p2p_bind.is_some()
             || self.no_portmap
             || self.ephemeral_endpoint
+            || self.stable_endpoint
     }
 
-    pub fn options(&self) -> Result<P2pOptions> {
+    /// The options for listening (`dialing` false) or dialling.
+    pub fn options(&self, dialing: bool) -> Result<P2pOptions> {
+        if self.stable_endpoint && !dialing {
+            return Err(Error::Usage(
+                "--stable-endpoint is for dialling: a listener's endpoint is stable unless \
+                 --ephemeral-endpoint"
+                    .into(),
+            ));
+        }
         let relays = match self.relay.as_deref() {
             None => Relays::Default,
             Some("none") => Relays::Disabled,
@@ -66,7 +81,10 @@ impl P2pArgs {
             relay_ca: self.relay_ca.clone(),
             bind: self.p2p_bind,
             portmap: !self.no_portmap,
-            ephemeral: self.ephemeral_endpoint,
+            ephemeral: match dialing {
+                true => !self.stable_endpoint,
+                false => self.ephemeral_endpoint,
+            },
         })
     }
 }

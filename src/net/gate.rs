@@ -54,31 +54,44 @@ pub const DEFAULT_PER_SOURCE: usize = 8;
 /// How often the log summarises a penalised source.
 pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 
-/// Where a connection comes from, for counting: an IPv4 address, or an IPv6 /64.
+/// Where a connection comes from, for counting: an IPv4 address, an IPv6 /64, or — for an
+/// iroh connection that arrives through a relay, whose IP is the relay's — the endpoint id the
+/// relay vouches for (its first 8 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Source(IpAddr);
+pub enum Source {
+    Ip(IpAddr),
+    Relayed([u8; 8]),
+}
 
 impl Source {
     /// The source of a peer address (IPv4-mapped IPv6 counts as IPv4).
     pub fn of(ip: IpAddr) -> Self {
         match ip {
-            IpAddr::V4(v4) => Source(IpAddr::V4(v4)),
+            IpAddr::V4(v4) => Source::Ip(IpAddr::V4(v4)),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Source(IpAddr::V4(v4)),
+                Some(v4) => Source::Ip(IpAddr::V4(v4)),
                 None => {
                     let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                    Source(IpAddr::V6(Ipv6Addr::from(prefix)))
+                    Source::Ip(IpAddr::V6(Ipv6Addr::from(prefix)))
                 }
             },
         }
+    }
+
+    /// The source of a relayed iroh connection from the endpoint `id`.
+    pub fn relayed(id: &[u8; 32]) -> Self {
+        let mut short = [0u8; 8];
+        short.copy_from_slice(&id[..8]);
+        Source::Relayed(short)
     }
 }
 
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            IpAddr::V4(v4) => write!(f, "{v4}"),
-            IpAddr::V6(v6) => write!(f, "{v6}/64"),
+        match self {
+            Source::Ip(IpAddr::V4(v4)) => write!(f, "{v4}"),
+            Source::Ip(IpAddr::V6(v6)) => write!(f, "{v6}/64"),
+            Source::Relayed(id) => write!(f, "iroh endpoint {} (relayed)", hex::encode(&id[..5])),
         }
     }
 }

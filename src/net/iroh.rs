@@ -35,8 +35,17 @@ pub const ALPN: &[u8] = b"schat/2";
 /// The HKDF salt that makes the endpoint key from the schat identity (see [`endpoint_key`]).
 const KEY_LABEL: &[u8] = b"schat/2 iroh endpoint key";
 
-/// How long, at the end, sent data may take to be acknowledged before the endpoint closes.
-const LINGER: Duration = Duration::from_secs(3);
+/// How long a closing endpoint waits for its peers to acknowledge the last data unless told
+/// otherwise (a pipe waits as long as TCP would keep trying), and for the close itself.
+pub const LINGER: Duration = Duration::from_secs(3);
+
+/// How long an incoming connection may take to complete its QUIC handshake.
+const QUIC_HANDSHAKE: Duration = Duration::from_secs(5);
+
+/// Flow-control window of the session's stream. A session uses one stream whose frames are at
+/// most 64 KiB; QUIC's defaults (1.25 MB per stream, 100 streams of each kind, no limit for
+/// the connection) would let one unauthenticated peer make us buffer hundreds of megabytes.
+const STREAM_WINDOW: u32 = 2 << 20;
 
 /// How long a listener waits for its relay before printing a ticket without it.
 const ONLINE_WAIT: Duration = Duration::from_secs(5);
@@ -98,7 +107,7 @@ pub struct P2p {
 }
 
 /// Tasks waiting for the peer to acknowledge a finished stream (see [`QuicWriter`]).
-type Drains = Arc<Mutex<Vec<JoinHandle<()>>>>;
+type Drains = Arc<Mutex<Vec<JoinHandle<bool>>>>;
 
 impl P2p {
     /// Binds an endpoint. A listener (`accept`) takes schat connections; a dialer takes none.
@@ -107,8 +116,17 @@ impl P2p {
             true => SecretKey::generate(),
             false => endpoint_key(identity),
         };
+        // One bidirectional stream, opened by the dialer; nothing else (PROTOCOL.md §11).
+        let limits = iroh::endpoint::QuicTransportConfig::builder()
+            .max_concurrent_bidi_streams(iroh::endpoint::VarInt::from_u32(u32::from(accept)))
+            .max_concurrent_uni_streams(iroh::endpoint::VarInt::from_u32(0))
+            .stream_receive_window(iroh::endpoint::VarInt::from_u32(STREAM_WINDOW))
+            .receive_window(iroh::endpoint::VarInt::from_u32(STREAM_WINDOW + (64 << 10)))
+            .datagram_receive_buffer_size(None)
+            .build();
         let mut builder = Endpoint::builder(presets::Minimal)
             .secret_key(key)
+            .transport_config(limits)
             .relay_mode(relay_mode(&options.relays)?);
         if accept {
             builder = builder.alpns(vec![ALPN.to_vec()]);
@@ -171,85 +189,97 @@ impl P2p {
 
     /// A stream to the endpoint `target`, and its connection (for its path).
     pub async fn connect(&self, target: EndpointAddr) -> Result<(Reader, Writer, Connection)> {
-        let conn = self.endpoint.connect(target, ALPN).await.map_err(|e| {
-            Error::Network(format!(
-                "iroh: cannot connect to the listener's endpoint: {e}"
-            ))
-        })?;
+        let conn = self
+            .endpoint
+            .connect(target, ALPN)
+            .await
+            .map_err(|e| network("iroh: cannot connect to the listener's endpoint", e))?;
         let (send, recv) = conn
             .open_bi()
             .await
-            .map_err(|e| Error::Network(format!("iroh: cannot open a stream: {e}")))?;
+            .map_err(|e| network("iroh: cannot open a stream", e))?;
         let writer = QuicWriter::new(send, conn.clone(), self.drains.clone());
         Ok((Reader::Quic(recv), Writer::Quic(writer), conn))
     }
 
-    /// Lets the last bytes of finished streams reach their peers, then closes the endpoint
-    /// (telling the relay and the peers), each within a deadline.
-    pub async fn close(&self) {
-        let drains: Vec<JoinHandle<()>> = match self.drains.lock() {
+    /// Lets the last bytes of finished streams reach their peers (for up to `linger`), then
+    /// closes the endpoint (telling the relay and the peers). False when some stream's last
+    /// bytes were not acknowledged in time: they may never arrive. (Over TCP the kernel goes
+    /// on delivering after we exit; QUIC's retransmissions die with the process.)
+    pub async fn close(&self, linger: Duration) -> bool {
+        let drains: Vec<JoinHandle<bool>> = match self.drains.lock() {
             Ok(mut d) => d.drain(..).collect(),
             Err(_) => Vec::new(),
         };
-        let _ = tokio::time::timeout(LINGER, async {
+        let delivered = tokio::time::timeout(linger, async {
+            let mut all = true;
             for drain in drains {
-                let _ = drain.await;
+                all &= drain.await.unwrap_or(false);
             }
+            all
         })
-        .await;
+        .await
+        .unwrap_or(false);
         let _ = tokio::time::timeout(LINGER, self.endpoint.close()).await;
+        delivered
     }
 }
 
 /// Where an incoming iroh connection came from, for logs and for the admission gate.
 #[derive(Debug, Clone)]
 pub struct Origin {
-    /// `iroh 1a2b3c4d5e (direct 198.51.100.7:4242)` or `… (relayed)`.
+    /// `iroh 1a2b3c4d5e (direct UDP to 198.51.100.7:4242, …)` or `… (relayed via …)`.
     pub label: String,
-    /// The direct address, when there is one (relayed connections share one gate bucket).
+    /// The peer's IP address when it came directly; None when relayed.
     pub ip: Option<IpAddr>,
+    /// Its endpoint id (the relay vouches for it; QUIC's handshake proved it).
+    pub id: [u8; 32],
 }
 
-/// Where `incoming` comes from, before accepting it.
-pub fn origin(incoming: &Incoming) -> Option<IpAddr> {
-    match incoming.remote_addr() {
+/// Whether an incoming connection should prove its address first (a QUIC retry) because we
+/// are busy: a flood of Initials from spoofed addresses then costs us nothing.
+pub fn should_retry(incoming: &Incoming) -> bool {
+    !incoming.remote_addr_validated()
+}
+
+/// Completes an incoming connection's QUIC handshake (within a few seconds: it is cheap for an
+/// honest peer, and slots for it are few).
+pub async fn handshake(incoming: Incoming) -> Result<(Connection, Origin)> {
+    let ip = match incoming.remote_addr() {
         IncomingAddr::Ip(addr) => Some(addr.ip()),
         _ => None,
-    }
+    };
+    let conn = tokio::time::timeout(QUIC_HANDSHAKE, incoming)
+        .await
+        .map_err(|_| Error::Timeout("an iroh connection's QUIC handshake", 5))?
+        .map_err(|e| network("iroh connection failed", e))?;
+    let id = *conn.remote_id().as_bytes();
+    let label = format!(
+        "iroh {} ({})",
+        conn.remote_id().fmt_short(),
+        describe_path(&conn)
+    );
+    Ok((conn, Origin { label, ip, id }))
 }
 
-/// Completes an incoming connection and takes its stream (the dialer's first handshake
-/// message opens it), within `within`.
-pub async fn accept(
-    incoming: Incoming,
+/// The stream a dialer opens with its first handshake message, within `within`.
+pub async fn accept_stream(
+    conn: Connection,
     within: Duration,
-    drains: &P2p,
-) -> Result<(Reader, Writer, Origin)> {
-    let ip = origin(&incoming);
-    let drains = drains.drains.clone();
-    let stream = async move {
-        let conn = incoming
-            .await
-            .map_err(|e| Error::Network(format!("iroh connection failed: {e}")))?;
-        let (send, recv) = conn
-            .accept_bi()
-            .await
-            .map_err(|e| Error::Network(format!("iroh connection without a stream: {e}")))?;
-        let label = format!(
-            "iroh {} ({})",
-            conn.remote_id().fmt_short(),
-            describe_path(&conn)
-        );
-        let writer = QuicWriter::new(send, conn, drains);
-        Ok((
-            Reader::Quic(recv),
-            Writer::Quic(writer),
-            Origin { label, ip },
-        ))
-    };
-    tokio::time::timeout(within, stream)
+    endpoint: &P2p,
+) -> Result<(Reader, Writer)> {
+    let (send, recv) = tokio::time::timeout(within, conn.accept_bi())
         .await
         .map_err(|_| Error::Timeout("an iroh connection to open its stream", within.as_secs()))?
+        .map_err(|e| network("iroh connection without a stream", e))?;
+    let writer = QuicWriter::new(send, conn, endpoint.drains.clone());
+    Ok((Reader::Quic(recv), Writer::Quic(writer)))
+}
+
+/// A network error whose text came (partly) from the peer, a relay or anyone on the path (a
+/// QUIC close reason): made safe to print.
+fn network(what: &str, e: impl fmt::Display) -> Error {
+    Error::Network(format!("{what}: {}", crate::sanitize::line(&e.to_string())))
 }
 
 /// The endpoint to dial from a ticket's iroh parts (None: the ticket has none).
@@ -374,7 +404,7 @@ pub fn load_certs(
 }
 
 /// The sending half of a session's QUIC stream. Keeps its connection open while in use; when
-/// dropped, the stream is finished and a task waits (up to [`LINGER`]) for the peer to
+/// dropped, the stream is finished and a task waits (see [`P2p::close`]) for the peer to
 /// acknowledge everything, so closing the endpoint right after a session does not lose its
 /// last frames (QUIC drops unacknowledged data when the connection closes).
 pub struct QuicWriter {
@@ -446,9 +476,13 @@ impl Drop for QuicWriter {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        // Acknowledged, stopped by the peer (it read our QUIT and went away), or the connection
+        // closed by the peer once done: delivered as far as we can know. The wait is bounded
+        // by the caller of `P2p::close`.
         let drain = runtime.spawn(async move {
-            let _ = tokio::time::timeout(LINGER, stopped).await;
+            let _ = stopped.await;
             drop(conn);
+            true
         });
         if let Ok(mut drains) = self.drains.lock() {
             drains.retain(|d| !d.is_finished());

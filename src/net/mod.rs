@@ -22,7 +22,6 @@ use crate::trust::Allow;
 use crate::ui::Ui;
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -69,6 +68,18 @@ impl Routes {
     }
 }
 
+/// Which transports a dial may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Via {
+    /// TCP and iroh at once, when the ticket has both (the first to prove the key wins).
+    #[default]
+    Any,
+    /// TCP only.
+    Tcp,
+    /// iroh only.
+    Iroh,
+}
+
 /// How long TCP has before iroh is tried as well (RFC 8305's "connection attempt delay"):
 /// a reachable TCP address wins without a second handshake; one behind NAT costs this little.
 const IROH_DELAY: Duration = Duration::from_millis(250);
@@ -79,7 +90,7 @@ pub async fn dial(
     addr: &str,
     policy: TrustPolicy,
     connect_timeout: Duration,
-    p2p: &P2pOptions,
+    (p2p, via): (&P2pOptions, Via),
     identity: &Identity,
     settings: &Settings,
     input: &mut Input,
@@ -107,6 +118,21 @@ pub async fn dial(
             ),
         },
     };
+    let mut routes = routes;
+    match via {
+        Via::Any => {}
+        Via::Tcp => routes.iroh = None,
+        Via::Iroh => routes.tcp.clear(),
+    }
+    if routes.tcp.is_empty() && routes.iroh.is_none() {
+        return Err(Error::Usage(format!(
+            "--via {}: the peer has no such address",
+            match via {
+                Via::Tcp => "tcp",
+                _ => "iroh",
+            }
+        )));
+    }
     let pinned_settings;
     let settings = match pinned {
         Some(key) if settings.pin.is_none() => {
@@ -146,10 +172,15 @@ pub async fn dial(
         interrupts,
     )
     .await;
-    if let Some(endpoint) = endpoint {
-        endpoint.close().await;
+    let Some(endpoint) = endpoint else {
+        return result;
+    };
+    let linger = user_timeout(settings.keepalive);
+    let all = endpoint.close(linger).await;
+    match result {
+        Ok(ended) => delivered(all, linger, Ok(())).map(|()| ended),
+        Err(e) => Err(e),
     }
-    result
 }
 
 /// Which transport carried a dialled session.
@@ -271,23 +302,24 @@ async fn dial_routes(
         let (mut tcp_done, mut iroh_done) = (routes.tcp.is_empty(), routes.iroh.is_none());
         let mut failures: Vec<Error> = Vec::new();
         loop {
-            let attempt = tokio::select! {
-                r = &mut tcp_attempt, if !tcp_done => { tcp_done = true; r }
-                r = &mut iroh_attempt, if !iroh_done => { iroh_done = true; r }
+            let (way, attempt) = tokio::select! {
+                r = &mut tcp_attempt, if !tcp_done => { tcp_done = true; ("TCP", r) }
+                r = &mut iroh_attempt, if !iroh_done => { iroh_done = true; ("iroh", r) }
                 _ = interrupts.recv() => return Ok(Ended::LocalQuit),
             };
             match attempt {
                 Ok(reached) => break Ok(reached),
-                Err(e) if !(tcp_done && iroh_done) => {
-                    if winner.get().is_none() {
+                // It lost the race: the winner's outcome is what counts.
+                Err(_) if winner.get().is_some_and(|w| w != way) => {}
+                Err(e) => {
+                    if !(tcp_done && iroh_done) && winner.get().is_none() {
                         ui.status(format_args!("{e}; still trying the other way"));
                     }
                     failures.push(e);
                 }
-                Err(e) => {
-                    failures.push(e);
-                    break Err(worst(failures));
-                }
+            }
+            if tcp_done && iroh_done {
+                break Err(worst(failures));
             }
         }
     };
@@ -385,11 +417,13 @@ fn petname_targets(name: &str, settings: &Settings) -> Result<Option<(Routes, Op
     for stored in entry.addrs.iter().rev() {
         match Ticket::decode(stored) {
             // (A file someone could edit: a ticket for another key is ignored.)
+            // (A damaged one is skipped: the others may still do.)
             Ok(ticket) if ticket.key == entry.key && routes.iroh.is_none() => {
-                let found = Routes::of_ticket(&ticket.addrs, Some(stored.clone()))?;
-                routes.tcp.extend(found.tcp);
-                routes.iroh = found.iroh;
-                routes.remembered = found.remembered;
+                if let Ok(found) = Routes::of_ticket(&ticket.addrs, Some(stored.clone())) {
+                    routes.tcp.extend(found.tcp);
+                    routes.iroh = found.iroh;
+                    routes.remembered = found.remembered;
+                }
             }
             Ok(_) => {}
             Err(_) => routes.tcp.extend(Address::parse(stored).ok()),
@@ -454,8 +488,8 @@ pub async fn listen(
     let endpoint = match &options.p2p {
         Some(p2p) => {
             let endpoint = Arc::new(iroh::P2p::start(identity, p2p, true).await?);
-            announce(&endpoint, p2p, local, identity, settings, ui).await;
-            Some(endpoint)
+            let left = announce(&endpoint, p2p, local, identity, settings, ui).await;
+            Some((endpoint, left))
         }
         None => None,
     };
@@ -466,7 +500,7 @@ pub async fn listen(
     ui.status(format_args!("admitting {}", options.allow));
     let result = serve(
         &listener,
-        endpoint.clone(),
+        endpoint.as_ref().map(|(e, _)| e.clone()),
         options,
         identity,
         settings,
@@ -475,11 +509,21 @@ pub async fn listen(
         interrupts,
     )
     .await;
-    if let Some(endpoint) = endpoint {
-        let _ = std::fs::remove_file(p2p_address_file(settings));
-        endpoint.close().await;
+    let Some((endpoint, left)) = endpoint else {
+        return result;
+    };
+    // Only our own address, and only if no other listener has replaced it since.
+    let file = p2p_address_file(settings);
+    if left.is_some() && std::fs::read_to_string(&file).ok() == left {
+        let _ = std::fs::remove_file(&file);
     }
-    result
+    // A pipe's last bytes get as long as TCP would keep trying; a room's members have had
+    // their goodbyes.
+    let linger = match settings.pipe {
+        Some(_) => user_timeout(settings.keepalive),
+        None => iroh::LINGER,
+    };
+    delivered(endpoint.close(linger).await, linger, result)
 }
 
 /// Prints (and leaves for `schat invite`) the ticket that reaches this listener over TCP and
@@ -491,7 +535,7 @@ async fn announce(
     identity: &Identity,
     settings: &Settings,
     ui: &Ui,
-) {
+) -> Option<String> {
     if p2p.relays != Relays::Disabled {
         ui.status("iroh: connecting to the relay");
     }
@@ -518,19 +562,35 @@ async fn announce(
     let text = ticket.encode();
     // Left for `schat invite` before the ticket is shown: whoever acts on the ticket line
     // finds it there.
+    let mut left = None;
     if !p2p.ephemeral {
         let file = p2p_address_file(settings);
-        if let Err(e) = crate::fsutil::write_private_atomically(&file, text.as_bytes(), true) {
-            ui.warn(format_args!(
+        match crate::fsutil::write_private_atomically(&file, text.as_bytes(), true) {
+            Ok(()) => left = Some(text.clone()),
+            Err(e) => ui.warn(format_args!(
                 "cannot leave the address for `schat invite` in {}: {e}",
                 file.display()
-            ));
+            )),
         }
     }
     let shown: Vec<String> = ticket.addrs.iter().map(ToString::to_string).collect();
     ui.status(format_args!("reachable at {}", shown.join(", ")));
     ui.status("ticket for `schat dial` (an address with your key; it admits nobody by itself):");
     ui.ticket(&text);
+    left
+}
+
+/// A session's result, unless the last data sent over iroh may not have arrived (then the
+/// exit status must not say it did).
+fn delivered(all: bool, linger: Duration, result: Result<()>) -> Result<()> {
+    match (all, result) {
+        (false, Ok(())) => Err(Error::Network(format!(
+            "the peer did not acknowledge the last data sent over iroh within {} s: it may not \
+             have arrived",
+            linger.as_secs()
+        ))),
+        (_, result) => result,
+    }
 }
 
 /// Accepts on every transport and runs the room (or the pipe) until it ends.
@@ -590,14 +650,10 @@ async fn serve(
 /// How often the accept loop lets the gate summarise penalised sources.
 const REPORT_TICK: Duration = Duration::from_secs(1);
 
-/// The gate's source for every relayed iroh connection (their IP is the relay's, not theirs):
-/// one bucket, in the discard prefix (RFC 6666) so that it is nobody's address.
-const RELAYED: IpAddr = IpAddr::V6(Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0));
-
 /// A connection accepted on either transport, before its handshake.
 enum Accepted {
     Tcp(TcpStream),
-    Quic(Reader, Writer),
+    Quic(::iroh::endpoint::Connection),
 }
 
 /// Aborts a task when dropped (the iroh accept task ends with the accept loop).
@@ -609,28 +665,32 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Takes iroh's incoming connections: each finishes its QUIC handshake and opens its stream in
-/// its own task (at most `max_pending` at once, the rest refused), then goes to the accept loop
-/// like an accepted TCP socket.
+/// Takes iroh's incoming connections: each completes its QUIC handshake in its own task (a few
+/// seconds at most, `max_pending` at once; when all are busy, a newcomer must first prove its
+/// address with a QUIC retry, or is refused), then goes to the accept loop like an accepted
+/// TCP socket, where the gate decides when it may open its stream and handshake.
 fn accept_iroh(
     endpoint: Arc<iroh::P2p>,
-    within: Duration,
     max_pending: usize,
-    accepted: mpsc::Sender<(Reader, Writer, iroh::Origin)>,
+    accepted: mpsc::Sender<(::iroh::endpoint::Connection, iroh::Origin)>,
 ) -> AbortOnDrop {
     let slots = Arc::new(tokio::sync::Semaphore::new(max_pending.max(1)));
     AbortOnDrop(tokio::spawn(async move {
         while let Some(incoming) = endpoint.incoming().await {
             let Ok(slot) = slots.clone().try_acquire_owned() else {
-                incoming.refuse();
+                if iroh::should_retry(&incoming) {
+                    let _ = incoming.retry();
+                } else {
+                    incoming.refuse();
+                }
                 continue;
             };
-            let (endpoint, accepted) = (endpoint.clone(), accepted.clone());
+            let accepted = accepted.clone();
             tokio::spawn(async move {
-                // A connection that never opens its stream is dropped quietly, like a TCP
+                // A connection that never completes is dropped quietly, like a TCP
                 // connection that never completes.
-                if let Ok(stream) = iroh::accept(incoming, within, &endpoint).await {
-                    let _ = accepted.send(stream).await;
+                if let Ok(connection) = iroh::handshake(incoming).await {
+                    let _ = accepted.send(connection).await;
                 }
                 drop(slot);
             });
@@ -660,7 +720,9 @@ async fn accept_loop(
     let (freed_tx, mut freed) = mpsc::unbounded_channel::<Source>();
     let patience = settings.handshake_timeout;
     let (quic_tx, mut quic) = mpsc::channel(limits.max_pending.max(1));
-    let _iroh = endpoint.map(|e| accept_iroh(e, patience, limits.max_pending, quic_tx));
+    let _iroh = endpoint
+        .clone()
+        .map(|e| accept_iroh(e, limits.max_pending, quic_tx));
     loop {
         let now = std::time::Instant::now();
         let (held, decision) = tokio::select! {
@@ -679,10 +741,15 @@ async fn accept_loop(
                     continue;
                 }
             },
-            Some((reader, writer, origin)) = quic.recv() => {
-                let source = Source::of(origin.ip.unwrap_or(RELAYED));
+            Some((connection, origin)) = quic.recv() => {
+                // Relayed connections all come from the relay's IP: counted by the endpoint
+                // id the relay vouches for instead.
+                let source = match origin.ip {
+                    Some(ip) => Source::of(ip),
+                    None => Source::relayed(&origin.id),
+                };
                 let decision = lock(&gate).admit(source, now);
-                let stream = Accepted::Quic(reader, writer);
+                let stream = Accepted::Quic(connection);
                 (Held { stream, from: origin.label, source, since: now }, decision)
             }
             Some(source) = freed.recv() => {
@@ -736,19 +803,28 @@ async fn accept_loop(
         } = held;
         let (identity, role, settings) = (identity.clone(), role.clone(), settings.clone());
         let (reports, task_gate, freed_tx) = (reports.clone(), gate.clone(), freed_tx.clone());
+        let endpoint = endpoint.clone();
         let task = tokio::spawn(async move {
-            let (reader, writer) = match stream {
-                Accepted::Tcp(stream) => {
+            let streams = match (stream, &endpoint) {
+                (Accepted::Tcp(stream), _) => {
                     tcp::configure(&stream, settings.keepalive);
                     let (reader, writer) = stream.into_split();
-                    (Reader::Tcp(reader), Writer::Tcp(writer))
+                    Ok((Reader::Tcp(reader), Writer::Tcp(writer)))
                 }
-                Accepted::Quic(reader, writer) => (reader, writer),
+                (Accepted::Quic(connection), Some(endpoint)) => {
+                    iroh::accept_stream(connection, settings.handshake_timeout, endpoint).await
+                }
+                (Accepted::Quic(_), None) => Err(Error::Internal("no iroh endpoint".into())),
             };
-            let report = admit::handshake_and_admit(
-                reader, writer, &from, &identity, &role, &settings, knock,
-            )
-            .await;
+            let report = match streams {
+                Ok((reader, writer)) => {
+                    admit::handshake_and_admit(
+                        reader, writer, &from, &identity, &role, &settings, knock,
+                    )
+                    .await
+                }
+                Err(e) => Connection::Failed(format!("connection from {from}: {e}")),
+            };
             let report = {
                 let mut gate = lock(&task_gate);
                 gate.finished(ticket, matches!(report, Connection::Failed(_)));

@@ -110,6 +110,11 @@ pub async fn run(
         }
         (None, None) => return Err(Error::Internal("the relay bound no address".into())),
     }
+    if let (Some(_), Some(http)) = (server.https_addr(), server.http_addr()) {
+        ui.status(format_args!(
+            "captive-portal checks (/generate_204 only) on http {http}"
+        ));
+    }
     if let Some(quic) = server.quic_addr() {
         ui.status(format_args!("QUIC address discovery on udp {quic}"));
     }
