@@ -82,17 +82,17 @@ run() {
     port=$(free_port)
     case $name in
     plain-tcp)
-        /usr/bin/time -f %M -o "$work/rss.r" socat -b $BUF -u TCP-LISTEN:"$port",reuseaddr OPEN:/dev/null &
+        /usr/bin/time -f "%M %U %S" -o "$work/rss.r" socat -b $BUF -u TCP-LISTEN:"$port",reuseaddr OPEN:/dev/null &
         wait_port "$port"
         start=$(now)
-        head -c $SIZE /dev/zero | /usr/bin/time -f %M -o "$work/rss.s" socat -b $BUF -u STDIN TCP:127.0.0.1:"$port"
+        head -c $SIZE /dev/zero | /usr/bin/time -f "%M %U %S" -o "$work/rss.s" socat -b $BUF -u STDIN TCP:127.0.0.1:"$port"
         ;;
     schat)
-        /usr/bin/time -f %M -o "$work/rss.r" "$SCHAT" --home "$work/b" listen 127.0.0.1:"$port" \
+        /usr/bin/time -f "%M %U %S" -o "$work/rss.r" "$SCHAT" --home "$work/b" listen 127.0.0.1:"$port" \
             --pipe --quiet --peer "$FP_A" </dev/null >/dev/null 2>"$work/schat.err" &
         wait_port "$port"
         start=$(now)
-        head -c $SIZE /dev/zero | /usr/bin/time -f %M -o "$work/rss.s" "$SCHAT" --home "$work/a" \
+        head -c $SIZE /dev/zero | /usr/bin/time -f "%M %U %S" -o "$work/rss.s" "$SCHAT" --home "$work/a" \
             dial 127.0.0.1:"$port" --pipe --quiet --peer "$FP_B" >/dev/null 2>>"$work/schat.err"
         ;;
     openssl-aes-gcm | openssl-chacha20)
@@ -100,18 +100,18 @@ run() {
         [ "$name" = openssl-chacha20 ] && suite=TLS_CHACHA20_POLY1305_SHA256
         # s_server exits when its stdin ends: give it one that does not (a process substitution,
         # so that the background job is s_server alone and `wait` returns when it exits).
-        /usr/bin/time -f %M -o "$work/rss.r" openssl s_server -quiet -naccept 1 \
+        /usr/bin/time -f "%M %U %S" -o "$work/rss.r" openssl s_server -quiet -naccept 1 \
             -accept "$port" -cert "$work/cert.pem" -key "$work/key.pem" -tls1_3 \
             -ciphersuites "$suite" >/dev/null 2>&1 < <(sleep 3600) &
         wait_port "$port"
         start=$(now)
-        head -c $SIZE /dev/zero | /usr/bin/time -f %M -o "$work/rss.s" openssl s_client -quiet \
+        head -c $SIZE /dev/zero | /usr/bin/time -f "%M %U %S" -o "$work/rss.s" openssl s_client -quiet \
             -no_ign_eof -connect 127.0.0.1:"$port" -tls1_3 -ciphersuites "$suite" >/dev/null 2>&1
         ;;
     schat-iroh)
         # The listener prints its ticket; the dialer uses iroh only (on loopback TCP would win).
         : >"$work/iroh.err"
-        /usr/bin/time -f %M -o "$work/rss.r" "$SCHAT" --home "$work/b" listen 127.0.0.1:"$port" \
+        /usr/bin/time -f "%M %U %S" -o "$work/rss.r" "$SCHAT" --home "$work/b" listen 127.0.0.1:"$port" \
             --pipe --quiet --peer "$FP_A" --p2p --relay "$RELAY" --p2p-bind 127.0.0.1:0 \
             --no-portmap </dev/null >/dev/null 2>"$work/iroh.err" &
         local ticket=""
@@ -121,20 +121,22 @@ run() {
             sleep 0.05
         done
         start=$(now)
-        head -c $SIZE /dev/zero | /usr/bin/time -f %M -o "$work/rss.s" "$SCHAT" --home "$work/a" \
+        head -c $SIZE /dev/zero | /usr/bin/time -f "%M %U %S" -o "$work/rss.s" "$SCHAT" --home "$work/a" \
             dial "$ticket" --via iroh --pipe --quiet --p2p-bind 127.0.0.1:0 --no-portmap \
             >/dev/null 2>>"$work/iroh.err"
         ;;
     socat-openssl)
-        /usr/bin/time -f %M -o "$work/rss.r" socat -b $BUF -u OPENSSL-LISTEN:"$port",reuseaddr,cert="$work/cert.pem",key="$work/key.pem",verify=0 OPEN:/dev/null 2>/dev/null &
+        /usr/bin/time -f "%M %U %S" -o "$work/rss.r" socat -b $BUF -u OPENSSL-LISTEN:"$port",reuseaddr,cert="$work/cert.pem",key="$work/key.pem",verify=0 OPEN:/dev/null 2>/dev/null &
         wait_port "$port"
         start=$(now)
-        head -c $SIZE /dev/zero | /usr/bin/time -f %M -o "$work/rss.s" socat -b $BUF -u STDIN OPENSSL:127.0.0.1:"$port",verify=0 2>/dev/null
+        head -c $SIZE /dev/zero | /usr/bin/time -f "%M %U %S" -o "$work/rss.s" socat -b $BUF -u STDIN OPENSSL:127.0.0.1:"$port",verify=0 2>/dev/null
         ;;
     esac
     wait %% 2>/dev/null || true # the receiver, once it has everything
     end=$(now)
     pkill -f "sleep 3600" 2>/dev/null || true
+    # One line per run: MiB/s, then "peak-RSS-KiB user-s sys-s" of the sender, then of the
+    # receiver (GNU time, per process).
     python3 -c "print('%.1f' % ($SIZE_MIB / ($end - $start)), end=' ')" >>"$work/$name$SECTION"
     echo "$(tail -1 "$work/rss.s") $(tail -1 "$work/rss.r")" >>"$work/$name$SECTION"
 }
@@ -154,23 +156,33 @@ done
 echo
 echo "## ${SIZE_MIB} MiB through a pipe over loopback: median of $REPS rounds ($(nproc) cores)"
 echo
-python3 - "$work" "$seal" "${tools[@]}" <<'PY'
+python3 - "$work" "$seal" "$SIZE_MIB" "${tools[@]}" <<'PY'
 import statistics, sys
-work, seal, tools = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+work, seal, size_mib, tools = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
+gib = size_mib / 1024
 rows = {}
 for t in tools:
     runs = [l.split() for l in open(f"{work}/{t}")]
-    rows[t] = (statistics.median(float(r[0]) for r in runs),
-               max(int(r[1]) for r in runs), max(int(r[2]) for r in runs))
-plain = rows["plain-tcp"][0]
-print("| path | MiB/s | × plain TCP | × schat in-memory seal | peak RSS sender / receiver |")
-print("|---|---|---|---|---|")
+    # run: mibs, rss_s, user_s, sys_s, rss_r, user_r, sys_r
+    rows[t] = dict(
+        mibs=statistics.median(float(r[0]) for r in runs),
+        rss_s=max(int(r[1]) for r in runs), rss_r=max(int(r[4]) for r in runs),
+        cpu_s=statistics.median((float(r[2]) + float(r[3])) / gib for r in runs),
+        cpu_r=statistics.median((float(r[5]) + float(r[6])) / gib for r in runs),
+        cpu=statistics.median((float(r[2]) + float(r[3]) + float(r[5]) + float(r[6])) / gib for r in runs),
+    )
+plain, tls = rows["plain-tcp"], rows["socat-openssl"]
+print("| path | MiB/s | × plain TCP | × socat OPENSSL | × schat in-memory seal | CPU core-s/GiB sender + receiver = total | CPU × socat OPENSSL | peak RSS sender / receiver |")
+print("|---|---|---|---|---|---|---|---|")
 for t in tools:
-    mibs, rs, rr = rows[t]
-    print(f"| {t} | {mibs:.0f} | {mibs/plain:.2f} | {mibs/seal:.2f} | {rs/1024:.1f} MB / {rr/1024:.1f} MB |")
-print(f"| (schat seal, in memory, one core) | {seal:.0f} | | 1.00 | |")
-s, so = rows["schat"][0], rows["socat-openssl"][0]
-print(f"\nschat / socat OPENSSL = {s/so:.2f}; schat / openssl s_client (AES-GCM) = {s/rows['openssl-aes-gcm'][0]:.2f}")
+    r = rows[t]
+    print(f"| {t} | {r['mibs']:.0f} | {r['mibs']/plain['mibs']:.2f} | {r['mibs']/tls['mibs']:.2f} | {r['mibs']/seal:.2f} "
+          f"| {r['cpu_s']:.2f} + {r['cpu_r']:.2f} = {r['cpu']:.2f} | {r['cpu']/tls['cpu']:.2f} "
+          f"| {r['rss_s']/1024:.1f} MB / {r['rss_r']/1024:.1f} MB |")
+print(f"| (schat seal, in memory, one core) | {seal:.0f} | | | 1.00 | | | |")
+s = rows["schat"]
+print(f"\nschat vs socat OPENSSL (TLS 1.3, AES-256-GCM): throughput {s['mibs']/tls['mibs']:.2f}×, "
+      f"CPU per GiB {s['cpu']/tls['cpu']:.2f}× (medians of each; CPU = user + sys of both processes)")
 PY
 echo
 echo "## Latency and handshakes (benches/loopback.rs)"
@@ -202,7 +214,7 @@ med = {}
 for t in ("schat", "schat-iroh"):
     runs = [l.split() for l in open(f"{work}/{t}-iroh")]
     med[t] = (statistics.median(float(r[0]) for r in runs),
-              max(int(r[1]) for r in runs), max(int(r[2]) for r in runs))
+              max(int(r[1]) for r in runs), max(int(r[4]) for r in runs))
 print("| path | MiB/s | × schat over TCP | peak RSS sender / receiver |")
 print("|---|---|---|---|")
 for t, label in (("schat", "schat over TCP"), ("schat-iroh", "schat over iroh (QUIC, direct on loopback)")):

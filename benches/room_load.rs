@@ -5,7 +5,9 @@
 //! `cargo bench --bench room_load` (or `-- PEERS MESSAGES` for other sizes). With `at-once`
 //! (`-- 100 20 at-once`) each dialer closes its socket right after its QUIT, without reading
 //! what the host sent (the departure case: nothing it said may be lost); the run is repeated 5
-//! times and each run's delivered/expected is printed.
+//! times and each run's delivered/expected is printed. With `fan-out` (`-- 100 20 fan-out`)
+//! every member is in the room before anyone sends, and the host's fan-out (messages relayed
+//! per second, host CPU per relayed message) is measured over 3 runs.
 
 #[path = "../tests/common/load.rs"]
 mod load;
@@ -42,6 +44,26 @@ fn main() {
         }
         return;
     }
+    if std::env::args().any(|a| a == "fan-out") {
+        // Every member in the room first; then each sends, and the host relays each message
+        // to every other member. Timed from all-in to all-received.
+        for round in 1..=3 {
+            let report =
+                runtime.block_on(load::run(bin, peers, per_peer, load::Leave::AfterFanOut));
+            let (took, cpu) = report.fan_out.unwrap();
+            let relays = (peers * (peers - 1) * per_peer) as f64;
+            println!(
+                "run {round}: {peers} members × {per_peer} messages, each relayed to {} others: \
+                 {relays:.0} relays in {:.3} s = {:.0} relayed messages/s at the host; host CPU \
+                 {cpu:.3} s = {:.2} µs per relayed message",
+                peers - 1,
+                took.as_secs_f64(),
+                relays / took.as_secs_f64(),
+                cpu * 1e6 / relays
+            );
+        }
+        return;
+    }
     let report = runtime.block_on(load::run(bin, peers, per_peer, load::Leave::Politely));
     println!(
         "{} dialers × {} messages: {} sent, {} delivered to the host, {} duplicates",
@@ -56,6 +78,11 @@ fn main() {
         "time: {:.2} s; host peak RSS: {:.1} MiB",
         report.elapsed.as_secs_f64(),
         report.host_peak_rss_kib as f64 / 1024.0
+    );
+    println!(
+        "host CPU {:.2} s in all; {:.1} KiB of host peak RSS per member",
+        report.host_cpu_s,
+        report.host_peak_rss_kib as f64 / report.peers as f64
     );
     assert_eq!(report.delivered_to_host, report.messages_sent);
     assert_eq!(report.duplicates, 0);

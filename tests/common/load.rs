@@ -20,8 +20,13 @@ pub struct LoadReport {
     pub relays_received: u64,
     pub elapsed: Duration,
     pub host_peak_rss_kib: u64,
+    /// The host's CPU time (user + system), seconds.
+    pub host_cpu_s: f64,
     /// Host log lines that called a member slow ("not keeping up").
     pub called_slow: usize,
+    /// With [`Leave::AfterFanOut`]: how long every member took to receive every other
+    /// member's messages once all were in the room, and the host's CPU time meanwhile.
+    pub fan_out: Option<(Duration, f64)>,
 }
 
 /// How the dialers leave after their messages.
@@ -32,6 +37,9 @@ pub enum Leave {
     /// QUIT, then close the socket at once, with whatever the host sent still unread (the
     /// kernel answers the host with a reset).
     AtOnce,
+    /// Wait until every member is in the room, send, wait until every member has received
+    /// every other member's messages (the host's fan-out, measured), then leave politely.
+    AfterFanOut,
 }
 
 /// Peak resident memory of a process, from /proc (VmHWM).
@@ -45,6 +53,26 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// CPU time (user + system) a process has used so far, in seconds, from /proc (0 when gone).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (in parentheses, which may hold blanks): utime is the
+    // 12th, stime the 13th, in clock ticks.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks as f64 / per_second
 }
 
 /// Runs `peers` dialers that each send `per_peer` messages to a fresh host, then leave.
@@ -71,14 +99,16 @@ pub async fn run(bin: &str, peers: usize, per_peer: usize, leave: Leave) -> Load
         .unwrap();
     let pid = host.id().unwrap();
     // VmHWM is a high-water mark: the last reading before the host exits is its peak.
+    // So is CPU time: the last reading counts.
     let sampler = tokio::spawn(async move {
-        let mut peak = 0;
+        let (mut peak, mut cpu) = (0, 0.0);
         loop {
             let now = peak_rss_kib(pid);
             if now == 0 {
-                return peak;
+                return (peak, cpu);
             }
             peak = peak.max(now);
+            cpu = cpu_seconds(pid).max(cpu);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
@@ -136,7 +166,12 @@ pub async fn run(bin: &str, peers: usize, per_peer: usize, leave: Leave) -> Load
         .map(|(i, id)| (id.public().to_hex(), i))
         .collect();
     let mut clients = Vec::new();
+    // Fan-out: all in (and the clock read), then all send; all received, then all leave.
+    let all_in = std::sync::Arc::new(tokio::sync::Barrier::new(peers + 1));
+    let all_received = std::sync::Arc::new(tokio::sync::Barrier::new(peers + 1));
+    let relays_each = ((peers - 1) * per_peer) as u64;
     for (i, id) in identities.into_iter().enumerate() {
+        let (all_in, all_received) = (all_in.clone(), all_received.clone());
         clients.push(tokio::spawn(async move {
             // Each member from its own address, as in a real room.
             let stream = connect_from(loopback_source(i), port).await;
@@ -154,20 +189,38 @@ pub async fn run(bin: &str, peers: usize, per_peer: usize, leave: Leave) -> Load
                 .await
                 .unwrap();
             // Read everything the host sends (welcome, notices, relays) until it hangs up.
+            let (welcomed_tx, welcomed) = tokio::sync::oneshot::channel::<()>();
+            let (got_all_tx, got_all) = tokio::sync::oneshot::channel::<()>();
             let reader = tokio::spawn(async move {
-                let mut relays = 0u64;
+                let (mut relays, mut welcomed_tx, mut got_all_tx) =
+                    (0u64, Some(welcomed_tx), Some(got_all_tx));
                 while let Ok(Some(msg)) = recv.recv().await {
-                    if matches!(msg, Message::Relay { .. }) {
-                        relays += 1;
+                    match msg {
+                        Message::Relay { .. } => relays += 1,
+                        Message::Welcome(_) => {
+                            welcomed_tx.take().map(|w| w.send(()));
+                        }
+                        _ => {}
+                    }
+                    if relays == relays_each {
+                        got_all_tx.take().map(|g| g.send(()));
                     }
                 }
                 relays
             });
+            if leave == Leave::AfterFanOut {
+                let _ = welcomed.await;
+                all_in.wait().await;
+            }
             for j in 0..per_peer {
                 let text = format!("c{i} m{j}");
                 send.send(&Message::Text(text.as_str().into()))
                     .await
                     .unwrap();
+            }
+            if leave == Leave::AfterFanOut {
+                let _ = got_all.await;
+                all_received.wait().await;
             }
             send.quit("").await.unwrap();
             if leave == Leave::AtOnce {
@@ -188,6 +241,15 @@ pub async fn run(bin: &str, peers: usize, per_peer: usize, leave: Leave) -> Load
                 .unwrap()
         }));
     }
+    let fan_out = match leave {
+        Leave::AfterFanOut => {
+            all_in.wait().await;
+            let (since, cpu) = (Instant::now(), cpu_seconds(pid));
+            all_received.wait().await;
+            Some((since.elapsed(), cpu_seconds(pid) - cpu))
+        }
+        _ => None,
+    };
     let mut relays_received = 0;
     for c in clients {
         relays_received += c.await.unwrap();
@@ -205,7 +267,7 @@ pub async fn run(bin: &str, peers: usize, per_peer: usize, leave: Leave) -> Load
         .expect("host did not exit")
         .unwrap();
     let elapsed = started.elapsed();
-    let host_peak_rss_kib = sampler.await.unwrap();
+    let (host_peak_rss_kib, host_cpu_s) = sampler.await.unwrap();
     let called_slow = log.await.unwrap();
     assert!(status.success(), "host exit status {status:?}");
     let (seen, duplicates) = counting.await.unwrap();
@@ -222,7 +284,9 @@ pub async fn run(bin: &str, peers: usize, per_peer: usize, leave: Leave) -> Load
         relays_received,
         elapsed,
         host_peak_rss_kib,
+        host_cpu_s,
         called_slow,
+        fan_out,
     }
 }
 
