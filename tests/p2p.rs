@@ -59,6 +59,12 @@ fn dial(home: &Home, ticket: &str, extra: &[&str]) -> Proc {
     home.spawn(&args)
 }
 
+/// SIGTERM, then its exit (a listener or relay at the end of a test).
+async fn stop(proc: &mut Proc) {
+    proc.signal("TERM");
+    proc.exit().await;
+}
+
 fn known(home: &Home) -> String {
     std::fs::read_to_string(home.path().join("known_peers")).unwrap_or_default()
 }
@@ -102,8 +108,7 @@ async fn chat_over_iroh_through_a_local_relay_then_dial_the_petname_again() {
         again.close_stdin();
         assert!(again.exit().await.success(), "{:#?}", again.stderr_seen);
 
-        room.signal("TERM");
-        room.exit().await;
+        stop(&mut room).await;
         relay.signal("TERM");
         assert!(relay.exit().await.success(), "{:#?}", relay.stderr_seen);
     })
@@ -191,8 +196,7 @@ async fn a_pipe_over_iroh_is_byte_identical_both_ways() {
         assert!(
             std::fs::read(dir.path().join("got-down")).unwrap() == std::fs::read(&down).unwrap()
         );
-        relay.signal("TERM");
-        relay.exit().await;
+        stop(&mut relay).await;
     })
     .await;
 }
@@ -225,10 +229,8 @@ async fn over_iroh_a_wrong_key_is_refused_before_our_identity_goes_out() {
             "{:#?}",
             room.stderr_seen
         );
-        room.signal("TERM");
-        room.exit().await;
-        relay.signal("TERM");
-        relay.exit().await;
+        stop(&mut room).await;
+        stop(&mut relay).await;
     })
     .await;
 }
@@ -255,10 +257,8 @@ async fn over_iroh_a_closed_listener_refuses_a_stranger_with_exit_4() {
         let mut g = dial(&guest, &iroh_only(&ticket), &[]);
         assert_eq!(g.exit().await.code(), Some(4), "{:#?}", g.stderr_seen);
         room.stderr_until("refused").await;
-        room.signal("TERM");
-        room.exit().await;
-        relay.signal("TERM");
-        relay.exit().await;
+        stop(&mut room).await;
+        stop(&mut relay).await;
     })
     .await;
 }
@@ -282,12 +282,10 @@ async fn an_invite_carries_the_iroh_address_of_a_running_p2p_listener() {
         assert!(joined.contains("verified by invite"), "{joined}");
         g.close_stdin();
         assert!(g.exit().await.success(), "{:#?}", g.stderr_seen);
-        room.signal("TERM");
-        room.exit().await;
+        stop(&mut room).await;
         // The listener leaves no address behind once it has stopped.
         assert!(!host.path().join("p2p-address").exists());
-        relay.signal("TERM");
-        relay.exit().await;
+        stop(&mut relay).await;
     })
     .await;
 }
@@ -319,16 +317,14 @@ async fn tcp_wins_when_it_can_and_iroh_when_tcp_is_dead() {
         // One session per dial at the listener: the losing path never got as far.
         room.stderr_until("joined").await;
         room.stderr_until("joined").await;
-        room.signal("TERM");
-        room.exit().await;
+        stop(&mut room).await;
         assert_eq!(
             room.stderr_text().matches("joined").count(),
             2,
             "{:#?}",
             room.stderr_seen
         );
-        relay.signal("TERM");
-        relay.exit().await;
+        stop(&mut relay).await;
     })
     .await;
 }
@@ -384,8 +380,7 @@ async fn a_relay_with_an_allowlist_serves_only_listed_endpoints() {
             "{:#?}",
             room.stderr_seen
         );
-        room.signal("TERM");
-        room.exit().await;
+        stop(&mut room).await;
         // Not listed: the relay turns it away.
         let (mut other, _) = p2p_listener(&guest, &url, &[]).await;
         assert!(
@@ -394,10 +389,8 @@ async fn a_relay_with_an_allowlist_serves_only_listed_endpoints() {
             other.stderr_seen
         );
         let _ = guest_id;
-        other.signal("TERM");
-        other.exit().await;
-        relay.signal("TERM");
-        relay.exit().await;
+        stop(&mut other).await;
+        stop(&mut relay).await;
     })
     .await;
 }
@@ -470,10 +463,8 @@ async fn iroh_connections_that_never_open_a_stream_do_not_keep_a_genuine_dialer_
         assert!(g.exit().await.success(), "{:#?}", g.stderr_seen);
         drop(silent);
         attacker.close().await;
-        room.signal("TERM");
-        room.exit().await;
-        relay.signal("TERM");
-        relay.exit().await;
+        stop(&mut room).await;
+        stop(&mut relay).await;
     })
     .await;
 }

@@ -232,6 +232,25 @@ async fn dial_routes(
         addr: String::new(),
         policy,
     };
+    // The handshake over one path (`way`), its listener's key checked and claimed.
+    let handshake_over = |reader: Reader, writer: Writer, way: &'static str, shown: String| {
+        let (claim, handshaking) = (&claim, &handshaking);
+        async move {
+            let checked = |key: &PublicKey| claim(key, way, &shown);
+            let mut never = Interrupts::none();
+            session::establish(
+                reader,
+                writer,
+                identity,
+                handshaking,
+                settings,
+                &mut never,
+                checked,
+            )
+            .await?
+            .ok_or_else(|| Error::Internal("interrupted".into()))
+        }
+    };
     let tcp_attempt = async {
         if routes.tcp.is_empty() {
             return Err(Error::Internal("no TCP address".into()));
@@ -241,18 +260,8 @@ async fn dial_routes(
         let remote = stream.peer_addr().map(|a| a.to_string()).ok();
         ui.status(format_args!("connected to {target} (TCP); handshaking"));
         let (reader, writer) = stream.into_split();
-        let shown = target.to_string();
-        let established = session::establish(
-            Reader::Tcp(reader),
-            Writer::Tcp(writer),
-            identity,
-            &handshaking,
-            settings,
-            &mut Interrupts::none(),
-            |key| claim(key, "TCP", &shown),
-        )
-        .await?
-        .ok_or_else(|| Error::Internal("interrupted".into()))?;
+        let (reader, writer) = (Reader::Tcp(reader), Writer::Tcp(writer));
+        let established = handshake_over(reader, writer, "TCP", target.to_string()).await?;
         Ok((established, remote, Path::Tcp(target)))
     };
     let iroh_attempt = async {
@@ -284,17 +293,7 @@ async fn dial_routes(
             iroh::describe_path(&conn)
         ));
         let shown = routes.remembered.clone().unwrap_or_default();
-        let established = session::establish(
-            reader,
-            writer,
-            identity,
-            &handshaking,
-            settings,
-            &mut Interrupts::none(),
-            |key| claim(key, "iroh", &shown),
-        )
-        .await?
-        .ok_or_else(|| Error::Internal("interrupted".into()))?;
+        let established = handshake_over(reader, writer, "iroh", shown).await?;
         Ok((established, None, Path::Iroh(conn)))
     };
     let reached = {
