@@ -14,10 +14,11 @@ use std::path::PathBuf;
 /// How to use iroh (with `listen --p2p`, or when dialling a ticket that has an iroh address).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct P2pArgs {
-    /// The iroh relay: an https:// (or, for tests and LANs, http://) URL such as `schat relay`
-    /// prints, or `none` for direct UDP only. It learns that your endpoint is online, from
-    /// which IP, and how much traffic flows; never content or schat keys [default: listening,
-    /// iroh's public relays; dialling, the ticket's relay]
+    /// Your iroh relay: an https:// (or, for tests and LANs, http://) URL such as `schat
+    /// relay` prints, or `none` for direct UDP only. It learns that your endpoint is online,
+    /// from which IP, and how much traffic flows; never content or schat keys. (A listener is
+    /// always reached through the relay its ticket names; this chooses your own.) [default:
+    /// listening, iroh's public relays; dialling, the ticket's relay]
     #[arg(long, value_name = "URL|none")]
     pub relay: Option<String>,
     /// Trust the certificates in this PEM file for the relay (a self-hosted relay with its

@@ -100,10 +100,12 @@ pub fn endpoint_key(identity: &Identity) -> SecretKey {
     SecretKey::from_bytes(&okm)
 }
 
-/// A running iroh endpoint, and the streams still delivering their last bytes.
+/// A running iroh endpoint, the streams still delivering their last bytes, and every
+/// connection it made or took (weakly: to let them finish before the endpoint closes).
 pub struct P2p {
     endpoint: Endpoint,
     drains: Drains,
+    connections: Arc<Mutex<Vec<iroh::endpoint::WeakConnectionHandle>>>,
 }
 
 /// Tasks waiting for the peer to acknowledge a finished stream (see [`QuicWriter`]).
@@ -152,6 +154,7 @@ impl P2p {
         Ok(P2p {
             endpoint,
             drains: Arc::default(),
+            connections: Arc::default(),
         })
     }
 
@@ -198,6 +201,7 @@ impl P2p {
             .open_bi()
             .await
             .map_err(|e| network("iroh: cannot open a stream", e))?;
+        self.track(&conn);
         let writer = QuicWriter::new(send, conn.clone(), self.drains.clone());
         Ok((Reader::Quic(recv), Writer::Quic(writer), conn))
     }
@@ -211,7 +215,8 @@ impl P2p {
             Ok(mut d) => d.drain(..).collect(),
             Err(_) => Vec::new(),
         };
-        let delivered = tokio::time::timeout(linger, async {
+        let deadline = tokio::time::Instant::now() + linger;
+        let delivered = tokio::time::timeout_at(deadline, async {
             let mut all = true;
             for drain in drains {
                 all &= drain.await.unwrap_or(false);
@@ -220,8 +225,29 @@ impl P2p {
         })
         .await
         .unwrap_or(false);
+        // A connection still held somewhere (a room member being torn down as the room
+        // ends) may have frames in flight that no drain covers yet: it gets what is left of
+        // `linger` to finish: the peer closes it once it has what it needs.
+        let live: Vec<_> = match self.connections.lock() {
+            Ok(mut c) => c.drain(..).filter(|w| w.upgrade().is_some()).collect(),
+            Err(_) => Vec::new(),
+        };
+        let _ = tokio::time::timeout_at(deadline, async {
+            for weak in live {
+                let _ = weak.closed().await;
+            }
+        })
+        .await;
         let _ = tokio::time::timeout(LINGER, self.endpoint.close()).await;
         delivered
+    }
+
+    /// Remembers `conn` (weakly) for [`P2p::close`].
+    fn track(&self, conn: &Connection) {
+        if let Ok(mut all) = self.connections.lock() {
+            all.retain(|w| w.upgrade().is_some());
+            all.push(conn.weak_handle());
+        }
     }
 }
 
@@ -272,6 +298,7 @@ pub async fn accept_stream(
         .await
         .map_err(|_| Error::Timeout("an iroh connection to open its stream", within.as_secs()))?
         .map_err(|e| network("iroh connection without a stream", e))?;
+    endpoint.track(&conn);
     let writer = QuicWriter::new(send, conn, endpoint.drains.clone());
     Ok((Reader::Quic(recv), Writer::Quic(writer)))
 }

@@ -540,8 +540,8 @@ async fn announce(
     }
     if !endpoint.online(&p2p.relays).await && p2p.relays != Relays::Disabled {
         ui.warn(
-            "iroh: the relay cannot be reached; the ticket has direct addresses only (peers \
-             behind another NAT may not get through)",
+            "iroh: no connection to the relay within 5 s (it is unreachable, or it refused this \
+             endpoint): until it answers, peers behind another NAT may not get through",
         );
     }
     let mut addrs = match local.ip().is_unspecified() {
