@@ -494,3 +494,37 @@ async fn a_once_listener_over_iroh_lets_its_last_frames_arrive_before_it_exits()
     })
     .await;
 }
+
+#[tokio::test]
+async fn invites_carry_the_address_of_the_listener_that_runs_not_of_one_that_stopped() {
+    within(async {
+        let (relay_home, host) = (Home::new(), Home::new());
+        let (mut relay, url) = relay(&relay_home, &[]).await;
+        let invite_has_iroh = |host: &Home| {
+            let out = host.run(&["invite", "--addr", "127.0.0.1:9"]);
+            assert!(out.status.success(), "{out:?}");
+            let text = String::from_utf8(out.stdout).unwrap();
+            Ticket::decode(text.trim()).unwrap().endpoint().is_some()
+        };
+        let (mut first, _) = p2p_listener(&host, &url, &[]).await;
+        // A second listener of the same home leaves its address alone, and stopping it does
+        // not take the first one's away.
+        let (mut second, _) = p2p_listener(&host, &url, &[]).await;
+        assert!(
+            second
+                .stderr_text()
+                .contains("will not include this address"),
+            "{:#?}",
+            second.stderr_seen
+        );
+        stop(&mut second).await;
+        assert!(invite_has_iroh(&host));
+        // A listener killed outright leaves its file behind: invites no longer use it.
+        first.signal("KILL");
+        first.exit().await;
+        assert!(host.path().join("p2p-address").exists());
+        assert!(!invite_has_iroh(&host));
+        stop(&mut relay).await;
+    })
+    .await;
+}

@@ -350,12 +350,23 @@ fn ticket_addr(text: &str) -> Result<TicketAddr> {
 }
 
 /// The iroh parts of the address a running `listen --p2p` left in this home (see
-/// `net::p2p_address_file`), if it is for our key; nothing otherwise. (A file: read as
+/// `net::p2p_address_file`), if it is for our key and that listener still runs; nothing
+/// otherwise. (A file: read as
 /// untrusted, decoded strictly.)
 fn p2p_address(paths: &Paths, key: &crate::keys::PublicKey) -> Vec<TicketAddr> {
+    // Only while that listener runs: it holds the lock (one left by a killed listener is not).
+    let alive = std::fs::File::open(paths.home.join("p2p-address.lock")).is_ok_and(|lock| {
+        matches!(
+            lock.try_lock_shared(),
+            Err(std::fs::TryLockError::WouldBlock)
+        )
+    });
     let Ok(text) = std::fs::read_to_string(paths.home.join("p2p-address")) else {
         return Vec::new();
     };
+    if !alive {
+        return Vec::new();
+    }
     match Ticket::decode(&text) {
         Ok(t) if t.key == *key && t.endpoint().is_some() => {
             t.addrs.into_iter().filter(|a| !a.is_tcp()).collect()

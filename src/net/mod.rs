@@ -513,9 +513,12 @@ pub async fn listen(
     };
     // Only our own address, and only if no other listener has replaced it since.
     let file = p2p_address_file(settings);
-    if left.is_some() && std::fs::read_to_string(&file).ok() == left {
+    if let Some((text, _lock)) = &left
+        && std::fs::read_to_string(&file).ok().as_ref() == Some(text)
+    {
         let _ = std::fs::remove_file(&file);
     }
+    drop(left);
     // A pipe's last bytes get as long as TCP would keep trying; a room's members have had
     // their goodbyes.
     let linger = match settings.pipe {
@@ -534,7 +537,7 @@ async fn announce(
     identity: &Identity,
     settings: &Settings,
     ui: &Ui,
-) -> Option<String> {
+) -> Option<(String, std::fs::File)> {
     if p2p.relays != Relays::Disabled {
         ui.status("iroh: connecting to the relay");
     }
@@ -560,15 +563,22 @@ async fn announce(
     };
     let text = ticket.encode();
     // Left for `schat invite` before the ticket is shown: whoever acts on the ticket line
-    // finds it there.
+    // finds it there. The lock says a listener is alive (a file left by a killed one is
+    // ignored); only one listener of a home leaves its address.
     let mut left = None;
     if !p2p.ephemeral {
         let file = p2p_address_file(settings);
-        match crate::fsutil::write_private_atomically(&file, text.as_bytes(), true) {
-            Ok(()) => left = Some(text.clone()),
-            Err(e) => ui.warn(format_args!(
-                "cannot leave the address for `schat invite` in {}: {e}",
-                file.display()
+        match p2p_address_lock(settings) {
+            Ok(lock) => match crate::fsutil::write_private_atomically(&file, text.as_bytes(), true)
+            {
+                Ok(()) => left = Some((text.clone(), lock)),
+                Err(e) => ui.warn(format_args!(
+                    "cannot leave the address for `schat invite` in {}: {e}",
+                    file.display()
+                )),
+            },
+            Err(why) => ui.status(format_args!(
+                "`schat invite` will not include this address: {why}"
             )),
         }
     }
@@ -577,6 +587,29 @@ async fn announce(
     ui.status("ticket for `schat dial` (an address with your key; it admits nobody by itself):");
     ui.ticket(&text);
     left
+}
+
+/// The lock a running `listen --p2p` holds while its address is in [`p2p_address_file`].
+pub fn p2p_address_lock_file(settings: &Settings) -> std::path::PathBuf {
+    crate::fsutil::parent_dir(settings.trust.store.path()).join("p2p-address.lock")
+}
+
+/// Takes the lock, unless another listener of this home holds it.
+fn p2p_address_lock(settings: &Settings) -> std::result::Result<std::fs::File, String> {
+    let path = p2p_address_lock_file(settings);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(
+            "another `listen --p2p` of this home is running, and invites carry its address".into(),
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("{}: {e}", path.display())),
+    }
 }
 
 /// A session's result, unless the last data sent over iroh may not have arrived (then the
