@@ -204,7 +204,7 @@ pub struct SessionArgs {
     /// received, the peer is declared gone
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub keepalive: u64,
-    /// Write one JSON object per event (connected, welcome, message, notice, left, error) on
+    /// Write one JSON object per event (connected, welcome, message, notice, left, ticket, error) on
     /// stdout
     #[arg(long)]
     pub json: bool,
