@@ -84,6 +84,10 @@ async fn chat_over_iroh_through_a_local_relay_then_dial_the_petname_again() {
         let path = g.stderr_until("path: ").await;
         assert!(path.contains("path: iroh"), "{path}");
         g.stderr_until("welcome").await;
+        // /whois names the iroh endpoint as the host's address (it said "unknown").
+        g.send("/whois").await;
+        let whois = g.stderr_until("address:").await;
+        assert!(whois.contains("iroh endpoint"), "{whois}");
         g.send("hello through the NAT").await;
         assert_eq!(room.said().await, "hello through the NAT");
         eprintln!("dial to first message over iroh: {:?}", started.elapsed());

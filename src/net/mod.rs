@@ -294,7 +294,9 @@ async fn dial_routes(
         ));
         let shown = routes.remembered.clone().unwrap_or_default();
         let established = handshake_over(reader, writer, "iroh", shown).await?;
-        Ok((established, None, Path::Iroh(conn)))
+        // What /whois and the `connected` event show as the peer's address.
+        let remote = format!("iroh endpoint {}", target.id.fmt_short());
+        Ok((established, Some(remote), Path::Iroh(conn)))
     };
     let reached = {
         tokio::pin!(tcp_attempt, iroh_attempt);
