@@ -102,16 +102,16 @@ fn server_identity() -> &'static Identity {
     ID.get_or_init(|| Identity::generate().unwrap())
 }
 
-/// Starts a server thread with its own runtime, pinned to CPU 0 like the client (one
-/// placement for every compared case); returns its address.
-fn server<F, Fut>(serve: F) -> SocketAddr
+/// Starts a server thread with its own runtime, pinned to `cpu` (every compared case gets the
+/// same placement); returns its address.
+fn server<F, Fut>(cpu: usize, serve: F) -> SocketAddr
 where
     F: Fn(TcpStream) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()>,
 {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        pin(0);
+        pin(cpu);
         runtime().block_on(async move {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
@@ -130,7 +130,7 @@ where
 /// until the listener's first message (WELCOME) arrives. Alternating rounds, so that drift on
 /// a shared machine affects all alike.
 fn handshake_rates(n: usize) -> (f64, f64, f64) {
-    let addr = server(|stream| async move {
+    let addr = server(0, |stream| async move {
         let (r, w) = stream.into_split();
         let (r, w) = (FrameReader::new(r), FrameWriter::new(w));
         if let Ok(mut s) = handshake::respond(server_identity(), r, w).await {
@@ -143,7 +143,7 @@ fn handshake_rates(n: usize) -> (f64, f64, f64) {
             .unwrap()
     };
     let (server_key, client_key) = (key(), key());
-    let classical = server(move |stream| {
+    let classical = server(0, move |stream| {
         let secret = server_key.private.clone();
         async move {
             let (r, w) = stream.into_split();
@@ -237,60 +237,31 @@ fn pin(cpu: usize) -> bool {
     }
 }
 
-/// Both echo servers (schat transport and plain TCP) on one thread pinned to `cpu`, so that
-/// they share one placement.
-fn echo_servers(cpu: usize) -> (SocketAddr, SocketAddr) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        pin(cpu);
-        runtime().block_on(async move {
-            let schat = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send((schat.local_addr().unwrap(), plain.local_addr().unwrap()))
-                .unwrap();
-            let schat_echo = async move {
-                while let Ok((stream, _)) = schat.accept().await {
-                    stream.set_nodelay(true).unwrap();
-                    tokio::task::spawn_local(async move {
-                        let (r, w) = stream.into_split();
-                        let (r, w) = (FrameReader::new(r), FrameWriter::new(w));
-                        let Ok(mut s) = handshake::respond(server_identity(), r, w).await else {
-                            return;
-                        };
-                        while let Ok(Some(msg)) = s.recv.recv().await {
-                            let msg = msg.into_owned();
-                            if s.send.send(&msg).await.is_err() {
-                                return;
-                            }
-                        }
-                    });
-                }
-            };
-            let plain_echo = async move {
-                while let Ok((mut stream, _)) = plain.accept().await {
-                    stream.set_nodelay(true).unwrap();
-                    tokio::task::spawn_local(async move {
-                        let mut buf = [0u8; 64];
-                        while stream.read_exact(&mut buf).await.is_ok() {
-                            if stream.write_all(&buf).await.is_err() {
-                                return;
-                            }
-                        }
-                    });
-                }
-            };
-            tokio::task::LocalSet::new()
-                .run_until(async { tokio::join!(schat_echo, plain_echo) })
-                .await;
-        })
-    });
-    rx.recv().unwrap()
-}
-
 /// Round trips of a 64-byte message with the client pinned to CPU 0 and both servers to
 /// `server_cpu`: (median µs, p99 µs) for the schat transport, then plain TCP.
 fn round_trips(n: usize, server_cpu: usize) -> ((f64, f64), (f64, f64)) {
-    let (echo_schat, echo_plain) = echo_servers(server_cpu);
+    // Both echo servers on `server_cpu`: one placement for both.
+    let echo_schat = server(server_cpu, |stream| async move {
+        let (r, w) = stream.into_split();
+        let (r, w) = (FrameReader::new(r), FrameWriter::new(w));
+        let Ok(mut s) = handshake::respond(server_identity(), r, w).await else {
+            return;
+        };
+        while let Ok(Some(msg)) = s.recv.recv().await {
+            let msg = msg.into_owned();
+            if s.send.send(&msg).await.is_err() {
+                return;
+            }
+        }
+    });
+    let echo_plain = server(server_cpu, |mut stream| async move {
+        let mut buf = [0u8; 64];
+        while stream.read_exact(&mut buf).await.is_ok() {
+            if stream.write_all(&buf).await.is_err() {
+                return;
+            }
+        }
+    });
     let stats = |mut v: Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
         (percentile(&v, 0.5), percentile(&v, 0.99))
