@@ -2,6 +2,11 @@
 //! `AsyncRead`/`AsyncWrite` into a sequence of length-prefixed frames (see `frame.rs`).
 //!
 //! Both keep one buffer for the life of the connection, so the hot path never allocates.
+//!
+//! Both also work over a blocking `std::io::Read`/`Write` (the `_blocking` methods), with the
+//! same buffers: a bulk transfer over TCP leaves the async runtime once the session is open
+//! ([`Detach`]), because a thread per direction doing read → seal → write costs less than
+//! waking tasks for every 64 KiB.
 
 use crate::error::{Error, ProtocolError, Result};
 use crate::frame::{self, HEADER_LEN, MAX_BODY};
@@ -26,16 +31,6 @@ pub struct FrameReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
-    /// Wraps a stream.
-    pub fn new(io: R) -> Self {
-        FrameReader {
-            io,
-            buf: vec![0u8; READ_BUF_START],
-            start: 0,
-            end: 0,
-        }
-    }
-
     /// The next frame's body; `None` when the stream ends cleanly between frames.
     ///
     /// Cancel safe: the only await is a read into the spare part of the buffer, so dropping this
@@ -62,15 +57,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             .read(&mut self.buf[self.end..])
             .await
             .map_err(|e| Error::io("reading from the peer", e))?;
-        if n == 0 {
-            return if self.start == self.end {
-                Ok(false)
-            } else {
-                Err(ProtocolError::TruncatedFrame.into())
-            };
-        }
-        self.end += n;
-        Ok(true)
+        self.filled(n)
     }
 
     /// The next frame's length prefix, as soon as it has arrived, without consuming anything;
@@ -86,6 +73,31 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 return Ok(None);
             }
         }
+    }
+}
+
+impl<R> FrameReader<R> {
+    /// Wraps a stream.
+    pub fn new(io: R) -> Self {
+        FrameReader {
+            io,
+            buf: vec![0u8; READ_BUF_START],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Accounts for `n` bytes just read after `end`: `false` at a clean end of the stream.
+    fn filled(&mut self, n: usize) -> Result<bool> {
+        if n == 0 {
+            return if self.start == self.end {
+                Ok(false)
+            } else {
+                Err(ProtocolError::TruncatedFrame.into())
+            };
+        }
+        self.end += n;
+        Ok(true)
     }
 
     /// Ensures the frame being assembled fits between `start` and the end of the buffer, and
@@ -116,7 +128,101 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn get_mut(&mut self) -> &mut R {
         &mut self.io
     }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &R {
+        &self.io
+    }
+
+    /// Moves the reader onto another stream (the same connection seen another way), keeping
+    /// the bytes already buffered.
+    pub fn try_map_io<R2, E>(
+        self,
+        f: impl FnOnce(R) -> std::result::Result<R2, E>,
+    ) -> std::result::Result<FrameReader<R2>, E> {
+        Ok(FrameReader {
+            io: f(self.io)?,
+            buf: self.buf,
+            start: self.start,
+            end: self.end,
+        })
+    }
 }
+
+/// What a blocking read brought: something, or nothing within the stream's read timeout.
+#[derive(Debug)]
+pub enum Polled<T> {
+    Ready(T),
+    /// The read timed out (`WouldBlock`/`TimedOut`): nothing is lost, ask again.
+    Idle,
+}
+
+impl<T> Polled<T> {
+    /// What is ready, changed by `f`.
+    pub fn map_ready<U>(self, f: impl FnOnce(T) -> U) -> Polled<U> {
+        match self {
+            Polled::Ready(t) => Polled::Ready(f(t)),
+            Polled::Idle => Polled::Idle,
+        }
+    }
+}
+
+impl<R: std::io::Read> FrameReader<R> {
+    /// As [`FrameReader::read_frame`], blocking, for a thread that owns the stream. A read
+    /// timeout on the stream (e.g. `TcpStream::set_read_timeout`) returns [`Polled::Idle`]
+    /// and loses nothing: a frame half read is completed by the next call.
+    pub fn read_frame_blocking(&mut self) -> Result<Polled<Option<&[u8]>>> {
+        loop {
+            if let Some(len) = frame::parse(&self.buf[self.start..self.end]) {
+                let body = self.start + HEADER_LEN..self.start + HEADER_LEN + len;
+                self.start = body.end;
+                return Ok(Polled::Ready(Some(&self.buf[body])));
+            }
+            self.make_room();
+            let n = match self.io.read(&mut self.buf[self.end..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(Polled::Idle);
+                }
+                Err(e) => return Err(Error::io("reading from the peer", e)),
+            };
+            if !self.filled(n)? {
+                return Ok(Polled::Ready(None));
+            }
+        }
+    }
+}
+
+/// A stream that can leave the async runtime as a blocking socket. TCP can; QUIC streams and
+/// in-memory pipes cannot, and keep the default (never). Pipe mode uses it to move bulk data
+/// on plain threads (see the module comment).
+pub trait Detach: Sized {
+    /// Whether [`Detach::detach`] would succeed, short of the OS refusing a descriptor.
+    fn detachable(&self) -> bool {
+        false
+    }
+
+    /// The same connection as a blocking `std` socket (this half of it: a read half is used
+    /// to read, a write half to write and to close our direction). The stream itself is
+    /// consumed without closing anything; on failure it comes back unchanged.
+    fn detach(self) -> std::result::Result<std::net::TcpStream, (Self, std::io::Error)> {
+        Err((
+            self,
+            std::io::Error::new(std::io::ErrorKind::Unsupported, "not a TCP stream"),
+        ))
+    }
+}
+
+impl Detach for tokio::io::DuplexStream {}
+impl<T> Detach for tokio::io::ReadHalf<T> {}
+impl<T> Detach for tokio::io::WriteHalf<T> {}
+impl Detach for &[u8] {}
 
 /// Writes frames to a byte stream, each with a single `write_all` (prefix and body together),
 /// which keeps Nagle's algorithm and partial writes from splitting a message in two.
@@ -128,15 +234,6 @@ pub struct FrameWriter<W> {
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
-    /// Wraps a stream.
-    pub fn new(io: W) -> Self {
-        FrameWriter {
-            io,
-            // Grows with use (to one frame for chat, more when frames are batched).
-            buf: Vec::new(),
-        }
-    }
-
     /// Writes `body` as one frame.
     pub async fn write_frame(&mut self, body: &[u8]) -> Result<()> {
         self.write_frame_with(body.len(), |out| {
@@ -156,6 +253,39 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     ) -> Result<()> {
         self.queue_frame_with(max_len, fill)?;
         self.flush_frames().await
+    }
+
+    /// Sends every queued frame with one `write_all`.
+    pub async fn flush_frames(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let result = self.io.write_all(&self.buf).await;
+        self.buf.clear();
+        result.map_err(|e| Error::io("sending to the peer", e))?;
+        self.io
+            .flush()
+            .await
+            .map_err(|e| Error::io("sending to the peer", e))
+    }
+
+    /// Closes our sending direction (TCP FIN), telling the peer we will write no more.
+    pub async fn shutdown(&mut self) -> Result<()> {
+        self.io
+            .shutdown()
+            .await
+            .map_err(|e| Error::io("closing the connection", e))
+    }
+}
+
+impl<W> FrameWriter<W> {
+    /// Wraps a stream.
+    pub fn new(io: W) -> Self {
+        FrameWriter {
+            io,
+            // Grows with use (to one frame for chat, more when frames are batched).
+            buf: Vec::new(),
+        }
     }
 
     /// Builds a frame at the end of the outgoing buffer without sending it, so that several
@@ -190,26 +320,33 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         self.buf.len()
     }
 
-    /// Sends every queued frame with one `write_all`.
-    pub async fn flush_frames(&mut self) -> Result<()> {
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &W {
+        &self.io
+    }
+
+    /// Moves the writer onto another stream (the same connection seen another way), keeping
+    /// anything queued.
+    pub fn try_map_io<W2, E>(
+        self,
+        f: impl FnOnce(W) -> std::result::Result<W2, E>,
+    ) -> std::result::Result<FrameWriter<W2>, E> {
+        Ok(FrameWriter {
+            io: f(self.io)?,
+            buf: self.buf,
+        })
+    }
+}
+
+impl<W: std::io::Write> FrameWriter<W> {
+    /// As [`FrameWriter::flush_frames`], blocking.
+    pub fn flush_frames_blocking(&mut self) -> Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let result = self.io.write_all(&self.buf).await;
+        let result = self.io.write_all(&self.buf).and_then(|()| self.io.flush());
         self.buf.clear();
-        result.map_err(|e| Error::io("sending to the peer", e))?;
-        self.io
-            .flush()
-            .await
-            .map_err(|e| Error::io("sending to the peer", e))
-    }
-
-    /// Closes our sending direction (TCP FIN), telling the peer we will write no more.
-    pub async fn shutdown(&mut self) -> Result<()> {
-        self.io
-            .shutdown()
-            .await
-            .map_err(|e| Error::io("closing the connection", e))
+        result.map_err(|e| Error::io("sending to the peer", e))
     }
 }
 
@@ -276,6 +413,79 @@ mod tests {
         assert!(first.await.is_err());
         a.write_all(b"cd").await.unwrap();
         assert_eq!(reader.read_frame().await.unwrap().unwrap(), b"abcd");
+    }
+
+    #[test]
+    fn blocking_reads_survive_one_byte_writes_and_timeouts_mid_frame() {
+        use std::io::Write as _;
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        b.set_read_timeout(Some(std::time::Duration::from_millis(5)))
+            .unwrap();
+        let bodies: Vec<Vec<u8>> = vec![vec![], vec![1], vec![7; 300], vec![9; MAX_BODY]];
+        let mut wire = Vec::new();
+        for body in &bodies {
+            wire.extend_from_slice(&frame::header(body.len()).unwrap());
+            wire.extend_from_slice(body);
+        }
+        let writer = std::thread::spawn(move || {
+            for (i, byte) in wire.iter().enumerate() {
+                a.write_all(&[*byte]).unwrap();
+                // Pauses inside the first frames, longer than the reader's timeout.
+                if i < 8 {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+        });
+        let mut reader = FrameReader::new(b);
+        let mut idle = 0;
+        for body in &bodies {
+            loop {
+                match reader.read_frame_blocking().unwrap() {
+                    Polled::Ready(frame) => {
+                        assert_eq!(frame.unwrap(), &body[..]);
+                        break;
+                    }
+                    Polled::Idle => idle += 1,
+                }
+            }
+        }
+        writer.join().unwrap();
+        assert!(idle > 0, "the pauses were never seen as timeouts");
+        loop {
+            match reader.read_frame_blocking().unwrap() {
+                Polled::Ready(end) => break assert!(end.is_none()),
+                Polled::Idle => {}
+            }
+        }
+    }
+
+    #[test]
+    fn blocking_eof_inside_a_frame_is_a_truncation() {
+        let mut reader = FrameReader::new(&[0u8, 5, 1, 2][..]);
+        match reader.read_frame_blocking() {
+            Err(Error::Protocol(ProtocolError::TruncatedFrame)) => {}
+            other => panic!("expected truncation, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[tokio::test]
+    async fn blocking_writes_read_back_asynchronously() {
+        let mut writer = FrameWriter::new(Vec::new());
+        for body in [&b"one"[..], b"", &[3; MAX_BODY]] {
+            writer
+                .queue_frame_with(body.len(), |out| {
+                    out.copy_from_slice(body);
+                    Ok(body.len())
+                })
+                .unwrap();
+            writer.flush_frames_blocking().unwrap();
+        }
+        assert_eq!(writer.queued(), 0);
+        let mut reader = FrameReader::new(&writer.io[..]);
+        for body in [&b"one"[..], b"", &[3; MAX_BODY]] {
+            assert_eq!(reader.read_frame().await.unwrap().unwrap(), body);
+        }
+        assert!(reader.read_frame().await.unwrap().is_none());
     }
 
     /// Records each `poll_write` call separately.

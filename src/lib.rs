@@ -11,12 +11,13 @@
 //! - [`session`]: one conversation over any byte stream: handshake deadline, key check, the
 //!   opening ([`session::opening`]: HELLO, WELCOME), the full-duplex chat loop;
 //!   [`session::room`] hosts many members at once ([`session::member`]: each one's tasks, fair
-//!   share and deadlines), [`session::pipe`] moves raw bytes, [`session::input`] reads the
+//!   share and deadlines), [`session::pipe`] moves raw bytes (on a thread per direction over TCP), [`session::input`] reads the
 //!   user's lines, [`session::names`] decides how keys and display names are shown.
 //! - [`handshake`]: Noise XX with an ML-KEM-768 PSK (`Noise_XXpsk3_25519_ChaChaPoly_BLAKE2s`,
 //!   prologue `schat/2`; [`handshake::core`] has the messages, [`kem`] the KEM).
 //! - [`transport`]: the encrypted message stream, split into receive and send halves.
-//! - [`framed`]: buffered, cancel-safe frame I/O over `AsyncRead`/`AsyncWrite`.
+//! - [`framed`]: buffered, cancel-safe frame I/O over `AsyncRead`/`AsyncWrite` (and blocking
+//!   `Read`/`Write`, for pipe mode's threads over TCP).
 //! - [`frame`], [`message`]: pure codecs for the 2-byte length prefix and the typed plaintext
 //!   ([`message::notice`]: room events).
 //! - [`keys`], [`keyfile`], [`passphrase`], [`fingerprint`]: identities, their file (optionally

@@ -6,7 +6,7 @@
 //! is sealed or opened — never across an `.await`.
 
 use crate::error::{Error, ProtocolError, Result};
-use crate::framed::{FrameReader, FrameWriter};
+use crate::framed::{FrameReader, FrameWriter, Polled};
 use crate::message::{self, MAX_PLAINTEXT, Message, MessageError, kind};
 use snow::TransportState;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -80,11 +80,13 @@ pub fn split<R, W>(
     let state = Arc::new(Mutex::new(state));
     (
         RecvHalf {
-            state: state.clone(),
             frames: reader,
-            plain: Vec::new().into_boxed_slice(),
-            quit_received: false,
-            rekeys: 0,
+            opener: Opener {
+                state: state.clone(),
+                plain: Vec::new().into_boxed_slice(),
+                quit_received: false,
+                rekeys: 0,
+            },
         },
         SendHalf {
             state,
@@ -100,11 +102,8 @@ pub fn split<R, W>(
 
 /// The receiving direction.
 pub struct RecvHalf<R> {
-    state: SharedState,
     frames: FrameReader<R>,
-    plain: Box<[u8]>,
-    quit_received: bool,
-    rekeys: u64,
+    opener: Opener,
 }
 
 impl<R: AsyncRead + Unpin> RecvHalf<R> {
@@ -120,66 +119,10 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
             let Some(frame) = self.frames.read_frame().await? else {
                 return Ok(None);
             };
-            if self.quit_received {
-                return Err(ProtocolError::Unexpected("more data", "after its QUIT").into());
+            if let Some(len) = self.opener.open(frame)? {
+                return self.opener.decode(len).map(Some);
             }
-            if self.plain.len() < frame.len() {
-                // Grown on demand: chat-sized traffic never needs the 64 KiB buffer, and a room
-                // host keeps one per member.
-                let size = if frame.len() <= SMALL_BUF {
-                    SMALL_BUF
-                } else {
-                    PLAINTEXT_BUF_LEN
-                };
-                self.plain = vec![0u8; size].into_boxed_slice();
-            }
-            let mut state = lock(&self.state)?;
-            let len = state
-                .read_message(frame, &mut self.plain)
-                .map_err(|e| match e {
-                    snow::Error::Decrypt | snow::Error::Input => {
-                        Error::from(ProtocolError::Decrypt)
-                    }
-                    other => Error::Internal(format!("decrypting: {other}")),
-                })?;
-            // REKEY is handled here, invisibly to the caller: the peer's next message uses
-            // its next key.
-            if self.plain.first() == Some(&kind::REKEY) {
-                if len != 1 {
-                    return Err(
-                        ProtocolError::Message(MessageError::UnexpectedBody("REKEY")).into(),
-                    );
-                }
-                state.rekey_incoming();
-                self.rekeys += 1;
-                continue;
-            }
-            drop(state);
-            let msg = Message::decode(&self.plain[..len]).map_err(ProtocolError::Message)?;
-            if matches!(msg, Message::Quit(_)) {
-                self.quit_received = true;
-            }
-            return Ok(Some(msg));
         }
-    }
-
-    /// How many times the peer has changed its sending key.
-    pub fn rekeys(&self) -> u64 {
-        self.rekeys
-    }
-
-    /// Swaps the plaintext buffer for `spare` and returns the old one, which holds the last
-    /// message received (type byte at 0, body from 1). Lets pipe mode hand a DATA chunk to
-    /// another thread without copying it. `spare` may have any size: the buffer grows again
-    /// on demand, as it does for every frame (a returned buffer can be small, when the last
-    /// message was).
-    pub fn exchange_buffer(&mut self, spare: Box<[u8]>) -> Box<[u8]> {
-        std::mem::replace(&mut self.plain, spare)
-    }
-
-    /// Whether the peer has said goodbye.
-    pub fn quit_received(&self) -> bool {
-        self.quit_received
     }
 
     /// Reads and drops raw bytes until the peer closes, for a graceful close after our QUIT:
@@ -189,6 +132,115 @@ impl<R: AsyncRead + Unpin> RecvHalf<R> {
         use tokio::io::AsyncReadExt;
         let mut sink = [0u8; 4096];
         while matches!(self.frames.get_mut().read(&mut sink).await, Ok(n) if n > 0) {}
+    }
+}
+
+impl<R: std::io::Read> RecvHalf<R> {
+    /// As [`RecvHalf::recv`], blocking, for a thread that owns the stream: [`Polled::Idle`]
+    /// when the stream's read timeout passed without a whole message (nothing is lost).
+    pub fn recv_blocking(&mut self) -> Result<Polled<Option<Message<'_>>>> {
+        loop {
+            let frame = match self.frames.read_frame_blocking()? {
+                Polled::Idle => return Ok(Polled::Idle),
+                Polled::Ready(None) => return Ok(Polled::Ready(None)),
+                Polled::Ready(Some(frame)) => frame,
+            };
+            if let Some(len) = self.opener.open(frame)? {
+                return self.opener.decode(len).map(|m| Polled::Ready(Some(m)));
+            }
+        }
+    }
+}
+
+/// The decrypting side of a [`RecvHalf`], apart from its frames so that a frame borrowed
+/// from the reader can be opened into it.
+struct Opener {
+    state: SharedState,
+    plain: Box<[u8]>,
+    quit_received: bool,
+    rekeys: u64,
+}
+
+impl Opener {
+    /// Decrypts one frame into `plain`: the plaintext's length, or `None` for a REKEY, which
+    /// is handled here, invisibly to the caller (the peer's next message uses its next key).
+    fn open(&mut self, frame: &[u8]) -> Result<Option<usize>> {
+        if self.quit_received {
+            return Err(ProtocolError::Unexpected("more data", "after its QUIT").into());
+        }
+        if self.plain.len() < frame.len() {
+            // Grown on demand: chat-sized traffic never needs the 64 KiB buffer, and a room
+            // host keeps one per member.
+            let size = if frame.len() <= SMALL_BUF {
+                SMALL_BUF
+            } else {
+                PLAINTEXT_BUF_LEN
+            };
+            self.plain = vec![0u8; size].into_boxed_slice();
+        }
+        let mut state = lock(&self.state)?;
+        let len = state
+            .read_message(frame, &mut self.plain)
+            .map_err(|e| match e {
+                snow::Error::Decrypt | snow::Error::Input => Error::from(ProtocolError::Decrypt),
+                other => Error::Internal(format!("decrypting: {other}")),
+            })?;
+        if self.plain.first() == Some(&kind::REKEY) {
+            if len != 1 {
+                return Err(ProtocolError::Message(MessageError::UnexpectedBody("REKEY")).into());
+            }
+            state.rekey_incoming();
+            self.rekeys += 1;
+            return Ok(None);
+        }
+        Ok(Some(len))
+    }
+
+    /// The message just opened, `len` bytes of plaintext.
+    fn decode(&mut self, len: usize) -> Result<Message<'_>> {
+        let msg = Message::decode(&self.plain[..len]).map_err(ProtocolError::Message)?;
+        if matches!(msg, Message::Quit(_)) {
+            self.quit_received = true;
+        }
+        Ok(msg)
+    }
+}
+
+impl<R> RecvHalf<R> {
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &R {
+        self.frames.get_ref()
+    }
+
+    /// Moves this half onto another stream (the same connection seen another way, e.g. as a
+    /// blocking socket), keeping its keys and whatever was already read.
+    pub fn try_map_io<R2, E>(
+        self,
+        f: impl FnOnce(R) -> std::result::Result<R2, E>,
+    ) -> std::result::Result<RecvHalf<R2>, E> {
+        Ok(RecvHalf {
+            frames: self.frames.try_map_io(f)?,
+            opener: self.opener,
+        })
+    }
+
+    /// How many times the peer has changed its sending key.
+    pub fn rekeys(&self) -> u64 {
+        self.opener.rekeys
+    }
+
+    /// Swaps the plaintext buffer for `spare` and returns the old one, which holds the last
+    /// message received (type byte at 0, body from 1). Lets pipe mode hand a DATA chunk to
+    /// another thread without copying it. `spare` may have any size: the buffer grows again
+    /// on demand, as it does for every frame (a returned buffer can be small, when the last
+    /// message was).
+    pub fn exchange_buffer(&mut self, spare: Box<[u8]>) -> Box<[u8]> {
+        std::mem::replace(&mut self.opener.plain, spare)
+    }
+
+    /// Whether the peer has said goodbye.
+    pub fn quit_received(&self) -> bool {
+        self.opener.quit_received
     }
 }
 
@@ -204,16 +256,6 @@ pub struct SendHalf<W> {
 }
 
 impl<W: AsyncWrite + Unpin> SendHalf<W> {
-    /// Changes when this direction rekeys (the default suits real sessions).
-    pub fn set_rekey_policy(&mut self, policy: RekeyPolicy) {
-        self.policy = policy;
-    }
-
-    /// How many times we have changed our sending key.
-    pub fn rekeys(&self) -> u64 {
-        self.rekeys
-    }
-
     /// Encrypts and sends one message, first changing keys if the policy says it is time.
     /// After a QUIT nothing more may be sent.
     pub async fn send(&mut self, msg: &Message<'_>) -> Result<()> {
@@ -226,6 +268,56 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
     pub async fn send_encoded(&mut self, plaintext: &[u8]) -> Result<()> {
         self.queue_encoded(plaintext)?;
         self.flush().await
+    }
+
+    /// Sends everything queued.
+    pub async fn flush(&mut self) -> Result<()> {
+        self.frames.flush_frames().await
+    }
+
+    /// Sends QUIT with `reason` and closes our direction of the stream.
+    pub async fn quit(&mut self, reason: &str) -> Result<()> {
+        self.send(&Message::Quit(reason.into())).await?;
+        self.close().await
+    }
+
+    /// Closes our direction of the stream (TCP FIN) without a QUIT.
+    pub async fn close(&mut self) -> Result<()> {
+        self.frames.shutdown().await
+    }
+}
+
+impl<W> SendHalf<W> {
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &W {
+        self.frames.get_ref()
+    }
+
+    /// Moves this half onto another stream (the same connection seen another way, e.g. as a
+    /// blocking socket), keeping its keys and anything queued.
+    pub fn try_map_io<W2, E>(
+        self,
+        f: impl FnOnce(W) -> std::result::Result<W2, E>,
+    ) -> std::result::Result<SendHalf<W2>, E> {
+        Ok(SendHalf {
+            state: self.state,
+            frames: self.frames.try_map_io(f)?,
+            plain: self.plain,
+            quit_sent: self.quit_sent,
+            policy: self.policy,
+            usage: self.usage,
+            rekeys: self.rekeys,
+        })
+    }
+
+    /// Changes when this direction rekeys (the default suits real sessions).
+    pub fn set_rekey_policy(&mut self, policy: RekeyPolicy) {
+        self.policy = policy;
+    }
+
+    /// How many times we have changed our sending key.
+    pub fn rekeys(&self) -> u64 {
+        self.rekeys
     }
 
     /// Encrypts a message into the outgoing buffer without sending it yet: several queued
@@ -280,11 +372,6 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
         self.frames.queued()
     }
 
-    /// Sends everything queued.
-    pub async fn flush(&mut self) -> Result<()> {
-        self.frames.flush_frames().await
-    }
-
     fn seal(&mut self, plain: &[u8]) -> Result<()> {
         let state = &self.state;
         self.frames.queue_frame_with(plain.len() + TAG_LEN, |out| {
@@ -296,19 +383,161 @@ impl<W: AsyncWrite + Unpin> SendHalf<W> {
         })
     }
 
-    /// Sends QUIT with `reason` and closes our direction of the stream.
-    pub async fn quit(&mut self, reason: &str) -> Result<()> {
-        self.send(&Message::Quit(reason.into())).await?;
-        self.close().await
-    }
-
-    /// Closes our direction of the stream (TCP FIN) without a QUIT.
-    pub async fn close(&mut self) -> Result<()> {
-        self.frames.shutdown().await
-    }
-
     /// Whether we have said goodbye.
     pub fn quit_sent(&self) -> bool {
         self.quit_sent
+    }
+}
+
+impl<W: std::io::Write> SendHalf<W> {
+    /// As [`SendHalf::send`], blocking, for a thread that owns the stream.
+    pub fn send_blocking(&mut self, msg: &Message<'_>) -> Result<()> {
+        self.queue(msg)?;
+        self.flush_blocking()
+    }
+
+    /// As [`SendHalf::send_encoded`], blocking.
+    pub fn send_encoded_blocking(&mut self, plaintext: &[u8]) -> Result<()> {
+        self.queue_encoded(plaintext)?;
+        self.flush_blocking()
+    }
+
+    /// As [`SendHalf::flush`], blocking.
+    pub fn flush_blocking(&mut self) -> Result<()> {
+        self.frames.flush_frames_blocking()
+    }
+}
+
+impl SendHalf<std::net::TcpStream> {
+    /// As [`SendHalf::quit`], blocking: QUIT with `reason`, then FIN.
+    pub fn quit_blocking(&mut self, reason: &str) -> Result<()> {
+        self.send_blocking(&Message::Quit(reason.into()))?;
+        self.get_ref()
+            .shutdown(std::net::Shutdown::Write)
+            .map_err(|e| Error::io("closing the connection", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    /// Two transport states that talk to each other (NN: no keys needed for this test).
+    fn pair() -> (TransportState, TransportState) {
+        let params: snow::params::NoiseParams =
+            "Noise_NN_25519_ChaChaPoly_BLAKE2s".parse().unwrap();
+        let mut i = snow::Builder::new(params.clone())
+            .build_initiator()
+            .unwrap();
+        let mut r = snow::Builder::new(params).build_responder().unwrap();
+        let (mut buf, mut tmp) = ([0u8; 128], [0u8; 128]);
+        let n = i.write_message(&[], &mut buf).unwrap();
+        r.read_message(&buf[..n], &mut tmp).unwrap();
+        let n = r.write_message(&[], &mut buf).unwrap();
+        i.read_message(&buf[..n], &mut tmp).unwrap();
+        (
+            i.into_transport_mode().unwrap(),
+            r.into_transport_mode().unwrap(),
+        )
+    }
+
+    fn messages() -> Vec<Message<'static>> {
+        vec![
+            Message::Data(Cow::Owned(vec![1; 10])),
+            Message::Ping(Cow::Owned(vec![])),
+            Message::Data(Cow::Owned(vec![2; message::MAX_BODY])),
+            Message::Data(Cow::Owned(vec![3; 5])),
+            Message::Quit(Cow::Borrowed("")),
+        ]
+    }
+
+    /// The blocking and async halves speak the same stream, REKEYs included, in both
+    /// directions: what one writes, the other reads (the pipe switches engines mid-session).
+    #[tokio::test]
+    async fn blocking_and_async_halves_interoperate() {
+        let rekey_often = RekeyPolicy {
+            messages: 2,
+            ..RekeyPolicy::default()
+        };
+        // Blocking send, async receive.
+        let (a, b) = pair();
+        let (_, mut send) = split(
+            a,
+            FrameReader::new(std::io::empty()),
+            FrameWriter::new(Vec::new()),
+        );
+        send.set_rekey_policy(rekey_often);
+        for m in messages() {
+            send.send_blocking(&m).unwrap();
+        }
+        assert_eq!(send.rekeys(), 2);
+        let wire = send.frames.get_ref().clone();
+        let (mut recv, _) = split(
+            b,
+            FrameReader::new(&wire[..]),
+            FrameWriter::new(std::io::sink()),
+        );
+        for m in messages() {
+            assert_eq!(recv.recv().await.unwrap().unwrap(), m);
+        }
+        assert!(recv.recv().await.unwrap().is_none());
+        // Async send, blocking receive.
+        let (a, b) = pair();
+        let (_, mut send) = split(
+            a,
+            FrameReader::new(std::io::empty()),
+            FrameWriter::new(Vec::new()),
+        );
+        send.set_rekey_policy(rekey_often);
+        for m in messages() {
+            send.send(&m).await.unwrap();
+        }
+        let wire = send.frames.get_ref().clone();
+        let (mut recv, _) = split(
+            b,
+            FrameReader::new(&wire[..]),
+            FrameWriter::new(std::io::sink()),
+        );
+        for m in messages() {
+            match recv.recv_blocking().unwrap() {
+                Polled::Ready(Some(got)) => assert_eq!(got, m),
+                other => panic!("{:?}", other.map_ready(|o| o.is_some())),
+            }
+        }
+        assert_eq!(recv.rekeys(), 2);
+        assert!(matches!(recv.recv_blocking().unwrap(), Polled::Ready(None)));
+    }
+
+    /// A half moved onto another stream keeps its keys and what it had already buffered.
+    #[tokio::test]
+    async fn a_moved_half_keeps_its_buffer_and_keys() {
+        let (a, b) = pair();
+        let (_, mut send) = split(
+            a,
+            FrameReader::new(std::io::empty()),
+            FrameWriter::new(Vec::new()),
+        );
+        for m in messages() {
+            send.send(&m).await.unwrap();
+        }
+        let wire = send.frames.get_ref().clone();
+        // Two messages read through the async reader, which has buffered part of the third;
+        // then the same stream, read on by the blocking reader from where it was.
+        let (mut recv, _) = split(
+            b,
+            FrameReader::new(&wire[..]),
+            FrameWriter::new(std::io::sink()),
+        );
+        for m in &messages()[..2] {
+            assert_eq!(&recv.recv().await.unwrap().unwrap(), m);
+        }
+        let mut recv = recv.try_map_io(|rest: &[u8]| Ok::<_, ()>(rest)).unwrap();
+        for m in &messages()[2..] {
+            match recv.recv_blocking().unwrap() {
+                Polled::Ready(Some(got)) => assert_eq!(&got, m),
+                other => panic!("{:?}", other.map_ready(|o| o.is_some())),
+            }
+        }
     }
 }

@@ -616,3 +616,71 @@ async fn a_half_closed_pipe_survives_silence_in_both_orders() {
     })
     .await
 }
+
+/// A peer that freezes (SIGSTOP: its kernel still holds the connection open) is declared gone
+/// after three silent keepalive intervals, whether we are pushing bulk data at it (our writes
+/// then block on a full socket, and must be cut short) or only waiting for its bytes. Never a
+/// success, never a hang.
+#[tokio::test]
+async fn a_frozen_peer_is_declared_gone_even_while_we_push_data_at_it() {
+    within(async {
+        let f = Files::new();
+        for pushing in [true, false] {
+            let (alice, bob) = (Home::new(), Home::new());
+            let alice_key = alice.fingerprint();
+            let mut listener = PipeProc::spawn(
+                &bob,
+                &[
+                    "listen",
+                    "127.0.0.1:0",
+                    "--pipe",
+                    "--peer",
+                    &alice_key,
+                    "--keepalive",
+                    "1",
+                ],
+                Stdio::piped(),
+                &f.path("l"),
+            );
+            let line = listener.stderr_until("listening on").await;
+            let addr = line.rsplit(' ').next().unwrap().to_string();
+            let mut dialer = PipeProc::spawn(
+                &alice,
+                &[
+                    "dial",
+                    &addr,
+                    "--pipe",
+                    "--trust",
+                    "accept-new",
+                    "--keepalive",
+                    "1",
+                ],
+                if pushing {
+                    stdin_from(Path::new("/dev/zero"))
+                } else {
+                    Stdio::piped()
+                },
+                &f.path("d"),
+            );
+            dialer.stderr_until("secure session established").await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let pid = listener.child.id().unwrap() as libc::pid_t;
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+            let frozen = std::time::Instant::now();
+            let status = dialer.exit().await;
+            let waited = frozen.elapsed();
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+            assert_eq!(status.code(), Some(1), "{}", dialer.stderr_text());
+            assert!(
+                dialer
+                    .stderr_text()
+                    .contains("no sign of life from the peer"),
+                "{}",
+                dialer.stderr_text()
+            );
+            // Three intervals of 1 s, plus start-up slack: not the 60 s `exit` allows.
+            assert!(waited < Duration::from_secs(10), "took {waited:?}");
+        }
+    })
+    .await
+}

@@ -2,6 +2,7 @@
 //! bidirectional QUIC stream of an iroh connection. Sessions see only `AsyncRead`/`AsyncWrite`;
 //! these enums keep that static (no boxing) and let both transports feed one room.
 
+use crate::framed::Detach;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -78,4 +79,58 @@ impl AsyncWrite for Writer {
             Writer::Quic(w) => Pin::new(w).poll_shutdown(cx),
         }
     }
+}
+
+/// A dup of a tokio socket's descriptor as a `std` socket. The descriptors share one open file
+/// description, so the caller switches it to blocking mode once tokio has let go of both halves.
+fn dup(socket: &tokio::net::TcpStream) -> io::Result<std::net::TcpStream> {
+    use std::os::fd::AsFd;
+    Ok(std::net::TcpStream::from(
+        socket.as_fd().try_clone_to_owned()?,
+    ))
+}
+
+impl Detach for Reader {
+    fn detachable(&self) -> bool {
+        matches!(self, Reader::Tcp(_))
+    }
+
+    fn detach(self) -> Result<std::net::TcpStream, (Self, io::Error)> {
+        match self {
+            // Dropping tokio's half deregisters it; the socket stays open through the dup.
+            Reader::Tcp(half) => match dup(half.as_ref()) {
+                Ok(socket) => Ok(socket),
+                Err(e) => Err((Reader::Tcp(half), e)),
+            },
+            quic @ Reader::Quic(_) => Err((quic, unsupported())),
+        }
+    }
+}
+
+impl Detach for Writer {
+    fn detachable(&self) -> bool {
+        matches!(self, Writer::Tcp(_))
+    }
+
+    fn detach(self) -> Result<std::net::TcpStream, (Self, io::Error)> {
+        match self {
+            Writer::Tcp(half) => match dup(half.as_ref()) {
+                Ok(socket) => {
+                    // Dropped normally, tokio's write half would send FIN: our direction is
+                    // not finished, it only moves to the blocking socket.
+                    half.forget();
+                    Ok(socket)
+                }
+                Err(e) => Err((Writer::Tcp(half), e)),
+            },
+            quic @ Writer::Quic(_) => Err((quic, unsupported())),
+        }
+    }
+}
+
+fn unsupported() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "a QUIC stream has no blocking form",
+    )
 }

@@ -19,6 +19,7 @@ pub mod verify;
 
 use crate::error::{Error, ProtocolError, Result};
 use crate::fingerprint;
+use crate::framed::Detach;
 use crate::framed::{FrameReader, FrameWriter};
 use crate::handshake::{self, Established};
 use crate::keys::{Identity, PublicKey};
@@ -205,8 +206,8 @@ pub async fn converse<R, W>(
     interrupts: &mut Interrupts,
 ) -> Result<Ended>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin + Send + 'static,
+    R: AsyncRead + Unpin + Detach,
+    W: AsyncWrite + Unpin + Detach + Send + 'static,
 {
     let (peer, local) = (established.peer, established.local);
     let decision = match role {
@@ -293,8 +294,8 @@ pub async fn proceed<R, W>(
     interrupts: &mut Interrupts,
 ) -> Result<Ended>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin + Send + 'static,
+    R: AsyncRead + Unpin + Detach,
+    W: AsyncWrite + Unpin + Detach + Send + 'static,
 {
     // Only now, with the peer's key accepted, is the session "established" for the user: a
     // refused key never gets this far.
@@ -371,8 +372,8 @@ async fn chat<R, W>(
     interrupts: &mut Interrupts,
 ) -> Result<Ended>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin + Send + 'static,
+    R: AsyncRead + Unpin + Detach,
+    W: AsyncWrite + Unpin + Detach + Send + 'static,
 {
     let Established { mut recv, send, .. } = established;
     let speaker = peer.speaker();

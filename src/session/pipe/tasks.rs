@@ -1,92 +1,47 @@
-//! Pipe mode: stdin's bytes to the peer, the peer's bytes to stdout, raw, as DATA messages of up
-//! to 65518 bytes. QUIT means "I have finished sending" (a half-close): each side ends once it
-//! has sent its QUIT and received the peer's, with everything received written out.
-//!
-//! The hot path copies as little as it can: a reader thread reads stdin straight into a
-//! message buffer after its type byte, the session seals it into the frame buffer and writes
-//! the frame with one call; on the way in, each decrypted chunk goes to a writer thread, so
-//! stdout and the socket work in parallel. Buffers circulate through pools, never reallocated.
+//! Pipe mode over an async stream (a QUIC stream of iroh; in tests, an in-memory pipe): our
+//! direction and the peer's run as two futures, with a helper thread reading stdin and one
+//! writing stdout, so that stdout and the network work at the same time. Chunks travel
+//! between them as whole buffers through small pools, never copied or reallocated.
 
-use super::keepalive::{Lapse, Silence};
-use crate::error::{Error, ProtocolError, Result};
-use crate::handshake::Established;
+use super::{Control, Counters, Step, step};
+use crate::error::{Error, Result};
 use crate::message::{MAX_PLAINTEXT, Message, Mode, kind};
+use crate::session::keepalive::{Lapse, Silence};
+use crate::session::opening::Opening;
 use crate::transport::{PLAINTEXT_BUF_LEN, RecvHalf, SendHalf};
-use crate::ui::Ui;
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 /// Buffers in flight in each direction.
 const IN_FLIGHT: usize = 4;
 
-/// How pipe mode reports progress.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PipeOptions {
-    /// No progress line and no summary.
-    pub quiet: bool,
-}
-
-/// Control messages the receiving side asks the sending side to send.
-enum Control {
-    /// Keepalive probe.
-    Ping,
-    /// Answer to the peer's PING.
-    Pong(Vec<u8>),
-}
-
-/// Runs a pipe session on an established connection, with the process's stdin and stdout.
-pub async fn run<R, W>(
-    established: Established<R, W>,
-    listener: bool,
+/// Moves stdin to the peer and the peer's bytes to stdout until both QUITs have passed.
+pub(super) async fn transfer<R, W>(
+    recv: RecvHalf<R>,
+    send: SendHalf<W>,
+    dialer: bool,
     keepalive: Duration,
-    options: PipeOptions,
-    ui: &Ui,
+    counters: &Counters,
 ) -> Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let Established { recv, mut send, .. } = established;
-    // Our HELLO first (a dialer gets here only once it has accepted the listener's key).
-    send.send(&Message::hello(Mode::Pipe, "")).await?;
-    if listener {
-        send.send(&Message::Welcome("schat pipe".into())).await?;
-    }
-    let counters = Counters::default();
-    let started = Instant::now();
     let (control_tx, control_rx) = mpsc::channel::<Control>(4);
-    let upload = upload(send, StdinChunks::spawn(), control_rx, keepalive, &counters);
+    let upload = upload(send, StdinChunks::spawn(), control_rx, keepalive, counters);
     let download = download(
         recv,
         StdoutChunks::spawn(),
         control_tx,
-        !listener,
+        dialer,
         keepalive,
-        &counters,
+        counters,
     );
-    let show_progress = !options.quiet && io::stderr().is_terminal();
-    let result = tokio::select! {
-        r = async { tokio::try_join!(upload, download) } => r.map(|_| ()),
-        never = progress(&counters, started, show_progress) => match never {},
-    };
-    if show_progress {
-        eprint!("\r\x1b[K");
-    }
-    if !options.quiet {
-        let secs = started.elapsed().as_secs_f64();
-        let (sent, received) = counters.get();
-        ui.status(format_args!(
-            "sent {}, received {} in {secs:.1} s ({}/s)",
-            size(sent),
-            size(received),
-            size(((sent + received) as f64 / secs.max(1e-3)) as u64)
-        ));
-    }
-    result
+    tokio::try_join!(upload, download).map(|_| ())
 }
 
 /// Our direction: stdin chunks as DATA, PINGs and PONGs when asked, QUIT at end of input.
@@ -138,7 +93,7 @@ async fn download<R: AsyncRead + Unpin>(
     counters: &Counters,
 ) -> Result<()> {
     let mut silence = Silence::new(keepalive);
-    let mut opening = super::opening::Opening::new(dialer);
+    let mut opening = Opening::new(dialer);
     loop {
         let msg = tokio::select! {
             msg = recv.recv() => msg?,
@@ -157,8 +112,8 @@ async fn download<R: AsyncRead + Unpin>(
         let Some(msg) = opening.accept(msg, Mode::Pipe)? else {
             continue;
         };
-        match msg {
-            Message::Data(bytes) => {
+        match step(msg)? {
+            Step::Data(bytes) => {
                 let len = bytes.len();
                 counters.received.fetch_add(len as u64, Ordering::Relaxed);
                 // Hand the decrypted buffer itself to the writer thread; take a spare in its
@@ -166,101 +121,15 @@ async fn download<R: AsyncRead + Unpin>(
                 let full = recv.exchange_buffer(stdout.spare());
                 stdout.write(full, 1..1 + len).await?;
             }
-            // The peer has finished sending: everything received must reach stdout before
-            // this side can report success — or, when its reason is not a goodbye, report why
-            // it stopped (what arrived is still written out).
-            Message::Quit(reason) => {
-                let ending = super::QuitReason::of(&reason).error();
+            Step::Quit(ending) => {
                 stdout.finish().await?;
                 return ending.map_or(Ok(()), Err);
             }
-            Message::Ping(body) => {
-                let _ = control.try_send(Control::Pong(body.into_owned()));
+            Step::Pong(body) => {
+                let _ = control.try_send(Control::Pong(body));
             }
-            Message::Pong(_) | Message::Rekey | Message::Extension { .. } => {}
-            Message::Text(_)
-            | Message::Relay { .. }
-            | Message::Notice(_)
-            | Message::Private(_)
-            | Message::Nick(_)
-            | Message::Invite(_)
-            | Message::Pake { .. }
-            | Message::Confirm(_)
-            | Message::Who => {
-                return Err(ProtocolError::Unexpected(
-                    msg.name(),
-                    "in a pipe (is it in chat mode?)",
-                )
-                .into());
-            }
-            // The listener's greeting means nothing to a pipe; the opening saw it came once.
-            Message::Welcome(_) => {}
-            // Its name means nothing to a pipe; the opening saw that it came once.
-            Message::Hello { .. } => {}
+            Step::Nothing => {}
         }
-    }
-}
-
-/// Bytes moved so far, shared with the progress line.
-#[derive(Debug, Default)]
-struct Counters {
-    sent: AtomicU64,
-    received: AtomicU64,
-}
-
-impl Counters {
-    fn get(&self) -> (u64, u64) {
-        (
-            self.sent.load(Ordering::Relaxed),
-            self.received.load(Ordering::Relaxed),
-        )
-    }
-}
-
-/// Redraws a progress line on stderr four times a second (if enabled). Never returns.
-async fn progress(
-    counters: &Counters,
-    started: Instant,
-    enabled: bool,
-) -> std::convert::Infallible {
-    if !enabled {
-        return std::future::pending().await;
-    }
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut last = (0u64, Instant::now());
-    loop {
-        tick.tick().await;
-        let (sent, received) = counters.get();
-        let total = sent + received;
-        let now = Instant::now();
-        let rate = (total - last.0) as f64 / now.duration_since(last.1).as_secs_f64().max(1e-3);
-        last = (total, now);
-        let elapsed = started.elapsed().as_secs();
-        eprint!(
-            "\r\x1b[Kschat: ↑ {}  ↓ {}  {}/s  {}:{:02}",
-            size(sent),
-            size(received),
-            size(rate as u64),
-            elapsed / 60,
-            elapsed % 60
-        );
-        let _ = io::stderr().flush();
-    }
-}
-
-/// A byte count for people: B, KiB, MiB, GiB.
-fn size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

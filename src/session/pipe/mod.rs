@@ -1,0 +1,195 @@
+//! Pipe mode: stdin's bytes to the peer, the peer's bytes to stdout, raw, as DATA messages of up
+//! to 65518 bytes. QUIT means "I have finished sending" (a half-close): each side ends once it
+//! has sent its QUIT and received the peer's, with everything received written out.
+//!
+//! Two engines move the bytes, with the same rules (keepalive, QUIT, errors):
+//! - [`threads`], over TCP: once the session is open the socket leaves the async runtime, and
+//!   one thread per direction does blocking read → seal → write and read → open → write. No
+//!   task wake-ups or hand-offs per chunk: after the cipher, those were the largest cost.
+//! - [`tasks`], over anything else (a QUIC stream of iroh, or an in-memory pipe in tests):
+//!   async tasks, with helper threads for stdin and stdout.
+//!
+//! Either way the hot path copies as little as it can: stdin is read straight into a message
+//! buffer after its type byte, sealed into the frame buffer, and the frame written with one
+//! call; buffers are reused, never reallocated.
+
+mod tasks;
+mod threads;
+
+use crate::error::{Error, ProtocolError, Result};
+use crate::framed::Detach;
+use crate::handshake::Established;
+use crate::message::{Message, Mode};
+use crate::ui::Ui;
+use std::io::{self, IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// How pipe mode reports progress.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PipeOptions {
+    /// No progress line and no summary.
+    pub quiet: bool,
+}
+
+/// Control messages the receiving side asks the sending side to send.
+enum Control {
+    /// Keepalive probe.
+    Ping,
+    /// Answer to the peer's PING.
+    Pong(Vec<u8>),
+}
+
+/// Runs a pipe session on an established connection, with the process's stdin and stdout.
+pub async fn run<R, W>(
+    established: Established<R, W>,
+    listener: bool,
+    keepalive: Duration,
+    options: PipeOptions,
+    ui: &Ui,
+) -> Result<()>
+where
+    R: AsyncRead + Unpin + Detach,
+    W: AsyncWrite + Unpin + Detach,
+{
+    let Established { recv, mut send, .. } = established;
+    // Our HELLO first (a dialer gets here only once it has accepted the listener's key).
+    send.send(&Message::hello(Mode::Pipe, "")).await?;
+    if listener {
+        send.send(&Message::Welcome("schat pipe".into())).await?;
+    }
+    let counters = Arc::new(Counters::default());
+    let started = Instant::now();
+    let dialer = !listener;
+    let transfer = async {
+        if recv.get_ref().detachable() && send.get_ref().detachable() {
+            threads::transfer(recv, send, dialer, keepalive, counters.clone()).await
+        } else {
+            tasks::transfer(recv, send, dialer, keepalive, &counters).await
+        }
+    };
+    let show_progress = !options.quiet && io::stderr().is_terminal();
+    let result = tokio::select! {
+        r = transfer => r,
+        never = progress(&counters, started, show_progress) => match never {},
+    };
+    if show_progress {
+        eprint!("\r\x1b[K");
+    }
+    if !options.quiet {
+        let secs = started.elapsed().as_secs_f64();
+        let (sent, received) = counters.get();
+        ui.status(format_args!(
+            "sent {}, received {} in {secs:.1} s ({}/s)",
+            size(sent),
+            size(received),
+            size(((sent + received) as f64 / secs.max(1e-3)) as u64)
+        ));
+    }
+    result
+}
+
+/// What a message from the peer means to a pipe, once the opening has passed it.
+enum Step<'a> {
+    /// Bytes for stdout.
+    Data(std::borrow::Cow<'a, [u8]>),
+    /// The peer has finished sending: everything received must reach stdout before this side
+    /// can report success — or, when its reason is not a goodbye, report why it stopped (what
+    /// arrived is still written out).
+    Quit(Option<Error>),
+    /// Answer the peer's PING with this body.
+    Pong(Vec<u8>),
+    /// Nothing to do.
+    Nothing,
+}
+
+fn step(msg: Message<'_>) -> Result<Step<'_>> {
+    Ok(match msg {
+        Message::Data(bytes) => Step::Data(bytes),
+        Message::Quit(reason) => Step::Quit(super::QuitReason::of(&reason).error()),
+        Message::Ping(body) => Step::Pong(body.into_owned()),
+        Message::Pong(_) | Message::Rekey | Message::Extension { .. } => Step::Nothing,
+        Message::Text(_)
+        | Message::Relay { .. }
+        | Message::Notice(_)
+        | Message::Private(_)
+        | Message::Nick(_)
+        | Message::Invite(_)
+        | Message::Pake { .. }
+        | Message::Confirm(_)
+        | Message::Who => {
+            return Err(
+                ProtocolError::Unexpected(msg.name(), "in a pipe (is it in chat mode?)").into(),
+            );
+        }
+        // The listener's greeting means nothing to a pipe; the opening saw it came once.
+        Message::Welcome(_) => Step::Nothing,
+        // Its name means nothing to a pipe; the opening saw that it came once.
+        Message::Hello { .. } => Step::Nothing,
+    })
+}
+
+/// Bytes moved so far, shared with the progress line.
+#[derive(Debug, Default)]
+struct Counters {
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+impl Counters {
+    fn get(&self) -> (u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.received.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Redraws a progress line on stderr four times a second (if enabled). Never returns.
+async fn progress(
+    counters: &Counters,
+    started: Instant,
+    enabled: bool,
+) -> std::convert::Infallible {
+    if !enabled {
+        return std::future::pending().await;
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut last = (0u64, Instant::now());
+    loop {
+        tick.tick().await;
+        let (sent, received) = counters.get();
+        let total = sent + received;
+        let now = Instant::now();
+        let rate = (total - last.0) as f64 / now.duration_since(last.1).as_secs_f64().max(1e-3);
+        last = (total, now);
+        let elapsed = started.elapsed().as_secs();
+        eprint!(
+            "\r\x1b[Kschat: ↑ {}  ↓ {}  {}/s  {}:{:02}",
+            size(sent),
+            size(received),
+            size(rate as u64),
+            elapsed / 60,
+            elapsed % 60
+        );
+        let _ = io::stderr().flush();
+    }
+}
+
+/// A byte count for people: B, KiB, MiB, GiB.
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,362 @@
+//! Pipe mode over TCP, off the async runtime: once the session is open, the socket becomes a
+//! blocking one and each direction gets a thread of its own.
+//!
+//! ```text
+//!  stdin ──poll, read──▶ [upload] ──seal, write──▶ socket      PING when we were quiet;
+//!                           ▲ PING/PONG asks, wake-up pipe       QUIT + FIN at end of input
+//!  stdout ◀──write── [download] ◀──read, open── socket         read timeout = keepalive:
+//!                                                               PING, then give up at three
+//! ```
+//!
+//! Why: a chunk used to cross from the stdin thread to a runtime task and (on the way in) from
+//! a task to the stdout thread, each crossing a wake-up; perf put those at a quarter of the
+//! samples, after the cipher. The rules are those of the async engine ([`super::tasks`]);
+//! only the waiting differs. The runtime only waits for the two threads' results: the first
+//! failure stops the other thread (its socket is shut down and it is woken), and is the one
+//! reported.
+
+use super::{Control, Counters, Step, step};
+use crate::error::{Error, Result};
+use crate::framed::{Detach, Polled};
+use crate::message::{MAX_PLAINTEXT, Message, Mode, kind};
+use crate::session::keepalive::{Lapse, SilentReads};
+use crate::session::opening::Opening;
+use crate::transport::{RecvHalf, SendHalf};
+use std::fs::File;
+use std::io::{self, PipeReader, PipeWriter, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::time::Duration;
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+
+/// Moves stdin to the peer and the peer's bytes to stdout until both QUITs have passed.
+pub(super) async fn transfer<R: Detach, W: Detach>(
+    recv: RecvHalf<R>,
+    send: SendHalf<W>,
+    dialer: bool,
+    keepalive: Duration,
+    counters: Arc<Counters>,
+) -> Result<()> {
+    let preparing = |e| Error::io("preparing the connection for the pipe", e);
+    let recv = recv.try_map_io(|io| io.detach().map_err(|(_, e)| e));
+    let send = send.try_map_io(|io| io.detach().map_err(|(_, e)| e));
+    let (recv, send) = match (recv, send) {
+        (Ok(recv), Ok(send)) => (recv, send),
+        (Err(e), _) | (_, Err(e)) => return Err(preparing(e)),
+    };
+    let silence = SilentReads::new(keepalive);
+    // Both halves share one open file description: this makes the socket blocking for both.
+    send.get_ref().set_nonblocking(false).map_err(preparing)?;
+    recv.get_ref()
+        .set_read_timeout(Some(silence.read_timeout()))
+        .map_err(preparing)?;
+    let socket = send.get_ref().try_clone().map_err(preparing)?;
+    let (wake_rx, wake_tx) = io::pipe().map_err(preparing)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let abort = Abort {
+        socket,
+        stop: stop.clone(),
+        wake: wake_tx.try_clone().map_err(preparing)?,
+        armed: true,
+    };
+    let (controls_tx, controls_rx) = std::sync::mpsc::sync_channel(4);
+    let (done_tx, mut done) = unbounded_channel();
+    let upload = Upload {
+        send,
+        stdin: stdio(io::stdin().as_fd()).map_err(|e| Error::io("reading stdin", e))?,
+        controls: controls_rx,
+        wake: wake_rx,
+        stop,
+        keepalive,
+        counters: counters.clone(),
+    };
+    let download = Download {
+        recv,
+        stdout: stdio(io::stdout().as_fd()).map_err(|e| Error::io("writing stdout", e))?,
+        controls: controls_tx,
+        wake: wake_tx,
+        dialer,
+        silence,
+        counters,
+    };
+    spawn("schat-upload", Done::new(&done_tx, "upload"), move || {
+        upload.run()
+    })?;
+    spawn(
+        "schat-download",
+        Done::new(&done_tx, "download"),
+        move || download.run(),
+    )?;
+    drop(done_tx);
+    let vanished = || Err(Error::Internal("a pipe thread vanished".into()));
+    // On the first failure, returning drops `abort`, which stops the other thread.
+    done.recv().await.unwrap_or_else(vanished)?;
+    let second = done.recv().await.unwrap_or_else(vanished);
+    if second.is_ok() {
+        abort.disarm();
+    }
+    second
+}
+
+/// A private descriptor for stdin or stdout (Rust's own handles buffer and lock), or `None`
+/// when the descriptor is closed: then stdin is empty and stdout discards, as Rust's are.
+fn stdio(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<Option<File>> {
+    match fd.try_clone_to_owned() {
+        Ok(owned) => Ok(Some(File::from(owned))),
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn spawn(name: &str, done: Done, body: impl FnOnce() -> Result<()> + Send + 'static) -> Result<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || done.report(body()))
+        .map(drop)
+        .map_err(|e| Error::io("starting the pipe's threads", e))
+}
+
+/// A thread's result, sent when it ends — also when it ends by panicking, so that the runtime
+/// never waits for a thread that is gone.
+struct Done {
+    tx: Option<UnboundedSender<Result<()>>>,
+    what: &'static str,
+}
+
+impl Done {
+    fn new(tx: &UnboundedSender<Result<()>>, what: &'static str) -> Self {
+        Done {
+            tx: Some(tx.clone()),
+            what,
+        }
+    }
+
+    fn report(mut self, result: Result<()>) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(result);
+        }
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Err(Error::Internal(format!(
+                "the pipe's {} thread stopped unexpectedly",
+                self.what
+            ))));
+        }
+    }
+}
+
+/// Stops both threads unless disarmed: on the first failure, and when the session is dropped
+/// (cancelled) before the end. Shutting the socket down ends a blocked read or write at once;
+/// the flag and the wake-up end the upload thread's wait for stdin.
+struct Abort {
+    socket: TcpStream,
+    stop: Arc<AtomicBool>,
+    wake: PipeWriter,
+    armed: bool,
+}
+
+impl Abort {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Abort {
+    fn drop(&mut self) {
+        if self.armed {
+            self.stop.store(true, Ordering::SeqCst);
+            let _ = self.socket.shutdown(Shutdown::Both);
+            let _ = self.wake.write(&[1]);
+        }
+    }
+}
+
+/// Our direction: stdin as DATA, PINGs and PONGs when asked, QUIT at end of input.
+///
+/// While we may still send, we also PING after every `keepalive` in which we sent nothing: a
+/// peer that has already sent its QUIT cannot PING us any more (nothing may follow a QUIT), so
+/// it learns that we are alive from our heartbeat (PROTOCOL.md §4.2).
+struct Upload {
+    send: SendHalf<TcpStream>,
+    stdin: Option<File>,
+    controls: Receiver<Control>,
+    wake: PipeReader,
+    stop: Arc<AtomicBool>,
+    keepalive: Duration,
+    counters: Arc<Counters>,
+}
+
+impl Upload {
+    fn run(mut self) -> Result<()> {
+        // A DATA message is read in place: its type byte, then stdin's bytes.
+        let mut message = vec![0u8; MAX_PLAINTEXT];
+        message[0] = kind::DATA;
+        loop {
+            let ready = wait(self.stdin.as_ref(), &self.wake, self.keepalive)?;
+            if self.stop.load(Ordering::SeqCst) {
+                return Err(Error::Internal("the pipe was stopped".into()));
+            }
+            if ready.woken {
+                let _ = self.wake.read(&mut [0u8; 64]);
+                while let Ok(control) = self.controls.try_recv() {
+                    match control {
+                        Control::Ping => {
+                            self.send.send_blocking(&Message::Ping(Vec::new().into()))?
+                        }
+                        Control::Pong(body) => {
+                            self.send.send_blocking(&Message::Pong(body.into()))?
+                        }
+                    }
+                }
+            }
+            if ready.timed_out {
+                self.send.send_blocking(&Message::Ping(Vec::new().into()))?;
+            }
+            if !ready.input {
+                continue;
+            }
+            let read = match &mut self.stdin {
+                Some(stdin) => stdin.read(&mut message[1..]),
+                None => Ok(0),
+            };
+            match read {
+                // End of input: "I have finished sending".
+                Ok(0) => return self.send.quit_blocking(""),
+                Ok(n) => {
+                    self.send.send_encoded_blocking(&message[..1 + n])?;
+                    self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                    ) => {}
+                Err(e) => return Err(Error::io("reading stdin", e)),
+            }
+        }
+    }
+}
+
+/// What the upload thread's wait saw.
+#[derive(Debug, Default)]
+struct Ready {
+    /// Stdin has something (or its end, or an error) for a read.
+    input: bool,
+    /// The download thread asked for something, or the pipe is stopping.
+    woken: bool,
+    /// A keepalive passed with neither.
+    timed_out: bool,
+}
+
+/// Waits until stdin is readable or the wake-up pipe has a byte, at most `timeout`.
+fn wait(stdin: Option<&File>, wake: &PipeReader, timeout: Duration) -> Result<Ready> {
+    let mut fds = [
+        libc::pollfd {
+            fd: wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            // A negative descriptor is ignored: a closed stdin is always "readable" (empty).
+            fd: stdin.map_or(-1, |f| f.as_raw_fd()),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    loop {
+        // SAFETY: `fds` is a valid array of two pollfd for the length given, and outlives the
+        // call; poll only writes their `revents`.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
+        if n >= 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(Error::io("waiting for stdin", e));
+        }
+    }
+    let [wake, input] = fds;
+    if input.revents & libc::POLLNVAL != 0 {
+        return Err(Error::io(
+            "reading stdin",
+            io::Error::from_raw_os_error(libc::EBADF),
+        ));
+    }
+    let ready = Ready {
+        input: stdin.is_none() || input.revents != 0,
+        woken: wake.revents != 0,
+        timed_out: false,
+    };
+    Ok(Ready {
+        timed_out: !ready.input && !ready.woken,
+        ..ready
+    })
+}
+
+/// The peer's direction: DATA to stdout until its QUIT, PINGs answered (by the upload
+/// thread), and keepalive while the peer may still send.
+struct Download {
+    recv: RecvHalf<TcpStream>,
+    stdout: Option<File>,
+    controls: SyncSender<Control>,
+    wake: PipeWriter,
+    dialer: bool,
+    silence: SilentReads,
+    counters: Arc<Counters>,
+}
+
+impl Download {
+    fn run(mut self) -> Result<()> {
+        let mut opening = Opening::new(self.dialer);
+        loop {
+            let msg = match self.recv.recv_blocking()? {
+                Polled::Idle => match self.silence.lapse() {
+                    Lapse::Ping => {
+                        ask(&self.controls, &mut self.wake, Control::Ping);
+                        continue;
+                    }
+                    Lapse::Gone(e) => return Err(e),
+                },
+                Polled::Ready(msg) => msg,
+            };
+            self.silence.heard();
+            let Some(msg) = msg else {
+                return Err(Error::ConnectionCut);
+            };
+            let Some(msg) = opening.accept(msg, Mode::Pipe)? else {
+                continue;
+            };
+            match step(msg)? {
+                Step::Data(bytes) => {
+                    self.counters
+                        .received
+                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    if let Some(stdout) = &mut self.stdout {
+                        stdout
+                            .write_all(&bytes)
+                            .map_err(|e| Error::io("writing stdout", e))?;
+                    }
+                }
+                Step::Quit(ending) => return ending.map_or(Ok(()), Err),
+                Step::Pong(body) => ask(&self.controls, &mut self.wake, Control::Pong(body)),
+                Step::Nothing => {}
+            }
+        }
+    }
+}
+
+/// Asks the upload thread to send `control`, and wakes it. Never blocks: when asks pile up
+/// (the upload thread is stuck on a full socket), more of the same would add nothing.
+fn ask(controls: &SyncSender<Control>, wake: &mut PipeWriter, control: Control) {
+    if controls.try_send(control).is_ok() {
+        let _ = wake.write(&[1]);
+    }
+}
