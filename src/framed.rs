@@ -230,7 +230,10 @@ impl Detach for &[u8] {}
 /// Not cancel safe (a frame may be half written): drive it from one task, outside `select!`.
 pub struct FrameWriter<W> {
     io: W,
+    /// Frames to send are `buf[..queued]`. The rest keeps its length between flushes, so that
+    /// building the next frame does not zero 64 KiB again (it is overwritten anyway).
     buf: Vec<u8>,
+    queued: usize,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
@@ -257,11 +260,11 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 
     /// Sends every queued frame with one `write_all`.
     pub async fn flush_frames(&mut self) -> Result<()> {
-        if self.buf.is_empty() {
+        if self.queued == 0 {
             return Ok(());
         }
-        let result = self.io.write_all(&self.buf).await;
-        self.buf.clear();
+        let result = self.io.write_all(&self.buf[..self.queued]).await;
+        self.queued = 0;
         result.map_err(|e| Error::io("sending to the peer", e))?;
         self.io
             .flush()
@@ -285,6 +288,7 @@ impl<W> FrameWriter<W> {
             io,
             // Grows with use (to one frame for chat, more when frames are batched).
             buf: Vec::new(),
+            queued: 0,
         }
     }
 
@@ -300,24 +304,26 @@ impl<W> FrameWriter<W> {
                 "frame of {max_len} bytes is too long"
             )));
         }
-        let start = self.buf.len();
-        self.buf.resize(start + HEADER_LEN + max_len, 0);
-        let len = match fill(&mut self.buf[start + HEADER_LEN..]) {
+        let start = self.queued;
+        let end = start + HEADER_LEN + max_len;
+        if self.buf.len() < end {
+            self.buf.resize(end, 0);
+        }
+        let len = match fill(&mut self.buf[start + HEADER_LEN..end]) {
             Ok(len) => len.min(max_len),
             Err(e) => {
-                self.buf.truncate(start);
                 return Err(e);
             }
         };
         let header = frame::header(len).map_err(|e| Error::Internal(e.to_string()))?;
         self.buf[start..start + HEADER_LEN].copy_from_slice(&header);
-        self.buf.truncate(start + HEADER_LEN + len);
+        self.queued = start + HEADER_LEN + len;
         Ok(())
     }
 
     /// Bytes of frames queued and not yet sent.
     pub fn queued(&self) -> usize {
-        self.buf.len()
+        self.queued
     }
 
     /// The underlying stream.
@@ -334,6 +340,7 @@ impl<W> FrameWriter<W> {
         Ok(FrameWriter {
             io: f(self.io)?,
             buf: self.buf,
+            queued: self.queued,
         })
     }
 }
@@ -341,11 +348,14 @@ impl<W> FrameWriter<W> {
 impl<W: std::io::Write> FrameWriter<W> {
     /// As [`FrameWriter::flush_frames`], blocking.
     pub fn flush_frames_blocking(&mut self) -> Result<()> {
-        if self.buf.is_empty() {
+        if self.queued == 0 {
             return Ok(());
         }
-        let result = self.io.write_all(&self.buf).and_then(|()| self.io.flush());
-        self.buf.clear();
+        let result = self
+            .io
+            .write_all(&self.buf[..self.queued])
+            .and_then(|()| self.io.flush());
+        self.queued = 0;
         result.map_err(|e| Error::io("sending to the peer", e))
     }
 }

@@ -1,7 +1,7 @@
 //! ChaCha20-Poly1305 implementations side by side, sealing and opening in place at the sizes
 //! schat uses (a 64 B chat line, 1 KiB, a full 65,519-byte pipe frame): ring (schat's, through
-//! snow's `ring-accelerated` resolver), aws-lc-rs, and RustCrypto's chacha20poly1305 0.10 and
-//! 0.11. Which one a snow `CryptoResolver` should use is decided by these figures on the
+//! snow's `ring-accelerated` resolver), aws-lc-rs, RustCrypto's chacha20poly1305 0.10 and
+//! 0.11, and OpenSSL's libcrypto. Which one a snow `CryptoResolver` should use is decided by these figures on the
 //! machine at hand: `cargo bench --manifest-path benches/aead/Cargo.toml --target-dir target`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -85,6 +85,29 @@ fn seal(c: &mut Criterion) {
                         .encrypt_inout_detached(&nonce.into(), b"", buf.as_mut_slice().into())
                         .unwrap();
                     let _ = black_box(tag);
+                })
+            });
+        }
+        {
+            // One context for the key; each message only sets its nonce (what a snow `Cipher`
+            // would keep), sealing in place.
+            use openssl::cipher::Cipher;
+            use openssl::cipher_ctx::CipherCtx;
+            let mut ctx = CipherCtx::new().unwrap();
+            ctx.encrypt_init(Some(Cipher::chacha20_poly1305()), Some(&KEY), None)
+                .unwrap();
+            let mut tag = [0u8; 16];
+            group.bench_with_input(BenchmarkId::new("openssl", size), &size, |b, _| {
+                let mut n = 0u64;
+                b.iter(|| {
+                    n += 1;
+                    let mut nonce = [0u8; 12];
+                    nonce[4..].copy_from_slice(&n.to_le_bytes());
+                    ctx.encrypt_init(None, None, Some(&nonce)).unwrap();
+                    ctx.cipher_update_inplace(&mut buf, size).unwrap();
+                    ctx.cipher_final(&mut []).unwrap();
+                    ctx.tag(&mut tag).unwrap();
+                    black_box(&tag);
                 })
             });
         }
