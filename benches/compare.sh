@@ -10,6 +10,7 @@
 #
 #   benches/compare.sh                 # 1 GiB, 5 rounds
 #   SIZE_MIB=256 REPS=3 benches/compare.sh
+#   PIN=0 benches/compare.sh          # let the kernel place the processes
 #
 # Needs openssl and socat (installed from Debian packages when missing and running as root),
 # and GNU time (/usr/bin/time) for peak RSS.
@@ -34,6 +35,15 @@ if ((${#need[@]})); then
         echo "missing: ${need[*]}; install them (e.g. apt-get install ${need[*]})" >&2
         exit 1
     fi
+fi
+
+# Placement: on a 2-core machine, where the kernel puts sender, receiver and `head` changes
+# the figures by a third from run to run. Every tool gets the same one: the data source and the
+# sender on CPU 0, the receiver on the last CPU (PIN=0 leaves placement to the kernel).
+SEND_CPU="" RECV_CPU="" placement="unpinned"
+if [ "${PIN:-1}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+    SEND_CPU="taskset -c 0" RECV_CPU="taskset -c $(($(nproc) - 1))"
+    placement="source and sender on CPU 0, receiver on CPU $(($(nproc) - 1))"
 fi
 
 echo "building (release)..." >&2
@@ -82,17 +92,17 @@ run() {
     port=$(free_port)
     case $name in
     plain-tcp)
-        /usr/bin/time -f "%M %U %S" -o "$work/rss.r" socat -b $BUF -u TCP-LISTEN:"$port",reuseaddr OPEN:/dev/null &
+        $RECV_CPU /usr/bin/time -f "%M %U %S" -o "$work/rss.r" socat -b $BUF -u TCP-LISTEN:"$port",reuseaddr OPEN:/dev/null &
         wait_port "$port"
         start=$(now)
-        head -c $SIZE /dev/zero | /usr/bin/time -f "%M %U %S" -o "$work/rss.s" socat -b $BUF -u STDIN TCP:127.0.0.1:"$port"
+        $SEND_CPU head -c $SIZE /dev/zero | $SEND_CPU /usr/bin/time -f "%M %U %S" -o "$work/rss.s" socat -b $BUF -u STDIN TCP:127.0.0.1:"$port"
         ;;
     schat)
-        /usr/bin/time -f "%M %U %S" -o "$work/rss.r" "$SCHAT" --home "$work/b" listen 127.0.0.1:"$port" \
+        $RECV_CPU /usr/bin/time -f "%M %U %S" -o "$work/rss.r" "$SCHAT" --home "$work/b" listen 127.0.0.1:"$port" \
             --pipe --quiet --peer "$FP_A" </dev/null >/dev/null 2>"$work/schat.err" &
         wait_port "$port"
         start=$(now)
-        head -c $SIZE /dev/zero | /usr/bin/time -f "%M %U %S" -o "$work/rss.s" "$SCHAT" --home "$work/a" \
+        $SEND_CPU head -c $SIZE /dev/zero | $SEND_CPU /usr/bin/time -f "%M %U %S" -o "$work/rss.s" "$SCHAT" --home "$work/a" \
             dial 127.0.0.1:"$port" --pipe --quiet --peer "$FP_B" >/dev/null 2>>"$work/schat.err"
         ;;
     openssl-aes-gcm | openssl-chacha20)
@@ -100,18 +110,18 @@ run() {
         [ "$name" = openssl-chacha20 ] && suite=TLS_CHACHA20_POLY1305_SHA256
         # s_server exits when its stdin ends: give it one that does not (a process substitution,
         # so that the background job is s_server alone and `wait` returns when it exits).
-        /usr/bin/time -f "%M %U %S" -o "$work/rss.r" openssl s_server -quiet -naccept 1 \
+        $RECV_CPU /usr/bin/time -f "%M %U %S" -o "$work/rss.r" openssl s_server -quiet -naccept 1 \
             -accept "$port" -cert "$work/cert.pem" -key "$work/key.pem" -tls1_3 \
             -ciphersuites "$suite" >/dev/null 2>&1 < <(sleep 3600) &
         wait_port "$port"
         start=$(now)
-        head -c $SIZE /dev/zero | /usr/bin/time -f "%M %U %S" -o "$work/rss.s" openssl s_client -quiet \
+        $SEND_CPU head -c $SIZE /dev/zero | $SEND_CPU /usr/bin/time -f "%M %U %S" -o "$work/rss.s" openssl s_client -quiet \
             -no_ign_eof -connect 127.0.0.1:"$port" -tls1_3 -ciphersuites "$suite" >/dev/null 2>&1
         ;;
     schat-iroh)
         # The listener prints its ticket; the dialer uses iroh only (on loopback TCP would win).
         : >"$work/iroh.err"
-        /usr/bin/time -f "%M %U %S" -o "$work/rss.r" "$SCHAT" --home "$work/b" listen 127.0.0.1:"$port" \
+        $RECV_CPU /usr/bin/time -f "%M %U %S" -o "$work/rss.r" "$SCHAT" --home "$work/b" listen 127.0.0.1:"$port" \
             --pipe --quiet --peer "$FP_A" --p2p --relay "$RELAY" --p2p-bind 127.0.0.1:0 \
             --no-portmap </dev/null >/dev/null 2>"$work/iroh.err" &
         local ticket=""
@@ -121,15 +131,15 @@ run() {
             sleep 0.05
         done
         start=$(now)
-        head -c $SIZE /dev/zero | /usr/bin/time -f "%M %U %S" -o "$work/rss.s" "$SCHAT" --home "$work/a" \
+        $SEND_CPU head -c $SIZE /dev/zero | $SEND_CPU /usr/bin/time -f "%M %U %S" -o "$work/rss.s" "$SCHAT" --home "$work/a" \
             dial "$ticket" --via iroh --pipe --quiet --p2p-bind 127.0.0.1:0 --no-portmap \
             >/dev/null 2>>"$work/iroh.err"
         ;;
     socat-openssl)
-        /usr/bin/time -f "%M %U %S" -o "$work/rss.r" socat -b $BUF -u OPENSSL-LISTEN:"$port",reuseaddr,cert="$work/cert.pem",key="$work/key.pem",verify=0 OPEN:/dev/null 2>/dev/null &
+        $RECV_CPU /usr/bin/time -f "%M %U %S" -o "$work/rss.r" socat -b $BUF -u OPENSSL-LISTEN:"$port",reuseaddr,cert="$work/cert.pem",key="$work/key.pem",verify=0 OPEN:/dev/null 2>/dev/null &
         wait_port "$port"
         start=$(now)
-        head -c $SIZE /dev/zero | /usr/bin/time -f "%M %U %S" -o "$work/rss.s" socat -b $BUF -u STDIN OPENSSL:127.0.0.1:"$port",verify=0 2>/dev/null
+        $SEND_CPU head -c $SIZE /dev/zero | $SEND_CPU /usr/bin/time -f "%M %U %S" -o "$work/rss.s" socat -b $BUF -u STDIN OPENSSL:127.0.0.1:"$port",verify=0 2>/dev/null
         ;;
     esac
     wait %% 2>/dev/null || true # the receiver, once it has everything
@@ -154,7 +164,7 @@ for round in $(seq "$REPS"); do
 done
 
 echo
-echo "## ${SIZE_MIB} MiB through a pipe over loopback: median of $REPS rounds ($(nproc) cores)"
+echo "## ${SIZE_MIB} MiB through a pipe over loopback: median of $REPS rounds ($(nproc) cores; $placement)"
 echo
 python3 - "$work" "$seal" "$SIZE_MIB" "${tools[@]}" <<'PY'
 import statistics, sys
@@ -190,7 +200,7 @@ echo
 cargo bench --quiet --bench loopback 2>/dev/null | sed -n '/^|/p'
 
 echo
-echo "## schat --pipe over iroh vs over TCP: ${IROH_MIB} MiB, median of $REPS rounds"
+echo "## schat --pipe over iroh vs over TCP: ${IROH_MIB} MiB, median of $REPS rounds ($placement)"
 echo
 "$SCHAT" --home "$work/r" relay 127.0.0.1:0 --insecure-http 2>"$work/relay.err" &
 for _ in $(seq 100); do
