@@ -684,3 +684,67 @@ async fn a_frozen_peer_is_declared_gone_even_while_we_push_data_at_it() {
     })
     .await
 }
+
+/// A pipe whose stdout nobody reads any more (`schat … | head -c 1`) has nowhere to put what
+/// arrives: it fails, and so does the sender, whose bytes were never delivered. Never a silent
+/// exit 0, never a hang.
+#[tokio::test]
+async fn a_broken_stdout_fails_the_pipe_on_both_sides() {
+    within(async {
+        let f = Files::new();
+        let (alice, bob) = (Home::new(), Home::new());
+        let alice_key = alice.fingerprint();
+        let mut listener = Command::new(bin())
+            .arg("--home")
+            .arg(bob.path())
+            .args([
+                "listen",
+                "127.0.0.1:0",
+                "--pipe",
+                "--once",
+                "--peer",
+                &alice_key,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        drop(listener.stdout.take()); // nobody reads
+        let mut lines = BufReader::new(listener.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = tokio::time::timeout(WAIT, lines.next_line())
+                .await
+                .unwrap()
+                .unwrap()
+                .expect("the listener ended before listening");
+            if line.contains("listening on") {
+                break line.rsplit(' ').next().unwrap().to_string();
+            }
+        };
+        let input = f.random("in", 1_000_000);
+        let mut dialer = PipeProc::spawn(
+            &alice,
+            &["dial", &addr, "--pipe", "--trust", "accept-new"],
+            stdin_from(&input),
+            &f.path("out"),
+        );
+        let mut said = Vec::new();
+        while let Ok(Some(line)) = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap() {
+            said.push(line);
+        }
+        let status = tokio::time::timeout(WAIT, listener.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.code(), Some(1), "{said:#?}");
+        assert!(
+            said.iter().any(|l| l.contains("writing stdout")),
+            "{said:#?}"
+        );
+        let status = dialer.exit().await;
+        assert!(!status.success(), "{}", dialer.stderr_text());
+    })
+    .await
+}

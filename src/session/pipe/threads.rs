@@ -66,7 +66,7 @@ pub(super) async fn transfer<R: Detach, W: Detach>(
     let (done_tx, mut done) = unbounded_channel();
     let upload = Upload {
         send,
-        stdin: stdio(io::stdin().as_fd()).map_err(|e| Error::io("reading stdin", e))?,
+        stdin: private(io::stdin().as_fd()).map_err(|e| Error::io("reading stdin", e))?,
         controls: controls_rx,
         wake: wake_rx,
         stop,
@@ -75,7 +75,7 @@ pub(super) async fn transfer<R: Detach, W: Detach>(
     };
     let download = Download {
         recv,
-        stdout: stdio(io::stdout().as_fd()).map_err(|e| Error::io("writing stdout", e))?,
+        stdout: private(io::stdout().as_fd()).map_err(|e| Error::io("writing stdout", e))?,
         controls: controls_tx,
         wake: wake_tx,
         dialer,
@@ -101,14 +101,10 @@ pub(super) async fn transfer<R: Detach, W: Detach>(
     second
 }
 
-/// A private descriptor for stdin or stdout (Rust's own handles buffer and lock), or `None`
-/// when the descriptor is closed: then stdin is empty and stdout discards, as Rust's are.
-fn stdio(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<Option<File>> {
-    match fd.try_clone_to_owned() {
-        Ok(owned) => Ok(Some(File::from(owned))),
-        Err(e) if e.raw_os_error() == Some(libc::EBADF) => Ok(None),
-        Err(e) => Err(e),
-    }
+/// Our own descriptor for stdin or stdout: Rust's handles buffer, lock, and (stdout) scan for
+/// newlines. (Rust opens /dev/null for a standard descriptor closed at start, so these exist.)
+fn private(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<File> {
+    Ok(File::from(fd.try_clone_to_owned()?))
 }
 
 fn spawn(name: &str, done: Done, body: impl FnOnce() -> Result<()> + Send + 'static) -> Result<()> {
@@ -185,7 +181,7 @@ impl Drop for Abort {
 /// it learns that we are alive from our heartbeat (PROTOCOL.md §4.2).
 struct Upload {
     send: SendHalf<TcpStream>,
-    stdin: Option<File>,
+    stdin: File,
     controls: Receiver<Control>,
     wake: PipeReader,
     stop: Arc<AtomicBool>,
@@ -199,7 +195,7 @@ impl Upload {
         let mut message = vec![0u8; MAX_PLAINTEXT];
         message[0] = kind::DATA;
         loop {
-            let ready = wait(self.stdin.as_ref(), &self.wake, self.keepalive)?;
+            let ready = wait(&self.stdin, &self.wake, self.keepalive)?;
             if self.stop.load(Ordering::SeqCst) {
                 return Err(Error::Internal("the pipe was stopped".into()));
             }
@@ -222,11 +218,7 @@ impl Upload {
             if !ready.input {
                 continue;
             }
-            let read = match &mut self.stdin {
-                Some(stdin) => stdin.read(&mut message[1..]),
-                None => Ok(0),
-            };
-            match read {
+            match self.stdin.read(&mut message[1..]) {
                 // End of input: "I have finished sending".
                 Ok(0) => return self.send.quit_blocking(""),
                 Ok(n) => {
@@ -256,7 +248,7 @@ struct Ready {
 }
 
 /// Waits until stdin is readable or the wake-up pipe has a byte, at most `timeout`.
-fn wait(stdin: Option<&File>, wake: &PipeReader, timeout: Duration) -> Result<Ready> {
+fn wait(stdin: &File, wake: &PipeReader, timeout: Duration) -> Result<Ready> {
     let mut fds = [
         libc::pollfd {
             fd: wake.as_raw_fd(),
@@ -264,8 +256,7 @@ fn wait(stdin: Option<&File>, wake: &PipeReader, timeout: Duration) -> Result<Re
             revents: 0,
         },
         libc::pollfd {
-            // A negative descriptor is ignored: a closed stdin is always "readable" (empty).
-            fd: stdin.map_or(-1, |f| f.as_raw_fd()),
+            fd: stdin.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         },
@@ -291,7 +282,7 @@ fn wait(stdin: Option<&File>, wake: &PipeReader, timeout: Duration) -> Result<Re
         ));
     }
     let ready = Ready {
-        input: stdin.is_none() || input.revents != 0,
+        input: input.revents != 0,
         woken: wake.revents != 0,
         timed_out: false,
     };
@@ -305,7 +296,7 @@ fn wait(stdin: Option<&File>, wake: &PipeReader, timeout: Duration) -> Result<Re
 /// thread), and keepalive while the peer may still send.
 struct Download {
     recv: RecvHalf<TcpStream>,
-    stdout: Option<File>,
+    stdout: File,
     controls: SyncSender<Control>,
     wake: PipeWriter,
     dialer: bool,
@@ -339,11 +330,9 @@ impl Download {
                     self.counters
                         .received
                         .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    if let Some(stdout) = &mut self.stdout {
-                        stdout
-                            .write_all(&bytes)
-                            .map_err(|e| Error::io("writing stdout", e))?;
-                    }
+                    self.stdout
+                        .write_all(&bytes)
+                        .map_err(|e| Error::io("writing stdout", e))?;
                 }
                 Step::Quit(ending) => return ending.map_or(Ok(()), Err),
                 Step::Pong(body) => ask(&self.controls, &mut self.wake, Control::Pong(body)),
