@@ -3,13 +3,18 @@
 //! has sent its QUIT and received the peer's, with everything received written out.
 //!
 //! Two engines move the bytes, with the same rules (keepalive, QUIT, errors):
-//! - [`threads`], over TCP: once the session is open the socket leaves the async runtime, and
-//!   one thread per direction does blocking read → seal → write and read → open → write. No
-//!   task wake-ups or hand-offs per chunk: after the cipher, those were the largest cost.
-//! - [`tasks`], over anything else (a QUIC stream of iroh, or an in-memory pipe in tests):
-//!   async tasks, with helper threads for stdin and stdout.
+//! - [`threads`], over TCP when stdin is not a terminal: once the session is open the socket
+//!   leaves the async runtime, and one thread per direction does blocking read → seal → write
+//!   and read → open → write. No task wake-ups or hand-offs per chunk: after the cipher, those
+//!   were the largest cost.
+//! - [`tasks`], over anything else (a QUIC stream of iroh, a terminal's input, an in-memory
+//!   pipe in tests): async tasks, with helper threads for stdin and stdout.
 //!
-//! Either way the hot path copies as little as it can: stdin is read straight into a message
+//! Either way stdin is not read before the session is open (the peer's HELLO, and a
+//! listener's WELCOME, have come): a listener turned away by one dialer (its key refused, or
+//! chat against pipe) goes on to the next with its input whole.
+//!
+//! And the hot path copies as little as it can: stdin is read straight into a message
 //! buffer after its type byte, sealed into the frame buffer, and the frame written with one
 //! call; buffers are reused, never reallocated.
 
@@ -64,7 +69,11 @@ where
     let started = Instant::now();
     let dialer = !listener;
     let transfer = async {
-        if recv.get_ref().detachable() && send.get_ref().detachable() {
+        // Not when stdin is a terminal: there, another thread may be reading the terminal
+        // (for a key question), so a read the poll said was ready could block and hold up our
+        // PINGs and PONGs; and typing is no bulk transfer.
+        if recv.get_ref().detachable() && send.get_ref().detachable() && !io::stdin().is_terminal()
+        {
             threads::transfer(recv, send, dialer, keepalive, counters.clone()).await
         } else {
             tasks::transfer(recv, send, dialer, keepalive, &counters).await

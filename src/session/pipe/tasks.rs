@@ -14,7 +14,7 @@ use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Buffers in flight in each direction.
 const IN_FLIGHT: usize = 4;
@@ -32,11 +32,13 @@ where
     W: AsyncWrite + Unpin,
 {
     let (control_tx, control_rx) = mpsc::channel::<Control>(4);
-    let upload = upload(send, StdinChunks::spawn(), control_rx, keepalive, counters);
+    let (opened_tx, opened_rx) = oneshot::channel();
+    let upload = upload(send, opened_rx, control_rx, keepalive, counters);
     let download = download(
         recv,
         StdoutChunks::spawn(),
         control_tx,
+        opened_tx,
         dialer,
         keepalive,
         counters,
@@ -51,24 +53,34 @@ where
 /// it learns that we are alive from our heartbeat (PROTOCOL.md §4.2).
 async fn upload<W: AsyncWrite + Unpin>(
     mut send: SendHalf<W>,
-    mut stdin: StdinChunks,
+    mut opened: oneshot::Receiver<()>,
     mut control: mpsc::Receiver<Control>,
     keepalive: Duration,
     counters: &Counters,
 ) -> Result<()> {
     let heartbeat = tokio::time::sleep(keepalive);
     tokio::pin!(heartbeat);
+    // Stdin is read only once the session is open (see the module comment of `pipe`).
+    let (mut stdin, mut waiting) = (None, true);
     loop {
         heartbeat
             .as_mut()
             .reset(tokio::time::Instant::now() + keepalive);
         tokio::select! {
             () = &mut heartbeat => send.send(&Message::Ping(Vec::new().into())).await?,
-            chunk = stdin.filled.recv() => match chunk {
+            open = &mut opened, if waiting => {
+                waiting = false;
+                if open.is_ok() {
+                    stdin = Some(StdinChunks::spawn());
+                }
+            }
+            chunk = next_chunk(&mut stdin) => match chunk {
                 Some(Ok(buf)) => {
                     send.send_encoded(&buf).await?;
                     counters.sent.fetch_add(buf.len() as u64 - 1, Ordering::Relaxed);
-                    let _ = stdin.recycle.send(buf);
+                    if let Some(stdin) = &stdin {
+                        let _ = stdin.recycle.send(buf);
+                    }
                 }
                 Some(Err(e)) => return Err(Error::io("reading stdin", e)),
                 // End of input: "I have finished sending".
@@ -88,12 +100,14 @@ async fn download<R: AsyncRead + Unpin>(
     mut recv: RecvHalf<R>,
     mut stdout: StdoutChunks,
     control: mpsc::Sender<Control>,
+    opened: oneshot::Sender<()>,
     dialer: bool,
     keepalive: Duration,
     counters: &Counters,
 ) -> Result<()> {
     let mut silence = Silence::new(keepalive);
     let mut opening = Opening::new(dialer);
+    let mut opened = Some(opened);
     loop {
         let msg = tokio::select! {
             msg = recv.recv() => msg?,
@@ -109,7 +123,13 @@ async fn download<R: AsyncRead + Unpin>(
         let Some(msg) = msg else {
             return Err(Error::ConnectionCut);
         };
-        let Some(msg) = opening.accept(msg, Mode::Pipe)? else {
+        let msg = opening.accept(msg, Mode::Pipe)?;
+        if opening.is_open()
+            && let Some(opened) = opened.take()
+        {
+            let _ = opened.send(());
+        }
+        let Some(msg) = msg else {
             continue;
         };
         match step(msg)? {
@@ -130,6 +150,14 @@ async fn download<R: AsyncRead + Unpin>(
             }
             Step::Nothing => {}
         }
+    }
+}
+
+/// The next chunk of stdin; never, while it is not read yet.
+async fn next_chunk(stdin: &mut Option<StdinChunks>) -> Option<io::Result<Vec<u8>>> {
+    match stdin {
+        Some(stdin) => stdin.filled.recv().await,
+        None => std::future::pending().await,
     }
 }
 

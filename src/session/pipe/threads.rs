@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  stdin ──poll, read──▶ [upload] ──seal, write──▶ socket      PING when we were quiet;
-//!                           ▲ PING/PONG asks, wake-up pipe       QUIT + FIN at end of input
+//!                           ▲ "open", PING/PONG asks, wake-up    QUIT + FIN at end of input
 //!  stdout ◀──write── [download] ◀──read, open── socket         read timeout = keepalive:
 //!                                                               PING, then give up at three
 //! ```
@@ -56,6 +56,7 @@ pub(super) async fn transfer<R: Detach, W: Detach>(
     let socket = send.get_ref().try_clone().map_err(preparing)?;
     let (wake_rx, wake_tx) = io::pipe().map_err(preparing)?;
     let stop = Arc::new(AtomicBool::new(false));
+    let opened = Arc::new(AtomicBool::new(false));
     let abort = Abort {
         socket,
         stop: stop.clone(),
@@ -70,6 +71,7 @@ pub(super) async fn transfer<R: Detach, W: Detach>(
         controls: controls_rx,
         wake: wake_rx,
         stop,
+        opened: opened.clone(),
         keepalive,
         counters: counters.clone(),
     };
@@ -78,6 +80,7 @@ pub(super) async fn transfer<R: Detach, W: Detach>(
         stdout: private(io::stdout().as_fd()).map_err(|e| Error::io("writing stdout", e))?,
         controls: controls_tx,
         wake: wake_tx,
+        opened,
         dialer,
         silence,
         counters,
@@ -185,6 +188,9 @@ struct Upload {
     controls: Receiver<Control>,
     wake: PipeReader,
     stop: Arc<AtomicBool>,
+    /// Set by the download thread once the peer's HELLO (and a listener's WELCOME) came: only
+    /// then is stdin read (see [`super`]: a listener turned away keeps its input).
+    opened: Arc<AtomicBool>,
     keepalive: Duration,
     counters: Arc<Counters>,
 }
@@ -195,7 +201,8 @@ impl Upload {
         let mut message = vec![0u8; MAX_PLAINTEXT];
         message[0] = kind::DATA;
         loop {
-            let ready = wait(&self.stdin, &self.wake, self.keepalive)?;
+            let stdin = self.opened.load(Ordering::SeqCst).then_some(&self.stdin);
+            let ready = wait(stdin, &self.wake, self.keepalive)?;
             if self.stop.load(Ordering::SeqCst) {
                 return Err(Error::Internal("the pipe was stopped".into()));
             }
@@ -248,7 +255,8 @@ struct Ready {
 }
 
 /// Waits until stdin is readable or the wake-up pipe has a byte, at most `timeout`.
-fn wait(stdin: &File, wake: &PipeReader, timeout: Duration) -> Result<Ready> {
+/// (`None`: stdin is not to be read yet.)
+fn wait(stdin: Option<&File>, wake: &PipeReader, timeout: Duration) -> Result<Ready> {
     let mut fds = [
         libc::pollfd {
             fd: wake.as_raw_fd(),
@@ -256,7 +264,8 @@ fn wait(stdin: &File, wake: &PipeReader, timeout: Duration) -> Result<Ready> {
             revents: 0,
         },
         libc::pollfd {
-            fd: stdin.as_raw_fd(),
+            // poll ignores a negative descriptor.
+            fd: stdin.map_or(-1, |f| f.as_raw_fd()),
             events: libc::POLLIN,
             revents: 0,
         },
@@ -299,6 +308,7 @@ struct Download {
     stdout: File,
     controls: SyncSender<Control>,
     wake: PipeWriter,
+    opened: Arc<AtomicBool>,
     dialer: bool,
     silence: SilentReads,
     counters: Arc<Counters>,
@@ -322,7 +332,11 @@ impl Download {
             let Some(msg) = msg else {
                 return Err(Error::ConnectionCut);
             };
-            let Some(msg) = opening.accept(msg, Mode::Pipe)? else {
+            let msg = opening.accept(msg, Mode::Pipe)?;
+            if opening.is_open() && !self.opened.swap(true, Ordering::SeqCst) {
+                let _ = self.wake.write(&[1]);
+            }
+            let Some(msg) = msg else {
                 continue;
             };
             match step(msg)? {
