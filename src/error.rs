@@ -47,6 +47,10 @@ pub enum Error {
     /// The peer said QUIT with a reason other than a goodbye or a refusal: it gave up.
     #[error("the peer ended the session abnormally: {0}")]
     PeerAborted(String),
+    /// A signal stopped a pipe before both directions had finished (exit code 1): the peer is
+    /// told with a QUIT that says so, when the connection takes it.
+    #[error("{0}: the pipe stopped before the transfer finished")]
+    Interrupted(&'static str),
     /// A deadline passed.
     #[error("{0} timed out after {1} s")]
     Timeout(&'static str, u64),

@@ -532,3 +532,48 @@ async fn invites_carry_the_address_of_the_listener_that_runs_not_of_one_that_sto
     })
     .await;
 }
+
+/// Over iroh (the async pipe engine), Ctrl-C stops a pipe mid-transfer with exit 1, and the
+/// listener hears from its QUIT that the transfer failed. (Signals used to be ignored for the
+/// whole transfer.)
+#[tokio::test]
+async fn over_iroh_ctrl_c_stops_a_pipe_and_the_peer_hears_it_failed() {
+    within(async {
+        let (relay_home, host, guest) = (Home::new(), Home::new(), Home::new());
+        let (mut relay, url) = relay(&relay_home, &[]).await;
+        let guest_key = guest.fingerprint();
+        let (mut listener, ticket) =
+            p2p_listener(&host, &url, &["--pipe", "--peer", &guest_key]).await;
+        let mut dialer = dial(&guest, &iroh_only(&ticket), &["--pipe"]);
+        dialer.stderr_until("secure session established").await;
+        dialer.send("some bytes, and more to come").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        dialer.signal("INT");
+        assert_eq!(
+            dialer.exit().await.code(),
+            Some(1),
+            "{}",
+            dialer.stderr_text()
+        );
+        assert!(
+            dialer
+                .stderr_text()
+                .contains("interrupted: the pipe stopped before the transfer finished"),
+            "{}",
+            dialer.stderr_text()
+        );
+        assert_eq!(
+            listener.exit().await.code(),
+            Some(1),
+            "{}",
+            listener.stderr_text()
+        );
+        assert!(
+            listener.stderr_text().contains("aborted: interrupted"),
+            "{}",
+            listener.stderr_text()
+        );
+        stop(&mut relay).await;
+    })
+    .await;
+}

@@ -795,3 +795,67 @@ async fn a_listener_turning_a_dialer_away_keeps_its_input_for_the_next() {
     })
     .await
 }
+
+/// Ctrl-C (or SIGTERM) stops a pipe in the middle of a transfer, at once and never with exit 0,
+/// and the peer learns from a QUIT that the transfer failed. (Signals used to be caught and
+/// then ignored for the whole transfer: only SIGKILL ended a pipe.)
+#[tokio::test]
+async fn a_signal_stops_a_pipe_and_the_peer_hears_it_failed() {
+    within(async {
+        let f = Files::new();
+        for (signal, name) in [(libc::SIGINT, "interrupted"), (libc::SIGTERM, "terminated")] {
+            let (alice, bob) = (Home::new(), Home::new());
+            let alice_key = alice.fingerprint();
+            let mut listener = PipeProc::spawn(
+                &bob,
+                &["listen", "127.0.0.1:0", "--pipe", "--peer", &alice_key],
+                Stdio::piped(),
+                &f.path("l_out"),
+            );
+            let line = listener.stderr_until("listening on").await;
+            let addr = line.rsplit(' ').next().unwrap().to_string();
+            let mut dialer = PipeProc::spawn(
+                &alice,
+                &["dial", &addr, "--pipe", "--trust", "accept-new"],
+                Stdio::piped(),
+                &f.path("d_out"),
+            );
+            dialer.stderr_until("secure session established").await;
+            // Some bytes on their way, and the input still open: mid-transfer.
+            use tokio::io::AsyncWriteExt;
+            let mut input = dialer.child.stdin.take().unwrap();
+            input.write_all(&[7; 100_000]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let pid = dialer.child.id().unwrap() as libc::pid_t;
+            let sent = std::time::Instant::now();
+            assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+            let status = dialer.exit().await;
+            assert!(
+                sent.elapsed() < Duration::from_secs(5),
+                "{:?}",
+                sent.elapsed()
+            );
+            assert_eq!(status.code(), Some(1), "{}", dialer.stderr_text());
+            assert!(
+                dialer.stderr_text().contains(&format!(
+                    "{name}: the pipe stopped before the transfer finished"
+                )),
+                "{}",
+                dialer.stderr_text()
+            );
+            assert_eq!(
+                listener.exit().await.code(),
+                Some(1),
+                "{}",
+                listener.stderr_text()
+            );
+            assert!(
+                listener.stderr_text().contains(&format!("aborted: {name}")),
+                "{}",
+                listener.stderr_text()
+            );
+            drop(input);
+        }
+    })
+    .await
+}

@@ -26,8 +26,8 @@ use std::time::Duration;
 const EXIT_CODES: &str = "\
 Exit status:
   0  the session ended cleanly (a QUIT without a reason) and nothing sent was turned away
-  1  error: network, protocol, keyfile, a connection cut without QUIT, a silent peer, or a
-     peer that aborted (a QUIT with a reason)
+  1  error: network, protocol, keyfile, a connection cut without QUIT, a silent peer, a
+     peer that aborted (a QUIT with a reason), or a pipe stopped by Ctrl-C or a signal
   2  usage error
   3  you refused the peer's key: it did not match --peer, it changed since you last saw
      this address, or it is unknown (or, with --trust strict, new at this address)

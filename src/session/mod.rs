@@ -315,7 +315,15 @@ where
     );
     if let Some(options) = settings.pipe {
         let listener = matches!(role, Role::Listener { .. });
-        pipe::run(established, listener, settings.keepalive, options, ui).await?;
+        pipe::run(
+            established,
+            listener,
+            settings.keepalive,
+            options,
+            ui,
+            interrupts,
+        )
+        .await?;
         return Ok(Ended::LocalQuit);
     }
     chat(

@@ -25,6 +25,7 @@ use crate::error::{Error, ProtocolError, Result};
 use crate::framed::Detach;
 use crate::handshake::Established;
 use crate::message::{Message, Mode};
+use crate::signals::Interrupts;
 use crate::ui::Ui;
 use std::io::{self, IsTerminal, Write};
 use std::sync::Arc;
@@ -39,12 +40,24 @@ pub struct PipeOptions {
     pub quiet: bool,
 }
 
-/// Control messages the receiving side asks the sending side to send.
+/// Control messages the receiving side (or a signal) asks the sending side to send.
 enum Control {
     /// Keepalive probe.
     Ping,
     /// Answer to the peer's PING.
     Pong(Vec<u8>),
+    /// A signal (its name) stops the pipe: QUIT with `aborted: NAME`, so the peer knows the
+    /// transfer failed (PROTOCOL.md §4.3), then end with [`Error::Interrupted`].
+    Abort(&'static str),
+}
+
+/// How long an interrupted pipe waits for its aborting QUIT to go out (a full socket may
+/// never take it) before it stops anyway.
+const ABORT_GRACE: Duration = Duration::from_secs(1);
+
+/// The QUIT reason an interrupted pipe sends.
+fn abort_reason(signal: &str) -> String {
+    format!("aborted: {signal}")
 }
 
 /// Runs a pipe session on an established connection, with the process's stdin and stdout.
@@ -54,6 +67,7 @@ pub async fn run<R, W>(
     keepalive: Duration,
     options: PipeOptions,
     ui: &Ui,
+    interrupts: &mut Interrupts,
 ) -> Result<()>
 where
     R: AsyncRead + Unpin + Detach,
@@ -74,9 +88,9 @@ where
         // PINGs and PONGs; and typing is no bulk transfer.
         if recv.get_ref().detachable() && send.get_ref().detachable() && !io::stdin().is_terminal()
         {
-            threads::transfer(recv, send, dialer, keepalive, counters.clone()).await
+            threads::transfer(recv, send, dialer, keepalive, counters.clone(), interrupts).await
         } else {
-            tasks::transfer(recv, send, dialer, keepalive, &counters).await
+            tasks::transfer(recv, send, dialer, keepalive, &counters, interrupts).await
         }
     };
     let show_progress = !options.quiet && io::stderr().is_terminal();
@@ -145,6 +159,8 @@ fn step(msg: Message<'_>) -> Result<Step<'_>> {
 struct Counters {
     sent: AtomicU64,
     received: AtomicU64,
+    /// Our QUIT is out: nothing more may be sent, not even an aborting QUIT.
+    quit_sent: std::sync::atomic::AtomicBool,
 }
 
 impl Counters {

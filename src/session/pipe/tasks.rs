@@ -3,11 +3,12 @@
 //! writing stdout, so that stdout and the network work at the same time. Chunks travel
 //! between them as whole buffers through small pools, never copied or reallocated.
 
-use super::{Control, Counters, Step, step};
+use super::{ABORT_GRACE, Control, Counters, Step, abort_reason, step};
 use crate::error::{Error, Result};
 use crate::message::{MAX_PLAINTEXT, Message, Mode, kind};
 use crate::session::keepalive::{Lapse, Silence};
 use crate::session::opening::Opening;
+use crate::signals::Interrupts;
 use crate::transport::{PLAINTEXT_BUF_LEN, RecvHalf, SendHalf};
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
@@ -26,12 +27,14 @@ pub(super) async fn transfer<R, W>(
     dialer: bool,
     keepalive: Duration,
     counters: &Counters,
+    interrupts: &mut Interrupts,
 ) -> Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let (control_tx, control_rx) = mpsc::channel::<Control>(4);
+    let abort = control_tx.clone();
     let (opened_tx, opened_rx) = oneshot::channel();
     let upload = upload(send, opened_rx, control_rx, keepalive, counters);
     let download = download(
@@ -43,7 +46,17 @@ where
         keepalive,
         counters,
     );
-    tokio::try_join!(upload, download).map(|_| ())
+    let both = async { tokio::try_join!(upload, download).map(|_| ()) };
+    tokio::pin!(both);
+    tokio::select! {
+        result = &mut both => result,
+        signal = interrupts.recv() => {
+            if !counters.quit_sent.load(Ordering::SeqCst) && abort.try_send(Control::Abort(signal)).is_ok() {
+                let _ = tokio::time::timeout(ABORT_GRACE, &mut both).await;
+            }
+            Err(Error::Interrupted(signal))
+        }
+    }
 }
 
 /// Our direction: stdin chunks as DATA, PINGs and PONGs when asked, QUIT at end of input.
@@ -84,11 +97,19 @@ async fn upload<W: AsyncWrite + Unpin>(
                 }
                 Some(Err(e)) => return Err(Error::io("reading stdin", e)),
                 // End of input: "I have finished sending".
-                None => return send.quit("").await,
+                None => {
+                    counters.quit_sent.store(true, Ordering::SeqCst);
+                    return send.quit("").await;
+                }
             },
             Some(c) = control.recv() => match c {
                 Control::Ping => send.send(&Message::Ping(Vec::new().into())).await?,
                 Control::Pong(body) => send.send(&Message::Pong(body.into())).await?,
+                Control::Abort(signal) => {
+                    counters.quit_sent.store(true, Ordering::SeqCst);
+                    send.quit(&abort_reason(signal)).await?;
+                    return Err(Error::Interrupted(signal));
+                }
             },
         }
     }

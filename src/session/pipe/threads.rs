@@ -15,12 +15,13 @@
 //! failure stops the other thread (its socket is shut down and it is woken), and is the one
 //! reported.
 
-use super::{Control, Counters, Step, step};
+use super::{ABORT_GRACE, Control, Counters, Step, abort_reason, step};
 use crate::error::{Error, Result};
 use crate::framed::{Detach, Polled};
 use crate::message::{MAX_PLAINTEXT, Message, Mode, kind};
 use crate::session::keepalive::{Lapse, SilentReads};
 use crate::session::opening::Opening;
+use crate::signals::Interrupts;
 use crate::transport::{RecvHalf, SendHalf};
 use std::fs::File;
 use std::io::{self, PipeReader, PipeWriter, Read, Write};
@@ -39,6 +40,7 @@ pub(super) async fn transfer<R: Detach, W: Detach>(
     dialer: bool,
     keepalive: Duration,
     counters: Arc<Counters>,
+    interrupts: &mut Interrupts,
 ) -> Result<()> {
     let preparing = |e| Error::io("preparing the connection for the pipe", e);
     let recv = recv.try_map_io(|io| io.detach().map_err(|(_, e)| e));
@@ -57,13 +59,14 @@ pub(super) async fn transfer<R: Detach, W: Detach>(
     let (wake_rx, wake_tx) = io::pipe().map_err(preparing)?;
     let stop = Arc::new(AtomicBool::new(false));
     let opened = Arc::new(AtomicBool::new(false));
-    let abort = Abort {
+    let mut abort = Abort {
         socket,
         stop: stop.clone(),
         wake: wake_tx.try_clone().map_err(preparing)?,
         armed: true,
     };
     let (controls_tx, controls_rx) = std::sync::mpsc::sync_channel(4);
+    let ask_abort = controls_tx.clone();
     let (done_tx, mut done) = unbounded_channel();
     let upload = Upload {
         send,
@@ -83,7 +86,7 @@ pub(super) async fn transfer<R: Detach, W: Detach>(
         opened,
         dialer,
         silence,
-        counters,
+        counters: counters.clone(),
     };
     spawn("schat-upload", Done::new(&done_tx, "upload"), move || {
         upload.run()
@@ -95,13 +98,26 @@ pub(super) async fn transfer<R: Detach, W: Detach>(
     )?;
     drop(done_tx);
     let vanished = || Err(Error::Internal("a pipe thread vanished".into()));
-    // On the first failure, returning drops `abort`, which stops the other thread.
-    done.recv().await.unwrap_or_else(vanished)?;
-    let second = done.recv().await.unwrap_or_else(vanished);
-    if second.is_ok() {
-        abort.disarm();
+    // Both threads' results. On the first failure, returning drops `abort`, which stops the
+    // other thread.
+    for _ in 0..2 {
+        tokio::select! {
+            result = done.recv() => result.unwrap_or_else(vanished)?,
+            signal = interrupts.recv() => {
+                // Our QUIT with a reason tells the peer the transfer failed, unless our QUIT
+                // is out already, or the socket does not take it within a moment.
+                if !counters.quit_sent.load(Ordering::SeqCst)
+                    && ask_abort.try_send(Control::Abort(signal)).is_ok()
+                {
+                    let _ = abort.wake.write(&[1]);
+                    let _ = tokio::time::timeout(ABORT_GRACE, done.recv()).await;
+                }
+                return Err(Error::Interrupted(signal));
+            }
+        }
     }
-    second
+    abort.disarm();
+    Ok(())
 }
 
 /// Our own descriptor for stdin or stdout: Rust's handles buffer, lock, and (stdout) scan for
@@ -213,6 +229,11 @@ impl Upload {
                         Control::Ping => {
                             self.send.send_blocking(&Message::Ping(Vec::new().into()))?
                         }
+                        Control::Abort(signal) => {
+                            self.counters.quit_sent.store(true, Ordering::SeqCst);
+                            self.send.quit_blocking(&abort_reason(signal))?;
+                            return Err(Error::Interrupted(signal));
+                        }
                         Control::Pong(body) => {
                             self.send.send_blocking(&Message::Pong(body.into()))?
                         }
@@ -227,7 +248,10 @@ impl Upload {
             }
             match self.stdin.read(&mut message[1..]) {
                 // End of input: "I have finished sending".
-                Ok(0) => return self.send.quit_blocking(""),
+                Ok(0) => {
+                    self.counters.quit_sent.store(true, Ordering::SeqCst);
+                    return self.send.quit_blocking("");
+                }
                 Ok(n) => {
                     self.send.send_encoded_blocking(&message[..1 + n])?;
                     self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
