@@ -37,9 +37,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// future (e.g. when another `select!` branch wins) loses no bytes.
     pub async fn read_frame(&mut self) -> Result<Option<&[u8]>> {
         loop {
-            if let Some(len) = frame::parse(&self.buf[self.start..self.end]) {
-                let body = self.start + HEADER_LEN..self.start + HEADER_LEN + len;
-                self.start = body.end;
+            if let Some(body) = self.take_frame() {
                 return Ok(Some(&self.buf[body]));
             }
             if !self.fill().await? {
@@ -77,6 +75,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 }
 
 impl<R> FrameReader<R> {
+    /// The next whole frame's body in the buffer, consumed, if there is one.
+    fn take_frame(&mut self) -> Option<std::ops::Range<usize>> {
+        let len = frame::parse(&self.buf[self.start..self.end])?;
+        let body = self.start + HEADER_LEN..self.start + HEADER_LEN + len;
+        self.start = body.end;
+        Some(body)
+    }
+
     /// Wraps a stream.
     pub fn new(io: R) -> Self {
         FrameReader {
@@ -149,53 +155,47 @@ impl<R> FrameReader<R> {
     }
 }
 
-/// What a blocking read brought: something, or nothing within the stream's read timeout.
+/// What a blocking read brought: something whole, or not (yet).
 #[derive(Debug)]
 pub enum Polled<T> {
     Ready(T),
-    /// The read timed out (`WouldBlock`/`TimedOut`): nothing is lost, ask again.
+    /// Nothing whole: the read timed out (`WouldBlock`/`TimedOut`), was interrupted, or
+    /// brought only part of a frame. Nothing is lost; ask again.
     Idle,
 }
 
-impl<T> Polled<T> {
-    /// What is ready, changed by `f`.
-    pub fn map_ready<U>(self, f: impl FnOnce(T) -> U) -> Polled<U> {
-        match self {
-            Polled::Ready(t) => Polled::Ready(f(t)),
-            Polled::Idle => Polled::Idle,
-        }
-    }
-}
-
 impl<R: std::io::Read> FrameReader<R> {
-    /// As [`FrameReader::read_frame`], blocking, for a thread that owns the stream. A read
-    /// timeout on the stream (e.g. `TcpStream::set_read_timeout`) returns [`Polled::Idle`]
-    /// and loses nothing: a frame half read is completed by the next call.
+    /// As [`FrameReader::read_frame`], blocking, for a thread that owns the stream, with at
+    /// most one read per call: [`Polled::Idle`] when that read timed out (see
+    /// `TcpStream::set_read_timeout`) or did not complete a frame, so that the caller sees
+    /// time pass even while a frame trickles in. A frame half read is completed by a later
+    /// call.
     pub fn read_frame_blocking(&mut self) -> Result<Polled<Option<&[u8]>>> {
-        loop {
-            if let Some(len) = frame::parse(&self.buf[self.start..self.end]) {
-                let body = self.start + HEADER_LEN..self.start + HEADER_LEN + len;
-                self.start = body.end;
-                return Ok(Polled::Ready(Some(&self.buf[body])));
-            }
-            self.make_room();
-            let n = match self.io.read(&mut self.buf[self.end..]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Ok(Polled::Idle);
-                }
-                Err(e) => return Err(Error::io("reading from the peer", e)),
-            };
-            if !self.filled(n)? {
-                return Ok(Polled::Ready(None));
-            }
+        if let Some(body) = self.take_frame() {
+            return Ok(Polled::Ready(Some(&self.buf[body])));
         }
+        self.make_room();
+        let n = match self.io.read(&mut self.buf[self.end..]) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                return Ok(Polled::Idle);
+            }
+            Err(e) => return Err(Error::io("reading from the peer", e)),
+        };
+        if !self.filled(n)? {
+            return Ok(Polled::Ready(None));
+        }
+        Ok(match self.take_frame() {
+            Some(body) => Polled::Ready(Some(&self.buf[body])),
+            None => Polled::Idle,
+        })
     }
 }
 
@@ -282,6 +282,11 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 }
 
 impl<W> FrameWriter<W> {
+    /// The underlying stream (writing to it directly bypasses the framing).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.io
+    }
+
     /// Wraps a stream.
     pub fn new(io: W) -> Self {
         FrameWriter {
@@ -472,6 +477,8 @@ mod tests {
     #[test]
     fn blocking_eof_inside_a_frame_is_a_truncation() {
         let mut reader = FrameReader::new(&[0u8, 5, 1, 2][..]);
+        // Part of a frame: nothing whole yet; then the end of the stream inside it.
+        assert!(matches!(reader.read_frame_blocking(), Ok(Polled::Idle)));
         match reader.read_frame_blocking() {
             Err(Error::Protocol(ProtocolError::TruncatedFrame)) => {}
             other => panic!("expected truncation, got {:?}", other.map(|_| ())),

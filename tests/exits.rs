@@ -437,3 +437,47 @@ fn a_closed_stdout_is_an_error_not_a_panic() {
         );
     }
 }
+
+/// A peer that trickles the bytes of a frame, a few a second, and never completes one, is
+/// silent as far as keepalive goes: after three intervals it is declared gone (exit 1), as a
+/// peer sending nothing would be. (Counting any byte as a sign of life would keep the pipe
+/// waiting for ever.)
+#[tokio::test]
+async fn a_peer_trickling_a_frame_that_never_ends_is_declared_silent() {
+    within(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut peer = common::raw::Raw::respond(stream).await;
+            peer.send(0x0a, &[0x01]).await; // HELLO, pipe
+            peer.send(0x01, b"schat pipe").await; // WELCOME
+            let mut sealed = vec![0u8; 1 + 1000 + 16];
+            let mut plain = vec![0x09; 1 + 1000];
+            plain[0] = 0x09;
+            let n = peer.noise.write_message(&plain, &mut sealed).unwrap();
+            let mut frame = schat::frame::header(n).unwrap().to_vec();
+            frame.extend_from_slice(&sealed[..n]);
+            use tokio::io::AsyncWriteExt;
+            for byte in frame {
+                if peer.w.get_mut().write_all(&[byte]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let home = Home::new();
+        let mut d = home.dial(port, &["--pipe", "--keepalive", "1"]);
+        d.close_stdin();
+        let started = std::time::Instant::now();
+        let status = d.exit().await;
+        assert_eq!(status.code(), Some(1), "{}", d.stderr_text());
+        assert!(
+            d.stderr_text().contains("no sign of life from the peer"),
+            "{}",
+            d.stderr_text()
+        );
+        assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    })
+    .await
+}

@@ -59,11 +59,13 @@ fn count(intervals: &mut u32, period: Duration) -> Lapse {
     Lapse::Ping
 }
 
-/// The same count for a thread that reads with a timeout of one period (pipe mode over
-/// TCP): each read that times out is one silent interval, and anything read resets it.
+/// The same clock for a thread that reads with a timeout (pipe mode over TCP): it asks after
+/// every read that brought no whole message, and lapses come at the same times as
+/// [`Silence`]'s, one period after the last message and every period after that.
 #[derive(Debug)]
 pub struct SilentReads {
     period: Duration,
+    next: std::time::Instant,
     intervals: u32,
 }
 
@@ -71,23 +73,31 @@ impl SilentReads {
     pub fn new(period: Duration) -> Self {
         SilentReads {
             period,
+            next: std::time::Instant::now() + period,
             intervals: 0,
         }
     }
 
-    /// The read timeout to set: one period (at least 1 ms: a zero timeout means none).
+    /// The read timeout to set: a quarter period, so a lapse is seen at most that late (at
+    /// least 1 ms: a zero timeout would mean none).
     pub fn read_timeout(&self) -> Duration {
-        self.period.max(Duration::from_millis(1))
+        (self.period / 4).max(Duration::from_millis(1))
     }
 
-    /// Something arrived from the peer: start counting again.
+    /// A whole message arrived from the peer: start counting again.
     pub fn heard(&mut self) {
         self.intervals = 0;
+        self.next = std::time::Instant::now() + self.period;
     }
 
-    /// A read timed out.
-    pub fn lapse(&mut self) -> Lapse {
-        count(&mut self.intervals, self.period)
+    /// A read brought no whole message: the lapse that is due, if one is.
+    pub fn idle(&mut self) -> Option<Lapse> {
+        let now = std::time::Instant::now();
+        if now < self.next {
+            return None;
+        }
+        self.next = now + self.period;
+        Some(count(&mut self.intervals, self.period))
     }
 }
 
@@ -110,15 +120,33 @@ mod tests {
     }
 
     #[test]
-    fn timed_out_reads_count_the_same() {
-        let mut silence = SilentReads::new(Duration::from_millis(400));
-        assert!(matches!(silence.lapse(), Lapse::Ping));
-        assert!(matches!(silence.lapse(), Lapse::Ping));
+    fn idle_reads_see_the_same_lapses() {
+        let period = Duration::from_millis(100);
+        let mut silence = SilentReads::new(period);
+        // Whatever the reads bring that is not a whole message, nothing is due before a period.
+        assert!(silence.idle().is_none());
+        let mut lapses = Vec::new();
+        let start = std::time::Instant::now();
+        while lapses.len() < 2 {
+            std::thread::sleep(silence.read_timeout());
+            if let Some(lapse) = silence.idle() {
+                lapses.push((start.elapsed(), lapse));
+            }
+        }
+        assert!(lapses.iter().all(|(_, l)| matches!(l, Lapse::Ping)));
+        assert!(
+            lapses[0].0 >= period && lapses[1].0 >= 2 * period,
+            "{lapses:?}"
+        );
         silence.heard();
-        assert!(matches!(silence.lapse(), Lapse::Ping));
-        assert!(matches!(silence.lapse(), Lapse::Ping));
-        match silence.lapse() {
-            Lapse::Gone(Error::PeerSilent(1)) => {}
+        assert!(silence.idle().is_none());
+        std::thread::sleep(period);
+        assert!(matches!(silence.idle(), Some(Lapse::Ping)));
+        std::thread::sleep(period);
+        assert!(matches!(silence.idle(), Some(Lapse::Ping)));
+        std::thread::sleep(period);
+        match silence.idle() {
+            Some(Lapse::Gone(Error::PeerSilent(0))) => {}
             other => panic!("{other:?}"),
         }
         assert_eq!(

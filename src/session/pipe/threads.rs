@@ -4,8 +4,8 @@
 //! ```text
 //!  stdin ──poll, read──▶ [upload] ──seal, write──▶ socket      PING when we were quiet;
 //!                           ▲ "open", PING/PONG asks, wake-up    QUIT + FIN at end of input
-//!  stdout ◀──write── [download] ◀──read, open── socket         read timeout = keepalive:
-//!                                                               PING, then give up at three
+//!  stdout ◀──write── [download] ◀──read, open── socket         a keepalive without a whole
+//!                                                               message: PING; three: gone
 //! ```
 //!
 //! Why: a chunk used to cross from the stdin thread to a runtime task and (on the way in) from
@@ -343,12 +343,13 @@ impl Download {
         let mut opening = Opening::new(self.dialer);
         loop {
             let msg = match self.recv.recv_blocking()? {
-                Polled::Idle => match self.silence.lapse() {
-                    Lapse::Ping => {
+                Polled::Idle => match self.silence.idle() {
+                    None => continue,
+                    Some(Lapse::Ping) => {
                         ask(&self.controls, &mut self.wake, Control::Ping);
                         continue;
                     }
-                    Lapse::Gone(e) => return Err(e),
+                    Some(Lapse::Gone(e)) => return Err(e),
                 },
                 Polled::Ready(msg) => msg,
             };
