@@ -477,7 +477,11 @@ async fn a_peer_trickling_a_frame_that_never_ends_is_declared_silent() {
             "{}",
             d.stderr_text()
         );
-        assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{:?}",
+            started.elapsed()
+        );
     })
     .await
 }

@@ -216,15 +216,19 @@ impl Upload {
         // A DATA message is read in place: its type byte, then stdin's bytes.
         let mut message = vec![0u8; MAX_PLAINTEXT];
         message[0] = kind::DATA;
+        // Our heartbeat counts from what we last sent, whatever woke us in between.
+        let mut sent = std::time::Instant::now();
         loop {
             let stdin = self.opened.load(Ordering::SeqCst).then_some(&self.stdin);
-            let ready = wait(stdin, &self.wake, self.keepalive)?;
+            let quiet = self.keepalive.saturating_sub(sent.elapsed());
+            let ready = wait(stdin, &self.wake, quiet)?;
             if self.stop.load(Ordering::SeqCst) {
                 return Err(Error::Internal("the pipe was stopped".into()));
             }
             if ready.woken {
                 let _ = self.wake.read(&mut [0u8; 64]);
                 while let Ok(control) = self.controls.try_recv() {
+                    sent = std::time::Instant::now();
                     match control {
                         Control::Ping => {
                             self.send.send_blocking(&Message::Ping(Vec::new().into()))?
@@ -242,6 +246,7 @@ impl Upload {
             }
             if ready.timed_out {
                 self.send.send_blocking(&Message::Ping(Vec::new().into()))?;
+                sent = std::time::Instant::now();
             }
             if !ready.input {
                 continue;
@@ -254,6 +259,7 @@ impl Upload {
                 }
                 Ok(n) => {
                     self.send.send_encoded_blocking(&message[..1 + n])?;
+                    sent = std::time::Instant::now();
                     self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Err(e)
