@@ -47,6 +47,9 @@ if [ "${PIN:-1}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ];
 fi
 
 echo "building (release)..." >&2
+# (Removed first: after a `cargo bench`, target/release/schat is the bench profile's build,
+# and cargo puts the release build's back only when the file is missing.)
+rm -f target/release/schat
 cargo build --release --quiet
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
