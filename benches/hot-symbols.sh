@@ -23,6 +23,9 @@ if ! command -v valgrind >/dev/null; then
     fi
 fi
 
+# (After a `cargo bench`, target/release/schat is the bench profile's build, with other symbol
+# names; cargo links the release build back only when the file is missing.)
+rm -f target/release/schat
 cargo build --release --quiet
 SCHAT=$PWD/target/release/schat
 work=$(mktemp -d)
