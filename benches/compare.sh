@@ -175,11 +175,25 @@ echo "## ${SIZE_MIB} MiB through a pipe over loopback: median of $REPS rounds ($
 echo
 python3 - "$work" "$seal" "$SIZE_MIB" "${tools[@]}" <<'PY'
 import statistics, sys
+def valid_runs(path):
+    # A run whose line is not 7 numbers (a tool that failed, GNU time's own messages) is
+    # reported and left out of the medians.
+    runs = []
+    for line in open(path, "rb"):
+        try:
+            fields = line.decode().split()
+            if len(fields) != 7:
+                raise ValueError
+            [float(f) for f in fields]
+            runs.append(fields)
+        except (ValueError, UnicodeDecodeError):
+            print(f"left out a failed run ({path.rsplit('/', 1)[-1]}): {line!r}", file=sys.stderr)
+    return runs
 work, seal, size_mib, tools = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
 gib = size_mib / 1024
 rows = {}
 for t in tools:
-    runs = [l.split() for l in open(f"{work}/{t}")]
+    runs = valid_runs(f"{work}/{t}")
     # run: mibs, rss_s, user_s, sys_s, rss_r, user_r, sys_r
     rows[t] = dict(
         mibs=statistics.median(float(r[0]) for r in runs),
@@ -226,10 +240,24 @@ for round in $(seq "$REPS"); do
 done
 python3 - "$work" <<'PY'
 import statistics, sys
+def valid_runs(path):
+    # A run whose line is not 7 numbers (a tool that failed, GNU time's own messages) is
+    # reported and left out of the medians.
+    runs = []
+    for line in open(path, "rb"):
+        try:
+            fields = line.decode().split()
+            if len(fields) != 7:
+                raise ValueError
+            [float(f) for f in fields]
+            runs.append(fields)
+        except (ValueError, UnicodeDecodeError):
+            print(f"left out a failed run ({path.rsplit('/', 1)[-1]}): {line!r}", file=sys.stderr)
+    return runs
 work = sys.argv[1]
 med = {}
 for t in ("schat", "schat-iroh"):
-    runs = [l.split() for l in open(f"{work}/{t}-iroh")]
+    runs = valid_runs(f"{work}/{t}-iroh")
     med[t] = (statistics.median(float(r[0]) for r in runs),
               max(int(r[1]) for r in runs), max(int(r[4]) for r in runs))
 print("| path | MiB/s | × schat over TCP | peak RSS sender / receiver |")
