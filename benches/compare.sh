@@ -56,8 +56,8 @@ trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 # A copy of the release binary as users build it: the `cargo bench` runs below rebuild
 # target/release/schat under the bench profile, whose symbol names differ, so that binary
 # misses the hot-code ordering of link/hot-symbols.txt (see build.rs) and its memory figures.
-cp target/release/schat "$work/schat"
-SCHAT=$work/schat
+cp target/release/schat "$work/schat-release"
+SCHAT=$work/schat-release
 
 "$SCHAT" --home "$work/a" keygen >/dev/null 2>&1
 "$SCHAT" --home "$work/b" keygen >/dev/null 2>&1
