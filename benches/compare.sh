@@ -57,6 +57,26 @@ trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 # target/release/schat under the bench profile, whose symbol names differ, so that binary
 # misses the hot-code ordering of link/hot-symbols.txt (see build.rs) and its memory figures.
 cp target/release/schat "$work/schat-release"
+# The summaries' shared part (Python, imported by both).
+cat >"$work/runs.py" <<'PY'
+import sys
+
+
+def valid_runs(path):
+    # A run whose line is not 7 numbers (a tool that failed, GNU time's own messages) is
+    # reported and left out of the medians.
+    runs = []
+    for line in open(path, "rb"):
+        try:
+            fields = line.decode().split()
+            if len(fields) != 7:
+                raise ValueError
+            [float(f) for f in fields]
+            runs.append(fields)
+        except (ValueError, UnicodeDecodeError):
+            print(f"left out a failed run ({path.rsplit('/', 1)[-1]}): {line!r}", file=sys.stderr)
+    return runs
+PY
 SCHAT=$work/schat-release
 
 "$SCHAT" --home "$work/a" keygen >/dev/null 2>&1
@@ -175,20 +195,8 @@ echo "## ${SIZE_MIB} MiB through a pipe over loopback: median of $REPS rounds ($
 echo
 python3 - "$work" "$seal" "$SIZE_MIB" "${tools[@]}" <<'PY'
 import statistics, sys
-def valid_runs(path):
-    # A run whose line is not 7 numbers (a tool that failed, GNU time's own messages) is
-    # reported and left out of the medians.
-    runs = []
-    for line in open(path, "rb"):
-        try:
-            fields = line.decode().split()
-            if len(fields) != 7:
-                raise ValueError
-            [float(f) for f in fields]
-            runs.append(fields)
-        except (ValueError, UnicodeDecodeError):
-            print(f"left out a failed run ({path.rsplit('/', 1)[-1]}): {line!r}", file=sys.stderr)
-    return runs
+sys.path.insert(0, sys.argv[1])
+from runs import valid_runs
 work, seal, size_mib, tools = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
 gib = size_mib / 1024
 rows = {}
@@ -240,20 +248,8 @@ for round in $(seq "$REPS"); do
 done
 python3 - "$work" <<'PY'
 import statistics, sys
-def valid_runs(path):
-    # A run whose line is not 7 numbers (a tool that failed, GNU time's own messages) is
-    # reported and left out of the medians.
-    runs = []
-    for line in open(path, "rb"):
-        try:
-            fields = line.decode().split()
-            if len(fields) != 7:
-                raise ValueError
-            [float(f) for f in fields]
-            runs.append(fields)
-        except (ValueError, UnicodeDecodeError):
-            print(f"left out a failed run ({path.rsplit('/', 1)[-1]}): {line!r}", file=sys.stderr)
-    return runs
+sys.path.insert(0, sys.argv[1])
+from runs import valid_runs
 work = sys.argv[1]
 med = {}
 for t in ("schat", "schat-iroh"):

@@ -103,6 +103,24 @@ fn stdin_from(path: &Path) -> Stdio {
     Stdio::from(File::open(path).unwrap())
 }
 
+/// A pipe listener on a free loopback port that admits `dialer`'s key (with `extra`
+/// options), and the address it listens on.
+async fn listening(
+    home: &Home,
+    dialer: &Home,
+    extra: &[&str],
+    input: Stdio,
+    output: &Path,
+) -> (PipeProc, String) {
+    let key = dialer.fingerprint();
+    let mut args = vec!["listen", "127.0.0.1:0", "--pipe", "--peer", &key];
+    args.extend_from_slice(extra);
+    let mut listener = PipeProc::spawn(home, &args, input, output);
+    let line = listener.stderr_until("listening on").await;
+    let addr = line.rsplit(' ').next().unwrap().to_string();
+    (listener, addr)
+}
+
 /// Listener (pipe, once) and dialer exchange two files; returns both exit statuses.
 async fn exchange(
     listener_in: &Path,
@@ -627,23 +645,14 @@ async fn a_frozen_peer_is_declared_gone_even_while_we_push_data_at_it() {
         let f = Files::new();
         for pushing in [true, false] {
             let (alice, bob) = (Home::new(), Home::new());
-            let alice_key = alice.fingerprint();
-            let mut listener = PipeProc::spawn(
+            let (listener, addr) = listening(
                 &bob,
-                &[
-                    "listen",
-                    "127.0.0.1:0",
-                    "--pipe",
-                    "--peer",
-                    &alice_key,
-                    "--keepalive",
-                    "1",
-                ],
+                &alice,
+                &["--keepalive", "1"],
                 Stdio::piped(),
                 &f.path("l"),
-            );
-            let line = listener.stderr_until("listening on").await;
-            let addr = line.rsplit(' ').next().unwrap().to_string();
+            )
+            .await;
             let mut dialer = PipeProc::spawn(
                 &alice,
                 &[
@@ -757,16 +766,9 @@ async fn a_listener_turning_a_dialer_away_keeps_its_input_for_the_next() {
     within(async {
         let f = Files::new();
         let (alice, bob) = (Home::new(), Home::new());
-        let alice_key = alice.fingerprint();
         let input = f.random("in", 1_000_000);
-        let mut listener = PipeProc::spawn(
-            &bob,
-            &["listen", "127.0.0.1:0", "--pipe", "--peer", &alice_key],
-            stdin_from(&input),
-            &f.path("l_out"),
-        );
-        let line = listener.stderr_until("listening on").await;
-        let addr = line.rsplit(' ').next().unwrap().to_string();
+        let (mut listener, addr) =
+            listening(&bob, &alice, &[], stdin_from(&input), &f.path("l_out")).await;
         // Chat against pipe: both sides stop at once; the listener carries on.
         let mut chat = PipeProc::spawn(
             &alice,
@@ -805,15 +807,8 @@ async fn a_signal_stops_a_pipe_and_the_peer_hears_it_failed() {
         let f = Files::new();
         for (signal, name) in [(libc::SIGINT, "interrupted"), (libc::SIGTERM, "terminated")] {
             let (alice, bob) = (Home::new(), Home::new());
-            let alice_key = alice.fingerprint();
-            let mut listener = PipeProc::spawn(
-                &bob,
-                &["listen", "127.0.0.1:0", "--pipe", "--peer", &alice_key],
-                Stdio::piped(),
-                &f.path("l_out"),
-            );
-            let line = listener.stderr_until("listening on").await;
-            let addr = line.rsplit(' ').next().unwrap().to_string();
+            let (mut listener, addr) =
+                listening(&bob, &alice, &[], Stdio::piped(), &f.path("l_out")).await;
             let mut dialer = PipeProc::spawn(
                 &alice,
                 &["dial", &addr, "--pipe", "--trust", "accept-new"],
