@@ -425,3 +425,44 @@ async fn a_refused_stranger_knocking_again_does_not_flood_the_host() {
     })
     .await
 }
+
+/// Pipe mode with the terminal as stdin: the key question is answered there, then every typed
+/// line reaches the peer, and Ctrl-D ends our direction. (A thread reading the terminal for key questions used to keep running and
+/// take some of the lines, and both sides still exited 0.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipe_typed_at_the_terminal_sends_every_line() {
+    within(async {
+        let (alice, bob) = (Home::new(), Home::new());
+        let (mut listener, port) = bob
+            .listen(&["--pipe", "--peer", &alice.fingerprint()])
+            .await;
+        let addr = format!("127.0.0.1:{port}");
+        // The key question is asked at the terminal (stdin carries data in pipe mode) and
+        // answered there; only after it do typed lines go to the peer.
+        let mut t = Term::spawn(&alice, &["dial", &addr, "--pipe"], 24, 80, 100);
+        tokio::task::block_in_place(|| t.until("the question", |s| shows(s, "trust this peer?")));
+        t.type_line("y");
+        tokio::task::block_in_place(|| t.until("the petname question", |s| shows(s, "petname")));
+        t.type_line(""); // the suggested name
+        tokio::task::block_in_place(|| {
+            t.until("the session", |s| shows(s, "secure session established"))
+        });
+        let lines = ["one", "two", "three", "four"];
+        for line in lines {
+            t.type_line(line);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for line in lines {
+            assert_eq!(listener.stdout_line().await, line);
+        }
+        t.press("\x04"); // Ctrl-D: end of our input
+        listener.close_stdin();
+        assert!(
+            listener.exit().await.success(),
+            "{}",
+            listener.stderr_text()
+        );
+        assert_eq!(tokio::task::block_in_place(|| t.exit_code()), Some(0));
+    })
+    .await
+}

@@ -41,6 +41,10 @@ pub struct Input {
 enum Source {
     Lines(mpsc::Receiver<InputEvent>),
     Editor(Box<Editor>),
+    /// The terminal, read only while a question waits for its answer (a thread per answer,
+    /// one line each). In pipe mode stdin may be that same terminal: a reader kept running
+    /// would take lines meant for the peer.
+    Terminal(Option<tokio::sync::oneshot::Receiver<InputEvent>>),
 }
 
 /// The prompt shown while chatting.
@@ -58,10 +62,12 @@ impl Input {
     /// The controlling terminal (`/dev/tty`), for questions when stdin carries data (pipe
     /// mode), like ssh asking about a host key. `None` when there is no terminal.
     pub fn tty() -> Option<Self> {
-        let tty = std::fs::File::open("/dev/tty").ok()?;
-        let mut input = Self::from_reader(tty);
-        input.can_ask = true;
-        Some(input)
+        std::fs::File::open("/dev/tty").ok()?;
+        Some(Input {
+            source: Source::Terminal(None),
+            ended: false,
+            can_ask: true,
+        })
     }
 
     /// An input that never yields a line (nobody to ask).
@@ -111,6 +117,13 @@ impl Input {
         }
         let event = match &mut self.source {
             Source::Lines(rx) => rx.recv().await.unwrap_or(InputEvent::Eof),
+            Source::Terminal(pending) => {
+                // Kept across a cancelled call, so that an answer typed later is not lost.
+                let answer = pending.get_or_insert_with(read_one_terminal_line);
+                let event = answer.await.unwrap_or(InputEvent::Eof);
+                *pending = None;
+                event
+            }
             Source::Editor(editor) => match editor.next().await {
                 Typed::Line(line) => InputEvent::Line(line),
                 Typed::TooLong => InputEvent::TooLong,
@@ -140,7 +153,7 @@ impl Input {
                 }
                 answer
             }
-            Source::Lines(_) => {
+            Source::Lines(_) | Source::Terminal(_) => {
                 let mut err = io::stderr().lock();
                 let _ = write!(err, "schat: {question}");
                 let _ = err.flush();
@@ -164,6 +177,20 @@ impl Input {
             editor.clear_screen();
         }
     }
+}
+
+/// One line from the terminal, read on a thread of its own byte by byte (a buffer would take
+/// typed-ahead lines with it).
+fn read_one_terminal_line() -> tokio::sync::oneshot::Receiver<InputEvent> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let event = match std::fs::File::open("/dev/tty") {
+            Ok(tty) => read_line(&mut io::BufReader::with_capacity(1, tty)),
+            Err(e) => InputEvent::Failed(e.to_string()),
+        };
+        let _ = tx.send(event);
+    });
+    rx
 }
 
 fn read_lines(mut reader: impl BufRead, tx: mpsc::Sender<InputEvent>) {
