@@ -854,3 +854,66 @@ async fn a_signal_stops_a_pipe_and_the_peer_hears_it_failed() {
     })
     .await
 }
+
+/// A pipe stopped by a signal before its session began never sent its input: exit 1, whether
+/// it is a listener still waiting for a peer or a dialer still handshaking. (Both exited 0:
+/// `tar c dir | schat dial … --pipe` then Ctrl-C read as a success.)
+#[tokio::test]
+async fn a_pipe_interrupted_before_its_session_is_not_a_success() {
+    within(async {
+        let f = Files::new();
+        let (alice, bob) = (Home::new(), Home::new());
+        let input = f.random("in", 1000);
+        for signal in ["INT", "TERM"] {
+            // A listener nobody dialled.
+            let (mut listener, _addr) =
+                listening(&bob, &alice, &[], stdin_from(&input), &f.path("l_out")).await;
+            let pid = listener.child.id().unwrap().to_string();
+            assert!(
+                std::process::Command::new("kill")
+                    .args([&format!("-{signal}"), &pid])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            assert_eq!(
+                listener.exit().await.code(),
+                Some(1),
+                "{}",
+                listener.stderr_text()
+            );
+            // A dialer whose listener never answers the handshake.
+            let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = silent.local_addr().unwrap().to_string();
+            let mut dialer = PipeProc::spawn(
+                &alice,
+                &["dial", &addr, "--pipe", "--trust", "accept-new"],
+                stdin_from(&input),
+                &f.path("d_out"),
+            );
+            dialer.stderr_until("handshaking").await;
+            let pid = dialer.child.id().unwrap().to_string();
+            assert!(
+                std::process::Command::new("kill")
+                    .args([&format!("-{signal}"), &pid])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            assert_eq!(
+                dialer.exit().await.code(),
+                Some(1),
+                "{}",
+                dialer.stderr_text()
+            );
+            assert!(
+                dialer
+                    .stderr_text()
+                    .contains("the pipe stopped before the transfer finished"),
+                "{}",
+                dialer.stderr_text()
+            );
+        }
+    })
+    .await
+}

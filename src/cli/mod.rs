@@ -28,6 +28,7 @@ Exit status:
   0  the session ended cleanly (a QUIT without a reason) and nothing sent was turned away
   1  error: network, protocol, keyfile, a connection cut without QUIT, a silent peer, a
      peer that aborted (a QUIT with a reason), or a pipe stopped by Ctrl-C or a signal
+     (before or during its session)
   2  usage error
   3  you refused the peer's key: it did not match --peer, it changed since you last saw
      this address, or it is unknown (or, with --trust strict, new at this address)

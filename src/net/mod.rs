@@ -306,7 +306,13 @@ async fn dial_routes(
             let (way, attempt) = tokio::select! {
                 r = &mut tcp_attempt, if !tcp_done => { tcp_done = true; ("TCP", r) }
                 r = &mut iroh_attempt, if !iroh_done => { iroh_done = true; ("iroh", r) }
-                _ = interrupts.recv() => return Ok(Ended::LocalQuit),
+                // A chat that never started simply ends; a pipe's input was never sent.
+                name = interrupts.recv() => {
+                    return match settings.pipe {
+                        Some(_) => Err(Error::Interrupted(name)),
+                        None => Ok(Ended::LocalQuit),
+                    };
+                }
             };
             match attempt {
                 Ok(reached) => break Ok(reached),
@@ -949,9 +955,10 @@ async fn serve_one_pipe(
                     continue;
                 }
             },
+            // Its input was never sent: not a success (exit 1), unlike a chat listener's.
             name = interrupts.recv() => {
                 ui.status(format_args!("{name}; stopped listening"));
-                return Ok(());
+                return Err(Error::Interrupted(name));
             }
         };
         // (A pipe listener reads nothing before the session: `first` is always None here.)
