@@ -304,10 +304,13 @@ where
         fingerprint::grouped(&info.key)
     ));
     ui.status(format_args!("peer: {}", info.trust_line()));
-    ui.status(format_args!(
-        "safety number: {} (/verify shows it again)",
-        info.safety()
-    ));
+    // (Pipe mode has no commands to show it again.)
+    let again = if settings.pipe.is_some() {
+        ""
+    } else {
+        " (/verify shows it again)"
+    };
+    ui.status(format_args!("safety number: {}{again}", info.safety()));
     ui.connected(
         &info.speaker(),
         &info.safety().grouped(),
