@@ -219,10 +219,8 @@ pub trait Detach: Sized {
     }
 }
 
-impl Detach for tokio::io::DuplexStream {}
 impl<T> Detach for tokio::io::ReadHalf<T> {}
 impl<T> Detach for tokio::io::WriteHalf<T> {}
-impl Detach for &[u8] {}
 
 /// Writes frames to a byte stream, each with a single `write_all` (prefix and body together),
 /// which keeps Nagle's algorithm and partial writes from splitting a message in two.
