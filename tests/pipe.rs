@@ -118,6 +118,12 @@ async fn listening(
     let mut listener = PipeProc::spawn(home, &args, input, output);
     let line = listener.stderr_until("listening on").await;
     let addr = line.rsplit(' ').next().unwrap().to_string();
+    // It says who it admits: the pinned key alone, not "known peers".
+    let admitting = listener.stderr_until("admitting").await;
+    assert!(
+        admitting.contains("admitting only") && admitting.contains(&key[..12]),
+        "{admitting}"
+    );
     (listener, addr)
 }
 

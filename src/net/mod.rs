@@ -504,7 +504,14 @@ pub async fn listen(
         "your fingerprint: {}",
         crate::fingerprint::grouped(identity.public())
     ));
-    ui.status(format_args!("admitting {}", options.allow));
+    // A `--peer` pin decides alone (the allowlist is not consulted).
+    match &settings.pin {
+        Some(pin) => ui.status(format_args!(
+            "admitting only {} (--peer)",
+            crate::fingerprint::short(pin)
+        )),
+        None => ui.status(format_args!("admitting {}", options.allow)),
+    }
     let result = serve(
         &listener,
         endpoint.as_ref().map(|(e, _)| e.clone()),
