@@ -15,7 +15,8 @@
 //!   user's lines, [`session::names`] decides how keys and display names are shown.
 //! - [`handshake`]: Noise XX with an ML-KEM-768 PSK (`Noise_XXpsk3_25519_ChaChaPoly_BLAKE2s`,
 //!   prologue `schat/2`; [`handshake::core`] has the messages, [`kem`] the KEM).
-//! - [`transport`]: the encrypted message stream, split into receive and send halves.
+//! - [`transport`]: the encrypted message stream, split into receive and send halves, each
+//!   owning its direction's [`cipher`] state (Noise CipherState over ring's AEADs).
 //! - [`framed`]: buffered, cancel-safe frame I/O over `AsyncRead`/`AsyncWrite` (and blocking
 //!   `Read`/`Write`, for pipe mode's threads over TCP).
 //! - [`frame`], [`message`]: pure codecs for the 2-byte length prefix and the typed plaintext
@@ -39,6 +40,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod cipher;
 pub mod cli;
 pub mod editor;
 pub mod error;

@@ -1,28 +1,24 @@
 //! The encrypted message stream shared by both roles, after the handshake.
 //!
 //! A session is split into a [`RecvHalf`] and a [`SendHalf`] so that reading and writing can run
-//! at the same time (full duplex) in different tasks. snow's `TransportState` needs `&mut` for
-//! both directions, so the halves share it behind a mutex that is held only while one message
-//! is sealed or opened — never across an `.await`.
+//! at the same time (full duplex) in different tasks or threads. Each half owns its direction's
+//! [`CipherState`]: nothing is shared, so nothing is locked.
 
+use crate::cipher::{CipherPair, CipherState};
 use crate::error::{Error, ProtocolError, Result};
 use crate::framed::{FrameReader, FrameWriter, Polled};
 use crate::message::{self, MAX_PLAINTEXT, Message, MessageError, kind};
-use snow::TransportState;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// Bytes Noise adds to every transport message (the Poly1305 tag).
-pub const TAG_LEN: usize = 16;
+/// Bytes Noise adds to every transport message (the AEAD tag).
+pub const TAG_LEN: usize = crate::cipher::TAG_LEN;
 
 /// Size of a receive-side plaintext buffer (snow wants room for the tag too).
 pub const PLAINTEXT_BUF_LEN: usize = MAX_PLAINTEXT + TAG_LEN;
 
 /// The receive buffer's first size, enough for chat messages.
 const SMALL_BUF: usize = 4096;
-
-type SharedState = Arc<Mutex<TransportState>>;
 
 /// When a sending direction moves to a new key (Noise §11.3 `REKEY`): after this many messages,
 /// bytes, or time since the last change, whichever comes first. Old keys are then gone, so a
@@ -65,31 +61,24 @@ impl Usage {
     }
 }
 
-fn lock(state: &SharedState) -> Result<MutexGuard<'_, TransportState>> {
-    state
-        .lock()
-        .map_err(|_| Error::Internal("cipher state lock poisoned".into()))
-}
-
 /// Builds the two halves of an established session.
 pub fn split<R, W>(
-    state: TransportState,
+    ciphers: CipherPair,
     reader: FrameReader<R>,
     writer: FrameWriter<W>,
 ) -> (RecvHalf<R>, SendHalf<W>) {
-    let state = Arc::new(Mutex::new(state));
     (
         RecvHalf {
             frames: reader,
             opener: Opener {
-                state: state.clone(),
+                cipher: ciphers.recv,
                 plain: Vec::new().into_boxed_slice(),
                 quit_received: false,
                 rekeys: 0,
             },
         },
         SendHalf {
-            state,
+            cipher: ciphers.send,
             frames: writer,
             plain: Vec::new(),
             quit_sent: false,
@@ -155,7 +144,7 @@ impl<R: std::io::Read> RecvHalf<R> {
 /// The decrypting side of a [`RecvHalf`], apart from its frames so that a frame borrowed
 /// from the reader can be opened into it.
 struct Opener {
-    state: SharedState,
+    cipher: CipherState,
     plain: Box<[u8]>,
     quit_received: bool,
     rekeys: u64,
@@ -178,18 +167,20 @@ impl Opener {
             };
             self.plain = vec![0u8; size].into_boxed_slice();
         }
-        let mut state = lock(&self.state)?;
-        let len = state
-            .read_message(frame, &mut self.plain)
-            .map_err(|e| match e {
-                snow::Error::Decrypt | snow::Error::Input => Error::from(ProtocolError::Decrypt),
-                other => Error::Internal(format!("decrypting: {other}")),
-            })?;
-        if self.plain.first() == Some(&kind::REKEY) {
+        let buf = &mut self.plain[..frame.len()];
+        buf.copy_from_slice(frame);
+        let len = self
+            .cipher
+            .open(buf)
+            .map_err(|_| Error::from(ProtocolError::Decrypt))?;
+        if len == 0 {
+            return Err(ProtocolError::Message(MessageError::Empty).into());
+        }
+        if self.plain[0] == kind::REKEY {
             if len != 1 {
                 return Err(ProtocolError::Message(MessageError::UnexpectedBody("REKEY")).into());
             }
-            state.rekey_incoming();
+            self.cipher.rekey()?;
             self.rekeys += 1;
             return Ok(None);
         }
@@ -246,7 +237,7 @@ impl<R> RecvHalf<R> {
 
 /// The sending direction. Not cancel safe: drive it from a single task.
 pub struct SendHalf<W> {
-    state: SharedState,
+    cipher: CipherState,
     frames: FrameWriter<W>,
     plain: Vec<u8>,
     quit_sent: bool,
@@ -300,7 +291,7 @@ impl<W> SendHalf<W> {
         f: impl FnOnce(W) -> std::result::Result<W2, E>,
     ) -> std::result::Result<SendHalf<W2>, E> {
         Ok(SendHalf {
-            state: self.state,
+            cipher: self.cipher,
             frames: self.frames.try_map_io(f)?,
             plain: self.plain,
             quit_sent: self.quit_sent,
@@ -354,7 +345,7 @@ impl<W> SendHalf<W> {
             || usage.since.elapsed() >= self.policy.interval
         {
             self.seal(&[kind::REKEY])?;
-            lock(&self.state)?.rekey_outgoing();
+            self.cipher.rekey()?;
             self.usage = Usage::new();
             self.rekeys += 1;
         }
@@ -373,13 +364,10 @@ impl<W> SendHalf<W> {
     }
 
     fn seal(&mut self, plain: &[u8]) -> Result<()> {
-        let state = &self.state;
+        let cipher = &mut self.cipher;
         self.frames.queue_frame_with(plain.len() + TAG_LEN, |out| {
-            lock(state)?.write_message(plain, out).map_err(|e| match e {
-                // 2^64 - 1 messages: never in practice, but the session must end (§5.1).
-                snow::Error::State(_) => Error::Internal("nonce space exhausted".into()),
-                other => Error::Internal(format!("encrypting: {other}")),
-            })
+            out[..plain.len()].copy_from_slice(plain);
+            cipher.seal(out, plain.len())
         })
     }
 
@@ -423,22 +411,12 @@ mod tests {
     use super::*;
     use std::borrow::Cow;
 
-    /// Two transport states that talk to each other (NN: no keys needed for this test).
-    fn pair() -> (TransportState, TransportState) {
-        let params: snow::params::NoiseParams =
-            "Noise_NN_25519_ChaChaPoly_BLAKE2s".parse().unwrap();
-        let mut i = snow::Builder::new(params.clone())
-            .build_initiator()
-            .unwrap();
-        let mut r = snow::Builder::new(params).build_responder().unwrap();
-        let (mut buf, mut tmp) = ([0u8; 128], [0u8; 128]);
-        let n = i.write_message(&[], &mut buf).unwrap();
-        r.read_message(&buf[..n], &mut tmp).unwrap();
-        let n = r.write_message(&[], &mut buf).unwrap();
-        i.read_message(&buf[..n], &mut tmp).unwrap();
+    /// The two ends of one session (the keys would come from the handshake's `Split()`).
+    fn pair() -> (CipherPair, CipherPair) {
+        let (k1, k2) = ([1u8; 32], [2u8; 32]);
         (
-            i.into_transport_mode().unwrap(),
-            r.into_transport_mode().unwrap(),
+            CipherPair::from_split(true, &k1, &k2).unwrap(),
+            CipherPair::from_split(false, &k1, &k2).unwrap(),
         )
     }
 

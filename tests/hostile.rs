@@ -62,7 +62,7 @@ fn framed(body: &[u8]) -> Vec<u8> {
 async fn handshake(
     stream: TcpStream,
 ) -> Option<(
-    snow::TransportState,
+    schat::cipher::CipherPair,
     FrameReader<OwnedReadHalf>,
     FrameWriter<OwnedWriteHalf>,
 )> {
@@ -89,7 +89,7 @@ async fn schat1_handshake(stream: TcpStream) -> bool {
     matches!(r.read_frame().await, Ok(Some(_)))
 }
 
-fn seal(state: &mut snow::TransportState, plaintext: &[u8]) -> Vec<u8> {
+fn seal(state: &mut schat::cipher::CipherPair, plaintext: &[u8]) -> Vec<u8> {
     let mut buf = vec![0u8; plaintext.len() + 16];
     let n = state.write_message(plaintext, &mut buf).unwrap();
     buf.truncate(n);
@@ -388,7 +388,7 @@ async fn raw_member(
     source: std::net::Ipv4Addr,
     port: u16,
 ) -> (
-    snow::TransportState,
+    schat::cipher::CipherPair,
     FrameReader<OwnedReadHalf>,
     FrameWriter<OwnedWriteHalf>,
 ) {
@@ -407,7 +407,7 @@ async fn raw_member(
     (state, r, w)
 }
 
-fn ping(state: &mut snow::TransportState, body: usize) -> Vec<u8> {
+fn ping(state: &mut schat::cipher::CipherPair, body: usize) -> Vec<u8> {
     let mut plain = vec![0x04];
     plain.extend(std::iter::repeat_n(7u8, body));
     seal(state, &plain)

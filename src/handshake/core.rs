@@ -13,10 +13,11 @@
 //! long as either holds. Who the peers are still rests on X25519 static keys alone.
 
 use super::{HASH_LEN, PATTERN, PROLOGUE};
+use crate::cipher::CipherPair;
 use crate::error::{Error, ProtocolError, Result};
 use crate::kem::{self, CT_LEN, EK_LEN};
 use crate::keys::{Identity, PublicKey};
-use snow::{Builder, HandshakeState, TransportState};
+use snow::{Builder, HandshakeState};
 use zeroize::Zeroizing;
 
 /// Bytes of the three messages: 32 + 1,184 + 16 (psk mode tags message 1's payload); 32 + 48
@@ -74,9 +75,9 @@ pub struct ResponderSent {
     noise: HandshakeState,
 }
 
-/// A finished handshake: the transport state, the peer's static key, the handshake hash.
+/// A finished handshake: the transport keys, the peer's static key, the handshake hash.
 pub struct Done {
-    pub transport: TransportState,
+    pub ciphers: CipherPair,
     pub peer: PublicKey,
     pub handshake_hash: [u8; HASH_LEN],
 }
@@ -208,15 +209,21 @@ fn read(noise: &mut HandshakeState, msg: &[u8], payload: &mut [u8]) -> Result<us
     })
 }
 
-fn done(noise: HandshakeState) -> Result<Done> {
+fn done(mut noise: HandshakeState) -> Result<Done> {
     let peer = remote_static(&noise)?;
     let handshake_hash: [u8; HASH_LEN] = noise
         .get_handshake_hash()
         .try_into()
         .map_err(|_| Error::Internal("unexpected handshake hash length".into()))?;
-    let transport = noise.into_transport_mode().map_err(local)?;
+    if !noise.is_handshake_finished() {
+        return Err(Error::Internal("handshake not finished".into()));
+    }
+    // Noise `Split()`: the initiator sends with the first key, the responder with the second.
+    let (k1, k2) = noise.dangerously_get_raw_split();
+    let (k1, k2) = (Zeroizing::new(k1), Zeroizing::new(k2));
+    let ciphers = CipherPair::from_split(noise.is_initiator(), &k1, &k2)?;
     Ok(Done {
-        transport,
+        ciphers,
         peer,
         handshake_hash,
     })

@@ -195,7 +195,7 @@ fn finish<R, W>(
     writer: FrameWriter<W>,
 ) -> Result<Established<R, W>> {
     acceptable_static(&done.peer, identity)?;
-    let (recv, send) = transport::split(done.transport, reader, writer);
+    let (recv, send) = transport::split(done.ciphers, reader, writer);
     Ok(Established {
         local: *identity.public(),
         peer: done.peer,

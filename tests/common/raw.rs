@@ -9,7 +9,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// An established raw session.
 pub struct Raw {
-    pub noise: snow::TransportState,
+    pub noise: schat::cipher::CipherPair,
     pub r: FrameReader<OwnedReadHalf>,
     pub w: FrameWriter<OwnedWriteHalf>,
 }
@@ -27,7 +27,7 @@ impl Raw {
         let m3 = r.read_frame().await.unwrap().unwrap().to_vec();
         let done = state.read_message_3(&m3).unwrap();
         Raw {
-            noise: done.transport,
+            noise: done.ciphers,
             r,
             w,
         }
@@ -64,7 +64,7 @@ impl Raw {
         let (done, m3) = state.write_message_3().unwrap();
         w.write_frame(&m3).await.ok()?;
         Some(Raw {
-            noise: done.transport,
+            noise: done.ciphers,
             r,
             w,
         })
