@@ -308,6 +308,14 @@ fn round_trips(n: usize, server_cpu: usize) -> ((f64, f64), (f64, f64)) {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let only_seal = std::env::args().any(|a| a == "--seal-only");
+    if std::env::args().any(|a| a == "--rtt-only") {
+        // For profiling the transport alone: same-core round trips, nothing else.
+        pin(0);
+        let ((s_med, _), (p_med, _)) = round_trips(if quick { 20000 } else { 200000 }, 0);
+        println!("rtt_same_core_schat_median_us={s_med:.1}");
+        println!("rtt_same_core_tcp_median_us={p_med:.1}");
+        return;
+    }
     let (seal, open) = seal_open_rates(if quick { 64 } else { 256 });
     println!("seal_mib_s={seal:.0}");
     println!("open_mib_s={open:.0}");
