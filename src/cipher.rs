@@ -159,6 +159,36 @@ impl CipherState {
     }
 }
 
+/// Whether to offer AES-256-GCM to peers (and switch to it when they offer it too): when this
+/// CPU has AES and carry-less multiply instructions, which make ring's AES-GCM both constant
+/// time and several times faster than ChaCha20-Poly1305; never on a machine without them,
+/// where ChaCha20-Poly1305 is the faster and safer choice. `SCHAT_NO_AES=1` turns it off (to
+/// compare the two, or to rule the switch out when looking for a fault).
+pub fn offer_aes_gcm() -> bool {
+    static OFFER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFFER.get_or_init(|| {
+        let off = std::env::var_os("SCHAT_NO_AES").is_some_and(|v| !v.is_empty() && v != "0");
+        !off && aes_hardware()
+    })
+}
+
+fn aes_hardware() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+            && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
 /// A message that did not authenticate (or could not have: shorter than a tag).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decrypt;

@@ -2,12 +2,19 @@
 //!
 //! A session is split into a [`RecvHalf`] and a [`SendHalf`] so that reading and writing can run
 //! at the same time (full duplex) in different tasks or threads. Each half owns its direction's
-//! [`CipherState`]: nothing is shared, so nothing is locked.
+//! [`CipherState`]: all they share is one flag, whether the peer can receive AES-256-GCM.
+//!
+//! Both halves also run the cipher switch (PROTOCOL.md §4.9), invisibly to the session: after
+//! our HELLO we say which other ciphers we can receive (CIPHERS), and once the peer has said
+//! the same, our sending direction moves to AES-256-GCM (SWITCH) — when this machine has AES
+//! instructions, which make it several times cheaper than ChaCha20-Poly1305.
 
-use crate::cipher::{CipherPair, CipherState};
+use crate::cipher::{Aead, CipherPair, CipherState};
 use crate::error::{Error, ProtocolError, Result};
 use crate::framed::{FrameReader, FrameWriter, Polled};
 use crate::message::{self, MAX_PLAINTEXT, Message, MessageError, kind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -61,17 +68,32 @@ impl Usage {
     }
 }
 
-/// Builds the two halves of an established session.
+/// Builds the two halves of an established session, offering AES-256-GCM when this machine
+/// runs it in hardware ([`crate::cipher::offer_aes_gcm`]).
 pub fn split<R, W>(
     ciphers: CipherPair,
     reader: FrameReader<R>,
     writer: FrameWriter<W>,
 ) -> (RecvHalf<R>, SendHalf<W>) {
+    split_offering(ciphers, reader, writer, crate::cipher::offer_aes_gcm())
+}
+
+/// As [`split`], saying whether to offer (and switch to) AES-256-GCM.
+pub fn split_offering<R, W>(
+    ciphers: CipherPair,
+    reader: FrameReader<R>,
+    writer: FrameWriter<W>,
+    offer_aes: bool,
+) -> (RecvHalf<R>, SendHalf<W>) {
+    let peer_takes_aes = Arc::new(AtomicBool::new(false));
     (
         RecvHalf {
             frames: reader,
             opener: Opener {
                 cipher: ciphers.recv,
+                offered_aes: offer_aes,
+                ciphers_received: false,
+                peer_takes_aes: peer_takes_aes.clone(),
                 plain: Vec::new().into_boxed_slice(),
                 quit_received: false,
                 rekeys: 0,
@@ -79,6 +101,9 @@ pub fn split<R, W>(
         },
         SendHalf {
             cipher: ciphers.send,
+            offer_aes,
+            ciphers_sent: false,
+            peer_takes_aes,
             frames: writer,
             plain: Vec::new(),
             quit_sent: false,
@@ -145,14 +170,20 @@ impl<R: std::io::Read> RecvHalf<R> {
 /// from the reader can be opened into it.
 struct Opener {
     cipher: CipherState,
+    /// Whether our CIPHERS listed AES-256-GCM: only then may the peer switch to it.
+    offered_aes: bool,
+    ciphers_received: bool,
+    /// Set when the peer's CIPHERS lists AES-256-GCM; read by our [`SendHalf`].
+    peer_takes_aes: Arc<AtomicBool>,
     plain: Box<[u8]>,
     quit_received: bool,
     rekeys: u64,
 }
 
 impl Opener {
-    /// Decrypts one frame into `plain`: the plaintext's length, or `None` for a REKEY, which
-    /// is handled here, invisibly to the caller (the peer's next message uses its next key).
+    /// Decrypts one frame into `plain`: the plaintext's length, or `None` for a REKEY, CIPHERS
+    /// or SWITCH, which are handled here, invisibly to the caller (after REKEY and SWITCH the
+    /// peer's next message uses its next key).
     fn open(&mut self, frame: &[u8]) -> Result<Option<usize>> {
         if self.quit_received {
             return Err(ProtocolError::Unexpected("more data", "after its QUIT").into());
@@ -182,6 +213,34 @@ impl Opener {
             }
             self.cipher.rekey()?;
             self.rekeys += 1;
+            return Ok(None);
+        }
+        if self.plain[0] == kind::CIPHERS {
+            if self.ciphers_received {
+                return Err(ProtocolError::Unexpected("CIPHERS", "twice").into());
+            }
+            self.ciphers_received = true;
+            // Ids we do not know are ignored: a later version may list more.
+            if self.plain[1..len].contains(&kind::CIPHER_AES_256_GCM) {
+                self.peer_takes_aes.store(true, Ordering::Relaxed);
+            }
+            return Ok(None);
+        }
+        if self.plain[0] == kind::SWITCH {
+            if self.plain[1..len] != [kind::CIPHER_AES_256_GCM] {
+                return Err(
+                    ProtocolError::Unexpected("SWITCH", "to a cipher we do not know").into(),
+                );
+            }
+            if !self.offered_aes {
+                return Err(
+                    ProtocolError::Unexpected("SWITCH", "to a cipher we did not offer").into(),
+                );
+            }
+            if self.cipher.aead() != Aead::ChaChaPoly {
+                return Err(ProtocolError::Unexpected("SWITCH", "twice").into());
+            }
+            self.cipher.switch_to_aes_gcm()?;
             return Ok(None);
         }
         Ok(Some(len))
@@ -229,6 +288,11 @@ impl<R> RecvHalf<R> {
         std::mem::replace(&mut self.opener.plain, spare)
     }
 
+    /// The cipher the peer's messages currently use.
+    pub fn cipher(&self) -> Aead {
+        self.opener.cipher.aead()
+    }
+
     /// Whether the peer has said goodbye.
     pub fn quit_received(&self) -> bool {
         self.opener.quit_received
@@ -238,6 +302,11 @@ impl<R> RecvHalf<R> {
 /// The sending direction. Not cancel safe: drive it from a single task.
 pub struct SendHalf<W> {
     cipher: CipherState,
+    /// Whether we offer AES-256-GCM (in CIPHERS after our HELLO) and switch to it.
+    offer_aes: bool,
+    ciphers_sent: bool,
+    /// Set by our [`RecvHalf`] when the peer's CIPHERS lists AES-256-GCM.
+    peer_takes_aes: Arc<AtomicBool>,
     frames: FrameWriter<W>,
     plain: Vec<u8>,
     quit_sent: bool,
@@ -292,6 +361,9 @@ impl<W> SendHalf<W> {
     ) -> std::result::Result<SendHalf<W2>, E> {
         Ok(SendHalf {
             cipher: self.cipher,
+            offer_aes: self.offer_aes,
+            ciphers_sent: self.ciphers_sent,
+            peer_takes_aes: self.peer_takes_aes,
             frames: self.frames.try_map_io(f)?,
             plain: self.plain,
             quit_sent: self.quit_sent,
@@ -309,6 +381,11 @@ impl<W> SendHalf<W> {
     /// How many times we have changed our sending key.
     pub fn rekeys(&self) -> u64 {
         self.rekeys
+    }
+
+    /// The cipher our messages currently use.
+    pub fn cipher(&self) -> Aead {
+        self.cipher.aead()
     }
 
     /// Encrypts a message into the outgoing buffer without sending it yet: several queued
@@ -349,9 +426,20 @@ impl<W> SendHalf<W> {
             self.usage = Usage::new();
             self.rekeys += 1;
         }
+        if self.offer_aes
+            && self.cipher.aead() == Aead::ChaChaPoly
+            && self.peer_takes_aes.load(Ordering::Relaxed)
+        {
+            self.seal(&[kind::SWITCH, kind::CIPHER_AES_256_GCM])?;
+            self.cipher.switch_to_aes_gcm()?;
+        }
         self.seal(plaintext)?;
         self.usage.messages += 1;
         self.usage.bytes += plaintext.len() as u64;
+        if plaintext[0] == kind::HELLO && self.offer_aes && !self.ciphers_sent {
+            self.seal(&[kind::CIPHERS, kind::CIPHER_AES_256_GCM])?;
+            self.ciphers_sent = true;
+        }
         if plaintext[0] == kind::QUIT {
             self.quit_sent = true;
         }
@@ -519,6 +607,196 @@ mod tests {
         let mut recv = recv.try_map_io(|rest: &[u8]| Ok::<_, ()>(rest)).unwrap();
         for m in &messages()[2..] {
             assert_eq!(&next_blocking(&mut recv).unwrap(), m);
+        }
+    }
+
+    type Half = (
+        RecvHalf<tokio::io::ReadHalf<tokio::io::DuplexStream>>,
+        SendHalf<tokio::io::WriteHalf<tokio::io::DuplexStream>>,
+    );
+
+    /// One side of a session over an in-memory stream: sends HELLO and TEXT "0", waits until
+    /// the peer's "0" has arrived (its CIPHERS came before it), then sends `n` more texts and
+    /// REKEYs every 3 messages; reads the peer's side of the same. Each direction in a task of
+    /// its own, so 1-byte buffers cannot deadlock.
+    async fn run_side(half: Half, n: usize) -> Half {
+        let (mut recv, mut send) = half;
+        send.set_rekey_policy(RekeyPolicy {
+            messages: 3,
+            ..RekeyPolicy::default()
+        });
+        let (got_first, first) = tokio::sync::oneshot::channel();
+        let sender = tokio::spawn(async move {
+            send.send(&Message::hello(message::Mode::Chat, ""))
+                .await
+                .unwrap();
+            send.send(&Message::Text("0".into())).await.unwrap();
+            first.await.unwrap();
+            for i in 1..=n {
+                send.send(&Message::Text(i.to_string().into()))
+                    .await
+                    .unwrap();
+            }
+            send
+        });
+        let receiver = tokio::spawn(async move {
+            let hello = recv.recv().await.unwrap().unwrap().into_owned();
+            assert_eq!(hello, Message::hello(message::Mode::Chat, ""));
+            let first = recv.recv().await.unwrap().unwrap().into_owned();
+            assert_eq!(first, Message::Text("0".into()));
+            got_first.send(()).unwrap();
+            for i in 1..=n {
+                let text = recv.recv().await.unwrap().unwrap().into_owned();
+                assert_eq!(text, Message::Text(i.to_string().into()));
+            }
+            recv
+        });
+        (receiver.await.unwrap(), sender.await.unwrap())
+    }
+
+    /// A session over `tokio::io::duplex(buf)`, each side offering AES-256-GCM or not; both
+    /// sides run [`run_side`]. Returns the halves afterwards.
+    async fn session_over_duplex(buf: usize, a_offers: bool, b_offers: bool) -> (Half, Half) {
+        let (ka, kb) = pair();
+        let (x, y) = tokio::io::duplex(buf);
+        let ((xr, xw), (yr, yw)) = (tokio::io::split(x), tokio::io::split(y));
+        let a = split_offering(ka, FrameReader::new(xr), FrameWriter::new(xw), a_offers);
+        let b = split_offering(kb, FrameReader::new(yr), FrameWriter::new(yw), b_offers);
+        tokio::join!(run_side(a, 20), run_side(b, 20))
+    }
+
+    /// When both sides offer it, each direction moves to AES-256-GCM right after the peer's
+    /// CIPHERS, messages keep flowing (REKEYs included, under the new cipher), and the session
+    /// code sees neither CIPHERS nor SWITCH. Over 1-byte buffers too.
+    #[tokio::test]
+    async fn both_offering_moves_both_directions_to_aes_gcm() {
+        for buf in [1, 64 * 1024] {
+            let ((ar, aw), (br, bw)) = session_over_duplex(buf, true, true).await;
+            for cipher in [ar.cipher(), aw.cipher(), br.cipher(), bw.cipher()] {
+                assert_eq!(cipher, Aead::AesGcm, "buffer {buf}");
+            }
+            assert!(aw.rekeys() >= 6 && br.rekeys() == aw.rekeys());
+        }
+    }
+
+    /// One side without AES (no hardware, or SCHAT_NO_AES): nobody switches, and the session
+    /// works as before; the same with an old peer that never sends CIPHERS.
+    #[tokio::test]
+    async fn one_side_without_aes_keeps_chachapoly_both_ways() {
+        for (a, b) in [(true, false), (false, true), (false, false)] {
+            let ((ar, aw), (br, bw)) = session_over_duplex(1, a, b).await;
+            for cipher in [ar.cipher(), aw.cipher(), br.cipher(), bw.cipher()] {
+                assert_eq!(cipher, Aead::ChaChaPoly, "offers {a} {b}");
+            }
+        }
+    }
+
+    /// Frames a hand-driven peer seals for a receiving half: what `recv` makes of them, in order.
+    async fn receive_from_raw(
+        offer: bool,
+        plaintexts: &[&[u8]],
+        switch_at: Option<usize>,
+    ) -> Vec<Result<Option<Message<'static>>>> {
+        let (mut peer, ours) = pair();
+        let mut wire = Vec::new();
+        for (i, plain) in plaintexts.iter().enumerate() {
+            let mut out = vec![0u8; plain.len() + TAG_LEN];
+            let n = peer.write_message(plain, &mut out).unwrap();
+            wire.extend_from_slice(&(n as u16).to_be_bytes());
+            wire.extend_from_slice(&out[..n]);
+            if switch_at == Some(i) {
+                peer.send.switch_to_aes_gcm().unwrap();
+            }
+        }
+        let (mut recv, _) = split_offering(
+            ours,
+            FrameReader::new(&wire[..]),
+            FrameWriter::new(std::io::sink()),
+            offer,
+        );
+        let mut results = Vec::new();
+        loop {
+            let r = recv.recv().await.map(|m| m.map(Message::into_owned));
+            let stop = !matches!(r, Ok(Some(_)));
+            results.push(r);
+            if stop {
+                return results;
+            }
+        }
+    }
+
+    /// A peer that breaks the switch's rules ends the session: SWITCH to a cipher we did not
+    /// offer, to one nobody knows, twice, or CIPHERS twice. A well-behaved switch, and CIPHERS
+    /// naming only unknown ids, pass.
+    #[tokio::test]
+    async fn a_peer_breaking_the_switch_rules_ends_the_session() {
+        let hello: &[u8] = &[kind::HELLO, 0];
+        let text: &[u8] = &[kind::TEXT, b'x'];
+        let aes_offer: &[u8] = &[kind::CIPHERS, kind::CIPHER_AES_256_GCM];
+        let switch: &[u8] = &[kind::SWITCH, kind::CIPHER_AES_256_GCM];
+        let is_err = |r: &Result<Option<Message<'static>>>| {
+            matches!(r, Err(Error::Protocol(ProtocolError::Unexpected(..))))
+        };
+        // Fine: CIPHERS, SWITCH, then a message under AES-GCM.
+        let ok = receive_from_raw(true, &[hello, aes_offer, switch, text], Some(2)).await;
+        assert_eq!(ok.len(), 3, "{ok:?}");
+        assert_eq!(ok[1].as_ref().unwrap(), &Some(Message::Text("x".into())));
+        // Fine: ids we do not know are ignored.
+        let unknown =
+            receive_from_raw(true, &[hello, &[kind::CIPHERS, 0x07, 0xff], text], None).await;
+        assert_eq!(unknown.len(), 3, "{unknown:?}");
+        // SWITCH although we offered nothing.
+        let r = receive_from_raw(false, &[hello, switch, text], Some(1)).await;
+        assert!(is_err(&r[1]), "{r:?}");
+        // SWITCH to an unknown cipher, or with no id.
+        for bad in [
+            &[kind::SWITCH, 0x02][..],
+            &[kind::SWITCH][..],
+            &[kind::SWITCH, 1, 1][..],
+        ] {
+            let r = receive_from_raw(true, &[hello, bad, text], None).await;
+            assert!(is_err(&r[1]), "{bad:?}: {r:?}");
+        }
+        // SWITCH twice.
+        let r = receive_from_raw(true, &[hello, switch, switch, text], Some(1)).await;
+        assert!(is_err(&r[1]), "{r:?}");
+        // CIPHERS twice.
+        let r = receive_from_raw(true, &[hello, aes_offer, aes_offer, text], None).await;
+        assert!(is_err(&r[1]), "{r:?}");
+    }
+
+    /// Our CIPHERS goes right after our HELLO and nowhere else, and only when we offer.
+    #[tokio::test]
+    async fn ciphers_follows_our_hello_once() {
+        for offer in [true, false] {
+            let (ours, mut peer) = pair();
+            let (_, mut send) = split_offering(
+                ours,
+                FrameReader::new(std::io::empty()),
+                FrameWriter::new(Vec::new()),
+                offer,
+            );
+            send.send(&Message::Text("before".into())).await.unwrap();
+            send.send(&Message::hello(message::Mode::Pipe, ""))
+                .await
+                .unwrap();
+            send.send(&Message::Text("after".into())).await.unwrap();
+            let wire = send.frames.get_ref().clone();
+            let mut kinds = Vec::new();
+            let mut rest = &wire[..];
+            while !rest.is_empty() {
+                let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+                let mut out = vec![0u8; len];
+                let n = peer.read_message(&rest[2..2 + len], &mut out).unwrap();
+                kinds.push(out[..n].to_vec());
+                rest = &rest[2 + len..];
+            }
+            let mut expected = vec![b"\x02before".to_vec(), vec![kind::HELLO, 1]];
+            if offer {
+                expected.push(vec![kind::CIPHERS, kind::CIPHER_AES_256_GCM]);
+            }
+            expected.push(b"\x02after".to_vec());
+            assert_eq!(kinds, expected);
         }
     }
 }

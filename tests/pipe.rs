@@ -20,10 +20,21 @@ struct PipeProc {
 
 impl PipeProc {
     fn spawn(home: &Home, args: &[&str], input: Stdio, output: &Path) -> Self {
+        Self::spawn_with_env(home, args, input, output, &[])
+    }
+
+    fn spawn_with_env(
+        home: &Home,
+        args: &[&str],
+        input: Stdio,
+        output: &Path,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut child = Command::new(bin())
             .arg("--home")
             .arg(home.path())
             .args(args)
+            .envs(env.iter().copied())
             .stdin(input)
             .stdout(File::create(output).unwrap())
             .stderr(Stdio::piped())
@@ -180,6 +191,71 @@ async fn round_trips_every_boundary_size_in_both_directions() {
                 std::fs::read(&b).unwrap(),
                 std::fs::read(&b_out).unwrap(),
                 "down {down}"
+            );
+        }
+    })
+    .await
+}
+
+/// Whether each end has AES-256-GCM or not (`SCHAT_NO_AES`, as on a CPU without AES
+/// instructions), a pipe moves the same bytes both ways at once: both directions switch, only
+/// one does, or neither (PROTOCOL.md §4.9), over the thread engine and its keepalive.
+#[tokio::test]
+async fn every_mix_of_ciphers_moves_the_same_bytes() {
+    within(async {
+        let f = Files::new();
+        let a = f.random("a", 3 << 20);
+        let b = f.random("b", 3 << 20);
+        let on: &[(&str, &str)] = &[];
+        let off: &[(&str, &str)] = &[("SCHAT_NO_AES", "1")];
+        for (i, (listener_env, dialer_env)) in [(on, on), (off, on), (on, off), (off, off)]
+            .into_iter()
+            .enumerate()
+        {
+            let (alice, bob) = (Home::new(), Home::new());
+            let (a_out, b_out) = (f.path(&format!("a{i}.out")), f.path(&format!("b{i}.out")));
+            let alice_key = alice.fingerprint();
+            let mut listener = PipeProc::spawn_with_env(
+                &bob,
+                &["listen", "127.0.0.1:0", "--pipe", "--peer", &alice_key],
+                stdin_from(&b),
+                &a_out,
+                listener_env,
+            );
+            let line = listener.stderr_until("listening on").await;
+            let addr = line.rsplit(' ').next().unwrap().to_string();
+            let mut dialer = PipeProc::spawn_with_env(
+                &alice,
+                &[
+                    "dial",
+                    &addr,
+                    "--pipe",
+                    "--trust",
+                    "accept-new",
+                    "--keepalive",
+                    "1",
+                ],
+                stdin_from(&a),
+                &b_out,
+                dialer_env,
+            );
+            assert!(
+                listener.exit().await.success(),
+                "mix {i}: {}",
+                listener.stderr_text()
+            );
+            assert!(
+                dialer.exit().await.success(),
+                "mix {i}: {}",
+                dialer.stderr_text()
+            );
+            assert!(
+                std::fs::read(&a).unwrap() == std::fs::read(&a_out).unwrap(),
+                "mix {i}"
+            );
+            assert!(
+                std::fs::read(&b).unwrap() == std::fs::read(&b_out).unwrap(),
+                "mix {i}"
             );
         }
     })

@@ -303,3 +303,63 @@ fn the_notice_and_name_vectors_in_protocol_md_are_right() {
         assert_eq!(Message::decode(&wire).unwrap(), msg);
     }
 }
+
+/// PROTOCOL.md §4.9's CIPHERS/SWITCH vectors (computed there with Python's `cryptography`, an
+/// AEAD implementation independent of schat's): schat's CipherState gives the same frames,
+/// the AES-256-GCM key is `REKEY()` of the ChaCha20-Poly1305 one, nonces go on counting
+/// big-endian after the switch, and REKEY under AES-256-GCM uses AES-256-GCM.
+#[test]
+fn the_cipher_switch_vectors_in_protocol_md_are_right() {
+    use schat::cipher::{Aead, CipherState, TAG_LEN};
+    let k: [u8; 32] = std::array::from_fn(|i| i as u8);
+    let frame = |state: &mut CipherState, plain: &[u8]| {
+        let mut buf = vec![0u8; plain.len() + TAG_LEN];
+        buf[..plain.len()].copy_from_slice(plain);
+        let n = state.seal(&mut buf, plain.len()).unwrap();
+        let mut f = (n as u16).to_be_bytes().to_vec();
+        f.extend_from_slice(&buf[..n]);
+        hex::encode(f)
+    };
+    let mut got = Vec::new();
+    let mut first = CipherState::new(Aead::ChaChaPoly, &k).unwrap();
+    got.push((
+        "CIPHERS 01 at n=0 (ChaChaPoly)",
+        frame(&mut first, &[0x80, 0x01]),
+    ));
+    let mut state = CipherState::new(Aead::ChaChaPoly, &k).unwrap();
+    for _ in 0..5 {
+        frame(&mut state, b"\x04"); // nonces 0 to 4
+    }
+    got.push((
+        "SWITCH at n=5 (ChaChaPoly)",
+        frame(&mut state, &[0x81, 0x01]),
+    ));
+    state.switch_to_aes_gcm().unwrap();
+    got.push(("TEXT hi at n=6 (AES-256-GCM)", frame(&mut state, b"\x02hi")));
+    got.push(("REKEY at n=7 (AES-256-GCM)", frame(&mut state, &[0x08])));
+    state.rekey().unwrap();
+    got.push(("TEXT hi at n=8 (AES-256-GCM)", frame(&mut state, b"\x02hi")));
+    // The keys the document shows: a fresh AES-256-GCM state with each one, at the same
+    // nonces, gives the same frames.
+    let doc = include_str!("../PROTOCOL.md");
+    let shown = |name: &str| -> [u8; 32] {
+        let line = doc
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("PROTOCOL.md §4.9 lacks {name}"));
+        hex::decode(line).unwrap().try_into().unwrap()
+    };
+    let at = |key: [u8; 32], n: usize, plain: &[u8]| {
+        let mut s = CipherState::new(Aead::AesGcm, &key).unwrap();
+        for _ in 0..n {
+            frame(&mut s, b"\x04");
+        }
+        frame(&mut s, plain)
+    };
+    assert_eq!(at(shown("AES-256-GCM key"), 6, b"\x02hi"), got[2].1);
+    assert_eq!(at(shown("key after REKEY"), 8, b"\x02hi"), got[4].1);
+    for (name, hex) in &got {
+        let line = format!("{name}: {hex}");
+        assert!(doc.contains(&line), "PROTOCOL.md §4.9 lacks {line:?}");
+    }
+}

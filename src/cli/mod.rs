@@ -40,7 +40,9 @@ Exit status:
 /// schat wraps the connection in a Noise XX handshake (X25519, ChaCha20-Poly1305, BLAKE2s),
 /// hybrid with ML-KEM-768 so that recorded sessions stay secret against future quantum
 /// computers: both sides prove their long-term identity key, and everything after the
-/// handshake is encrypted and authenticated. Compare fingerprints out of band, pin them with
+/// handshake is encrypted and authenticated (AES-256-GCM when both machines have AES
+/// instructions, else ChaCha20-Poly1305; SCHAT_NO_AES=1 keeps ChaCha20-Poly1305). Compare
+/// fingerprints out of band, pin them with
 /// --peer, or let `schat invite` verify first contact.
 #[derive(Debug, Parser)]
 #[command(name = "schat", version, after_help = EXIT_CODES)]

@@ -60,6 +60,14 @@ pub mod kind {
     pub const CONFIRM: u8 = 0x10;
     /// Types from here up are extensions: ignored when unknown.
     pub const FIRST_EXTENSION: u8 = 0x80;
+    /// Extension, right after the sender's HELLO: the ciphers it can also receive, one id
+    /// byte each ([`CIPHER_AES_256_GCM`]). Handled by the transport, never shown.
+    pub const CIPHERS: u8 = 0x80;
+    /// Extension: the sender's next messages use the cipher named by the one id byte, keyed
+    /// by `REKEY()` of its current key. Only after the peer's CIPHERS listed it.
+    pub const SWITCH: u8 = 0x81;
+    /// The id of AES-256-GCM (Noise `AESGCM`) in CIPHERS and SWITCH.
+    pub const CIPHER_AES_256_GCM: u8 = 0x01;
 }
 
 /// One decoded message. `'a` is the buffer it was decoded from; `Message<'static>` owns its data.
