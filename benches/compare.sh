@@ -124,12 +124,16 @@ run() {
         start=$(now)
         $SEND_CPU head -c $SIZE /dev/zero | $SEND_CPU /usr/bin/time -f "%M %U %S" -o "$work/rss.s" socat -b $BUF -u STDIN TCP:127.0.0.1:"$port"
         ;;
-    schat)
-        $RECV_CPU /usr/bin/time -f "%M %U %S" -o "$work/rss.r" "$SCHAT" --home "$work/b" listen 127.0.0.1:"$port" \
+    schat | schat-chacha20)
+        # schat-chacha20: both sides without the AES-256-GCM switch (PROTOCOL.md §4.9), as on
+        # a CPU without AES instructions.
+        local no_aes=0
+        [ "$name" = schat-chacha20 ] && no_aes=1
+        SCHAT_NO_AES=$no_aes $RECV_CPU /usr/bin/time -f "%M %U %S" -o "$work/rss.r" "$SCHAT" --home "$work/b" listen 127.0.0.1:"$port" \
             --pipe --quiet --peer "$FP_A" </dev/null >/dev/null 2>"$work/schat.err" &
         wait_port "$port"
         start=$(now)
-        $SEND_CPU head -c $SIZE /dev/zero | $SEND_CPU /usr/bin/time -f "%M %U %S" -o "$work/rss.s" "$SCHAT" --home "$work/a" \
+        $SEND_CPU head -c $SIZE /dev/zero | SCHAT_NO_AES=$no_aes $SEND_CPU /usr/bin/time -f "%M %U %S" -o "$work/rss.s" "$SCHAT" --home "$work/a" \
             dial 127.0.0.1:"$port" --pipe --quiet --peer "$FP_B" >/dev/null 2>>"$work/schat.err"
         ;;
     openssl-aes-gcm | openssl-chacha20)
@@ -179,10 +183,12 @@ run() {
 }
 
 echo "measuring schat's in-memory seal rate..." >&2
-seal=$(cargo bench --quiet --bench loopback -- --seal-only 2>/dev/null | sed -n 's/^seal_mib_s=//p')
+seal_out=$(cargo bench --quiet --bench loopback -- --seal-only 2>/dev/null)
+seal=$(sed -n 's/^seal_mib_s=//p' <<<"$seal_out")
+cipher=$(sed -n 's/^transport_cipher=//p' <<<"$seal_out")
 
 SECTION=""
-tools=(plain-tcp schat openssl-aes-gcm openssl-chacha20 socat-openssl)
+tools=(plain-tcp schat schat-chacha20 openssl-aes-gcm openssl-chacha20 socat-openssl)
 for round in $(seq "$REPS"); do
     for t in "${tools[@]}"; do
         echo "round $round/$REPS: $t" >&2
@@ -222,7 +228,11 @@ print(f"| (schat seal, in memory, one core) | {seal:.0f} | | | 1.00 | | | |")
 s = rows["schat"]
 print(f"\nschat vs socat OPENSSL (TLS 1.3, AES-256-GCM): throughput {s['mibs']/tls['mibs']:.2f}×, "
       f"CPU per GiB {s['cpu']/tls['cpu']:.2f}× (medians of each; CPU = user + sys of both processes)")
+c = rows["schat-chacha20"]
+print(f"schat-chacha20 (SCHAT_NO_AES=1 on both sides) vs socat OPENSSL: throughput {c['mibs']/tls['mibs']:.2f}×, "
+      f"CPU per GiB {c['cpu']/tls['cpu']:.2f}×")
 PY
+echo "schat's transport cipher on this machine: $cipher (the in-memory seal rate above is with it)"
 echo
 echo "## Latency and handshakes (benches/loopback.rs)"
 echo
