@@ -31,6 +31,14 @@ pub enum Aead {
 }
 
 impl Aead {
+    /// Its usual name, for people.
+    pub fn name(self) -> &'static str {
+        match self {
+            Aead::ChaChaPoly => "ChaCha20-Poly1305",
+            Aead::AesGcm => "AES-256-GCM",
+        }
+    }
+
     /// The nonce for counter `n`: 32 zero bits, then `n` little-endian for ChaChaPoly and
     /// big-endian for AESGCM (Noise §12).
     fn nonce(self, n: u64) -> Nonce {
@@ -366,5 +374,32 @@ mod tests {
         let shown = format!("{state:?}");
         assert!(!shown.contains("ab, ") && !shown.contains("171"), "{shown}");
         assert!(shown.contains("ChaChaPoly"));
+    }
+
+    /// Noise reserves nonce 2^64 - 1: the message before it is the last one either way, and a
+    /// failed AES-GCM open keeps the nonce like a ChaCha one.
+    #[test]
+    fn the_last_nonce_is_never_used_and_failures_keep_the_count() {
+        for aead in [Aead::ChaChaPoly, Aead::AesGcm] {
+            let key = [9u8; KEY_LEN];
+            let (mut tx, mut rx) = (
+                CipherState::new(aead, &key).unwrap(),
+                CipherState::new(aead, &key).unwrap(),
+            );
+            tx.n = u64::MAX - 1;
+            rx.n = u64::MAX - 1;
+            let mut buf = [0u8; 4 + TAG_LEN];
+            buf[..4].copy_from_slice(b"last");
+            let n = tx.seal(&mut buf, 4).unwrap();
+            let mut bad = buf;
+            bad[0] ^= 1;
+            assert_eq!(rx.open(&mut bad[..n]), Err(Decrypt), "{aead:?}");
+            assert_eq!(rx.open(&mut buf[..n]), Ok(4), "{aead:?}");
+            assert_eq!(&buf[..4], b"last");
+            assert!(tx.seal(&mut buf, 4).is_err(), "{aead:?}");
+            assert_eq!(rx.open(&mut buf[..n]), Err(Decrypt), "{aead:?}");
+            // REKEY still works there (it uses the reserved nonce, not the counter).
+            tx.rekey().unwrap();
+        }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! A session is split into a [`RecvHalf`] and a [`SendHalf`] so that reading and writing can run
 //! at the same time (full duplex) in different tasks or threads. Each half owns its direction's
-//! [`CipherState`]: all they share is one flag, whether the peer can receive AES-256-GCM.
+//! [`CipherState`]: all they share is a few flags about the cipher switch ([`Ciphers`]).
 //!
 //! Both halves also run the cipher switch (PROTOCOL.md §4.9), invisibly to the session: after
 //! our HELLO we say which other ciphers we can receive (CIPHERS), and once the peer has said
@@ -21,15 +21,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// Bytes Noise adds to every transport message (the AEAD tag).
 pub const TAG_LEN: usize = crate::cipher::TAG_LEN;
 
-/// Size of a receive-side plaintext buffer (snow wants room for the tag too).
+/// Size of a receive-side plaintext buffer: a whole frame is opened in place, tag included.
 pub const PLAINTEXT_BUF_LEN: usize = MAX_PLAINTEXT + TAG_LEN;
 
 /// The receive buffer's first size, enough for chat messages.
 const SMALL_BUF: usize = 4096;
 
 /// When a sending direction moves to a new key (Noise §11.3 `REKEY`): after this many messages,
-/// bytes, or time since the last change, whichever comes first. Old keys are then gone, so a
-/// key stolen later from memory cannot decrypt earlier traffic of a long session.
+/// bytes, or time since the last change, whichever comes first. The old key is dropped, so a
+/// key stolen later from the live state cannot decrypt earlier traffic of a long session (ring
+/// does not wipe dropped key schedules, so this is a best effort against memory forensics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RekeyPolicy {
     /// Messages sent under one key.
@@ -68,6 +69,53 @@ impl Usage {
     }
 }
 
+/// What the two halves share about the cipher switch (PROTOCOL.md §4.9).
+#[derive(Debug, Default)]
+struct Switch {
+    /// Our CIPHERS, listing AES-256-GCM, is out (queued): the peer may now SWITCH.
+    offered: AtomicBool,
+    /// The peer's CIPHERS listed AES-256-GCM: we SWITCH (if we offered it too).
+    peer_accepts: AtomicBool,
+    /// Our direction, and the peer's, have moved to AES-256-GCM.
+    sending_aes: AtomicBool,
+    receiving_aes: AtomicBool,
+}
+
+/// Which cipher each direction of a session uses, readable while the halves are busy
+/// elsewhere (a pipe's threads), e.g. for the summary line.
+#[derive(Debug, Clone)]
+pub struct Ciphers(Arc<Switch>);
+
+impl Ciphers {
+    /// The cipher of our messages.
+    pub fn sending(&self) -> Aead {
+        Self::aead(&self.0.sending_aes)
+    }
+
+    /// The cipher of the peer's messages.
+    pub fn receiving(&self) -> Aead {
+        Self::aead(&self.0.receiving_aes)
+    }
+
+    fn aead(aes: &AtomicBool) -> Aead {
+        if aes.load(Ordering::Acquire) {
+            Aead::AesGcm
+        } else {
+            Aead::ChaChaPoly
+        }
+    }
+
+    /// For people: one name when both directions agree, else each.
+    pub fn describe(&self) -> String {
+        let (sending, receiving) = (self.sending(), self.receiving());
+        if sending == receiving {
+            sending.name().to_string()
+        } else {
+            format!("sending {}, receiving {}", sending.name(), receiving.name())
+        }
+    }
+}
+
 /// Builds the two halves of an established session, offering AES-256-GCM when this machine
 /// runs it in hardware ([`crate::cipher::offer_aes_gcm`]).
 pub fn split<R, W>(
@@ -85,15 +133,14 @@ pub fn split_offering<R, W>(
     writer: FrameWriter<W>,
     offer_aes: bool,
 ) -> (RecvHalf<R>, SendHalf<W>) {
-    let peer_takes_aes = Arc::new(AtomicBool::new(false));
+    let switch = Arc::new(Switch::default());
     (
         RecvHalf {
             frames: reader,
             opener: Opener {
                 cipher: ciphers.recv,
-                offered_aes: offer_aes,
                 ciphers_received: false,
-                peer_takes_aes: peer_takes_aes.clone(),
+                switch: switch.clone(),
                 plain: Vec::new().into_boxed_slice(),
                 quit_received: false,
                 rekeys: 0,
@@ -103,7 +150,7 @@ pub fn split_offering<R, W>(
             cipher: ciphers.send,
             offer_aes,
             ciphers_sent: false,
-            peer_takes_aes,
+            switch,
             frames: writer,
             plain: Vec::new(),
             quit_sent: false,
@@ -170,11 +217,8 @@ impl<R: std::io::Read> RecvHalf<R> {
 /// from the reader can be opened into it.
 struct Opener {
     cipher: CipherState,
-    /// Whether our CIPHERS listed AES-256-GCM: only then may the peer switch to it.
-    offered_aes: bool,
     ciphers_received: bool,
-    /// Set when the peer's CIPHERS lists AES-256-GCM; read by our [`SendHalf`].
-    peer_takes_aes: Arc<AtomicBool>,
+    switch: Arc<Switch>,
     plain: Box<[u8]>,
     quit_received: bool,
     rekeys: u64,
@@ -222,7 +266,7 @@ impl Opener {
             self.ciphers_received = true;
             // Ids we do not know are ignored: a later version may list more.
             if self.plain[1..len].contains(&kind::CIPHER_AES_256_GCM) {
-                self.peer_takes_aes.store(true, Ordering::Relaxed);
+                self.switch.peer_accepts.store(true, Ordering::Release);
             }
             return Ok(None);
         }
@@ -232,7 +276,9 @@ impl Opener {
                     ProtocolError::Unexpected("SWITCH", "to a cipher we do not know").into(),
                 );
             }
-            if !self.offered_aes {
+            // Our CIPHERS went out before anything the peer says in answer to it: if the
+            // flag is not set, we never offered AES-256-GCM.
+            if !self.switch.offered.load(Ordering::Acquire) {
                 return Err(
                     ProtocolError::Unexpected("SWITCH", "to a cipher we did not offer").into(),
                 );
@@ -241,6 +287,7 @@ impl Opener {
                 return Err(ProtocolError::Unexpected("SWITCH", "twice").into());
             }
             self.cipher.switch_to_aes_gcm()?;
+            self.switch.receiving_aes.store(true, Ordering::Release);
             return Ok(None);
         }
         Ok(Some(len))
@@ -305,8 +352,7 @@ pub struct SendHalf<W> {
     /// Whether we offer AES-256-GCM (in CIPHERS after our HELLO) and switch to it.
     offer_aes: bool,
     ciphers_sent: bool,
-    /// Set by our [`RecvHalf`] when the peer's CIPHERS lists AES-256-GCM.
-    peer_takes_aes: Arc<AtomicBool>,
+    switch: Arc<Switch>,
     frames: FrameWriter<W>,
     plain: Vec<u8>,
     quit_sent: bool,
@@ -363,7 +409,7 @@ impl<W> SendHalf<W> {
             cipher: self.cipher,
             offer_aes: self.offer_aes,
             ciphers_sent: self.ciphers_sent,
-            peer_takes_aes: self.peer_takes_aes,
+            switch: self.switch,
             frames: self.frames.try_map_io(f)?,
             plain: self.plain,
             quit_sent: self.quit_sent,
@@ -386,6 +432,11 @@ impl<W> SendHalf<W> {
     /// The cipher our messages currently use.
     pub fn cipher(&self) -> Aead {
         self.cipher.aead()
+    }
+
+    /// Which cipher each direction uses, now and later (a handle that outlives this half).
+    pub fn ciphers(&self) -> Ciphers {
+        Ciphers(self.switch.clone())
     }
 
     /// Encrypts a message into the outgoing buffer without sending it yet: several queued
@@ -426,12 +477,14 @@ impl<W> SendHalf<W> {
             self.usage = Usage::new();
             self.rekeys += 1;
         }
-        if self.offer_aes
+        // Only after our own HELLO and CIPHERS: our first message stays HELLO.
+        if self.ciphers_sent
             && self.cipher.aead() == Aead::ChaChaPoly
-            && self.peer_takes_aes.load(Ordering::Relaxed)
+            && self.switch.peer_accepts.load(Ordering::Acquire)
         {
             self.seal(&[kind::SWITCH, kind::CIPHER_AES_256_GCM])?;
             self.cipher.switch_to_aes_gcm()?;
+            self.switch.sending_aes.store(true, Ordering::Release);
         }
         self.seal(plaintext)?;
         self.usage.messages += 1;
@@ -439,6 +492,7 @@ impl<W> SendHalf<W> {
         if plaintext[0] == kind::HELLO && self.offer_aes && !self.ciphers_sent {
             self.seal(&[kind::CIPHERS, kind::CIPHER_AES_256_GCM])?;
             self.ciphers_sent = true;
+            self.switch.offered.store(true, Ordering::Release);
         }
         if plaintext[0] == kind::QUIT {
             self.quit_sent = true;
@@ -708,12 +762,16 @@ mod tests {
                 peer.send.switch_to_aes_gcm().unwrap();
             }
         }
-        let (mut recv, _) = split_offering(
+        let (mut recv, mut send) = split_offering(
             ours,
             FrameReader::new(&wire[..]),
-            FrameWriter::new(std::io::sink()),
+            FrameWriter::new(Vec::new()),
             offer,
         );
+        // Our HELLO (and, when we offer, our CIPHERS) went out first.
+        send.send(&Message::hello(message::Mode::Chat, ""))
+            .await
+            .unwrap();
         let mut results = Vec::new();
         loop {
             let r = recv.recv().await.map(|m| m.map(Message::into_owned));
@@ -748,6 +806,12 @@ mod tests {
         // SWITCH although we offered nothing.
         let r = receive_from_raw(false, &[hello, switch, text], Some(1)).await;
         assert!(is_err(&r[1]), "{r:?}");
+        // A SWITCH, then a message still under ChaCha20-Poly1305: it cannot decrypt.
+        let r = receive_from_raw(true, &[hello, switch, text], None).await;
+        assert!(
+            matches!(r[1], Err(Error::Protocol(ProtocolError::Decrypt))),
+            "{r:?}"
+        );
         // SWITCH to an unknown cipher, or with no id.
         for bad in [
             &[kind::SWITCH, 0x02][..],
@@ -798,5 +862,79 @@ mod tests {
             expected.push(b"\x02after".to_vec());
             assert_eq!(kinds, expected);
         }
+    }
+
+    /// The frames `wire` holds, opened by `peer`: each plaintext.
+    fn plaintexts(peer: &mut CipherPair, wire: &[u8], switch_after_switch: bool) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut rest = wire;
+        while !rest.is_empty() {
+            let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+            let mut buf = vec![0u8; len];
+            let n = peer.read_message(&rest[2..2 + len], &mut buf).unwrap();
+            if switch_after_switch && buf[0] == kind::SWITCH {
+                peer.recv.switch_to_aes_gcm().unwrap();
+            }
+            if buf[0] == kind::REKEY {
+                peer.recv.rekey().unwrap();
+            }
+            out.push(buf[..n].to_vec());
+            rest = &rest[2 + len..];
+        }
+        out
+    }
+
+    /// The peer's CIPHERS may arrive before we have said HELLO (a room host reads a member's
+    /// HELLO and CIPHERS before it answers): our first message is still HELLO, then our
+    /// CIPHERS, and the SWITCH comes before the next message. A REKEY due at the same moment
+    /// goes first, under the old cipher. The summary names the cipher of each direction.
+    #[tokio::test]
+    async fn our_first_message_stays_hello_and_rekey_precedes_switch() {
+        let (mut peer, ours) = pair();
+        let mut wire = Vec::new();
+        for plain in [
+            &[kind::HELLO, 0][..],
+            &[kind::CIPHERS, kind::CIPHER_AES_256_GCM][..],
+        ] {
+            let mut out = vec![0u8; plain.len() + TAG_LEN];
+            let n = peer.write_message(plain, &mut out).unwrap();
+            wire.extend_from_slice(&(n as u16).to_be_bytes());
+            wire.extend_from_slice(&out[..n]);
+        }
+        let (mut recv, mut send) = split_offering(
+            ours,
+            FrameReader::new(&wire[..]),
+            FrameWriter::new(Vec::new()),
+            true,
+        );
+        assert!(recv.recv().await.unwrap().is_some()); // HELLO
+        assert!(recv.recv().await.unwrap().is_none()); // CIPHERS, invisible; then the end
+        // A REKEY after every message: one is due when the text goes out.
+        send.set_rekey_policy(RekeyPolicy {
+            messages: 1,
+            ..RekeyPolicy::default()
+        });
+        send.send(&Message::hello(message::Mode::Chat, ""))
+            .await
+            .unwrap();
+        assert_eq!(send.cipher(), Aead::ChaChaPoly);
+        send.send(&Message::Text("x".into())).await.unwrap();
+        assert_eq!(send.cipher(), Aead::AesGcm);
+        let ciphers = send.ciphers();
+        assert_eq!(
+            ciphers.describe(),
+            "sending AES-256-GCM, receiving ChaCha20-Poly1305"
+        );
+        let got = plaintexts(&mut peer, send.frames.get_ref(), true);
+        assert_eq!(
+            got,
+            vec![
+                vec![kind::HELLO, 0],
+                vec![kind::CIPHERS, kind::CIPHER_AES_256_GCM],
+                vec![kind::REKEY],
+                vec![kind::SWITCH, kind::CIPHER_AES_256_GCM],
+                b"\x02x".to_vec(),
+            ]
+        );
     }
 }

@@ -500,7 +500,8 @@ async fn a_flooder_is_throttled_and_an_honest_slow_reader_gets_everything() {
             .unwrap();
         let mut buf = vec![0u8; 70_000];
         for _ in 0..2 {
-            // HELLO, WELCOME
+            // HELLO, then CIPHERS where the host has AES instructions (PROTOCOL.md §4.9) or
+            // else WELCOME: the loop below reads whatever follows.
             let frame = hr.read_frame().await.unwrap().unwrap().to_vec();
             honest.read_message(&frame, &mut buf).unwrap();
         }

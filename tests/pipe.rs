@@ -198,8 +198,9 @@ async fn round_trips_every_boundary_size_in_both_directions() {
 }
 
 /// Whether each end has AES-256-GCM or not (`SCHAT_NO_AES`, as on a CPU without AES
-/// instructions), a pipe moves the same bytes both ways at once: both directions switch, only
-/// one does, or neither (PROTOCOL.md §4.9), over the thread engine and its keepalive.
+/// instructions), a pipe moves the same bytes both ways at once, over the thread engine and its
+/// keepalive: both directions switch when both ends offer AES-256-GCM (PROTOCOL.md §4.9), and
+/// neither does otherwise, as each side's summary line says.
 #[tokio::test]
 async fn every_mix_of_ciphers_moves_the_same_bytes() {
     within(async {
@@ -257,6 +258,15 @@ async fn every_mix_of_ciphers_moves_the_same_bytes() {
                 std::fs::read(&b).unwrap() == std::fs::read(&b_out).unwrap(),
                 "mix {i}"
             );
+            // This machine runs the binary too: it offers AES-256-GCM unless told not to.
+            let expected = if i == 0 && schat::cipher::offer_aes_gcm() {
+                "/s), AES-256-GCM"
+            } else {
+                "/s), ChaCha20-Poly1305"
+            };
+            for side in [listener.stderr_text(), dialer.stderr_text()] {
+                assert!(side.contains(expected), "mix {i}: {side}");
+            }
         }
     })
     .await

@@ -74,6 +74,7 @@ where
     W: AsyncWrite + Unpin + Detach,
 {
     let Established { recv, mut send, .. } = established;
+    let ciphers = send.ciphers();
     // Our HELLO first (a dialer gets here only once it has accepted the listener's key).
     send.send(&Message::hello(Mode::Pipe, "")).await?;
     if listener {
@@ -105,10 +106,11 @@ where
         let secs = started.elapsed().as_secs_f64();
         let (sent, received) = counters.get();
         ui.status(format_args!(
-            "sent {}, received {} in {secs:.1} s ({}/s)",
+            "sent {}, received {} in {secs:.1} s ({}/s), {}",
             size(sent),
             size(received),
-            size(((sent + received) as f64 / secs.max(1e-3)) as u64)
+            size(((sent + received) as f64 / secs.max(1e-3)) as u64),
+            ciphers.describe()
         ));
     }
     result
