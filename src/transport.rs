@@ -751,6 +751,17 @@ mod tests {
         plaintexts: &[&[u8]],
         switch_at: Option<usize>,
     ) -> Vec<Result<Option<Message<'static>>>> {
+        receive_from_raw_after(true, offer, plaintexts, switch_at).await
+    }
+
+    /// As [`receive_from_raw`]; `our_hello`: whether we have sent our HELLO (and with it our
+    /// CIPHERS, when we offer) before reading.
+    async fn receive_from_raw_after(
+        our_hello: bool,
+        offer: bool,
+        plaintexts: &[&[u8]],
+        switch_at: Option<usize>,
+    ) -> Vec<Result<Option<Message<'static>>>> {
         let (mut peer, ours) = pair();
         let mut wire = Vec::new();
         for (i, plain) in plaintexts.iter().enumerate() {
@@ -768,10 +779,11 @@ mod tests {
             FrameWriter::new(Vec::new()),
             offer,
         );
-        // Our HELLO (and, when we offer, our CIPHERS) went out first.
-        send.send(&Message::hello(message::Mode::Chat, ""))
-            .await
-            .unwrap();
+        if our_hello {
+            send.send(&Message::hello(message::Mode::Chat, ""))
+                .await
+                .unwrap();
+        }
         let mut results = Vec::new();
         loop {
             let r = recv.recv().await.map(|m| m.map(Message::into_owned));
@@ -805,6 +817,9 @@ mod tests {
         assert_eq!(unknown.len(), 3, "{unknown:?}");
         // SWITCH although we offered nothing.
         let r = receive_from_raw(false, &[hello, switch, text], Some(1)).await;
+        assert!(is_err(&r[1]), "{r:?}");
+        // SWITCH before our CIPHERS went out (we would offer, but have not yet).
+        let r = receive_from_raw_after(false, true, &[hello, switch, text], Some(1)).await;
         assert!(is_err(&r[1]), "{r:?}");
         // A SWITCH, then a message still under ChaCha20-Poly1305: it cannot decrypt.
         let r = receive_from_raw(true, &[hello, switch, text], None).await;
