@@ -146,20 +146,34 @@ async fn exchange(
     dialer_out: &Path,
     extra_dial: &[&str],
 ) -> (PipeProc, PipeProc) {
+    let files = [listener_in, listener_out, dialer_in, dialer_out];
+    exchange_with_env(files, extra_dial, &[], &[]).await
+}
+
+/// As [`exchange`] (files: listener in and out, dialer in and out), with environment
+/// variables for each side.
+async fn exchange_with_env(
+    [listener_in, listener_out, dialer_in, dialer_out]: [&Path; 4],
+    extra_dial: &[&str],
+    listener_env: &[(&str, &str)],
+    dialer_env: &[(&str, &str)],
+) -> (PipeProc, PipeProc) {
     let (alice, bob) = (Home::new(), Home::new());
     // The receiver names who may write to it (a pipe refuses unknown dialers by default).
     let alice_key = alice.fingerprint();
-    let mut listener = PipeProc::spawn(
+    let mut listener = PipeProc::spawn_with_env(
         &bob,
         &["listen", "127.0.0.1:0", "--pipe", "--peer", &alice_key],
         stdin_from(listener_in),
         listener_out,
+        listener_env,
     );
     let line = listener.stderr_until("listening on").await;
     let addr = line.rsplit(' ').next().unwrap().to_string();
     let mut args = vec!["dial", addr.as_str(), "--pipe", "--trust", "accept-new"];
     args.extend_from_slice(extra_dial);
-    let dialer = PipeProc::spawn(&alice, &args, stdin_from(dialer_in), dialer_out);
+    let dialer =
+        PipeProc::spawn_with_env(&alice, &args, stdin_from(dialer_in), dialer_out, dialer_env);
     listener.exit().await;
     (listener, dialer)
 }
@@ -213,33 +227,14 @@ async fn every_mix_of_ciphers_moves_the_same_bytes() {
             .into_iter()
             .enumerate()
         {
-            let (alice, bob) = (Home::new(), Home::new());
             let (a_out, b_out) = (f.path(&format!("a{i}.out")), f.path(&format!("b{i}.out")));
-            let alice_key = alice.fingerprint();
-            let mut listener = PipeProc::spawn_with_env(
-                &bob,
-                &["listen", "127.0.0.1:0", "--pipe", "--peer", &alice_key],
-                stdin_from(&b),
-                &a_out,
+            let (mut listener, mut dialer) = exchange_with_env(
+                [&b, &a_out, &a, &b_out],
+                &["--keepalive", "1"],
                 listener_env,
-            );
-            let line = listener.stderr_until("listening on").await;
-            let addr = line.rsplit(' ').next().unwrap().to_string();
-            let mut dialer = PipeProc::spawn_with_env(
-                &alice,
-                &[
-                    "dial",
-                    &addr,
-                    "--pipe",
-                    "--trust",
-                    "accept-new",
-                    "--keepalive",
-                    "1",
-                ],
-                stdin_from(&a),
-                &b_out,
                 dialer_env,
-            );
+            )
+            .await;
             assert!(
                 listener.exit().await.success(),
                 "mix {i}: {}",
