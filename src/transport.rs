@@ -149,7 +149,6 @@ pub fn split_offering<R, W>(
         SendHalf {
             cipher: ciphers.send,
             offer_aes,
-            ciphers_sent: false,
             switch,
             frames: writer,
             plain: Vec::new(),
@@ -351,7 +350,6 @@ pub struct SendHalf<W> {
     cipher: CipherState,
     /// Whether we offer AES-256-GCM (in CIPHERS after our HELLO) and switch to it.
     offer_aes: bool,
-    ciphers_sent: bool,
     switch: Arc<Switch>,
     frames: FrameWriter<W>,
     plain: Vec<u8>,
@@ -408,7 +406,6 @@ impl<W> SendHalf<W> {
         Ok(SendHalf {
             cipher: self.cipher,
             offer_aes: self.offer_aes,
-            ciphers_sent: self.ciphers_sent,
             switch: self.switch,
             frames: self.frames.try_map_io(f)?,
             plain: self.plain,
@@ -478,7 +475,7 @@ impl<W> SendHalf<W> {
             self.rekeys += 1;
         }
         // Only after our own HELLO and CIPHERS: our first message stays HELLO.
-        if self.ciphers_sent
+        if self.ciphers_sent()
             && self.cipher.aead() == Aead::ChaChaPoly
             && self.switch.peer_accepts.load(Ordering::Acquire)
         {
@@ -489,15 +486,19 @@ impl<W> SendHalf<W> {
         self.seal(plaintext)?;
         self.usage.messages += 1;
         self.usage.bytes += plaintext.len() as u64;
-        if plaintext[0] == kind::HELLO && self.offer_aes && !self.ciphers_sent {
+        if plaintext[0] == kind::HELLO && self.offer_aes && !self.ciphers_sent() {
             self.seal(&[kind::CIPHERS, kind::CIPHER_AES_256_GCM])?;
-            self.ciphers_sent = true;
             self.switch.offered.store(true, Ordering::Release);
         }
         if plaintext[0] == kind::QUIT {
             self.quit_sent = true;
         }
         Ok(())
+    }
+
+    /// Whether our CIPHERS is out (only this half sets the flag; the other half reads it).
+    fn ciphers_sent(&self) -> bool {
+        self.switch.offered.load(Ordering::Relaxed)
     }
 
     /// Bytes queued and not yet sent.
