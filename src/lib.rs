@@ -40,6 +40,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod bucket;
 pub mod cipher;
 pub mod cli;
 pub mod editor;

@@ -33,6 +33,58 @@ async fn a_full_room_is_a_refusal_not_a_success() {
     .await
 }
 
+/// `echo hi | schat dial` ends 0 with its line shown once, `rounds` times against listeners
+/// that are a fresh `listen --once` each time, or one room, on a loaded machine.
+async fn echo_hi_rounds(once: bool, rounds: usize) {
+    let (host, dialer) = (Home::new(), Home::new());
+    let _hog = common::CpuHog::start();
+    let mut room = None;
+    for round in 0..rounds {
+        let extra: &[&str] = if once { &["--once"] } else { &[] };
+        if room.is_none() {
+            room = Some(host.listen(extra).await);
+        }
+        let (listener, port) = room.as_mut().unwrap();
+        let mut d = one_line_then_eof(&dialer, *port, &[]).await;
+        let status = d.exit().await;
+        assert!(
+            status.success(),
+            "round {round}: dialer {status}: {}",
+            d.stderr_text()
+        );
+        assert_eq!(listener.said().await, "build done", "round {round}");
+        if once {
+            let (mut listener, _) = room.take().unwrap();
+            let status = listener.exit().await;
+            assert!(status.success(), "round {round}: listener {status}");
+            assert_eq!(
+                listener.stdout_seen.len(),
+                1,
+                "round {round}: shown once: {:?}",
+                listener.stdout_seen
+            );
+        }
+    }
+    if let Some((mut listener, _)) = room {
+        listener.signal("INT");
+        listener.exit().await;
+        let shown = listener.stdout_seen.len();
+        assert_eq!(shown, rounds, "each shown once: {:?}", listener.stdout_seen);
+    }
+}
+
+/// The dialer's input ends before the WELCOME arrives: it finishes the opening, then leaves,
+/// and the `--once` host sends the WELCOME before it exits (issue 24: exit 4, 17 runs in 20).
+#[tokio::test]
+async fn echo_hi_against_listen_once_is_delivered_and_exit_0_every_time() {
+    within(echo_hi_rounds(true, 50)).await
+}
+
+#[tokio::test]
+async fn echo_hi_against_a_room_is_delivered_and_exit_0_every_time() {
+    within(echo_hi_rounds(false, 50)).await
+}
+
 #[tokio::test]
 async fn a_dialer_the_allowlist_refuses_does_not_exit_0() {
     within(async {

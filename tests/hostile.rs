@@ -302,6 +302,117 @@ fn silent_flood(
     })
 }
 
+/// Keeps `count` connections from `source` that each send one byte (the start of a length
+/// prefix) and stall, renewed whenever the listener closes one.
+fn stalled_flood(
+    source: std::net::Ipv4Addr,
+    port: u16,
+    count: usize,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            while tasks.len() < count {
+                tasks.spawn(async move {
+                    let mut s = common::connect_from(source, port).await;
+                    let _ = s.write_all(&[0x04]).await;
+                    let mut sink = [0u8; 64];
+                    let _ = tokio::io::AsyncReadExt::read(&mut s, &mut sink).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                });
+            }
+            tasks.join_next().await;
+        }
+    })
+}
+
+/// Behind one NAT the attacker and the victim share an address: 40 stalled sockets from the
+/// dialer's own address, renewed, do not keep it out (issue 24: it never got in before its own
+/// 10 s deadline). Its first message arrives at once, and takes a stalled one's place.
+#[tokio::test]
+async fn stalled_sockets_from_my_own_address_do_not_keep_me_out() {
+    within(async {
+        let (host, friend) = (Home::new(), Home::new());
+        let (mut listener, port) = host.listen(&["--timeout", "10"]).await;
+        // `schat dial 127.0.0.1` connects from 127.0.0.1 too.
+        let flood = stalled_flood([127, 0, 0, 1].into(), port, 40);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        for round in 0..3 {
+            let started = std::time::Instant::now();
+            let mut dialer = friend.dial(port, &[]);
+            dialer.stderr_until("secure session established").await;
+            let took = started.elapsed();
+            eprintln!("round {round}: through 40 stalled sockets of its own address: {took:?}");
+            assert!(took < Duration::from_secs(3), "round {round}: took {took:?}");
+            dialer.send("quit").await;
+            assert!(dialer.exit().await.success(), "{}", dialer.stderr_text());
+        }
+        flood.abort();
+        listener.signal("INT");
+        listener.exit().await;
+    })
+    .await
+}
+
+/// One address replaying a cached message 1 as fast as it can (each costs the listener an
+/// ML-KEM encapsulation and two X25519) is paced: the listener answers at most its burst and
+/// its rate (40, then 20 a second), not thousands a second; a dialer from another address is
+/// not slowed down. Returns how many messages 2 the replayer got in `secs` seconds.
+#[tokio::test]
+async fn a_replayed_message_1_is_answered_only_at_the_address_pace() {
+    within(async {
+        let (host, friend) = (Home::new(), Home::new());
+        let (mut listener, port) = host.listen(&["--timeout", "10"]).await;
+        let id = schat::keys::Identity::generate().unwrap();
+        let (_, msg1) =
+            schat::handshake::core::Initiator::start(&id, &Default::default()).unwrap();
+        let msg1 = std::sync::Arc::new(framed(&msg1));
+        let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let secs = 3;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        let replayers: Vec<_> = (0..8)
+            .map(|_| {
+                let (msg1, answered) = (msg1.clone(), answered.clone());
+                tokio::spawn(async move {
+                    while tokio::time::Instant::now() < deadline {
+                        let mut s = common::connect_from([127, 0, 0, 3].into(), port).await;
+                        let _ = s.write_all(&msg1).await;
+                        let mut header = [0u8; 2];
+                        let read = tokio::time::timeout_at(
+                            deadline,
+                            tokio::io::AsyncReadExt::read_exact(&mut s, &mut header),
+                        )
+                        .await;
+                        if matches!(read, Ok(Ok(_))) {
+                            answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let started = std::time::Instant::now();
+        let mut dialer = friend.dial(port, &[]);
+        dialer.stderr_until("secure session established").await;
+        let took = started.elapsed();
+        for r in replayers {
+            r.await.unwrap();
+        }
+        let answered = answered.load(std::sync::atomic::Ordering::Relaxed);
+        eprintln!("replayed message 1 answered {answered} times in {secs} s; a dialer from another address got in after {took:?}");
+        assert!(answered <= 40 + 20 * secs as usize + 10, "answered {answered}");
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+        dialer.send("quit").await;
+        dialer.exit().await;
+        listener.signal("INT");
+        listener.exit().await;
+        // The refusals are a summary, not a line each.
+        let about = listener.stderr_seen.iter().filter(|l| l.contains("127.0.0.3")).count();
+        assert!(about <= 12, "{:#?}", listener.stderr_seen);
+    })
+    .await
+}
+
 /// 64 addresses holding one silent handshake each (every slot) cannot keep a genuine dialer
 /// out either: a handshake pending that long is stale, and a newcomer takes its place.
 #[tokio::test]

@@ -488,6 +488,8 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                         report_every: crate::net::gate::REPORT_EVERY,
                         stale_after: (settings.handshake_timeout / 4)
                             .max(std::time::Duration::from_secs(1)),
+                        stalled_after: crate::net::gate::STALLED_AFTER,
+                        rate: crate::net::gate::DEFAULT_RATE,
                     },
                 };
                 let identity = paths.load_or_create(&early, &sources)?;

@@ -108,11 +108,43 @@ where
     finish(identity, done, reader, writer)
 }
 
+/// What a listener learns as a dialer's handshake moves on, before the work each step costs:
+/// its admission control counts progress (a stalled handshake gives way) and paces the dear
+/// step per address (see `net::gate`).
+pub trait Watch {
+    /// Handshake message `n` (1 or 3) arrived whole. `Ok(wait)`: work on it after `wait`;
+    /// `Err`: stop here, nothing computed.
+    fn arrived(&self, n: u8) -> Result<std::time::Duration>;
+}
+
+/// A listener that watches nothing (tests, and anything without admission control).
+pub struct Unwatched;
+
+impl Watch for Unwatched {
+    fn arrived(&self, _: u8) -> Result<std::time::Duration> {
+        Ok(std::time::Duration::ZERO)
+    }
+}
+
 /// Runs the handshake as the listener (responder).
 pub async fn respond<R, W>(
     identity: &Identity,
+    reader: FrameReader<R>,
+    writer: FrameWriter<W>,
+) -> Result<Established<R, W>>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    respond_watched(identity, reader, writer, &Unwatched).await
+}
+
+/// As [`respond`], telling `watch` of each message before working on it.
+pub async fn respond_watched<R, W>(
+    identity: &Identity,
     mut reader: FrameReader<R>,
     mut writer: FrameWriter<W>,
+    watch: &impl Watch,
 ) -> Result<Established<R, W>>
 where
     R: AsyncRead + Unpin,
@@ -120,6 +152,12 @@ where
 {
     // <- e (+ KEM key)
     let msg1 = read_step(&mut reader, MESSAGE_LENS[0]).await?;
+    // The dear step (an ML-KEM encapsulation, two X25519) waits for the dialer's address's
+    // turn: replaying a cached message 1 cannot make us burn a core.
+    let wait = watch.arrived(1)?;
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
     let state = core::Responder::read_message_1(identity, &core::Randomness::default(), &msg1)?;
 
     // -> e, ee, s, es (+ ciphertext)
@@ -128,6 +166,7 @@ where
 
     // <- s, se, psk
     let msg3 = read_step(&mut reader, MESSAGE_LENS[2]).await?;
+    watch.arrived(3)?;
     let done = state.read_message_3(&msg3)?;
     finish(identity, done, reader, writer)
 }

@@ -4,37 +4,45 @@
 
 use super::stream::{Reader, Writer};
 use crate::error::{Error, Result};
-use crate::handshake::Established;
+use crate::handshake::{Established, Watch};
 use crate::keys::{Identity, PublicKey};
 use crate::message::Message;
 use crate::session::room::{self, Arrival, Connection};
 use crate::session::verify;
 use crate::session::{self, Role, Settings};
-use crate::signals::Interrupts;
 use crate::trust::Allow;
 use std::time::Duration;
+
+/// What every accepted connection's task shares: who we are, how we admit, whether unknown
+/// dialers may knock (a host at its terminal).
+pub(super) struct Accepting {
+    pub identity: Identity,
+    pub role: Role,
+    pub settings: Settings,
+    pub knock: bool,
+}
 
 /// One connection up to the point where it joins the room (or is turned away).
 pub(super) async fn handshake_and_admit(
     reader: Reader,
     writer: Writer,
     from: &str,
-    identity: &Identity,
-    role: &Role,
-    settings: &Settings,
-    knock: bool,
+    accepting: &Accepting,
+    watch: &impl Watch,
 ) -> Connection<Reader, Writer> {
-    let mut never = Interrupts::none();
-    let established =
-        match session::establish(reader, writer, identity, role, settings, &mut never, |_| {
-            Ok(())
-        })
+    let Accepting {
+        identity,
+        role,
+        settings,
+        knock,
+    } = accepting;
+    let knock = *knock;
+    let established = match session::establish_watched(reader, writer, identity, settings, watch)
         .await
-        {
-            Ok(Some(established)) => established,
-            Ok(None) => return Connection::Failed(format!("connection from {from}: interrupted")),
-            Err(e) => return Connection::Failed(format!("connection from {from}: {e}")),
-        };
+    {
+        Ok(established) => established,
+        Err(e) => return Connection::Failed(format!("connection from {from}: {e}")),
+    };
     let Role::Listener { allow, .. } = role else {
         return Connection::Failed("internal error: not a listener".into());
     };

@@ -14,17 +14,25 @@
 //!   more than the newcomer's would; otherwise the newcomer is refused. One busy source can
 //!   therefore never keep a quieter one out;
 //! - what happens to a penalised source's connections is logged once per interval as a
-//!   summary, not once per connection, so a flood cannot flood the log too.
+//!   summary, not once per connection, so a flood cannot flood the log too;
+//! - a source's handshakes that have made no progress (no whole handshake message) for
+//!   [`GateLimits::stalled_after`] give way to a connection of the same source whose first
+//!   message has already arrived: behind one NAT, stalled sockets of an attacker cannot keep
+//!   out a dialer that shares its address (a real handshake moves on every round trip);
+//! - the expensive step (message 1: an ML-KEM encapsulation and two X25519) is paced per
+//!   source by a token bucket ([`GateLimits::rate`]): replaying a cached message 1 cannot make
+//!   the listener burn a core.
 //!
 //! Pure bookkeeping: no sockets, no clock of its own (callers pass `now`), so it is tested
 //! without a network. `H` is what the caller needs to stop an evicted handshake.
 
+use crate::bucket::TokenBucket;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 /// The limits a listener applies before authentication.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GateLimits {
     /// Handshakes in progress at once, in all.
     pub max_pending: usize,
@@ -36,7 +44,33 @@ pub struct GateLimits {
     /// slot is taken, any newcomer may evict the stalest, so many sources holding one silent
     /// slot each cannot keep everyone out either.
     pub stale_after: Duration,
+    /// A handshake with no whole message for this long is stalled: a connection of the same
+    /// source whose first message is ready may take its place.
+    pub stalled_after: Duration,
+    /// Handshakes one source may start per second (message 1 worked on), and at once.
+    pub rate: HandshakeRate,
 }
+
+/// How many handshakes a source may make the listener compute: a sustained rate and a burst.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HandshakeRate {
+    pub per_sec: f64,
+    pub burst: f64,
+}
+
+/// The default pace per source: 20 handshakes a second, 40 at once (50 scripts behind one
+/// address all get in within a second; a replayed message 1 costs at most 20 a second).
+pub const DEFAULT_RATE: HandshakeRate = HandshakeRate {
+    per_sec: 20.0,
+    burst: 40.0,
+};
+
+/// A handshake gets no longer than this to make progress before it counts as stalled.
+pub const STALLED_AFTER: Duration = Duration::from_secs(1);
+
+/// How long a handshake may wait for its source's pace before it is refused instead (a debt
+/// that would grow without end).
+pub const RATE_PATIENCE: Duration = Duration::from_secs(2);
 
 impl GateLimits {
     /// Connections that may wait for a slot, from all sources together.
@@ -120,6 +154,8 @@ pub const WAITING_PER_SOURCE: usize = 64;
 struct Pending<H> {
     source: Source,
     started: Instant,
+    /// When it started, or when its last whole handshake message arrived.
+    progressed: Instant,
     handle: Option<H>,
 }
 
@@ -135,6 +171,8 @@ struct SourceState {
     penalty: u32,
     /// Events not logged one by one since the last summary.
     suppressed: u64,
+    /// Its pace of handshakes (created at its first).
+    pace: Option<TokenBucket>,
 }
 
 impl SourceState {
@@ -163,6 +201,11 @@ impl<H> Gate<H> {
             next_ticket: 0,
             last_report: None,
         }
+    }
+
+    /// The limits it applies.
+    pub fn limits(&self) -> &GateLimits {
+        &self.limits
     }
 
     /// Handshakes in progress.
@@ -245,6 +288,7 @@ impl<H> Gate<H> {
             Pending {
                 source,
                 started: now,
+                progressed: now,
                 handle: None,
             },
         );
@@ -258,6 +302,62 @@ impl<H> Gate<H> {
         if let Some(p) = self.pending.get_mut(&ticket) {
             p.handle = Some(handle);
         }
+    }
+
+    /// A whole handshake message arrived for `ticket`: it is not stalled.
+    pub fn progress(&mut self, ticket: u64, now: Instant) {
+        if let Some(p) = self.pending.get_mut(&ticket) {
+            p.progressed = now;
+        }
+    }
+
+    /// Whether `source` holds a handshake that has made no progress for `stalled_after`.
+    pub fn stalled(&self, source: Source, now: Instant) -> bool {
+        self.oldest_stalled(source, now).is_some()
+    }
+
+    fn oldest_stalled(&self, source: Source, now: Instant) -> Option<u64> {
+        self.pending
+            .iter()
+            .filter(|(_, p)| {
+                p.source == source
+                    && now.duration_since(p.progressed) >= self.limits.stalled_after
+            })
+            .min_by_key(|(ticket, p)| (p.progressed, **ticket))
+            .map(|(ticket, _)| *ticket)
+    }
+
+    /// A waiting connection of `source` whose first message has arrived takes the place of the
+    /// source's oldest stalled handshake (which must be stopped: `evicted`). `Wait` when the
+    /// source has none stalled.
+    pub fn replace_stalled(&mut self, source: Source, now: Instant) -> Admit<H> {
+        let Some(stalled) = self.oldest_stalled(source, now) else {
+            return Admit::Wait;
+        };
+        self.abandon(source);
+        let evicted = self.evict(stalled);
+        match self.admit_now(source, now) {
+            Admit::Admitted { ticket, .. } => Admit::Admitted { ticket, evicted },
+            // (A slot was just freed: admit_now cannot refuse.)
+            other => other,
+        }
+    }
+
+    /// Message 1 of a handshake from `source` arrived: how long to wait before working on it,
+    /// at the source's pace; `None` when the wait would be longer than [`RATE_PATIENCE`] (the
+    /// connection is then closed, and the source penalised).
+    pub fn pace(&mut self, source: Source, now: Instant) -> Option<Duration> {
+        let rate = self.limits.rate;
+        let state = self.sources.entry(source).or_default();
+        let bucket = state
+            .pace
+            .get_or_insert_with(|| TokenBucket::new(rate.per_sec, rate.burst, now));
+        let wait = bucket.take_within(1.0, RATE_PATIENCE, now);
+        if wait.is_none() {
+            // Summarised from now on (the task's failure line goes through `event`).
+            state.penalty = state.penalty.saturating_add(1);
+        }
+        wait
     }
 
     /// The handshake under `ticket` is over (admitted, refused or failed): its slot is free.
@@ -317,7 +417,8 @@ impl<H> Gate<H> {
             }
             state.penalty /= 2;
             state.lines = 0;
-            state.pending > 0 || state.waiting > 0 || state.penalty > 0
+            let pacing = state.pace.as_mut().is_some_and(|b| !b.is_full(now));
+            state.pending > 0 || state.waiting > 0 || state.penalty > 0 || pacing
         });
         lines.sort();
         lines.into_iter().map(|(_, line)| line).collect()
@@ -372,6 +473,11 @@ mod tests {
             per_source,
             report_every: Duration::from_secs(10),
             stale_after: Duration::from_secs(2),
+            stalled_after: Duration::from_secs(1),
+            rate: HandshakeRate {
+                per_sec: 10.0,
+                burst: 4.0,
+            },
         }
     }
 
@@ -534,5 +640,52 @@ mod tests {
         assert_ne!(src("2001:db8::1"), src("2001:db8:0:1::1"));
         assert_eq!(src("::ffff:10.1.2.3"), src("10.1.2.3"));
         assert_eq!(src("2001:db8::1").to_string(), "2001:db8::/64");
+    }
+
+    #[test]
+    fn a_ready_newcomer_replaces_its_own_sources_stalled_handshake() {
+        let mut gate = Gate::<u32>::new(limits(64, 2));
+        let t0 = Instant::now();
+        let nat = src("10.0.0.8");
+        let (a, _) = ticket(gate.admit(nat, t0));
+        let (b, _) = ticket(gate.admit(nat, t0));
+        gate.attach(a, 1);
+        gate.attach(b, 2);
+        assert_eq!(gate.admit(nat, t0), Admit::Wait);
+        // Nothing has stalled yet: the waiting connection keeps waiting.
+        assert_eq!(gate.replace_stalled(nat, t0), Admit::Wait);
+        // `a` made progress (its message 1 arrived); `b` did not.
+        gate.progress(a, t0 + Duration::from_millis(900));
+        let t1 = t0 + Duration::from_millis(1200);
+        assert!(gate.stalled(nat, t1));
+        let (_, evicted) = ticket(gate.replace_stalled(nat, t1));
+        assert_eq!(evicted, Some(2), "the stalled one goes, not the one that moved on");
+        assert_eq!(gate.sources[&nat].pending, 2);
+        assert_eq!(gate.sources[&nat].waiting, 0);
+        assert!(!gate.stalled(nat, t1));
+    }
+
+    #[test]
+    fn message_1_is_paced_per_source_and_other_sources_are_not() {
+        let mut gate = Gate::<u32>::new(limits(64, 8));
+        let t0 = Instant::now();
+        let replayer = src("10.0.0.3");
+        // A burst of 4, then one every 100 ms, waited for up to RATE_PATIENCE.
+        for _ in 0..4 {
+            assert_eq!(gate.pace(replayer, t0), Some(Duration::ZERO));
+        }
+        let mut waits = 0;
+        while let Some(wait) = gate.pace(replayer, t0) {
+            assert!(wait <= RATE_PATIENCE);
+            waits += 1;
+        }
+        assert_eq!(waits, 20, "2 s of patience at 10 a second");
+        assert!(gate.pace(replayer, t0).is_none());
+        assert_eq!(gate.pace(src("10.0.0.4"), t0), Some(Duration::ZERO));
+        // The refused connection's line is summarised, and the source is remembered while it
+        // is paced.
+        assert_eq!(gate.event(replayer, |_| "closed".into()), None);
+        assert!(!gate.report(t0).is_empty());
+        assert!(gate.sources.contains_key(&replayer));
     }
 }

@@ -663,11 +663,13 @@ async fn serve(
     let accepting = accept_loop(
         listener,
         endpoint,
-        Arc::new(identity.duplicate()),
-        Arc::new(role.clone()),
-        Arc::new(settings.clone()),
+        Arc::new(admit::Accepting {
+            identity: identity.duplicate(),
+            role: role.clone(),
+            settings: settings.clone(),
+            knock,
+        }),
         options.gate,
-        knock,
         reports,
     );
     if settings.pipe.is_some() {
@@ -747,38 +749,45 @@ fn accept_iroh(
 
 /// Accepts connections for ever, each handshaking in its own task, admitted through the
 /// [`Gate`]: per-address caps, eviction of the busiest source's oldest handshake when full,
-/// and one log line per penalised source per interval (see [`gate`]).
-#[allow(clippy::too_many_arguments)]
+/// stalled handshakes giving way to ready ones of their own address, a pace per address, and
+/// one log line per penalised source per interval (see [`gate`]).
 async fn accept_loop(
     listener: &TcpListener,
     endpoint: Option<Arc<iroh::P2p>>,
-    identity: Arc<Identity>,
-    role: Arc<Role>,
-    settings: Arc<Settings>,
+    accepting: Arc<admit::Accepting>,
     limits: GateLimits,
-    knock: bool,
     reports: mpsc::Sender<Connection<Reader, Writer>>,
 ) -> std::convert::Infallible {
     let gate = Arc::new(Mutex::new(Gate::<AbortHandle>::new(limits)));
     let mut tick = tokio::time::interval(REPORT_TICK);
+    // How often connections waiting behind a stalled handshake of their own address are
+    // looked at: a ready one gets in within this.
+    let mut promote = tokio::time::interval(PROMOTE_EVERY);
     // Connections held (unread) until a slot of their own source frees; handshake tasks say
     // which source they freed.
     let mut waiting: HashMap<Source, VecDeque<Held>> = HashMap::new();
     let (freed_tx, mut freed) = mpsc::unbounded_channel::<Source>();
-    let patience = settings.handshake_timeout;
+    let patience = accepting.settings.handshake_timeout;
     let (quic_tx, mut quic) = mpsc::channel(limits.max_pending.max(1));
     let _iroh = endpoint
         .clone()
         .map(|e| accept_iroh(e, limits.max_pending, quic_tx));
+    let start = Starter {
+        gate: gate.clone(),
+        accepting,
+        endpoint,
+        reports: reports.clone(),
+        freed: freed_tx.clone(),
+    };
     loop {
         let now = std::time::Instant::now();
-        let (held, decision) = tokio::select! {
+        let decisions: Vec<(Held, Admit<AbortHandle>)> = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, from)) => {
                     let source = Source::of(from.ip());
                     let decision = lock(&gate).admit(source, now);
                     let from = from.to_string();
-                    (Held { stream: Accepted::Tcp(stream), from, source, since: now }, decision)
+                    vec![(Held { stream: Accepted::Tcp(stream), from, source, since: now }, decision)]
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little, then go on.
@@ -797,15 +806,16 @@ async fn accept_loop(
                 };
                 let decision = lock(&gate).admit(source, now);
                 let stream = Accepted::Quic(connection);
-                (Held { stream, from: origin.label, source, since: now }, decision)
+                vec![(Held { stream, from: origin.label, source, since: now }, decision)]
             }
             Some(source) = freed.recv() => {
                 let Some(held) = waiting.get_mut(&source).and_then(VecDeque::pop_front) else {
                     continue;
                 };
                 let decision = lock(&gate).resume(source, now);
-                (held, decision)
+                vec![(held, decision)]
             }
+            _ = promote.tick() => promote_ready(&mut waiting, &gate, now),
             _ = tick.tick() => {
                 let mut lines = expire(&mut waiting, &gate, patience, now);
                 lines.extend(lock(&gate).report(now));
@@ -815,43 +825,89 @@ async fn accept_loop(
                 continue;
             }
         };
-        let ticket = match decision {
-            Admit::Wait => {
-                // In line behind its source's earlier connections (a resumed one goes first).
-                let queue = waiting.entry(held.source).or_default();
-                if held.since < now {
-                    queue.push_front(held);
-                } else {
-                    queue.push_back(held);
+        for (held, decision) in decisions {
+            let ticket = match decision {
+                Admit::Wait => {
+                    // In line behind its source's earlier connections (a resumed one goes first).
+                    let queue = waiting.entry(held.source).or_default();
+                    if held.since < now {
+                        queue.push_front(held);
+                    } else {
+                        queue.push_back(held);
+                    }
+                    continue;
                 }
-                continue;
-            }
-            Admit::Refused { log } => {
-                drop(held);
-                if let Some(line) = log {
-                    let _ = reports.send(Connection::Failed(line)).await;
+                Admit::Refused { log } => {
+                    drop(held);
+                    if let Some(line) = log {
+                        let _ = reports.send(Connection::Failed(line)).await;
+                    }
+                    continue;
                 }
-                continue;
-            }
-            Admit::Admitted { ticket, evicted } => {
-                if let Some((handshake, from)) = evicted {
-                    handshake.abort();
-                    // Its slot went to the newcomer, but its source may be below its cap now.
-                    let _ = freed_tx.send(from);
+                Admit::Admitted { ticket, evicted } => {
+                    if let Some((handshake, from)) = evicted {
+                        handshake.abort();
+                        // Its slot went to the newcomer, but its source may be below its cap now.
+                        let _ = freed_tx.send(from);
+                    }
+                    ticket
                 }
-                ticket
-            }
-        };
+            };
+            let task = start.handshake(held, ticket);
+            // If the handshake is already over, its slot is free and this does nothing.
+            lock(&gate).attach(ticket, task);
+        }
+    }
+}
+
+/// How often waiting connections are checked against stalled handshakes of their address.
+const PROMOTE_EVERY: Duration = Duration::from_millis(100);
+
+/// Connections waiting behind a stalled handshake of their own address whose first message has
+/// arrived (a real dialer's, sent at once) take the stalled one's place, oldest ready first.
+fn promote_ready(
+    waiting: &mut HashMap<Source, VecDeque<Held>>,
+    gate: &Mutex<Gate<AbortHandle>>,
+    now: std::time::Instant,
+) -> Vec<(Held, Admit<AbortHandle>)> {
+    let mut promoted = Vec::new();
+    let mut gate = lock(gate);
+    for (source, queue) in waiting.iter_mut() {
+        while gate.stalled(*source, now) {
+            let Some(i) = queue.iter().position(Held::first_message_arrived) else {
+                break;
+            };
+            let Some(held) = queue.remove(i) else { break };
+            let decision = gate.replace_stalled(*source, now);
+            promoted.push((held, decision));
+        }
+    }
+    waiting.retain(|_, queue| !queue.is_empty());
+    promoted
+}
+
+/// Starts the handshake task of an admitted connection.
+struct Starter {
+    gate: Arc<Mutex<Gate<AbortHandle>>>,
+    accepting: Arc<admit::Accepting>,
+    endpoint: Option<Arc<iroh::P2p>>,
+    reports: mpsc::Sender<Connection<Reader, Writer>>,
+    freed: mpsc::UnboundedSender<Source>,
+}
+
+impl Starter {
+    fn handshake(&self, held: Held, ticket: u64) -> AbortHandle {
         let Held {
             stream,
             from,
             source,
             ..
         } = held;
-        let (identity, role, settings) = (identity.clone(), role.clone(), settings.clone());
-        let (reports, task_gate, freed_tx) = (reports.clone(), gate.clone(), freed_tx.clone());
-        let endpoint = endpoint.clone();
+        let accepting = self.accepting.clone();
+        let (reports, gate, freed) = (self.reports.clone(), self.gate.clone(), self.freed.clone());
+        let endpoint = self.endpoint.clone();
         let task = tokio::spawn(async move {
+            let settings = &accepting.settings;
             let streams = match (stream, &endpoint) {
                 (Accepted::Tcp(stream), _) => {
                     tcp::configure(&stream, settings.keepalive);
@@ -865,30 +921,53 @@ async fn accept_loop(
             };
             let report = match streams {
                 Ok((reader, writer)) => {
-                    admit::handshake_and_admit(
-                        reader, writer, &from, &identity, &role, &settings, knock,
-                    )
-                    .await
+                    let watch = GateWatch {
+                        gate: &gate,
+                        ticket,
+                        source,
+                    };
+                    admit::handshake_and_admit(reader, writer, &from, &accepting, &watch).await
                 }
                 Err(e) => Connection::Failed(format!("connection from {from}: {e}")),
             };
             let report = {
-                let mut gate = lock(&task_gate);
+                let mut gate = lock(&gate);
                 gate.finished(ticket, matches!(report, Connection::Failed(_)));
                 match report {
-                    Connection::Failed(line) => {
-                        gate.event(source, |_| line).map(Connection::Failed)
-                    }
+                    Connection::Failed(line) => gate.event(source, |_| line).map(Connection::Failed),
                     arrived => Some(arrived),
                 }
             };
-            let _ = freed_tx.send(source);
+            let _ = freed.send(source);
             if let Some(report) = report {
                 let _ = reports.send(report).await;
             }
         });
-        // If the handshake is already over, its slot is free and this does nothing.
-        lock(&gate).attach(ticket, task.abort_handle());
+        task.abort_handle()
+    }
+}
+
+/// A handshake's progress and pace, reported to the gate.
+struct GateWatch<'a> {
+    gate: &'a Mutex<Gate<AbortHandle>>,
+    ticket: u64,
+    source: Source,
+}
+
+impl crate::handshake::Watch for GateWatch<'_> {
+    fn arrived(&self, n: u8) -> Result<Duration> {
+        let now = std::time::Instant::now();
+        let mut gate = lock(self.gate);
+        gate.progress(self.ticket, now);
+        if n != 1 {
+            return Ok(Duration::ZERO);
+        }
+        gate.pace(self.source, now).ok_or_else(|| {
+            Error::Network(format!(
+                "closed: more than {} handshakes a second from this address",
+                gate.limits().rate.per_sec
+            ))
+        })
     }
 }
 
@@ -898,6 +977,18 @@ struct Held {
     from: String,
     source: Source,
     since: std::time::Instant,
+}
+
+impl Held {
+    /// Whether its whole first handshake message is waiting to be read (only TCP can tell).
+    fn first_message_arrived(&self) -> bool {
+        match &self.stream {
+            Accepted::Tcp(stream) => {
+                tcp::frame_arrived(stream, crate::handshake::MESSAGE_LENS[0])
+            }
+            Accepted::Quic(_) => false,
+        }
+    }
 }
 
 /// Closes the held connections that have waited `patience`; lines to log (or none, for a

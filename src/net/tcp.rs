@@ -128,3 +128,23 @@ pub fn reachable_addrs(port: u16) -> Vec<TicketAddr> {
     ips.truncate(crate::invite::ticket::MAX_ADDRS);
     ips.into_iter().map(|ip| TicketAddr::Ip(ip, port)).collect()
 }
+
+/// Whether a whole frame of `len` bytes (with its 2-byte length prefix) is waiting in the
+/// socket's receive queue, looked at without reading it (`MSG_PEEK`) and without waiting.
+pub(super) fn frame_arrived(stream: &TcpStream, len: usize) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut buf = vec![0u8; 2 + len];
+    // SAFETY: `buf` is valid for `buf.len()` bytes for the duration of the call; the flags only
+    // peek and never block.
+    let got = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(got).is_ok_and(|got| {
+        got == buf.len() && usize::from(u16::from_be_bytes([buf[0], buf[1]])) == len
+    })
+}

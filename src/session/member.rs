@@ -11,6 +11,7 @@
 
 use super::keepalive::{Lapse, Silence};
 use super::opening::Opening;
+use crate::bucket::TokenBucket;
 use crate::error::{Error, ProtocolError, Result};
 use crate::message::{MAX_BODY, Message, Mode};
 use crate::transport::{RecvHalf, SendHalf};
@@ -49,39 +50,9 @@ pub const DEFAULT_RATE: Rate = Rate {
     burst: 512 * 1024,
 };
 
-/// A token bucket: `take` says how long to wait before the charge is covered. Pure: the clock
-/// is passed in.
-#[derive(Debug, Clone)]
-pub struct TokenBucket {
-    rate: Rate,
-    /// Tokens available at `at` (may be negative: a debt the member waits out).
-    tokens: f64,
-    at: Instant,
-}
-
-impl TokenBucket {
-    /// A full bucket.
-    pub fn new(rate: Rate, now: Instant) -> Self {
-        TokenBucket {
-            rate,
-            tokens: rate.burst as f64,
-            at: now,
-        }
-    }
-
-    /// Charges `bytes`; returns how long the member must wait before it is covered.
-    pub fn take(&mut self, bytes: usize, now: Instant) -> Duration {
-        let per_sec = self.rate.bytes_per_sec.max(1) as f64;
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * per_sec).min(self.rate.burst as f64);
-        self.at = now;
-        self.tokens -= bytes as f64;
-        if self.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-self.tokens / per_sec)
-        }
-    }
+/// A member's token bucket: one token per byte of message body.
+pub fn bucket(rate: Rate, now: Instant) -> TokenBucket {
+    TokenBucket::new(rate.bytes_per_sec as f64, rate.burst as f64, now.into_std())
 }
 
 /// What a member's reader reports to the host.
@@ -243,7 +214,7 @@ pub async fn reader<R: AsyncRead + Unpin>(
     mut first: Option<Message<'static>>,
 ) {
     let mut silence = Silence::new(keepalive);
-    let mut bucket = TokenBucket::new(rate, Instant::now());
+    let mut bucket = bucket(rate, Instant::now());
     let mut opening = Opening::new(false);
     // Until its HELLO, a connection is not a member; it gets this long (PINGs do not extend
     // it), or it could hold a place in the room for ever.
@@ -277,7 +248,7 @@ pub async fn reader<R: AsyncRead + Unpin>(
             Err(e) => break Err(e),
         };
         // Over its share, the member waits here, unread: the flooder is throttled, nobody else.
-        let wait = bucket.take(msg.body_len().max(MIN_CHARGE), Instant::now());
+        let wait = bucket.take(msg.body_len().max(MIN_CHARGE) as f64, Instant::now().into_std());
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
             silence.heard();
@@ -324,25 +295,6 @@ pub async fn reader<R: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_bucket_allows_a_burst_then_the_rate() {
-        let t0 = Instant::now();
-        let rate = Rate {
-            bytes_per_sec: 1000,
-            burst: 2000,
-        };
-        let mut bucket = TokenBucket::new(rate, t0);
-        assert_eq!(bucket.take(2000, t0), Duration::ZERO);
-        assert_eq!(bucket.take(500, t0), Duration::from_millis(500));
-        // After waiting out the debt, the next 1000 bytes cost a second.
-        let t1 = t0 + Duration::from_millis(500);
-        assert_eq!(bucket.take(1000, t1), Duration::from_secs(1));
-        // Idle time refills up to the burst, never beyond.
-        let t2 = t1 + Duration::from_secs(100);
-        assert_eq!(bucket.take(2000, t2), Duration::ZERO);
-        assert!(bucket.take(1, t2) > Duration::ZERO);
-    }
 
     #[tokio::test]
     async fn pongs_beyond_the_cap_are_dropped_and_the_cap_frees_as_they_are_sent() {

@@ -185,7 +185,35 @@ where
             Role::Listener { .. } => handshake::respond(identity, reader, writer).await,
         }
     };
-    let deadline = settings.handshake_timeout;
+    within_deadline(handshake, settings.handshake_timeout, interrupts).await
+}
+
+/// A listener's handshake on an accepted stream, within the configured deadline, with its
+/// admission control watching (see [`handshake::Watch`]).
+pub async fn establish_watched<R, W>(
+    reader: R,
+    writer: W,
+    identity: &Identity,
+    settings: &Settings,
+    watch: &impl handshake::Watch,
+) -> Result<Established<R, W>>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (reader, writer) = (FrameReader::new(reader), FrameWriter::new(writer));
+    let handshake = handshake::respond_watched(identity, reader, writer, watch);
+    let mut never = Interrupts::none();
+    within_deadline(handshake, settings.handshake_timeout, &mut never)
+        .await?
+        .ok_or_else(|| Error::Internal("interrupted".into()))
+}
+
+async fn within_deadline<T>(
+    handshake: impl std::future::Future<Output = Result<T>>,
+    deadline: Duration,
+    interrupts: &mut Interrupts,
+) -> Result<Option<T>> {
     tokio::select! {
         result = tokio::time::timeout(deadline, handshake) => match result {
             Ok(established) => established.map(Some),
@@ -337,6 +365,7 @@ where
         &settings.name,
         settings.ticket.as_ref().and_then(|t| t.secret.clone()),
         settings.keepalive,
+        settings.handshake_timeout,
         input,
         ui,
         interrupts,
@@ -378,6 +407,7 @@ async fn chat<R, W>(
     our_name: &str,
     invite: Option<zeroize::Zeroizing<[u8; crate::invite::ticket::SECRET_LEN]>>,
     keepalive: Duration,
+    welcome_within: Duration,
     input: &mut Input,
     ui: &Ui,
     interrupts: &mut Interrupts,
@@ -420,6 +450,10 @@ where
     // Keepalive: any message from the peer resets the timer; each lapse sends a PING, and
     // after three in a row without a word the peer is gone.
     let mut silence = Silence::new(keepalive);
+    // A dialer whose input ended before the listener welcomed it: it leaves once the opening
+    // is over (WELCOME, or a refusal), so that what it sent is known to have been taken. A
+    // script that pipes one line in would otherwise say QUIT before the room counted it.
+    let mut leave_once_open: Option<(&'static str, tokio::time::Instant)> = None;
 
     let step = loop {
         let step = tokio::select! {
@@ -441,7 +475,8 @@ where
                 }
                 Lapse::Gone(e) => Step::Fail(e),
             },
-            event = input.next(), if pending.is_empty() || typing => on_input(event, peer, input, ui, &mut pending, &queue, is_dialer),
+            event = input.next(), if leave_once_open.is_none() && (pending.is_empty() || typing) => on_input(event, peer, input, ui, &mut pending, &queue, is_dialer),
+            () = sleep_until_some(leave_once_open.map(|(_, by)| by)) => Step::Leave("end of input"),
             permit = queue.reserve(), if !pending.is_empty() => match (permit, pending.pop_front()) {
                 (Ok(permit), Some(line)) => {
                     ui.own(&line);
@@ -456,6 +491,21 @@ where
                 _ => Error::Internal("the sending task stopped".into()),
             }),
         };
+        let step = match step {
+            Step::Leave(why @ "end of input") if is_dialer && !opening.is_open() => {
+                if leave_once_open.is_none() {
+                    leave_once_open = Some((why, tokio::time::Instant::now() + welcome_within));
+                    Step::Continue
+                } else {
+                    // The listener never welcomed us in time: leave all the same.
+                    Step::Leave(why)
+                }
+            }
+            step => step,
+        };
+        if let (Some((why, _)), true) = (leave_once_open, opening.is_open()) {
+            break Step::Leave(why);
+        }
         if !matches!(step, Step::Continue) {
             break step;
         }
@@ -518,10 +568,18 @@ where
                 return Err(e);
             }
             if !after.opening.is_open() {
-                return Err(Error::RefusedByPeer(
-                    "the listener never welcomed us, so what was sent may not have been taken"
-                        .into(),
-                ));
+                let why = match leave_once_open {
+                    Some(_) => format!(
+                        "the listener did not welcome us within {} s (it may be asking its \
+                         owner to let you in), so nothing sent was taken",
+                        welcome_within.as_secs()
+                    ),
+                    None => {
+                        "the listener never welcomed us, so what was sent may not have been taken"
+                            .into()
+                    }
+                };
+                return Err(Error::RefusedByPeer(why));
             }
             Ok(Ended::LocalQuit)
         }
@@ -724,6 +782,14 @@ fn on_input(
         )),
     }
     Step::Continue
+}
+
+/// Sleeps until `at`, or for ever when there is no such moment.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn writer_failure(writer: &mut tokio::task::JoinHandle<Result<()>>) -> Error {

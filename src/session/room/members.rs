@@ -294,16 +294,25 @@ pub(super) fn disconnect_slow(members: &mut BTreeMap<u64, Member>, slow: Vec<u64
             NoticeEvent::Leave(member.entry(), Reason::Timeout),
             format!("{tag} was disconnected: not keeping up"),
         );
-        part(member, false);
+        part(member);
         // Recursion is bounded: every level removes a member.
         broadcast(members, None, &left, ui);
     }
 }
 
-/// Lets a member go: after its QUIT the writer gets [`DEPARTURE_GRACE`] to finish what is
-/// queued and close; otherwise (error, too slow), or when the grace runs out (a member that
-/// said QUIT and stopped reading), both tasks are stopped, which closes the connection.
-pub(super) fn part(member: Member, gracefully: bool) {
+/// Lets a member go at once: both tasks are stopped, which closes the connection (an error,
+/// a member too slow, or one replaced by its own reconnection).
+pub(super) fn part(member: Member) {
+    let Member { reader, writer, .. } = member;
+    reader.abort();
+    writer.abort();
+}
+
+/// Lets a member that said QUIT go: its writer gets [`DEPARTURE_GRACE`] to finish what is
+/// queued (its WELCOME, say, when it said QUIT right after HELLO) and close; a member that said
+/// QUIT and stopped reading is cut when the grace runs out. The room waits for these before it
+/// ends, so `--once` never exits with a departing member's last messages unsent.
+pub(super) fn part_gracefully(member: Member, departing: &mut tokio::task::JoinSet<()>) {
     let Member {
         outbox,
         reader,
@@ -312,11 +321,7 @@ pub(super) fn part(member: Member, gracefully: bool) {
     } = member;
     drop(outbox);
     reader.abort();
-    if !gracefully {
-        writer.abort();
-        return;
-    }
-    tokio::spawn(async move {
+    departing.spawn(async move {
         if tokio::time::timeout(DEPARTURE_GRACE, &mut writer)
             .await
             .is_err()

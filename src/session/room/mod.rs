@@ -204,6 +204,8 @@ where
     let mut knocks = Knocks::new(turning_away.clone());
     // The oldest knock changed: show it (and its question) once the select is over.
     let mut ask_knock = false;
+    // Writers of members that said QUIT, finishing their queues.
+    let mut departing = tokio::task::JoinSet::new();
     loop {
         let present = members.len();
         tokio::select! {
@@ -230,7 +232,7 @@ where
                     for other in older {
                         if let Some(old) = members.remove(&other) {
                             ui.status(format_args!("{} reconnected from {}", old.tag(), old.address));
-                            part(old, false);
+                            part(old);
                         }
                     }
                     let Some(member) = members.get_mut(&id) else { continue };
@@ -321,7 +323,7 @@ where
                             )),
                             Ok(_) => {}
                         }
-                        part(member, false);
+                        part(member);
                         continue;
                     }
                     let loud = churn.announce(false);
@@ -338,7 +340,10 @@ where
                         NoticeEvent::Leave(member.entry(), leave_reason(&how)),
                         format!("{} left", names.public_label(&member.info.key)),
                     );
-                    part(member, how.is_ok());
+                    match how.is_ok() {
+                        true => part_gracefully(member, &mut departing),
+                        false => part(member),
+                    }
                     relabel(&mut members, &mut names);
                     if loud {
                         broadcast(&mut members, None, &left, ui);
@@ -352,6 +357,7 @@ where
                     }
                 }
             },
+            Some(_) = departing.join_next(), if !departing.is_empty() => {}
             () = tokio::time::sleep_until(churn.due()), if churn.held_back() => {
                 let line = churn.summary(members.values().filter(|m| m.ready).count());
                 ui.status(&line);
@@ -403,6 +409,8 @@ where
     }
     input.set_prompt(None);
     close(members).await;
+    // Each is bounded by its own grace.
+    while departing.join_next().await.is_some() {}
     last
 }
 
@@ -442,7 +450,7 @@ fn enter<R, W>(
     if pending.len() >= options.max_peers
         && let Some(oldest) = pending.first().and_then(|id| members.remove(id))
     {
-        part(oldest, false);
+        part(oldest);
     }
     *next_id += 1;
     members.insert(
