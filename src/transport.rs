@@ -139,6 +139,7 @@ pub fn split_offering<R, W>(
             frames: reader,
             opener: Opener {
                 cipher: ciphers.recv,
+                hello_received: false,
                 ciphers_received: false,
                 switch: switch.clone(),
                 plain: Vec::new().into_boxed_slice(),
@@ -216,6 +217,8 @@ impl<R: std::io::Read> RecvHalf<R> {
 /// from the reader can be opened into it.
 struct Opener {
     cipher: CipherState,
+    /// The peer's HELLO has been opened: its CIPHERS may follow.
+    hello_received: bool,
     ciphers_received: bool,
     switch: Arc<Switch>,
     plain: Box<[u8]>,
@@ -262,6 +265,9 @@ impl Opener {
             if self.ciphers_received {
                 return Err(ProtocolError::Unexpected("CIPHERS", "twice").into());
             }
+            if !self.hello_received {
+                return Err(ProtocolError::Unexpected("CIPHERS", "before its HELLO").into());
+            }
             self.ciphers_received = true;
             // Ids we do not know are ignored: a later version may list more.
             if self.plain[1..len].contains(&kind::CIPHER_AES_256_GCM) {
@@ -285,6 +291,15 @@ impl Opener {
             if self.cipher.aead() != Aead::ChaChaPoly {
                 return Err(ProtocolError::Unexpected("SWITCH", "twice").into());
             }
+            // The sender's order (PROTOCOL.md §4.9): its HELLO, its CIPHERS listing the
+            // cipher, and only then SWITCH. (Its CIPHERS can only follow its HELLO.)
+            if !self.switch.peer_accepts.load(Ordering::Acquire) {
+                return Err(ProtocolError::Unexpected(
+                    "SWITCH",
+                    "without first listing that cipher in its CIPHERS",
+                )
+                .into());
+            }
             self.cipher.switch_to_aes_gcm()?;
             self.switch.receiving_aes.store(true, Ordering::Release);
             return Ok(None);
@@ -295,8 +310,10 @@ impl Opener {
     /// The message just opened, `len` bytes of plaintext.
     fn decode(&mut self, len: usize) -> Result<Message<'_>> {
         let msg = Message::decode(&self.plain[..len]).map_err(ProtocolError::Message)?;
-        if matches!(msg, Message::Quit(_)) {
-            self.quit_received = true;
+        match msg {
+            Message::Quit(_) => self.quit_received = true,
+            Message::Hello { .. } => self.hello_received = true,
+            _ => {}
         }
         Ok(msg)
     }
@@ -823,11 +840,19 @@ mod tests {
         let r = receive_from_raw_after(false, true, &[hello, switch, text], Some(1)).await;
         assert!(is_err(&r[1]), "{r:?}");
         // A SWITCH, then a message still under ChaCha20-Poly1305: it cannot decrypt.
-        let r = receive_from_raw(true, &[hello, switch, text], None).await;
+        let r = receive_from_raw(true, &[hello, aes_offer, switch, text], None).await;
         assert!(
             matches!(r[1], Err(Error::Protocol(ProtocolError::Decrypt))),
             "{r:?}"
         );
+        // SWITCH from a peer that never sent its CIPHERS, or before its HELLO; CIPHERS
+        // before its HELLO.
+        let r = receive_from_raw(true, &[hello, switch, text], Some(1)).await;
+        assert!(is_err(&r[1]), "{r:?}");
+        let r = receive_from_raw(true, &[switch, hello, text], Some(0)).await;
+        assert!(is_err(&r[0]), "{r:?}");
+        let r = receive_from_raw(true, &[aes_offer, hello, switch, text], Some(2)).await;
+        assert!(is_err(&r[0]), "{r:?}");
         // SWITCH to an unknown cipher, or with no id.
         for bad in [
             &[kind::SWITCH, 0x02][..],
@@ -838,7 +863,7 @@ mod tests {
             assert!(is_err(&r[1]), "{bad:?}: {r:?}");
         }
         // SWITCH twice.
-        let r = receive_from_raw(true, &[hello, switch, switch, text], Some(1)).await;
+        let r = receive_from_raw(true, &[hello, aes_offer, switch, switch, text], Some(2)).await;
         assert!(is_err(&r[1]), "{r:?}");
         // CIPHERS twice.
         let r = receive_from_raw(true, &[hello, aes_offer, aes_offer, text], None).await;
