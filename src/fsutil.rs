@@ -95,11 +95,57 @@ fn link_new(tmp: &Path, path: &Path) -> io::Result<()> {
 }
 
 /// Takes an exclusive lock on `path` (created 0600 if needed), held until the file is dropped.
-/// Serialises read-modify-write cycles between schat processes.
+/// Serialises read-modify-write cycles between schat processes. Waits for as long as another
+/// process holds it: call it off the async runtime (`spawn_blocking`), or use
+/// [`lock_exclusive_within`].
 ///
 /// A symbolic link at `path` is refused (`O_NOFOLLOW`): opening through it would create or lock
 /// whatever file it points to.
 pub fn lock_exclusive(path: &Path) -> io::Result<File> {
+    let file = open_lock_file(path)?;
+    file.lock()?;
+    Ok(file)
+}
+
+/// As [`lock_exclusive`], giving up after `patience` with an error that says another process
+/// holds the lock (a stuck schat, or a slow network-mounted home).
+pub fn lock_exclusive_within(path: &Path, patience: std::time::Duration) -> io::Result<File> {
+    let file = open_lock_file(path)?;
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "another process has held the lock {} for over {} s (another schat of \
+                         this home?)",
+                        path.display(),
+                        patience.as_secs()
+                    ),
+                ));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
+/// Takes the lock if nobody holds it: `Ok(None)` when another process does. Never waits.
+pub fn try_lock_exclusive(path: &Path) -> io::Result<Option<File>> {
+    let file = open_lock_file(path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Opens (creating, 0600) a lock file, refusing a symbolic link in its place.
+fn open_lock_file(path: &Path) -> io::Result<File> {
     create_private_dir(&parent_dir(path))?;
     let mut options = OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);
@@ -108,7 +154,7 @@ pub fn lock_exclusive(path: &Path) -> io::Result<File> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
-    let file = options.open(path).map_err(|e| {
+    options.open(path).map_err(|e| {
         // O_NOFOLLOW on a symbolic link fails with ELOOP ("too many levels of symbolic links").
         #[cfg(unix)]
         if e.raw_os_error() == Some(libc::ELOOP) {
@@ -121,9 +167,7 @@ pub fn lock_exclusive(path: &Path) -> io::Result<File> {
             );
         }
         e
-    })?;
-    file.lock()?;
-    Ok(file)
+    })
 }
 
 #[cfg(test)]
@@ -178,7 +222,28 @@ mod tests {
             .open(&path)
             .unwrap();
         assert!(other.try_lock().is_err());
+        assert!(try_lock_exclusive(&path).unwrap().is_none());
+        let waited = lock_exclusive_within(&path, std::time::Duration::from_millis(100));
+        assert_eq!(waited.unwrap_err().kind(), io::ErrorKind::TimedOut);
         drop(first);
         assert!(other.try_lock().is_ok());
+        drop(other);
+        assert!(try_lock_exclusive(&path).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_try_lock_refuses_symlinks_and_creates_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("precious");
+        fs::write(&target, b"keep me").unwrap();
+        let lock = dir.path().join("lock");
+        std::os::unix::fs::symlink(&target, &lock).unwrap();
+        assert!(try_lock_exclusive(&lock).is_err());
+        assert_eq!(fs::read(&target).unwrap(), b"keep me");
+        let fresh = dir.path().join("fresh.lock");
+        let _held = try_lock_exclusive(&fresh).unwrap().unwrap();
+        let mode = fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }

@@ -528,6 +528,24 @@ async fn invites_carry_the_address_of_the_listener_that_runs_not_of_one_that_sto
         first.exit().await;
         assert!(host.path().join("p2p-address").exists());
         assert!(!invite_has_iroh(&host));
+        // The lock is private like every other lock of the home…
+        use std::os::unix::fs::PermissionsExt;
+        let lock = host.path().join("p2p-address.lock");
+        let mode = std::fs::metadata(&lock).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "p2p-address.lock is {mode:o}");
+        // …and a symbolic link in its place is refused, its target untouched (issue 24).
+        std::fs::remove_file(&lock).unwrap();
+        let target = host.path().join("elsewhere");
+        std::fs::write(&target, b"not a lock").unwrap();
+        std::os::unix::fs::symlink(&target, &lock).unwrap();
+        let (mut third, _) = p2p_listener(&host, &url, &[]).await;
+        assert!(
+            third.stderr_text().contains("symbolic link"),
+            "{:#?}",
+            third.stderr_seen
+        );
+        stop(&mut third).await;
+        assert_eq!(std::fs::read(&target).unwrap(), b"not a lock");
         stop(&mut relay).await;
     })
     .await;

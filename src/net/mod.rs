@@ -609,21 +609,16 @@ pub fn p2p_address_lock_file(settings: &Settings) -> std::path::PathBuf {
     crate::fsutil::parent_dir(settings.trust.store.path()).join("p2p-address.lock")
 }
 
-/// Takes the lock, unless another listener of this home holds it.
+/// Takes the lock, unless another listener of this home holds it. Like every lock in the
+/// home: created 0600, and a symbolic link in its place is refused.
 fn p2p_address_lock(settings: &Settings) -> std::result::Result<std::fs::File, String> {
     let path = p2p_address_lock_file(settings);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(
+    match crate::fsutil::try_lock_exclusive(&path) {
+        Ok(Some(file)) => Ok(file),
+        Ok(None) => Err(
             "another `listen --p2p` of this home is running, and invites carry its address".into(),
         ),
-        Err(std::fs::TryLockError::Error(e)) => Err(format!("{}: {e}", path.display())),
+        Err(e) => Err(format!("{}: {e}", path.display())),
     }
 }
 
