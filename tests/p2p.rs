@@ -595,3 +595,83 @@ async fn over_iroh_ctrl_c_stops_a_pipe_and_the_peer_hears_it_failed() {
     })
     .await;
 }
+
+/// A valid endpoint id nobody uses: Ed25519's base point.
+const ED25519_BASE: [u8; 32] = {
+    let mut b = [0x66; 32];
+    b[0] = 0x58;
+    b
+};
+
+/// A ticket is text anyone can write: its relay must be an https origin (or plain http on
+/// loopback), or the dialer would send requests to any host, port and path it names. Refused
+/// in one line, before anything is dialled (issue 24: `GET /relay?z=1` went out).
+#[tokio::test]
+async fn a_tickets_relay_with_a_path_and_query_is_refused_before_anything_is_dialled() {
+    within(async {
+        let (host, guest) = (Home::new(), Home::new());
+        let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = trap.local_addr().unwrap().port();
+        let key = schat::fingerprint::parse(&host.fingerprint()).unwrap();
+        for url in [
+            format!("http://127.0.0.1:{port}/x/y?z=1#frag"),
+            format!("https://user@127.0.0.1:{port}/"),
+        ] {
+            let ticket = Ticket {
+                key,
+                secret: None,
+                expires: 0,
+                name: String::new(),
+                addrs: vec![TicketAddr::Endpoint(ED25519_BASE), TicketAddr::Relay(url.clone())],
+            }
+            .encode();
+            let mut d = dial(&guest, &ticket, &[]);
+            let status = d.exit().await;
+            assert_eq!(status.code(), Some(2), "{url}: {}", d.stderr_text());
+            assert!(
+                d.stderr_text().contains("nothing was dialled"),
+                "{url}: {}",
+                d.stderr_text()
+            );
+        }
+        let knocked = tokio::time::timeout(Duration::from_millis(300), trap.accept()).await;
+        assert!(knocked.is_err(), "the relay in the ticket was contacted");
+    })
+    .await;
+}
+
+/// `schat relay --qad-port` on another port than 7842 says that endpoints will not ask there
+/// (issue 24: hole punching silently lost its address discovery).
+#[tokio::test]
+async fn a_relay_on_another_qad_port_says_endpoints_will_not_ask_there() {
+    within(async {
+        use rcgen::{CertificateParams, KeyPair};
+        let home = Home::new();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (cert_path, key_path) = (home.path().join("relay.pem"), home.path().join("relay.key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port().to_string();
+        drop(udp);
+        let mut relay = home.spawn(&[
+            "relay",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+            "--qad-port",
+            &port,
+        ]);
+        let line = relay.stderr_until("QUIC address discovery on udp").await;
+        assert!(line.ends_with(&format!(":{port}")), "{line}");
+        relay.stderr_until("ask for QUIC address discovery on udp port 7842 only").await;
+        stop(&mut relay).await;
+    })
+    .await;
+}

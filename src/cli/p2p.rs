@@ -123,8 +123,9 @@ pub struct RelayArgs {
     #[arg(long, requires = "acme_domain")]
     pub acme_staging: bool,
     /// UDP port for QUIC address discovery (with TLS), which tells endpoints their public
-    /// address
-    #[arg(long, value_name = "PORT", default_value_t = 7842)]
+    /// address. Endpoints ask on 7842 only: use another port only behind a forward of public
+    /// UDP 7842 to it
+    #[arg(long, value_name = "PORT", default_value_t = crate::net::relay::QAD_PORT)]
     pub qad_port: u16,
     /// Only relay for these iroh endpoint ids (repeat the option; `schat fingerprint
     /// --endpoint` prints yours). Without it, any endpoint may use the relay

@@ -97,6 +97,51 @@ pub fn relay_url_ok(url: &str) -> bool {
         && url.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// Whether a relay URL that came in a ticket may be contacted: `https://HOST[:PORT]/` only
+/// (no user, path, query or fragment), or plain `http://` on a loopback host. A ticket is text
+/// anyone can write, and the relay is contacted before the listener's key is proven: without
+/// this a ticket could make the dialer send requests to any host, port and path. `explicit`:
+/// the relays the user named with `--relay`, which may be used as given.
+pub fn ticket_relay_ok(url: &str, explicit: &[String]) -> bool {
+    if explicit.iter().any(|e| e.eq_ignore_ascii_case(url)) {
+        return relay_url_ok(url);
+    }
+    let lower = url.to_ascii_lowercase();
+    let (https, rest) = match (lower.strip_prefix("https://"), lower.strip_prefix("http://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        _ => return false,
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if !(path.is_empty() || path == "/") || !relay_url_ok(url) {
+        return false;
+    }
+    // HOST, [IPv6] or HOST:PORT: no user, no query, no fragment.
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((ip, rest)) => (ip, rest.strip_prefix(':')),
+            None => return false,
+        },
+        None => match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.parse::<u16>().is_ok());
+    if !host_ok || !port_ok {
+        return false;
+    }
+    https
+        || host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// A decoded ticket. The secret never shows in `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Ticket {
@@ -642,5 +687,37 @@ mod vector {
         let text = p2p.encode();
         println!("{text}");
         assert!(doc.contains(&text), "{text}");
+    }
+
+    #[test]
+    fn a_tickets_relay_is_an_https_origin_or_loopback_http() {
+        for good in [
+            "https://relay.example.org/",
+            "https://relay.example.org",
+            "https://relay.example.org.:8443/",
+            "https://[2001:db8::1]:443/",
+            "http://127.0.0.1:3340/",
+            "http://[::1]:3340/",
+            "http://localhost:3340",
+        ] {
+            assert!(ticket_relay_ok(good, &[]), "{good}");
+        }
+        for bad in [
+            "http://127.0.0.1:23460/x/y?z=1#frag",
+            "https://relay.example.org/relay",
+            "https://relay.example.org/?z=1",
+            "https://relay.example.org/#x",
+            "https://user@relay.example.org/",
+            "https://relay.example.org:99999/",
+            "https://relay.example.org:/",
+            "http://192.168.1.5:3340/",
+            "http://relay.example.org/",
+            "ftp://relay.example.org/",
+        ] {
+            assert!(!ticket_relay_ok(bad, &[]), "{bad}");
+        }
+        // Plain http on the LAN only when the user named that relay with --relay.
+        let lan = "http://192.168.1.5:3340/".to_string();
+        assert!(ticket_relay_ok(&lan, std::slice::from_ref(&lan)));
     }
 }

@@ -61,6 +61,16 @@ pub enum Relays {
     Disabled,
 }
 
+impl Relays {
+    /// The relays the user named (`--relay`), if any.
+    pub fn named(&self) -> &[String] {
+        match self {
+            Relays::Custom(urls) => urls,
+            _ => &[],
+        }
+    }
+}
+
 /// How to run the iroh endpoint.
 #[derive(Debug, Clone)]
 pub struct P2pOptions {

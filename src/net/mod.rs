@@ -52,8 +52,25 @@ struct Routes {
 }
 
 impl Routes {
-    /// The routes of a ticket's addresses.
-    fn of_ticket(addrs: &[TicketAddr], remembered: Option<String>) -> Result<Routes> {
+    /// The routes of a ticket's addresses. Its relays must be ones a ticket may name
+    /// ([`crate::invite::ticket::ticket_relay_ok`]; `explicit`: what `--relay` named).
+    fn of_ticket(
+        addrs: &[TicketAddr],
+        remembered: Option<String>,
+        explicit: &[String],
+    ) -> Result<Routes> {
+        for addr in addrs {
+            if let TicketAddr::Relay(url) = addr
+                && !crate::invite::ticket::ticket_relay_ok(url, explicit)
+            {
+                return Err(Error::Usage(format!(
+                    "the ticket names the relay {}, which is not used: a ticket may name only \
+                     https://HOST[:PORT]/ (plain http:// only on a loopback address, or when you \
+                     pass the same URL with --relay); nothing was dialled",
+                    crate::sanitize::line(url)
+                )));
+            }
+        }
         let tcp = addrs
             .iter()
             .filter(|a| a.is_tcp())
@@ -101,10 +118,10 @@ pub async fn dial(
     // first, expecting its key (as `ssh bob` with a Host entry); else an address.
     let (routes, pinned) = match &settings.ticket {
         Some(ticket) => (
-            Routes::of_ticket(&ticket.addrs, ticket.reach.clone())?,
+            Routes::of_ticket(&ticket.addrs, ticket.reach.clone(), p2p.relays.named())?,
             None,
         ),
-        None => match petname_targets(addr, settings)? {
+        None => match petname_targets(addr, settings, p2p.relays.named())? {
             Some(found) => found,
             None => (
                 Routes {
@@ -409,7 +426,11 @@ async fn connect_in_turn(
 /// The stored addresses of the known peer called `name` (most recent first) and its key, when
 /// `name` is a petname in known_peers; `None` when it is not (then it is an address). A stored
 /// ticket (`schat:…`, written when a ticket was dialled) brings its iroh address too.
-fn petname_targets(name: &str, settings: &Settings) -> Result<Option<(Routes, Option<PublicKey>)>> {
+fn petname_targets(
+    name: &str,
+    settings: &Settings,
+    explicit: &[String],
+) -> Result<Option<(Routes, Option<PublicKey>)>> {
     let Ok(peers) = settings.trust.store.load() else {
         return Ok(None);
     };
@@ -426,7 +447,7 @@ fn petname_targets(name: &str, settings: &Settings) -> Result<Option<(Routes, Op
             // (A file someone could edit: a ticket for another key is ignored.)
             // (A damaged one is skipped: the others may still do.)
             Ok(ticket) if ticket.key == entry.key && routes.iroh.is_none() => {
-                if let Ok(found) = Routes::of_ticket(&ticket.addrs, Some(stored.clone())) {
+                if let Ok(found) = Routes::of_ticket(&ticket.addrs, Some(stored.clone()), explicit) {
                     routes.tcp.extend(found.tcp);
                     routes.iroh = found.iroh;
                     routes.remembered = found.remembered;

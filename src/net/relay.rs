@@ -34,6 +34,9 @@ pub enum RelayTls {
     },
 }
 
+/// The UDP port iroh clients ask for QUIC address discovery (the only one they ask).
+pub const QAD_PORT: u16 = iroh_relay::defaults::DEFAULT_RELAY_QUIC_PORT;
+
 /// What `schat relay` was asked to do.
 #[derive(Debug, Clone)]
 pub struct RelayOptions {
@@ -117,6 +120,16 @@ pub async fn run(
     }
     if let Some(quic) = server.quic_addr() {
         ui.status(format_args!("QUIC address discovery on udp {quic}"));
+        // iroh clients ask an https relay for address discovery on its standard port only:
+        // the relay URL has no place for another one.
+        if quic.port() != QAD_PORT {
+            ui.warn(format_args!(
+                "endpoints ask for QUIC address discovery on udp port {QAD_PORT} only: forward \
+                 public udp {QAD_PORT} to port {}, or endpoints behind NAT learn no public \
+                 address from this relay (hole punching then fails more often)",
+                quic.port()
+            ));
+        }
     }
     match &options.allow {
         Some(allow) => ui.status(format_args!("admitting {} listed endpoints", allow.len())),
