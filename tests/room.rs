@@ -477,9 +477,17 @@ async fn members_announce_names_shown_beside_their_keys() {
             .await;
 
         // Names that could pass for our own labels are refused before anything is sent.
-        let bad = alice.run(&["dial", &format!("127.0.0.1:{port}"), "--name", "bob: hi"]);
-        assert_eq!(bad.status.code(), Some(2), "{bad:?}");
-        assert!(String::from_utf8_lossy(&bad.stderr).contains("--name"));
+        // So are names that read as a fingerprint: grouped hex as schat prints keys, or hex
+        // spelt with Cyrillic letters (issue 24).
+        for name in [
+            "bob: hi",
+            "dce8 74be 7d1f afd5 f17a d4cc",
+            "3\u{435}2\u{430}9\u{441}1\u{430}4\u{501}5\u{435}",
+        ] {
+            let bad = alice.run(&["dial", &format!("127.0.0.1:{port}"), "--name", name]);
+            assert_eq!(bad.status.code(), Some(2), "{name}: {bad:?}");
+            assert!(String::from_utf8_lossy(&bad.stderr).contains("--name"));
+        }
 
         for p in [&mut a, &mut b, &mut m] {
             p.send("quit").await;

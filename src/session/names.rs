@@ -42,9 +42,10 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
     if lower == "you" || lower.starts_with("unverified") || lower == "schat" {
         return Err("that word is one schat uses in its own labels");
     }
-    // Hex digits are how keys are named (/msg takes a fingerprint prefix).
-    if name.len() >= 8 && name.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err("a name of 8 or more hex digits would look like a fingerprint");
+    // Hex digits are how keys are named (/msg takes a fingerprint prefix), and schat prints
+    // them in groups: nothing that reads as 8 of them, in any script, with or without spaces.
+    if name.len() >= 8 && name.chars().all(|c| c.is_ascii_hexdigit()) || looks_like_hex(name) {
+        return Err("a name that reads as 8 or more hex digits would look like a fingerprint");
     }
     // One script per name: a name cannot pass for another by one lookalike letter (a
     // Cyrillic а in "аlice"). Whole-script lookalikes remain: the key in brackets decides.
@@ -61,6 +62,45 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
         return Err("a name has no full-width or mathematical letters");
     }
     Ok(())
+}
+
+/// Whether `name` holds a run of 8 or more characters that read as hex digits, at least two of
+/// them digits, with single separators between groups allowed (`dce8 74be 7d1f`). "Read as"
+/// is Unicode's confusable skeleton (UTS #39): a Cyrillic `е` or `ԁ`, a full-width `８`, a
+/// mathematical `𝟑` all count, so `3е2а9с1а4ԁ5е` is caught as well as plain hex.
+fn looks_like_hex(name: &str) -> bool {
+    use unicode_security::confusable_detection::skeleton;
+    let reads_as = |c: char, of: &str| -> bool {
+        let shown: String = skeleton(c.encode_utf8(&mut [0u8; 4])).collect();
+        of.chars().any(|h| {
+            let hex: String = skeleton(h.encode_utf8(&mut [0u8; 4])).collect();
+            hex == shown
+        })
+    };
+    let (mut run, mut digits, mut separated) = (0usize, 0usize, false);
+    for c in name.chars() {
+        if matches!(c, ' ' | '-' | '_' | '.' | ':' | '\'') {
+            // One separator between groups keeps the run; two end it.
+            if separated {
+                (run, digits) = (0, 0);
+            }
+            separated = true;
+            continue;
+        }
+        separated = false;
+        if c.is_ascii_hexdigit() || reads_as(c, "0123456789abcdefABCDEF") {
+            run += 1;
+            if c.is_numeric() || reads_as(c, "23456789") {
+                digits += 1;
+            }
+            if run >= 8 && digits >= 2 {
+                return true;
+            }
+        } else {
+            (run, digits) = (0, 0);
+        }
+    }
+    false
 }
 
 /// A coarse script class of a letter, enough to refuse names that mix scripts.
@@ -234,8 +274,17 @@ mod tests {
             "alice\u{3164}",
             "\u{ff41}lice",
             "\u{1d41a}lice",
+            // Grouped hex, as schat prints keys, and Cyrillic letters that read as hex.
+            "dce8 74be 7d1f afd5 f17a d4cc",
+            "dce8 74be",
+            "3\u{435}2\u{430}9\u{441}1\u{430}4\u{501}5\u{435}",
+            "Bob dce8-74be",
         ] {
             assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        // Words made of the letters a-f, or a few digits, are still names.
+        for ok in ["labelled", "Abbe Decca", "bob 42", "Ada 1815", "café 2024"] {
+            assert_eq!(check_name(ok), Ok(()), "{ok}");
         }
     }
 

@@ -447,7 +447,9 @@ pub fn record_inviter(
     name: &str,
     how: Verified,
 ) -> Result<Entry> {
-    let name = if trust::validate_name(name).is_ok() {
+    // The inviter's suggestion is its own claim: a name that reads as a fingerprint is not
+    // taken (it would pass for a key on every screen).
+    let name = if trust::validate_name(name).is_ok() && super::names::check_name(name).is_ok() {
         name
     } else {
         ""
