@@ -466,3 +466,66 @@ async fn a_pipe_typed_at_the_terminal_sends_every_line() {
     })
     .await
 }
+
+/// One address cannot fill the knock queue with throwaway keys: beyond its share its knocks are
+/// told `busy:` (nobody refused them), the host sees one line about it, and a stranger from
+/// another address still knocks and gets in (issue 24: 8 throwaway keys filled the queue and
+/// everyone else was told, untruly, that its key was refused, with nothing on the host's screen).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throwaway_keys_from_one_address_cannot_fill_the_knock_queue() {
+    within(async {
+        let (host, stranger) = (Home::new(), Home::new());
+        let mut t = Term::spawn(&host, &["listen", "127.0.0.1:0"], 40, 100, 1000);
+        let port: u16 = tokio::task::block_in_place(|| t.listening_port());
+        let mut knockers = Vec::new();
+        let mut busy = 0;
+        for _ in 0..8 {
+            let stream = common::connect_from([127, 0, 0, 2].into(), port).await;
+            let mut raw = common::raw::Raw::initiate(stream).await.unwrap();
+            assert!(raw.send(0x0a, &[0]).await, "HELLO");
+            // Turned away at once (busy), or left waiting for the host's answer.
+            let first = tokio::time::timeout(Duration::from_millis(1500), raw.r.read_frame()).await;
+            if let Ok(Ok(Some(frame))) = first {
+                let frame = frame.to_vec();
+                let mut plain = vec![0u8; frame.len()];
+                let n = raw.noise.read_message(&frame, &mut plain).unwrap();
+                assert_eq!(plain[0], 0x03, "QUIT");
+                let reason = String::from_utf8_lossy(&plain[1..n]).to_string();
+                assert!(reason.starts_with("busy:"), "{reason}");
+                busy += 1;
+            }
+            knockers.push(raw);
+        }
+        assert_eq!(busy, 6, "two knocks per address wait, the rest are busy");
+        let mut s = stranger.dial(port, &[]);
+        let knock = format!("knock: unverified {}", &stranger.fingerprint()[..12]);
+        tokio::task::block_in_place(|| {
+            t.until("a line about the knocks turned away", |s| {
+                shows(s, "turned away a knock by")
+            });
+            // The two from 127.0.0.2 first, refused; then the stranger's.
+            for _ in 0..2 {
+                t.until("a knock", |s| shows(s, "[y]es / [n]o / y NAME"));
+                std::thread::sleep(Duration::from_millis(600));
+                t.type_line("n");
+                t.settle(200);
+            }
+            t.until("the stranger's knock", |s| shows(s, &knock));
+            std::thread::sleep(Duration::from_millis(600));
+            t.type_line("y");
+        });
+        s.stderr_until("welcome").await;
+        let screen = t.all_rows().join("\n");
+        assert_eq!(
+            screen.matches("turned away a knock by").count(),
+            1,
+            "one line, not one per knock:\n{screen}"
+        );
+        s.send("quit").await;
+        assert!(s.exit().await.success(), "{}", s.stderr_text());
+        t.type_line("/quit");
+        let code = tokio::task::block_in_place(|| t.exit_code());
+        assert_eq!(code, Some(0));
+    })
+    .await
+}

@@ -27,6 +27,7 @@ pub(super) async fn handshake_and_admit(
     reader: Reader,
     writer: Writer,
     from: &str,
+    source: &str,
     accepting: &Accepting,
     watch: &impl Watch,
 ) -> Connection<Reader, Writer> {
@@ -100,7 +101,7 @@ pub(super) async fn handshake_and_admit(
             first,
         });
         return match knocks {
-            true => Connection::Knock(arrival),
+            true => Connection::Knock(arrival, source.to_string()),
             false => Connection::Arrived(arrival),
         };
     }

@@ -942,7 +942,9 @@ impl Starter {
                         ticket,
                         source,
                     };
-                    admit::handshake_and_admit(reader, writer, &from, &accepting, &watch).await
+                    let source = source.to_string();
+                    admit::handshake_and_admit(reader, writer, &from, &source, &accepting, &watch)
+                        .await
                 }
                 Err(e) => Connection::Failed(format!("connection from {from}: {e}")),
             };
@@ -1064,7 +1066,7 @@ async fn serve_one_pipe(
                 }
                 Connection::Arrived(arrival) => arrival,
                 // (A pipe has no host at a terminal to knock on.)
-                Connection::Knock(knock) => {
+                Connection::Knock(knock, _) => {
                     tokio::spawn(room::refuse(knock.established));
                     continue;
                 }
@@ -1090,7 +1092,7 @@ async fn serve_one_pipe(
                 result = &mut session => break result,
                 Some(connection) = connections.recv() => match connection {
                     Connection::Failed(line) => ui.warn(line),
-                    Connection::Knock(late) => {
+                    Connection::Knock(late, _) => {
                         tokio::spawn(room::refuse(late.established));
                     }
                     Connection::Arrived(late) => {

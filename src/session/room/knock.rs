@@ -9,6 +9,21 @@ pub const KNOCK_WAIT: Duration = Duration::from_secs(60);
 /// Knocks waiting at once; more are turned away.
 pub(super) const MAX_KNOCKS: usize = 8;
 
+/// Knocks waiting at once from one address (an IP, an IPv6 /64, a relayed endpoint): one
+/// address cannot fill the queue with throwaway keys and keep every other stranger out.
+pub(super) const KNOCKS_PER_ADDRESS: usize = 2;
+
+/// Knocks turned away for want of room are summed up in one line this often.
+pub(super) const TURNED_AWAY_EVERY: Duration = Duration::from_secs(10);
+
+/// What a knock turned away for want of room is told: nobody refused it (PROTOCOL.md §5).
+pub const KNOCKS_FULL: &str =
+    "busy: the host has too many knocks waiting to answer; try again in a minute";
+
+/// What a key that knocks again while its first knock waits is told.
+pub const ALREADY_KNOCKING: &str =
+    "busy: your key is already knocking here; its first knock waits for the host's answer";
+
 /// A key the host refused stays refused this long: its knocks are turned away without
 /// asking again (a stranger that redials in a loop cannot fill the host's screen).
 pub const REFUSED_FOR: Duration = Duration::from_secs(600);
@@ -22,10 +37,15 @@ const REFUSED_KEPT: usize = 256;
 /// Unknown dialers waiting for the host at the terminal to let them in, oldest first, and
 /// the keys the host turned down.
 pub(super) struct Knocks<R, W> {
-    queue: VecDeque<(Arrival<R, W>, Instant)>,
+    /// Each with when it came and the address it counts against.
+    queue: VecDeque<(Arrival<R, W>, Instant, String)>,
     refused: std::collections::HashMap<PublicKey, Refusal>,
     /// Refusals in progress are bounded (see `send_away`).
     slots: Arc<Semaphore>,
+    /// Knocks turned away for want of room since the last line about it, and when that
+    /// line was shown.
+    turned_away: u32,
+    last_summary: Option<Instant>,
 }
 
 /// A key the host refused, and its knocks since.
@@ -47,6 +67,8 @@ where
             queue: VecDeque::new(),
             refused: std::collections::HashMap::new(),
             slots,
+            turned_away: 0,
+            last_summary: None,
         }
     }
 
@@ -58,14 +80,64 @@ where
     pub(super) fn due(&self) -> Instant {
         self.queue
             .front()
-            .map_or_else(Instant::now, |(_, since)| *since + KNOCK_WAIT)
+            .map_or_else(Instant::now, |(_, since, _)| *since + KNOCK_WAIT)
+    }
+
+    /// Knocks turned away for want of room and not yet told to the host.
+    pub(super) fn turned_away(&self) -> u32 {
+        self.turned_away
+    }
+
+    /// When the line about them is due.
+    pub(super) fn summary_due(&self) -> Instant {
+        self.last_summary
+            .map_or_else(Instant::now, |at| at + TURNED_AWAY_EVERY)
+    }
+
+    /// Tells the host how many knocks were turned away for want of room since the last line.
+    pub(super) fn summarise(&mut self, ui: &Ui) {
+        let n = std::mem::take(&mut self.turned_away);
+        if n == 0 {
+            return;
+        }
+        self.last_summary = Some(Instant::now());
+        ui.warn(format_args!(
+            "{n} more knock(s) turned away in the last {} s: {} are waiting for your answer \
+             (at most {KNOCKS_PER_ADDRESS} per address); answer them, or they are refused after \
+             {} s",
+            TURNED_AWAY_EVERY.as_secs(),
+            self.queue.len(),
+            KNOCK_WAIT.as_secs()
+        ));
+    }
+
+    /// A knock with no room in the queue: told it is busy (nobody refused it), and the host is
+    /// told — at once the first time, then in one line per [`TURNED_AWAY_EVERY`].
+    fn no_room(&mut self, arrival: Arrival<R, W>, ui: &Ui) {
+        send_away(&self.slots, arrival.established, KNOCKS_FULL);
+        let quiet = self
+            .last_summary
+            .is_some_and(|at| at.elapsed() < TURNED_AWAY_EVERY);
+        if quiet {
+            self.turned_away += 1;
+            return;
+        }
+        self.last_summary = Some(Instant::now());
+        ui.warn(format_args!(
+            "turned away a knock by {} from {}: {} knocks are waiting for your answer (at most \
+             {KNOCKS_PER_ADDRESS} per address); more are summed up every {} s",
+            arrival.info.label,
+            arrival.address,
+            self.queue.len(),
+            TURNED_AWAY_EVERY.as_secs()
+        ));
     }
 
     /// A new knock, queued; `true` when it is the one to ask about now. The same key knocking
     /// again while it waits, or too many knocks at once, is turned away without a word to the
     /// host; a key the host refused is turned away for [`REFUSED_FOR`], its repeats summed up
     /// in one line a minute at most (repeats cannot flood the screen).
-    pub(super) fn knock(&mut self, arrival: Arrival<R, W>, ui: &Ui) -> bool {
+    pub(super) fn knock(&mut self, arrival: Arrival<R, W>, source: String, ui: &Ui) -> bool {
         let key = arrival.info.key;
         if let Some(refusal) = self.refused.get_mut(&key) {
             if refusal.at.elapsed() < REFUSED_FOR {
@@ -84,18 +156,22 @@ where
             }
             self.refused.remove(&key);
         }
-        let again = self.queue.iter().any(|(a, _)| a.info.key == key);
-        if again || self.queue.len() >= MAX_KNOCKS {
-            send_away(&self.slots, arrival.established, REFUSAL);
+        if self.queue.iter().any(|(a, _, _)| a.info.key == key) {
+            send_away(&self.slots, arrival.established, ALREADY_KNOCKING);
             return false;
         }
-        self.queue.push_back((arrival, Instant::now()));
+        let from_there = self.queue.iter().filter(|(_, _, s)| *s == source).count();
+        if from_there >= KNOCKS_PER_ADDRESS || self.queue.len() >= MAX_KNOCKS {
+            self.no_room(arrival, ui);
+            return false;
+        }
+        self.queue.push_back((arrival, Instant::now(), source));
         self.queue.len() == 1
     }
 
     /// Shows the oldest knock and asks about it.
     pub(super) fn ask(&self, ui: &Ui, input: &mut Input) {
-        let Some((arrival, _)) = self.queue.front() else {
+        let Some((arrival, _, _)) = self.queue.front() else {
             input.set_prompt(None);
             return;
         };
@@ -126,7 +202,7 @@ where
         trust: &TrustConfig,
         ui: &Ui,
     ) -> Option<Arrival<R, W>> {
-        let (mut arrival, _) = self.queue.pop_front()?;
+        let (mut arrival, _, source) = self.queue.pop_front()?;
         let answer = answer.trim();
         let lower = answer.to_ascii_lowercase();
         // `y NAME` to name it: a bare word is never taken for a petname, or a fragment of a
@@ -154,13 +230,13 @@ where
                 }
                 Err(why) => {
                     ui.warn(format_args!("{why}: answer again"));
-                    self.queue.push_front((arrival, Instant::now()));
+                    self.queue.push_front((arrival, Instant::now(), source));
                     return None;
                 }
             },
             _ => {
                 ui.warn("answer y (admit), y NAME (admit and remember as NAME) or n (refuse)");
-                self.queue.push_front((arrival, Instant::now()));
+                self.queue.push_front((arrival, Instant::now(), source));
                 return None;
             }
         };
@@ -206,11 +282,11 @@ where
         let waited = self
             .queue
             .front()
-            .is_some_and(|(_, since)| since.elapsed() >= KNOCK_WAIT);
+            .is_some_and(|(_, since, _)| since.elapsed() >= KNOCK_WAIT);
         if !waited {
             return false;
         }
-        if let Some((arrival, _)) = self.queue.pop_front() {
+        if let Some((arrival, _, _)) = self.queue.pop_front() {
             ui.warn(format_args!(
                 "refused {} from {}: no answer within {} s",
                 arrival.info.label,

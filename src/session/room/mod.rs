@@ -107,8 +107,9 @@ pub struct Arrival<R, W> {
 pub enum Connection<R, W> {
     /// Admitted: wants to join.
     Arrived(Box<Arrival<R, W>>),
-    /// An unknown key at a host who is at a terminal: it knocks, the host answers.
-    Knock(Box<Arrival<R, W>>),
+    /// An unknown key at a host who is at a terminal: it knocks, the host answers. With the
+    /// address it counts against (an IP, an IPv6 /64, a relayed endpoint).
+    Knock(Box<Arrival<R, W>>, String),
     /// Never became a member (handshake failed, timed out, key refused…): one line.
     Failed(String),
 }
@@ -211,13 +212,16 @@ where
         tokio::select! {
             Some(connection) = connections.recv() => match connection {
                 Connection::Failed(line) => ui.warn(line),
-                Connection::Knock(arrival) => ask_knock |= knocks.knock(*arrival, ui),
+                Connection::Knock(arrival, source) => ask_knock |= knocks.knock(*arrival, source, ui),
                 Connection::Arrived(arrival) => {
                     enter(&mut members, &mut next_id, *arrival, options, &host_name, &events_tx, ui, &turning_away);
                 }
             },
             () = tokio::time::sleep_until(knocks.due()), if !knocks.is_empty() => {
                 ask_knock |= knocks.expire(ui);
+            }
+            () = tokio::time::sleep_until(knocks.summary_due()), if knocks.turned_away() > 0 => {
+                knocks.summarise(ui);
             }
             Some(event) = events.recv() => match event {
                 Event::Ready { id, name } => {
