@@ -40,7 +40,12 @@ impl TokenBucket {
 
     /// Charges `amount` only if it is covered within `patience`; otherwise charges nothing and
     /// returns `None` (a debt that would keep growing is refused instead).
-    pub fn take_within(&mut self, amount: f64, patience: Duration, now: Instant) -> Option<Duration> {
+    pub fn take_within(
+        &mut self,
+        amount: f64,
+        patience: Duration,
+        now: Instant,
+    ) -> Option<Duration> {
         self.refill(now);
         self.tokens -= amount;
         let wait = self.wait();
@@ -93,8 +98,14 @@ mod tests {
         let patience = Duration::from_millis(250);
         assert_eq!(bucket.take_within(1.0, patience, t0), Some(Duration::ZERO));
         assert_eq!(bucket.take_within(1.0, patience, t0), Some(Duration::ZERO));
-        assert_eq!(bucket.take_within(1.0, patience, t0), Some(Duration::from_millis(100)));
-        assert_eq!(bucket.take_within(1.0, patience, t0), Some(Duration::from_millis(200)));
+        assert_eq!(
+            bucket.take_within(1.0, patience, t0),
+            Some(Duration::from_millis(100))
+        );
+        assert_eq!(
+            bucket.take_within(1.0, patience, t0),
+            Some(Duration::from_millis(200))
+        );
         assert_eq!(bucket.take_within(1.0, patience, t0), None);
         assert_eq!(bucket.take_within(1.0, patience, t0), None);
         // The refusals cost nothing: 300 ms later the debt is paid.

@@ -466,13 +466,16 @@ impl Store {
     }
 
     /// Locked read-modify-write: `change` edits the current contents; if it succeeds the file
-    /// is replaced atomically. Concurrent updates from other processes wait for the lock.
+    /// is replaced atomically. Concurrent updates from other processes wait for the lock, at
+    /// most [`LOCK_PATIENCE`]. It waits on the disk: async code calls
+    /// [`Store::update_off_runtime`] instead.
     pub fn update<T>(
         &self,
         change: impl FnOnce(&mut KnownPeers) -> Result<T, TrustError>,
     ) -> Result<T, TrustError> {
         let lock_path = self.path.with_file_name(format!(".{FILE_NAME}.lock"));
-        let _lock = fsutil::lock_exclusive(&lock_path).map_err(|e| self.io(e))?;
+        let _lock =
+            fsutil::lock_exclusive_within(&lock_path, LOCK_PATIENCE).map_err(|e| self.io(e))?;
         let mut peers = self.load()?;
         let result = change(&mut peers)?;
         fsutil::write_private_atomically(&self.path, peers.render().as_bytes(), true)
@@ -480,6 +483,25 @@ impl Store {
         Ok(result)
     }
 }
+
+impl Store {
+    /// [`Store::update`] on a blocking thread: a slow disk, a network-mounted home or another
+    /// schat holding the lock never stalls the async runtime (a room's members, keepalives and
+    /// accept loop go on meanwhile).
+    pub async fn update_off_runtime<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut KnownPeers) -> Result<T, TrustError> + Send + 'static,
+    ) -> Result<T, TrustError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.update(change))
+            .await
+            .map_err(|e| self.io(io::Error::other(e.to_string())))?
+    }
+}
+
+/// How long a change of a home's files waits for another process's lock before it gives up
+/// with an error that says so.
+pub const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Which dialers a listener admits.
 #[derive(Debug, Clone, Default)]

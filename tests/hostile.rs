@@ -343,7 +343,10 @@ async fn stalled_sockets_from_my_own_address_do_not_keep_me_out() {
             dialer.stderr_until("secure session established").await;
             let took = started.elapsed();
             eprintln!("round {round}: through 40 stalled sockets of its own address: {took:?}");
-            assert!(took < Duration::from_secs(3), "round {round}: took {took:?}");
+            assert!(
+                took < Duration::from_secs(3),
+                "round {round}: took {took:?}"
+            );
             dialer.send("quit").await;
             assert!(dialer.exit().await.success(), "{}", dialer.stderr_text());
         }

@@ -622,7 +622,10 @@ async fn a_tickets_relay_with_a_path_and_query_is_refused_before_anything_is_dia
                 secret: None,
                 expires: 0,
                 name: String::new(),
-                addrs: vec![TicketAddr::Endpoint(ED25519_BASE), TicketAddr::Relay(url.clone())],
+                addrs: vec![
+                    TicketAddr::Endpoint(ED25519_BASE),
+                    TicketAddr::Relay(url.clone()),
+                ],
             }
             .encode();
             let mut d = dial(&guest, &ticket, &[]);
@@ -670,7 +673,9 @@ async fn a_relay_on_another_qad_port_says_endpoints_will_not_ask_there() {
         ]);
         let line = relay.stderr_until("QUIC address discovery on udp").await;
         assert!(line.ends_with(&format!(":{port}")), "{line}");
-        relay.stderr_until("ask for QUIC address discovery on udp port 7842 only").await;
+        relay
+            .stderr_until("ask for QUIC address discovery on udp port 7842 only")
+            .await;
         stop(&mut relay).await;
     })
     .await;

@@ -424,6 +424,53 @@ async fn the_host_names_a_member() {
     .await
 }
 
+/// Another process holds known_peers' lock (another schat, a slow network-mounted home) while
+/// the host names a member: the room goes on meanwhile — members keep talking — and the name
+/// is stored once the lock is free (issue 31: the host's loop waited on the lock, and every
+/// member froze with it).
+#[tokio::test]
+async fn a_store_held_locked_by_another_process_never_freezes_the_room() {
+    within(async {
+        let (host, alice, bob) = (Home::new(), Home::new(), Home::new());
+        let (mut room, port) = host.listen(&[]).await;
+        let mut a = alice.dial(port, &[]);
+        a.stderr_until("welcome").await;
+        let mut b = bob.dial(port, &[]);
+        b.stderr_until("welcome").await;
+        a.stderr_until("joined").await;
+        // Hold the lock as another schat would.
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(host.path().join(".known_peers.lock"))
+            .unwrap();
+        lock.lock().unwrap();
+        room.send(&format!("/name {} alicia", &alice.fingerprint()[..16]))
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for i in 0..3 {
+            let started = std::time::Instant::now();
+            a.send(&format!("still here {i}")).await;
+            let got = b.stdout_line().await;
+            assert!(got.ends_with(&format!("still here {i}")), "{got}");
+            let took = started.elapsed();
+            assert!(took < Duration::from_secs(2), "relayed after {took:?}");
+            b.send(&format!("me too {i}")).await;
+            assert!(a.stdout_line().await.ends_with(&format!("me too {i}")));
+        }
+        drop(lock);
+        room.stderr_until("is now known as \"alicia\"").await;
+        for p in [&mut a, &mut b] {
+            p.send("quit").await;
+            assert!(p.exit().await.success());
+        }
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}
+
 /// Display names: announced with --name and /nick, shown beside the key (never alone), a
 /// name another member uses is marked, a rename floods nobody, and programs get them typed.
 #[tokio::test]

@@ -287,6 +287,13 @@ fn list(invites: &Invites, json: bool) -> Result<()> {
     if all.is_empty() {
         eprintln!("schat: no invites on file");
     }
+    // Hand edits this version cannot read stay in the file; say where they are.
+    for line in invites.unreadable().unwrap_or_default() {
+        eprintln!(
+            "schat: warning: {} line {line} is not an invite this schat can read; it is kept as it is",
+            invites.path().display()
+        );
+    }
     if !all.is_empty() {
         out(format_args!(
             "{:<8}  {:<6}  {:<8}  {:<9}  {:<20}  petname",

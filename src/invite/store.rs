@@ -197,6 +197,12 @@ pub struct Invites {
     path: PathBuf,
 }
 
+/// Whether a line of the invites file holds an entry (not a comment, not blank).
+fn is_entry(line: &str) -> bool {
+    let line = line.trim_start();
+    !line.is_empty() && !line.starts_with('#')
+}
+
 impl Invites {
     /// The file in `home`.
     pub fn in_home(home: &Path) -> Self {
@@ -210,24 +216,52 @@ impl Invites {
         &self.path
     }
 
-    /// Every invite on file (a missing file: none). Lines that do not parse are skipped.
+    /// Every invite on file (a missing file: none). Lines that do not parse are skipped here
+    /// (and kept in the file: see [`Invites::unreadable`]).
     pub fn load(&self) -> io::Result<Vec<Pending>> {
-        match std::fs::read_to_string(&self.path) {
-            Ok(text) => Ok(text
-                .lines()
-                .filter(|l| !l.trim_start().starts_with('#'))
-                .filter_map(Pending::parse)
-                .collect()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e),
-        }
+        Ok(self.read()?.0)
     }
 
-    /// Locked read-modify-write; forgets what expired over a week ago.
+    /// Lines of the file this version cannot read (a typo in a hand edit, a state word from
+    /// a newer schat): by line number. They are kept as they are when the file is rewritten.
+    pub fn unreadable(&self) -> io::Result<Vec<usize>> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        Ok(text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| is_entry(l) && Pending::parse(l).is_none())
+            .map(|(i, _)| i + 1)
+            .collect())
+    }
+
+    /// The invites on file, and the lines that are not invites this version can read.
+    fn read(&self) -> io::Result<(Vec<Pending>, Vec<String>)> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Default::default()),
+            Err(e) => return Err(e),
+        };
+        let (mut all, mut kept) = (Vec::new(), Vec::new());
+        for line in text.lines().filter(|l| is_entry(l)) {
+            match Pending::parse(line) {
+                Some(p) => all.push(p),
+                None => kept.push(line.to_string()),
+            }
+        }
+        Ok((all, kept))
+    }
+
+    /// Locked read-modify-write; forgets what expired over a week ago. Lines it cannot read
+    /// are written back as they were. Waits at most [`crate::trust::LOCK_PATIENCE`] for
+    /// another process's lock; call it off the async runtime.
     fn update<T>(&self, now: u64, change: impl FnOnce(&mut Vec<Pending>) -> T) -> io::Result<T> {
         let lock = self.path.with_file_name(format!(".{FILE_NAME}.lock"));
-        let _lock = fsutil::lock_exclusive(&lock)?;
-        let mut all = self.load()?;
+        let _lock = fsutil::lock_exclusive_within(&lock, crate::trust::LOCK_PATIENCE)?;
+        let (mut all, kept) = self.read()?;
         let result = change(&mut all);
         all.retain(|p| p.expires.saturating_add(KEEP_AFTER) > now);
         // A code that can no longer be used keeps no words.
@@ -247,6 +281,13 @@ impl Invites {
         for p in &all {
             text.push_str(&p.render());
             text.push('\n');
+        }
+        if !kept.is_empty() {
+            text.push_str("# lines this schat cannot read, kept as they were:\n");
+            for line in &kept {
+                text.push_str(line);
+                text.push('\n');
+            }
         }
         fsutil::write_private_atomically(&self.path, text.as_bytes(), true)?;
         Ok(result)
@@ -337,8 +378,9 @@ impl Invites {
         })?
     }
 
-    /// The words of the open code filed under `nameplate`, to run the PAKE with.
-    pub fn code(&self, nameplate: u16, now: u64) -> Result<String, Refusal> {
+    /// The words of the open code filed under `nameplate`, to run the PAKE with, and how many
+    /// wrong tries it has had.
+    pub fn code(&self, nameplate: u16, now: u64) -> Result<(String, u32), Refusal> {
         let all = self.load().map_err(|e| Refusal::Store(e.to_string()))?;
         let p = all
             .iter()
@@ -346,7 +388,7 @@ impl Invites {
             .ok_or(Refusal::Unknown)?;
         check_open(p, now)?;
         match &p.secret {
-            Secret::Code { words, .. } => Ok(words.clone()),
+            Secret::Code { words, failures } => Ok((words.clone(), *failures)),
             Secret::Hash(_) => Err(Refusal::Unknown),
         }
     }
@@ -450,7 +492,7 @@ mod tests {
             .add_code("able-acme-baker-crow", 1000, 1, "", 0)
             .unwrap();
         assert!((100..1000).contains(&n));
-        assert_eq!(store.code(n, 1).unwrap(), "able-acme-baker-crow");
+        assert_eq!(store.code(n, 1).unwrap().0, "able-acme-baker-crow");
         assert_eq!(
             store.code_outcome(n, false, 2),
             Err(Refusal::WrongCode { left: 2 })
@@ -500,5 +542,29 @@ mod tests {
             handles.into_iter().map(|h| h.join().unwrap()).sum()
         });
         assert_eq!(wins, 1);
+    }
+
+    #[test]
+    fn lines_it_cannot_read_survive_a_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Invites::in_home(dir.path());
+        store
+            .add(Pending::new(&[1; SECRET_LEN], 100, 1, "alice"), 1)
+            .unwrap();
+        let mut text = std::fs::read_to_string(store.path()).unwrap();
+        let typo = "0badc0de HASH 100 1 opne bob";
+        let newer = "0badc0df 00 100 1 paused carol";
+        text.push_str(&format!("{typo}\n{newer}\n"));
+        std::fs::write(store.path(), text).unwrap();
+        assert_eq!(store.load().unwrap().len(), 1);
+        assert_eq!(store.unreadable().unwrap().len(), 2);
+        store
+            .add(Pending::new(&[2; SECRET_LEN], 100, 1, "dave"), 1)
+            .unwrap();
+        store.revoke(&id_of(&[1; SECRET_LEN]), 1).unwrap();
+        let after = std::fs::read_to_string(store.path()).unwrap();
+        assert!(after.contains(typo) && after.contains(newer), "{after}");
+        assert_eq!(after.matches("cannot read").count(), 1, "{after}");
+        assert_eq!(store.load().unwrap().len(), 2);
     }
 }

@@ -107,7 +107,10 @@ pub fn ticket_relay_ok(url: &str, explicit: &[String]) -> bool {
         return relay_url_ok(url);
     }
     let lower = url.to_ascii_lowercase();
-    let (https, rest) = match (lower.strip_prefix("https://"), lower.strip_prefix("http://")) {
+    let (https, rest) = match (
+        lower.strip_prefix("https://"),
+        lower.strip_prefix("http://"),
+    ) {
         (Some(rest), _) => (true, rest),
         (None, Some(rest)) => (false, rest),
         _ => return false,

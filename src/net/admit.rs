@@ -20,6 +20,8 @@ pub(super) struct Accepting {
     pub role: Role,
     pub settings: Settings,
     pub knock: bool,
+    /// Spoken-code exchanges in flight.
+    pub code_attempts: CodeAttempts,
 }
 
 /// One connection up to the point where it joins the room (or is turned away).
@@ -36,14 +38,14 @@ pub(super) async fn handshake_and_admit(
         role,
         settings,
         knock,
+        ..
     } = accepting;
     let knock = *knock;
-    let established = match session::establish_watched(reader, writer, identity, settings, watch)
-        .await
-    {
-        Ok(established) => established,
-        Err(e) => return Connection::Failed(format!("connection from {from}: {e}")),
-    };
+    let established =
+        match session::establish_watched(reader, writer, identity, settings, watch).await {
+            Ok(established) => established,
+            Err(e) => return Connection::Failed(format!("connection from {from}: {e}")),
+        };
     let Role::Listener { allow, .. } = role else {
         return Connection::Failed("internal error: not a listener".into());
     };
@@ -73,7 +75,7 @@ pub(super) async fn handshake_and_admit(
                 if let Some(why) = invites_closed(peer, &local, settings, allow, &by_key) {
                     return refuse_invite(established, from, why).await;
                 }
-                return by_code(established, nameplate, &message, from, settings).await;
+                return by_code(established, nameplate, &message, from, accepting).await;
             }
             Ok(Ok(Some(msg))) => first = Some(msg.into_owned()),
             Ok(Ok(None)) => {
@@ -149,8 +151,12 @@ async fn redeem(
 ) -> Connection<Reader, Writer> {
     let peer = established.peer;
     let trust = &settings.trust;
-    match trust.invites().redeem(secret, crate::invite::unix_now()) {
-        Ok(redeemed) => match verify::record_invited(trust, &peer, &redeemed.petname) {
+    let secret = zeroize::Zeroizing::new(*secret);
+    let now = crate::invite::unix_now();
+    let redeemed =
+        invites_blocking(move |invites| invites.redeem(&secret, now), trust.invites()).await;
+    match redeemed {
+        Ok(redeemed) => match verify::record_invited(trust, &peer, &redeemed.petname).await {
             Ok(entry) => admit_invited(established, from, trust, entry, redeemed.id).await,
             Err(e) => {
                 refuse_invite(
@@ -202,29 +208,44 @@ fn invites_closed(
 /// A dialer holding a spoken code: the PAKE (PROTOCOL.md §4.8). Its message came first; ours
 /// goes back, then its confirmation must be right before ours is sent. A wrong one counts
 /// against the code (burned at the third) and both sides stop, loudly.
+///
+/// Probing must not tell which nameplates are in use: an unknown nameplate, and one whose code
+/// was used, revoked, expired or burned, run the same exchange with a code nobody has and get
+/// the same answer as a wrong guess at an open one, sent before anything is written to disk
+/// (so the answer takes as long whatever the nameplate). Only the log says which it was.
 async fn by_code(
     mut established: Established<Reader, Writer>,
     nameplate: u16,
     theirs: &[u8],
     from: &str,
-    settings: &Settings,
+    accepting: &Accepting,
 ) -> Connection<Reader, Writer> {
-    use crate::invite::Refusal;
     use crate::invite::code::{Code, Exchange, PAKE_LEN, Side};
+    let settings = &accepting.settings;
     let peer = established.peer;
     let trust = &settings.trust;
     let invites = trust.invites();
     let now = crate::invite::unix_now();
-    // An unknown nameplate runs the exchange all the same, with a code nobody has: probing
-    // cannot tell which nameplates are in use.
     let looked_up = invites.code(nameplate, now);
-    let (code, known) = match looked_up.map(|words| Code::from_parts(nameplate, &words)) {
-        Ok(Ok(code)) => (code, true),
-        Ok(Err(_)) => {
-            return refuse_invite(established, from, "the code on file is damaged".into()).await;
-        }
-        Err(Refusal::Unknown) => (Code::generate(nameplate), false),
-        Err(why) => return refuse_invite(established, from, why.to_string()).await,
+    // Guesses in flight count against the code's tries before they are recorded, so that
+    // parallel connections cannot make more guesses than the code allows.
+    let attempt = match &looked_up {
+        Ok((_, failures)) => accepting.code_attempts.start(nameplate, *failures),
+        Err(_) => None,
+    };
+    let (code, why_not) = match (looked_up, &attempt) {
+        (Ok((words, _)), Some(_)) => match Code::from_parts(nameplate, &words) {
+            Ok(code) => (code, None),
+            Err(_) => (
+                Code::generate(nameplate),
+                Some("the code on file is damaged".into()),
+            ),
+        },
+        (Ok(_), None) => (
+            Code::generate(nameplate),
+            Some("its last tries are already being used by other connections".to_string()),
+        ),
+        (Err(why), _) => (Code::generate(nameplate), Some(why.to_string())),
     };
     let (exchange, ours) = Exchange::start(&code, &established.handshake_hash, Side::Listener);
     let mut message = [0u8; PAKE_LEN];
@@ -259,19 +280,47 @@ async fn by_code(
             return refuse_invite(established, from, why).await;
         }
     };
-    // The dialer hears the same for every wrong code, known nameplate or not; the log says more.
-    let wrong = format!("WRONG CODE for {nameplate} (a typo, or someone in the middle)");
-    if !known {
-        let log = format!("{wrong}: no such code here");
-        return refuse_invite_logged(established, from, wrong, log).await;
+    if !proven || why_not.is_some() {
+        // The same words for every case, on the wire before the disk is touched.
+        let told = format!(
+            "WRONG CODE for {nameplate}: a typo, someone in the middle, or a code that is no \
+             longer valid here (used, revoked, expired, or burned after 3 wrong tries)"
+        );
+        let Established { mut send, .. } = established;
+        let _ = send.quit(&format!("refused: {told}")).await;
+        drop(send);
+        let log = match why_not {
+            Some(why) => format!("WRONG CODE for {nameplate}: {why}"),
+            None => {
+                let outcome = invites_blocking(
+                    move |invites| invites.code_outcome(nameplate, false, now),
+                    invites,
+                )
+                .await;
+                match outcome {
+                    Err(why) => format!(
+                        "WRONG CODE for {nameplate} (a typo, or someone in the middle): {why}"
+                    ),
+                    Ok(_) => format!("WRONG CODE for {nameplate}"),
+                }
+            }
+        };
+        drop(attempt);
+        return Connection::Failed(format!("refused the peer from {from}: {log}"));
     }
-    match invites.code_outcome(nameplate, proven, now) {
-        Ok(redeemed) if proven => {
+    let outcome = invites_blocking(
+        move |invites| invites.code_outcome(nameplate, true, now),
+        invites,
+    )
+    .await;
+    drop(attempt);
+    match outcome {
+        Ok(redeemed) => {
             let Some(confirmations) = confirmations else {
                 return refuse_invite(established, from, "internal error".into()).await;
             };
             let how = crate::trust::Verified::Code;
-            let entry = match verify::record_verified(trust, &peer, &redeemed.petname, how) {
+            let entry = match verify::record_verified(trust, &peer, &redeemed.petname, how).await {
                 Ok(entry) => entry,
                 Err(e) => {
                     let why = format!("the code could not be recorded: {e}");
@@ -284,12 +333,61 @@ async fn by_code(
             }
             admit_invited(established, from, trust, entry, format!("code {nameplate}")).await
         }
-        Ok(_) => refuse_invite(established, from, "internal error".into()).await,
-        Err(why @ (Refusal::WrongCode { .. } | Refusal::Burned(_))) if !proven => {
-            let log = format!("{wrong}: {why}");
-            refuse_invite_logged(established, from, wrong, log).await
-        }
+        // Spent by another connection meanwhile (a race for its last use).
         Err(why) => refuse_invite(established, from, why.to_string()).await,
+    }
+}
+
+/// Runs a change of the invites file off the async runtime (it takes a file lock and fsyncs).
+async fn invites_blocking<T: Send + 'static>(
+    change: impl FnOnce(&crate::invite::Invites) -> std::result::Result<T, crate::invite::Refusal>
+    + Send
+    + 'static,
+    invites: crate::invite::Invites,
+) -> std::result::Result<T, crate::invite::Refusal> {
+    match tokio::task::spawn_blocking(move || change(&invites)).await {
+        Ok(outcome) => outcome,
+        Err(e) => Err(crate::invite::Refusal::Store(e.to_string())),
+    }
+}
+
+/// Code exchanges in flight per nameplate: together with the failures on file, never more
+/// than a code's tries ([`crate::invite::store::MAX_CODE_FAILURES`]).
+#[derive(Debug, Default)]
+pub(super) struct CodeAttempts(std::sync::Mutex<std::collections::HashMap<u16, u32>>);
+
+/// One exchange in flight; ends when dropped.
+pub(super) struct Attempt<'a> {
+    attempts: &'a CodeAttempts,
+    nameplate: u16,
+}
+
+impl CodeAttempts {
+    /// Starts an exchange for `nameplate`, whose code has failed `failures` times already;
+    /// `None` when the tries left are all in flight.
+    fn start(&self, nameplate: u16, failures: u32) -> Option<Attempt<'_>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let in_flight = map.entry(nameplate).or_default();
+        if failures + *in_flight >= crate::invite::store::MAX_CODE_FAILURES {
+            return None;
+        }
+        *in_flight += 1;
+        Some(Attempt {
+            attempts: self,
+            nameplate,
+        })
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut map = self.attempts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.nameplate) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.nameplate);
+            }
+        }
     }
 }
 

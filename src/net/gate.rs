@@ -320,8 +320,7 @@ impl<H> Gate<H> {
         self.pending
             .iter()
             .filter(|(_, p)| {
-                p.source == source
-                    && now.duration_since(p.progressed) >= self.limits.stalled_after
+                p.source == source && now.duration_since(p.progressed) >= self.limits.stalled_after
             })
             .min_by_key(|(ticket, p)| (p.progressed, **ticket))
             .map(|(ticket, _)| *ticket)
@@ -659,7 +658,11 @@ mod tests {
         let t1 = t0 + Duration::from_millis(1200);
         assert!(gate.stalled(nat, t1));
         let (_, evicted) = ticket(gate.replace_stalled(nat, t1));
-        assert_eq!(evicted, Some(2), "the stalled one goes, not the one that moved on");
+        assert_eq!(
+            evicted,
+            Some(2),
+            "the stalled one goes, not the one that moved on"
+        );
         assert_eq!(gate.sources[&nat].pending, 2);
         assert_eq!(gate.sources[&nat].waiting, 0);
         assert!(!gate.stalled(nat, t1));

@@ -447,7 +447,8 @@ fn petname_targets(
             // (A file someone could edit: a ticket for another key is ignored.)
             // (A damaged one is skipped: the others may still do.)
             Ok(ticket) if ticket.key == entry.key && routes.iroh.is_none() => {
-                if let Ok(found) = Routes::of_ticket(&ticket.addrs, Some(stored.clone()), explicit) {
+                if let Ok(found) = Routes::of_ticket(&ticket.addrs, Some(stored.clone()), explicit)
+                {
                     routes.tcp.extend(found.tcp);
                     routes.iroh = found.iroh;
                     routes.remembered = found.remembered;
@@ -684,6 +685,7 @@ async fn serve(
             role: role.clone(),
             settings: settings.clone(),
             knock,
+            code_attempts: Default::default(),
         }),
         options.gate,
         reports,
@@ -952,7 +954,9 @@ impl Starter {
                 let mut gate = lock(&gate);
                 gate.finished(ticket, matches!(report, Connection::Failed(_)));
                 match report {
-                    Connection::Failed(line) => gate.event(source, |_| line).map(Connection::Failed),
+                    Connection::Failed(line) => {
+                        gate.event(source, |_| line).map(Connection::Failed)
+                    }
                     arrived => Some(arrived),
                 }
             };
@@ -1001,9 +1005,7 @@ impl Held {
     /// Whether its whole first handshake message is waiting to be read (only TCP can tell).
     fn first_message_arrived(&self) -> bool {
         match &self.stream {
-            Accepted::Tcp(stream) => {
-                tcp::frame_arrived(stream, crate::handshake::MESSAGE_LENS[0])
-            }
+            Accepted::Tcp(stream) => tcp::frame_arrived(stream, crate::handshake::MESSAGE_LENS[0]),
             Accepted::Quic(_) => false,
         }
     }

@@ -248,7 +248,10 @@ pub async fn reader<R: AsyncRead + Unpin>(
             Err(e) => break Err(e),
         };
         // Over its share, the member waits here, unread: the flooder is throttled, nobody else.
-        let wait = bucket.take(msg.body_len().max(MIN_CHARGE) as f64, Instant::now().into_std());
+        let wait = bucket.take(
+            msg.body_len().max(MIN_CHARGE) as f64,
+            Instant::now().into_std(),
+        );
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
             silence.heard();

@@ -287,16 +287,18 @@ where
     };
     let decision = match (decision, vouched) {
         (Ok(mut info), Some((addr, name, how, said))) => {
-            verify::record_inviter(&settings.trust, &peer, addr, name, how).map(|entry| {
-                ui.status(format_args!(
-                    "{said} {}; remembered as {:?}",
-                    fingerprint::grouped(&peer),
-                    entry.name
-                ));
-                info.label = entry.name.clone();
-                info.entry = Some(entry);
-                info
-            })
+            verify::record_inviter(&settings.trust, &peer, addr, name, how)
+                .await
+                .map(|entry| {
+                    ui.status(format_args!(
+                        "{said} {}; remembered as {:?}",
+                        fingerprint::grouped(&peer),
+                        entry.name
+                    ));
+                    info.label = entry.name.clone();
+                    info.entry = Some(entry);
+                    info
+                })
         }
         (decision, _) => decision,
     };
@@ -582,6 +584,16 @@ where
                 return Err(Error::RefusedByPeer(why));
             }
             Ok(Ended::LocalQuit)
+        }
+        // The other mode: what we queued (our HELLO, which tells the peer our mode) goes out,
+        // with a QUIT saying why, so the peer reports the mismatch rather than a cut.
+        Step::Fail(e @ Error::ModeMismatch(_)) => {
+            let _ = queue.try_send(Message::Quit("mismatch: this side runs chat".into()));
+            drop(queue);
+            if tokio::time::timeout(LINGER, &mut writer).await.is_err() {
+                writer.abort();
+            }
+            Err(e)
         }
         Step::Fail(e) => {
             writer.abort();

@@ -247,12 +247,14 @@ pub async fn dialled(
         } if policy == TrustPolicy::Strict => Err(strict_new_address(addr, &entry)),
         Verdict::Known { entry, new_address } => {
             if new_address {
+                let at = addr.to_string();
                 config
                     .store
-                    .update(|p| {
-                        p.add_addr(&peer, addr);
+                    .update_off_runtime(move |p| {
+                        p.add_addr(&peer, &at);
                         Ok(())
                     })
+                    .await
                     .map_err(store_error)?;
                 ui.status(format_args!(
                     "{} is now also known at {addr}",
@@ -287,7 +289,7 @@ pub async fn dialled(
                     "you did not accept the peer's key".into(),
                 ));
             };
-            let entry = remember(config, &peer, addr, how, name)?;
+            let entry = remember(config, &peer, addr, how, name).await?;
             ui.status(format_args!(
                 "remembered as {:?} ({}); rename with `{} rename {} NAME`",
                 entry.name,
@@ -302,14 +304,14 @@ pub async fn dialled(
 
 /// Stores a newly trusted key under a free petname; returns the stored entry. (Another schat
 /// may have added it meanwhile: then the address is noted, and trust on first use upgraded.)
-fn remember(
+async fn remember(
     config: &TrustConfig,
     key: &PublicKey,
     addr: &str,
     how: Verified,
     name: Option<String>,
 ) -> Result<Entry> {
-    record(config, key, name.as_deref().unwrap_or(""), Some(addr), how)
+    record(config, key, name.as_deref().unwrap_or(""), Some(addr), how).await
 }
 
 /// The prompt for an unknown key. `None` means the user refused.
@@ -397,19 +399,19 @@ fn key_changed_alarm(ui: &Ui, addr: &str, entry: &Entry, new: &PublicKey, config
 
 /// Records a dialer that redeemed an invite: a new known peer (under `petname`, or a made-up
 /// name) or an existing one, verified by invite from now on.
-pub fn record_invited(config: &TrustConfig, key: &PublicKey, petname: &str) -> Result<Entry> {
-    record_verified(config, key, petname, Verified::Invite)
+pub async fn record_invited(config: &TrustConfig, key: &PublicKey, petname: &str) -> Result<Entry> {
+    record_verified(config, key, petname, Verified::Invite).await
 }
 
 /// Records `key` as verified `how` (a ticket or a spoken code): a new known peer under
 /// `petname` (or a made-up name), or an existing one whose verification is upgraded.
-pub fn record_verified(
+pub async fn record_verified(
     config: &TrustConfig,
     key: &PublicKey,
     petname: &str,
     how: Verified,
 ) -> Result<Entry> {
-    record(config, key, petname, None, how)
+    record(config, key, petname, None, how).await
 }
 
 /// The dialer's decision when it holds a spoken code: a known key is taken as known, a changed
@@ -440,7 +442,7 @@ pub fn dialled_for_code(
 /// Records the listener a ticket (or a code) vouched for: verified `how`, at `addr`, under the
 /// name the inviter suggested if it is a valid petname (or a made-up one; an existing entry
 /// keeps its name).
-pub fn record_inviter(
+pub async fn record_inviter(
     config: &TrustConfig,
     key: &PublicKey,
     addr: &str,
@@ -454,42 +456,44 @@ pub fn record_inviter(
     } else {
         ""
     };
-    record(config, key, name, Some(addr), how)
+    record(config, key, name, Some(addr), how).await
 }
 
 /// A new known peer under `petname` (a made-up one when empty), or an existing one whose
 /// trust-on-first-use is upgraded to `how` (a compared safety number or a fingerprint from
 /// its owner stays as it is); `addr` noted when given.
-fn record(
+async fn record(
     config: &TrustConfig,
     key: &PublicKey,
     petname: &str,
     addr: Option<&str>,
     how: Verified,
 ) -> Result<Entry> {
+    let (key, petname, addr) = (*key, petname.to_string(), addr.map(str::to_string));
     config
         .store
-        .update(|peers| {
-            match peers.by_key(key).map(|e| e.how) {
+        .update_off_runtime(move |peers| {
+            match peers.by_key(&key).map(|e| e.how) {
                 None => {
-                    let base = match petname {
-                        "" => format!("peer-{}", fingerprint::short(key)),
+                    let base = match petname.as_str() {
+                        "" => format!("peer-{}", fingerprint::short(&key)),
                         name => name.to_string(),
                     };
                     let name = peers.free_name(&base);
-                    peers.add(Entry::new(&name, *key, how))?;
+                    peers.add(Entry::new(&name, key, how))?;
                 }
-                Some(Verified::FirstUse) => peers.set_verified(key, how)?,
+                Some(Verified::FirstUse) => peers.set_verified(&key, how)?,
                 Some(_) => {}
             }
-            if let Some(addr) = addr {
-                peers.add_addr(key, addr);
+            if let Some(addr) = &addr {
+                peers.add_addr(&key, addr);
             }
             peers
-                .by_key(key)
+                .by_key(&key)
                 .cloned()
                 .ok_or_else(|| trust::TrustError::NoMatch(key.to_hex()))
         })
+        .await
         .map_err(store_error)
 }
 

@@ -32,17 +32,24 @@ pub(super) fn host_input(
         Command::Say(text) => say(members, None, text, ui),
         Command::Me(action) => say(members, None, &format!("/me {action}"), ui),
         Command::Name(name, petname) => match find(members, name) {
-            Ok(id) => {
-                let member = members.get_mut(&id)?;
-                let before = member.tag();
-                match name_peer(trust, &mut member.info, petname) {
-                    Ok(name) => {
-                        ui.status(format_args!("{before} is now known as {name:?}"));
-                        relabel(members, host.names);
-                    }
-                    Err(why) => ui.warn(format_args!("not named: {why}")),
+            Ok(id) => match crate::trust::validate_name(petname) {
+                Err(why) => ui.warn(format_args!("not named: {why}")),
+                Ok(()) => {
+                    let member = members.get(&id)?;
+                    let (key, before) = (member.info.key, member.tag());
+                    let (trust, petname) = (trust.clone(), petname.to_string());
+                    // Off the room's loop: the store may wait on a lock or the disk.
+                    host.renaming.spawn(async move {
+                        let result = name_peer(&trust, key, petname).await;
+                        Named {
+                            id,
+                            key,
+                            before,
+                            result,
+                        }
+                    });
                 }
-            }
+            },
             Err(why) => ui.warn(why),
         },
         Command::Msg(name, text) => match find(members, name) {
@@ -121,8 +128,43 @@ pub(super) struct Host<'a> {
     pub(super) key: &'a PublicKey,
     /// Its display name (empty: none).
     pub(super) name: &'a mut String,
-    /// Everyone's labels.
-    pub(super) names: &'a mut Names,
+    /// Members being named (/name) in known_peers.
+    pub(super) renaming: &'a mut tokio::task::JoinSet<Named>,
+}
+
+/// A member named with `/name`, once known_peers has it (or could not take it).
+pub(super) struct Named {
+    id: u64,
+    key: PublicKey,
+    /// Its tag before.
+    before: String,
+    result: std::result::Result<crate::trust::Entry, String>,
+}
+
+/// The host named a member: shown by its new petname from now on (if it is still here).
+pub(super) fn named_member(
+    members: &mut BTreeMap<u64, Member>,
+    names: &mut Names,
+    named: Named,
+    ui: &Ui,
+) {
+    let Named {
+        id,
+        key,
+        before,
+        result,
+    } = named;
+    match result {
+        Ok(entry) => {
+            ui.status(format_args!("{before} is now known as {:?}", entry.name));
+            if let Some(member) = members.get_mut(&id).filter(|m| m.info.key == key) {
+                member.info.label = entry.name.clone();
+                member.info.entry = Some(entry);
+            }
+            relabel(members, names);
+        }
+        Err(why) => ui.warn(format_args!("not named: {why}")),
+    }
 }
 
 /// The host's own words: to everyone, or to one member.

@@ -195,14 +195,11 @@ where
         )));
     }
 
-    /// The host's answer to the oldest knock; the arrival to let in, if admitted.
-    pub(super) fn answer(
-        &mut self,
-        answer: &str,
-        trust: &TrustConfig,
-        ui: &Ui,
-    ) -> Option<Arrival<R, W>> {
-        let (mut arrival, _, source) = self.queue.pop_front()?;
+    /// The host's answer to the oldest knock: what to do with it.
+    pub(super) fn answer(&mut self, answer: &str, ui: &Ui) -> Answer<R, W> {
+        let Some((arrival, _, source)) = self.queue.pop_front() else {
+            return Answer::Wait;
+        };
         let answer = answer.trim();
         let lower = answer.to_ascii_lowercase();
         // `y NAME` to name it: a bare word is never taken for a petname, or a fragment of a
@@ -221,23 +218,19 @@ where
         let admitted = match (word, petname) {
             ("y" | "yes", None) => true,
             ("n" | "no", None) | ("", None) => false,
-            ("y" | "yes", Some(petname)) => match name_peer(trust, &mut arrival.info, petname) {
-                Ok(name) => {
-                    ui.status(format_args!(
-                        "remembered as {name:?} (trusted on first use, not verified)"
-                    ));
-                    true
-                }
+            ("y" | "yes", Some(petname)) => match crate::trust::validate_name(petname) {
+                // Remembered off the room's loop (the store may wait on a lock or the disk).
+                Ok(()) => return Answer::Name(arrival, petname.to_string(), source),
                 Err(why) => {
                     ui.warn(format_args!("{why}: answer again"));
                     self.queue.push_front((arrival, Instant::now(), source));
-                    return None;
+                    return Answer::Wait;
                 }
             },
             _ => {
                 ui.warn("answer y (admit), y NAME (admit and remember as NAME) or n (refuse)");
                 self.queue.push_front((arrival, Instant::now(), source));
-                return None;
+                return Answer::Wait;
             }
         };
         if !admitted {
@@ -249,9 +242,14 @@ where
             ));
             self.remember_refusal(arrival.info.key);
             send_away(&self.slots, arrival.established, REFUSAL);
-            return None;
+            return Answer::Wait;
         }
-        Some(arrival)
+        Answer::Admit(arrival)
+    }
+
+    /// A knock whose naming failed: asked about again, first.
+    pub(super) fn ask_again(&mut self, arrival: Arrival<R, W>, source: String) {
+        self.queue.push_front((arrival, Instant::now(), source));
     }
 
     fn remember_refusal(&mut self, key: PublicKey) {
@@ -299,30 +297,37 @@ where
     }
 }
 
-/// Stores `info`'s key under `name` in known_peers (a new entry, or a new petname for the
-/// key's existing one, decided under the store's lock) and shows the peer by it from now on.
-pub(super) fn name_peer(
+/// What the host's answer to a knock asks for.
+pub(super) enum Answer<R, W> {
+    /// Let it in.
+    Admit(Arrival<R, W>),
+    /// Remember it under this petname, then let it in (its address, should that fail).
+    Name(Arrival<R, W>, String, String),
+    /// Nothing now (refused, or asked again).
+    Wait,
+}
+
+/// Stores `key` under `name` in known_peers (a new entry, or a new petname for the key's
+/// existing one, decided under the store's lock), off the async runtime: the entry.
+pub(super) async fn name_peer(
     trust: &TrustConfig,
-    info: &mut PeerInfo,
-    name: &str,
-) -> std::result::Result<String, String> {
+    key: PublicKey,
+    name: String,
+) -> std::result::Result<crate::trust::Entry, String> {
     use crate::trust::{Entry, TrustError, Verified};
-    crate::trust::validate_name(name).map_err(|e| e.to_string())?;
-    let key = info.key;
-    let entry = trust
+    crate::trust::validate_name(&name).map_err(|e| e.to_string())?;
+    trust
         .store
-        .update(|peers| {
+        .update_off_runtime(move |peers| {
             match peers.by_key(&key).map(|e| e.name.clone()) {
-                Some(old) => peers.rename(&old, name)?,
-                None => peers.add(Entry::new(name, key, Verified::FirstUse))?,
+                Some(old) => peers.rename(&old, &name)?,
+                None => peers.add(Entry::new(&name, key, Verified::FirstUse))?,
             }
             peers
                 .by_key(&key)
                 .cloned()
                 .ok_or_else(|| TrustError::NoMatch(key.to_hex()))
         })
-        .map_err(|e| e.to_string())?;
-    info.label = entry.name.clone();
-    info.entry = Some(entry);
-    Ok(info.label.clone())
+        .await
+        .map_err(|e| e.to_string())
 }

@@ -114,6 +114,13 @@ pub enum Connection<R, W> {
     Failed(String),
 }
 
+/// A knock answered `y NAME`, with its address, once known_peers has the name (or not).
+type Naming<R, W> = (
+    Arrival<R, W>,
+    String,
+    std::result::Result<crate::trust::Entry, String>,
+);
+
 /// Counts joins and leaves: the first few per window are announced one by one, the rest in
 /// one summary when the window ends.
 struct Churn {
@@ -207,6 +214,10 @@ where
     let mut ask_knock = false;
     // Writers of members that said QUIT, finishing their queues.
     let mut departing = tokio::task::JoinSet::new();
+    // Changes of known_peers the host asked for (a knock answered `y NAME`, /name), running
+    // off the room's loop: a store waiting on its lock or a slow disk never stalls the room.
+    let mut naming: tokio::task::JoinSet<Naming<R, W>> = tokio::task::JoinSet::new();
+    let mut renaming: tokio::task::JoinSet<Named> = tokio::task::JoinSet::new();
     loop {
         let present = members.len();
         tokio::select! {
@@ -362,6 +373,30 @@ where
                 }
             },
             Some(_) = departing.join_next(), if !departing.is_empty() => {}
+            // A knock answered `y NAME`, remembered: now it comes in.
+            Some(named) = naming.join_next(), if !naming.is_empty() => match named {
+                Ok((mut arrival, _, Ok(entry))) => {
+                    ui.status(format_args!(
+                        "remembered as {:?} (trusted on first use, not verified)",
+                        entry.name
+                    ));
+                    arrival.info.label = entry.name.clone();
+                    arrival.info.entry = Some(entry);
+                    enter(&mut members, &mut next_id, arrival, options, &host_name, &events_tx, ui, &turning_away);
+                }
+                Ok((arrival, source, Err(why))) => {
+                    ui.warn(format_args!("{why}: answer again"));
+                    knocks.ask_again(arrival, source);
+                    ask_knock = true;
+                }
+                Err(e) => ui.error(format_args!("remembering a knock failed: {e}")),
+            },
+            // A member the host named with /name.
+            Some(named) = renaming.join_next(), if !renaming.is_empty() => {
+                if let Ok(named) = named {
+                    named_member(&mut members, &mut names, named, ui);
+                }
+            }
             () = tokio::time::sleep_until(churn.due()), if churn.held_back() => {
                 let line = churn.summary(members.values().filter(|m| m.ready).count());
                 ui.status(&line);
@@ -370,8 +405,18 @@ where
             event = input.next(), if input_open => {
                 // A knock is waiting: the line is the host's answer to it.
                 if !knocks.is_empty() && let InputEvent::Line(answer) = &event {
-                    if let Some(arrival) = knocks.answer(answer, &options.trust, ui) {
-                        enter(&mut members, &mut next_id, arrival, options, &host_name, &events_tx, ui, &turning_away);
+                    match knocks.answer(answer, ui) {
+                        Answer::Admit(arrival) => {
+                            enter(&mut members, &mut next_id, arrival, options, &host_name, &events_tx, ui, &turning_away);
+                        }
+                        Answer::Name(arrival, petname, source) => {
+                            let trust = options.trust.clone();
+                            naming.spawn(async move {
+                                let named = name_peer(&trust, arrival.info.key, petname).await;
+                                (arrival, source, named)
+                            });
+                        }
+                        Answer::Wait => {}
                     }
                     // The next knock's question, or the prompt (and the draft) back.
                     knocks.ask(ui, input);
@@ -387,7 +432,7 @@ where
                     input_open = false;
                     continue;
                 }
-                let host = Host { key: &options.key, name: &mut host_name, names: &mut names };
+                let host = Host { key: &options.key, name: &mut host_name, renaming: &mut renaming };
                 if let Some(end) = host_input(event, &mut members, input, ui, &options.trust, host) {
                     last = end;
                     break;
