@@ -341,7 +341,14 @@ impl KnownPeers {
     /// (`schat:…`, kept for its iroh address, which changes with each run of the listener)
     /// replaces the key's older ticket rather than piling up beside it.
     pub fn add_addr(&mut self, key: &PublicKey, addr: &str) {
-        let ticket = |a: &str| a.len() > 6 && a[..6].eq_ignore_ascii_case("schat:");
+        // (Bytes, not a str slice: a hand-edited address may put a multi-byte character
+        // across byte 6.)
+        let ticket = |a: &str| {
+            a.as_bytes()
+                .get(..6)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"schat:"))
+                && a.len() > 6
+        };
         for e in self.entries_mut() {
             if e.key == *key {
                 if ticket(addr) {
@@ -653,6 +660,18 @@ mod tests {
         for bad in ["", "has space", "a:b", "-flag", &"x".repeat(33), "é"] {
             assert_eq!(validate_name(bad), Err(NameError::Invalid), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_hand_edited_address_with_a_wide_character_is_no_panic() {
+        let bob = key();
+        let mut peers = KnownPeers::parse(&format!(
+            "bob {bob} pinned 2026-01-01T00:00:00Z aaaaaé:1 schat:OLD\n"
+        ));
+        assert!(peers.problems.is_empty(), "{:?}", peers.problems);
+        peers.add_addr(&bob, "schat:NEW");
+        let bob = peers.by_name("bob").unwrap();
+        assert_eq!(bob.addrs, ["aaaaaé:1", "schat:NEW"]);
     }
 
     #[test]

@@ -537,3 +537,83 @@ async fn a_peer_trickling_a_frame_that_never_ends_is_declared_silent() {
     })
     .await
 }
+
+/// Durations are capped with a usage error (exit 2), never a panic (issue 31: `--keepalive
+/// 18446744073709551615` overflowed a multiplication, `--timeout` an instant, exit 101).
+#[test]
+fn huge_durations_are_a_usage_error_not_a_panic() {
+    let home = Home::new();
+    for args in [
+        [
+            "listen",
+            "127.0.0.1:0",
+            "--keepalive",
+            "18446744073709551615",
+        ],
+        ["dial", "127.0.0.1:9", "--timeout", "18446744073709551615"],
+        ["dial", "127.0.0.1:9", "--keepalive", "86401"],
+        ["listen", "127.0.0.1:0", "--timeout", "0"],
+    ] {
+        let out = home.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("86400"), "{args:?}: {said}");
+        assert!(!said.contains("panicked"), "{args:?}: {said}");
+    }
+}
+
+/// A peer that says QUIT and then stops reading while we still have lines to send cannot hold
+/// us: the writer gets the write deadline (20 s), then we exit 1 saying so (issue 31: it was
+/// awaited without a deadline; over TCP only the user timeout, 91 s by default, ended it, and
+/// over iroh nothing did).
+#[tokio::test]
+async fn a_peer_that_quits_and_stops_reading_cannot_hold_us() {
+    within(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (quit_now, quit) = tokio::sync::oneshot::channel::<()>();
+        let peer = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let mut peer = common::raw::Raw::respond(stream).await;
+            peer.send(0x0a, &[0]).await;
+            peer.send(0x01, b"hi").await;
+            let _ = quit.await;
+            peer.send(0x03, b"").await;
+            // …and never reads again, nor closes.
+            tokio::time::sleep(Duration::from_secs(80)).await;
+            drop(peer);
+        });
+        let dialer = Home::new();
+        let mut d = dialer.dial(port, &[]);
+        d.stderr_until("welcome").await;
+        // Far more than the socket buffers hold: the writer is stuck when the QUIT comes.
+        let mut stdin = d.take_stdin();
+        let typing = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut line = "x".repeat(60_000);
+            line.push('\n');
+            for _ in 0..500 {
+                if stdin.write_all(line.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let _ = quit_now.send(());
+        let started = std::time::Instant::now();
+        // (Longer than `exit`'s own wait: the write deadline is 20 s.)
+        let status = tokio::time::timeout(Duration::from_secs(40), d.child.wait())
+            .await
+            .expect("still running 40 s after the peer's QUIT")
+            .unwrap();
+        let took = started.elapsed();
+        d.exit().await;
+        assert_eq!(status.code(), Some(1), "{}", d.stderr_text());
+        assert!(took < Duration::from_secs(30), "took {took:?}");
+        assert!(d.stderr_text().contains("not taken"), "{}", d.stderr_text());
+        peer.abort();
+        typing.abort();
+    })
+    .await
+}

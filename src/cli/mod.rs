@@ -200,12 +200,12 @@ pub struct SessionArgs {
     /// matching pin connects whatever known_peers says
     #[arg(long, value_name = "FINGERPRINT|NAME")]
     pub peer: Option<String>,
-    /// Seconds allowed for the handshake (and, when dialling, for connecting)
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    /// Seconds allowed for the handshake (and, when dialling, for connecting); 1 to 86400
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = seconds_option())]
     pub timeout: u64,
     /// Seconds of silence before we PING the peer; after three times as long with nothing
-    /// received, the peer is declared gone
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    /// received, the peer is declared gone; 1 to 86400
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = seconds_option())]
     pub keepalive: u64,
     /// Write one JSON object per event (connected, welcome, message, notice, left, ticket, error) on
     /// stdout
@@ -982,9 +982,20 @@ fn warn_if_home_is_open(home: &std::path::Path, ui: &Ui) {
     }
 }
 
+/// The longest any duration option may be: a day. Longer is a typo, and deadlines computed
+/// from it (three keepalives, an instant plus a timeout) must never overflow.
+pub const MAX_SECONDS: u64 = 86_400;
+
+/// Parses a duration option in seconds, 1 to [`MAX_SECONDS`] (anything else is a usage error).
+fn seconds_option() -> clap::builder::RangedU64ValueParser {
+    clap::value_parser!(u64).range(1..=MAX_SECONDS)
+}
+
 fn seconds(secs: u64, option: &str) -> Result<Duration> {
-    if secs == 0 {
-        return Err(Error::Usage(format!("{option} must be at least 1 second")));
+    if !(1..=MAX_SECONDS).contains(&secs) {
+        return Err(Error::Usage(format!(
+            "{option} must be 1 to {MAX_SECONDS} seconds"
+        )));
     }
     Ok(Duration::from_secs(secs))
 }

@@ -703,7 +703,9 @@ async fn serve(
         keepalive: settings.keepalive,
         outbox_bytes: room::DEFAULT_OUTBOX_BYTES,
         rate: room::DEFAULT_RATE,
-        hello_within: settings.handshake_timeout.max(settings.keepalive * 2),
+        hello_within: settings
+            .handshake_timeout
+            .max(settings.keepalive.saturating_mul(2)),
         trust: settings.trust.clone(),
         key: *identity.public(),
         name: settings.name.clone(),

@@ -87,7 +87,9 @@ pub(super) fn configure(stream: &TcpStream, keepalive: Duration) {
 /// How long sent data may stay unacknowledged before the kernel gives up on the connection:
 /// as long as the keepalive takes to declare a silent peer gone.
 pub fn user_timeout(keepalive: Duration) -> Duration {
-    keepalive * 3 + Duration::from_secs(1)
+    keepalive
+        .saturating_mul(3)
+        .saturating_add(Duration::from_secs(1))
 }
 
 pub(super) async fn bind(addr: &Address) -> Result<TcpListener> {

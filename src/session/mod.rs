@@ -514,11 +514,22 @@ where
     };
 
     match step {
-        // The peer left: stop writing, close our side.
+        // The peer left: what is queued goes out, then our side closes — within the write
+        // deadline, since a peer that said QUIT and stopped reading would otherwise hold us
+        // for ever (over iroh no TCP user timeout ends it either).
         Step::PeerLeft => {
             drop(queue);
-            let _ = writer.await;
-            Ok(Ended::PeerQuit)
+            match tokio::time::timeout(member::WRITE_DEADLINE, &mut writer).await {
+                Ok(_) => Ok(Ended::PeerQuit),
+                Err(_) => {
+                    writer.abort();
+                    Err(Error::Timeout(
+                        "sending what was typed after the peer said goodbye (it stopped \
+                         reading, so it was not taken)",
+                        member::WRITE_DEADLINE.as_secs(),
+                    ))
+                }
+            }
         }
         // We leave: QUIT goes out after everything already queued; then wait for the peer to
         // close, so the QUIT is not lost to a reset.

@@ -193,6 +193,11 @@ impl Proc {
         stdin.flush().await.unwrap();
     }
 
+    /// Takes stdin, to write it from another task (a writer that may block).
+    pub fn take_stdin(&mut self) -> ChildStdin {
+        self.stdin.take().expect("stdin closed")
+    }
+
     /// Closes stdin (Ctrl-D).
     pub fn close_stdin(&mut self) {
         self.stdin = None;
