@@ -51,6 +51,10 @@ pub enum Error {
     /// told with a QUIT that says so, when the connection takes it.
     #[error("{0}: the pipe stopped before the transfer finished")]
     Interrupted(&'static str),
+    /// A signal (or Ctrl-C at the line editor) while a question waited, before the session
+    /// began: nothing was sent, nothing remembered (exit code 1).
+    #[error("{0} while a question waited: the dial stopped; nothing was sent or remembered")]
+    Signalled(&'static str),
     /// A deadline passed.
     #[error("{0} timed out after {1} s")]
     Timeout(&'static str, u64),

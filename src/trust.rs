@@ -364,6 +364,18 @@ impl KnownPeers {
         }
     }
 
+    /// Records that `key` was seen at `addr`, unless the address belongs to another key:
+    /// then nothing changes and `false` says so. For what schat notes by itself (a ticket
+    /// dialled, a new address of a known key): only the user moves an address to another key
+    /// (`schat peers forget ADDR`, `peers add … --addr`).
+    pub fn note_addr(&mut self, key: &PublicKey, addr: &str) -> bool {
+        if self.by_addr(addr).is_some_and(|owner| owner.key != *key) {
+            return false;
+        }
+        self.add_addr(key, addr);
+        true
+    }
+
     /// Marks a key as verified in a (stronger) way, now.
     pub fn set_verified(&mut self, key: &PublicKey, how: Verified) -> Result<(), TrustError> {
         let e = self
@@ -672,6 +684,20 @@ mod tests {
         peers.add_addr(&bob, "schat:NEW");
         let bob = peers.by_name("bob").unwrap();
         assert_eq!(bob.addrs, ["aaaaaé:1", "schat:NEW"]);
+    }
+
+    #[test]
+    fn noting_an_address_never_takes_it_from_another_key() {
+        let (bob, mallory) = (key(), key());
+        let mut peers = KnownPeers::default();
+        peers.add(Entry::new("bob", bob, Verified::Pinned)).unwrap();
+        peers
+            .add(Entry::new("mal", mallory, Verified::FirstUse))
+            .unwrap();
+        assert!(peers.note_addr(&bob, "h:1"));
+        assert!(!peers.note_addr(&mallory, "h:1"));
+        assert_eq!(peers.by_addr("h:1").unwrap().name, "bob");
+        assert!(peers.by_name("mal").unwrap().addrs.is_empty());
     }
 
     #[test]

@@ -255,3 +255,78 @@ async fn ctrl_c_clears_then_leaves_cleanly_and_restores_the_terminal() {
     })
     .await
 }
+
+/// A signal, or Ctrl-C, while the trust question waits ends the dial at once: exit 1, the key
+/// not remembered, nothing sent (the listener never sees it join). Chat (the line editor: Ctrl-C
+/// is a key, SIGTERM a signal) and pipe (the question on /dev/tty in cooked mode: Ctrl-C is
+/// SIGINT). Issue 31: the signal was held until the question was answered, then acted.
+#[tokio::test]
+async fn a_signal_at_the_trust_question_ends_the_dial_and_remembers_nothing() {
+    within(async {
+        for (how, pipe) in [
+            ("TERM", false),
+            ("ctrl-c", false),
+            ("ctrl-c", true),
+            ("TERM", true),
+        ] {
+            let (alice, bob) = (Home::new(), Home::new());
+            let alice_key = alice.fingerprint();
+            let listen_extra: Vec<&str> = if pipe {
+                vec!["--pipe", "--peer", &alice_key]
+            } else {
+                vec![]
+            };
+            let (mut listener, port) = bob.listen(&listen_extra).await;
+            let dial_extra: &[&str] = if pipe { &["--pipe"] } else { &[] };
+            let dial_extra: Vec<String> = dial_extra.iter().map(|s| s.to_string()).collect();
+            let alice_home = alice.path().to_path_buf();
+            let (code, took) = on_terminal(move || {
+                let args: Vec<&str> = dial_extra.iter().map(String::as_str).collect();
+                let mut t = dial_on_terminal(&alice, port, &args);
+                t.expect("trust this peer?").unwrap();
+                std::thread::sleep(Duration::from_millis(600));
+                let started = std::time::Instant::now();
+                match how {
+                    "TERM" => {
+                        let pid = t.get_process().pid().as_raw().to_string();
+                        assert!(
+                            std::process::Command::new("kill")
+                                .args(["-TERM", &pid])
+                                .status()
+                                .unwrap()
+                                .success()
+                        );
+                    }
+                    _ => t.send("\x03").unwrap(),
+                }
+                let said = t.expect(expectrl::Eof).unwrap();
+                let took = started.elapsed();
+                // (Long lines are wrapped: compare without the blanks.)
+                let said: Vec<u8> = said
+                    .before()
+                    .iter()
+                    .chain(said.as_bytes())
+                    .copied()
+                    .collect();
+                let said: String = String::from_utf8_lossy(&said)
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect();
+                assert!(said.contains("nothingwassentorremembered"), "{said}");
+                (exit_code(&t), took)
+            })
+            .await;
+            let case = format!("{how}, pipe {pipe}");
+            assert_eq!(code, Some(1), "{case}");
+            assert!(took < Duration::from_secs(5), "{case}: took {took:?}");
+            let known = std::fs::read_to_string(alice_home.join("known_peers")).unwrap_or_default();
+            assert!(!known.contains(&bob.fingerprint()), "{case}: {known}");
+            listener.signal("INT");
+            listener.exit().await;
+            let log = listener.stderr_text();
+            assert!(!log.contains("joined ("), "{case}: {log}");
+            assert!(listener.stdout_seen.is_empty(), "{case}: {log}");
+        }
+    })
+    .await
+}

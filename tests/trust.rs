@@ -509,3 +509,47 @@ async fn dialling_a_petname_uses_its_stored_addresses_and_key() {
     })
     .await
 }
+
+/// A ticket names a key and an address, and anyone can write one: a ticket for another key at
+/// an address known_peers has for bob raises the key-change alarm like dialling the address,
+/// moves nothing in known_peers, and a later plain dial of that address is refused as well
+/// (issue 31: the ticket connected without a word and took the address from bob's entry).
+#[tokio::test]
+async fn a_ticket_for_another_key_at_a_known_address_raises_the_alarm() {
+    within(async {
+        let (alice, bob, mallory) = (Home::new(), Home::new(), Home::new());
+        let (mut listener, port) = mallory.listen(&[]).await;
+        let addr = format!("127.0.0.1:{port}");
+        let added = alice.run(&["peers", "add", &bob.fingerprint(), "bob", "--addr", &addr]);
+        assert!(added.status.success(), "{added:?}");
+        let before = known_peers(&alice);
+        let ticket = schat::invite::Ticket {
+            key: schat::fingerprint::parse(&mallory.fingerprint()).unwrap(),
+            secret: None,
+            expires: 0,
+            name: "mallory".into(),
+            addrs: vec![schat::invite::TicketAddr::Ip([127, 0, 0, 1].into(), port)],
+        }
+        .encode();
+        let mut d = alice.spawn(&["dial", &ticket]);
+        assert_eq!(d.exit().await.code(), Some(3), "{}", d.stderr_text());
+        assert!(
+            d.stderr_text().contains("THE PEER'S KEY HAS CHANGED"),
+            "{}",
+            d.stderr_text()
+        );
+        assert_eq!(known_peers(&alice), before, "known_peers changed");
+        let mut plain = alice.dial(port, &["--trust", "ask"]);
+        assert_eq!(
+            plain.exit().await.code(),
+            Some(3),
+            "{}",
+            plain.stderr_text()
+        );
+        assert!(plain.stderr_text().contains("THE PEER'S KEY HAS CHANGED"));
+        listener.signal("INT");
+        listener.exit().await;
+        assert!(!listener.stderr_text().contains("joined ("));
+    })
+    .await
+}

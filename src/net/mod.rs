@@ -237,6 +237,9 @@ async fn dial_routes(
             &settings.trust,
             ui,
         )?;
+        if settings.ticket.is_some() {
+            verify::ticket_at_known_address(listener, addr, &settings.trust, ui)?;
+        }
         match winner.get() {
             Some(other) => Err(Error::Network(format!("{other} was quicker"))),
             None => {

@@ -243,8 +243,10 @@ where
         Role::Dialer { addr, .. } if settings.code.is_some() => {
             verify::dialled_for_code(peer, &local, addr, &settings.trust, ui)
         }
+        // The question may wait for a long time: a signal meanwhile ends the dial at once,
+        // with nothing sent (not even a QUIT) and nothing remembered.
         Role::Dialer { addr, policy } => {
-            verify::dialled(
+            let deciding = verify::dialled(
                 peer,
                 &local,
                 addr,
@@ -253,8 +255,14 @@ where
                 &settings.trust,
                 input,
                 ui,
-            )
-            .await
+            );
+            match tokio::select! {
+                decided = deciding => decided,
+                name = interrupts.recv() => Err(Error::Signalled(name)),
+            } {
+                Err(e @ Error::Signalled(_)) => return Err(e),
+                decided => decided,
+            }
         }
         Role::Listener { allow, .. } => {
             verify::admitted(peer, &local, settings.pin.as_ref(), allow, &settings.trust)
@@ -265,7 +273,10 @@ where
     // matched) vouched for this key: remember it as verified that way.
     let vouched = match (role, &settings.code, &settings.ticket) {
         (Role::Dialer { addr, .. }, Some(code), _) if decision.is_ok() => {
-            code::prove(&mut established, code, settings.handshake_timeout, ui).await?;
+            tokio::select! {
+                proven = code::prove(&mut established, code, settings.handshake_timeout, ui) => proven?,
+                name = interrupts.recv() => return Err(Error::Signalled(name)),
+            }
             Some((
                 addr,
                 "",

@@ -194,6 +194,26 @@ pub fn before_revealing(
     }
 }
 
+/// A ticket names the key to expect, but it is text anyone can write (`listen --p2p` prints
+/// them for all to see): an address known_peers has for another key still raises the
+/// key-change alarm, as dialling that address does. Decided with the listener's key proven and
+/// before ours is revealed.
+pub fn ticket_at_known_address(
+    peer: &PublicKey,
+    addr: &str,
+    config: &TrustConfig,
+    ui: &Ui,
+) -> Result<()> {
+    let peers = config.store.load().map_err(store_error)?;
+    match trust::check_dialled(&peers, addr, peer) {
+        Verdict::Changed { entry } => {
+            key_changed_alarm(ui, addr, &entry, peer, config);
+            Err(key_changed(addr, &entry))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn key_changed(addr: &str, entry: &Entry) -> Error {
     Error::PeerRefused(format!(
         "the key at {addr} changed (known as {:?}); session aborted before your key was sent",
@@ -336,6 +356,8 @@ async fn ask(
         .await
     {
         InputEvent::Line(line) => line,
+        // Ctrl-C at the line editor: the same as the signal it stands for.
+        InputEvent::Interrupted => return Err(Error::Signalled("interrupted")),
         _ => return Ok(None),
     };
     let answer = answer.trim();
@@ -364,6 +386,7 @@ async fn ask(
             .await
         {
             InputEvent::Line(line) => line.trim().to_string(),
+            InputEvent::Interrupted => return Err(Error::Signalled("interrupted")),
             _ => break,
         };
         if name.is_empty() {
@@ -486,7 +509,8 @@ async fn record(
                 Some(_) => {}
             }
             if let Some(addr) = &addr {
-                peers.add_addr(&key, addr);
+                // (An address another entry holds stays there: see `ticket_at_known_address`.)
+                peers.note_addr(&key, addr);
             }
             peers
                 .by_key(&key)
