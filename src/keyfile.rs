@@ -493,13 +493,25 @@ fn parse_sealed(fields: &str) -> Result<Sealed, &'static str> {
 
 /// The keyfile text for an identity, in a buffer that is wiped when dropped.
 fn render(identity: &Identity) -> Zeroizing<String> {
-    Zeroizing::new(format!(
-        "# schat identity: keep this file private, anyone who reads it can pose as you\n\
-         {PUBLIC_TAG}{}\n\
-         {SECRET_TAG}{}\n",
-        identity.public(),
-        Zeroizing::new(hex::encode(identity.secret().expose())).as_str(),
-    ))
+    const HEADER: &str =
+        "# schat identity: keep this file private, anyone who reads it can pose as you\n";
+    // The secret's hex goes straight into a fixed buffer, and the text into one allocated at
+    // its final size: nothing is reallocated, so no copy of the secret is left behind.
+    let mut secret_hex = Zeroizing::new([0u8; 64]);
+    if hex::encode_to_slice(identity.secret().expose(), &mut secret_hex[..]).is_err() {
+        return Zeroizing::new(String::new());
+    }
+    let public = identity.public().to_string();
+    let len = HEADER.len() + PUBLIC_TAG.len() + public.len() + 1 + SECRET_TAG.len() + 64 + 1;
+    let mut text = Zeroizing::new(String::with_capacity(len));
+    for part in [HEADER, PUBLIC_TAG, &public, "\n", SECRET_TAG] {
+        text.push_str(part);
+    }
+    // (Hex digits are ASCII.)
+    text.push_str(std::str::from_utf8(&secret_hex[..]).unwrap_or_default());
+    text.push('\n');
+    debug_assert_eq!(text.capacity(), len, "the keyfile text was reallocated");
+    text
 }
 
 /// The keyfile text with the secret sealed under `passphrase`.

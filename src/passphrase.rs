@@ -143,9 +143,80 @@ pub fn can_prompt() -> bool {
 
 /// Asks once on the terminal, without echo.
 pub fn prompt(question: &str) -> Result<Passphrase> {
-    rpassword::prompt_password(question)
-        .map(|p| Passphrase::new(Zeroizing::new(p)))
+    read_hidden(question)
+        .map(Passphrase::new)
         .map_err(|e| Error::io("reading the passphrase from the terminal", e))
+}
+
+/// The longest answer [`read_hidden`] takes, in bytes.
+pub const MAX_HIDDEN: usize = 4096;
+
+/// Asks `question` on the controlling terminal and reads one line with echo off, into a buffer
+/// allocated once at its full size and wiped when dropped: no copy of the answer is left in
+/// freed memory (a growing `String` leaves one at every reallocation). The terminal's echo is
+/// restored however this returns.
+pub fn read_hidden(question: &str) -> std::io::Result<Zeroizing<String>> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let mut tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    let fd = tty.as_raw_fd();
+    // SAFETY: termios is plain data; tcgetattr fills it for a valid descriptor.
+    let mut mode: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open for as long as `tty` lives; `mode` is valid to write.
+    if unsafe { libc::tcgetattr(fd, &mut mode) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    struct Restore(std::os::fd::RawFd, libc::termios);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: the descriptor outlives this guard (declared after `tty`).
+            unsafe { libc::tcsetattr(self.0, libc::TCSANOW, &self.1) };
+        }
+    }
+    let _restore = Restore(fd, mode);
+    let mut hidden = mode;
+    hidden.c_lflag &= !libc::ECHO;
+    hidden.c_lflag |= libc::ECHONL;
+    // SAFETY: as above.
+    if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &hidden) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    tty.write_all(question.as_bytes())?;
+    tty.flush()?;
+    let mut line = Zeroizing::new(Vec::with_capacity(MAX_HIDDEN + 1));
+    let mut byte = [0u8; 1];
+    loop {
+        match tty.read(&mut byte)? {
+            0 => break,
+            _ if byte[0] == b'\n' => break,
+            _ if line.len() == MAX_HIDDEN => {
+                byte.zeroize();
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("longer than {MAX_HIDDEN} bytes"),
+                ));
+            }
+            _ => line.push(byte[0]),
+        }
+    }
+    byte.zeroize();
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    // The bytes move into the String (no copy); what is not UTF-8 is wiped.
+    match String::from_utf8(std::mem::take(&mut *line)) {
+        Ok(text) => Ok(Zeroizing::new(text)),
+        Err(e) => {
+            Zeroizing::new(e.into_bytes());
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not valid UTF-8",
+            ))
+        }
+    }
 }
 
 /// The identity in `keyfile`, unlocking it if it is protected: with the given passphrase if

@@ -227,7 +227,7 @@ fn spoken_code(args: &InviteArgs, invites: &Invites, lifetime: u64, petname: &st
     let until = timestamp(expires);
     if args.json {
         let object = serde_json::json!({
-            "code": code.spoken(),
+            "code": code.spoken().as_str(),
             "id": nameplate.to_string(),
             "expires": until,
             "uses": args.uses,
@@ -236,7 +236,7 @@ fn spoken_code(args: &InviteArgs, invites: &Invites, lifetime: u64, petname: &st
         out(object)?;
         return Ok(());
     }
-    out(code.spoken())?;
+    out(code.spoken().as_str())?;
     if std::io::stderr().is_terminal() {
         eprintln!(
             "schat: a code for {} {} (until {until}); read it to them, with your address:",

@@ -712,9 +712,7 @@ fn secret_from_terminal(question: &str) -> Result<zeroize::Zeroizing<String>> {
             "`-` asks on the terminal, and there is none: give it as an argument".into(),
         ));
     }
-    rpassword::prompt_password(question)
-        .map(zeroize::Zeroizing::new)
-        .map_err(|e| Error::io("reading from the terminal", e))
+    passphrase::read_hidden(question).map_err(|e| Error::io("reading from the terminal", e))
 }
 
 /// `schat keygen`.

@@ -88,7 +88,8 @@ impl Code {
 
     /// Reads a code as typed: any case, `-` or blanks between the parts.
     pub fn parse(text: &str) -> Result<Code, CodeError> {
-        let lower = text.trim().to_lowercase();
+        // (An exact-size copy, wiped when dropped: the code is a secret until it is used.)
+        let lower = Zeroizing::new(text.trim().to_ascii_lowercase());
         let parts: Vec<&str> = lower
             .split(|c: char| c == '-' || c.is_whitespace())
             .filter(|p| !p.is_empty())
@@ -129,12 +130,22 @@ impl Code {
 
     /// Rebuilds a code from its nameplate and filed words.
     pub fn from_parts(nameplate: u16, words: &str) -> Result<Code, CodeError> {
-        Code::parse(&format!("{nameplate}-{words}"))
+        Code::parse(&Code::joined(nameplate, words))
     }
 
-    /// The whole code as it is read out.
-    pub fn spoken(&self) -> String {
-        format!("{}-{}", self.nameplate, self.words.as_str())
+    /// The whole code as it is read out, in a buffer wiped when dropped.
+    pub fn spoken(&self) -> Zeroizing<String> {
+        Code::joined(self.nameplate, &self.words)
+    }
+
+    /// `NAMEPLATE-WORDS` in a buffer allocated at its final size and wiped when dropped.
+    fn joined(nameplate: u16, words: &str) -> Zeroizing<String> {
+        let number = nameplate.to_string();
+        let mut text = Zeroizing::new(String::with_capacity(number.len() + 1 + words.len()));
+        text.push_str(&number);
+        text.push('-');
+        text.push_str(words);
+        text
     }
 
     fn password(&self) -> Password {
@@ -341,7 +352,7 @@ mod vector {
         let (dc, lc) = (d.finish(&lm).unwrap(), l.finish(&dm).unwrap());
         assert!(lc.check(&dc.ours) && dc.check(&lc.ours));
         let lines = [
-            format!("code: {}", code.spoken()),
+            format!("code: {}", code.spoken().as_str()),
             format!("dialer PAKE message: {}", hex::encode(&dm)),
             format!("listener PAKE message: {}", hex::encode(&lm)),
             format!("dialer CONFIRM: {}", hex::encode(dc.ours)),

@@ -15,6 +15,7 @@ use super::ticket::{SECRET_LEN, id_of, secret_hash};
 use crate::fsutil;
 use std::io;
 use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
 
 /// The file's name in a home directory.
 pub const FILE_NAME: &str = "invites";
@@ -80,7 +81,10 @@ pub enum Secret {
     /// A spoken code's words (the inviter needs them to run the PAKE; a code lives for
     /// minutes to hours and is burned after [`MAX_CODE_FAILURES`] wrong tries), and the
     /// wrong tries so far.
-    Code { words: String, failures: u32 },
+    Code {
+        words: Zeroizing<String>,
+        failures: u32,
+    },
 }
 
 impl std::fmt::Debug for Secret {
@@ -110,24 +114,44 @@ impl Pending {
         }
     }
 
-    fn render(&self) -> String {
-        let secret = match &self.secret {
-            Secret::Hash(hash) => hex::encode(hash),
-            Secret::Code { words, failures } => format!("code={words}:{failures}"),
-        };
-        format!(
-            "{} {} {} {} {} {}",
-            self.id,
-            secret,
-            self.expires,
-            self.uses,
-            self.state.as_str(),
-            if self.petname.is_empty() {
-                "-"
-            } else {
-                &self.petname
+    /// Its line in the file, in a buffer wiped when dropped (a code's words are in it).
+    fn render(&self) -> Zeroizing<String> {
+        let failures;
+        let hash;
+        let secret: [&str; 4] = match &self.secret {
+            Secret::Hash(h) => {
+                hash = hex::encode(h);
+                [&hash, "", "", ""]
             }
-        )
+            Secret::Code { words, failures: f } => {
+                failures = f.to_string();
+                ["code=", words.as_str(), ":", &failures]
+            }
+        };
+        let (expires, uses) = (self.expires.to_string(), self.uses.to_string());
+        let petname = if self.petname.is_empty() {
+            "-"
+        } else {
+            &self.petname
+        };
+        let mut parts = vec![self.id.as_str(), " "];
+        parts.extend(secret);
+        parts.extend([
+            " ",
+            &expires,
+            " ",
+            &uses,
+            " ",
+            self.state.as_str(),
+            " ",
+            petname,
+        ]);
+        // One allocation at the final size: no copy of the words left behind.
+        let mut line = Zeroizing::new(String::with_capacity(parts.iter().map(|p| p.len()).sum()));
+        for part in parts {
+            line.push_str(part);
+        }
+        line
     }
 
     fn parse(line: &str) -> Option<Self> {
@@ -139,7 +163,7 @@ impl Pending {
             Some(code) => {
                 let (words, failures) = code.rsplit_once(':')?;
                 Secret::Code {
-                    words: words.to_string(),
+                    words: Zeroizing::new(words.to_string()),
                     failures: failures.parse().ok()?,
                 }
             }
@@ -226,7 +250,7 @@ impl Invites {
     /// a newer schat): by line number. They are kept as they are when the file is rewritten.
     pub fn unreadable(&self) -> io::Result<Vec<usize>> {
         let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
+            Ok(text) => Zeroizing::new(text),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
@@ -240,8 +264,9 @@ impl Invites {
 
     /// The invites on file, and the lines that are not invites this version can read.
     fn read(&self) -> io::Result<(Vec<Pending>, Vec<String>)> {
+        // (A code's words are in the text: wiped when dropped.)
         let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
+            Ok(text) => Zeroizing::new(text),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Default::default()),
             Err(e) => return Err(e),
         };
@@ -269,21 +294,29 @@ impl Invites {
             if let Secret::Code { words, .. } = &mut p.secret
                 && (p.state != State::Open || p.expires <= now)
             {
-                words.clear();
+                zeroize::Zeroize::zeroize(words);
             }
         }
-        let mut text = String::from(
-            "# schat invites: made by `schat invite`, redeemed by `schat listen` (edit with\n\
+        const HEADER: &str = "# schat invites: made by `schat invite`, redeemed by `schat listen` (edit with\n\
              # `schat invite --list` / `--revoke ID`). Tickets are kept as hashes; a spoken\n\
              # code's words are kept until it is used, burned or revoked (keep this file private).\n\
-             # id secret-hash expires uses-left state petname\n",
-        );
-        for p in &all {
-            text.push_str(&p.render());
+             # id secret-hash expires uses-left state petname\n";
+        const KEPT: &str = "# lines this schat cannot read, kept as they were:\n";
+        let lines: Vec<Zeroizing<String>> = all.iter().map(Pending::render).collect();
+        let kept_len = match kept.is_empty() {
+            true => 0,
+            false => KEPT.len() + kept.iter().map(|l| l.len() + 1).sum::<usize>(),
+        };
+        let len = HEADER.len() + lines.iter().map(|l| l.len() + 1).sum::<usize>() + kept_len;
+        // One allocation at the final size: no copy of a code's words left behind.
+        let mut text = Zeroizing::new(String::with_capacity(len));
+        text.push_str(HEADER);
+        for line in &lines {
+            text.push_str(line);
             text.push('\n');
         }
         if !kept.is_empty() {
-            text.push_str("# lines this schat cannot read, kept as they were:\n");
+            text.push_str(KEPT);
             for line in &kept {
                 text.push_str(line);
                 text.push('\n');
@@ -366,7 +399,7 @@ impl Invites {
             all.push(Pending {
                 id: nameplate.to_string(),
                 secret: Secret::Code {
-                    words: words.to_string(),
+                    words: Zeroizing::new(words.to_string()),
                     failures: 0,
                 },
                 expires,
@@ -380,7 +413,7 @@ impl Invites {
 
     /// The words of the open code filed under `nameplate`, to run the PAKE with, and how many
     /// wrong tries it has had.
-    pub fn code(&self, nameplate: u16, now: u64) -> Result<(String, u32), Refusal> {
+    pub fn code(&self, nameplate: u16, now: u64) -> Result<(Zeroizing<String>, u32), Refusal> {
         let all = self.load().map_err(|e| Refusal::Store(e.to_string()))?;
         let p = all
             .iter()
@@ -492,7 +525,7 @@ mod tests {
             .add_code("able-acme-baker-crow", 1000, 1, "", 0)
             .unwrap();
         assert!((100..1000).contains(&n));
-        assert_eq!(store.code(n, 1).unwrap().0, "able-acme-baker-crow");
+        assert_eq!(store.code(n, 1).unwrap().0.as_str(), "able-acme-baker-crow");
         assert_eq!(
             store.code_outcome(n, false, 2),
             Err(Refusal::WrongCode { left: 2 })

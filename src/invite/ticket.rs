@@ -259,10 +259,13 @@ impl Ticket {
         }
         let check = check(&bytes);
         bytes.extend_from_slice(&check);
-        format!(
-            "{PREFIX}{}",
-            BASE32_NOPAD.encode(&bytes).to_ascii_lowercase()
-        )
+        // Base32 straight into a buffer of its final size, lower-cased in place: no copy of
+        // the secret is left in freed memory (the returned text is the ticket itself).
+        let mut text = String::with_capacity(PREFIX.len() + BASE32_NOPAD.encode_len(bytes.len()));
+        text.push_str(PREFIX);
+        BASE32_NOPAD.encode_append(&bytes, &mut text);
+        text.make_ascii_lowercase();
+        text
     }
 
     /// Reads a ticket (surrounding blanks are ignored; upper or lower case).
@@ -273,9 +276,11 @@ impl Ticket {
             .filter(|p| p.eq_ignore_ascii_case(PREFIX))
             .map(|_| &text[PREFIX.len()..])
             .ok_or(TicketError::Prefix)?;
+        // The upper-cased copy holds the secret too: exact-size, and wiped when dropped.
+        let upper = Zeroizing::new(body.to_ascii_uppercase());
         let bytes = Zeroizing::new(
             BASE32_NOPAD
-                .decode(body.to_ascii_uppercase().as_bytes())
+                .decode(upper.as_bytes())
                 .map_err(|_| TicketError::Encoding)?,
         );
         if bytes.len() < 1 + CHECK_LEN {
