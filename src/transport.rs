@@ -896,7 +896,7 @@ mod tests {
                 kinds.push(out[..n].to_vec());
                 rest = &rest[2 + len..];
             }
-            let mut expected = vec![b"\x02before".to_vec(), vec![kind::HELLO, 1]];
+            let mut expected = vec![b"\x02before".to_vec(), vec![kind::HELLO, 2]];
             if offer {
                 expected.push(vec![kind::CIPHERS, kind::CIPHER_AES_256_GCM]);
             }

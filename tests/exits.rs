@@ -164,7 +164,7 @@ async fn a_pipe_quit_with_a_reason_is_an_abort() {
     within(async {
         let home = Home::new();
         let port = scripted_listener(vec![
-            msg(0x0a, &[0x01]),
+            msg(0x0a, &[0x02]),
             msg(0x01, b"schat pipe"),
             msg(0x09, b"partial"),
             msg(0x03, b"aborted: disk full"),
@@ -502,7 +502,7 @@ async fn a_peer_trickling_a_frame_that_never_ends_is_declared_silent() {
         tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
             let mut peer = common::raw::Raw::respond(stream).await;
-            peer.send(0x0a, &[0x01]).await; // HELLO, pipe
+            peer.send(0x0a, &[0x02]).await; // HELLO, pipe
             peer.send(0x01, b"schat pipe").await; // WELCOME
             let mut sealed = vec![0u8; 1 + 1000 + 16];
             let mut plain = vec![0x09; 1 + 1000];

@@ -798,66 +798,80 @@ async fn a_frozen_peer_is_declared_gone_even_while_we_push_data_at_it() {
     .await
 }
 
-/// A pipe whose stdout nobody reads any more (`schat … | head -c 1`) has nowhere to put what
-/// arrives: it fails with exit 1, never a silent exit 0, never a hang. (The sender may still
-/// exit 0: the receiver's QUIT, sent when its own input ended, says "I have finished sending",
-/// not "I have written out what you sent": PROTOCOL.md §4.3 has no receipt.)
+/// A pipe whose stdout fails — nobody reads it any more (`schat … | head -c 1`), or the disk is
+/// full (`/dev/full`) — has nowhere to put what arrives: the receiver fails with exit 1, never a
+/// silent exit 0, never a hang; and since exit 0 means "written out at the other end", the
+/// sender exits 1 too, saying why and how much was written (issue 24: the sender exited 0).
 #[tokio::test]
-async fn a_broken_stdout_fails_the_receiving_pipe() {
+async fn a_broken_stdout_fails_both_sides_and_the_sender_says_why() {
     within(async {
         let f = Files::new();
-        let (alice, bob) = (Home::new(), Home::new());
-        let alice_key = alice.fingerprint();
-        let mut listener = Command::new(bin())
-            .arg("--home")
-            .arg(bob.path())
-            .args([
-                "listen",
-                "127.0.0.1:0",
-                "--pipe",
-                "--once",
-                "--peer",
-                &alice_key,
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        drop(listener.stdout.take()); // nobody reads
-        let mut lines = BufReader::new(listener.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = tokio::time::timeout(WAIT, lines.next_line())
+        for full_disk in [false, true] {
+            let (alice, bob) = (Home::new(), Home::new());
+            let alice_key = alice.fingerprint();
+            let stdout = match full_disk {
+                true => Stdio::from(std::fs::File::create("/dev/full").unwrap()),
+                false => Stdio::piped(),
+            };
+            let mut listener = Command::new(bin())
+                .arg("--home")
+                .arg(bob.path())
+                .args([
+                    "listen",
+                    "127.0.0.1:0",
+                    "--pipe",
+                    "--once",
+                    "--peer",
+                    &alice_key,
+                ])
+                .stdin(Stdio::null())
+                .stdout(stdout)
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            drop(listener.stdout.take()); // nobody reads
+            let mut lines = BufReader::new(listener.stderr.take().unwrap()).lines();
+            let addr = loop {
+                let line = tokio::time::timeout(WAIT, lines.next_line())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .expect("the listener ended before listening");
+                if line.contains("listening on") {
+                    break line.rsplit(' ').next().unwrap().to_string();
+                }
+            };
+            let input = f.random("in", 1_000_000);
+            let mut dialer = PipeProc::spawn(
+                &alice,
+                &["dial", &addr, "--pipe", "--trust", "accept-new"],
+                stdin_from(&input),
+                &f.path("out"),
+            );
+            let mut said = Vec::new();
+            while let Ok(Some(line)) = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap()
+            {
+                said.push(line);
+            }
+            let status = tokio::time::timeout(WAIT, listener.wait())
                 .await
                 .unwrap()
-                .unwrap()
-                .expect("the listener ended before listening");
-            if line.contains("listening on") {
-                break line.rsplit(' ').next().unwrap().to_string();
-            }
-        };
-        let input = f.random("in", 1_000_000);
-        let mut dialer = PipeProc::spawn(
-            &alice,
-            &["dial", &addr, "--pipe", "--trust", "accept-new"],
-            stdin_from(&input),
-            &f.path("out"),
-        );
-        let mut said = Vec::new();
-        while let Ok(Some(line)) = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap() {
-            said.push(line);
+                .unwrap();
+            assert_eq!(status.code(), Some(1), "disk full {full_disk}: {said:#?}");
+            assert!(
+                said.iter().any(|l| l.contains("writing stdout")
+                    && l.contains("the output is incomplete")),
+                "disk full {full_disk}: {said:#?}"
+            );
+            let sender = dialer.exit().await;
+            assert_eq!(sender.code(), Some(1), "{}", dialer.stderr_text());
+            assert!(
+                dialer.stderr_text().contains("writing the output failed"),
+                "disk full {full_disk}: {}",
+                dialer.stderr_text()
+            );
         }
-        let status = tokio::time::timeout(WAIT, listener.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(status.code(), Some(1), "{said:#?}");
-        assert!(
-            said.iter().any(|l| l.contains("writing stdout")),
-            "{said:#?}"
-        );
-        dialer.exit().await;
     })
     .await
 }

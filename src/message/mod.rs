@@ -58,6 +58,11 @@ pub mod kind {
     pub const PAKE: u8 = 0x0f;
     /// The key confirmation after PAKE: HMAC-SHA256, 32 bytes.
     pub const CONFIRM: u8 = 0x10;
+    /// Pipe mode: the sender has sent all its DATA (a half-close; PROTOCOL.md §4.3). Empty.
+    pub const END: u8 = 0x11;
+    /// Pipe mode: the receipt for the peer's stream, sent once everything up to its END is
+    /// written out: how many DATA bytes that was (u64, big-endian).
+    pub const RECEIVED: u8 = 0x12;
     /// Types from here up are extensions: ignored when unknown.
     pub const FIRST_EXTENSION: u8 = 0x80;
     /// Extension, right after the sender's HELLO: the ciphers it can also receive, one id
@@ -118,6 +123,10 @@ pub enum Message<'a> {
     },
     /// A key confirmation after PAKE.
     Confirm([u8; crate::invite::code::CONFIRM_LEN]),
+    /// Pipe mode: the sender's DATA is complete.
+    End,
+    /// Pipe mode: the peer's DATA, this many bytes, is written out (the end-to-end receipt).
+    Received(u64),
     /// An extension type (≥ 0x80) this version does not understand; receivers ignore it.
     Extension { kind: u8, body: Cow<'a, [u8]> },
 }
@@ -128,8 +137,11 @@ pub enum Message<'a> {
 pub enum Mode {
     /// Chat (and rooms): TEXT, RELAY, NOTICE.
     Chat,
-    /// Pipe mode: DATA.
+    /// Pipe mode: DATA, then END, and RECEIVED for the peer's stream (§4.3).
     Pipe,
+    /// The first pipe mode (`0x01`), whose QUIT was its half-close and which had no receipt:
+    /// recognised only to tell its user to upgrade (one protocol, no weaker fallback).
+    OldPipe,
 }
 
 impl Mode {
@@ -137,7 +149,8 @@ impl Mode {
     pub fn byte(self) -> u8 {
         match self {
             Mode::Chat => 0x00,
-            Mode::Pipe => 0x01,
+            Mode::OldPipe => 0x01,
+            Mode::Pipe => 0x02,
         }
     }
 
@@ -146,6 +159,10 @@ impl Mode {
         match self {
             Mode::Chat => "chat mode (without --pipe)",
             Mode::Pipe => "pipe mode (--pipe)",
+            Mode::OldPipe => {
+                "the pipe mode of an older schat, without end-to-end receipts: it needs \
+                 upgrading"
+            }
         }
     }
 }
@@ -220,7 +237,8 @@ impl<'a> Message<'a> {
             kind::HELLO => {
                 let mode = match body.first() {
                     Some(0x00) => Mode::Chat,
-                    Some(0x01) => Mode::Pipe,
+                    Some(0x01) => Mode::OldPipe,
+                    Some(0x02) => Mode::Pipe,
                     _ => return Err(MessageError::UnexpectedBody("HELLO")),
                 };
                 let name = &body[1..];
@@ -269,6 +287,16 @@ impl<'a> Message<'a> {
                     ));
                 }
             },
+            kind::END if body.is_empty() => Message::End,
+            kind::END => return Err(MessageError::UnexpectedBody("END")),
+            kind::RECEIVED => match <[u8; 8]>::try_from(body) {
+                Ok(count) => Message::Received(u64::from_be_bytes(count)),
+                Err(_) => {
+                    return Err(MessageError::UnexpectedBody(
+                        "RECEIVED of other than 8 bytes",
+                    ));
+                }
+            },
             k if k >= kind::FIRST_EXTENSION => Message::Extension {
                 kind: k,
                 body: Cow::Borrowed(body),
@@ -296,6 +324,8 @@ impl<'a> Message<'a> {
             Message::Invite(_) => kind::INVITE,
             Message::Pake { .. } => kind::PAKE,
             Message::Confirm(_) => kind::CONFIRM,
+            Message::End => kind::END,
+            Message::Received(_) => kind::RECEIVED,
             Message::Extension { kind, .. } => *kind,
         }
     }
@@ -317,7 +347,11 @@ impl<'a> Message<'a> {
             Message::Invite(secret) => &secret[..],
             Message::Pake { message, .. } => &message[..],
             Message::Confirm(mac) => &mac[..],
-            Message::Rekey | Message::Who | Message::Notice(_) => &[],
+            Message::Rekey
+            | Message::Who
+            | Message::Notice(_)
+            | Message::End
+            | Message::Received(_) => &[],
         }
     }
 
@@ -330,6 +364,7 @@ impl<'a> Message<'a> {
                 message.len() + if nameplate.is_some() { 2 } else { 0 }
             }
             Message::Notice(n) => n.len(),
+            Message::Received(_) => 8,
             other => other.simple_body().len(),
         }
     }
@@ -350,6 +385,7 @@ impl<'a> Message<'a> {
                 nameplate: Some(n), ..
             } => out.extend_from_slice(&n.to_be_bytes()),
             Message::Notice(n) => n.encode_into(out),
+            Message::Received(count) => out.extend_from_slice(&count.to_be_bytes()),
             _ => {}
         }
         out.extend_from_slice(self.simple_body());
@@ -381,6 +417,8 @@ impl<'a> Message<'a> {
             Message::Invite(secret) => Message::Invite(secret),
             Message::Pake { nameplate, message } => Message::Pake { nameplate, message },
             Message::Confirm(mac) => Message::Confirm(mac),
+            Message::End => Message::End,
+            Message::Received(count) => Message::Received(count),
             Message::Extension { kind, body } => Message::Extension {
                 kind,
                 body: Cow::Owned(body.into_owned()),
@@ -407,6 +445,8 @@ impl<'a> Message<'a> {
             Message::Invite(_) => "INVITE",
             Message::Pake { .. } => "PAKE",
             Message::Confirm(_) => "CONFIRM",
+            Message::End => "END",
+            Message::Received(_) => "RECEIVED",
             Message::Extension { .. } => "extension",
         }
     }
@@ -471,6 +511,23 @@ mod tests {
             message: [3; 33],
         });
         round_trip(Message::Confirm([4; 32]));
+        round_trip(Message::End);
+        round_trip(Message::Received(0));
+        round_trip(Message::Received(u64::MAX));
+        // The vectors of PROTOCOL.md §4.3.
+        let mut buf = Vec::new();
+        Message::Received(12345).encode_into(&mut buf).unwrap();
+        assert_eq!(buf, [0x12, 0, 0, 0, 0, 0, 0, 0x30, 0x39]);
+        Message::End.encode_into(&mut buf).unwrap();
+        assert_eq!(buf, [0x11]);
+        assert!(Message::decode(&[0x11, 0]).is_err());
+        assert!(Message::decode(&[0x12, 0, 0, 0, 0, 0, 0, 0x30]).is_err());
+        assert!(Message::decode(&[0x12, 0, 0, 0, 0, 0, 0, 0, 0x30, 0x39]).is_err());
+        assert_eq!(
+            Message::decode(&[0x0a, 0x01]).unwrap(),
+            Message::hello(Mode::OldPipe, "")
+        );
+        assert!(Message::decode(&[0x0a, 0x03]).is_err());
         assert!(Message::decode(&[0x0f, 1]).is_err());
         assert!(Message::decode(&[0x10, 1]).is_err());
         assert!(Message::decode(&[0x0e, 1, 2]).is_err());
@@ -494,14 +551,14 @@ mod tests {
         Message::hello(Mode::Pipe, "")
             .encode_into(&mut buf)
             .unwrap();
-        assert_eq!(buf, [0x0a, 0x01]);
+        assert_eq!(buf, [0x0a, 0x02]);
         Message::hello(Mode::Chat, "carol")
             .encode_into(&mut buf)
             .unwrap();
         assert_eq!(buf, b"\x0a\x00carol");
         Message::Nick("carol".into()).encode_into(&mut buf).unwrap();
         assert_eq!(buf, b"\x0dcarol");
-        for bad in [&[0x0a][..], &[0x0a, 0x02]] {
+        for bad in [&[0x0a][..], &[0x0a, 0x03]] {
             assert_eq!(
                 Message::decode(bad),
                 Err(MessageError::UnexpectedBody("HELLO"))
@@ -599,7 +656,7 @@ mod tests {
             Message::decode(&bad),
             Err(MessageError::InvalidUtf8("RELAY"))
         );
-        for k in [0x00, 0x11, 0x20, 0x7f] {
+        for k in [0x00, 0x13, 0x20, 0x7f] {
             assert_eq!(Message::decode(&[k, 1]), Err(MessageError::UnknownType(k)));
         }
         assert_eq!(

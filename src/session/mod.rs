@@ -709,8 +709,8 @@ fn on_message(
         }
         // REKEY never reaches here: the transport applies it.
         Message::Pong(_) | Message::Rekey | Message::Extension { .. } => Step::Continue,
-        Message::Data(_) => Step::Fail(
-            ProtocolError::Unexpected("DATA", "in a chat (is it in --pipe mode?)").into(),
+        Message::Data(_) | Message::End | Message::Received(_) => Step::Fail(
+            ProtocolError::Unexpected(msg.name(), "in a chat (is it in --pipe mode?)").into(),
         ),
         // Only a listener relays, announces and whispers; a dialer sending these is confused.
         Message::Who => Step::Fail(ProtocolError::Unexpected("WHO", "from a host").into()),

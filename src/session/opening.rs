@@ -102,10 +102,16 @@ impl Opening {
 
 /// The peer runs the other mode: say which, and what to do.
 pub fn mismatch(theirs: Mode) -> Error {
-    Error::ModeMismatch(format!(
-        "the peer is in {}; run the same mode on both sides",
-        theirs.option()
-    ))
+    match theirs {
+        Mode::OldPipe => Error::ModeMismatch(format!(
+            "the peer runs {} (this schat confirms every pipe end to end, PROTOCOL.md §4.3)",
+            theirs.option()
+        )),
+        _ => Error::ModeMismatch(format!(
+            "the peer is in {}; run the same mode on both sides",
+            theirs.option()
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,16 @@
 //! Pipe mode: stdin's bytes to the peer, the peer's bytes to stdout, raw, as DATA messages of up
-//! to 65518 bytes. QUIT means "I have finished sending" (a half-close): each side ends once it
-//! has sent its QUIT and received the peer's, with everything received written out.
+//! to 65518 bytes, then END. A side that has the peer's END and has written everything out
+//! confirms it with RECEIVED (how many bytes); once it has sent its END and its RECEIVED, and
+//! the peer has confirmed all it sent, it says QUIT (PROTOCOL.md §4.3). So exit 0 means what
+//! we sent was written out at the other end, not just that it left.
 //!
-//! Two engines move the bytes, with the same rules (keepalive, QUIT, errors):
+//! ```text
+//!  DATA… END ───────────────▶   (writes it out)
+//!            ◀─────────────── RECEIVED(n)      also the other way round, at the same time
+//!  QUIT ◀──────────────────▶ QUIT             each side once both receipts are done
+//! ```
+//!
+//! Two engines move the bytes, with the same rules (keepalive, the ending, errors):
 //! - [`threads`], over TCP when stdin is not a terminal: once the session is open the socket
 //!   leaves the async runtime, and one thread per direction does blocking read → seal → write
 //!   and read → open → write. No task wake-ups or hand-offs per chunk: after the cipher, those
@@ -29,7 +37,7 @@ use crate::signals::Interrupts;
 use crate::ui::Ui;
 use std::io::{self, IsTerminal, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -46,9 +54,9 @@ enum Control {
     Ping,
     /// Answer to the peer's PING.
     Pong(Vec<u8>),
-    /// A signal (its name) stops the pipe: QUIT with `aborted: NAME`, so the peer knows the
-    /// transfer failed (PROTOCOL.md §4.3), then end with [`Error::Interrupted`].
-    Abort(&'static str),
+    /// The pipe fails: QUIT with this reason (`aborted: …`), so the peer knows the transfer
+    /// failed (PROTOCOL.md §4.3). A signal's name, when a signal stopped it.
+    Abort(String, Option<&'static str>),
 }
 
 /// How long an interrupted pipe waits for its aborting QUIT to go out (a full socket may
@@ -58,6 +66,25 @@ const ABORT_GRACE: Duration = Duration::from_secs(1);
 /// The QUIT reason an interrupted pipe sends.
 fn abort_reason(signal: &str) -> String {
     format!("aborted: {signal}")
+}
+
+/// The QUIT reason of a receiver whose output failed: the sender hears why, and how much of
+/// its stream was written out.
+fn output_failed(e: &io::Error, written: u64) -> String {
+    format!(
+        "aborted: writing the output failed ({}) after {}",
+        crate::error::plain_io(e),
+        size(written)
+    )
+}
+
+/// How the upload side ends after sending an aborting QUIT: a signal is its own error; a
+/// failure of the other direction is that direction's to report.
+fn aborted(signal: Option<&'static str>) -> Result<()> {
+    match signal {
+        Some(signal) => Err(Error::Interrupted(signal)),
+        None => Ok(()),
+    }
 }
 
 /// Runs a pipe session on an established connection, with the process's stdin and stdout.
@@ -120,20 +147,83 @@ where
 enum Step<'a> {
     /// Bytes for stdout.
     Data(std::borrow::Cow<'a, [u8]>),
-    /// The peer has finished sending: everything received must reach stdout before this side
-    /// can report success — or, when its reason is not a goodbye, report why it stopped (what
+    /// The peer has sent all its DATA: write everything out, then confirm it with RECEIVED.
+    End,
+    /// The peer wrote out this many of our bytes.
+    Received(u64),
+    /// The peer is done: `Ok` when the ending was complete; otherwise why it was not (what
     /// arrived is still written out).
-    Quit(Option<Error>),
+    Quit(Result<()>),
     /// Answer the peer's PING with this body.
     Pong(Vec<u8>),
     /// Nothing to do.
     Nothing,
 }
 
+/// Where the ending stands (PROTOCOL.md §4.3), shared by the two directions: it decides when
+/// our QUIT may go, and whether the peer's QUIT came in time.
+#[derive(Debug, Default)]
+struct Ending {
+    /// Our END is out: `Counters::sent` is final.
+    end_sent: AtomicBool,
+    /// The peer's END came and everything before it is written out: our receipt is due.
+    receipt_due: AtomicBool,
+    receipt_sent: AtomicBool,
+    /// The peer's RECEIVED matched what we sent.
+    confirmed: AtomicBool,
+}
+
+impl Ending {
+    /// Whether our QUIT may go: our END and RECEIVED sent, and all we sent confirmed.
+    fn may_quit(&self) -> bool {
+        self.end_sent.load(Ordering::SeqCst)
+            && self.receipt_sent.load(Ordering::SeqCst)
+            && self.confirmed.load(Ordering::SeqCst)
+    }
+
+    /// The peer's RECEIVED: it must come once, after our END, and count exactly what we sent.
+    fn peer_received(&self, count: u64, sent: &AtomicU64) -> Result<()> {
+        if !self.end_sent.load(Ordering::SeqCst) {
+            return Err(ProtocolError::Unexpected("RECEIVED", "before our END").into());
+        }
+        if self.confirmed.swap(true, Ordering::SeqCst) {
+            return Err(ProtocolError::Unexpected("RECEIVED", "twice").into());
+        }
+        let sent = sent.load(Ordering::SeqCst);
+        if count != sent {
+            return Err(Error::PeerAborted(format!(
+                "it confirmed {count} bytes written out, but {sent} were sent"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The peer's QUIT with an empty reason: a goodbye only when the ending was complete.
+    fn peer_quit(&self, peer_ended: bool) -> Result<()> {
+        if !peer_ended {
+            return Err(Error::PeerAborted(
+                "it left before the end of its stream (no END): what arrived may be incomplete"
+                    .into(),
+            ));
+        }
+        if !self.confirmed.load(Ordering::SeqCst) {
+            return Err(Error::PeerAborted(
+                "it left without confirming that what we sent was written out".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn step(msg: Message<'_>) -> Result<Step<'_>> {
     Ok(match msg {
         Message::Data(bytes) => Step::Data(bytes),
-        Message::Quit(reason) => Step::Quit(super::QuitReason::of(&reason).error()),
+        Message::End => Step::End,
+        Message::Received(count) => Step::Received(count),
+        Message::Quit(reason) => Step::Quit(match super::QuitReason::of(&reason).error() {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }),
         Message::Ping(body) => Step::Pong(body.into_owned()),
         Message::Pong(_) | Message::Rekey | Message::Extension { .. } => Step::Nothing,
         Message::Text(_)
@@ -156,13 +246,16 @@ fn step(msg: Message<'_>) -> Result<Step<'_>> {
     })
 }
 
-/// Bytes moved so far, shared with the progress line.
+/// Bytes moved so far, shared with the progress line, and the ending.
 #[derive(Debug, Default)]
 struct Counters {
     sent: AtomicU64,
     received: AtomicU64,
     /// Our QUIT is out: nothing more may be sent, not even an aborting QUIT.
-    quit_sent: std::sync::atomic::AtomicBool,
+    quit_sent: AtomicBool,
+    /// One direction failed and asked the other to send an aborting QUIT: wait a moment for it.
+    abort_asked: AtomicBool,
+    ending: Ending,
 }
 
 impl Counters {

@@ -3,8 +3,8 @@
 //! writing stdout, so that stdout and the network work at the same time. Chunks travel
 //! between them as whole buffers through small pools, never copied or reallocated.
 
-use super::{ABORT_GRACE, Control, Counters, Step, abort_reason, step};
-use crate::error::{Error, Result};
+use super::{ABORT_GRACE, Control, Counters, Step, aborted, abort_reason, output_failed, step};
+use crate::error::{Error, ProtocolError, Result};
 use crate::message::{MAX_PLAINTEXT, Message, Mode, kind};
 use crate::session::keepalive::{Lapse, Silence};
 use crate::session::opening::Opening;
@@ -36,22 +36,51 @@ where
     let (control_tx, control_rx) = mpsc::channel::<Control>(4);
     let abort = control_tx.clone();
     let (opened_tx, opened_rx) = oneshot::channel();
-    let upload = upload(send, opened_rx, control_rx, keepalive, counters);
+    // The download side says when the ending moved on (our receipt is due, the peer's came).
+    let (moved_tx, moved_rx) = mpsc::channel::<()>(1);
+    let upload = upload(send, opened_rx, control_rx, moved_rx, keepalive, counters);
     let download = download(
         recv,
         StdoutChunks::spawn(),
-        control_tx,
+        Asks {
+            control: control_tx,
+            moved: moved_tx,
+        },
         opened_tx,
         dialer,
         keepalive,
         counters,
     );
-    let both = async { tokio::try_join!(upload, download).map(|_| ()) };
+    // Both directions; on the first failure the other gets a moment to send the aborting QUIT
+    // it may have been asked for.
+    let both = async {
+        tokio::pin!(upload, download);
+        let first = tokio::select! {
+            r = &mut upload => (r, true),
+            r = &mut download => (r, false),
+        };
+        match first {
+            (Err(e), _) if !counters.abort_asked.load(Ordering::SeqCst) => Err(e),
+            (Err(e), up) => {
+                let _ = tokio::time::timeout(ABORT_GRACE, async {
+                    match up {
+                        true => download.await,
+                        false => upload.await,
+                    }
+                })
+                .await;
+                Err(e)
+            }
+            (Ok(()), true) => download.await,
+            (Ok(()), false) => upload.await,
+        }
+    };
     tokio::pin!(both);
     tokio::select! {
         result = &mut both => result,
         signal = interrupts.recv() => {
-            if !counters.quit_sent.load(Ordering::SeqCst) && abort.try_send(Control::Abort(signal)).is_ok() {
+            let control = Control::Abort(abort_reason(signal), Some(signal));
+            if !counters.quit_sent.load(Ordering::SeqCst) && abort.try_send(control).is_ok() {
                 let _ = tokio::time::timeout(ABORT_GRACE, &mut both).await;
             }
             Err(Error::Interrupted(signal))
@@ -59,27 +88,48 @@ where
     }
 }
 
-/// Our direction: stdin chunks as DATA, PINGs and PONGs when asked, QUIT at end of input.
+/// What the download side asks of the upload side.
+struct Asks {
+    control: mpsc::Sender<Control>,
+    /// A wake-up: the ending moved on (see [`super::Ending`]).
+    moved: mpsc::Sender<()>,
+}
+
+/// Our direction: stdin chunks as DATA, END at end of input, PINGs and PONGs when asked, our
+/// receipt once the peer's stream is written out, and QUIT once the ending is complete
+/// ([`super::Ending`]).
 ///
-/// While we may still send, we also PING after every `keepalive` in which we sent nothing: a
-/// peer that has already sent its QUIT cannot PING us any more (nothing may follow a QUIT), so
-/// it learns that we are alive from our heartbeat (PROTOCOL.md §4.2).
+/// Until our QUIT we also PING after every `keepalive` in which we sent nothing, so that a
+/// peer waiting for our receipt knows we are alive (PROTOCOL.md §4.2).
 async fn upload<W: AsyncWrite + Unpin>(
     mut send: SendHalf<W>,
     mut opened: oneshot::Receiver<()>,
     mut control: mpsc::Receiver<Control>,
+    mut moved: mpsc::Receiver<()>,
     keepalive: Duration,
     counters: &Counters,
 ) -> Result<()> {
     let heartbeat = tokio::time::sleep(keepalive);
     tokio::pin!(heartbeat);
+    let ending = &counters.ending;
     // Stdin is read only once the session is open (see the module comment of `pipe`).
     let (mut stdin, mut waiting) = (None, true);
     loop {
+        if ending.receipt_due.load(Ordering::SeqCst) && !ending.receipt_sent.load(Ordering::SeqCst)
+        {
+            let received = counters.received.load(Ordering::SeqCst);
+            send.send(&Message::Received(received)).await?;
+            ending.receipt_sent.store(true, Ordering::SeqCst);
+        }
+        if ending.may_quit() {
+            counters.quit_sent.store(true, Ordering::SeqCst);
+            return send.quit("").await;
+        }
         heartbeat
             .as_mut()
             .reset(tokio::time::Instant::now() + keepalive);
         tokio::select! {
+            Some(()) = moved.recv() => {}
             () = &mut heartbeat => send.send(&Message::Ping(Vec::new().into())).await?,
             open = &mut opened, if waiting => {
                 waiting = false;
@@ -96,31 +146,32 @@ async fn upload<W: AsyncWrite + Unpin>(
                     }
                 }
                 Some(Err(e)) => return Err(Error::io("reading stdin", e)),
-                // End of input: "I have finished sending".
+                // End of input: "I have finished sending" (our count is final first).
                 None => {
-                    counters.quit_sent.store(true, Ordering::SeqCst);
-                    return send.quit("").await;
+                    stdin = None;
+                    ending.end_sent.store(true, Ordering::SeqCst);
+                    send.send(&Message::End).await?;
                 }
             },
             Some(c) = control.recv() => match c {
                 Control::Ping => send.send(&Message::Ping(Vec::new().into())).await?,
                 Control::Pong(body) => send.send(&Message::Pong(body.into())).await?,
-                Control::Abort(signal) => {
+                Control::Abort(reason, signal) => {
                     counters.quit_sent.store(true, Ordering::SeqCst);
-                    send.quit(&abort_reason(signal)).await?;
-                    return Err(Error::Interrupted(signal));
+                    send.quit(&reason).await?;
+                    return aborted(signal);
                 }
             },
         }
     }
 }
 
-/// The peer's direction: DATA to stdout until its QUIT, PINGs answered, and keepalive while
-/// the peer may still send.
+/// The peer's direction: DATA to stdout until its END, then our receipt asked for once it is
+/// all written; its RECEIVED checked; PINGs answered; keepalive until its QUIT.
 async fn download<R: AsyncRead + Unpin>(
     mut recv: RecvHalf<R>,
     mut stdout: StdoutChunks,
-    control: mpsc::Sender<Control>,
+    asks: Asks,
     opened: oneshot::Sender<()>,
     dialer: bool,
     keepalive: Duration,
@@ -129,12 +180,14 @@ async fn download<R: AsyncRead + Unpin>(
     let mut silence = Silence::new(keepalive);
     let mut opening = Opening::new(dialer);
     let mut opened = Some(opened);
+    let mut peer_ended = false;
+    let ending = &counters.ending;
     loop {
         let msg = tokio::select! {
             msg = recv.recv() => msg?,
             lapse = silence.lapse() => match lapse {
                 Lapse::Ping => {
-                    let _ = control.try_send(Control::Ping);
+                    let _ = asks.control.try_send(Control::Ping);
                     continue;
                 }
                 Lapse::Gone(e) => return Err(e),
@@ -154,24 +207,64 @@ async fn download<R: AsyncRead + Unpin>(
             continue;
         };
         match step(msg)? {
+            Step::Data(_) | Step::End if peer_ended => {
+                return Err(ProtocolError::Unexpected("DATA or END", "after its END").into());
+            }
             Step::Data(bytes) => {
                 let len = bytes.len();
-                counters.received.fetch_add(len as u64, Ordering::Relaxed);
                 // Hand the decrypted buffer itself to the writer thread; take a spare in its
                 // place. The body starts after the type byte.
                 let full = recv.exchange_buffer(stdout.spare());
-                stdout.write(full, 1..1 + len).await?;
+                if let Err(e) = stdout.write(full, 1..1 + len).await {
+                    return Err(output_error(e, &asks, counters).await);
+                }
+                counters.received.fetch_add(len as u64, Ordering::SeqCst);
             }
-            Step::Quit(ending) => {
-                stdout.finish().await?;
-                return ending.map_or(Ok(()), Err);
+            // Confirmed only once the writer has written and flushed everything.
+            Step::End => {
+                peer_ended = true;
+                if let Err(e) = stdout.finish().await {
+                    return Err(output_error(e, &asks, counters).await);
+                }
+                ending.receipt_due.store(true, Ordering::SeqCst);
+                let _ = asks.moved.try_send(());
+            }
+            Step::Received(count) => {
+                ending.peer_received(count, &counters.sent)?;
+                let _ = asks.moved.try_send(());
+            }
+            Step::Quit(Ok(())) => return ending.peer_quit(peer_ended),
+            Step::Quit(Err(e)) => {
+                // What arrived before an abort is still written out.
+                let _ = stdout.finish().await;
+                return Err(e);
             }
             Step::Pong(body) => {
-                let _ = control.try_send(Control::Pong(body));
+                let _ = asks.control.try_send(Control::Pong(body));
             }
             Step::Nothing => {}
         }
     }
+}
+
+/// Our output failed: the peer is told in an aborting QUIT (with how much was written), and
+/// the error says the output is incomplete.
+async fn output_error(e: Error, asks: &Asks, counters: &Counters) -> Error {
+    let written = counters.received.load(Ordering::SeqCst);
+    let (reason, e) = match e {
+        Error::Io { source, .. } => (output_failed(&source, written), source),
+        other => return other,
+    };
+    counters.abort_asked.store(true, Ordering::SeqCst);
+    let _ = asks.control.send(Control::Abort(reason, None)).await;
+    Error::io(
+        format!(
+            "writing stdout (the output is incomplete: {} of the peer's stream arrived and was \
+             written)",
+            super::size(written)
+        ),
+        e,
+    )
 }
 
 /// The next chunk of stdin; never, while it is not read yet.

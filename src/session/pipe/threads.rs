@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  stdin ──poll, read──▶ [upload] ──seal, write──▶ socket      PING when we were quiet;
-//!                           ▲ "open", PING/PONG asks, wake-up    QUIT + FIN at end of input
+//!                           ▲ "open", PING/PONG, receipt,        END at end of input; QUIT
+//!                           │ abort asks, wake-up                once both receipts are done
 //!  stdout ◀──write── [download] ◀──read, open── socket         a keepalive without a whole
 //!                                                               message: PING; three: gone
 //! ```
@@ -15,8 +16,8 @@
 //! failure stops the other thread (its socket is shut down and it is woken), and is the one
 //! reported.
 
-use super::{ABORT_GRACE, Control, Counters, Step, abort_reason, step};
-use crate::error::{Error, Result};
+use super::{ABORT_GRACE, Control, Counters, Step, aborted, abort_reason, output_failed, step};
+use crate::error::{Error, ProtocolError, Result};
 use crate::framed::{Detach, Polled};
 use crate::message::{MAX_PLAINTEXT, Message, Mode, kind};
 use crate::session::keepalive::{Lapse, SilentReads};
@@ -98,17 +99,23 @@ pub(super) async fn transfer<R: Detach, W: Detach>(
     )?;
     drop(done_tx);
     let vanished = || Err(Error::Internal("a pipe thread vanished".into()));
-    // Both threads' results. On the first failure, returning drops `abort`, which stops the
-    // other thread.
+    // Both threads' results. On the first failure, the other thread gets a moment to send the
+    // aborting QUIT it may have been asked for; then returning drops `abort`, which stops it.
     for _ in 0..2 {
         tokio::select! {
-            result = done.recv() => result.unwrap_or_else(vanished)?,
+            result = done.recv() => {
+                if let Err(e) = result.unwrap_or_else(vanished) {
+                    if counters.abort_asked.load(Ordering::SeqCst) {
+                        let _ = tokio::time::timeout(ABORT_GRACE, done.recv()).await;
+                    }
+                    return Err(e);
+                }
+            }
             signal = interrupts.recv() => {
                 // Our QUIT with a reason tells the peer the transfer failed, unless our QUIT
                 // is out already, or the socket does not take it within a moment.
-                if !counters.quit_sent.load(Ordering::SeqCst)
-                    && ask_abort.try_send(Control::Abort(signal)).is_ok()
-                {
+                let control = Control::Abort(abort_reason(signal), Some(signal));
+                if !counters.quit_sent.load(Ordering::SeqCst) && ask_abort.try_send(control).is_ok() {
                     let _ = abort.wake.write(&[1]);
                     let _ = tokio::time::timeout(ABORT_GRACE, done.recv()).await;
                 }
@@ -193,11 +200,12 @@ impl Drop for Abort {
     }
 }
 
-/// Our direction: stdin as DATA, PINGs and PONGs when asked, QUIT at end of input.
+/// Our direction: stdin as DATA, END at end of input, PINGs and PONGs when asked, our receipt
+/// when the download thread has written the peer's stream out, and QUIT once the ending is
+/// complete ([`super::Ending`]).
 ///
-/// While we may still send, we also PING after every `keepalive` in which we sent nothing: a
-/// peer that has already sent its QUIT cannot PING us any more (nothing may follow a QUIT), so
-/// it learns that we are alive from our heartbeat (PROTOCOL.md §4.2).
+/// Until our QUIT we also PING after every `keepalive` in which we sent nothing, so that a
+/// peer waiting for our receipt knows we are alive (PROTOCOL.md §4.2).
 struct Upload {
     send: SendHalf<TcpStream>,
     stdin: File,
@@ -218,8 +226,23 @@ impl Upload {
         message[0] = kind::DATA;
         // Our heartbeat counts from what we last sent, whatever woke us in between.
         let mut sent = std::time::Instant::now();
+        let ending = &self.counters.ending;
         loop {
-            let stdin = self.opened.load(Ordering::SeqCst).then_some(&self.stdin);
+            // Our part of the ending, as soon as it is due.
+            if ending.receipt_due.load(Ordering::SeqCst)
+                && !ending.receipt_sent.load(Ordering::SeqCst)
+            {
+                let received = self.counters.received.load(Ordering::SeqCst);
+                self.send.send_blocking(&Message::Received(received))?;
+                ending.receipt_sent.store(true, Ordering::SeqCst);
+                sent = std::time::Instant::now();
+            }
+            if ending.may_quit() {
+                self.counters.quit_sent.store(true, Ordering::SeqCst);
+                return self.send.quit_blocking("");
+            }
+            let reading = self.opened.load(Ordering::SeqCst) && !ending.end_sent.load(Ordering::SeqCst);
+            let stdin = reading.then_some(&self.stdin);
             let quiet = self.keepalive.saturating_sub(sent.elapsed());
             let ready = wait(stdin, &self.wake, quiet)?;
             if self.stop.load(Ordering::SeqCst) {
@@ -233,10 +256,10 @@ impl Upload {
                         Control::Ping => {
                             self.send.send_blocking(&Message::Ping(Vec::new().into()))?
                         }
-                        Control::Abort(signal) => {
+                        Control::Abort(reason, signal) => {
                             self.counters.quit_sent.store(true, Ordering::SeqCst);
-                            self.send.quit_blocking(&abort_reason(signal))?;
-                            return Err(Error::Interrupted(signal));
+                            self.send.quit_blocking(&reason)?;
+                            return aborted(signal);
                         }
                         Control::Pong(body) => {
                             self.send.send_blocking(&Message::Pong(body.into()))?
@@ -252,10 +275,11 @@ impl Upload {
                 continue;
             }
             match self.stdin.read(&mut message[1..]) {
-                // End of input: "I have finished sending".
+                // End of input: "I have finished sending" (our count is final first).
                 Ok(0) => {
-                    self.counters.quit_sent.store(true, Ordering::SeqCst);
-                    return self.send.quit_blocking("");
+                    ending.end_sent.store(true, Ordering::SeqCst);
+                    self.send.send_blocking(&Message::End)?;
+                    sent = std::time::Instant::now();
                 }
                 Ok(n) => {
                     self.send.send_encoded_blocking(&message[..1 + n])?;
@@ -331,8 +355,8 @@ fn wait(stdin: Option<&File>, wake: &PipeReader, timeout: Duration) -> Result<Re
     })
 }
 
-/// The peer's direction: DATA to stdout until its QUIT, PINGs answered (by the upload
-/// thread), and keepalive while the peer may still send.
+/// The peer's direction: DATA to stdout until its END, then our receipt asked for; its
+/// RECEIVED checked; PINGs answered (by the upload thread); keepalive until its QUIT.
 struct Download {
     recv: RecvHalf<TcpStream>,
     stdout: File,
@@ -347,6 +371,7 @@ struct Download {
 impl Download {
     fn run(mut self) -> Result<()> {
         let mut opening = Opening::new(self.dialer);
+        let mut peer_ended = false;
         loop {
             let msg = match self.recv.recv_blocking()? {
                 Polled::Idle => match self.silence.idle() {
@@ -370,16 +395,43 @@ impl Download {
             let Some(msg) = msg else {
                 continue;
             };
+            let ending = &self.counters.ending;
             match step(msg)? {
+                Step::Data(_) | Step::End if peer_ended => {
+                    return Err(ProtocolError::Unexpected("DATA or END", "after its END").into());
+                }
                 Step::Data(bytes) => {
+                    // (Counted once written: the receipt says what reached the output.)
+                    if let Err(e) = self.stdout.write_all(&bytes) {
+                        let written = self.counters.received.load(Ordering::SeqCst);
+                        let reason = output_failed(&e, written);
+                        self.counters.abort_asked.store(true, Ordering::SeqCst);
+                        ask(&self.controls, &mut self.wake, Control::Abort(reason, None));
+                        return Err(Error::io(
+                            format!(
+                                "writing stdout (the output is incomplete: {} of the peer's \
+                                 stream arrived and was written)",
+                                super::size(written)
+                            ),
+                            e,
+                        ));
+                    }
                     self.counters
                         .received
-                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    self.stdout
-                        .write_all(&bytes)
-                        .map_err(|e| Error::io("writing stdout", e))?;
+                        .fetch_add(bytes.len() as u64, Ordering::SeqCst);
                 }
-                Step::Quit(ending) => return ending.map_or(Ok(()), Err),
+                // Everything is written (stdout is our own unbuffered descriptor): confirm it.
+                Step::End => {
+                    peer_ended = true;
+                    ending.receipt_due.store(true, Ordering::SeqCst);
+                    let _ = self.wake.write(&[1]);
+                }
+                Step::Received(count) => {
+                    ending.peer_received(count, &self.counters.sent)?;
+                    let _ = self.wake.write(&[1]);
+                }
+                Step::Quit(Ok(())) => return ending.peer_quit(peer_ended),
+                Step::Quit(Err(e)) => return Err(e),
                 Step::Pong(body) => ask(&self.controls, &mut self.wake, Control::Pong(body)),
                 Step::Nothing => {}
             }
