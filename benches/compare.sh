@@ -54,8 +54,7 @@ cargo build --release --quiet
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 # A copy of the release binary as users build it: the `cargo bench` runs below rebuild
-# target/release/schat under the bench profile, whose symbol names differ, so that binary
-# misses the hot-code ordering of link/hot-symbols.txt (see build.rs) and its memory figures.
+# target/release/schat under the bench profile, which is not the binary users run.
 cp target/release/schat "$work/schat-release"
 # The summaries' shared part (Python, imported by both).
 cat >"$work/runs.py" <<'PY'
