@@ -5,9 +5,17 @@
 //! The file (`known_peers` in the home directory) is text a person can read and edit:
 //!
 //! ```text
-//! # petname  fingerprint  how-verified  when-verified  [address ...]
-//! alice 8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a safety-number 2026-11-28T23:50:00Z 192.168.1.20:12345
+//! # petname  fingerprint  how-verified  when-verified  [admitted]  [address ...]
+//! alice 8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a safety-number 2026-11-28T23:50:00Z admitted 192.168.1.20:12345
 //! ```
+//!
+//! Recognising a key is not letting it in (as OpenSSH keeps `known_hosts` apart from
+//! `authorized_keys`): an entry marked `admitted` may join this home's rooms and pipes
+//! (`listen`, which admits known peers by default); the others are only recognised when we dial
+//! them. Admission is always an explicit act: `peers add`, `peers admit`, a knock answered
+//! `y NAME`, an invite redeemed. Files written before this (no `# known_peers format 2` line)
+//! are read with the entries that have no address admitted — those were added by hand, by a
+//! knock or by an invite; an entry with an address was one we dialled — and rewritten so.
 //!
 //! Every change is a locked read-modify-write that replaces the file atomically, so two schat
 //! processes writing at once lose nothing. A line that does not parse is reported by number,
@@ -28,10 +36,19 @@ pub const FILE_NAME: &str = "known_peers";
 
 const HEADER: &str = "\
 # schat known peers: one peer per line, fields separated by spaces:
-#   petname  fingerprint  how-verified  when-verified  [address ...]
-# how-verified is one of: pinned, safety-number, fingerprint, first-use.
-# Manage with `schat peers` (list, add, rename, forget, verify) or edit by hand.
+#   petname  fingerprint  how-verified  when-verified  [admitted]  [address ...]
+# how-verified is one of: pinned, safety-number, fingerprint, first-use, invite, code.
+# admitted: the peer may join your rooms and pipes; without it, it is only recognised when
+# you dial it. Manage with `schat peers` (list, add, admit, revoke, rename, forget, verify)
+# or edit by hand.
+# known_peers format 2
 ";
+
+/// The line that says admission is explicit in this file (see the module comment).
+const FORMAT_2: &str = "# known_peers format 2";
+
+/// The word that marks an admitted entry (never an address: those have a port).
+const ADMITTED: &str = "admitted";
 
 /// How we came to trust a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +122,8 @@ pub struct Entry {
     pub when: String,
     /// Addresses (host:port as dialled) where this key was seen.
     pub addrs: Vec<String>,
+    /// It may join our rooms and pipes (an explicit act of ours let it in).
+    pub admitted: bool,
 }
 
 impl Entry {
@@ -116,7 +135,14 @@ impl Entry {
             how,
             when: now(),
             addrs: Vec::new(),
+            admitted: false,
         }
+    }
+
+    /// The same, admitted to our rooms and pipes.
+    pub fn admitted(mut self) -> Self {
+        self.admitted = true;
+        self
     }
 
     fn render(&self) -> String {
@@ -127,6 +153,10 @@ impl Entry {
             self.how.as_str(),
             self.when
         );
+        if self.admitted {
+            line.push(' ');
+            line.push_str(ADMITTED);
+        }
         for a in &self.addrs {
             line.push(' ');
             line.push_str(a);
@@ -150,12 +180,15 @@ impl Entry {
         let when = fields.next().ok_or("missing when-verified")?;
         when.parse::<jiff::Timestamp>()
             .map_err(|_| "invalid when-verified time")?;
+        let mut fields = fields.peekable();
+        let admitted = fields.next_if(|f| *f == ADMITTED).is_some();
         Ok(Entry {
             name: name.into(),
             key,
             how,
             when: when.into(),
             addrs: fields.map(str::to_owned).collect(),
+            admitted,
         })
     }
 }
@@ -197,6 +230,9 @@ pub struct KnownPeers {
     lines: Vec<Line>,
     /// Lines that did not parse: (line number, reason). Never includes the line's text.
     pub problems: Vec<(usize, &'static str)>,
+    /// Read from a file written before admission was explicit: the petnames of the entries
+    /// that are recognised only from now on (they have addresses: we dialled them).
+    pub migrated: Option<Vec<String>>,
 }
 
 /// Errors from changing the store.
@@ -221,6 +257,7 @@ impl Default for KnownPeers {
         KnownPeers {
             lines: HEADER.lines().map(|l| Line::Other(l.into())).collect(),
             problems: Vec::new(),
+            migrated: None,
         }
     }
 }
@@ -234,7 +271,9 @@ impl KnownPeers {
         let mut peers = KnownPeers {
             lines: Vec::new(),
             problems: Vec::new(),
+            migrated: None,
         };
+        let format_2 = text.lines().any(|l| l.trim() == FORMAT_2);
         let mut names = HashSet::new();
         let mut keys = HashSet::new();
         for (i, raw) in text.lines().enumerate() {
@@ -253,14 +292,58 @@ impl KnownPeers {
                 }
             });
             match parsed {
-                Ok(entry) => peers.lines.push(Line::Entry(entry)),
+                Ok(mut entry) => {
+                    if !format_2 {
+                        // Before admission was explicit: an entry without an address was
+                        // added by hand, by a knock or by an invite (we never dialled it).
+                        entry.admitted = entry.addrs.is_empty();
+                        if !entry.admitted {
+                            peers
+                                .migrated
+                                .get_or_insert_with(Vec::new)
+                                .push(entry.name.clone());
+                        }
+                    }
+                    peers.lines.push(Line::Entry(entry));
+                }
                 Err(reason) => {
                     peers.problems.push((i + 1, reason));
                     peers.lines.push(Line::Other(raw.into()));
                 }
             }
         }
+        if !format_2 {
+            // Written back in format 2: the header's explanation, then the rest as it was.
+            let old_header = peers
+                .lines
+                .iter()
+                .take_while(|l| matches!(l, Line::Other(t) if t.trim_start().starts_with('#')))
+                .count();
+            let mut lines: Vec<Line> = HEADER.lines().map(|l| Line::Other(l.into())).collect();
+            lines.extend(peers.lines.drain(old_header..));
+            peers.lines = lines;
+            peers.migrated.get_or_insert_with(Vec::new);
+        }
         peers
+    }
+
+    /// Whether this key may join our rooms and pipes.
+    pub fn is_admitted(&self, key: &PublicKey) -> bool {
+        self.by_key(key).is_some_and(|e| e.admitted)
+    }
+
+    /// Admits (or stops admitting) the peer `selector` names; its entry.
+    pub fn set_admitted(&mut self, selector: &str, admitted: bool) -> Result<Entry, TrustError> {
+        let key = self
+            .find(selector)
+            .map(|e| e.key)
+            .ok_or_else(|| TrustError::NoMatch(selector.into()))?;
+        let entry = self
+            .entries_mut()
+            .find(|e| e.key == key)
+            .ok_or_else(|| TrustError::NoMatch(selector.into()))?;
+        entry.admitted = admitted;
+        Ok(entry.clone())
     }
 
     /// The file text: entries re-rendered, everything else as it was.

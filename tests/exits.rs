@@ -471,15 +471,18 @@ fn a_closed_stdout_is_an_error_not_a_panic() {
         &["fingerprint"][..],
         &["invite", "--addr", "127.0.0.1:1", "--json"],
     ] {
-        let mut child = std::process::Command::new(common::bin())
+        // A pipe whose read end is closed before the child starts: nobody reads, whatever the
+        // timing (dropping our end after the spawn raced the child's write on a busy machine).
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let child = std::process::Command::new(common::bin())
             .arg("--home")
             .arg(home.path())
             .args(args)
-            .stdout(std::process::Stdio::piped())
+            .stdout(writer)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        drop(child.stdout.take()); // nobody reads
         let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");

@@ -381,7 +381,7 @@ fn peers_output_escapes_what_the_file_holds() {
     assert!(list.status.success(), "{}", stderr(&list));
     let out = stdout(&list);
     assert!(
-        out.contains("evil\\x1b[2J\\x1b]0;title\\x07:1, h\\u{202e}lla:2"),
+        out.contains("evil\\x1b[2J\\x1b]0;title\\x07:1\n") && out.contains("h\\u{202e}lla:2\n"),
         "{out}"
     );
     assert!(
@@ -550,6 +550,101 @@ async fn a_ticket_for_another_key_at_a_known_address_raises_the_alarm() {
         listener.signal("INT");
         listener.exit().await;
         assert!(!listener.stderr_text().contains("joined ("));
+    })
+    .await
+}
+
+/// Recognising a key is not letting it in (issue 26): Carol dials Bob and accepts his key; when
+/// Bob later dials Carol's listener he is refused, as a stranger would be, until Carol admits
+/// him explicitly. `peers list` says which entries are admitted.
+#[tokio::test]
+async fn trusting_a_key_when_dialling_does_not_admit_it() {
+    within(async {
+        let (carol, bob) = (Home::new(), Home::new());
+        let (mut bobs_room, bobs_port) = bob.listen(&[]).await;
+        let mut dial = carol.dial(bobs_port, &["--trust", "accept-new"]);
+        dial.stderr_until("welcome").await;
+        dial.send("quit").await;
+        assert!(dial.exit().await.success());
+        bobs_room.signal("INT");
+        bobs_room.exit().await;
+
+        // Carol listens with the default (known peers): Bob is known, not admitted.
+        let mut carols = carol.spawn(&["listen", "127.0.0.1:0"]);
+        let line = carols.stderr_until("listening on 127.0.0.1:").await;
+        let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+        let mut knock = bob.dial(port, &["--trust", "accept-new"]);
+        knock.send("let me in").await;
+        knock.close_stdin();
+        assert_eq!(knock.exit().await.code(), Some(4), "{}", knock.stderr_text());
+        carols
+            .stderr_until("you know its key, but it is not admitted")
+            .await;
+        let list = stdout(&carol.run(&["peers", "list"]));
+        assert!(list.contains("admitted:    no"), "{list}");
+
+        // Carol admits him: now he comes in.
+        let name = list.lines().next().unwrap().trim().to_string();
+        let admitted = carol.run(&["peers", "admit", &name]);
+        assert!(admitted.status.success(), "{}", stderr(&admitted));
+        let list = stdout(&carol.run(&["peers", "list"]));
+        assert!(list.contains("admitted:    yes"), "{list}");
+        let mut again = bob.dial(port, &[]);
+        again.send("thanks").await;
+        assert_eq!(carols.said().await, "thanks");
+        again.send("quit").await;
+        assert!(again.exit().await.success());
+        // And revoked, out again.
+        let revoked = carol.run(&["peers", "revoke", &name]);
+        assert!(revoked.status.success(), "{}", stderr(&revoked));
+        let mut out_again = bob.dial(port, &[]);
+        out_again.close_stdin();
+        assert_eq!(out_again.exit().await.code(), Some(4));
+        carols.signal("INT");
+        carols.exit().await;
+    })
+    .await
+}
+
+/// A known_peers file from before admission was explicit: entries without an address (added by
+/// hand, by a knock, by an invite) stay admitted; one with an address (a peer we dialled) is
+/// only recognised, and the listener says so once, rewriting the file in the new format.
+#[tokio::test]
+async fn an_old_known_peers_file_keeps_explicit_admissions_only() {
+    within(async {
+        let (host, friend, dialled) = (Home::new(), Home::new(), Home::new());
+        std::fs::write(
+            host.path().join("known_peers"),
+            format!(
+                "# schat known peers: one peer per line, fields separated by spaces:\n\
+                 friend {} fingerprint 2026-01-01T00:00:00Z\n\
+                 server {} first-use 2026-01-01T00:00:00Z 192.0.2.7:12345\n",
+                friend.fingerprint(),
+                dialled.fingerprint()
+            ),
+        )
+        .unwrap();
+        let mut room = host.spawn(&["listen", "127.0.0.1:0"]);
+        let line = room.stderr_until("listening on 127.0.0.1:").await;
+        let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+        let warned = room.stderr_until("no longer admitted").await;
+        assert!(warned.contains("server") && !warned.contains("friend"), "{warned}");
+        let file = known_peers(&host);
+        assert!(file.contains("# known_peers format 2"), "{file}");
+        assert!(
+            file.lines().any(|l| l.starts_with("friend ") && l.contains(" admitted")),
+            "{file}"
+        );
+        let mut f = friend.dial(port, &[]);
+        f.send("still in").await;
+        assert_eq!(room.said().await, "still in");
+        f.send("quit").await;
+        f.exit().await;
+        let mut d = dialled.dial(port, &[]);
+        d.close_stdin();
+        assert_eq!(d.exit().await.code(), Some(4), "{}", d.stderr_text());
+        room.signal("INT");
+        room.exit().await;
     })
     .await
 }

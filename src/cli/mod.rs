@@ -273,7 +273,7 @@ impl KdfArgs {
 pub enum PeersCommand {
     /// List known peers with fingerprint, addresses, and how and when each was verified
     List,
-    /// Add a peer whose fingerprint you received out of band
+    /// Add a peer whose fingerprint you received out of band, and admit it to your rooms
     Add {
         /// The peer's fingerprint
         fingerprint: PublicKey,
@@ -282,6 +282,20 @@ pub enum PeersCommand {
         /// An address where the peer listens (host:port), to recognise it when dialling
         #[arg(long, value_name = "ADDR")]
         addr: Option<String>,
+        /// Only recognise its key when you dial it: do not let it into your rooms and pipes
+        #[arg(long)]
+        no_admit: bool,
+    },
+    /// Let a known peer into your rooms and pipes (`schat listen` admits known peers only
+    /// once you admit them; dialling a peer never does)
+    Admit {
+        /// Petname, fingerprint or address
+        peer: String,
+    },
+    /// Stop letting a known peer into your rooms and pipes (its key stays known for dialling)
+    Revoke {
+        /// Petname, fingerprint or address
+        peer: String,
     },
     /// Give a known peer another petname
     Rename {
@@ -850,23 +864,44 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
             let mut any = false;
             for e in peers.entries() {
                 any = true;
-                let addrs = if e.addrs.is_empty() {
-                    "-".to_string()
-                } else {
-                    e.addrs
-                        .iter()
-                        .map(|a| clean(a))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                // Every row fits 80 columns: the fingerprint on two rows of eight groups, one
+                // address a row.
+                let grouped = fingerprint::grouped(&e.key);
+                let groups: Vec<&str> = grouped.split(' ').collect();
+                let (first, second) = groups.split_at(groups.len() / 2);
+                let admitted = match e.admitted {
+                    true => "yes: may join your rooms and pipes",
+                    false => "no: only recognised when you dial it",
                 };
-                let _ = writeln!(
-                    out,
-                    "{}\n  fingerprint: {}\n  verified:    {} ({})\n  addresses:   {addrs}",
+                let mut text = format!(
+                    "{}\n  fingerprint: {}\n               {}\n  verified:    {} ({})\n  \
+                     admitted:    {admitted}\n",
                     clean(&e.name),
-                    fingerprint::grouped(&e.key),
+                    first.join(" "),
+                    second.join(" "),
                     e.how.describe(),
                     clean(&e.when),
                 );
+                match e.addrs.as_slice() {
+                    [] => text.push_str("  addresses:   -\n"),
+                    addrs => {
+                        for (i, a) in addrs.iter().enumerate() {
+                            let label = if i == 0 {
+                                "  addresses:  "
+                            } else {
+                                "              "
+                            };
+                            // (A stored ticket is long: its start says what it is.)
+                            let a = clean(a);
+                            let shown = match a.chars().count() > 64 {
+                                true => format!("{}…", a.chars().take(63).collect::<String>()),
+                                false => a.to_string(),
+                            };
+                            text.push_str(&format!("{label} {shown}\n"));
+                        }
+                    }
+                }
+                let _ = write!(out, "{text}");
             }
             if !any {
                 ui.status(format_args!(
@@ -880,6 +915,7 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
             fingerprint: key,
             name,
             addr,
+            no_admit,
         } => {
             let addr = addr
                 .map(|a| {
@@ -892,13 +928,37 @@ fn peers(command: PeersCommand, paths: &Paths, ui: &Ui) -> Result<()> {
                 .update(|p| {
                     let mut entry = Entry::new(&name, key, Verified::Fingerprint);
                     entry.addrs.extend(addr);
+                    entry.admitted = !no_admit;
                     p.add(entry)
                 })
                 .map_err(trust_err)?;
             ui.status(format_args!(
-                "added {} ({})",
+                "added {} ({}){}",
                 clean(&name),
-                fingerprint::grouped(&key)
+                fingerprint::grouped(&key),
+                match no_admit {
+                    true => ": recognised when you dial it, not admitted to your rooms",
+                    false => ", admitted to your rooms and pipes",
+                }
+            ));
+            Ok(())
+        }
+        PeersCommand::Admit { ref peer } | PeersCommand::Revoke { ref peer } => {
+            let admit = matches!(command, PeersCommand::Admit { .. });
+            let entry = store
+                .update(|p| p.set_admitted(peer, admit))
+                .map_err(trust_err)?;
+            ui.status(format_args!(
+                "{} ({}) {}",
+                clean(&entry.name),
+                fingerprint::short(&entry.key),
+                match admit {
+                    true => "may now join your rooms and pipes",
+                    false => {
+                        "is no longer admitted to your rooms and pipes (its key stays known for \
+                         dialling)"
+                    }
+                }
             ));
             Ok(())
         }

@@ -88,14 +88,15 @@ pub(super) async fn handshake_and_admit(
             Err(_) => {}
         }
     }
-    // Knocking (allow = known, a host at its terminal): a known key comes in, an unknown one
+    // Knocking (allow = known, a host at its terminal): an admitted key comes in, any other
     // knocks. One look at known_peers decides both.
     if knock
         && settings.pin.is_none()
         && peer != local
         && let Ok(info) = verify::admitted(peer, &local, None, &Allow::Anyone, &settings.trust)
     {
-        let knocks = info.entry.is_none();
+        // Known but not admitted (a key we dialled) knocks too: recognising is not admitting.
+        let knocks = !info.entry.as_ref().is_some_and(|e| e.admitted);
         let arrival = Box::new(Arrival {
             established,
             info,

@@ -15,10 +15,12 @@
 //!   therefore never keep a quieter one out;
 //! - what happens to a penalised source's connections is logged once per interval as a
 //!   summary, not once per connection, so a flood cannot flood the log too;
-//! - a source's handshakes that have made no progress (no whole handshake message) for
+//! - a source's handshakes that have not sent a whole first message within
 //!   [`GateLimits::stalled_after`] give way to a connection of the same source whose first
 //!   message has already arrived: behind one NAT, stalled sockets of an attacker cannot keep
-//!   out a dialer that shares its address (a real handshake moves on every round trip);
+//!   out a dialer that shares its address (a real dialer sends message 1 at once). One that
+//!   sent message 1 is never evicted so: its dialer did real work, and may just be slow to
+//!   compute message 3 on a loaded machine;
 //! - the expensive step (message 1: an ML-KEM encapsulation and two X25519) is paced per
 //!   source by a token bucket ([`GateLimits::rate`]): replaying a cached message 1 cannot make
 //!   the listener burn a core.
@@ -44,8 +46,8 @@ pub struct GateLimits {
     /// slot is taken, any newcomer may evict the stalest, so many sources holding one silent
     /// slot each cannot keep everyone out either.
     pub stale_after: Duration,
-    /// A handshake with no whole message for this long is stalled: a connection of the same
-    /// source whose first message is ready may take its place.
+    /// A handshake without its first whole message this long after it started is stalled: a
+    /// connection of the same source whose first message is ready may take its place.
     pub stalled_after: Duration,
     /// Handshakes one source may start per second (message 1 worked on), and at once.
     pub rate: HandshakeRate,
@@ -154,8 +156,8 @@ pub const WAITING_PER_SOURCE: usize = 64;
 struct Pending<H> {
     source: Source,
     started: Instant,
-    /// When it started, or when its last whole handshake message arrived.
-    progressed: Instant,
+    /// Whole handshake messages received.
+    messages: u32,
     handle: Option<H>,
 }
 
@@ -288,7 +290,7 @@ impl<H> Gate<H> {
             Pending {
                 source,
                 started: now,
-                progressed: now,
+                messages: 0,
                 handle: None,
             },
         );
@@ -305,13 +307,14 @@ impl<H> Gate<H> {
     }
 
     /// A whole handshake message arrived for `ticket`: it is not stalled.
-    pub fn progress(&mut self, ticket: u64, now: Instant) {
+    pub fn progress(&mut self, ticket: u64) {
         if let Some(p) = self.pending.get_mut(&ticket) {
-            p.progressed = now;
+            p.messages += 1;
         }
     }
 
-    /// Whether `source` holds a handshake that has made no progress for `stalled_after`.
+    /// Whether `source` holds a handshake whose first message has not come within
+    /// `stalled_after`.
     pub fn stalled(&self, source: Source, now: Instant) -> bool {
         self.oldest_stalled(source, now).is_some()
     }
@@ -320,9 +323,11 @@ impl<H> Gate<H> {
         self.pending
             .iter()
             .filter(|(_, p)| {
-                p.source == source && now.duration_since(p.progressed) >= self.limits.stalled_after
+                p.source == source
+                    && p.messages == 0
+                    && now.duration_since(p.started) >= self.limits.stalled_after
             })
-            .min_by_key(|(ticket, p)| (p.progressed, **ticket))
+            .min_by_key(|(ticket, p)| (p.started, **ticket))
             .map(|(ticket, _)| *ticket)
     }
 
@@ -654,10 +659,10 @@ mod tests {
         // Nothing has stalled yet: the waiting connection keeps waiting.
         assert_eq!(gate.replace_stalled(nat, t0), Admit::Wait);
         // `a` made progress (its message 1 arrived); `b` did not.
-        gate.progress(a, t0 + Duration::from_millis(900));
+        gate.progress(a);
         let t1 = t0 + Duration::from_millis(1200);
         assert!(gate.stalled(nat, t1));
-        let (_, evicted) = ticket(gate.replace_stalled(nat, t1));
+        let (c, evicted) = ticket(gate.replace_stalled(nat, t1));
         assert_eq!(
             evicted,
             Some(2),
@@ -665,7 +670,12 @@ mod tests {
         );
         assert_eq!(gate.sources[&nat].pending, 2);
         assert_eq!(gate.sources[&nat].waiting, 0);
-        assert!(!gate.stalled(nat, t1));
+        // `a` sent message 1: however slow its dialer is with message 3, it never counts as
+        // stalled; the newcomer `c` does until its own message 1 arrives.
+        let later = t1 + Duration::from_secs(60);
+        assert_eq!(gate.oldest_stalled(nat, later), Some(c));
+        gate.progress(c);
+        assert!(!gate.stalled(nat, later));
     }
 
     #[test]

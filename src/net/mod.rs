@@ -537,6 +537,9 @@ pub async fn listen(
         )),
         None => ui.status(format_args!("admitting {}", options.allow)),
     }
+    if matches!(options.allow, Allow::Known) && settings.pin.is_none() {
+        migrate_admission(settings, ui).await;
+    }
     let result = serve(
         &listener,
         endpoint.as_ref().map(|(e, _)| e.clone()),
@@ -566,6 +569,35 @@ pub async fn listen(
         None => iroh::LINGER,
     };
     delivered(endpoint.close(linger).await, linger, result)
+}
+
+/// A known_peers file from before admission was explicit is rewritten in the new format, once,
+/// and the host is told which peers it no longer lets in: those it had only dialled
+/// (`trust`'s module comment says how entries are read).
+async fn migrate_admission(settings: &Settings, ui: &Ui) {
+    let store = settings.trust.store.clone();
+    // (Off the runtime: it reads and may rewrite the file under its lock.)
+    let migrated = tokio::task::spawn_blocking(move || {
+        // Nothing to write unless the file is an old one.
+        store.load().ok()?.migrated.as_ref()?;
+        store.update(|peers| Ok(peers.migrated.clone())).ok()?
+    })
+    .await;
+    let names = match migrated {
+        Ok(Some(names)) if !names.is_empty() => names,
+        _ => return,
+    };
+    let shown: Vec<String> = names
+        .iter()
+        .map(|n| crate::sanitize::line(n).into_owned())
+        .collect();
+    ui.warn(format_args!(
+        "known_peers now keeps apart whom you dial and whom you let in: {} peer(s) you had only \
+         dialled are no longer admitted to your rooms ({}); admit one with `{} admit NAME`",
+        names.len(),
+        shown.join(", "),
+        settings.trust.peers_command
+    ));
 }
 
 /// Prints (and leaves for `schat invite`) the ticket that reaches this listener over TCP and
@@ -985,7 +1017,7 @@ impl crate::handshake::Watch for GateWatch<'_> {
     fn arrived(&self, n: u8) -> Result<Duration> {
         let now = std::time::Instant::now();
         let mut gate = lock(self.gate);
-        gate.progress(self.ticket, now);
+        gate.progress(self.ticket);
         if n != 1 {
             return Ok(Duration::ZERO);
         }

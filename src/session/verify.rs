@@ -331,7 +331,16 @@ async fn remember(
     how: Verified,
     name: Option<String>,
 ) -> Result<Entry> {
-    record(config, key, name.as_deref().unwrap_or(""), Some(addr), how).await
+    // (We dialled it: recognised from now on, never admitted by that.)
+    record(
+        config,
+        key,
+        name.as_deref().unwrap_or(""),
+        Some(addr),
+        how,
+        Admit::No,
+    )
+    .await
 }
 
 /// The prompt for an unknown key. `None` means the user refused.
@@ -420,21 +429,32 @@ fn key_changed_alarm(ui: &Ui, addr: &str, entry: &Entry, new: &PublicKey, config
     ]);
 }
 
+/// Whether a recorded key is admitted to our rooms and pipes (see `trust`'s module comment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    /// We let it in (it redeemed our invite or code).
+    Yes,
+    /// We only recognise it (we dialled it).
+    No,
+}
+
 /// Records a dialer that redeemed an invite: a new known peer (under `petname`, or a made-up
-/// name) or an existing one, verified by invite from now on.
+/// name) or an existing one, verified by invite from now on, and admitted.
 pub async fn record_invited(config: &TrustConfig, key: &PublicKey, petname: &str) -> Result<Entry> {
     record_verified(config, key, petname, Verified::Invite).await
 }
 
-/// Records `key` as verified `how` (a ticket or a spoken code): a new known peer under
-/// `petname` (or a made-up name), or an existing one whose verification is upgraded.
+/// Records a dialer that proved our invite (`how`: a ticket or a spoken code): a new known peer
+/// under `petname` (or a made-up name), or an existing one whose verification is upgraded;
+/// admitted either way.
 pub async fn record_verified(
     config: &TrustConfig,
     key: &PublicKey,
     petname: &str,
     how: Verified,
 ) -> Result<Entry> {
-    record(config, key, petname, None, how).await
+    // A dialer that proved our invite or code: we let it in.
+    record(config, key, petname, None, how, Admit::Yes).await
 }
 
 /// The dialer's decision when it holds a spoken code: a known key is taken as known, a changed
@@ -479,7 +499,8 @@ pub async fn record_inviter(
     } else {
         ""
     };
-    record(config, key, name, Some(addr), how).await
+    // The listener a ticket or code vouched for: recognised, not admitted.
+    record(config, key, name, Some(addr), how, Admit::No).await
 }
 
 /// A new known peer under `petname` (a made-up one when empty), or an existing one whose
@@ -491,6 +512,7 @@ async fn record(
     petname: &str,
     addr: Option<&str>,
     how: Verified,
+    admit: Admit,
 ) -> Result<Entry> {
     let (key, petname, addr) = (*key, petname.to_string(), addr.map(str::to_string));
     config
@@ -503,10 +525,15 @@ async fn record(
                         name => name.to_string(),
                     };
                     let name = peers.free_name(&base);
-                    peers.add(Entry::new(&name, key, how))?;
+                    let mut entry = Entry::new(&name, key, how);
+                    entry.admitted = admit == Admit::Yes;
+                    peers.add(entry)?;
                 }
                 Some(Verified::FirstUse) => peers.set_verified(&key, how)?,
                 Some(_) => {}
+            }
+            if admit == Admit::Yes {
+                peers.set_admitted(&key.to_hex(), true)?;
             }
             if let Some(addr) = &addr {
                 // (An address another entry holds stays there: see `ticket_at_known_address`.)
@@ -539,9 +566,11 @@ pub fn admitted(
             false => Err(pin_mismatch(pin, &peer, false)),
         };
     }
+    // Known is not enough: only an entry we admitted (recognising a key we dialled never
+    // lets it in).
     let admitted = match allow {
         Allow::Anyone => true,
-        Allow::Known => entry.is_some(),
+        Allow::Known => entry.as_ref().is_some_and(|e| e.admitted),
         Allow::Keys(keys) => keys.contains(&peer),
     };
     if peer == *local {
@@ -552,8 +581,16 @@ pub fn admitted(
         ));
     }
     if !admitted {
-        return Err(Error::PeerRefused(match allow {
-            Allow::Known => format!(
+        return Err(Error::PeerRefused(match (allow, &entry) {
+            (Allow::Known, Some(e)) => format!(
+                "refused {} ({}): you know its key, but it is not admitted to your rooms; to \
+                 admit it: `{} admit {}`",
+                crate::sanitize::line(&e.name),
+                fingerprint::short(&peer),
+                config.peers_command,
+                crate::sanitize::line(&e.name)
+            ),
+            (Allow::Known, None) => format!(
                 "refused an unknown key {} (only known peers are admitted): to admit it, check \
                  the fingerprint with its owner, then `{} add FINGERPRINT NAME`; or listen \
                  with --allow anyone",

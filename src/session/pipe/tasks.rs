@@ -3,7 +3,7 @@
 //! writing stdout, so that stdout and the network work at the same time. Chunks travel
 //! between them as whole buffers through small pools, never copied or reallocated.
 
-use super::{ABORT_GRACE, Control, Counters, Step, aborted, abort_reason, output_failed, step};
+use super::{ABORT_GRACE, Control, Counters, Step, abort_reason, aborted, output_failed, step};
 use crate::error::{Error, ProtocolError, Result};
 use crate::message::{MAX_PLAINTEXT, Message, Mode, kind};
 use crate::session::keepalive::{Lapse, Silence};

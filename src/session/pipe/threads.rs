@@ -16,7 +16,7 @@
 //! failure stops the other thread (its socket is shut down and it is woken), and is the one
 //! reported.
 
-use super::{ABORT_GRACE, Control, Counters, Step, aborted, abort_reason, output_failed, step};
+use super::{ABORT_GRACE, Control, Counters, Step, abort_reason, aborted, output_failed, step};
 use crate::error::{Error, ProtocolError, Result};
 use crate::framed::{Detach, Polled};
 use crate::message::{MAX_PLAINTEXT, Message, Mode, kind};
@@ -241,7 +241,8 @@ impl Upload {
                 self.counters.quit_sent.store(true, Ordering::SeqCst);
                 return self.send.quit_blocking("");
             }
-            let reading = self.opened.load(Ordering::SeqCst) && !ending.end_sent.load(Ordering::SeqCst);
+            let reading =
+                self.opened.load(Ordering::SeqCst) && !ending.end_sent.load(Ordering::SeqCst);
             let stdin = reading.then_some(&self.stdin);
             let quiet = self.keepalive.saturating_sub(sent.elapsed());
             let ready = wait(stdin, &self.wake, quiet)?;

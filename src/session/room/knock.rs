@@ -176,10 +176,18 @@ where
             return;
         };
         let info = &arrival.info;
-        ui.status(format_args!(
-            "knock: {} from {} is not in known_peers and asks to join",
-            info.label, arrival.address
-        ));
+        match &info.entry {
+            Some(e) => ui.status(format_args!(
+                "knock: {} from {} asks to join: you know its key ({}) but have not admitted it",
+                info.label,
+                arrival.address,
+                e.how.describe()
+            )),
+            None => ui.status(format_args!(
+                "knock: {} from {} is not in known_peers and asks to join",
+                info.label, arrival.address
+            )),
+        }
         ui.status(format_args!(
             "  fingerprint:   {}",
             fingerprint::grouped(&info.key)
@@ -319,9 +327,13 @@ pub(super) async fn name_peer(
     trust
         .store
         .update_off_runtime(move |peers| {
+            // Answering `y NAME` is the host's explicit act: the key is admitted from now on.
             match peers.by_key(&key).map(|e| e.name.clone()) {
-                Some(old) => peers.rename(&old, &name)?,
-                None => peers.add(Entry::new(&name, key, Verified::FirstUse))?,
+                Some(old) => {
+                    peers.rename(&old, &name)?;
+                    peers.set_admitted(&name, true)?;
+                }
+                None => peers.add(Entry::new(&name, key, Verified::FirstUse).admitted())?,
             }
             peers
                 .by_key(&key)
