@@ -71,6 +71,14 @@ pub fn grouped(key: &PublicKey) -> String {
     groups.join(" ")
 }
 
+/// The fingerprint as people compare it on a screen: four rows of four groups, the same
+/// shape at any terminal width (a wrapped line would put the break elsewhere on each side).
+pub fn grid(key: &PublicKey) -> Vec<String> {
+    let grouped = grouped(key);
+    let groups: Vec<&str> = grouped.split(' ').collect();
+    groups.chunks(4).map(|row| row.join(" ")).collect()
+}
+
 /// The first digits only, to label a peer on screen.
 pub fn short(key: &PublicKey) -> String {
     let mut hex = key.to_hex();

@@ -55,7 +55,7 @@ async fn a_ticket_verifies_both_sides_and_is_honoured_once() {
         let joined = room.stderr_until("joined").await;
         assert!(joined.contains("verified by invite"), "{joined}");
         assert!(
-            !g.stderr_text().contains("trust this peer"),
+            !g.stderr_text().contains("trust it?"),
             "a question was asked"
         );
         // Both sides pinned the other, verified by invite, under the chosen names.

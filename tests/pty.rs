@@ -49,7 +49,7 @@ async fn answering_no_refuses_with_exit_3() {
         let code = on_terminal(move || {
             let mut t = dial_on_terminal(&alice, port, &[]);
             t.expect("safety number:").unwrap();
-            t.expect("trust this peer?").unwrap();
+            t.expect("trust it?").unwrap();
             // Keys in a question's first 0.5 s are dropped (typed for the line, not as an answer).
             std::thread::sleep(std::time::Duration::from_millis(600));
             type_line(&mut t, "n");
@@ -75,7 +75,7 @@ async fn pasting_the_right_fingerprint_accepts_and_names_the_peer() {
         let alice_home = alice.path().to_owned();
         let dialer = on_terminal(move || {
             let mut t = dial_on_terminal(&alice, port, &[]);
-            t.expect("trust this peer?").unwrap();
+            t.expect("trust it?").unwrap();
             // Keys in a question's first 0.5 s are dropped (typed for the line, not as an answer).
             std::thread::sleep(std::time::Duration::from_millis(600));
             // Pasted the way it is read out: grouped, upper case.
@@ -125,7 +125,7 @@ async fn pasting_a_wrong_fingerprint_refuses() {
         let wrong = carol.fingerprint();
         let code = on_terminal(move || {
             let mut t = dial_on_terminal(&alice, port, &[]);
-            t.expect("trust this peer?").unwrap();
+            t.expect("trust it?").unwrap();
             // Keys in a question's first 0.5 s are dropped (typed for the line, not as an answer).
             std::thread::sleep(std::time::Duration::from_millis(600));
             type_line(&mut t, &wrong);
@@ -283,7 +283,7 @@ async fn a_signal_at_the_trust_question_ends_the_dial_and_remembers_nothing() {
             let (code, took) = on_terminal(move || {
                 let args: Vec<&str> = dial_extra.iter().map(String::as_str).collect();
                 let mut t = dial_on_terminal(&alice, port, &args);
-                t.expect("trust this peer?").unwrap();
+                t.expect("trust it?").unwrap();
                 std::thread::sleep(Duration::from_millis(600));
                 let started = std::time::Instant::now();
                 match how {

@@ -74,11 +74,11 @@ async fn a_host_and_three_members_relay_with_origins_notices_and_msg() {
         // A short fingerprint prefix could be ground by anyone: it names nobody.
         room.send(&format!("/msg {} too short", &carol.fingerprint()[..8]))
             .await;
-        room.stderr_until("needs at least 16 hex digits").await;
-        // /msg reaches only its target (named by a 16-digit fingerprint prefix).
+        room.stderr_until("nobody called").await;
+        // /msg reaches only its target (named by the 12 digits its label shows).
         room.send(&format!(
             "/msg {} for carol only",
-            &carol.fingerprint()[..16]
+            &carol.fingerprint()[..12]
         ))
         .await;
         let sent = room.stderr_until_any(|l| l.contains("(to ")).await;
@@ -567,6 +567,47 @@ async fn an_announced_name_cannot_capture_a_message_meant_for_a_petname() {
         let seen = m.stdout_line().await;
         assert!(seen.ends_with(": everyone"), "mallory got {seen:?} first");
         for p in [&mut b, &mut m] {
+            p.send("quit").await;
+            p.exit().await;
+        }
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}
+
+/// `/msg` takes what the screen shows (issue 26: `/who` listed `Bob? [0f87acac33f8]`, and
+/// `/msg Bob` and `/msg 0f87acac33f8` both answered "nobody called … is in the room"): the
+/// display name when it names one member, the label whole, the 12 digits in brackets; a name
+/// two members use is refused with both listed.
+#[tokio::test]
+async fn msg_reaches_whom_who_shows_and_ambiguity_is_listed() {
+    within(async {
+        let (host, bob, eve1, eve2) = (Home::new(), Home::new(), Home::new(), Home::new());
+        let (mut room, port) = host.listen(&[]).await;
+        let mut b = bob.dial(port, &["--name", "Bob"]);
+        room.stderr_until("joined (1").await;
+        let short = bob.fingerprint()[..12].to_string();
+        for (target, text) in [
+            ("Bob".to_string(), "by name"),
+            (short.clone(), "by digits"),
+            (format!("Bob [{short}]"), "by label"),
+        ] {
+            room.send(&format!("/msg {target} {text}")).await;
+            let got = b.stdout_line().await;
+            assert!(got.ends_with(&format!("(private): {text}")), "{target}: {got}");
+        }
+        let mut e1 = eve1.dial(port, &["--name", "Eve"]);
+        room.stderr_until("joined (2").await;
+        let mut e2 = eve2.dial(port, &["--name", "Eve"]);
+        room.stderr_until("joined (3").await;
+        room.send("/msg Eve psst").await;
+        let refused = room.stderr_until("several members call themselves").await;
+        assert!(
+            refused.contains(&eve1.fingerprint()[..12]) && refused.contains(&eve2.fingerprint()[..12]),
+            "{refused}"
+        );
+        for p in [&mut b, &mut e1, &mut e2] {
             p.send("quit").await;
             p.exit().await;
         }

@@ -334,7 +334,7 @@ async fn the_host_answers_knocks_at_the_terminal() {
         let mut a = alice.dial(port, &[]);
         tokio::task::block_in_place(|| {
             t.until("the knock", |s| {
-                shows(s, "knock:") && shows(s, "[y]es / [n]o / y NAME")
+                shows(s, "knock:") && shows(s, "y / n / y NAME")
             });
             // Keys in a question's first 0.5 s are dropped (typed for the line, not as an answer).
             std::thread::sleep(std::time::Duration::from_millis(600));
@@ -396,7 +396,7 @@ async fn a_refused_stranger_knocking_again_does_not_flood_the_host() {
         let port: u16 = tokio::task::block_in_place(|| t.listening_port());
         let mut first = stranger.dial(port, &["--trust", "accept-new"]);
         tokio::task::block_in_place(|| {
-            t.until("the knock", |s| shows(s, "[y]es / [n]o / y NAME"));
+            t.until("the knock", |s| shows(s, "y / n / y NAME"));
             // Keys in a question's first 0.5 s are dropped (typed for the line, not as an answer).
             std::thread::sleep(std::time::Duration::from_millis(600));
             t.type_line("n");
@@ -440,7 +440,7 @@ async fn a_pipe_typed_at_the_terminal_sends_every_line() {
         // The key question is asked at the terminal (stdin carries data in pipe mode) and
         // answered there; only after it do typed lines go to the peer.
         let mut t = Term::spawn(&alice, &["dial", &addr, "--pipe"], 24, 80, 100);
-        tokio::task::block_in_place(|| t.until("the question", |s| shows(s, "trust this peer?")));
+        tokio::task::block_in_place(|| t.until("the question", |s| shows(s, "trust it?")));
         t.type_line("y");
         tokio::task::block_in_place(|| t.until("the petname question", |s| shows(s, "petname")));
         t.type_line(""); // the suggested name
@@ -505,7 +505,7 @@ async fn throwaway_keys_from_one_address_cannot_fill_the_knock_queue() {
             });
             // The two from 127.0.0.2 first, refused; then the stranger's.
             for _ in 0..2 {
-                t.until("a knock", |s| shows(s, "[y]es / [n]o / y NAME"));
+                t.until("a knock", |s| shows(s, "y / n / y NAME"));
                 std::thread::sleep(Duration::from_millis(600));
                 t.type_line("n");
                 t.settle(200);
@@ -526,6 +526,150 @@ async fn throwaway_keys_from_one_address_cannot_fill_the_knock_queue() {
         t.type_line("/quit");
         let code = tokio::task::block_in_place(|| t.exit_code());
         assert_eq!(code, Some(0));
+    })
+    .await
+}
+
+/// A dialer knocking at a host at its terminal is told what it waits for, and a knock nobody
+/// answers ends as "unanswered", not as a refusal (issue 26: it saw only `>`, and a timeout
+/// read exactly like "your key was not accepted").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_knocking_dialer_is_told_it_waits_and_an_unanswered_knock_says_so() {
+    within(async {
+        let (host, stranger) = (Home::new(), Home::new());
+        let mut t = Term::spawn(
+            &host,
+            &["listen", "127.0.0.1:0", "--knock-wait", "3"],
+            40,
+            100,
+            1000,
+        );
+        let port: u16 = tokio::task::block_in_place(|| t.listening_port());
+        let mut d = stranger.dial(port, &["--json"]);
+        d.stderr_until("waiting for").await;
+        assert!(
+            d.stderr_text().contains("to let you in"),
+            "{}",
+            d.stderr_text()
+        );
+        let left = loop {
+            let line = d.stdout_line().await;
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if v["event"] == "left" {
+                break v;
+            }
+        };
+        assert_eq!(left["reason"], "unanswered", "{left}");
+        assert_eq!(d.exit().await.code(), Some(4), "{}", d.stderr_text());
+        assert!(
+            d.stderr_text().contains("did not answer within 3 s"),
+            "{}",
+            d.stderr_text()
+        );
+        assert!(!d.stderr_text().contains("not accepted"));
+        tokio::task::block_in_place(|| {
+            t.until("the host's line", |s| shows(s, "no answer within 3 s"))
+        });
+        t.type_line("/quit");
+        let code = tokio::task::block_in_place(|| t.exit_code());
+        assert_eq!(code, Some(0));
+    })
+    .await
+}
+
+/// The rows of the screen, up to (not including) the question row, that are not blank.
+fn rows_before(rows: &[String], question: &str) -> Vec<String> {
+    let at = rows
+        .iter()
+        .rposition(|r| r.contains(question))
+        .expect("the question is on screen");
+    rows[..at]
+        .iter()
+        .filter(|r| !r.trim().is_empty())
+        .cloned()
+        .collect()
+}
+
+/// The grid rows that follow `label` on screen: what is left of each row once the label (or
+/// the blanks under it) are taken away, `count` rows.
+fn grid_after(rows: &[String], label: &str, count: usize) -> Vec<String> {
+    let at = rows
+        .iter()
+        .position(|r| r.contains(label))
+        .unwrap_or_else(|| panic!("no {label:?} on screen:\n{}", rows.join("\n")));
+    let mut grid = Vec::new();
+    let first = &rows[at][rows[at].find(label).unwrap() + label.len()..];
+    if !first.trim().is_empty() {
+        grid.push(first.trim().to_string());
+    }
+    for row in &rows[at + 1..] {
+        if grid.len() == count {
+            break;
+        }
+        grid.push(row.trim().to_string());
+    }
+    grid
+}
+
+/// A first dial at 80 and at 50 columns (issue 26): at most 10 rows before the question at 80,
+/// the fingerprint and the safety number once each, as the same grids at both widths (the
+/// digits two people read to each other fall in the same places); and nothing cut mid-word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_dial_shows_each_number_once_as_the_same_grid_at_any_width() {
+    within(async {
+        let (alice, bob) = (Home::new(), Home::new());
+        let (mut listener, port) = bob.listen(&[]).await;
+        let addr = format!("127.0.0.1:{port}");
+        let fp = bob.fingerprint();
+        let mut grids = Vec::new();
+        for cols in [80u16, 50] {
+            let mut t = Term::spawn(&alice, &["dial", &addr], 40, cols, 1000);
+            let rows = tokio::task::block_in_place(|| {
+                t.until("the question", |s| shows(s, "trust it?"));
+                t.settle(300);
+                t.all_rows()
+            });
+            let screen = rows.join("\n");
+            let before = rows_before(&rows, "trust it?");
+            if cols == 80 {
+                assert!(before.len() <= 10, "{} rows:\n{screen}", before.len());
+            }
+            for row in &rows {
+                assert!(row.chars().count() < usize::from(cols), "{row:?}");
+            }
+            // Each number once.
+            assert_eq!(screen.matches(&fp[..4]).count(), 1, "{screen}");
+            assert_eq!(screen.matches("safety number:").count(), 1, "{screen}");
+            // Words whole: every word of the explanation is on screen as it was written.
+            for word in ["compare", "safety", "number", "aloud),", "fingerprint"] {
+                assert!(screen.split_whitespace().any(|w| w == word), "{word}:\n{screen}");
+            }
+            let safety = grid_after(&rows, "safety number:", 3);
+            let fingerprint = grid_after(&rows, "fingerprint:", 4);
+            let expected: Vec<String> = fp
+                .as_bytes()
+                .chunks(16)
+                .map(|row| {
+                    row.chunks(4)
+                        .map(|g| std::str::from_utf8(g).unwrap())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            assert_eq!(fingerprint, expected, "{cols} columns:\n{screen}");
+            for row in &safety {
+                let groups: Vec<&str> = row.split(' ').collect();
+                assert!(
+                    groups.len() == 4 && groups.iter().all(|g| g.len() == 5),
+                    "{cols} columns: {row:?}\n{screen}"
+                );
+            }
+            grids.push((safety, fingerprint));
+            drop(t);
+        }
+        assert_eq!(grids[0], grids[1], "the grids differ between 80 and 50 columns");
+        listener.signal("INT");
+        listener.exit().await;
     })
     .await
 }

@@ -38,6 +38,7 @@ fn settings(pin: Option<&Identity>) -> Settings {
         name: String::new(),
         ticket: None,
         code: None,
+        petname: None,
     }
 }
 

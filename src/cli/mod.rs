@@ -128,6 +128,10 @@ pub enum Command {
         /// Peers in the room at once (1 gives a one-to-one chat); more are turned away
         #[arg(long, value_name = "N", default_value_t = 32)]
         max_peers: usize,
+        /// Seconds a knock waits for your answer at the terminal before the dialer is told
+        /// nobody answered; 1 to 86400
+        #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = seconds_option())]
+        knock_wait: u64,
         /// Connections still handshaking at once; when all are taken, a newcomer evicts the
         /// oldest handshake of the address holding the most, or one pending for over a quarter
         /// of --timeout, or is closed at once
@@ -235,6 +239,7 @@ impl SessionArgs {
             pipe: self.pipe.then_some(PipeOptions { quiet: self.quiet }),
             ticket: None,
             code: None,
+            petname: None,
             name: match &self.name {
                 Some(name) => {
                     crate::session::names::check_name(name)
@@ -454,6 +459,7 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
             welcome,
             once,
             max_peers,
+            knock_wait,
             max_handshakes,
             max_handshakes_per_address,
             p2p,
@@ -496,6 +502,7 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                     welcome,
                     allow,
                     max_peers,
+                    knock_wait: seconds(knock_wait, "--knock-wait")?,
                     gate: crate::net::GateLimits {
                         max_pending: max_handshakes,
                         per_source: max_handshakes_per_address,
@@ -686,7 +693,7 @@ fn with_ticket(addr: &str, settings: &mut Settings, ui: &Ui) -> Result<()> {
     }
     // What was read (pasted blind at a terminal), without its secret.
     let name = match ticket.name.as_str() {
-        "" => "(no name)".to_string(),
+        "" => format!("the key {}", fingerprint::short(&ticket.key)),
         name => sanitize::line(name).into_owned(),
     };
     let shown = ticket

@@ -165,7 +165,18 @@ where
     writer.write_frame(&msg2).await?;
 
     // <- s, se, psk
-    let msg3 = read_step(&mut reader, MESSAGE_LENS[2]).await?;
+    // A dialer that hangs up here has seen our key (message 2) and did not go on: it refused
+    // it (a pin, a changed key, --trust strict), or its user stopped it.
+    let msg3 = read_step(&mut reader, MESSAGE_LENS[2])
+        .await
+        .map_err(|e| match e {
+            Error::Protocol(ProtocolError::Handshake(_)) => ProtocolError::Handshake(
+                "the dialer hung up after seeing this listener's key: it refused the key (a \
+                 pin, a changed key, --trust strict), or its user stopped it",
+            )
+            .into(),
+            other => other,
+        })?;
     watch.arrived(3)?;
     let done = state.read_message_3(&msg3)?;
     finish(identity, done, reader, writer)
@@ -180,6 +191,8 @@ fn guess_protocol(first: [u8; 2]) -> String {
             "it looks like HTTP".into()
         }
         b"SS" => "it looks like SSH".into(),
+        // An HTTP server answering garbage with an error page and no status line.
+        [b'<', b'!' | b'h' | b'H' | b'?'] => "it looks like HTML: a web server, not schat".into(),
         [0x16, 0x03] | [0x15, 0x03] => "it looks like TLS".into(),
         _ => format!(
             "its first bytes {:02x} {:02x} are not a schat/2 handshake message",

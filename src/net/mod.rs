@@ -152,9 +152,10 @@ pub async fn dial(
     }
     let pinned_settings;
     let settings = match pinned {
-        Some(key) if settings.pin.is_none() => {
+        Some(entry) if settings.pin.is_none() => {
             pinned_settings = Settings {
-                pin: Some(key),
+                pin: Some(entry.key),
+                petname: Some(entry),
                 ..settings.clone()
             };
             &pinned_settings
@@ -228,6 +229,15 @@ async fn dial_routes(
     // our identity goes over one path only.
     let winner: Cell<Option<&'static str>> = Cell::new(None);
     let claim = |listener: &PublicKey, via: &'static str, addr: &str| -> Result<()> {
+        // Dialled by name, and another key answered: the key-change alarm, not a pin mismatch
+        // (there was no --peer).
+        if let Some(entry) = &settings.petname
+            && entry.key != *listener
+        {
+            let what = verify::Changed::Petname;
+            verify::key_change_alarm(ui, what, entry, listener, &settings.trust);
+            return Err(verify::petname_key_changed(entry));
+        }
         verify::before_revealing(
             listener,
             identity.public(),
@@ -356,7 +366,11 @@ async fn dial_routes(
         Path::Iroh(_) => routes.remembered.clone().unwrap_or_default(),
     };
     match &path {
-        Path::Tcp(target) => ui.status(format_args!("path: direct TCP to {target}")),
+        // (With only TCP to try, "connected to … (TCP)" said it already.)
+        Path::Tcp(target) if routes.iroh.is_some() => {
+            ui.status(format_args!("path: direct TCP to {target}"))
+        }
+        Path::Tcp(_) => {}
         Path::Iroh(conn) => ui.status(format_args!("path: iroh, {}", iroh::describe_path(conn))),
     }
     // Known peers are keyed by the address as dialled, not as resolved.
@@ -433,7 +447,7 @@ fn petname_targets(
     name: &str,
     settings: &Settings,
     explicit: &[String],
-) -> Result<Option<(Routes, Option<PublicKey>)>> {
+) -> Result<Option<(Routes, Option<crate::trust::Entry>)>> {
     let Ok(peers) = settings.trust.store.load() else {
         return Ok(None);
     };
@@ -468,7 +482,7 @@ fn petname_targets(
             crate::sanitize::line(name)
         )));
     }
-    Ok(Some((routes, Some(entry.key))))
+    Ok(Some((routes, Some(entry.clone()))))
 }
 
 /// What `schat listen` was asked to do.
@@ -484,6 +498,8 @@ pub struct ListenOptions {
     pub allow: Allow,
     /// Members of the room at once.
     pub max_peers: usize,
+    /// How long a knock waits for the host's answer.
+    pub knock_wait: Duration,
     /// Limits on connections that are still handshaking.
     pub gate: GateLimits,
     /// Also reachable over iroh (`--p2p`).
@@ -734,6 +750,7 @@ async fn serve(
     let room = RoomOptions {
         welcome: options.welcome.clone(),
         max_peers: options.max_peers,
+        knock_wait: options.knock_wait,
         once: options.once,
         keepalive: settings.keepalive,
         outbox_bytes: room::DEFAULT_OUTBOX_BYTES,

@@ -32,6 +32,9 @@ async fn resolve(addr: &Address, for_listening: bool) -> Result<Vec<SocketAddr>>
     Ok(found)
 }
 
+/// How long a connection attempt runs before the user is told where we are connecting.
+const SAY_CONNECTING_AFTER: Duration = Duration::from_millis(700);
+
 /// Connects to the first address of `addr` that answers, within `timeout` overall.
 pub(super) async fn connect(addr: &Address, timeout: Duration, ui: &Ui) -> Result<TcpStream> {
     if addr.host.parse::<IpAddr>().is_err() {
@@ -43,8 +46,19 @@ pub(super) async fn connect(addr: &Address, timeout: Duration, ui: &Ui) -> Resul
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last = None;
     for target in candidates {
-        ui.status(format_args!("connecting to {target}"));
-        match tokio::time::timeout_at(deadline, TcpStream::connect(target)).await {
+        // Said only when it takes a moment: a quick connection needs no line of its own (the
+        // next one says where we are connected).
+        let connecting = TcpStream::connect(target);
+        tokio::pin!(connecting);
+        let quick = tokio::time::timeout(SAY_CONNECTING_AFTER, &mut connecting).await;
+        let attempt = match quick {
+            Ok(done) => Ok(done),
+            Err(_) => {
+                ui.status(format_args!("connecting to {target}"));
+                tokio::time::timeout_at(deadline, &mut connecting).await
+            }
+        };
+        match attempt {
             Err(_) => {
                 return Err(Error::Network(format!(
                     "no answer from {addr} within {} s: the host may be down, or a firewall \

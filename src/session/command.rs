@@ -42,9 +42,26 @@ pub const HELP: &[&str] = &[
     "  /who              who is in the room (a member asks the host)",
     "  /nick [NAME]      your display name, shown beside your key (none: no name)",
     "hosting a room:",
-    "  /msg NAME TEXT    to one member only (NAME: petname, label, or 16+ hex digits)",
+    "  /msg NAME TEXT    to one member only (NAME: as /who shows it, or its 12 digits)",
     "  /name NAME PET    remember a member as PET in known_peers",
 ];
+
+/// A member named as the screen shows it, then the rest: one word, or a label with its key in
+/// brackets (`Bob? [0f87acac33f8] hello`: the name is `Bob? [0f87acac33f8]`).
+fn target(arg: &str) -> Option<(&str, &str)> {
+    let (first, rest) = arg.split_once(char::is_whitespace)?;
+    let rest = rest.trim_start();
+    if let Some(inner) = rest.strip_prefix('[')
+        && let Some(end) = inner.find(']')
+        && inner[..end].chars().all(|c| c.is_ascii_hexdigit())
+    {
+        // `first [digits]` is one name: the label as shown.
+        let name_len = arg.len() - rest.len() + 1 + end + 1;
+        let (name, text) = arg.split_at(name_len);
+        return Some((name, text.trim_start()));
+    }
+    Some((first, rest))
+}
 
 /// Interprets a line typed by the user.
 pub fn parse(line: &str) -> Command<'_> {
@@ -68,11 +85,11 @@ pub fn parse(line: &str) -> Command<'_> {
         "verify" => Command::Verify(optional),
         "whois" => Command::Whois(optional),
         "who" => Command::Who,
-        "msg" => match arg.split_once(char::is_whitespace) {
+        "msg" => match target(arg) {
             Some((name, text)) if !text.trim().is_empty() => Command::Msg(name, text.trim_start()),
             _ => Command::Unknown("msg"),
         },
-        "name" => match arg.split_once(char::is_whitespace) {
+        "name" => match target(arg) {
             Some((member, petname)) if !petname.trim().is_empty() => {
                 Command::Name(member, petname.trim())
             }
@@ -107,6 +124,11 @@ mod tests {
             Command::Msg("bob", "hello there")
         );
         assert_eq!(parse("/msg bob"), Command::Unknown("msg"));
+        assert_eq!(
+            parse("/msg Bob? [0f87acac33f8] psst"),
+            Command::Msg("Bob? [0f87acac33f8]", "psst")
+        );
+        assert_eq!(parse("/msg Bob [x] hi"), Command::Msg("Bob", "[x] hi"));
         assert_eq!(parse("/who"), Command::Who);
         assert_eq!(parse("/name 3f2a bob"), Command::Name("3f2a", "bob"));
         assert_eq!(parse("/name bob"), Command::Unknown("name"));

@@ -48,8 +48,8 @@ pub const DEFAULT_WELCOME: &str = "Welcome to schat! Type `quit` to leave.";
 /// other side tells a refusal from an ordinary goodbye (PROTOCOL.md §3).
 pub const REFUSAL: &str = "refused: your key was not accepted";
 
-/// What a QUIT's reason says (PROTOCOL.md §5): empty is a goodbye; `refused:`, `busy:` and
-/// `mismatch:` mean the session never started (nothing we sent was taken); anything else means
+/// What a QUIT's reason says (PROTOCOL.md §5): empty is a goodbye; `refused:`, `busy:`,
+/// `mismatch:` and `unanswered:` mean the session never started (nothing we sent was taken); anything else means
 /// the peer gave up on the session (an abort: it did not end cleanly).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuitReason<'a> {
@@ -63,7 +63,7 @@ impl<'a> QuitReason<'a> {
     pub fn of(reason: &'a str) -> Self {
         if reason.is_empty() {
             QuitReason::Goodbye
-        } else if ["refused:", "busy:", "mismatch:"]
+        } else if ["refused:", "busy:", "mismatch:", "unanswered:"]
             .iter()
             .any(|p| reason.starts_with(p))
         {
@@ -89,6 +89,9 @@ impl<'a> QuitReason<'a> {
 
 /// How long we keep reading after our QUIT, so that it reaches the peer before we close.
 pub(crate) const LINGER: Duration = Duration::from_secs(2);
+
+/// How long a dialer waits for WELCOME before it says what it is waiting for.
+const WELCOME_NOTE: Duration = Duration::from_secs(1);
 
 /// Messages waiting for the writer task.
 const OUTGOING_QUEUE: usize = 32;
@@ -125,6 +128,9 @@ pub struct Settings {
     /// Dialling with a spoken code: the listener's key is accepted only once it proved the
     /// code (then remembered as verified by code).
     pub code: Option<crate::invite::code::Code>,
+    /// Dialling a known peer by its petname: its entry (its key is then `pin`; another key
+    /// answering is a key change, not a pin mismatch).
+    pub petname: Option<crate::trust::Entry>,
 }
 
 /// A ticket being used by a dialer: an invite (with a secret), or an address.
@@ -340,18 +346,28 @@ where
 {
     // Only now, with the peer's key accepted, is the session "established" for the user: a
     // refused key never gets this far.
-    ui.status(format_args!(
-        "secure session established; peer fingerprint: {}",
-        fingerprint::grouped(&info.key)
-    ));
-    ui.status(format_args!("peer: {}", info.trust_line()));
-    // (Pipe mode has no commands to show it again.)
-    let again = if settings.pipe.is_some() {
-        ""
+    if ui.mode() == ui::Mode::Interactive {
+        // One row: a new key's numbers were just shown with its question, a known one's are
+        // a command away; the conversation comes next.
+        ui.status(format_args!(
+            "secure session established with {}; /verify shows the safety number",
+            info.trust_line()
+        ));
     } else {
-        " (/verify shows it again)"
-    };
-    ui.status(format_args!("safety number: {}{again}", info.safety()));
+        // Scripts and logs get the numbers on the record.
+        ui.status(format_args!(
+            "secure session established; peer fingerprint: {}",
+            fingerprint::grouped(&info.key)
+        ));
+        ui.status(format_args!("peer: {}", info.trust_line()));
+        // (Pipe mode has no commands to show it again.)
+        let again = if settings.pipe.is_some() {
+            ""
+        } else {
+            " (/verify shows it again)"
+        };
+        ui.status(format_args!("safety number: {}{again}", info.safety()));
+    }
     ui.connected(
         &info.speaker(),
         &info.safety().grouped(),
@@ -467,6 +483,8 @@ where
     // is over (WELCOME, or a refusal), so that what it sent is known to have been taken. A
     // script that pipes one line in would otherwise say QUIT before the room counted it.
     let mut leave_once_open: Option<(&'static str, tokio::time::Instant)> = None;
+    // A dialer the host does not welcome at once may be knocking: say what it waits for, once.
+    let mut waiting_note = is_dialer.then(|| tokio::time::Instant::now() + WELCOME_NOTE);
 
     let step = loop {
         let step = tokio::select! {
@@ -490,9 +508,19 @@ where
             },
             event = input.next(), if leave_once_open.is_none() && (pending.is_empty() || typing) => on_input(event, peer, input, ui, &mut pending, &queue, is_dialer),
             () = sleep_until_some(leave_once_open.map(|(_, by)| by)) => Step::Leave("end of input"),
+            () = sleep_until_some(waiting_note.filter(|_| !opening.is_open())) => {
+                waiting_note = None;
+                ui.status(format_args!(
+                    "waiting for {} to let you in (when it does not know your key, it asks its \
+                     owner: {} s by default)",
+                    crate::sanitize::line(&peer.label),
+                    crate::session::room::KNOCK_WAIT.as_secs()
+                ));
+                Step::Continue
+            }
             permit = queue.reserve(), if !pending.is_empty() => match (permit, pending.pop_front()) {
                 (Ok(permit), Some(line)) => {
-                    ui.own(&line);
+                    ui.own(our_name, &line);
                     permit.send(Message::Text(line.into()));
                     Step::Continue
                 }
@@ -550,7 +578,7 @@ where
             // says they could not.
             let last_words = async {
                 for line in pending.drain(..) {
-                    ui.own(&line);
+                    ui.own(our_name, &line);
                     if queue.send(Message::Text(line.into())).await.is_err() {
                         return;
                     }
@@ -775,11 +803,13 @@ fn on_input(
         Command::Me(action) => pending.push_back(format!("/me {action}")),
         Command::Quit => return Step::Leave("you quit"),
         Command::Verify(_) => {
-            ui.status(format_args!("safety number with {}:", peer.label));
-            for row in peer.safety().lines() {
-                ui.status(format_args!("    {row}"));
-            }
-            ui.status("read it aloud with your peer: the same digits mean the same two keys");
+            ui.status(format_args!(
+                "safety number with {}: read it aloud with them, the same digits mean the same \
+                 two keys",
+                peer.label
+            ));
+            ui.grid("safety number:", &peer.safety().lines());
+            ui.grid("fingerprint:  ", &fingerprint::grid(&peer.key));
         }
         Command::Whois(_) => {
             for line in peer.describe() {

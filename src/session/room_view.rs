@@ -141,7 +141,8 @@ impl RoomView {
                     .map(|(k, l)| self.speaker(k, l))
                     .collect();
                 let line = match labels.len() {
-                    0 => "in the room: you and the host".to_string(),
+                    // A one-to-one chat is worded as one.
+                    0 => format!("a one-to-one chat with {host_label}: nobody else is here"),
                     n => format!(
                         "in the room: you, the host and {n} more: {}",
                         labels.join(", ")

@@ -351,19 +351,15 @@ async fn ask(
     input: &mut Input,
     ui: &Ui,
 ) -> Result<Option<(Verified, Option<String>)>> {
-    ui.status(format_args!("the peer at {addr} is not known yet."));
+    // Few rows (the conversation comes next), each number once, as grids that read the same
+    // on both screens.
     ui.status(format_args!(
-        "  fingerprint:   {}",
-        fingerprint::grouped(peer)
+        "new peer at {addr}: compare the safety number with them (read it aloud), or paste the \
+         fingerprint they sent you"
     ));
-    ui.status(format_args!("  safety number: {safety}"));
-    ui.status(
-        "compare the safety number with your peer (read it aloud), or paste the fingerprint they gave you.",
-    );
-    let answer = match input
-        .ask("trust this peer? [y]es / [n]o / paste fingerprint: ")
-        .await
-    {
+    ui.grid("safety number:", &safety.lines());
+    ui.grid("fingerprint:  ", &fingerprint::grid(peer));
+    let answer = match input.ask("trust it? y / n / fingerprint: ").await {
         InputEvent::Line(line) => line,
         // Ctrl-C at the line editor: the same as the signal it stands for.
         InputEvent::Interrupted => return Err(Error::Signalled("interrupted")),
@@ -409,24 +405,68 @@ async fn ask(
     Ok(Some((how, Some(default))))
 }
 
+/// What changed its key: the peer we reached at an address, or the peer we dialled by name.
+#[derive(Debug, Clone, Copy)]
+pub enum Changed<'a> {
+    /// A known address presented another key.
+    Address(&'a str),
+    /// The petname we dialled presented another key.
+    Petname,
+}
+
 fn key_changed_alarm(ui: &Ui, addr: &str, entry: &Entry, new: &PublicKey, config: &TrustConfig) {
-    let bar = "@".repeat(76);
-    ui.alarm(&[
-        &bar,
-        "@  WARNING: THE PEER'S KEY HAS CHANGED. YOUR KEY AND NO MESSAGE WERE SENT. @",
-        &bar,
-        &format!(
-            "The peer at {addr}, known as {:?}, presented a different key.",
-            entry.name
+    key_change_alarm(ui, Changed::Address(addr), entry, new, config);
+}
+
+/// The key-change alarm: what changed, both keys (as grids: compared digit by digit), and the
+/// one command that undoes exactly what was remembered — forgetting the *address* when the key
+/// at an address changed (the peer's own entry may still be right), the *petname* when the key
+/// of the peer we dialled by name changed.
+pub fn key_change_alarm(
+    ui: &Ui,
+    what: Changed<'_>,
+    entry: &Entry,
+    new: &PublicKey,
+    config: &TrustConfig,
+) {
+    let name = crate::sanitize::line(&entry.name);
+    let (who, forget, undo) = match what {
+        Changed::Address(addr) => (
+            format!("The peer at {addr}, known as {name:?}, presented a different key."),
+            addr.to_string(),
+            format!(
+                "Only if they confirm a new key, forget this address for {name:?} (its entry \
+                 stays) and dial again:"
+            ),
         ),
-        "Someone may be intercepting this connection (a man in the middle),",
-        "or the peer may have made a new identity. Ask them through another channel.",
-        &format!("  known key:     {}", fingerprint::grouped(&entry.key)),
-        &format!("  presented key: {}", fingerprint::grouped(new)),
-        &format!("  (known since {}: {})", entry.when, entry.how.describe()),
-        "Only if they confirm a new key, remove the old entry and dial again:",
-        &format!("  {} forget {}", config.peers_command, entry.name),
+        Changed::Petname => (
+            format!("{name:?} answered with a different key than the one you know."),
+            name.to_string(),
+            format!("Only if they confirm a new key, forget the old key of {name:?} and dial again:"),
+        ),
+    };
+    ui.alarm(&[
+        "WARNING: THE PEER'S KEY HAS CHANGED. YOUR KEY AND NO MESSAGE WERE SENT.",
+        &who,
+        "Someone may be intercepting this connection (a man in the middle), or the peer may \
+         have made a new identity. Ask them through another channel.",
     ]);
+    ui.grid("known key:    ", &fingerprint::grid(&entry.key));
+    ui.grid("presented key:", &fingerprint::grid(new));
+    ui.alarm(&[
+        &format!("(known since {}: {})", entry.when, entry.how.describe()),
+        &undo,
+        &format!("  {} forget {forget}", config.peers_command),
+    ]);
+}
+
+/// The refusal for a petname whose key changed (not "does not match --peer": there was none).
+pub fn petname_key_changed(entry: &Entry) -> Error {
+    Error::PeerRefused(format!(
+        "{} answered with a different key than the one you know; session aborted before your \
+         key was sent",
+        crate::sanitize::line(&entry.name)
+    ))
 }
 
 /// Whether a recorded key is admitted to our rooms and pipes (see `trust`'s module comment).

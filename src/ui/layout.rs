@@ -44,9 +44,80 @@ fn new_row(out: &mut String, col: &mut usize, indent: usize) {
     *col = indent;
 }
 
-/// Appends `text` at column `col`, starting a continuation row wherever the next character
-/// would reach the last usable column.
+/// Appends `text` at column `col`, wrapping at word boundaries: a word that does not fit on
+/// the row starts a continuation row, so digit groups, `[key]` labels and words people read
+/// aloud are never cut; only a word longer than a whole row is, wherever the row ends. Blanks
+/// where a row breaks are dropped (the margin replaces them).
 fn put(out: &mut String, col: &mut usize, text: &str, usable: usize, indent: usize) {
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (token, blank) = next_token(rest);
+        rest = &rest[token.len()..];
+        let width = token_columns(token);
+        if blank {
+            // Only blanks that fit; at the end of a row they would only push the next word.
+            for c in token.chars() {
+                if *col < usable {
+                    out.push(c);
+                    *col += 1;
+                }
+            }
+            continue;
+        }
+        if *col + width > usable && *col > indent {
+            // The blanks before it belong to the row that ends here.
+            while out.ends_with(' ') {
+                out.pop();
+            }
+            new_row(out, col, indent);
+        }
+        if *col + width <= usable {
+            copy(out, col, token);
+            continue;
+        }
+        // Longer than a whole row: cut where the row ends, and go on on the next.
+        put_chars(out, col, token, usable, indent);
+    }
+}
+
+/// The next word (a run of non-blanks, our own colour sequences inside it) or run of blanks
+/// at the start of `text`; `true` for blanks.
+fn next_token(text: &str) -> (&str, bool) {
+    let blank = text.starts_with(' ');
+    let end = text
+        .char_indices()
+        .find(|&(_, c)| (c == ' ') != blank)
+        .map_or(text.len(), |(i, _)| i);
+    (&text[..end], blank)
+}
+
+/// Columns a token takes: our colour sequences take none.
+fn token_columns(token: &str) -> usize {
+    let mut cols = 0;
+    let mut chars = token.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+            continue;
+        }
+        cols += char_columns(c);
+    }
+    cols
+}
+
+/// Copies a token that fits on the row.
+fn copy(out: &mut String, col: &mut usize, token: &str) {
+    out.push_str(token);
+    *col += token_columns(token);
+}
+
+/// Copies a token character by character, starting a continuation row wherever the next
+/// character would reach the last usable column.
+fn put_chars(out: &mut String, col: &mut usize, text: &str, usable: usize, indent: usize) {
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
         if c == '\x1b' {
@@ -173,5 +244,31 @@ mod tests {
     fn blank_runs_are_collapsed_short_ones_kept() {
         assert_eq!(collapse_blanks("a        b"), "a        b");
         assert_eq!(collapse_blanks("a         b"), "a [9 spaces] b");
+    }
+
+    #[test]
+    fn words_wrap_whole_and_only_a_word_longer_than_a_row_is_cut() {
+        let safety = "safety number: 44758 16735 97887 52457 61911 84017 20356 11122";
+        for cols in 30..80 {
+            let out = layout("12:00 --", 8, safety, cols, Blanks::Collapse);
+            for row in rows(&out) {
+                assert!(text_columns(&row) < cols, "{cols}: {row:?}");
+                for word in row.split(' ').filter(|w| !w.is_empty()) {
+                    assert!(
+                        safety.split(' ').any(|w| w == word) || word == "12:00" || word == "--",
+                        "{cols}: a word was cut: {word:?} in {out:?}"
+                    );
+                }
+            }
+        }
+        // A label in brackets stays whole, in a long head too.
+        let head = "12:00 <Frank [a79f7352d8bd] via Gina [35abc65a7cf8]>";
+        let out = layout(head, head.len(), "hi", 45, Blanks::Collapse);
+        assert!(out.contains("[35abc65a7cf8]>"), "{out:?}");
+        // Only what no row can hold is cut.
+        let out = layout("h", 1, &"x".repeat(50), 21, Blanks::Collapse);
+        for row in rows(&out) {
+            assert!(text_columns(&row) < 21, "{row:?}");
+        }
     }
 }

@@ -206,6 +206,36 @@ impl Ui {
         }
     }
 
+    /// Something people compare digit by digit (a safety number, a fingerprint): at a
+    /// terminal its rows stay whole and aligned, the same grid whatever the width (at least 40
+    /// columns), beside `label` when that fits and below it otherwise; elsewhere one line.
+    pub fn grid(&self, label: &str, rows: &[String]) {
+        if self.mode != Mode::Interactive {
+            self.status(format_args!("{label} {}", rows.join(" ")));
+            return;
+        }
+        let head = format!("{} {}", self.stamp(), self.paint(DIM, "--"));
+        let margin = STAMP_COLS + 4;
+        let widest = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+        let usable = crate::editor::columns().saturating_sub(1);
+        // Beside the label when the widest row fits there; else below it, indented.
+        let (first, pad) = match margin + label.len() + 1 + widest <= usable {
+            true => (format!("{label} "), label.len() + 1),
+            false => (format!("{label}\n  "), 2),
+        };
+        let mut body = first;
+        for (i, row) in rows.iter().enumerate() {
+            if i > 0 {
+                body.push('\n');
+                body.push_str(&" ".repeat(pad));
+            }
+            body.push_str(row);
+        }
+        let body = self.paint(DIM, &sanitize::block(&body));
+        let columns = crate::editor::columns();
+        self.to_screen(&layout(&head, margin - 1, &body, columns, Blanks::Keep));
+    }
+
     /// A status line (connection progress, peer verified, …).
     pub fn status(&self, text: impl Display) {
         match self.mode {
@@ -241,17 +271,26 @@ impl Ui {
         }
     }
 
-    /// A warning that must not be missed (several lines, set apart by blank lines).
+    /// A warning that must not be missed: each line in red behind `!!`, wrapped at words by us
+    /// at a terminal (the terminal would cut a key or a word anywhere); plain lines elsewhere.
     pub fn alarm(&self, lines: &[&str]) {
-        let mut text = String::from("\n");
-        for line in lines {
-            text.push_str(&self.paint(RED, line));
-            text.push('\n');
-        }
-        text.push('\n');
         match self.mode {
-            Mode::Interactive => self.to_screen(&text),
+            Mode::Interactive => {
+                let columns = crate::editor::columns();
+                let mut text = String::new();
+                for line in lines {
+                    let head = self.paint(RED, "!!");
+                    let body = self.paint(RED, &sanitize::block(line));
+                    text.push_str(&layout(&head, 2, &body, columns, Blanks::Keep));
+                }
+                self.to_screen(&text);
+            }
             _ => {
+                let mut text = String::new();
+                for line in lines {
+                    text.push_str(line);
+                    text.push('\n');
+                }
                 let _ = io::stderr().lock().write_all(text.as_bytes());
             }
         }
@@ -416,10 +455,15 @@ impl Ui {
         }
     }
 
-    /// Echo of what we sent (interactive only: scripts know what they sent).
-    pub fn own(&self, text: &str) {
+    /// Echo of what we sent (interactive only: scripts know what they sent). An action (`/me`)
+    /// reads with our display name, `name` (empty: none, then "you").
+    pub fn own(&self, name: &str, text: &str) {
         if self.mode == Mode::Interactive {
-            self.to_screen(&self.chat_block("you", BOLD, text));
+            let who = match (text.starts_with("/me "), name) {
+                (true, name) if !name.is_empty() => name,
+                _ => "you",
+            };
+            self.to_screen(&self.chat_block(who, BOLD, text));
         }
     }
 
@@ -470,6 +514,8 @@ pub enum Departure {
     Cut,
     /// It turned us down (or we it).
     Refused,
+    /// Its owner did not answer our knock in time (nobody refused).
+    Unanswered,
     /// Nothing came from it for too long, or a write to it never finished.
     Timeout,
     /// It broke the protocol, or something failed locally.
@@ -484,6 +530,7 @@ impl Departure {
             Error::ConnectionCut => Departure::Cut,
             Error::Io { .. } | Error::Network(_) => Departure::Cut,
             Error::PeerSilent(_) | Error::Timeout(..) => Departure::Timeout,
+            Error::RefusedByPeer(why) if why.starts_with("unanswered:") => Departure::Unanswered,
             Error::RefusedByPeer(_) | Error::PeerRefused(_) => Departure::Refused,
             Error::PeerAborted(_) => Departure::Quit,
             _ => Departure::Error,
@@ -496,6 +543,7 @@ impl Departure {
             Departure::Quit => "quit",
             Departure::Cut => "cut",
             Departure::Refused => "refused",
+            Departure::Unanswered => "unanswered",
             Departure::Timeout => "timeout",
             Departure::Error => "error",
         }

@@ -29,8 +29,8 @@ pub(super) fn host_input(
         InputEvent::Interrupted | InputEvent::Eof | InputEvent::Failed(_) => return Some(Ok(())),
     };
     match command::parse(&line) {
-        Command::Say(text) => say(members, None, text, ui),
-        Command::Me(action) => say(members, None, &format!("/me {action}"), ui),
+        Command::Say(text) => say(members, None, text, host.name, ui),
+        Command::Me(action) => say(members, None, &format!("/me {action}"), host.name, ui),
         Command::Name(name, petname) => match find(members, name) {
             Ok(id) => match crate::trust::validate_name(petname) {
                 Err(why) => ui.warn(format_args!("not named: {why}")),
@@ -53,7 +53,7 @@ pub(super) fn host_input(
             Err(why) => ui.warn(why),
         },
         Command::Msg(name, text) => match find(members, name) {
-            Ok(id) => say(members, Some(id), text, ui),
+            Ok(id) => say(members, Some(id), text, host.name, ui),
             Err(why) => ui.warn(why),
         },
         Command::Who => {
@@ -168,14 +168,20 @@ pub(super) fn named_member(
 }
 
 /// The host's own words: to everyone, or to one member.
-pub(super) fn say(members: &mut BTreeMap<u64, Member>, to: Option<u64>, text: &str, ui: &Ui) {
+pub(super) fn say(
+    members: &mut BTreeMap<u64, Member>,
+    to: Option<u64>,
+    text: &str,
+    host_name: &str,
+    ui: &Ui,
+) {
     if !members.values().any(|m| m.ready) {
         ui.warn("nobody is in the room; nothing was sent");
         return;
     }
     match to {
         None => {
-            ui.own(text);
+            ui.own(host_name, text);
             broadcast(members, None, &Message::Text(text.to_owned().into()), ui);
         }
         Some(id) => {
@@ -192,61 +198,99 @@ pub(super) fn say(members: &mut BTreeMap<u64, Member>, to: Option<u64>, text: &s
     }
 }
 
-/// Hex digits of a fingerprint prefix that names a member: 64 bits, far beyond what anyone can
-/// grind a key to match (a 16-bit prefix takes seconds).
-pub const MIN_PREFIX_DIGITS: usize = 16;
+/// Hex digits of a fingerprint prefix that names a member: the 12 of the label in brackets
+/// that the screen shows (`Bob? [0f87acac33f8]`). Nobody can choose a key for a given 12 digits
+/// cheaply (2^48 tries), and if two members in the room share them, neither is picked: the
+/// host is shown both.
+pub const MIN_PREFIX_DIGITS: usize = 12;
 
-/// The member called `name`: its petname or label, or a fingerprint prefix of at least
-/// [`MIN_PREFIX_DIGITS`] hex digits (spaces and colons allowed, as fingerprints are shown).
+/// The member called `name`, as the screen shows members: its petname, its display name (when
+/// that is unambiguous), its label (`Bob? [0f87acac33f8]`), the 12 digits in brackets, or a
+/// longer fingerprint prefix (spaces and colons allowed). When a name fits several members,
+/// or only a member that merely calls itself like a peer of ours, nobody is picked and the
+/// error lists who matched, each with the label that names it alone.
 pub(super) fn find(
     members: &BTreeMap<u64, Member>,
     name: &str,
 ) -> std::result::Result<u64, String> {
-    let members = members.iter().filter(|(_, m)| m.ready);
-    // Our own names first: a petname (ours, so nobody else can take it), then a fingerprint
-    // prefix. A name a member announced is only a claim, so it comes last, and counts only
-    // when no petname or prefix matched and it is not marked as colliding: a member cannot
-    // capture a /msg or /name meant for someone else by calling itself like them.
+    let members: Vec<(u64, &Member)> = members
+        .iter()
+        .filter(|(_, m)| m.ready)
+        .map(|(id, m)| (*id, m))
+        .collect();
+    let label_of = |m: &Member| {
+        let short = fingerprint::short(&m.info.key);
+        match m.info.label.contains(&short) {
+            true => m.info.label.clone(),
+            false => format!("{} [{short}]", m.info.label),
+        }
+    };
+    let listed = |ids: &[u64]| {
+        ids.iter()
+            .filter_map(|id| members.iter().find(|(m, _)| m == id))
+            .map(|(_, m)| label_of(m))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let shown = crate::sanitize::line(name).into_owned();
+    let trimmed = name.trim();
+    // Our own names first: a petname (ours, so nobody else can take it).
     let by_petname: Vec<u64> = members
-        .clone()
-        .filter(|(_, m)| m.info.entry.as_ref().is_some_and(|e| e.name == name))
+        .iter()
+        .filter(|(_, m)| m.info.entry.as_ref().is_some_and(|e| e.name == trimmed))
         .map(|(id, _)| *id)
         .collect();
-    let prefix: String = name
-        .chars()
-        .filter(|c| !matches!(c, ' ' | ':'))
-        .collect::<String>()
-        .to_ascii_lowercase();
-    let is_prefix =
-        prefix.len() >= MIN_PREFIX_DIGITS && prefix.chars().all(|c| c.is_ascii_hexdigit());
-    let matches: Vec<u64> = if !by_petname.is_empty() {
-        by_petname
-    } else if is_prefix {
-        members
-            .filter(|(_, m)| m.info.key.to_hex().starts_with(&prefix))
+    if let [id] = by_petname[..] {
+        return Ok(id);
+    }
+    // The digits of a key: those in brackets of a label as shown, or a prefix typed.
+    let digits: String = match (trimmed.rfind('['), trimmed.strip_suffix(']')) {
+        (Some(at), Some(inner)) => inner[at + 1..].to_string(),
+        _ => trimmed.chars().filter(|c| !matches!(c, ' ' | ':')).collect(),
+    }
+    .to_ascii_lowercase();
+    if digits.len() >= MIN_PREFIX_DIGITS && digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        let matched: Vec<u64> = members
+            .iter()
+            .filter(|(_, m)| m.info.key.to_hex().starts_with(&digits))
             .map(|(id, _)| *id)
-            .collect()
-    } else {
+            .collect();
+        return match matched[..] {
+            [id] => Ok(id),
+            [] => Err(format!("nobody in the room has a key starting {digits} (/who lists them)")),
+            _ => Err(format!(
+                "{digits} fits several members: {}; give more digits",
+                listed(&matched)
+            )),
+        };
+    }
+    // A display name: only a claim, so it counts only when it names one member and is not one
+    // of our petnames for someone else (the screen marks such names with '?').
+    let wanted = trimmed.trim_end_matches('?').to_lowercase();
+    let claimed: Vec<u64> = members
+        .iter()
+        .filter(|(_, m)| !m.name.is_empty() && m.name.to_lowercase() == wanted)
+        .map(|(id, _)| *id)
+        .collect();
+    let marked = |id: &u64| {
         members
-            .filter(|(_, m)| {
-                m.info.entry.is_none()
-                    && !m.name.is_empty()
-                    && m.name.to_lowercase() == name.to_lowercase()
-                    // (Only a collision mark puts a '?' in a label.)
-                    && !m.info.label.contains('?')
-            })
-            .map(|(id, _)| *id)
-            .collect()
+            .iter()
+            .any(|(m, member)| m == id && member.info.label.contains('?'))
     };
-    let name = crate::sanitize::line(name);
-    match matches.as_slice() {
-        [id] => Ok(*id),
+    match claimed[..] {
+        [id] if !marked(&id) => Ok(id),
         [] => Err(format!(
-            "nobody called {name:?} is in the room (/who lists them; a fingerprint needs at \
-             least {MIN_PREFIX_DIGITS} hex digits)"
+            "nobody called {shown:?} is in the room (/who lists them; the 12 digits in brackets \
+             name a member too)"
+        )),
+        [id] => Err(format!(
+            "{shown:?} is your name for another key, not in the room; {} only calls itself so: \
+             to reach it, use the digits in brackets",
+            listed(&[id])
         )),
         _ => Err(format!(
-            "{name:?} matches several members: use more of the fingerprint"
+            "several members call themselves {shown:?}: {}; use the digits in brackets",
+            listed(&claimed)
         )),
     }
 }

@@ -1,5 +1,6 @@
 //! Unknown dialers knocking at a host who is at a terminal: shown with their fingerprint
-//! and safety number, answered y / n / a petname, refused after [`KNOCK_WAIT`].
+//! and safety number, answered y / n / a petname, turned away unanswered after `--knock-wait`
+//! ([`KNOCK_WAIT`] by default).
 
 use super::*;
 
@@ -19,6 +20,15 @@ pub(super) const TURNED_AWAY_EVERY: Duration = Duration::from_secs(10);
 /// What a knock turned away for want of room is told: nobody refused it (PROTOCOL.md §5).
 pub const KNOCKS_FULL: &str =
     "busy: the host has too many knocks waiting to answer; try again in a minute";
+
+/// What a knock nobody answered in time is told: not refused, just not answered (§5).
+fn unanswered(wait: Duration) -> String {
+    format!(
+        "unanswered: the host's owner did not answer within {} s; ask them to let you in, or \
+         for an invite",
+        wait.as_secs()
+    )
+}
 
 /// What a key that knocks again while its first knock waits is told.
 pub const ALREADY_KNOCKING: &str =
@@ -42,6 +52,8 @@ pub(super) struct Knocks<R, W> {
     refused: std::collections::HashMap<PublicKey, Refusal>,
     /// Refusals in progress are bounded (see `send_away`).
     slots: Arc<Semaphore>,
+    /// How long a knock waits for an answer.
+    wait: Duration,
     /// Knocks turned away for want of room since the last line about it, and when that
     /// line was shown.
     turned_away: u32,
@@ -62,8 +74,9 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    pub(super) fn new(slots: Arc<Semaphore>) -> Self {
+    pub(super) fn new(slots: Arc<Semaphore>, wait: Duration) -> Self {
         Knocks {
+            wait,
             queue: VecDeque::new(),
             refused: std::collections::HashMap::new(),
             slots,
@@ -80,7 +93,7 @@ where
     pub(super) fn due(&self) -> Instant {
         self.queue
             .front()
-            .map_or_else(Instant::now, |(_, since, _)| *since + KNOCK_WAIT)
+            .map_or_else(Instant::now, |(_, since, _)| *since + self.wait)
     }
 
     /// Knocks turned away for want of room and not yet told to the host.
@@ -103,11 +116,11 @@ where
         self.last_summary = Some(Instant::now());
         ui.warn(format_args!(
             "{n} more knock(s) turned away in the last {} s: {} are waiting for your answer \
-             (at most {KNOCKS_PER_ADDRESS} per address); answer them, or they are refused after \
-             {} s",
+             (at most {KNOCKS_PER_ADDRESS} per address); answer them, or they are turned away \
+             after {} s",
             TURNED_AWAY_EVERY.as_secs(),
             self.queue.len(),
-            KNOCK_WAIT.as_secs()
+            self.wait.as_secs()
         ));
     }
 
@@ -188,19 +201,13 @@ where
                 info.label, arrival.address
             )),
         }
-        ui.status(format_args!(
-            "  fingerprint:   {}",
-            fingerprint::grouped(&info.key)
-        ));
-        ui.status(format_args!("  safety number: {}", info.safety()));
+        ui.grid("safety number:", &info.safety().lines());
+        ui.grid("fingerprint:  ", &fingerprint::grid(&info.key));
         ui.status(
             "compare the safety number with them (read it aloud), then answer: y admits, n \
              refuses, y NAME admits and remembers them as NAME",
         );
-        input.set_prompt(Some(&format!(
-            "admit {}? [y]es / [n]o / y NAME: ",
-            info.label
-        )));
+        input.set_prompt(Some("admit? y / n / y NAME: "));
     }
 
     /// The host's answer to the oldest knock: what to do with it.
@@ -288,18 +295,18 @@ where
         let waited = self
             .queue
             .front()
-            .is_some_and(|(_, since, _)| since.elapsed() >= KNOCK_WAIT);
+            .is_some_and(|(_, since, _)| since.elapsed() >= self.wait);
         if !waited {
             return false;
         }
         if let Some((arrival, _, _)) = self.queue.pop_front() {
             ui.warn(format_args!(
-                "refused {} from {}: no answer within {} s",
+                "turned {} from {} away: no answer within {} s",
                 arrival.info.label,
                 arrival.address,
-                KNOCK_WAIT.as_secs()
+                self.wait.as_secs()
             ));
-            send_away(&self.slots, arrival.established, REFUSAL);
+            send_away(&self.slots, arrival.established, unanswered(self.wait));
         }
         true
     }

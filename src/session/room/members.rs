@@ -86,7 +86,7 @@ pub(super) fn leave_reason(how: &Result<String>) -> Reason {
         Err(e) => match Departure::of(e) {
             Departure::Quit => Reason::Quit,
             Departure::Cut => Reason::Cut,
-            Departure::Refused => Reason::Refused,
+            Departure::Refused | Departure::Unanswered => Reason::Refused,
             Departure::Timeout => Reason::Timeout,
             Departure::Error => Reason::Error,
         },

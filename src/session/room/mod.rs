@@ -59,6 +59,8 @@ pub struct RoomOptions {
     pub welcome: String,
     /// Members at once; more are refused with a QUIT.
     pub max_peers: usize,
+    /// How long a knock waits for the host's answer ([`KNOCK_WAIT`] unless configured).
+    pub knock_wait: Duration,
     /// End when the room empties after its first member.
     pub once: bool,
     /// PING after this much silence from a member; gone after three.
@@ -209,7 +211,7 @@ where
     let mut churn = Churn::new();
     let mut input_open = true;
     let turning_away = Arc::new(Semaphore::new(TURNING_AWAY));
-    let mut knocks = Knocks::new(turning_away.clone());
+    let mut knocks = Knocks::new(turning_away.clone(), options.knock_wait);
     // The oldest knock changed: show it (and its question) once the select is over.
     let mut ask_knock = false;
     // Writers of members that said QUIT, finishing their queues.
@@ -275,7 +277,9 @@ where
                     let tag = member.tag();
                     let invite = member.info.invite.clone();
                     let info = &member.info;
-                    if loud {
+                    // Logs and scripts get the numbers on the record; at a terminal the join
+                    // line below says who came, and /verify NAME shows the numbers.
+                    if loud && ui.mode() != Mode::Interactive {
                         ui.status(format_args!(
                             "secure session with {}; peer fingerprint: {}",
                             member.address,
@@ -523,7 +527,7 @@ where
 
 /// QUIT with `reason` and hang up, in the background: at most [`TURNING_AWAY`] at once (beyond
 /// that the connection is just dropped), so a flood of refusals holds no unbounded sockets.
-fn send_away<R, W>(slots: &Arc<Semaphore>, established: Established<R, W>, reason: &'static str)
+fn send_away<R, W>(slots: &Arc<Semaphore>, established: Established<R, W>, reason: impl Into<String>)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -531,8 +535,9 @@ where
     let Ok(slot) = slots.clone().try_acquire_owned() else {
         return;
     };
+    let reason = reason.into();
     tokio::spawn(async move {
-        super::refuse(established, reason).await;
+        super::refuse(established, &reason).await;
         drop(slot);
     });
 }
