@@ -148,6 +148,21 @@ pub fn prompt(question: &str) -> Result<Passphrase> {
         .map_err(|e| Error::io("reading the passphrase from the terminal", e))
 }
 
+/// Asks `question` on the controlling terminal and reads one line, echoed (an answer, not a
+/// secret).
+pub fn read_line_on_terminal(question: &str) -> std::io::Result<String> {
+    use std::io::{BufRead, Write};
+    let mut tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    tty.write_all(question.as_bytes())?;
+    tty.flush()?;
+    let mut line = String::new();
+    std::io::BufReader::new(tty).read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
 /// The longest answer [`read_hidden`] takes, in bytes.
 pub const MAX_HIDDEN: usize = 4096;
 

@@ -381,9 +381,7 @@ async fn a_knock_never_takes_the_half_typed_line_as_its_answer() {
         });
         let mut d = stranger.dial(port, &["--trust", "accept-new"]);
         tokio::task::block_in_place(|| {
-            t.until("the knock's question", |s| {
-                shows(s, "y / n / y NAME")
-            });
+            t.until("the knock's question", |s| shows(s, "y / n / y NAME"));
             // A "y" and Enter in flight as the question appears are not an answer.
             t.press("y\r");
             t.settle(100);

@@ -534,3 +534,91 @@ async fn lines_of_the_invites_file_it_cannot_read_are_kept() {
     })
     .await
 }
+
+/// A code typed at the terminal is echoed, Tab completes its words, and a typo is asked again
+/// instead of ending the command; `invite --code` gives the address with the code (issue 26:
+/// typed blind, one typo cost a rerun, and the address was never printed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_is_typed_with_echo_completion_and_a_second_chance() {
+    within(async {
+        let (host, guest) = (Home::new(), Home::new());
+        let (mut room, port) = closed_listener(&host).await;
+        let out = host.run(&["invite", "--code", "--json", "--port", &port.to_string()]);
+        assert!(out.status.success(), "{out:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let spoken = v["code"].as_str().unwrap().to_string();
+        let addresses = v["addresses"].as_array().unwrap();
+        assert!(
+            addresses
+                .iter()
+                .any(|a| a.as_str().unwrap().ends_with(&format!(":{port}"))),
+            "{v}"
+        );
+        let (number, words) = spoken.split_once('-').unwrap();
+        let words: Vec<&str> = words.split('-').collect();
+        let addr = format!("127.0.0.1:{port}");
+        let mut t =
+            common::term::Term::spawn(&guest, &["dial", &addr, "--code", "-"], 30, 100, 300);
+        tokio::task::block_in_place(|| {
+            t.until("the question", |s| common::term::shows(s, "the code"));
+            // A typo first: said, and asked again.
+            t.type_line(&format!("{number}-nosuchword-{}", words[1..].join("-")));
+            t.until("the second chance", |s| {
+                common::term::shows(s, "type it again")
+            });
+            // Then, of each word, the letters that tell it apart in its list, and Tab.
+            t.press(&format!("{number}-"));
+            for (i, word) in words.iter().enumerate() {
+                let list = match i % 2 {
+                    0 => &schat::invite::words::EVEN,
+                    _ => &schat::invite::words::ODD,
+                };
+                let mut n = 1;
+                while list.iter().filter(|w| w.starts_with(&word[..n])).count() > 1 {
+                    n += 1;
+                }
+                t.press(&word[..n]);
+                t.press("\t");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            // What is typed is on the screen.
+            t.until("the whole code echoed", |s| common::term::shows(s, &spoken));
+            t.press("\r");
+            t.until("the session", |s| common::term::shows(s, "welcome"));
+        });
+        room.stderr_until("joined").await;
+        t.type_line("/quit");
+        let code = tokio::task::block_in_place(|| t.exit_code());
+        assert_eq!(code, Some(0));
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}
+
+/// A pasted ticket is on the screen as it is pasted (issue 26: invisible until Enter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pasted_ticket_is_echoed() {
+    within(async {
+        let (host, guest) = (Home::new(), Home::new());
+        let (mut room, port) = closed_listener(&host).await;
+        let ticket = invite(&host, port, &[]);
+        let mut t = common::term::Term::spawn(&guest, &["dial", "-"], 30, 200, 300);
+        tokio::task::block_in_place(|| {
+            t.until("the question", |s| {
+                common::term::shows(s, "paste the ticket")
+            });
+            t.press(&ticket);
+            t.until("the ticket echoed", |s| common::term::shows(s, &ticket));
+            t.press("\r");
+            t.until("the session", |s| common::term::shows(s, "welcome"));
+        });
+        room.stderr_until("joined").await;
+        t.type_line("/quit");
+        let code = tokio::task::block_in_place(|| t.exit_code());
+        assert_eq!(code, Some(0));
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}

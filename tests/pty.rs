@@ -330,3 +330,61 @@ async fn a_signal_at_the_trust_question_ends_the_dial_and_remembers_nothing() {
     })
     .await
 }
+
+/// `keygen --force` never throws an identity away without a word (issue 26): it shows the old
+/// fingerprint and what replacing it means, asks at a terminal (anything but "yes" keeps it),
+/// and keeps the old keyfile as a 0600 copy, saying where.
+#[tokio::test]
+async fn keygen_force_asks_shows_the_old_key_and_keeps_a_copy() {
+    within(async {
+        let home = Home::new();
+        let old_fp = home.fingerprint();
+        let old_file = std::fs::read(home.identity()).unwrap();
+        let dir = home.path().to_path_buf();
+        // At a terminal: "no" keeps everything.
+        on_terminal(move || {
+            let mut cmd = std::process::Command::new(common::bin());
+            cmd.arg("--home")
+                .arg(&dir)
+                .args(["keygen", "--force", "--no-passphrase"]);
+            let mut t = Session::spawn(cmd).unwrap();
+            t.set_expect_timeout(Some(Duration::from_secs(20)));
+            t.expect("replace it?").unwrap();
+            type_line(&mut t, "no");
+            t.expect("unchanged").unwrap();
+            assert_eq!(exit_code(&t), Some(2));
+        })
+        .await;
+        assert_eq!(home.fingerprint(), old_fp);
+        // Without a terminal (a script that said --force): replaced, the old one kept.
+        let out = home.run(&["keygen", "--force", "--no-passphrase"]);
+        assert!(out.status.success(), "{out:?}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        let grouped: String = old_fp
+            .as_bytes()
+            .chunks(4)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(said.contains(&grouped), "{said}");
+        assert!(said.contains("key-change alarm"), "{said}");
+        assert_ne!(home.fingerprint(), old_fp);
+        let kept: Vec<_> = std::fs::read_dir(home.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("identity.old-")
+            })
+            .collect();
+        assert_eq!(kept.len(), 1, "{said}");
+        assert!(said.contains(&kept[0].display().to_string()), "{said}");
+        assert_eq!(std::fs::read(&kept[0]).unwrap(), old_file);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&kept[0]).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    })
+    .await
+}

@@ -595,7 +595,10 @@ async fn msg_reaches_whom_who_shows_and_ambiguity_is_listed() {
         ] {
             room.send(&format!("/msg {target} {text}")).await;
             let got = b.stdout_line().await;
-            assert!(got.ends_with(&format!("(private): {text}")), "{target}: {got}");
+            assert!(
+                got.ends_with(&format!("(private): {text}")),
+                "{target}: {got}"
+            );
         }
         let mut e1 = eve1.dial(port, &["--name", "Eve"]);
         room.stderr_until("joined (2").await;
@@ -604,7 +607,8 @@ async fn msg_reaches_whom_who_shows_and_ambiguity_is_listed() {
         room.send("/msg Eve psst").await;
         let refused = room.stderr_until("several members call themselves").await;
         assert!(
-            refused.contains(&eve1.fingerprint()[..12]) && refused.contains(&eve2.fingerprint()[..12]),
+            refused.contains(&eve1.fingerprint()[..12])
+                && refused.contains(&eve2.fingerprint()[..12]),
             "{refused}"
         );
         for p in [&mut b, &mut e1, &mut e2] {

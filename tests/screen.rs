@@ -642,7 +642,10 @@ async fn a_first_dial_shows_each_number_once_as_the_same_grid_at_any_width() {
             assert_eq!(screen.matches("safety number:").count(), 1, "{screen}");
             // Words whole: every word of the explanation is on screen as it was written.
             for word in ["compare", "safety", "number", "aloud),", "fingerprint"] {
-                assert!(screen.split_whitespace().any(|w| w == word), "{word}:\n{screen}");
+                assert!(
+                    screen.split_whitespace().any(|w| w == word),
+                    "{word}:\n{screen}"
+                );
             }
             let safety = grid_after(&rows, "safety number:", 3);
             let fingerprint = grid_after(&rows, "fingerprint:", 4);
@@ -667,7 +670,10 @@ async fn a_first_dial_shows_each_number_once_as_the_same_grid_at_any_width() {
             grids.push((safety, fingerprint));
             drop(t);
         }
-        assert_eq!(grids[0], grids[1], "the grids differ between 80 and 50 columns");
+        assert_eq!(
+            grids[0], grids[1],
+            "the grids differ between 80 and 50 columns"
+        );
         listener.signal("INT");
         listener.exit().await;
     })

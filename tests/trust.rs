@@ -576,7 +576,12 @@ async fn trusting_a_key_when_dialling_does_not_admit_it() {
         let mut knock = bob.dial(port, &["--trust", "accept-new"]);
         knock.send("let me in").await;
         knock.close_stdin();
-        assert_eq!(knock.exit().await.code(), Some(4), "{}", knock.stderr_text());
+        assert_eq!(
+            knock.exit().await.code(),
+            Some(4),
+            "{}",
+            knock.stderr_text()
+        );
         carols
             .stderr_until("you know its key, but it is not admitted")
             .await;
@@ -628,11 +633,15 @@ async fn an_old_known_peers_file_keeps_explicit_admissions_only() {
         let line = room.stderr_until("listening on 127.0.0.1:").await;
         let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
         let warned = room.stderr_until("no longer admitted").await;
-        assert!(warned.contains("server") && !warned.contains("friend"), "{warned}");
+        assert!(
+            warned.contains("server") && !warned.contains("friend"),
+            "{warned}"
+        );
         let file = known_peers(&host);
         assert!(file.contains("# known_peers format 2"), "{file}");
         assert!(
-            file.lines().any(|l| l.starts_with("friend ") && l.contains(" admitted")),
+            file.lines()
+                .any(|l| l.starts_with("friend ") && l.contains(" admitted")),
             "{file}"
         );
         let mut f = friend.dial(port, &[]);
@@ -645,6 +654,80 @@ async fn an_old_known_peers_file_keeps_explicit_admissions_only() {
         assert_eq!(d.exit().await.code(), Some(4), "{}", d.stderr_text());
         room.signal("INT");
         room.exit().await;
+    })
+    .await
+}
+
+/// The key-change alarm's advice undoes exactly what changed (issue 26): dialling the address
+/// says to forget the address (bob's entry may still be right), dialling the petname says to
+/// forget bob's old key — never "does not match --peer" when there was no --peer.
+#[tokio::test]
+async fn the_key_change_alarm_names_what_to_forget() {
+    within(async {
+        let (alice, old_bob, new_bob) = (Home::new(), Home::new(), Home::new());
+        let (mut listener, port) = new_bob.listen(&[]).await;
+        let addr = format!("127.0.0.1:{port}");
+        let added = alice.run(&[
+            "peers",
+            "add",
+            &old_bob.fingerprint(),
+            "bob",
+            "--addr",
+            &addr,
+        ]);
+        assert!(added.status.success());
+        let mut by_name = alice.spawn(&["dial", "bob"]);
+        assert_eq!(
+            by_name.exit().await.code(),
+            Some(3),
+            "{}",
+            by_name.stderr_text()
+        );
+        let said = by_name.stderr_text();
+        assert!(said.contains("THE PEER'S KEY HAS CHANGED"), "{said}");
+        assert!(said.contains("peers forget bob"), "{said}");
+        assert!(!said.contains("--peer"), "{said}");
+        let mut by_addr = alice.spawn(&["dial", &addr]);
+        assert_eq!(
+            by_addr.exit().await.code(),
+            Some(3),
+            "{}",
+            by_addr.stderr_text()
+        );
+        let said = by_addr.stderr_text();
+        assert!(said.contains(&format!("peers forget {addr}")), "{said}");
+        // The listener says the dialer turned its key down, not "not a schat peer".
+        listener
+            .stderr_until("hung up after seeing this listener's key")
+            .await;
+        listener.signal("INT");
+        listener.exit().await;
+    })
+    .await
+}
+
+/// A web server is named as one, from the error page it answers with.
+#[tokio::test]
+async fn an_html_answer_is_named_as_a_web_server() {
+    within(async {
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = server.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = server.accept().await.unwrap();
+            use tokio::io::AsyncWriteExt;
+            let _ = s
+                .write_all(b"<!DOCTYPE HTML>\n<html><body>Error 400</body></html>\n")
+                .await;
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        });
+        let alice = Home::new();
+        let mut d = alice.dial(port, &[]);
+        assert_eq!(d.exit().await.code(), Some(1), "{}", d.stderr_text());
+        assert!(
+            d.stderr_text().contains("looks like HTML"),
+            "{}",
+            d.stderr_text()
+        );
     })
     .await
 }

@@ -26,15 +26,15 @@ pub struct InviteArgs {
     #[arg(long, value_name = "DURATION")]
     pub expires: Option<String>,
     /// Make a short code to read out over a phone instead of a ticket (`schat dial ADDR
-    /// --code CODE`; the address goes separately). Both keys are verified by a PAKE; three
-    /// wrong tries burn it
-    #[arg(long, conflicts_with_all = ["as_name", "addrs"])]
+    /// --code -`; the address goes separately, and is printed with the code). Both keys are
+    /// verified by a PAKE; three wrong tries burn it
+    #[arg(long, conflicts_with_all = ["as_name"])]
     pub code: bool,
     /// How many people may redeem it (1: one person; more: a group for your room)
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub uses: u32,
     /// Where the invitee dials you, HOST:PORT; repeat for several, best first [default: this
-    /// machine's addresses with --port]. Tickets only: with a code, tell the address yourself
+    /// machine's addresses with --port]. With --code, printed beside it to read out too
     #[arg(long = "addr", value_name = "HOST:PORT")]
     pub addrs: Vec<String>,
     /// The port your `schat listen` uses, for the default addresses
@@ -225,6 +225,18 @@ fn spoken_code(args: &InviteArgs, invites: &Invites, lifetime: u64, petname: &st
     let code = Code::from_parts(nameplate, words.words())
         .map_err(|e| Error::Internal(format!("a generated code does not parse: {e}")))?;
     let until = timestamp(expires);
+    // The code goes with an address: the same ones a ticket would carry.
+    let addrs: Vec<String> = match args.addrs.is_empty() {
+        false => args
+            .addrs
+            .iter()
+            .map(|a| ticket_addr(a).map(|a| a.to_string()))
+            .collect::<Result<Vec<_>>>()?,
+        true => crate::net::tcp::reachable_addrs(args.port)
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    };
     if args.json {
         let object = serde_json::json!({
             "code": code.spoken().as_str(),
@@ -232,6 +244,7 @@ fn spoken_code(args: &InviteArgs, invites: &Invites, lifetime: u64, petname: &st
             "expires": until,
             "uses": args.uses,
             "petname": (!petname.is_empty()).then_some(petname),
+            "addresses": addrs,
         });
         out(object)?;
         return Ok(());
@@ -239,11 +252,19 @@ fn spoken_code(args: &InviteArgs, invites: &Invites, lifetime: u64, petname: &st
     out(code.spoken().as_str())?;
     if std::io::stderr().is_terminal() {
         eprintln!(
-            "schat: a code for {} {} (until {until}); read it to them, with your address:",
+            "schat: a code for {} {} (until {until}); read it to them, with an address where \
+             they reach you: {}",
             args.uses,
-            if args.uses == 1 { "person" } else { "people" }
+            if args.uses == 1 { "person" } else { "people" },
+            match addrs.is_empty() {
+                true => "(this machine has none: give --addr HOST:PORT)".to_string(),
+                false => addrs.join(", "),
+            }
         );
-        eprintln!("schat: they run `schat dial YOUR-ADDRESS --code -` and type it");
+        eprintln!(
+            "schat: they run `schat dial {} --code -` and type it",
+            addrs.first().map_or("YOUR-ADDRESS", String::as_str)
+        );
         eprintln!(
             "schat: keep `schat listen` running; three wrong tries burn the code; revoke with \
              `schat invite --revoke {nameplate}`"

@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
 
 mod invite;
 mod p2p;
+mod prompt;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -546,26 +547,22 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                 let mut settings = session.settings(&paths)?;
                 with_ticket(&addr, &mut settings, &early)?;
                 if let Some(code) = &code {
-                    let asked;
-                    let code = if code == "-" {
-                        asked = secret_from_terminal("the code (number and words): ")?;
-                        asked.as_str()
-                    } else {
-                        early.warn(
-                            "the code is on the command line, where other users of this machine \
-                             can read it: next time, give `--code -` and type it",
-                        );
-                        code.as_str()
-                    };
                     if settings.ticket.is_some() || settings.pin.is_some() {
                         return Err(Error::Usage(
                             "--code verifies a key you do not have yet: not with a ticket or --peer".into(),
                         ));
                     }
-                    let code = crate::invite::code::Code::parse(code)
-                        .map_err(|e| Error::Usage(format!("--code: {e}")))?;
-                    // (Typed blind: say which code was understood, by its number only.)
-                    early.status(format_args!("code {}-… read", code.nameplate));
+                    let code = match code.as_str() {
+                        "-" => code_from_terminal(&early)?,
+                        code => {
+                            early.warn(
+                                "the code is on the command line, where other users of this \
+                                 machine can read it: next time, give `--code -` and type it",
+                            );
+                            crate::invite::code::Code::parse(code)
+                                .map_err(|e| Error::Usage(format!("--code: {e}")))?
+                        }
+                    };
                     settings.code = Some(code);
                 }
                 let p2p = p2p_args.options(true)?;
@@ -655,7 +652,13 @@ fn with_ticket(addr: &str, settings: &mut Settings, ui: &Ui) -> Result<()> {
     let asked;
     let from_terminal = addr == "-";
     let addr = if from_terminal {
-        asked = secret_from_terminal("paste the ticket (schat:…): ")?;
+        if !passphrase::can_prompt() {
+            return Err(Error::Usage(
+                "`-` asks on the terminal, and there is none: give the ticket as an argument"
+                    .into(),
+            ));
+        }
+        asked = prompt::line("paste the ticket (schat:…): ", |_| None)?;
         asked.as_str()
     } else {
         addr
@@ -726,14 +729,28 @@ fn with_ticket(addr: &str, settings: &mut Settings, ui: &Ui) -> Result<()> {
     Ok(())
 }
 
-/// A secret typed or pasted at the terminal (not echoed, not in argv).
-fn secret_from_terminal(question: &str) -> Result<zeroize::Zeroizing<String>> {
+/// A spoken code typed at the terminal: echoed, Tab completing its words, asked again after a
+/// typo (three tries in all) rather than ending the command.
+fn code_from_terminal(ui: &Ui) -> Result<crate::invite::code::Code> {
+    use crate::invite::code::Code;
     if !passphrase::can_prompt() {
         return Err(Error::Usage(
-            "`-` asks on the terminal, and there is none: give it as an argument".into(),
+            "`--code -` asks on the terminal, and there is none: give the code as an argument"
+                .into(),
         ));
     }
-    passphrase::read_hidden(question).map_err(|e| Error::io("reading from the terminal", e))
+    const TRIES: usize = 3;
+    for left in (0..TRIES).rev() {
+        let typed = prompt::line("the code (number and words; Tab completes a word): ", |t| {
+            Code::complete(t)
+        })?;
+        match Code::parse(&typed) {
+            Ok(code) => return Ok(code),
+            Err(e) if left > 0 => ui.warn(format_args!("{e}: type it again ({left} more)")),
+            Err(e) => return Err(Error::Usage(format!("--code: {e}"))),
+        }
+    }
+    Err(Error::Usage("--code: no code".into()))
 }
 
 /// `schat keygen`.
@@ -746,12 +763,19 @@ fn keygen(
     ui: &Ui,
 ) -> Result<()> {
     // Refuse early, before asking for a passphrase that would be wasted.
-    if !force && paths.identity.symlink_metadata().is_ok() {
+    let existing = paths.identity.symlink_metadata().is_ok();
+    if !force && existing {
         return Err(KeyfileError::Exists {
             path: paths.identity.clone(),
         }
         .into());
     }
+    // Replacing an identity throws away who you are to every peer: say so, ask (at a
+    // terminal), and keep the old keyfile whatever happens next.
+    let backup = match existing {
+        true => Some(retire_identity(paths, ui)?),
+        false => None,
+    };
     let passphrase = if no_passphrase {
         None
     } else if let Some(given) = sources.given()? {
@@ -775,6 +799,12 @@ fn keygen(
         None => keyfile::Protection::None,
     };
     keyfile::write(&paths.identity, &identity, force, protection)?;
+    if let Some(backup) = backup {
+        ui.status(format_args!(
+            "the old keyfile is kept in {} (0600); move it back to return to the old identity",
+            backup.display()
+        ));
+    }
     ui.status(format_args!(
         "created identity keyfile {}{}",
         paths.identity.display(),
@@ -785,6 +815,49 @@ fn keygen(
         }
     ));
     out(fingerprint::grouped(identity.public()))
+}
+
+/// Before `keygen --force` replaces an identity: shows whose it was, says what replacing it
+/// means, asks at a terminal, and copies the old keyfile aside (0600, never over another file).
+/// Returns where the copy is.
+fn retire_identity(paths: &Paths, ui: &Ui) -> Result<std::path::PathBuf> {
+    let old = std::fs::read(&paths.identity)
+        .map_err(|e| Error::io(format!("reading {}", paths.identity.display()), e))?;
+    let old = zeroize::Zeroizing::new(old);
+    match Keyfile::parse(&paths.identity, &old) {
+        Ok(keyfile) => ui.warn(format_args!(
+            "this replaces your identity {}: every peer that knows it will see a key-change \
+             alarm next time, and must check and accept your new key",
+            fingerprint::grouped(&keyfile.public_key())
+        )),
+        Err(e) => ui.warn(format_args!(
+            "replacing a keyfile that does not read well ({e})"
+        )),
+    }
+    if std::io::stdin().is_terminal() && passphrase::can_prompt() {
+        let answer = passphrase::read_line_on_terminal("replace it? type yes to go on: ")
+            .map_err(|e| Error::io("reading the answer", e))?;
+        if answer.trim() != "yes" {
+            return Err(Error::Usage(
+                "not replaced: your identity is unchanged".into(),
+            ));
+        }
+    }
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
+    let name = match paths.identity.file_name() {
+        Some(name) => format!("{}.old-{stamp}", name.to_string_lossy()),
+        None => format!("identity.old-{stamp}"),
+    };
+    let backup = crate::fsutil::parent_dir(&paths.identity).join(name);
+    crate::fsutil::write_new_private(&backup, &old).map_err(|e| {
+        Error::io(
+            format!("keeping the old keyfile as {}", backup.display()),
+            e,
+        )
+    })?;
+    Ok(backup)
 }
 
 /// `schat passwd`: add, change or remove the passphrase, replacing the file atomically.

@@ -123,6 +123,45 @@ impl Code {
         })
     }
 
+    /// Completes the last word of a code being typed (`427-absurd-aft` → `427-absurd-aftermath-`):
+    /// from the list that word's place uses, as far as the candidates agree. `None` when nothing
+    /// can be added. (For Tab at the prompt: the words are short and easy to mistype.)
+    pub fn complete(typed: &str) -> Option<String> {
+        let cut = typed
+            .rfind(|c: char| c == '-' || c.is_whitespace())
+            .map_or(0, |i| i + 1);
+        let (done, partial) = typed.split_at(cut);
+        // Which word this is: the nameplate comes first.
+        let place = done
+            .split(|c: char| c == '-' || c.is_whitespace())
+            .filter(|p| !p.is_empty())
+            .count();
+        if place == 0 || place > WORDS {
+            return None;
+        }
+        let list: &[&str; 256] = if (place - 1) % 2 == 0 { &EVEN } else { &ODD };
+        let lower = partial.to_ascii_lowercase();
+        let candidates: Vec<&str> = list
+            .iter()
+            .copied()
+            .filter(|w| w.starts_with(&lower))
+            .collect();
+        let first = candidates.first()?;
+        let common = candidates.iter().fold(first.len(), |n, w| {
+            first
+                .bytes()
+                .zip(w.bytes())
+                .take(n)
+                .take_while(|(a, b)| a == b)
+                .count()
+        });
+        let mut completed = format!("{done}{}", &first[..common]);
+        if candidates.len() == 1 && place < WORDS {
+            completed.push('-');
+        }
+        (completed.len() > typed.len()).then_some(completed)
+    }
+
     /// The words alone (what the inviter files).
     pub fn words(&self) -> &str {
         &self.words
@@ -365,5 +404,31 @@ mod vector {
         for line in &lines {
             assert!(doc.contains(line.as_str()), "PROTOCOL.md lacks {line:?}");
         }
+    }
+
+    #[test]
+    fn tab_completes_a_word_from_the_list_of_its_place() {
+        let code = Code::from_bytes(427, &[3, 200, 17, 99, 250]);
+        let spoken = code.spoken();
+        let words: Vec<&str> = spoken.split('-').collect();
+        // Each word completes from a unique prefix of its own list.
+        let mut typed = "427-".to_string();
+        for (i, word) in words[1..].iter().enumerate() {
+            let list: &[&str; 256] = if i % 2 == 0 { &EVEN } else { &ODD };
+            let mut n = 1;
+            while list.iter().filter(|w| w.starts_with(&word[..n])).count() > 1 {
+                n += 1;
+            }
+            let completed = Code::complete(&format!("{typed}{}", &word[..n])).unwrap();
+            typed = format!("{typed}{word}");
+            if i + 1 < WORDS {
+                typed.push('-');
+            }
+            assert_eq!(completed, typed);
+        }
+        assert_eq!(Code::parse(&typed).unwrap(), code);
+        // Nothing to add: no word starts so, or nothing typed past the nameplate.
+        assert_eq!(Code::complete("427-zzzz"), None);
+        assert_eq!(Code::complete("42"), None);
     }
 }

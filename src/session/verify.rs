@@ -442,7 +442,9 @@ pub fn key_change_alarm(
         Changed::Petname => (
             format!("{name:?} answered with a different key than the one you know."),
             name.to_string(),
-            format!("Only if they confirm a new key, forget the old key of {name:?} and dial again:"),
+            format!(
+                "Only if they confirm a new key, forget the old key of {name:?} and dial again:"
+            ),
         ),
     };
     ui.alarm(&[

@@ -246,7 +246,10 @@ pub(super) fn find(
     // The digits of a key: those in brackets of a label as shown, or a prefix typed.
     let digits: String = match (trimmed.rfind('['), trimmed.strip_suffix(']')) {
         (Some(at), Some(inner)) => inner[at + 1..].to_string(),
-        _ => trimmed.chars().filter(|c| !matches!(c, ' ' | ':')).collect(),
+        _ => trimmed
+            .chars()
+            .filter(|c| !matches!(c, ' ' | ':'))
+            .collect(),
     }
     .to_ascii_lowercase();
     if digits.len() >= MIN_PREFIX_DIGITS && digits.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -257,7 +260,9 @@ pub(super) fn find(
             .collect();
         return match matched[..] {
             [id] => Ok(id),
-            [] => Err(format!("nobody in the room has a key starting {digits} (/who lists them)")),
+            [] => Err(format!(
+                "nobody in the room has a key starting {digits} (/who lists them)"
+            )),
             _ => Err(format!(
                 "{digits} fits several members: {}; give more digits",
                 listed(&matched)

@@ -527,8 +527,11 @@ where
 
 /// QUIT with `reason` and hang up, in the background: at most [`TURNING_AWAY`] at once (beyond
 /// that the connection is just dropped), so a flood of refusals holds no unbounded sockets.
-fn send_away<R, W>(slots: &Arc<Semaphore>, established: Established<R, W>, reason: impl Into<String>)
-where
+fn send_away<R, W>(
+    slots: &Arc<Semaphore>,
+    established: Established<R, W>,
+    reason: impl Into<String>,
+) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
