@@ -1035,3 +1035,61 @@ async fn a_pipe_interrupted_before_its_session_is_not_a_success() {
     })
     .await
 }
+
+/// Pipe endings and progress, as people see them (issue 26): with the size known the progress
+/// line shows how far along and the time left; a listener that turned a dialer away prints no
+/// `sent 0 B` summary; `--peer` with 12 digits says they identify but do not pin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipe_progress_knows_the_size_and_endings_say_what_happened() {
+    within(async {
+        let f = Files::new();
+        let (alice, bob) = (Home::new(), Home::new());
+        let (mut listener, addr) =
+            listening(&bob, &alice, &[], Stdio::null(), &f.path("l_out")).await;
+        // A chat dialer first: turned away, and no summary of nothing on the listener.
+        let mut chat = PipeProc::spawn(
+            &alice,
+            &["dial", &addr, "--trust", "accept-new"],
+            Stdio::null(),
+            &f.path("chat_out"),
+        );
+        assert_eq!(chat.exit().await.code(), Some(4));
+        listener.stderr_until("chat").await;
+        // Then a pipe whose sender knows the size, at a terminal: 30 % sent, then a pause.
+        let script = format!(
+            "(head -c 300000 /dev/zero; sleep 3; head -c 700000 /dev/zero) | {} --home {} dial \
+             {addr} --pipe --size 1000000 > /dev/null",
+            common::bin(),
+            alice.path().display()
+        );
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", &script]);
+        let mut t = common::term::Term::spawn_command(cmd, 10, 100, 100);
+        tokio::task::block_in_place(|| {
+            t.until("a percentage and the time left", |s| {
+                let text = s.contents();
+                text.contains("of 976.6 KiB (") && text.contains("%, ") && text.contains(" left)")
+            });
+        });
+        let code = tokio::task::block_in_place(|| t.exit_code());
+        assert_eq!(code, Some(0));
+        assert!(
+            listener.exit().await.success(),
+            "{}",
+            listener.stderr_text()
+        );
+        let summaries = listener
+            .seen
+            .iter()
+            .filter(|l| l.contains("sent ") && l.contains("received "))
+            .count();
+        assert_eq!(summaries, 1, "{}", listener.stderr_text());
+        assert!(!listener.stderr_text().contains("sent 0 B, received 0 B"));
+        // 12 digits are not a pin.
+        let out = alice.run(&["dial", &addr, "--pipe", "--peer", &bob.fingerprint()[..12]]);
+        assert_eq!(out.status.code(), Some(2));
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("identify a key but do not pin it"), "{said}");
+    })
+    .await
+}

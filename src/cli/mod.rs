@@ -223,6 +223,10 @@ pub struct SessionArgs {
     /// With --pipe: no progress line and no summary on stderr
     #[arg(long, requires = "pipe")]
     pub quiet: bool,
+    /// With --pipe: how many bytes stdin will give, for the progress line's percentage and
+    /// time left (found by itself when stdin is a regular file)
+    #[arg(long, value_name = "BYTES", requires = "pipe")]
+    pub size: Option<u64>,
     /// A display name to announce: others see it beside your key, as `NAME [3f2a9c1b4d5e]`
     /// (their own petname for you wins). Letters, digits, single spaces and - _ . ', at
     /// most 32 characters; /nick changes it during a chat
@@ -237,7 +241,10 @@ impl SessionArgs {
             handshake_timeout: seconds(self.timeout, "--timeout")?,
             trust: paths.trust_config(),
             keepalive: seconds(self.keepalive, "--keepalive")?,
-            pipe: self.pipe.then_some(PipeOptions { quiet: self.quiet }),
+            pipe: self.pipe.then_some(PipeOptions {
+                quiet: self.quiet,
+                size: self.size,
+            }),
             ticket: None,
             code: None,
             petname: None,
@@ -1196,8 +1203,28 @@ impl Paths {
         let peers = Store::in_home(&self.home)
             .load()
             .map_err(|e| Error::Internal(e.to_string()))?;
+        let digits: String = text.chars().filter(|c| !matches!(c, ' ' | ':')).collect();
         match peers.by_name(text) {
             Some(entry) => Ok(Some(entry.key)),
+            // The 12 digits a label shows name a key among a few, but anyone can make a key
+            // that shares them: they identify, they do not pin.
+            None if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_hexdigit()) => {
+                let known = peers
+                    .entries()
+                    .filter(|e| e.key.to_hex().starts_with(&digits.to_ascii_lowercase()))
+                    .map(|e| sanitize::line(&e.name).into_owned())
+                    .collect::<Vec<_>>();
+                Err(Error::Usage(format!(
+                    "--peer {}: {} hex digits identify a key but do not pin it (anyone can make \
+                     a key that starts the same); give all 64 digits of the fingerprint{}",
+                    sanitize::line(text),
+                    digits.len(),
+                    match known.as_slice() {
+                        [] => String::from(", or a petname from `schat peers list`"),
+                        names => format!(", or the petname {}", names.join(" or ")),
+                    }
+                )))
+            }
             None => Err(Error::Usage(format!(
                 "--peer {text:?} is neither a fingerprint (64 hex digits) nor the petname of a known peer"
             ))),

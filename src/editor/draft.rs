@@ -175,6 +175,9 @@ impl Draft {
     /// or no when it has more than [`PASTE_CONFIRM_LINES`] lines.
     pub fn paste(&mut self, text: &str) -> Action {
         let text = text.replace("\r\n", "\n").replace('\r', "\n");
+        // Text copied whole from a terminal or an editor ends with its line break: it is the
+        // end of what was copied, not a blank last line to send.
+        let text = text.trim_end_matches('\n').to_string();
         if self.text.len() + text.len() > self.limit {
             return Action::TooLong;
         }
@@ -443,6 +446,10 @@ mod tests {
         // e + combining acute, and a heart with its emoji selector.
         let mut d = Draft::new(100);
         d.paste("cafe\u{301} a\u{2764}\u{fe0f}b");
+        // A trailing line break is the end of what was copied, not a blank last line.
+        let mut copied = Draft::new(1000);
+        copied.paste("two\nlines\n");
+        assert_eq!(copied.text(), "two\nlines");
         d.key(key(KeyCode::Left)); // before b
         d.key(key(KeyCode::Left)); // before the heart, not inside it
         d.key(key(KeyCode::Char('Z')));
@@ -507,7 +514,7 @@ mod tests {
     #[test]
     fn a_long_paste_waits_for_yes_or_no() {
         let mut d = Draft::new(1000);
-        let block = "l\n".repeat(PASTE_CONFIRM_LINES);
+        let block = format!("{}l", "l\n".repeat(PASTE_CONFIRM_LINES));
         assert_eq!(d.paste(&block), Action::Redraw);
         assert_eq!(
             d.pending_paste(),

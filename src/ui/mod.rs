@@ -25,7 +25,7 @@ use crate::sanitize;
 use event::{Event, Peer};
 use layout::{Blanks, STAMP_COLS, layout};
 use std::fmt::Display;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 
 /// Who said something.
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +80,9 @@ pub enum Mode {
 pub struct Ui {
     mode: Mode,
     color: bool,
+    /// Plain and JSON modes with stderr at a terminal: status lines are wrapped at words by
+    /// us (the terminal would cut a fingerprint or a word anywhere).
+    wrap_stderr: bool,
     /// In interactive mode, output goes above the line editor's input.
     screen: Option<Screen>,
 }
@@ -106,6 +109,7 @@ impl Ui {
         Ui {
             mode: Mode::Plain,
             color: false,
+            wrap_stderr: io::stderr().is_terminal(),
             screen: None,
         }
     }
@@ -115,6 +119,7 @@ impl Ui {
         Ui {
             mode: Mode::Json,
             color: false,
+            wrap_stderr: io::stderr().is_terminal(),
             screen: None,
         }
     }
@@ -124,6 +129,7 @@ impl Ui {
         Ui {
             mode: Mode::Interactive,
             color,
+            wrap_stderr: false,
             screen: Some(screen),
         }
     }
@@ -240,9 +246,7 @@ impl Ui {
     pub fn status(&self, text: impl Display) {
         match self.mode {
             Mode::Interactive => self.status_rows(DIM, "--", &text.to_string()),
-            _ => {
-                let _ = writeln!(io::stderr().lock(), "schat: {text}");
-            }
+            _ => self.stderr_line("schat:", &text.to_string()),
         }
     }
 
@@ -250,10 +254,24 @@ impl Ui {
     pub fn warn(&self, text: impl Display) {
         match self.mode {
             Mode::Interactive => self.status_rows(YELLOW, "!!", &text.to_string()),
-            _ => {
-                let _ = writeln!(io::stderr().lock(), "schat: warning: {text}");
-            }
+            _ => self.stderr_line("schat: warning:", &text.to_string()),
         }
+    }
+
+    /// `PREFIX text` on stderr: one line for logs and scripts, wrapped at words (continuation
+    /// rows indented) when stderr is a terminal.
+    fn stderr_line(&self, prefix: &str, text: &str) {
+        let line = match self.wrap_stderr {
+            true => layout(
+                prefix,
+                prefix.len(),
+                &sanitize::block(text),
+                crate::editor::columns(),
+                Blanks::Keep,
+            ),
+            false => format!("{prefix} {text}\n"),
+        };
+        let _ = io::stderr().lock().write_all(line.as_bytes());
     }
 
     /// An error. In JSON mode it is also an `error` event.
@@ -262,12 +280,10 @@ impl Ui {
         match self.mode {
             Mode::Interactive => self.status_rows(RED, "!!", &format!("error: {text}")),
             Mode::Json => {
-                let _ = writeln!(io::stderr().lock(), "schat: error: {text}");
+                self.stderr_line("schat: error:", &text);
                 let _ = self.json_event(Event::Error { message: &text });
             }
-            Mode::Plain => {
-                let _ = writeln!(io::stderr().lock(), "schat: error: {text}");
-            }
+            Mode::Plain => self.stderr_line("schat: error:", &text),
         }
     }
 

@@ -35,10 +35,18 @@ pub struct Term {
 impl Term {
     pub fn spawn(home: &Home, args: &[&str], rows: u16, cols: u16, scrollback: usize) -> Term {
         let mut cmd = std::process::Command::new(super::bin());
-        cmd.arg("--home")
-            .arg(home.path())
-            .args(args)
-            .env("NO_COLOR", "1");
+        cmd.arg("--home").arg(home.path()).args(args);
+        Term::spawn_command(cmd, rows, cols, scrollback)
+    }
+
+    /// As [`Term::spawn`], for any command (a shell that redirects some of schat's stdio).
+    pub fn spawn_command(
+        mut cmd: std::process::Command,
+        rows: u16,
+        cols: u16,
+        scrollback: usize,
+    ) -> Term {
+        cmd.env("NO_COLOR", "1");
         let mut session = Session::spawn(cmd).unwrap();
         // The size is read at every print, so setting it now (before any peer can speak) is
         // in time; the editor learns it from SIGWINCH.

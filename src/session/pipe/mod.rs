@@ -46,6 +46,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub struct PipeOptions {
     /// No progress line and no summary.
     pub quiet: bool,
+    /// How many bytes stdin will give (`--size`; else stdin's size when it is a regular
+    /// file): the progress line then shows a percentage and the time left.
+    pub size: Option<u64>,
 }
 
 /// Control messages the receiving side (or a signal) asks the sending side to send.
@@ -122,14 +125,25 @@ where
         }
     };
     let show_progress = !options.quiet && io::stderr().is_terminal();
+    let total = options.size.or_else(stdin_size);
     let result = tokio::select! {
         r = transfer => r,
-        never = progress(&counters, started, show_progress) => match never {},
+        never = progress(&counters, started, show_progress, total) => match never {},
     };
     if show_progress {
         eprint!("\r\x1b[K");
     }
-    if !options.quiet {
+    // A dialer this listener turned away (or that turned it away) never had a session: no
+    // summary of nothing.
+    let opened = counters.opened.load(Ordering::SeqCst);
+    if result.is_err() && opened && !counters.ending.peer_ended.load(Ordering::SeqCst) {
+        let received = counters.received.load(Ordering::SeqCst);
+        ui.warn(format_args!(
+            "your output is incomplete: {} of the peer's stream arrived, and its end never came",
+            size(received)
+        ));
+    }
+    if !options.quiet && opened {
         let secs = started.elapsed().as_secs_f64();
         let (sent, received) = counters.get();
         ui.status(format_args!(
@@ -141,6 +155,14 @@ where
         ));
     }
     result
+}
+
+/// The size of stdin when it is a regular file (what a progress line can count towards).
+fn stdin_size() -> Option<u64> {
+    use std::os::fd::AsFd;
+    let fd = io::stdin().as_fd().try_clone_to_owned().ok()?;
+    let meta = std::fs::File::from(fd).metadata().ok()?;
+    meta.is_file().then_some(meta.len())
 }
 
 /// What a message from the peer means to a pipe, once the opening has passed it.
@@ -166,6 +188,8 @@ enum Step<'a> {
 struct Ending {
     /// Our END is out: `Counters::sent` is final.
     end_sent: AtomicBool,
+    /// The peer's END came: its stream is complete.
+    peer_ended: AtomicBool,
     /// The peer's END came and everything before it is written out: our receipt is due.
     receipt_due: AtomicBool,
     receipt_sent: AtomicBool,
@@ -255,6 +279,8 @@ struct Counters {
     quit_sent: AtomicBool,
     /// One direction failed and asked the other to send an aborting QUIT: wait a moment for it.
     abort_asked: AtomicBool,
+    /// The opening is done: this was a session (a summary is due).
+    opened: AtomicBool,
     ending: Ending,
 }
 
@@ -267,11 +293,13 @@ impl Counters {
     }
 }
 
-/// Redraws a progress line on stderr four times a second (if enabled). Never returns.
+/// Redraws a progress line on stderr four times a second (if enabled). With the size of what
+/// we send known, it shows how far along that is and the time left. Never returns.
 async fn progress(
     counters: &Counters,
     started: Instant,
     enabled: bool,
+    total: Option<u64>,
 ) -> std::convert::Infallible {
     if !enabled {
         return std::future::pending().await;
@@ -281,20 +309,44 @@ async fn progress(
     loop {
         tick.tick().await;
         let (sent, received) = counters.get();
-        let total = sent + received;
+        let moved = sent + received;
         let now = Instant::now();
-        let rate = (total - last.0) as f64 / now.duration_since(last.1).as_secs_f64().max(1e-3);
-        last = (total, now);
+        let rate = (moved - last.0) as f64 / now.duration_since(last.1).as_secs_f64().max(1e-3);
+        last = (moved, now);
         let elapsed = started.elapsed().as_secs();
+        let up = match total {
+            Some(total) if total > 0 => {
+                let done = sent.min(total);
+                let percent = done as f64 * 100.0 / total as f64;
+                // Time left at the average rate so far (steadier than the last quarter second).
+                let average = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                let left = match average > 0.0 {
+                    true => clock(((total - done) as f64 / average) as u64),
+                    false => "?".into(),
+                };
+                format!(
+                    "{} of {} ({percent:.0}%, {left} left)",
+                    size(sent),
+                    size(total)
+                )
+            }
+            _ => size(sent),
+        };
         eprint!(
-            "\r\x1b[Kschat: ↑ {}  ↓ {}  {}/s  {}:{:02}",
-            size(sent),
+            "\r\x1b[Kschat: ↑ {up}  ↓ {}  {}/s  {}",
             size(received),
             size(rate as u64),
-            elapsed / 60,
-            elapsed % 60
+            clock(elapsed)
         );
         let _ = io::stderr().flush();
+    }
+}
+
+/// `m:ss` (or `h:mm:ss`).
+fn clock(secs: u64) -> String {
+    match secs >= 3600 {
+        true => format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
+        false => format!("{}:{:02}", secs / 60, secs % 60),
     }
 }
 

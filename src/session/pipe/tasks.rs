@@ -201,6 +201,7 @@ async fn download<R: AsyncRead + Unpin>(
         if opening.is_open()
             && let Some(opened) = opened.take()
         {
+            counters.opened.store(true, Ordering::SeqCst);
             let _ = opened.send(());
         }
         let Some(msg) = msg else {
@@ -223,6 +224,7 @@ async fn download<R: AsyncRead + Unpin>(
             // Confirmed only once the writer has written and flushed everything.
             Step::End => {
                 peer_ended = true;
+                ending.peer_ended.store(true, Ordering::SeqCst);
                 if let Err(e) = stdout.finish().await {
                     return Err(output_error(e, &asks, counters).await);
                 }

@@ -391,6 +391,7 @@ impl Download {
             };
             let msg = opening.accept(msg, Mode::Pipe)?;
             if opening.is_open() && !self.opened.swap(true, Ordering::SeqCst) {
+                self.counters.opened.store(true, Ordering::SeqCst);
                 let _ = self.wake.write(&[1]);
             }
             let Some(msg) = msg else {
@@ -424,6 +425,7 @@ impl Download {
                 // Everything is written (stdout is our own unbuffered descriptor): confirm it.
                 Step::End => {
                     peer_ended = true;
+                    ending.peer_ended.store(true, Ordering::SeqCst);
                     ending.receipt_due.store(true, Ordering::SeqCst);
                     let _ = self.wake.write(&[1]);
                 }
