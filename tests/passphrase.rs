@@ -311,7 +311,8 @@ async fn prompts_on_a_terminal_for_keygen_and_unlock() {
             t.send_line("typed secret").unwrap();
             t.expect("the same passphrase again").unwrap();
             t.send_line("typed secret").unwrap();
-            t.expect(expectrl::Regex(r"protected\s+by\s+a\s+passphrase")).unwrap();
+            t.expect(expectrl::Regex(r"protected\s+by\s+a\s+passphrase"))
+                .unwrap();
             let text = std::fs::read_to_string(path.join("identity")).unwrap();
             assert!(text.contains("SCHAT-ENCRYPTED-KEY-1"));
             // Unlocking: one wrong try, then the right one.
