@@ -8,23 +8,20 @@
 //! connect (endpoint id, relay URL, direct addresses), so nothing is published about us and
 //! nothing hangs when offline.
 
-use super::stream::{Reader, Writer};
+use super::stream::{Drains, QuicWriter, Reader, Writer};
 use crate::error::{Error, Result};
 use crate::invite::ticket::{TicketAddr, relay_url_ok};
 use crate::keys::Identity;
 use hkdf::Hkdf;
-use iroh::endpoint::{Connection, Incoming, IncomingAddr, PortmapperConfig, SendStream, presets};
+use iroh::endpoint::{Connection, Incoming, IncomingAddr, PortmapperConfig, presets};
 use iroh::{Endpoint, EndpointAddr, RelayConfig, RelayMode, RelayUrl, SecretKey};
 use sha2::Sha256;
 use std::fmt;
-use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::AsyncWrite;
 use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
@@ -118,8 +115,6 @@ pub struct P2p {
     connections: Arc<Mutex<Vec<iroh::endpoint::WeakConnectionHandle>>>,
 }
 
-/// Tasks waiting for the peer to acknowledge a finished stream (see [`QuicWriter`]).
-type Drains = Arc<Mutex<Vec<JoinHandle<bool>>>>;
 
 impl P2p {
     /// Binds an endpoint. A listener (`accept`) takes schat connections; a dialer takes none.
@@ -438,94 +433,6 @@ pub fn load_certs(
         )));
     }
     Ok(certs)
-}
-
-/// The sending half of a session's QUIC stream. Keeps its connection open while in use; when
-/// dropped, the stream is finished and a task waits (see [`P2p::close`]) for the peer to
-/// acknowledge everything, so closing the endpoint right after a session does not lose its
-/// last frames (QUIC drops unacknowledged data when the connection closes).
-pub struct QuicWriter {
-    send: Option<SendStream>,
-    conn: Connection,
-    drains: Drains,
-}
-
-impl QuicWriter {
-    fn new(send: SendStream, conn: Connection, drains: Drains) -> Self {
-        QuicWriter {
-            send: Some(send),
-            conn,
-            drains,
-        }
-    }
-
-    fn stream(&mut self) -> io::Result<Pin<&mut SendStream>> {
-        self.send
-            .as_mut()
-            .map(Pin::new)
-            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
-    }
-}
-
-impl fmt::Debug for QuicWriter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QuicWriter")
-            .field("remote", &self.conn.remote_id().fmt_short().to_string())
-            .finish()
-    }
-}
-
-impl AsyncWrite for QuicWriter {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut().stream() {
-            Ok(s) => AsyncWrite::poll_write(s, cx, buf),
-            Err(e) => Poll::Ready(Err(e)),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut().stream() {
-            Ok(s) => AsyncWrite::poll_flush(s, cx),
-            Err(e) => Poll::Ready(Err(e)),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut().stream() {
-            Ok(s) => AsyncWrite::poll_shutdown(s, cx),
-            Err(e) => Poll::Ready(Err(e)),
-        }
-    }
-}
-
-impl Drop for QuicWriter {
-    fn drop(&mut self) {
-        let Some(mut send) = self.send.take() else {
-            return;
-        };
-        let _ = send.finish();
-        let stopped = send.stopped();
-        let conn = self.conn.clone();
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        // Acknowledged, stopped by the peer (it read our QUIT and went away), or the connection
-        // closed by the peer once done: delivered as far as we can know. The wait is bounded
-        // by the caller of `P2p::close`.
-        let drain = runtime.spawn(async move {
-            let _ = stopped.await;
-            drop(conn);
-            true
-        });
-        if let Ok(mut drains) = self.drains.lock() {
-            drains.retain(|d| !d.is_finished());
-            drains.push(drain);
-        }
-    }
 }
 
 #[cfg(test)]
