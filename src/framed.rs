@@ -58,6 +58,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.filled(n)
     }
 
+    /// Waits until at least one byte has arrived (`false`: the stream ended first), consuming
+    /// nothing: lets a listener tell a dialer that has started a message from one that has
+    /// sent nothing at all. Cancel safe, like [`FrameReader::read_frame`].
+    pub async fn first_bytes(&mut self) -> Result<bool> {
+        if self.end > self.start {
+            return Ok(true);
+        }
+        self.fill().await
+    }
+
     /// The next frame's length prefix, as soon as it has arrived, without consuming anything;
     /// `None` when the stream ends cleanly first. Lets a handshake reject another protocol from
     /// its first two bytes instead of waiting for a "frame" of whatever length they spell.

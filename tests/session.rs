@@ -16,6 +16,26 @@ use tokio::sync::mpsc;
 
 type Side = Established<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>;
 
+/// `session::converse` with this file's pieces: a run's context (whose identity the session
+/// does not use once the handshake is done) and the user's side.
+async fn converse(
+    established: Side,
+    role: &Role,
+    settings: &Settings,
+    input: &mut Input,
+    ui: &Ui,
+    interrupts: &mut Interrupts,
+) -> schat::error::Result<Ended> {
+    let identity = Identity::generate().unwrap();
+    let run = session::Run {
+        identity: &identity,
+        settings,
+        ui,
+    };
+    let mut user = session::User { input, interrupts };
+    session::converse(established, None, role, &run, &mut user).await
+}
+
 async fn within<F: std::future::Future>(test: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(30), test)
         .await
@@ -100,9 +120,9 @@ async fn listener_pin_mismatch_refuses_before_any_message() {
         let cfg4 = settings(Some(&carol));
         let dialer_cfg = dialer_role();
         let (d, l) = tokio::join!(
-            session::converse(dialer, None, &dialer_cfg, &cfg2, &mut dial_in, &ui, &mut i1),
+            converse(dialer, &dialer_cfg, &cfg2, &mut dial_in, &ui, &mut i1),
             // The listener expects carol, gets alice.
-            session::converse(listener, None, &cfg3, &cfg4, &mut listen_in, &ui, &mut i2),
+            converse(listener, &cfg3, &cfg4, &mut listen_in, &ui, &mut i2),
         );
         let err = l.unwrap_err();
         assert!(matches!(err, Error::PeerRefused(_)), "{err:?}");
@@ -151,7 +171,7 @@ async fn dialer_pin_mismatch_refuses_and_shows_nothing() {
         let cfg5 = settings(Some(&carol));
         let dialer_cfg = dialer_role();
         let (d, got) = tokio::join!(
-            session::converse(dialer, None, &dialer_cfg, &cfg5, &mut dial_in, &ui, &mut i1),
+            converse(dialer, &dialer_cfg, &cfg5, &mut dial_in, &ui, &mut i1),
             peer_view
         );
         assert!(matches!(d, Err(Error::PeerRefused(_))));
@@ -175,8 +195,8 @@ async fn matching_pins_chat_and_quit_cleanly() {
         let cfg8 = settings(Some(&alice));
         let dialer_cfg = dialer_role();
         let (d, l) = tokio::join!(
-            session::converse(dialer, None, &dialer_cfg, &cfg6, &mut dial_in, &ui, &mut i1),
-            session::converse(listener, None, &cfg7, &cfg8, &mut listen_in, &ui, &mut i2),
+            converse(dialer, &dialer_cfg, &cfg6, &mut dial_in, &ui, &mut i1),
+            converse(listener, &cfg7, &cfg8, &mut listen_in, &ui, &mut i2),
         );
         drop(keep);
         assert_eq!(d.unwrap(), Ended::LocalQuit);
@@ -192,9 +212,8 @@ async fn a_peer_that_vanishes_without_quit_is_reported_as_cut() {
         let (dialer, listener) = pair(&alice, &bob).await;
         drop(dialer); // gone, no QUIT
         let (mut input, _keep) = scripted(&[]);
-        let result = session::converse(
+        let result = converse(
             listener,
-            None,
             &listener_role(),
             &settings(None),
             &mut input,
@@ -219,9 +238,8 @@ async fn a_dialer_that_gets_text_before_welcome_ends_with_a_protocol_error() {
             .await
             .unwrap();
         let (mut input, _keep) = scripted(&[]);
-        let result = session::converse(
+        let result = converse(
             dialer,
-            None,
             &dialer_role(),
             &settings(None),
             &mut input,
@@ -283,9 +301,8 @@ async fn a_peer_that_falls_silent_is_declared_gone_after_three_intervals() {
         }
         let (mut input, _keep) = scripted(&[]);
         let started = std::time::Instant::now();
-        let result = session::converse(
+        let result = converse(
             dialer,
-            None,
             &dialer_role(),
             &quick_keepalive(None),
             &mut input,
@@ -336,24 +353,8 @@ async fn an_idle_but_alive_peer_answers_pings_and_stays_connected() {
                 .unwrap();
         };
         let (d, l, ()) = tokio::join!(
-            session::converse(
-                dialer,
-                None,
-                &dialer_cfg,
-                &cfg_d,
-                &mut dial_in,
-                &ui,
-                &mut i1
-            ),
-            session::converse(
-                listener,
-                None,
-                &role_l,
-                &cfg_l,
-                &mut listen_in,
-                &ui,
-                &mut i2
-            ),
+            converse(dialer, &dialer_cfg, &cfg_d, &mut dial_in, &ui, &mut i1),
+            converse(listener, &role_l, &cfg_l, &mut listen_in, &ui, &mut i2),
             later
         );
         assert_eq!(d.unwrap(), Ended::LocalQuit);

@@ -11,7 +11,7 @@ use crate::safety::SafetyNumber;
 use crate::sanitize;
 use crate::session::pipe::PipeOptions;
 use crate::session::verify::{TrustConfig, TrustPolicy};
-use crate::session::{DEFAULT_WELCOME, Settings, input::Input};
+use crate::session::{DEFAULT_WELCOME, Run, Settings, User, input::Input};
 use crate::signals::Interrupts;
 use crate::trust::{self, Allow, Entry, Store, TrustError, Verified};
 use crate::ui::{self, Ui};
@@ -518,6 +518,8 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                         stale_after: (settings.handshake_timeout / 4)
                             .max(std::time::Duration::from_secs(1)),
                         stalled_after: crate::net::gate::STALLED_AFTER,
+                        silent_after: (settings.handshake_timeout / 2)
+                            .max(2 * crate::net::gate::STALLED_AFTER),
                         rate: crate::net::gate::DEFAULT_RATE,
                     },
                 };
@@ -529,15 +531,16 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                 Err(e) => return (early, Err(e)),
             };
             let (ui, mut input) = front_end(session.json, session.pipe);
-            let result = net::listen(
-                &options,
-                &identity,
-                &settings,
-                &mut input,
-                &ui,
-                &mut interrupts,
-            )
-            .await;
+            let run = Run {
+                identity: &identity,
+                settings: &settings,
+                ui: &ui,
+            };
+            let mut user = User {
+                input: &mut input,
+                interrupts: &mut interrupts,
+            };
+            let result = net::listen(&options, &run, &mut user).await;
             // Leave raw mode before the final error is printed.
             drop(input);
             (ui, result)
@@ -581,19 +584,22 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                 Err(e) => return (early, Err(e)),
             };
             let (ui, mut input) = front_end(session.json, session.pipe);
-            let result = net::dial(
-                &addr,
-                trust,
-                settings.handshake_timeout,
-                (&p2p, via),
-                &identity,
-                &settings,
-                &mut input,
-                &ui,
-                &mut interrupts,
-            )
-            .await
-            .map(|_| ());
+            let target = net::DialTarget {
+                addr,
+                policy: trust,
+                p2p,
+                via,
+            };
+            let run = Run {
+                identity: &identity,
+                settings: &settings,
+                ui: &ui,
+            };
+            let mut user = User {
+                input: &mut input,
+                interrupts: &mut interrupts,
+            };
+            let result = net::dial(&target, &run, &mut user).await.map(|_| ());
             drop(input);
             (ui, result)
         }

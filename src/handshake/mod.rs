@@ -112,8 +112,8 @@ where
 /// its admission control counts progress (a stalled handshake gives way) and paces the dear
 /// step per address (see `net::gate`).
 pub trait Watch {
-    /// Handshake message `n` (1 or 3) arrived whole. `Ok(wait)`: work on it after `wait`;
-    /// `Err`: stop here, nothing computed.
+    /// Handshake message `n` (1 or 3) arrived whole, or (`n` = 0) the dialer's first bytes
+    /// did. `Ok(wait)`: work on it after `wait`; `Err`: stop here, nothing computed.
     fn arrived(&self, n: u8) -> Result<std::time::Duration>;
 }
 
@@ -151,6 +151,11 @@ where
     W: AsyncWrite + Unpin,
 {
     // <- e (+ KEM key)
+    // (Its first bytes are worth telling apart from none: a dialer sends message 1 whole, so
+    // one that starts and stops is stalling on purpose.)
+    if reader.first_bytes().await? {
+        watch.arrived(0)?;
+    }
     let msg1 = read_step(&mut reader, MESSAGE_LENS[0]).await?;
     // The dear step (an ML-KEM encapsulation, two X25519) waits for the dialer's address's
     // turn: replaying a cached message 1 cannot make us burn a core.

@@ -4,13 +4,13 @@
 //! these enums keep that static (no boxing) and let both transports feed one room.
 
 use crate::framed::Detach;
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use iroh::endpoint::{Connection, SendStream};
 use std::fmt;
+use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::task::JoinHandle;
 
@@ -230,4 +230,3 @@ impl Drop for QuicWriter {
         }
     }
 }
-

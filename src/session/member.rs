@@ -199,20 +199,37 @@ pub async fn writer<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// Who a member's reader reads for, and by which rules.
+pub struct Reading {
+    /// The member, as the host's events name it.
+    pub id: u64,
+    /// Where its words go.
+    pub events: mpsc::Sender<Event>,
+    /// Its outbox, for the PONGs and PINGs the reader sends.
+    pub outbox: Outbox,
+    pub keepalive: Duration,
+    /// Its share of the room.
+    pub rate: Rate,
+    /// How long it may take to say HELLO.
+    pub hello_within: Duration,
+}
+
 /// Reads a member: its words go to the host at no more than its [`Rate`]; PINGs are answered;
 /// silence is noticed.
-#[allow(clippy::too_many_arguments)]
 pub async fn reader<R: AsyncRead + Unpin>(
-    id: u64,
+    member: Reading,
     mut recv: RecvHalf<R>,
-    events: mpsc::Sender<Event>,
-    outbox: Outbox,
-    keepalive: Duration,
-    rate: Rate,
-    hello_within: Duration,
     // Its first message, if the listener read it already (deciding about an invite).
     mut first: Option<Message<'static>>,
 ) {
+    let Reading {
+        id,
+        events,
+        outbox,
+        keepalive,
+        rate,
+        hello_within,
+    } = member;
     let mut silence = Silence::new(keepalive);
     let mut bucket = bucket(rate, Instant::now());
     let mut opening = Opening::new(false);

@@ -238,20 +238,36 @@ fn strict_new_address(addr: &str, entry: &Entry) -> Error {
     ))
 }
 
-/// The dialer's decision about the listener it reached at `addr` (host:port as dialled),
-/// after the handshake: the same rules as [`before_revealing`], plus the question for a new
-/// key and the bookkeeping of what was accepted.
-#[allow(clippy::too_many_arguments)]
+/// A listener a dialer reached, as the dialer's decision about it sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Dialled<'a> {
+    /// The listener's key, proven by the handshake.
+    pub peer: PublicKey,
+    /// Ours.
+    pub local: &'a PublicKey,
+    /// Where we dialled it (host:port as dialled, or a ticket).
+    pub addr: &'a str,
+    /// `--peer`, a ticket's key, or a petname's: the one key to accept.
+    pub pin: Option<&'a PublicKey>,
+    pub policy: TrustPolicy,
+}
+
+/// The dialer's decision about the listener it reached, after the handshake: the same rules as
+/// [`before_revealing`], plus the question for a new key and the bookkeeping of what was
+/// accepted.
 pub async fn dialled(
-    peer: PublicKey,
-    local: &PublicKey,
-    addr: &str,
-    pin: Option<&PublicKey>,
-    policy: TrustPolicy,
+    dialled: &Dialled<'_>,
     config: &TrustConfig,
     input: &mut Input,
     ui: &Ui,
 ) -> Result<PeerInfo> {
+    let Dialled {
+        peer,
+        local,
+        addr,
+        pin,
+        policy,
+    } = *dialled;
     let peers = load(config, ui)?;
     if let Some(pin) = pin {
         if *pin != peer {

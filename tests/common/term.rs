@@ -41,15 +41,33 @@ impl Term {
 
     /// As [`Term::spawn`], for any command (a shell that redirects some of schat's stdio).
     pub fn spawn_command(
-        mut cmd: std::process::Command,
+        cmd: std::process::Command,
         rows: u16,
         cols: u16,
         scrollback: usize,
     ) -> Term {
-        cmd.env("NO_COLOR", "1");
-        let mut session = Session::spawn(cmd).unwrap();
-        // The size is read at every print, so setting it now (before any peer can speak) is
-        // in time; the editor learns it from SIGWINCH.
+        // The terminal has its size before the program prints anything: a shell sets it, then
+        // becomes the program. (Setting it from here after the spawn raced the program's first
+        // lines on a busy machine: they were laid out for another width.)
+        let mut sized = std::process::Command::new("sh");
+        sized
+            .arg("-c")
+            .arg(format!(
+                "stty rows {rows} cols {cols} && exec \"$0\" \"$@\""
+            ))
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .env("NO_COLOR", "1");
+        for (key, value) in cmd.get_envs() {
+            match value {
+                Some(value) => sized.env(key, value),
+                None => sized.env_remove(key),
+            };
+        }
+        if let Some(dir) = cmd.get_current_dir() {
+            sized.current_dir(dir);
+        }
+        let mut session = Session::spawn(sized).unwrap();
         session
             .get_process_mut()
             .set_window_size(cols, rows)

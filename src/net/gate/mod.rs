@@ -15,12 +15,13 @@
 //!   therefore never keep a quieter one out;
 //! - what happens to a penalised source's connections is logged once per interval as a
 //!   summary, not once per connection, so a flood cannot flood the log too;
-//! - a source's handshakes that have not sent a whole first message within
-//!   [`GateLimits::stalled_after`] give way to a connection of the same source whose first
-//!   message has already arrived: behind one NAT, stalled sockets of an attacker cannot keep
-//!   out a dialer that shares its address (a real dialer sends message 1 at once). One that
-//!   sent message 1 is never evicted so: its dialer did real work, and may just be slow to
-//!   compute message 3 on a loaded machine;
+//! - a source's handshakes that have started their first message but not finished it within
+//!   [`GateLimits::stalled_after`] (a dialer writes message 1 whole: one that starts and stops
+//!   stalls on purpose), or sent nothing at all within [`GateLimits::silent_after`] (longer:
+//!   a real dialer on a busy machine may be slow to compute it), give way to a connection of
+//!   the same source whose first message has already arrived: behind one NAT, stalled
+//!   sockets of an attacker cannot keep out a dialer that shares its address. One that sent
+//!   message 1 is never evicted so: its dialer did real work;
 //! - the expensive step (message 1: an ML-KEM encapsulation and two X25519) is paced per
 //!   source by a token bucket ([`GateLimits::rate`]): replaying a cached message 1 cannot make
 //!   the listener burn a core.
@@ -46,9 +47,12 @@ pub struct GateLimits {
     /// slot is taken, any newcomer may evict the stalest, so many sources holding one silent
     /// slot each cannot keep everyone out either.
     pub stale_after: Duration,
-    /// A handshake without its first whole message this long after it started is stalled: a
-    /// connection of the same source whose first message is ready may take its place.
+    /// A handshake that started its first message and has not finished it this long after it
+    /// started is stalled: a connection of the same source whose first message is ready may
+    /// take its place.
     pub stalled_after: Duration,
+    /// Likewise for one that has sent nothing at all, after this (longer) time.
+    pub silent_after: Duration,
     /// Handshakes one source may start per second (message 1 worked on), and at once.
     pub rate: HandshakeRate,
 }
@@ -158,6 +162,8 @@ struct Pending<H> {
     started: Instant,
     /// Whole handshake messages received.
     messages: u32,
+    /// Its first bytes have arrived.
+    started_sending: bool,
     handle: Option<H>,
 }
 
@@ -291,6 +297,7 @@ impl<H> Gate<H> {
                 source,
                 started: now,
                 messages: 0,
+                started_sending: false,
                 handle: None,
             },
         );
@@ -313,6 +320,13 @@ impl<H> Gate<H> {
         }
     }
 
+    /// The first bytes of the handshake under `ticket` arrived.
+    pub fn started(&mut self, ticket: u64) {
+        if let Some(p) = self.pending.get_mut(&ticket) {
+            p.started_sending = true;
+        }
+    }
+
     /// Whether `source` holds a handshake whose first message has not come within
     /// `stalled_after`.
     pub fn stalled(&self, source: Source, now: Instant) -> bool {
@@ -323,9 +337,11 @@ impl<H> Gate<H> {
         self.pending
             .iter()
             .filter(|(_, p)| {
-                p.source == source
-                    && p.messages == 0
-                    && now.duration_since(p.started) >= self.limits.stalled_after
+                let limit = match p.started_sending {
+                    true => self.limits.stalled_after,
+                    false => self.limits.silent_after,
+                };
+                p.source == source && p.messages == 0 && now.duration_since(p.started) >= limit
             })
             .min_by_key(|(ticket, p)| (p.started, **ticket))
             .map(|(ticket, _)| *ticket)

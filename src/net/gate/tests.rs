@@ -11,6 +11,7 @@ fn limits(max_pending: usize, per_source: usize) -> GateLimits {
         report_every: Duration::from_secs(10),
         stale_after: Duration::from_secs(2),
         stalled_after: Duration::from_secs(1),
+        silent_after: Duration::from_secs(5),
         rate: HandshakeRate {
             per_sec: 10.0,
             burst: 4.0,
@@ -191,8 +192,9 @@ fn a_ready_newcomer_replaces_its_own_sources_stalled_handshake() {
     assert_eq!(gate.admit(nat, t0), Admit::Wait);
     // Nothing has stalled yet: the waiting connection keeps waiting.
     assert_eq!(gate.replace_stalled(nat, t0), Admit::Wait);
-    // `a` made progress (its message 1 arrived); `b` did not.
+    // `a` made progress (its message 1 arrived); `b` started one and stopped.
     gate.progress(a);
+    gate.started(b);
     let t1 = t0 + Duration::from_millis(1200);
     assert!(gate.stalled(nat, t1));
     let (c, evicted) = ticket(gate.replace_stalled(nat, t1));
@@ -204,7 +206,9 @@ fn a_ready_newcomer_replaces_its_own_sources_stalled_handshake() {
     assert_eq!(gate.sources[&nat].pending, 2);
     assert_eq!(gate.sources[&nat].waiting, 0);
     // `a` sent message 1: however slow its dialer is with message 3, it never counts as
-    // stalled; the newcomer `c` does until its own message 1 arrives.
+    // stalled. The newcomer `c` has sent nothing: a dialer slow to compute message 1 gets
+    // longer (silent_after) before it counts as stalled.
+    assert!(!gate.stalled(nat, t1 + Duration::from_secs(4)));
     let later = t1 + Duration::from_secs(60);
     assert_eq!(gate.oldest_stalled(nat, later), Some(c));
     gate.progress(c);

@@ -115,7 +115,6 @@ pub struct P2p {
     connections: Arc<Mutex<Vec<iroh::endpoint::WeakConnectionHandle>>>,
 }
 
-
 impl P2p {
     /// Binds an endpoint. A listener (`accept`) takes schat connections; a dialer takes none.
     pub async fn start(identity: &Identity, options: &P2pOptions, accept: bool) -> Result<P2p> {

@@ -209,16 +209,15 @@ where
     let Established { recv, send, .. } = established;
     let (outbox, queue) = Outbox::new(options.outbox_bytes);
     let writer = tokio::spawn(member::writer(send, queue));
-    let reader = tokio::spawn(member::reader(
+    let reading = member::Reading {
         id,
-        recv,
-        events.clone(),
-        outbox.clone(),
-        options.keepalive,
-        options.rate,
-        options.hello_within,
-        first,
-    ));
+        events: events.clone(),
+        outbox: outbox.clone(),
+        keepalive: options.keepalive,
+        rate: options.rate,
+        hello_within: options.hello_within,
+    };
+    let reader = tokio::spawn(member::reader(reading, recv, first));
     // WELCOME waits for its HELLO: then it is in, and a dialer that sees WELCOME knows the
     // room has counted it (a script may speak at once).
     let _ = outbox.offer(Message::hello(message::Mode::Chat, host_name.to_owned()));

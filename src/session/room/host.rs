@@ -1,0 +1,457 @@
+//! The room's loop: one value, [`Room`], holds everything the room knows (members, names,
+//! knocks, the tasks it waits for), and the loop hands each event to one of its methods.
+
+use super::*;
+use crate::session::User;
+
+/// A knock answered `y NAME`, with its address, once known_peers has the name (or not).
+type Naming<R, W> = (
+    Arrival<R, W>,
+    String,
+    std::result::Result<crate::trust::Entry, String>,
+);
+
+/// Everything a room keeps between events.
+struct Room<'a, R, W> {
+    options: &'a RoomOptions,
+    ui: &'a Ui,
+    members: BTreeMap<u64, Member>,
+    next_id: u64,
+    /// Where members' readers report (each reader holds a clone).
+    events: mpsc::Sender<Event>,
+    names: Names,
+    host_name: String,
+    /// When each key last changed its name (one change per RENAME_EVERY, per key).
+    renamed: HashMap<PublicKey, Instant>,
+    churn: Churn,
+    /// Refusals in progress, bounded (see `send_away`).
+    turning_away: Arc<Semaphore>,
+    knocks: Knocks<R, W>,
+    /// The oldest knock changed: show it (and its question) once the event is handled.
+    ask_knock: bool,
+    /// Writers of members that said QUIT, finishing their queues.
+    departing: tokio::task::JoinSet<()>,
+    /// Changes of known_peers the host asked for (a knock answered `y NAME`, /name), running
+    /// off the room's loop: a store waiting on its lock or a slow disk never stalls the room.
+    naming: tokio::task::JoinSet<Naming<R, W>>,
+    renaming: tokio::task::JoinSet<Named>,
+    /// Someone was in the room once (`--once` ends when it empties after that).
+    had_members: bool,
+}
+
+/// Runs the room until the host quits (or, with `once`, until it empties after its first
+/// member). `connections` delivers what the accept loop produced.
+///
+/// The host's own input never waits on a member: a line that does not fit a member's outbox
+/// disconnects that member as not keeping up, so no member can freeze the host's typing.
+pub async fn host<R, W>(
+    mut connections: mpsc::Receiver<Connection<R, W>>,
+    options: &RoomOptions,
+    ui: &Ui,
+    user: &mut User<'_>,
+) -> Result<()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (events_tx, mut events) = mpsc::channel::<Event>(1024);
+    let turning_away = Arc::new(Semaphore::new(TURNING_AWAY));
+    let mut room = Room {
+        options,
+        ui,
+        members: BTreeMap::new(),
+        next_id: 0,
+        events: events_tx,
+        names: Names::load(&options.trust),
+        host_name: options.name.clone(),
+        renamed: HashMap::new(),
+        churn: Churn::new(),
+        knocks: Knocks::new(turning_away.clone(), options.knock_wait),
+        turning_away,
+        ask_knock: false,
+        departing: tokio::task::JoinSet::new(),
+        naming: tokio::task::JoinSet::new(),
+        renaming: tokio::task::JoinSet::new(),
+        had_members: false,
+    };
+    let mut input_open = true;
+    let last = loop {
+        let present = room.members.len();
+        let ended: Option<Result<()>> = tokio::select! {
+            Some(connection) = connections.recv() => {
+                match connection {
+                    Connection::Failed(line) => ui.warn(line),
+                    Connection::Knock(arrival, source) => {
+                        room.ask_knock |= room.knocks.knock(*arrival, source, ui)
+                    }
+                    Connection::Arrived(arrival) => room.enter(*arrival),
+                }
+                None
+            }
+            () = tokio::time::sleep_until(room.knocks.due()), if !room.knocks.is_empty() => {
+                room.ask_knock |= room.knocks.expire(ui);
+                None
+            }
+            () = tokio::time::sleep_until(room.knocks.summary_due()), if room.knocks.turned_away() > 0 => {
+                room.knocks.summarise(ui);
+                None
+            }
+            Some(event) = events.recv() => room.on_event(event),
+            Some(_) = room.departing.join_next(), if !room.departing.is_empty() => None,
+            // A knock answered `y NAME`, remembered: now it comes in.
+            Some(named) = room.naming.join_next(), if !room.naming.is_empty() => {
+                match named {
+                    Ok(named) => room.knock_named(named),
+                    Err(e) => ui.error(format_args!("remembering a knock failed: {e}")),
+                }
+                None
+            }
+            // A member the host named with /name.
+            Some(named) = room.renaming.join_next(), if !room.renaming.is_empty() => {
+                if let Ok(named) = named {
+                    named_member(&mut room.members, &mut room.names, named, ui);
+                }
+                None
+            }
+            () = tokio::time::sleep_until(room.churn.due()), if room.churn.held_back() => {
+                let line = room.churn.summary(room.ready());
+                ui.status(&line);
+                broadcast(&mut room.members, None, &notice(NoticeEvent::Text, line), ui);
+                None
+            }
+            event = user.input.next(), if input_open => {
+                room.on_input(event, user.input, &mut input_open)
+            }
+            name = user.interrupts.recv() => {
+                ui.status(format_args!("{name}; closing the room"));
+                Some(Ok(()))
+            }
+        };
+        if let Some(last) = ended {
+            break last;
+        }
+        // Someone left (a slow member disconnected inside a broadcast, say): names of those
+        // gone no longer count, and their collisions end.
+        if room.members.len() < present {
+            relabel(&mut room.members, &mut room.names);
+        }
+        if std::mem::take(&mut room.ask_knock) {
+            room.knocks.ask(ui, user.input);
+        }
+        if options.once && room.had_members && room.members.is_empty() {
+            break Ok(());
+        }
+    };
+    user.input.set_prompt(None);
+    let Room {
+        members,
+        mut departing,
+        ..
+    } = room;
+    close(members).await;
+    // Each is bounded by its own grace.
+    while departing.join_next().await.is_some() {}
+    last
+}
+
+impl<R, W> Room<'_, R, W>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    /// Members in the room (their HELLO came).
+    fn ready(&self) -> usize {
+        self.members.values().filter(|m| m.ready).count()
+    }
+
+    /// An admitted connection enters: as a member waiting for its HELLO, or, when the room is
+    /// full, turned away.
+    fn enter(&mut self, arrival: Arrival<R, W>) {
+        let (options, ui) = (self.options, self.ui);
+        let ready = self.ready();
+        if ready >= options.max_peers {
+            ui.warn(format_args!(
+                "refused {} from {}: the room is full ({ready} of {})",
+                arrival.info.label, arrival.address, options.max_peers
+            ));
+            turn_away(&self.turning_away, arrival.established);
+            return;
+        }
+        // Not a member yet: it joins when its HELLO says it accepted our key. Room for as
+        // many of those as for members; the oldest makes way (a real dialer says HELLO within
+        // moments, or while its user reads a question).
+        let pending: Vec<u64> = self
+            .members
+            .iter()
+            .filter(|(_, m)| !m.ready)
+            .map(|(id, _)| *id)
+            .collect();
+        if pending.len() >= options.max_peers
+            && let Some(oldest) = pending.first().and_then(|id| self.members.remove(id))
+        {
+            part(oldest);
+        }
+        self.next_id += 1;
+        let member = admit(
+            self.next_id,
+            arrival,
+            options,
+            &self.host_name,
+            &self.events,
+        );
+        self.members.insert(self.next_id, member);
+    }
+
+    /// What a member's reader reported. `Some` ends the room (with its result).
+    fn on_event(&mut self, event: Event) -> Option<Result<()>> {
+        match event {
+            Event::Ready { id, name } => self.joined(id, name),
+            Event::Who { id } => {
+                // One answer a second: a roster is far bigger than the WHO that asks.
+                let member = self.members.get_mut(&id)?;
+                if member.asked_who.is_some_and(|at| at.elapsed() < WHO_EVERY) {
+                    return None;
+                }
+                member.asked_who = Some(Instant::now());
+                let roster = roster(&self.members, id, &self.names);
+                if let Some(member) = self.members.get(&id) {
+                    let _ = member.outbox.offer(roster);
+                }
+            }
+            Event::Nick { id, name } => rename(
+                &mut self.members,
+                id,
+                &name,
+                &mut self.names,
+                &mut self.renamed,
+                self.ui,
+            ),
+            Event::Said { id, text } => {
+                if let Err(e) = said(&mut self.members, id, &text, self.ui) {
+                    return Some(Err(e));
+                }
+            }
+            Event::Left { id, how } => return self.left(id, how),
+        }
+        None
+    }
+
+    /// A member's HELLO: it accepted our key, and is in the room from now on.
+    fn joined(&mut self, id: u64, name: String) {
+        let (options, ui) = (self.options, self.ui);
+        // One connection per key: a key that joins again (a reconnect) replaces its older
+        // connection, which would otherwise linger until it times out.
+        let key = self.members.get(&id).map(|m| m.info.key);
+        let older: Vec<u64> = self
+            .members
+            .iter()
+            .filter(|(other, m)| **other != id && m.ready && Some(m.info.key) == key)
+            .map(|(other, _)| *other)
+            .collect();
+        for other in older {
+            if let Some(old) = self.members.remove(&other) {
+                ui.status(format_args!(
+                    "{} reconnected from {}",
+                    old.tag(),
+                    old.address
+                ));
+                part(old);
+            }
+        }
+        let Some(member) = self.members.get_mut(&id) else {
+            return;
+        };
+        member.ready = true;
+        let _ = member
+            .outbox
+            .offer(Message::Welcome(options.welcome.clone().into()));
+        // Its name, if it is one; otherwise it is told why (after WELCOME, which comes first)
+        // and shown by its key.
+        match names::check_name(&name) {
+            Ok(()) => member.name = name,
+            Err(_) if name.is_empty() => {}
+            Err(why) => {
+                let refused = Entry {
+                    key: *member.info.key.as_bytes(),
+                    name: name.into(),
+                };
+                let _ = member
+                    .outbox
+                    .offer(notice(NoticeEvent::Refused(refused), why.into()));
+            }
+        }
+        relabel(&mut self.members, &mut self.names);
+        // Who is already here, so that the newcomer knows who reads along.
+        let roster = roster(&self.members, id, &self.names);
+        if let Some(member) = self.members.get(&id) {
+            let _ = member.outbox.offer(roster);
+        }
+        self.had_members = true;
+        let loud = self.churn.announce(true);
+        let here = self.ready();
+        let Some(member) = self.members.get(&id) else {
+            return;
+        };
+        let (tag, invite, info) = (member.tag(), member.info.invite.clone(), &member.info);
+        // Logs and scripts get the numbers on the record; at a terminal the join line below
+        // says who came, and /verify NAME shows the numbers.
+        if loud && ui.mode() != Mode::Interactive {
+            ui.status(format_args!(
+                "secure session with {}; peer fingerprint: {}",
+                member.address,
+                fingerprint::grouped(&info.key)
+            ));
+            ui.status(format_args!("peer: {}", info.trust_line()));
+            ui.status(format_args!("safety number: {}", info.safety()));
+        }
+        ui.connected(
+            &member.speaker(),
+            &info.safety().grouped(),
+            Some(&member.address),
+        );
+        if loud {
+            let joined = notice(
+                NoticeEvent::Join(member.entry()),
+                format!("{} joined", self.names.public_label(&member.info.key)),
+            );
+            broadcast(&mut self.members, Some(id), &joined, ui);
+            match &invite {
+                Some(id) => ui.status(format_args!(
+                    "{tag} joined (verified by invite {id}; {here} in the room)"
+                )),
+                None => ui.status(format_args!("{tag} joined ({here} in the room)")),
+            }
+        }
+    }
+
+    /// A member left, `how` (its QUIT's reason, or what went wrong). `Some` ends the room.
+    fn left(&mut self, id: u64, how: Result<String>) -> Option<Result<()>> {
+        let ui = self.ui;
+        let member = self.members.remove(&id)?;
+        if !member.ready {
+            // It never joined: nobody was told it came, nobody is told it went.
+            match &how {
+                Err(Error::RefusedByPeer(why)) => ui.warn(format_args!(
+                    "{} from {} refused us: {why}",
+                    member.tag(),
+                    member.address
+                )),
+                Err(e) => ui.warn(format_args!(
+                    "connection from {} ({}) ended before it joined: {e}",
+                    member.address,
+                    member.tag()
+                )),
+                Ok(_) => {}
+            }
+            part(member);
+            return None;
+        }
+        let loud = self.churn.announce(false);
+        let speaker = member.speaker();
+        match &how {
+            // Programs get every departure; people a summary under churn.
+            Ok(reason) if loud || !reason.is_empty() || ui.mode() == Mode::Json => {
+                ui.left(&speaker, Departure::Quit, reason)
+            }
+            Ok(_) => {}
+            Err(e) => ui.left(
+                &speaker,
+                Departure::of(e),
+                &format!("{e} ({})", member.address),
+            ),
+        }
+        let left = notice(
+            NoticeEvent::Leave(member.entry(), leave_reason(&how)),
+            format!("{} left", self.names.public_label(&member.info.key)),
+        );
+        match how.is_ok() {
+            true => part_gracefully(member, &mut self.departing),
+            false => part(member),
+        }
+        relabel(&mut self.members, &mut self.names);
+        if loud {
+            broadcast(&mut self.members, None, &left, ui);
+        }
+        let last = how.map(|_| ());
+        if self.members.is_empty() {
+            if self.options.once {
+                return Some(last);
+            }
+            ui.status("the room is empty; waiting for the next peer");
+        }
+        // (A member that left with an error does not end the room.)
+        None
+    }
+
+    /// A knock answered `y NAME` whose name known_peers now holds (or could not take).
+    fn knock_named(&mut self, named: Naming<R, W>) {
+        match named {
+            (mut arrival, _, Ok(entry)) => {
+                self.ui.status(format_args!(
+                    "remembered as {:?} (trusted on first use, not verified)",
+                    entry.name
+                ));
+                arrival.info.label = entry.name.clone();
+                arrival.info.entry = Some(entry);
+                self.enter(arrival);
+            }
+            (arrival, source, Err(why)) => {
+                self.ui.warn(format_args!("{why}: answer again"));
+                self.knocks.ask_again(arrival, source);
+                self.ask_knock = true;
+            }
+        }
+    }
+
+    /// What the host typed: an answer to a knock, or a line or command. `Some` ends the room.
+    fn on_input(
+        &mut self,
+        event: InputEvent,
+        input: &mut Input,
+        input_open: &mut bool,
+    ) -> Option<Result<()>> {
+        let ui = self.ui;
+        // A knock is waiting: the line is the host's answer to it.
+        if !self.knocks.is_empty()
+            && let InputEvent::Line(answer) = &event
+        {
+            match self.knocks.answer(answer, ui) {
+                Answer::Admit(arrival) => self.enter(arrival),
+                Answer::Name(arrival, petname, source) => {
+                    let trust = self.options.trust.clone();
+                    self.naming.spawn(async move {
+                        let named = name_peer(&trust, arrival.info.key, petname).await;
+                        (arrival, source, named)
+                    });
+                }
+                Answer::Wait => {}
+            }
+            // The next knock's question, or the prompt (and the draft) back.
+            self.knocks.ask(ui, input);
+            return None;
+        }
+        if matches!(event, InputEvent::Eof | InputEvent::Failed(_)) {
+            // Nothing more to say is not "close the room" (a host under systemd or nohup has
+            // no input at all): keep serving until a signal or --once.
+            if let InputEvent::Failed(e) = &event {
+                ui.error(format_args!("reading input failed: {e}"));
+            }
+            ui.status("end of input: the room stays open (a signal closes it)");
+            *input_open = false;
+            return None;
+        }
+        let host = Host {
+            key: &self.options.key,
+            name: &mut self.host_name,
+            renaming: &mut self.renaming,
+        };
+        host_input(
+            event,
+            &mut self.members,
+            input,
+            ui,
+            &self.options.trust,
+            host,
+        )
+    }
+}
