@@ -1,0 +1,116 @@
+//! What `listen` and `dial` share: the session's options, the front end (line editor, plain
+//! lines or JSON), signals, and durations.
+
+use super::paths::Paths;
+use crate::error::{Error, Result};
+use crate::session::Settings;
+use crate::session::input::Input;
+use crate::session::pipe::PipeOptions;
+use crate::signals::Interrupts;
+use crate::ui::{self, Ui};
+use std::io::IsTerminal;
+use std::time::Duration;
+
+/// Options shared by `listen` and `dial`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SessionArgs {
+    /// Only accept this peer: a fingerprint (hex; spaces and colons allowed) or a petname. A
+    /// matching pin connects whatever known_peers says
+    #[arg(long, value_name = "FINGERPRINT|NAME")]
+    pub peer: Option<String>,
+    /// Seconds allowed for the handshake (and, when dialling, for connecting); 1 to 86400
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = seconds_option())]
+    pub timeout: u64,
+    /// Seconds of silence before we PING the peer; after three times as long with nothing
+    /// received, the peer is declared gone; 1 to 86400
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = seconds_option())]
+    pub keepalive: u64,
+    /// Write one JSON object per event (connected, welcome, message, notice, left, ticket, error) on
+    /// stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Pipe mode: stdin's bytes go to the peer and the peer's bytes to stdout, raw; end of
+    /// input means "finished sending". A listener then serves one session (as with --once)
+    #[arg(long, conflicts_with = "json")]
+    pub pipe: bool,
+    /// With --pipe: no progress line and no summary on stderr
+    #[arg(long, requires = "pipe")]
+    pub quiet: bool,
+    /// With --pipe: how many bytes stdin will give, for the progress line's percentage and
+    /// time left (found by itself when stdin is a regular file)
+    #[arg(long, value_name = "BYTES", requires = "pipe")]
+    pub size: Option<u64>,
+    /// A display name to announce: others see it beside your key, as `NAME [3f2a9c1b4d5e]`
+    /// (their own petname for you wins). Letters, digits, single spaces and - _ . ', at
+    /// most 32 characters; /nick changes it during a chat
+    #[arg(long, value_name = "NAME", conflicts_with = "pipe")]
+    pub name: Option<String>,
+}
+
+impl SessionArgs {
+    pub(super) fn settings(&self, paths: &Paths) -> Result<Settings> {
+        Ok(Settings {
+            pin: paths.resolve_peer(self.peer.as_deref())?,
+            handshake_timeout: seconds(self.timeout, "--timeout")?,
+            trust: paths.trust_config(),
+            keepalive: seconds(self.keepalive, "--keepalive")?,
+            pipe: self.pipe.then_some(PipeOptions {
+                quiet: self.quiet,
+                size: self.size,
+            }),
+            ticket: None,
+            code: None,
+            petname: None,
+            name: match &self.name {
+                Some(name) => {
+                    crate::session::names::check_name(name)
+                        .map_err(|why| Error::Usage(format!("--name {name:?}: {why}")))?;
+                    name.clone()
+                }
+                None => String::new(),
+            },
+        })
+    }
+}
+
+/// Chooses how a session talks to the user: JSON, the line editor on a terminal, or plain
+/// lines; in pipe mode stdin and stdout carry data and questions go to the terminal.
+pub(super) fn front_end(json: bool, pipe: bool) -> (Ui, Input) {
+    if pipe {
+        return (Ui::plain(), Input::tty().unwrap_or_else(Input::none));
+    }
+    if json {
+        return (Ui::json(), Input::stdin());
+    }
+    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        match Input::editor() {
+            Ok((input, writer)) => return (Ui::interactive(writer, ui::color_wanted()), input),
+            Err(e) => Ui::plain().warn(format_args!(
+                "cannot use the terminal's line editor ({e}); reading plain lines"
+            )),
+        }
+    }
+    (Ui::plain(), Input::stdin())
+}
+
+/// The longest any duration option may be: a day. Longer is a typo, and deadlines computed
+/// from it (three keepalives, an instant plus a timeout) must never overflow.
+pub const MAX_SECONDS: u64 = 86_400;
+
+/// Parses a duration option in seconds, 1 to [`MAX_SECONDS`] (anything else is a usage error).
+pub(super) fn seconds_option() -> clap::builder::RangedU64ValueParser {
+    clap::value_parser!(u64).range(1..=MAX_SECONDS)
+}
+
+pub(super) fn seconds(secs: u64, option: &str) -> Result<Duration> {
+    if !(1..=MAX_SECONDS).contains(&secs) {
+        return Err(Error::Usage(format!(
+            "{option} must be 1 to {MAX_SECONDS} seconds"
+        )));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+pub(super) fn install_interrupts() -> Result<Interrupts> {
+    Interrupts::install().map_err(|e| Error::io("installing signal handlers", e))
+}
