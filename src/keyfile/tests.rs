@@ -1,3 +1,4 @@
+use super::seal::*;
 use super::*;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
