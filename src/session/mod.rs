@@ -13,6 +13,7 @@ pub mod keepalive;
 pub mod member;
 pub mod names;
 pub mod opening;
+mod peer;
 pub mod pipe;
 pub mod room;
 mod room_view;

@@ -6,8 +6,14 @@ use crate::error::{Error, Result};
 use crate::fingerprint;
 use crate::keys::PublicKey;
 use crate::safety::SafetyNumber;
-use crate::trust::{self, Allow, Entry, Store, Verdict, Verified};
-use crate::ui::{Speaker, Ui};
+use crate::trust::{self, Allow, Entry, Verdict, Verified};
+use crate::ui::Ui;
+
+mod alarm;
+pub use super::peer::{PeerInfo, TrustConfig};
+use alarm::ask;
+use alarm::key_changed_alarm;
+pub use alarm::{Changed, key_change_alarm, petname_key_changed};
 
 /// What to do with a dialled peer whose key known_peers has never seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -19,108 +25,6 @@ pub enum TrustPolicy {
     AcceptNew,
     /// Refuse every key not already known.
     Strict,
-}
-
-/// Who the peer is, as far as we know, once we have decided to talk to it.
-#[derive(Debug, Clone)]
-pub struct PeerInfo {
-    /// The peer's static key.
-    pub key: PublicKey,
-    /// How to show it: its petname, or `unverified <short fingerprint>`.
-    pub label: String,
-    /// Its known_peers entry, if any.
-    pub entry: Option<Entry>,
-    /// Both keys' safety number, computed when first wanted: 5,200 hashes per key is the
-    /// dearest thing a stranger can make a listener do, so a connection that never joins
-    /// never pays for it.
-    safety: std::sync::OnceLock<SafetyNumber>,
-    /// Our key, for the safety number.
-    local: PublicKey,
-    /// The network address it connected from or was dialled at.
-    pub address: Option<String>,
-    /// The invite it redeemed to get in, if it did (its id).
-    pub invite: Option<String>,
-}
-
-impl PeerInfo {
-    fn new(key: PublicKey, local: &PublicKey, entry: Option<Entry>) -> Self {
-        let label = match &entry {
-            Some(e) => e.name.clone(),
-            None => format!("unverified {}", fingerprint::short(&key)),
-        };
-        PeerInfo {
-            key,
-            label,
-            entry,
-            safety: std::sync::OnceLock::new(),
-            local: *local,
-            address: None,
-            invite: None,
-        }
-    }
-
-    /// Both keys' safety number.
-    pub fn safety(&self) -> &SafetyNumber {
-        self.safety
-            .get_or_init(|| SafetyNumber::new(&self.local, &self.key))
-    }
-
-    /// How the UI names this peer.
-    pub fn speaker(&self) -> Speaker<'_> {
-        Speaker {
-            label: &self.label,
-            key: &self.key,
-            petname: self.entry.as_ref().map(|e| e.name.as_str()),
-            name: None,
-        }
-    }
-
-    /// Our own key (the other half of the safety number).
-    pub fn local(&self) -> &PublicKey {
-        &self.local
-    }
-
-    /// `/whois`: everything we know about the peer.
-    pub fn describe(&self) -> Vec<String> {
-        let mut lines = vec![
-            format!("peer:          {}", self.label),
-            format!("fingerprint:   {}", fingerprint::grouped(&self.key)),
-            format!(
-                "address:       {}",
-                self.address.as_deref().unwrap_or("unknown")
-            ),
-        ];
-        lines.push(match &self.entry {
-            Some(e) => format!("verification:  {} ({})", e.how.describe(), e.when),
-            None => "verification:  none (not in known_peers)".into(),
-        });
-        lines.push(format!("safety number: {}", self.safety()));
-        lines
-    }
-
-    /// One line on how this peer is verified.
-    pub fn trust_line(&self) -> String {
-        match &self.entry {
-            Some(e) => format!("{} ({}, {})", e.name, e.how.describe(), e.when),
-            None => format!("{} (not in known_peers)", self.label),
-        }
-    }
-}
-
-/// Where known peers live and how to tell the user to edit them.
-#[derive(Debug, Clone)]
-pub struct TrustConfig {
-    /// The known_peers store.
-    pub store: Store,
-    /// How to invoke `schat peers` for this home (e.g. `schat --home /x peers`).
-    pub peers_command: String,
-}
-
-impl TrustConfig {
-    /// The pending invites of the same home.
-    pub fn invites(&self) -> crate::invite::Invites {
-        crate::invite::Invites::in_home(&crate::fsutil::parent_dir(self.store.path()))
-    }
 }
 
 fn load(config: &TrustConfig, ui: &Ui) -> Result<trust::KnownPeers> {
@@ -357,134 +261,6 @@ async fn remember(
         Admit::No,
     )
     .await
-}
-
-/// The prompt for an unknown key. `None` means the user refused.
-async fn ask(
-    peer: &PublicKey,
-    safety: &SafetyNumber,
-    addr: &str,
-    input: &mut Input,
-    ui: &Ui,
-) -> Result<Option<(Verified, Option<String>)>> {
-    // Few rows (the conversation comes next), each number once, as grids that read the same
-    // on both screens.
-    ui.status(format_args!(
-        "new peer at {addr}: compare the safety number with them (read it aloud), or paste the \
-         fingerprint they sent you"
-    ));
-    ui.grid("safety number:", &safety.lines());
-    ui.grid("fingerprint:  ", &fingerprint::grid(peer));
-    let answer = match input.ask("trust it? y / n / fingerprint: ").await {
-        InputEvent::Line(line) => line,
-        // Ctrl-C at the line editor: the same as the signal it stands for.
-        InputEvent::Interrupted => return Err(Error::Signalled("interrupted")),
-        _ => return Ok(None),
-    };
-    let answer = answer.trim();
-    let how = match answer.to_ascii_lowercase().as_str() {
-        "y" | "yes" => Verified::FirstUse,
-        "" | "n" | "no" => return Ok(None),
-        _ => match fingerprint::parse(answer) {
-            Ok(k) if k == *peer => {
-                ui.status("the fingerprint matches.");
-                Verified::Fingerprint
-            }
-            Ok(_) => {
-                ui.warn("that fingerprint does NOT match the peer's key: refusing");
-                return Ok(None);
-            }
-            Err(e) => {
-                ui.warn(format_args!("not understood ({e}): refusing"));
-                return Ok(None);
-            }
-        },
-    };
-    let default = format!("peer-{}", fingerprint::short(peer));
-    for _ in 0..3 {
-        let name = match input
-            .ask(&format!("petname for this peer [{default}]: "))
-            .await
-        {
-            InputEvent::Line(line) => line.trim().to_string(),
-            InputEvent::Interrupted => return Err(Error::Signalled("interrupted")),
-            _ => break,
-        };
-        if name.is_empty() {
-            break;
-        }
-        match trust::validate_name(&name) {
-            Ok(()) => return Ok(Some((how, Some(name)))),
-            Err(e) => ui.warn(e),
-        }
-    }
-    Ok(Some((how, Some(default))))
-}
-
-/// What changed its key: the peer we reached at an address, or the peer we dialled by name.
-#[derive(Debug, Clone, Copy)]
-pub enum Changed<'a> {
-    /// A known address presented another key.
-    Address(&'a str),
-    /// The petname we dialled presented another key.
-    Petname,
-}
-
-fn key_changed_alarm(ui: &Ui, addr: &str, entry: &Entry, new: &PublicKey, config: &TrustConfig) {
-    key_change_alarm(ui, Changed::Address(addr), entry, new, config);
-}
-
-/// The key-change alarm: what changed, both keys (as grids: compared digit by digit), and the
-/// one command that undoes exactly what was remembered — forgetting the *address* when the key
-/// at an address changed (the peer's own entry may still be right), the *petname* when the key
-/// of the peer we dialled by name changed.
-pub fn key_change_alarm(
-    ui: &Ui,
-    what: Changed<'_>,
-    entry: &Entry,
-    new: &PublicKey,
-    config: &TrustConfig,
-) {
-    let name = crate::sanitize::line(&entry.name);
-    let (who, forget, undo) = match what {
-        Changed::Address(addr) => (
-            format!("The peer at {addr}, known as {name:?}, presented a different key."),
-            addr.to_string(),
-            format!(
-                "Only if they confirm a new key, forget this address for {name:?} (its entry \
-                 stays) and dial again:"
-            ),
-        ),
-        Changed::Petname => (
-            format!("{name:?} answered with a different key than the one you know."),
-            name.to_string(),
-            format!(
-                "Only if they confirm a new key, forget the old key of {name:?} and dial again:"
-            ),
-        ),
-    };
-    ui.alarm(&[
-        "WARNING: THE PEER'S KEY HAS CHANGED. YOUR KEY AND NO MESSAGE WERE SENT.",
-        &who,
-        "Someone may be intercepting this connection (a man in the middle), or the peer may \
-         have made a new identity. Ask them through another channel.",
-    ]);
-    ui.grid("known key:    ", &fingerprint::grid(&entry.key));
-    ui.grid("presented key:", &fingerprint::grid(new));
-    ui.alarm(&[
-        &format!("(known since {}: {})", entry.when, entry.how.describe()),
-        &undo,
-        &format!("  {} forget {forget}", config.peers_command),
-    ]);
-}
-
-/// The refusal for a petname whose key changed (not "does not match --peer": there was none).
-pub fn petname_key_changed(entry: &Entry) -> Error {
-    Error::PeerRefused(format!(
-        "{} answered with a different key than the one you know; session aborted before your \
-         key was sent",
-        crate::sanitize::line(&entry.name)
-    ))
 }
 
 /// Whether a recorded key is admitted to our rooms and pipes (see `trust`'s module comment).
