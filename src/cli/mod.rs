@@ -1,7 +1,7 @@
 //! The command line: argument definitions (clap) and what each command does, a file per
-//! command: [`listen`], [`dial`], [`keys`] (keygen, passwd, fingerprint), [`peers`], [`invite`],
-//! [`p2p`] (relay, and the iroh options); [`session`] has what listen and dial share, [`paths`]
-//! where the files are, [`prompt`] answers typed at the terminal. This file parses and
+//! command: `listen`, `dial`, `keys` (keygen, passwd, fingerprint), `peers`, `invite`,
+//! `p2p` (relay, and the iroh options); `session` has what listen and dial share, `paths`
+//! where the files are, `prompt` answers typed at the terminal. This file parses and
 //! dispatches.
 
 use crate::error::{Error, Result, exit};

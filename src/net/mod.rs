@@ -11,8 +11,8 @@
 //! - [`dial`]: `schat dial` — routes from an address, a petname or a ticket, TCP and iroh
 //!   raced (happy eyeballs), the listener's key checked before ours is revealed;
 //! - [`listen`]: `schat listen` — binding, the ticket of a `--p2p` listener, the room or the
-//!   pipe; [`accept`]: the accept loop, each connection's handshake admitted by the [`gate`];
-//! - [`admit`]: what happens to a connection after its handshake (keys, invites, knocks).
+//!   pipe; `accept`: the accept loop, each connection's handshake admitted by the [`gate`];
+//! - `admit`: what happens to a connection after its handshake (keys, invites, knocks).
 
 use crate::error::{Error, Result};
 use std::time::Duration;

@@ -11,11 +11,11 @@
 //! ```
 //!
 //! Two engines move the bytes, with the same rules (keepalive, the ending, errors):
-//! - [`threads`], over TCP when stdin is not a terminal: once the session is open the socket
+//! - `threads`, over TCP when stdin is not a terminal: once the session is open the socket
 //!   leaves the async runtime, and one thread per direction does blocking read → seal → write
 //!   and read → open → write. No task wake-ups or hand-offs per chunk: after the cipher, those
 //!   were the largest cost.
-//! - [`tasks`], over anything else (a QUIC stream of iroh, a terminal's input, an in-memory
+//! - `tasks`, over anything else (a QUIC stream of iroh, a terminal's input, an in-memory
 //!   pipe in tests): async tasks, with helper threads for stdin and stdout.
 //!
 //! Either way stdin is not read before the session is open (the peer's HELLO, and a
