@@ -16,33 +16,52 @@ use crate::ui::Ui;
 /// `schat dial`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct DialArgs {
-    /// The listener: HOST, HOST:PORT, IP:PORT or `[IPv6]:PORT` (default port 12345), a
-    /// ticket (`schat:…`, from `schat invite` or `schat listen --p2p`: its key is expected;
-    /// an invite also proves you to the listener; its TCP addresses and its iroh address
-    /// are tried at once, and the first to prove the key wins; `-` asks for it on the
-    /// terminal, keeping it off the command line, which other users can see), or the
-    /// petname of a known peer (its stored addresses are tried, newest first, and its key
-    /// is expected)
+    /// HOST[:PORT], a petname, a ticket (schat:…), or - to paste a ticket
+    ///
+    /// An address is HOST, HOST:PORT, IP:PORT or [IPv6]:PORT (port 12345 unless given). A
+    /// petname's stored addresses are tried, newest first, and its key is expected. A ticket
+    /// comes from `schat invite` or `schat listen --p2p`: its key is expected (an invite also
+    /// proves you to the listener); its TCP addresses and its iroh address are tried at once,
+    /// and the first to prove the key wins. `-` asks for the ticket on the terminal, keeping it
+    /// off the command line, which other users can see
     #[arg(value_name = "ADDR")]
     pub addr: String,
-    /// What to do with a key known_peers has never seen: ask (on a terminal; refuse
-    /// without one), accept-new (trust and remember it), strict (refuse it). A known
-    /// address presenting a different key is always refused
-    #[arg(long, value_enum, value_name = "POLICY", default_value_t = TrustPolicy::Ask)]
+    /// A key known_peers has never seen: ask, accept-new or strict
+    ///
+    /// ask: at a terminal (refuse without one); accept-new: trust and remember it; strict:
+    /// refuse it. A known address presenting a different key is always refused
+    #[arg(
+        long,
+        value_enum,
+        value_name = "POLICY",
+        default_value_t = TrustPolicy::Ask,
+        hide_possible_values = true
+    )]
     pub trust: TrustPolicy,
-    /// A spoken code from `schat invite --code` (e.g. 427-absurd-aftermath-acme-alkali-adult;
-    /// `-` asks for it on the terminal, off the command line): the listener's key is
-    /// verified by proving the code (a PAKE); a wrong code stops both sides
+    /// A spoken code from `schat invite --code` (- to type it)
+    ///
+    /// For example 427-absurd-aftermath-acme-alkali-adult; `-` asks for it on the terminal,
+    /// off the command line. The listener's key is verified by proving the code (a PAKE); a
+    /// wrong code stops both sides
     #[arg(long, value_name = "CODE", conflicts_with = "pipe")]
     pub code: Option<String>,
     /// Which way to reach a listener whose ticket has both TCP and iroh addresses: any
     /// (both at once, the first to prove its key wins), tcp, or iroh
-    #[arg(long, value_enum, value_name = "WAY", default_value_t = net::Via::Any)]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WAY",
+        default_value_t = net::Via::Any,
+        help_heading = "NAT options (iroh)",
+        hide_short_help = true
+    )]
     pub via: net::Via,
+    #[command(flatten)]
+    pub session: SessionArgs,
     #[command(flatten)]
     pub p2p_args: p2p::P2pArgs,
     #[command(flatten)]
-    pub session: SessionArgs,
+    pub files: super::paths::UnlockArgs,
 }
 
 /// Runs `schat dial`; returns the `Ui` in use at the end (to report an error through it).
@@ -59,6 +78,7 @@ pub(super) async fn dial(
         via,
         p2p_args,
         session,
+        files: _,
     } = args;
     let prepared = (|| {
         let mut settings = session.settings(paths)?;

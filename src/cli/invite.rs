@@ -8,6 +8,7 @@ use crate::net::Address;
 use crate::sanitize;
 use crate::session::names;
 use crate::trust;
+use crate::ui::Ui;
 use std::io::IsTerminal;
 use std::net::IpAddr;
 use zeroize::Zeroizing;
@@ -15,53 +16,65 @@ use zeroize::Zeroizing;
 /// Options of `schat invite`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct InviteArgs {
-    /// The petname you will know the invitee by (in known_peers) [default: one is made up]
+    /// Your petname for the invitee [default: one is made up]
     #[arg(long, value_name = "PETNAME")]
     pub name: Option<String>,
-    /// The name the invitee will know you by (their petname for you; they can change it)
-    /// [default: your login name]. Tickets only: a spoken code carries no name
+    /// The name the invitee will know you by [default: your login name]
+    ///
+    /// It becomes their petname for you (they can change it). Tickets only: a spoken code
+    /// carries no name
     #[arg(long = "as", value_name = "NAME")]
     pub as_name: Option<String>,
-    /// How long the invite is valid: e.g. 90s, 30m, 24h, 7d [default: 24h; 1h with --code]
-    #[arg(long, value_name = "DURATION")]
-    pub expires: Option<String>,
-    /// Make a short code to read out over a phone instead of a ticket (`schat dial ADDR
-    /// --code -`; the address goes separately, and is printed with the code). Both keys are
-    /// verified by a PAKE; three wrong tries burn it
+    /// A short code to read out over the phone, instead of a ticket
+    ///
+    /// The invitee runs `schat dial ADDR --code -`; the address goes separately, and is
+    /// printed with the code. Both keys are verified by a PAKE; three wrong tries burn it
     #[arg(long, conflicts_with_all = ["as_name"])]
     pub code: bool,
-    /// How many people may redeem it (1: one person; more: a group for your room)
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub uses: u32,
-    /// Where the invitee dials you, HOST:PORT; repeat for several, best first [default: this
-    /// machine's addresses with --port]. With --code, printed beside it to read out too
+    /// Where the invitee dials you (repeat for several) [default: this machine]
+    ///
+    /// HOST:PORT; repeat for several, best first. The default is this machine's addresses
+    /// with --port. With --code, printed beside it to read out too
     #[arg(long = "addr", value_name = "HOST:PORT")]
     pub addrs: Vec<String>,
+    /// How long the invite is valid: e.g. 90s, 30m, 24h, 7d [default: 24h; 1h with --code]
+    #[arg(long, value_name = "DURATION", hide_short_help = true)]
+    pub expires: Option<String>,
+    /// How many people may redeem it (1: one person; more: a group for your room)
+    #[arg(long, value_name = "N", default_value_t = 1, hide_short_help = true)]
+    pub uses: u32,
     /// The port your `schat listen` uses, for the default addresses
-    #[arg(long, value_name = "PORT", default_value_t = crate::net::DEFAULT_PORT)]
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = crate::net::DEFAULT_PORT,
+        hide_short_help = true
+    )]
     pub port: u16,
-    /// List the invites on file (pending, used, revoked) instead of making one
+    /// List the invites on file (pending, used, revoked)
     #[arg(long, conflicts_with_all = ["revoke", "name", "as_name", "addrs"])]
     pub list: bool,
     /// Revoke the pending invite with this id (from --list)
     #[arg(long, value_name = "ID", conflicts_with_all = ["name", "as_name", "addrs"])]
     pub revoke: Option<String>,
     /// Print JSON (the ticket and its details, or the list) instead of text
-    #[arg(long)]
+    #[arg(long, hide_short_help = true)]
     pub json: bool,
+    #[command(flatten)]
+    pub files: super::paths::KeyfileArgs,
 }
 
 /// Runs `schat invite`.
-pub fn run(args: &InviteArgs, paths: &Paths) -> Result<()> {
+pub fn run(args: &InviteArgs, paths: &Paths, ui: &Ui) -> Result<()> {
     let invites = Invites::in_home(&paths.home);
     let store_error = |e: std::io::Error| Error::io("the invites file", e);
     if args.list {
-        return list(&invites, args.json);
+        return list(&invites, args.json, ui);
     }
     if let Some(id) = &args.revoke {
         return match invites.revoke(id, unix_now()).map_err(store_error)? {
             true => {
-                eprintln!("schat: invite {} revoked", sanitize::line(id));
+                ui.status(format_args!("invite {} revoked", sanitize::line(id)));
                 Ok(())
             }
             false => {
@@ -125,7 +138,7 @@ pub fn run(args: &InviteArgs, paths: &Paths) -> Result<()> {
                 "a spoken code lives at most 24 h (--expires); use a ticket for longer".into(),
             ));
         }
-        return spoken_code(args, &invites, lifetime, &petname);
+        return spoken_code(args, &invites, lifetime, &petname, ui);
     }
     let addrs = match args.addrs.is_empty() {
         false => args
@@ -186,35 +199,41 @@ pub fn run(args: &InviteArgs, paths: &Paths) -> Result<()> {
     out(&text)?;
     if std::io::stderr().is_terminal() {
         let shown: Vec<String> = ticket.addrs.iter().map(ToString::to_string).collect();
-        eprintln!(
-            "schat: invite {} (for {} {}, until {expires})",
+        ui.status(format_args!(
+            "invite {} (for {} {}, until {expires})",
             id,
             args.uses,
             if args.uses == 1 { "person" } else { "people" }
-        );
-        eprintln!(
-            "schat: send the line above over a channel you trust (who reads it first can use \
+        ));
+        ui.status(format_args!(
+            "send the line above over a channel you trust (who reads it first can use \
              it); they run `schat dial -` and paste it"
-        );
-        eprintln!(
-            "schat: keep `schat listen` running, reachable at {}; revoke with `schat invite \
+        ));
+        ui.status(format_args!(
+            "keep `schat listen` running, reachable at {}; revoke with `schat invite \
              --revoke {}`",
             shown.join(", "),
             id
-        );
+        ));
         if args.addrs.is_empty() {
-            eprintln!(
-                "schat: (those are this machine's addresses with port {}: give --addr HOST:PORT \
+            ui.status(format_args!(
+                "(those are this machine's addresses with port {}: give --addr HOST:PORT \
                  if your listener uses another port, or is reached through a public address)",
                 args.port
-            );
+            ));
         }
     }
     Ok(())
 }
 
 /// `schat invite --code`: a code to read out, filed under a fresh nameplate.
-fn spoken_code(args: &InviteArgs, invites: &Invites, lifetime: u64, petname: &str) -> Result<()> {
+fn spoken_code(
+    args: &InviteArgs,
+    invites: &Invites,
+    lifetime: u64,
+    petname: &str,
+    ui: &Ui,
+) -> Result<()> {
     use crate::invite::code::Code;
     let now = unix_now();
     let expires = now.saturating_add(lifetime);
@@ -251,8 +270,8 @@ fn spoken_code(args: &InviteArgs, invites: &Invites, lifetime: u64, petname: &st
     }
     out(code.spoken().as_str())?;
     if std::io::stderr().is_terminal() {
-        eprintln!(
-            "schat: a code for {} {} (until {until}); read it to them, with an address where \
+        ui.status(format_args!(
+            "a code for {} {} (until {until}); read it to them, with an address where \
              they reach you: {}",
             args.uses,
             if args.uses == 1 { "person" } else { "people" },
@@ -260,15 +279,15 @@ fn spoken_code(args: &InviteArgs, invites: &Invites, lifetime: u64, petname: &st
                 true => "(this machine has none: give --addr HOST:PORT)".to_string(),
                 false => addrs.join(", "),
             }
-        );
-        eprintln!(
-            "schat: they run `schat dial {} --code -` and type it",
+        ));
+        ui.status(format_args!(
+            "they run `schat dial {} --code -` and type it",
             addrs.first().map_or("YOUR-ADDRESS", String::as_str)
-        );
-        eprintln!(
-            "schat: keep `schat listen` running; three wrong tries burn the code; revoke with \
+        ));
+        ui.status(format_args!(
+            "keep `schat listen` running; three wrong tries burn the code; revoke with \
              `schat invite --revoke {nameplate}`"
-        );
+        ));
     }
     Ok(())
 }
@@ -284,7 +303,7 @@ fn list_state(p: &Pending, now: u64) -> &'static str {
     }
 }
 
-fn list(invites: &Invites, json: bool) -> Result<()> {
+fn list(invites: &Invites, json: bool, ui: &Ui) -> Result<()> {
     let now = unix_now();
     let all = invites
         .load()
@@ -306,14 +325,14 @@ fn list(invites: &Invites, json: bool) -> Result<()> {
         return Ok(());
     }
     if all.is_empty() {
-        eprintln!("schat: no invites on file");
+        ui.status(format_args!("no invites on file"));
     }
     // Hand edits this version cannot read stay in the file; say where they are.
     for line in invites.unreadable().unwrap_or_default() {
-        eprintln!(
-            "schat: warning: {} line {line} is not an invite this schat can read; it is kept as it is",
+        ui.warn(format_args!(
+            "{} line {line} is not an invite this schat can read; it is kept as it is",
             invites.path().display()
-        );
+        ));
     }
     if !all.is_empty() {
         out(format_args!(

@@ -1,7 +1,7 @@
 //! `schat keygen`, `schat passwd` and `schat fingerprint`: the identity keyfile.
 
 use super::out;
-use super::paths::Paths;
+use super::paths::{Paths, UnlockArgs};
 use crate::error::{Error, Result};
 use crate::fingerprint;
 use crate::keyfile::{self, KdfParams, Keyfile, KeyfileError};
@@ -10,14 +10,65 @@ use crate::passphrase;
 use crate::ui::Ui;
 use std::io::IsTerminal;
 
+/// `schat keygen`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct KeygenArgs {
+    /// Replace an existing keyfile: it shows the old fingerprint and asks, and keeps the old
+    /// file beside the new one (identity.old-TIME, mode 600)
+    #[arg(long)]
+    pub force: bool,
+    /// Store the key unprotected, without asking for a passphrase
+    #[arg(long)]
+    pub no_passphrase: bool,
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+    #[command(flatten)]
+    pub files: UnlockArgs,
+}
+
+/// `schat passwd`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct PasswdArgs {
+    /// Read the new passphrase from the first line of FILE (mode 600)
+    #[arg(long, value_name = "FILE", conflicts_with = "no_passphrase")]
+    pub new_passphrase_file: Option<std::path::PathBuf>,
+    /// Remove the protection: store the key unprotected
+    #[arg(long)]
+    pub no_passphrase: bool,
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+    #[command(flatten)]
+    pub files: UnlockArgs,
+}
+
+/// `schat fingerprint`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct FingerprintArgs {
+    /// Print 64 hex digits without spaces
+    #[arg(long)]
+    pub raw: bool,
+    /// Print your iroh endpoint id instead (derived from your identity; for a relay's
+    /// --allow-endpoint). Needs the keyfile's passphrase
+    #[arg(long, conflicts_with = "raw")]
+    pub endpoint: bool,
+    #[command(flatten)]
+    pub files: UnlockArgs,
+}
+
 /// The cost of the passphrase KDF (Argon2id).
 #[derive(Debug, Clone, Copy, clap::Args)]
+#[command(next_help_heading = "Passphrase cost")]
 pub struct KdfArgs {
     /// Memory for the passphrase KDF, in MiB (8 to 1024): more makes guessing dearer
-    #[arg(long, value_name = "MIB", default_value_t = 128)]
+    #[arg(
+        long,
+        value_name = "MIB",
+        default_value_t = 128,
+        hide_short_help = true
+    )]
     pub kdf_mib: u32,
     /// Passes of the passphrase KDF (1 to 10)
-    #[arg(long, value_name = "N", default_value_t = 3)]
+    #[arg(long, value_name = "N", default_value_t = 3, hide_short_help = true)]
     pub kdf_passes: u32,
 }
 
@@ -35,11 +86,10 @@ impl KdfArgs {
 pub(super) fn keygen(
     paths: &Paths,
     sources: &passphrase::Sources,
-    force: bool,
-    no_passphrase: bool,
-    kdf: KdfParams,
+    args: &KeygenArgs,
     ui: &Ui,
 ) -> Result<()> {
+    let (force, no_passphrase, kdf) = (args.force, args.no_passphrase, args.kdf.params());
     // Refuse early, before asking for a passphrase that would be wasted.
     let existing = paths.identity.symlink_metadata().is_ok();
     if !force && existing {
@@ -142,11 +192,11 @@ pub(super) fn retire_identity(paths: &Paths, ui: &Ui) -> Result<std::path::PathB
 pub(super) fn passwd(
     paths: &Paths,
     sources: &passphrase::Sources,
-    new_file: Option<&std::path::Path>,
-    no_passphrase: bool,
-    kdf: KdfParams,
+    args: &PasswdArgs,
     ui: &Ui,
 ) -> Result<()> {
+    let (new_file, no_passphrase) = (args.new_passphrase_file.as_deref(), args.no_passphrase);
+    let kdf = args.kdf.params();
     let keyfile = Keyfile::read(&paths.identity)?;
     let identity = passphrase::unlock(&keyfile, sources, ui, &paths.identity)?;
     let new = if no_passphrase {
@@ -185,4 +235,24 @@ pub(super) fn passwd(
         )),
     }
     Ok(())
+}
+
+/// `schat fingerprint`: the key's fingerprint (needs no passphrase), or the iroh endpoint id
+/// derived from the secret key (which does).
+pub(super) fn fingerprint(
+    paths: &Paths,
+    sources: &passphrase::Sources,
+    args: &FingerprintArgs,
+    ui: &Ui,
+) -> Result<()> {
+    let keyfile = Keyfile::read(&paths.identity)?;
+    if args.endpoint {
+        let identity = passphrase::unlock(&keyfile, sources, ui, &paths.identity)?;
+        return out(crate::net::iroh::endpoint_key(&identity).public());
+    }
+    let key = keyfile.public_key();
+    match args.raw {
+        true => out(key),
+        false => out(fingerprint::grouped(&key)),
+    }
 }

@@ -13,48 +13,83 @@ use crate::ui::Ui;
 /// `schat listen`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct ListenArgs {
-    /// Where to listen: HOST, HOST:PORT, IP:PORT, `[IPv6]:PORT` or :PORT (port 0 picks a free
-    /// port; the bound address is printed)
-    #[arg(value_name = "ADDR", default_value = "0.0.0.0:12345")]
+    /// Where to listen: HOST:PORT or :PORT [default: 0.0.0.0:12345]
+    ///
+    /// Also IP:PORT or [IPv6]:PORT. Port 0 picks a free port; the bound address is printed
+    #[arg(
+        value_name = "ADDR",
+        default_value = "0.0.0.0:12345",
+        hide_default_value = true
+    )]
     pub addr: String,
-    /// Which dialers to admit: `known` (in known_peers; the default), the keys listed in
-    /// FILE (one fingerprint per line, # comments), or `anyone` (with a warning). Others are
-    /// refused right after the handshake, with a line saying how to admit them. --peer
-    /// admits the one key it names
-    #[arg(long, value_name = "known|anyone|FILE")]
+    /// Who may come in: known (default), anyone, or a FILE of keys
+    ///
+    /// known: the peers admitted in known_peers (at a terminal, others knock and you answer);
+    /// FILE: the keys listed there, one fingerprint per line, # comments; anyone: every key,
+    /// with a warning. Others are refused right after the handshake, with a line saying how
+    /// to admit them. --peer admits the one key it names
+    #[arg(long, value_name = "WHO")]
     pub allow: Option<String>,
-    /// Greeting sent to each peer after the handshake
-    #[arg(long, value_name = "TEXT", default_value = DEFAULT_WELCOME)]
-    pub welcome: String,
-    /// Exit once the room empties after its first peer, instead of waiting for more
+    /// Exit once the room empties after its first peer
     #[arg(long)]
     pub once: bool,
+    /// Be reachable behind NAT too (iroh); prints a ticket
+    ///
+    /// iroh is QUIC with hole punching, relayed when that fails. The ticket (`schat:…`) is
+    /// for `schat dial`; `schat invite` includes the iroh address while this runs
+    #[arg(long)]
+    pub p2p: bool,
+    /// Greeting sent to each peer after the handshake
+    #[arg(long, value_name = "TEXT", default_value = DEFAULT_WELCOME, hide_short_help = true)]
+    pub welcome: String,
     /// Peers in the room at once (1 gives a one-to-one chat); more are turned away
-    #[arg(long, value_name = "N", default_value_t = 32)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 32,
+        help_heading = "Limits",
+        hide_short_help = true
+    )]
     pub max_peers: usize,
     /// Seconds a knock waits for your answer at the terminal before the dialer is told
     /// nobody answered; 1 to 86400
-    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = seconds_option())]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 60,
+        value_parser = seconds_option(),
+        help_heading = "Limits",
+        hide_short_help = true
+    )]
     pub knock_wait: u64,
     /// Connections still handshaking at once; when all are taken, a newcomer evicts the
     /// oldest handshake of the address holding the most, or one pending for over a quarter
     /// of --timeout, or is closed at once
-    #[arg(long, value_name = "N", default_value_t = 64)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 64,
+        help_heading = "Limits",
+        hide_short_help = true
+    )]
     pub max_handshakes: usize,
     /// Connections still handshaking at once from one address (IPv6: one /64); up to 64
     /// more from it wait their turn (within --timeout), beyond that they are closed at once.
     /// An address gets at most 10 log lines per 10 s, then one summary line
-    #[arg(long, value_name = "N", default_value_t = crate::net::gate::DEFAULT_PER_SOURCE)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = crate::net::gate::DEFAULT_PER_SOURCE,
+        help_heading = "Limits",
+        hide_short_help = true
+    )]
     pub max_handshakes_per_address: usize,
-    /// Also be reachable through NATs, over iroh (QUIC with hole punching, relayed when
-    /// that fails): prints a ticket (`schat:…`) for `schat dial`, and `schat invite`
-    /// includes the iroh address while this runs
-    #[arg(long)]
-    pub p2p: bool,
+    #[command(flatten)]
+    pub session: SessionArgs,
     #[command(flatten)]
     pub p2p_args: p2p::P2pArgs,
     #[command(flatten)]
-    pub session: SessionArgs,
+    pub files: super::paths::UnlockArgs,
 }
 
 /// Runs `schat listen`; returns the `Ui` in use at the end (to report an error through it).
@@ -76,6 +111,7 @@ pub(super) async fn listen(
         p2p,
         p2p_args,
         session,
+        files: _,
     } = args;
     let prepared = (|| {
         let allow = match allow.as_deref() {

@@ -5,16 +5,14 @@
 //! dispatches.
 
 use crate::error::{Error, Result, exit};
-use crate::fingerprint;
 use crate::hardening;
-use crate::keyfile::Keyfile;
-use crate::net;
 use crate::passphrase;
 use crate::sanitize;
 use crate::ui::Ui;
 use clap::{Parser, Subcommand};
 
 mod dial;
+mod help;
 mod invite;
 mod keys;
 mod listen;
@@ -33,107 +31,115 @@ pub use session::{MAX_SECONDS, SessionArgs};
 use std::io::Write;
 use std::path::PathBuf;
 
-const EXIT_CODES: &str = "\
-Exit status:
-  0  the session ended cleanly (a QUIT without a reason) and nothing sent was turned away
-  1  error: network, protocol, keyfile, a connection cut without QUIT, a silent peer, a
-     peer that aborted (a QUIT with a reason), or a pipe stopped by Ctrl-C or a signal
-     (before or during its session)
-  2  usage error
-  3  you refused the peer's key: it did not match --peer, it changed since you last saw
-     this address, or it is unknown (or, with --trust strict, new at this address)
-  4  the peer turned you away: it refused your key, the room was full, it never welcomed
-     you, or it runs the other mode (chat against --pipe)";
-
-/// End-to-end encrypted chat over a direct TCP connection, or through NATs over iroh.
+/// End-to-end encrypted chat for two people or a small room, terminal to terminal
 ///
-/// schat wraps the connection in a Noise XX handshake (X25519, ChaCha20-Poly1305, BLAKE2s),
-/// hybrid with ML-KEM-768 so that recorded sessions stay secret against future quantum
-/// computers: both sides prove their long-term identity key, and everything after the
-/// handshake is encrypted and authenticated (AES-256-GCM when both machines have AES
-/// instructions, else ChaCha20-Poly1305; SCHAT_NO_AES=1 keeps ChaCha20-Poly1305). Compare
-/// fingerprints out of band, pin them with
-/// --peer, or let `schat invite` verify first contact.
+/// One side listens, the other dials, and no server stands between them. A Noise XX handshake
+/// (X25519, ChaCha20-Poly1305, BLAKE2s), hybrid with ML-KEM-768 so that recorded sessions
+/// stay secret against future quantum computers, proves both long-term keys; everything after
+/// it is encrypted and authenticated (AES-256-GCM when both machines have AES instructions,
+/// else ChaCha20-Poly1305). Compare fingerprints or safety numbers with your peer, pin them
+/// with --peer, or let `schat invite` verify first contact.
 #[derive(Debug, Parser)]
-#[command(name = "schat", version, after_help = EXIT_CODES)]
+#[command(
+    name = "schat",
+    version,
+    disable_help_subcommand = true,
+    help_template = help::TOP_TEMPLATE,
+    after_long_help = help::TOP_LONG
+)]
 pub struct Cli {
-    /// Directory holding your identity keyfile and known_peers [default: the platform config
-    /// dir, e.g. ~/.config/schat]
-    #[arg(long, env = "SCHAT_HOME", value_name = "DIR", global = true)]
+    /// Directory of your files [default: ~/.config/schat]
+    ///
+    /// It holds your identity, known_peers and invites; the default is the platform config
+    /// dir. Also accepted after the command, and from SCHAT_HOME
+    #[arg(long, env = "SCHAT_HOME", value_name = "DIR", hide_env = true)]
     pub home: Option<PathBuf>,
 
-    /// Identity keyfile to use instead of DIR/identity (never created implicitly)
-    #[arg(long, value_name = "FILE", global = true)]
+    /// (Also accepted after the command, which lists it.)
+    #[arg(long, value_name = "FILE", hide = true)]
     pub identity: Option<PathBuf>,
 
-    /// Read the keyfile's passphrase from the first line of FILE, which only you may access
-    /// (mode 600) (also: the SCHAT_PASSPHRASE environment variable, which schat removes from its
-    /// environment at startup; otherwise schat asks on the terminal). Never give a passphrase
-    /// as an argument: other users can see arguments
-    #[arg(long, value_name = "FILE", global = true)]
+    /// (Also accepted after the command, which lists it.)
+    #[arg(long, value_name = "FILE", hide = true)]
     pub passphrase_file: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// The subcommands.
+/// The subcommands, in the order a newcomer meets them.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a new identity keyfile and print its fingerprint. On a terminal it asks for a
-    /// passphrase (twice; empty for none); otherwise the key is stored unprotected unless a
-    /// passphrase comes from --passphrase-file or SCHAT_PASSPHRASE
-    Keygen {
-        /// Replace an existing keyfile (the old identity is lost for good)
-        #[arg(long)]
-        force: bool,
-        /// Store the key unprotected, without asking
-        #[arg(long)]
-        no_passphrase: bool,
-        #[command(flatten)]
-        kdf: KdfArgs,
-    },
-    /// Add, change or remove the keyfile's passphrase (the file is replaced atomically). The
-    /// current passphrase comes from the usual sources; the new one from a prompt or
-    /// --new-passphrase-file
-    Passwd {
-        /// Read the new passphrase from the first line of FILE (mode 600)
-        #[arg(long, value_name = "FILE", conflicts_with = "no_passphrase")]
-        new_passphrase_file: Option<PathBuf>,
-        /// Remove the protection: store the key unprotected
-        #[arg(long)]
-        no_passphrase: bool,
-        #[command(flatten)]
-        kdf: KdfArgs,
-    },
-    /// Print your identity's fingerprint, for your peer to pin with --peer
-    Fingerprint {
-        /// Print 64 hex digits without spaces
-        #[arg(long)]
-        raw: bool,
-        /// Print your iroh endpoint id instead (derived from your identity; for a relay's
-        /// --allow-endpoint). Needs the keyfile's passphrase
-        #[arg(long, conflicts_with = "raw")]
-        endpoint: bool,
-    },
-    /// Host a chat room that peers dial into (or, with --pipe, serve one pipe session)
-    #[command(after_help = EXIT_CODES)]
+    /// Create your identity (a key pair) and print its fingerprint
+    ///
+    /// At a terminal it asks for a passphrase that seals the key on disk (twice; empty for
+    /// none); otherwise the key is stored unprotected unless a passphrase comes from
+    /// --passphrase-file or SCHAT_PASSPHRASE
+    #[command(after_help = help::KEYGEN_EXAMPLES)]
+    Keygen(keys::KeygenArgs),
+    /// Print your fingerprint, for your peers to admit or pin
+    #[command(after_help = help::FINGERPRINT_EXAMPLES)]
+    Fingerprint(keys::FingerprintArgs),
+    /// Host a chat room that peers dial into (or one --pipe session)
+    #[command(after_help = help::LISTEN_EXAMPLES, after_long_help = help::LISTEN_LONG)]
     Listen(listen::ListenArgs),
-    /// Connect to a listening peer, then chat
-    #[command(after_help = EXIT_CODES)]
+    /// Connect to a listener, then chat (or --pipe)
+    #[command(after_help = help::DIAL_EXAMPLES, after_long_help = help::DIAL_LONG)]
     Dial(dial::DialArgs),
-    /// Manage known peers: petnames, fingerprints, addresses, verification
-    #[command(subcommand)]
-    Peers(PeersCommand),
-    /// Invite someone: print a one-line ticket (`schat:…`) that lets them dial you with your
-    /// key already verified, and proves them to your `schat listen` (which need not restart).
-    /// Also --list and --revoke ID
+    /// Known peers: who may come in, whom you recognise, who is verified
+    #[command(after_help = help::PEERS_EXAMPLES, disable_help_subcommand = true)]
+    Peers(peers::PeersArgs),
+    /// Invite someone, keys verified already: a ticket or a spoken code
+    ///
+    /// A ticket is one line (`schat:…`) that lets them dial you with your key already
+    /// verified, and proves them to your `schat listen` (which need not restart); --code makes
+    /// a short code to read out over the phone instead. Also --list and --revoke ID
+    #[command(after_help = help::INVITE_EXAMPLES)]
     Invite(invite::InviteArgs),
-    /// Run a relay for iroh (for `--p2p`): it forwards encrypted packets between peers that
-    /// cannot reach each other directly and helps them punch through NATs. It never sees
-    /// schat keys or content. TLS from certificate files or Let's Encrypt; --insecure-http for
-    /// tests and closed LANs
+    /// Add, change or remove your keyfile's passphrase
+    ///
+    /// The file is replaced atomically. The current passphrase comes from the usual sources;
+    /// the new one from a prompt or --new-passphrase-file
+    #[command(after_help = help::PASSWD_EXAMPLES)]
+    Passwd(keys::PasswdArgs),
+    /// Run a relay for iroh, for peers behind NAT (`--p2p`)
+    ///
+    /// It forwards encrypted packets between peers that cannot reach each other directly and
+    /// helps them punch through NATs. It never sees schat keys or content. TLS from
+    /// certificate files or Let's Encrypt; --insecure-http for tests and closed LANs
+    #[command(after_help = help::RELAY_EXAMPLES)]
     Relay(p2p::RelayArgs),
+    /// Print a completion script for your shell
+    #[command(after_help = help::COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write schat's man pages (schat.1, schat-listen.1, …) into DIR
+    #[command(after_help = help::MANPAGES_EXAMPLES)]
+    Manpages {
+        /// Where to write them, e.g. ~/.local/share/man/man1 (created if need be)
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+impl Command {
+    /// The file options given after the command (those before it are on [`Cli`]).
+    fn files(&self) -> paths::Files {
+        match self {
+            Command::Keygen(a) => (&a.files).into(),
+            Command::Fingerprint(a) => (&a.files).into(),
+            Command::Passwd(a) => (&a.files).into(),
+            Command::Listen(a) => (&a.files).into(),
+            Command::Dial(a) => (&a.files).into(),
+            Command::Peers(a) => (&a.files).into(),
+            Command::Invite(a) => (&a.files).into(),
+            Command::Relay(a) => (&a.files).into(),
+            Command::Completions { .. } | Command::Manpages { .. } => paths::Files::default(),
+        }
+    }
 }
 
 /// Parses the command line, runs the command, and returns the process exit code.
@@ -236,13 +242,20 @@ pub async fn run(cli: Cli, env_passphrase: passphrase::FromEnv) -> i32 {
 
 /// Runs the command; returns the `Ui` in use at the end (to report an error through it).
 async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (Ui, Result<()>) {
-    let paths = match Paths::new(&cli) {
+    // Neither needs a home: they describe schat, not a user.
+    match &cli.command {
+        Command::Completions { shell } => return (early, help::completions(*shell)),
+        Command::Manpages { dir } => return (early, help::manpages(dir)),
+        _ => {}
+    }
+    let files = cli.command.files().or(&cli);
+    let paths = match Paths::new(&files) {
         Ok(paths) => paths,
         Err(e) => return (early, Err(e)),
     };
     paths::warn_if_home_is_open(&paths.home, &early);
     let sources = passphrase::Sources {
-        file: cli.passphrase_file.clone(),
+        file: files.passphrase_file,
         env: env_passphrase,
     };
     match cli.command {
@@ -250,43 +263,16 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
         Command::Dial(args) => dial::dial(args, &paths, &sources, early).await,
         command => {
             let result = match command {
-                Command::Keygen {
-                    force,
-                    no_passphrase,
-                    kdf,
-                } => keys::keygen(&paths, &sources, force, no_passphrase, kdf.params(), &early),
-                Command::Passwd {
-                    new_passphrase_file,
-                    no_passphrase,
-                    kdf,
-                } => keys::passwd(
-                    &paths,
-                    &sources,
-                    new_passphrase_file.as_deref(),
-                    no_passphrase,
-                    kdf.params(),
-                    &early,
-                ),
-                Command::Fingerprint { endpoint: true, .. } => Keyfile::read(&paths.identity)
-                    .map_err(Error::from)
-                    .and_then(|keyfile| {
-                        passphrase::unlock(&keyfile, &sources, &early, &paths.identity)
-                    })
-                    .and_then(|identity| out(net::iroh::endpoint_key(&identity).public())),
-                Command::Fingerprint { raw, .. } => Keyfile::read(&paths.identity)
-                    .map_err(Error::from)
-                    .and_then(|keyfile| {
-                        let key = keyfile.public_key();
-                        if raw {
-                            out(key)
-                        } else {
-                            out(fingerprint::grouped(&key))
-                        }
-                    }),
-                Command::Peers(command) => peers::peers(command, &paths, &early),
-                Command::Invite(args) => invite::run(&args, &paths),
+                Command::Keygen(args) => keys::keygen(&paths, &sources, &args, &early),
+                Command::Passwd(args) => keys::passwd(&paths, &sources, &args, &early),
+                Command::Fingerprint(args) => keys::fingerprint(&paths, &sources, &args, &early),
+                Command::Peers(args) => peers::peers(args.command, &paths, &early),
+                Command::Invite(args) => invite::run(&args, &paths, &early),
                 Command::Relay(args) => p2p::relay(args, &paths, &early).await,
-                Command::Listen(_) | Command::Dial(_) => Ok(()),
+                Command::Listen(_)
+                | Command::Dial(_)
+                | Command::Completions { .. }
+                | Command::Manpages { .. } => Ok(()),
             };
             (early, result)
         }
@@ -296,8 +282,14 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
 /// Writes one line to stdout. A closed stdout (`| head`) is an error, not a panic: what
 /// was asked for did not arrive.
 fn out(line: impl std::fmt::Display) -> Result<()> {
+    out_bytes(format!("{line}\n").as_bytes())
+}
+
+/// Writes bytes to stdout, as [`out`] does.
+fn out_bytes(bytes: &[u8]) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{line}")
+    stdout
+        .write_all(bytes)
         .and_then(|()| stdout.flush())
         .map_err(|e| Error::io("writing to stdout", e))
 }

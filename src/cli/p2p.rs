@@ -13,34 +13,35 @@ use std::path::PathBuf;
 
 /// How to use iroh (with `listen --p2p`, or when dialling a ticket that has an iroh address).
 #[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "NAT options (iroh)")]
 pub struct P2pArgs {
     /// Your iroh relay: an https:// (or, for tests and LANs, http://) URL such as `schat
     /// relay` prints, or `none` for direct UDP only. It learns that your endpoint is online,
     /// from which IP, and how much traffic flows; never content or schat keys. (A listener is
     /// always reached through the relay its ticket names; this chooses your own.) [default:
     /// listening, iroh's public relays; dialling, the ticket's relay]
-    #[arg(long, value_name = "URL|none")]
+    #[arg(long, value_name = "URL|none", hide_short_help = true)]
     pub relay: Option<String>,
     /// Trust the certificates in this PEM file for the relay (a self-hosted relay with its
     /// own CA), besides the usual public roots
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", hide_short_help = true)]
     pub relay_ca: Option<PathBuf>,
     /// Bind iroh's UDP socket here only (e.g. 127.0.0.1:0) [default: all interfaces]
-    #[arg(long, value_name = "IP:PORT")]
+    #[arg(long, value_name = "IP:PORT", hide_short_help = true)]
     pub p2p_bind: Option<SocketAddr>,
     /// Do not ask the home router for a port mapping (UPnP, PCP, NAT-PMP)
-    #[arg(long)]
+    #[arg(long, hide_short_help = true)]
     pub no_portmap: bool,
     /// Listening: use a new iroh endpoint id for this run. By default a listener's id is
     /// derived from your identity, so its ticket stays good across restarts, but the relay
     /// (and anyone holding an old ticket) can tell it is you again
-    #[arg(long)]
+    #[arg(long, hide_short_help = true)]
     pub ephemeral_endpoint: bool,
     /// Dialling: use the endpoint id derived from your identity (a relay with
     /// --allow-endpoint needs it). By default each dial uses a fresh one, so that neither the
     /// listener's endpoint nor its relay can recognise you before the handshake proves who
     /// they are
-    #[arg(long, conflicts_with = "ephemeral_endpoint")]
+    #[arg(long, conflicts_with = "ephemeral_endpoint", hide_short_help = true)]
     pub stable_endpoint: bool,
 }
 
@@ -93,15 +94,14 @@ impl P2pArgs {
 /// `schat relay`.
 #[derive(Debug, clap::Args)]
 pub struct RelayArgs {
-    /// Where to serve the relay: IP:PORT [default: [::]:443 with TLS; 127.0.0.1:3340 with
-    /// --insecure-http]
+    /// Where to serve: IP:PORT [default: [::]:443, or 127.0.0.1:3340]
+    ///
+    /// [::]:443 with TLS; 127.0.0.1:3340 with --insecure-http
     #[arg(value_name = "ADDR")]
     pub addr: Option<SocketAddr>,
-    /// Serve plain HTTP, without TLS: for tests and closed LANs only (endpoints then learn no
-    /// public address from the relay, which weakens hole punching)
-    #[arg(long, conflicts_with_all = ["tls_cert", "acme_domain"])]
-    pub insecure_http: bool,
-    /// TLS certificate chain (PEM), e.g. from certbot; re-read daily, so renewals apply
+    /// TLS certificate chain (PEM), re-read daily
+    ///
+    /// For example from certbot; re-read daily, so renewals apply
     #[arg(
         long,
         value_name = "FILE",
@@ -112,25 +112,40 @@ pub struct RelayArgs {
     /// The certificate's private key (PEM)
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Get a certificate from Let's Encrypt for this domain (TLS-ALPN-01: the relay must be
-    /// reachable on port 443 of that name)
+    /// Get a Let's Encrypt certificate for this domain
+    ///
+    /// TLS-ALPN-01: the relay must be reachable on port 443 of that name
     #[arg(long, value_name = "DOMAIN")]
     pub acme_domain: Option<String>,
     /// Contact e-mail for Let's Encrypt
     #[arg(long, value_name = "EMAIL", requires = "acme_domain")]
     pub acme_contact: Option<String>,
     /// Use Let's Encrypt's staging service (for trying the setup out)
-    #[arg(long, requires = "acme_domain")]
+    #[arg(long, requires = "acme_domain", hide_short_help = true)]
     pub acme_staging: bool,
+    /// Plain HTTP, no TLS: for tests and closed LANs only
+    ///
+    /// Endpoints then learn no public address from the relay, which weakens hole punching
+    #[arg(long, conflicts_with_all = ["tls_cert", "acme_domain"])]
+    pub insecure_http: bool,
+    /// Only relay for these endpoint ids (repeatable)
+    ///
+    /// `schat fingerprint --endpoint` prints yours. Without it, any endpoint may use the
+    /// relay
+    #[arg(long = "allow-endpoint", value_name = "ID")]
+    pub allow_endpoint: Vec<String>,
     /// UDP port for QUIC address discovery (with TLS), which tells endpoints their public
     /// address. Endpoints ask on 7842 only: use another port only behind a forward of public
     /// UDP 7842 to it
-    #[arg(long, value_name = "PORT", default_value_t = crate::net::relay::QAD_PORT)]
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = crate::net::relay::QAD_PORT,
+        hide_short_help = true
+    )]
     pub qad_port: u16,
-    /// Only relay for these iroh endpoint ids (repeat the option; `schat fingerprint
-    /// --endpoint` prints yours). Without it, any endpoint may use the relay
-    #[arg(long = "allow-endpoint", value_name = "ID")]
-    pub allow_endpoint: Vec<String>,
+    #[command(flatten)]
+    pub files: super::paths::HomeArgs,
 }
 
 /// Runs `schat relay` until a signal.

@@ -45,6 +45,92 @@ pub(super) fn warn_if_home_is_open(home: &std::path::Path, ui: &Ui) {
     }
 }
 
+/// The heading of the file options in `--help`.
+const FILES: &str = "Files (also before the command)";
+
+/// `--home`, for the commands that keep something in the home but use no keyfile.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = FILES)]
+pub struct HomeArgs {
+    /// Directory of your files: identity, known_peers, invites [default: $SCHAT_HOME, else the
+    /// platform config dir, e.g. ~/.config/schat]
+    #[arg(long, value_name = "DIR", hide_short_help = true)]
+    pub home: Option<PathBuf>,
+}
+
+/// `--home` and `--identity`, for the commands that read the keyfile's public half.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = FILES)]
+pub struct KeyfileArgs {
+    #[command(flatten)]
+    pub home: HomeArgs,
+    /// Identity keyfile to use instead of DIR/identity (never created implicitly)
+    #[arg(long, value_name = "FILE", hide_short_help = true)]
+    pub identity: Option<PathBuf>,
+}
+
+/// `--home`, `--identity` and `--passphrase-file`, for the commands that unlock the key.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = FILES)]
+pub struct UnlockArgs {
+    #[command(flatten)]
+    pub keyfile: KeyfileArgs,
+    /// Read the keyfile's passphrase from the first line of FILE, which only you may access
+    /// (mode 600)
+    ///
+    /// Else from the SCHAT_PASSPHRASE environment variable, which schat removes from its
+    /// environment at startup; else schat asks on the terminal. Never give a passphrase as an
+    /// argument: other users can see arguments
+    #[arg(long, value_name = "FILE", hide_short_help = true)]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// The file options a command was given, wherever they were given.
+#[derive(Debug, Clone, Default)]
+pub struct Files {
+    pub home: Option<PathBuf>,
+    pub identity: Option<PathBuf>,
+    pub passphrase_file: Option<PathBuf>,
+}
+
+impl From<&HomeArgs> for Files {
+    fn from(args: &HomeArgs) -> Self {
+        Files {
+            home: args.home.clone(),
+            ..Files::default()
+        }
+    }
+}
+
+impl From<&KeyfileArgs> for Files {
+    fn from(args: &KeyfileArgs) -> Self {
+        Files {
+            identity: args.identity.clone(),
+            ..Files::from(&args.home)
+        }
+    }
+}
+
+impl From<&UnlockArgs> for Files {
+    fn from(args: &UnlockArgs) -> Self {
+        Files {
+            passphrase_file: args.passphrase_file.clone(),
+            ..Files::from(&args.keyfile)
+        }
+    }
+}
+
+impl Files {
+    /// The options given after the command, else those before it (`schat --home D listen`).
+    pub(super) fn or(self, cli: &Cli) -> Files {
+        Files {
+            home: self.home.or_else(|| cli.home.clone()),
+            identity: self.identity.or_else(|| cli.identity.clone()),
+            passphrase_file: self.passphrase_file.or_else(|| cli.passphrase_file.clone()),
+        }
+    }
+}
+
 /// Where this user's files live.
 pub(super) struct Paths {
     pub(super) home: PathBuf,
@@ -56,20 +142,20 @@ pub(super) struct Paths {
 }
 
 impl Paths {
-    pub(super) fn new(cli: &Cli) -> Result<Self> {
-        let home = match &cli.home {
+    pub(super) fn new(files: &Files) -> Result<Self> {
+        let home = match &files.home {
             Some(dir) => dir.clone(),
             None => dirs::config_dir().map(|d| d.join("schat")).ok_or_else(|| {
                 Error::Usage("cannot find a config directory for this user; pass --home DIR".into())
             })?,
         };
         Ok(Paths {
-            identity: cli
+            identity: files
                 .identity
                 .clone()
                 .unwrap_or_else(|| home.join("identity")),
-            explicit_identity: cli.identity.is_some(),
-            explicit_home: cli.home.is_some(),
+            explicit_identity: files.identity.is_some(),
+            explicit_home: files.home.is_some(),
             home,
         })
     }

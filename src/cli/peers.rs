@@ -14,14 +14,24 @@ use crate::ui::Ui;
 use clap::Subcommand;
 use std::io::{IsTerminal, Write};
 
+/// `schat peers`'s arguments: the file options (before or after the subcommand), and what
+/// to do.
+#[derive(Debug, clap::Args)]
+pub struct PeersArgs {
+    #[command(subcommand)]
+    pub command: PeersCommand,
+    #[command(flatten)]
+    pub files: super::paths::KeyfileArgs,
+}
+
 /// `schat peers …`
 #[derive(Debug, Subcommand)]
 pub enum PeersCommand {
-    /// List known peers with fingerprint, addresses, and how and when each was verified
+    /// Known peers: fingerprints, verification, admission, addresses
     List,
-    /// Add a peer whose fingerprint you received out of band, and admit it to your rooms
+    /// Record a fingerprint received out of band, and admit it to your rooms
     Add {
-        /// The peer's fingerprint
+        /// The peer's fingerprint (64 hex digits; spaces and colons allowed)
         fingerprint: PublicKey,
         /// Your name for the peer (letters, digits, '.', '_', '-')
         name: String,
@@ -32,13 +42,15 @@ pub enum PeersCommand {
         #[arg(long)]
         no_admit: bool,
     },
-    /// Let a known peer into your rooms and pipes (`schat listen` admits known peers only
-    /// once you admit them; dialling a peer never does)
+    /// Let a known peer into your rooms and pipes
+    ///
+    /// `schat listen` admits only the peers you admitted (this, `peers add`, a knock answered
+    /// `y NAME`, an invite); dialling a peer and trusting its key never does
     Admit {
         /// Petname, fingerprint or address
         peer: String,
     },
-    /// Stop letting a known peer into your rooms and pipes (its key stays known for dialling)
+    /// Stop letting a known peer in (its key stays known for dialling)
     Revoke {
         /// Petname, fingerprint or address
         peer: String,
@@ -50,12 +62,12 @@ pub enum PeersCommand {
         /// New petname
         new_name: String,
     },
-    /// Forget a peer (by petname or fingerprint), or just one address (by host:port)
+    /// Forget a peer, or one of its addresses (host:port)
     Forget {
         /// Petname, fingerprint or address
         peer: String,
     },
-    /// Show the safety number with a peer and, once you have compared it, mark it verified
+    /// Compare the safety number with a peer, and record that you did
     Verify {
         /// Petname, fingerprint or address
         peer: String,

@@ -13,38 +13,63 @@ use std::time::Duration;
 
 /// Options shared by `listen` and `dial`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Session options")]
 pub struct SessionArgs {
-    /// Only accept this peer: a fingerprint (hex; spaces and colons allowed) or a petname. A
-    /// matching pin connects whatever known_peers says
-    #[arg(long, value_name = "FINGERPRINT|NAME")]
+    /// Only this peer: a fingerprint or a petname
+    ///
+    /// The fingerprint has 64 hex digits (spaces and colons allowed). A matching pin connects
+    /// whatever known_peers says; any other key is refused right after the handshake (exit 3)
+    #[arg(long, value_name = "KEY")]
     pub peer: Option<String>,
-    /// Seconds allowed for the handshake (and, when dialling, for connecting); 1 to 86400
-    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = seconds_option())]
-    pub timeout: u64,
-    /// Seconds of silence before we PING the peer; after three times as long with nothing
-    /// received, the peer is declared gone; 1 to 86400
-    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = seconds_option())]
-    pub keepalive: u64,
-    /// Write one JSON object per event (connected, welcome, message, notice, left, ticket, error) on
-    /// stdout
-    #[arg(long)]
-    pub json: bool,
-    /// Pipe mode: stdin's bytes go to the peer and the peer's bytes to stdout, raw; end of
-    /// input means "finished sending". A listener then serves one session (as with --once)
+    /// Move raw bytes (stdin, stdout) instead of chat
+    ///
+    /// stdin's bytes go to the peer and the peer's bytes to stdout, raw; end of input means
+    /// "finished sending", and each side exits 0 only once the other confirmed writing
+    /// everything out. A listener then serves one session (as with --once)
     #[arg(long, conflicts_with = "json")]
     pub pipe: bool,
-    /// With --pipe: no progress line and no summary on stderr
-    #[arg(long, requires = "pipe")]
-    pub quiet: bool,
-    /// With --pipe: how many bytes stdin will give, for the progress line's percentage and
-    /// time left (found by itself when stdin is a regular file)
-    #[arg(long, value_name = "BYTES", requires = "pipe")]
-    pub size: Option<u64>,
+    /// One JSON object per event on stdout
+    ///
+    /// Events: connected, welcome, message, joined, left, renamed, roster, notice, ticket,
+    /// error…
+    #[arg(long)]
+    pub json: bool,
     /// A display name to announce: others see it beside your key, as `NAME [3f2a9c1b4d5e]`
     /// (their own petname for you wins). Letters, digits, single spaces and - _ . ', at
     /// most 32 characters; /nick changes it during a chat
-    #[arg(long, value_name = "NAME", conflicts_with = "pipe")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        conflicts_with = "pipe",
+        hide_short_help = true
+    )]
     pub name: Option<String>,
+    /// Seconds allowed for the handshake (and, when dialling, for connecting); 1 to 86400
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 10,
+        value_parser = seconds_option(),
+        hide_short_help = true
+    )]
+    pub timeout: u64,
+    /// Seconds of silence before we PING the peer; after three times as long with nothing
+    /// received, the peer is declared gone; 1 to 86400
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 30,
+        value_parser = seconds_option(),
+        hide_short_help = true
+    )]
+    pub keepalive: u64,
+    /// With --pipe: no progress line and no summary on stderr
+    #[arg(long, requires = "pipe", hide_short_help = true)]
+    pub quiet: bool,
+    /// With --pipe: how many bytes stdin will give, for the progress line's percentage and
+    /// time left (found by itself when stdin is a regular file)
+    #[arg(long, value_name = "BYTES", requires = "pipe", hide_short_help = true)]
+    pub size: Option<u64>,
 }
 
 impl SessionArgs {
