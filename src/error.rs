@@ -55,6 +55,10 @@ pub enum Error {
     /// began: nothing was sent, nothing remembered (exit code 1).
     #[error("{0} while a question waited: the dial stopped; nothing was sent or remembered")]
     Signalled(&'static str),
+    /// The session ended, but the peer never confirmed some of what we sent (exit code 1):
+    /// it may not have been shown.
+    #[error("{0}")]
+    Undelivered(String),
     /// A deadline passed.
     #[error("{0} timed out after {1} s")]
     Timeout(&'static str, u64),
@@ -101,6 +105,9 @@ pub enum ProtocolError {
     /// A valid message at the wrong time.
     #[error("the peer sent {0} {1}")]
     Unexpected(&'static str, &'static str),
+    /// An ACK that cannot be true (PROTOCOL.md §4.10).
+    #[error("the peer sent a false receipt: {0}")]
+    Receipt(#[from] crate::receipts::ReceiptError),
     /// The peer's static key is a low-order point: no secret key stands behind it.
     #[error("the peer's static key is invalid (a low-order point)")]
     WeakKey,

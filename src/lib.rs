@@ -28,7 +28,8 @@
 //! - [`framed`]: buffered, cancel-safe frame I/O over `AsyncRead`/`AsyncWrite` (and blocking
 //!   `Read`/`Write`, for pipe mode's threads over TCP).
 //! - [`frame`], [`message`]: pure codecs for the 2-byte length prefix and the typed plaintext
-//!   ([`message::notice`]: room events).
+//!   ([`message::notice`]: room events); [`receipts`]: the counts behind a chat's ACKs (which
+//!   of our lines the peer has shown), pure.
 //! - [`keys`], [`keyfile`], [`passphrase`], [`fingerprint`]: identities, their file (its text
 //!   format, and `keyfile::seal` under a passphrase), where passphrases come from, and how
 //!   people see keys.
@@ -69,6 +70,7 @@ pub mod keys;
 pub mod message;
 pub mod net;
 pub mod passphrase;
+pub mod receipts;
 pub mod safety;
 pub mod sanitize;
 pub mod session;

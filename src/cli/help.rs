@@ -28,10 +28,12 @@ macro_rules! exit_codes {
         "\
 Exit status:
   0  the session ended cleanly (a QUIT without a reason), nothing sent was
-     turned away, and a pipe's peer confirmed writing everything out
+     turned away, the peer confirmed showing every line (when it sends
+     receipts), and a pipe's peer confirmed writing everything out
   1  error: network, protocol, keyfile, a connection cut without QUIT, a
-     silent peer, a peer that aborted (a QUIT with a reason), a signal while
-     a question waited, or a pipe stopped by Ctrl-C or a signal
+     silent peer, a peer that aborted (a QUIT with a reason), lines the peer
+     never confirmed, a signal while a question waited, or a pipe stopped by
+     Ctrl-C or a signal
   2  usage error
   3  you refused the peer's key: it did not match --peer, it changed since
      you last saw this address, or it is unknown (or, with --trust strict,

@@ -66,6 +66,23 @@ struct Terminal {
     reflows: bool,
     /// Whether raw mode is on and the input area is drawn.
     active: bool,
+    /// Rows printed above the input area so far, and how many times what is on screen was
+    /// moved under them (a clear, a resize): a [`Mark`] is found again only from these.
+    printed: u64,
+    moved: u64,
+}
+
+/// Where a mark was printed on a row above the input area, to erase it later (a receipt
+/// clears an undelivered line's mark) while that row is still on screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    /// The row: how many rows had been printed before it.
+    row: u64,
+    /// Its first column, and its width.
+    col: usize,
+    width: usize,
+    /// [`Terminal::moved`] when it was printed.
+    moved: u64,
 }
 
 /// Prints above the editor; shared by everything that shows output.
@@ -103,6 +120,8 @@ impl Editor {
             shown: Vec::new(),
             reflows: reflows(),
             active: true,
+            printed: 0,
+            moved: 0,
         }));
         let editor = Editor {
             terminal: terminal.clone(),
@@ -214,26 +233,67 @@ impl Screen {
     /// Prints `text` (whole rows, `\n`-separated, already laid out) above the input. Once the
     /// editor has closed, `text` goes to stderr.
     pub fn print(&self, text: &str) -> io::Result<()> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).print(text)
+    }
+
+    /// Like [`Screen::print`], for `text` whose last row ends in a mark `width` columns wide
+    /// that starts at column `col`: where to find it again, if anywhere.
+    pub fn print_marked(&self, text: &str, col: usize, width: usize) -> Option<Mark> {
         let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if !t.active {
+        t.print(text).ok()?;
+        (t.active && t.printed > 0).then(|| Mark {
+            row: t.printed - 1,
+            col,
+            width,
+            moved: t.moved,
+        })
+    }
+
+    /// Blanks `mark` if its row is still on screen, where it was; whether it did.
+    pub fn erase_mark(&self, mark: Mark) -> bool {
+        let t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Rows between the mark's row and the input area's top, plus one to reach it.
+        let above = t.printed - mark.row;
+        let input = t.shown.len().max(1) as u64;
+        if !t.active || t.moved != mark.moved || above + input > rows() as u64 {
+            return false;
+        }
+        let up = above + t.cursor_row as u64;
+        let mut out = String::from(HIDE);
+        let _ = write!(out, "\x1b[{up}A\r");
+        if mark.col > 0 {
+            let _ = write!(out, "\x1b[{}C", mark.col);
+        }
+        out.push_str(&" ".repeat(mark.width));
+        let _ = write!(out, "\x1b[{up}B\r");
+        if t.cursor_col > 0 {
+            let _ = write!(out, "\x1b[{}C", t.cursor_col);
+        }
+        out.push_str(SHOW);
+        t.write(&out).is_ok()
+    }
+}
+
+impl Terminal {
+    fn print(&mut self, text: &str) -> io::Result<()> {
+        if !self.active {
             let mut err = io::stderr().lock();
             err.write_all(text.as_bytes())?;
             return err.flush();
         }
         let mut out = String::with_capacity(text.len() + 64);
         out.push_str(HIDE);
-        t.erase(&mut out);
+        self.erase(&mut out);
         for row in text.split_inclusive('\n') {
             out.push_str(row.strip_suffix('\n').unwrap_or(row));
             out.push_str("\r\n");
+            self.printed += 1;
         }
-        t.draw(&mut out);
+        self.draw(&mut out);
         out.push_str(SHOW);
-        t.write(&out)
+        self.write(&out)
     }
-}
 
-impl Terminal {
     /// Does what a key asked; `Some` when it ends the wait for input.
     fn apply(&mut self, action: Action) -> Option<Typed> {
         match action {
@@ -252,6 +312,7 @@ impl Terminal {
                         out.push_str(row);
                         out.push_str("\r\n");
                     }
+                    self.printed += view.rows.len() as u64;
                 }
                 self.draw(&mut out);
                 out.push_str(SHOW);
@@ -264,6 +325,7 @@ impl Terminal {
             Action::ClearScreen => {
                 let mut out = String::from("\x1b[H\x1b[2J");
                 self.cursor_row = 0;
+                self.moved += 1;
                 self.draw(&mut out);
                 let _ = self.write(&out);
                 None
@@ -305,6 +367,7 @@ impl Terminal {
     /// is now too wide, and moved the cursor with its character: count the rows as they are
     /// now, so that the erase before the redraw takes them all.
     fn resized(&mut self, cols: usize) {
+        self.moved += 1;
         if !self.reflows {
             return;
         }

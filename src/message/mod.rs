@@ -63,6 +63,9 @@ pub mod kind {
     /// Pipe mode: the receipt for the peer's stream, sent once everything up to its END is
     /// written out: how many DATA bytes that was (u64, big-endian).
     pub const RECEIVED: u8 = 0x12;
+    /// The receipt of a chat: how many of the peer's counted messages the sender has shown
+    /// (u64, big-endian; PROTOCOL.md §4.10).
+    pub const ACK: u8 = 0x13;
     /// Types from here up are extensions: ignored when unknown.
     pub const FIRST_EXTENSION: u8 = 0x80;
     /// Extension, right after the sender's HELLO: the ciphers it can also receive, one id
@@ -73,6 +76,9 @@ pub mod kind {
     pub const SWITCH: u8 = 0x81;
     /// The id of AES-256-GCM (Noise `AESGCM`) in CIPHERS and SWITCH.
     pub const CIPHER_AES_256_GCM: u8 = 0x01;
+    /// Extension, right after the sender's HELLO: it acknowledges what it shows with ACK
+    /// (PROTOCOL.md §4.10). Empty.
+    pub const RECEIPTS: u8 = 0x82;
 }
 
 /// One decoded message. `'a` is the buffer it was decoded from; `Message<'static>` owns its data.
@@ -127,6 +133,10 @@ pub enum Message<'a> {
     End,
     /// Pipe mode: the peer's DATA, this many bytes, is written out (the end-to-end receipt).
     Received(u64),
+    /// Chat: this many of the peer's counted messages are shown (the receipt, cumulative).
+    Ack(u64),
+    /// The sender acknowledges what it shows (an extension, right after its HELLO).
+    Receipts,
     /// An extension type (≥ 0x80) this version does not understand; receivers ignore it.
     Extension { kind: u8, body: Cow<'a, [u8]> },
 }
@@ -289,20 +299,29 @@ impl<'a> Message<'a> {
             },
             kind::END if body.is_empty() => Message::End,
             kind::END => return Err(MessageError::UnexpectedBody("END")),
-            kind::RECEIVED => match <[u8; 8]>::try_from(body) {
-                Ok(count) => Message::Received(u64::from_be_bytes(count)),
-                Err(_) => {
-                    return Err(MessageError::UnexpectedBody(
-                        "RECEIVED of other than 8 bytes",
-                    ));
-                }
-            },
+            kind::RECEIVED => Message::Received(u64_body(body, "RECEIVED of other than 8 bytes")?),
+            kind::ACK => Message::Ack(u64_body(body, "ACK of other than 8 bytes")?),
+            kind::RECEIPTS if body.is_empty() => Message::Receipts,
+            kind::RECEIPTS => return Err(MessageError::UnexpectedBody("RECEIPTS")),
             k if k >= kind::FIRST_EXTENSION => Message::Extension {
                 kind: k,
                 body: Cow::Borrowed(body),
             },
             k => return Err(MessageError::UnknownType(k)),
         })
+    }
+
+    /// Whether it is a *counted* message of a chat: numbered by its sender, acknowledged by
+    /// its receiver, sent again after a resume (PROTOCOL.md §4.10).
+    pub fn is_counted(&self) -> bool {
+        matches!(
+            self,
+            Message::Text(_)
+                | Message::Relay { .. }
+                | Message::Private(_)
+                | Message::Notice(_)
+                | Message::Nick(_)
+        )
     }
 
     /// The type byte.
@@ -326,6 +345,8 @@ impl<'a> Message<'a> {
             Message::Confirm(_) => kind::CONFIRM,
             Message::End => kind::END,
             Message::Received(_) => kind::RECEIVED,
+            Message::Ack(_) => kind::ACK,
+            Message::Receipts => kind::RECEIPTS,
             Message::Extension { kind, .. } => *kind,
         }
     }
@@ -351,7 +372,9 @@ impl<'a> Message<'a> {
             | Message::Who
             | Message::Notice(_)
             | Message::End
-            | Message::Received(_) => &[],
+            | Message::Received(_)
+            | Message::Ack(_)
+            | Message::Receipts => &[],
         }
     }
 
@@ -364,7 +387,7 @@ impl<'a> Message<'a> {
                 message.len() + if nameplate.is_some() { 2 } else { 0 }
             }
             Message::Notice(n) => n.len(),
-            Message::Received(_) => 8,
+            Message::Received(_) | Message::Ack(_) => 8,
             other => other.simple_body().len(),
         }
     }
@@ -385,7 +408,9 @@ impl<'a> Message<'a> {
                 nameplate: Some(n), ..
             } => out.extend_from_slice(&n.to_be_bytes()),
             Message::Notice(n) => n.encode_into(out),
-            Message::Received(count) => out.extend_from_slice(&count.to_be_bytes()),
+            Message::Received(count) | Message::Ack(count) => {
+                out.extend_from_slice(&count.to_be_bytes())
+            }
             _ => {}
         }
         out.extend_from_slice(self.simple_body());
@@ -419,6 +444,8 @@ impl<'a> Message<'a> {
             Message::Confirm(mac) => Message::Confirm(mac),
             Message::End => Message::End,
             Message::Received(count) => Message::Received(count),
+            Message::Ack(count) => Message::Ack(count),
+            Message::Receipts => Message::Receipts,
             Message::Extension { kind, body } => Message::Extension {
                 kind,
                 body: Cow::Owned(body.into_owned()),
@@ -447,9 +474,18 @@ impl<'a> Message<'a> {
             Message::Confirm(_) => "CONFIRM",
             Message::End => "END",
             Message::Received(_) => "RECEIVED",
+            Message::Ack(_) => "ACK",
+            Message::Receipts => "RECEIPTS",
             Message::Extension { .. } => "extension",
         }
     }
+}
+
+/// A body that is exactly one u64, big-endian.
+fn u64_body(body: &[u8], what: &'static str) -> Result<u64, MessageError> {
+    <[u8; 8]>::try_from(body)
+        .map(u64::from_be_bytes)
+        .map_err(|_| MessageError::UnexpectedBody(what))
 }
 
 /// Shows type and length only: message bodies are private chat content and stay out of logs.

@@ -1,5 +1,11 @@
 use super::*;
 
+fn encoded(msg: &Message<'_>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    msg.encode_into(&mut buf).unwrap();
+    buf
+}
+
 fn round_trip(msg: Message<'_>) {
     let mut buf = Vec::new();
     msg.encode_into(&mut buf).unwrap();
@@ -187,7 +193,7 @@ fn unknown_types_below_0x80_are_errors_above_are_ignored() {
         Message::decode(&bad),
         Err(MessageError::InvalidUtf8("RELAY"))
     );
-    for k in [0x00, 0x13, 0x20, 0x7f] {
+    for k in [0x00, 0x14, 0x20, 0x7f] {
         assert_eq!(Message::decode(&[k, 1]), Err(MessageError::UnknownType(k)));
     }
     assert_eq!(
@@ -223,4 +229,30 @@ fn into_owned_keeps_content() {
     let buf = [kind::TEXT, b'o', b'k'];
     let owned: Message<'static> = Message::decode(&buf).unwrap().into_owned();
     assert_eq!(owned, Message::Text("ok".into()));
+}
+
+#[test]
+fn receipts_match_the_vectors_and_odd_bodies_are_refused() {
+    // PROTOCOL.md §4.10.
+    assert_eq!(encoded(&Message::Receipts), [0x82]);
+    assert_eq!(encoded(&Message::Ack(3)), [0x13, 0, 0, 0, 0, 0, 0, 0, 3]);
+    assert_eq!(Message::decode(&[0x82]), Ok(Message::Receipts));
+    assert_eq!(
+        Message::decode(&[0x13, 0, 0, 0, 0, 0, 0, 1, 0]),
+        Ok(Message::Ack(256))
+    );
+    for bad in [&[0x13, 0][..], &[0x13; 10][..], &[0x13][..], &[0x82, 0][..]] {
+        assert!(
+            matches!(Message::decode(bad), Err(MessageError::UnexpectedBody(_))),
+            "{bad:02x?}"
+        );
+    }
+    assert!(!Message::Ack(1).is_counted() && !Message::Receipts.is_counted());
+    for counted in [
+        Message::Text("t".into()),
+        Message::Nick("n".into()),
+        Message::Private("p".into()),
+    ] {
+        assert!(counted.is_counted());
+    }
 }

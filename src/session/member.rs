@@ -16,7 +16,7 @@ use crate::error::{Error, ProtocolError, Result};
 use crate::message::{MAX_BODY, Message, Mode};
 use crate::transport::{RecvHalf, SendHalf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -77,6 +77,15 @@ pub enum Event {
         id: u64,
         text: String,
     },
+    /// The member acknowledges what it shows (its RECEIPTS).
+    Receipts {
+        id: u64,
+    },
+    /// The member has shown this many of our counted messages (its ACK, unchecked).
+    Acked {
+        id: u64,
+        count: u64,
+    },
     Left {
         id: u64,
         how: Result<String>,
@@ -91,6 +100,9 @@ pub struct Outbox {
     tx: mpsc::UnboundedSender<Queued>,
     budget: Arc<Semaphore>,
     pongs: Arc<AtomicUsize>,
+    /// Counted messages queued so far (PROTOCOL.md §4.10): the id of the last one. Queued in
+    /// order, so sent in this order.
+    counted: Arc<AtomicU64>,
 }
 
 /// What became of a message offered to a member.
@@ -122,6 +134,7 @@ impl Outbox {
                 tx,
                 budget,
                 pongs: pongs.clone(),
+                counted: Arc::new(AtomicU64::new(0)),
             },
             OutboxReceiver { rx, pongs },
         )
@@ -136,13 +149,24 @@ impl Outbox {
         let Ok(charge) = u32::try_from(msg.body_len().max(MIN_CHARGE)) else {
             return Offer::Full;
         };
+        let counted = msg.is_counted();
         match self.budget.clone().try_acquire_many_owned(charge) {
             Ok(permit) => match self.tx.send((msg, permit)) {
-                Ok(()) => Offer::Queued,
+                Ok(()) => {
+                    if counted {
+                        self.counted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Offer::Queued
+                }
                 Err(_) => Offer::Gone,
             },
             Err(_) => Offer::Full,
         }
+    }
+
+    /// Counted messages queued so far: the id the last one has in the member's count.
+    pub fn counted(&self) -> u64 {
+        self.counted.load(Ordering::Relaxed)
     }
 
     /// Queues a PONG unless [`MAX_QUEUED_PONGS`] are already waiting (then it is dropped: a
@@ -233,6 +257,7 @@ pub async fn reader<R: AsyncRead + Unpin>(
     let mut silence = Silence::new(keepalive);
     let mut bucket = bucket(rate, Instant::now());
     let mut opening = Opening::new(false);
+    let mut receipts = false;
     // Until its HELLO, a connection is not a member; it gets this long (PINGs do not extend
     // it), or it could hold a place in the room for ever.
     let hello_by = Instant::now() + hello_within;
@@ -304,6 +329,21 @@ pub async fn reader<R: AsyncRead + Unpin>(
             }
             Message::Ping(body) => outbox.offer_pong(body.into_owned()),
             Message::Pong(_) | Message::Rekey | Message::Extension { .. } => {}
+            Message::Receipts if receipts => {
+                break Err(ProtocolError::Unexpected("RECEIPTS", "twice").into());
+            }
+            Message::Receipts => {
+                receipts = true;
+                if events.send(Event::Receipts { id }).await.is_err() {
+                    return;
+                }
+            }
+            // The room checks it against what it sent (we only offer receipts).
+            Message::Ack(count) => {
+                if events.send(Event::Acked { id, count }).await.is_err() {
+                    return;
+                }
+            }
             other => {
                 break Err(ProtocolError::Unexpected(other.name(), "from a room member").into());
             }

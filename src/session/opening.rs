@@ -72,6 +72,11 @@ impl Opening {
                 },
                 msg @ Message::Invite(_),
             ) => Ok(Some(msg)),
+            // Receipts are offered right after HELLO (PROTOCOL.md §4.10), so before WELCOME.
+            (Opening::Hello { .. }, Message::Receipts) => {
+                Err(ProtocolError::Unexpected("RECEIPTS", "before its HELLO").into())
+            }
+            (Opening::Welcome, msg @ Message::Receipts) => Ok(Some(msg)),
             (Opening::Welcome, msg @ Message::Welcome(_)) => {
                 *self = Opening::Open;
                 Ok(Some(msg))
@@ -139,6 +144,23 @@ mod tests {
             o.accept(Message::hello(Mode::Chat, ""), Mode::Chat)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn receipts_are_offered_after_hello_and_before_welcome() {
+        let mut o = Opening::new(true);
+        assert!(matches!(
+            o.accept(Message::Receipts, Mode::Chat),
+            Err(Error::Protocol(ProtocolError::Unexpected("RECEIPTS", _)))
+        ));
+        let mut o = Opening::new(true);
+        o.accept(Message::hello(Mode::Chat, ""), Mode::Chat)
+            .unwrap();
+        assert!(matches!(
+            o.accept(Message::Receipts, Mode::Chat),
+            Ok(Some(Message::Receipts))
+        ));
+        assert_eq!(o, Opening::Welcome, "still waiting for WELCOME");
     }
 
     #[test]

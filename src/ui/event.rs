@@ -79,6 +79,12 @@ pub enum Event<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         via: Option<Peer<'a>>,
     },
+    /// A line of ours went out (`text` as typed): `id` is its number in the session, which a
+    /// later `delivered` event names. (Counted from 1; other counted messages, such as a
+    /// `/nick`, take numbers too, so ids may skip.)
+    Sent { id: u64, text: &'a str },
+    /// The peer showed our line `id` (in a room: every member it went to did).
+    Delivered { id: u64 },
     /// Something went wrong locally or with the peer.
     Error { message: &'a str },
 }

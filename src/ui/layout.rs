@@ -64,7 +64,9 @@ fn put(out: &mut String, col: &mut usize, text: &str, usable: usize, indent: usi
             }
             continue;
         }
-        if *col + width > usable && *col > indent {
+        // (A word longer than a whole row is cut where it stands: a new row would not hold
+        // it either.)
+        if *col + width > usable && *col > indent && width <= usable - indent {
             // The blanks before it belong to the row that ends here.
             while out.ends_with(' ') {
                 out.pop();

@@ -19,6 +19,7 @@ use crate::editor::Screen;
 use crate::editor::view::text_columns;
 pub mod event;
 mod layout;
+mod receipt;
 
 use crate::keys::PublicKey;
 use crate::sanitize;
@@ -85,6 +86,8 @@ pub struct Ui {
     wrap_stderr: bool,
     /// In interactive mode, output goes above the line editor's input.
     screen: Option<Screen>,
+    /// Our lines not yet delivered, and where their marks are.
+    marks: std::sync::Mutex<receipt::Marks>,
 }
 
 const RESET: &str = "\x1b[0m";
@@ -111,6 +114,7 @@ impl Ui {
             color: false,
             wrap_stderr: io::stderr().is_terminal(),
             screen: None,
+            marks: Default::default(),
         }
     }
 
@@ -121,6 +125,7 @@ impl Ui {
             color: false,
             wrap_stderr: io::stderr().is_terminal(),
             screen: None,
+            marks: Default::default(),
         }
     }
 
@@ -131,6 +136,7 @@ impl Ui {
             color,
             wrap_stderr: false,
             screen: Some(screen),
+            marks: Default::default(),
         }
     }
 

@@ -351,10 +351,9 @@ impl Invites {
         // Nothing to change for a secret that matches nothing: no lock, no write (a stranger
         // sending random INVITEs costs a read).
         let on_file = self.load().map_err(|e| Refusal::Store(e.to_string()))?;
-        if !on_file
-            .iter()
-            .any(|p| matches!(&p.secret, Secret::Hash(h) if constant_time_eq(h, &hash)))
-        {
+        if !on_file.iter().any(
+            |p| matches!(&p.secret, Secret::Hash(h) if crate::keys::constant_time_eq(h, &hash)),
+        ) {
             return Err(Refusal::Unknown);
         }
         let outcome = self.update(now, |all| {
@@ -362,7 +361,7 @@ impl Invites {
             let mut hit = None;
             for (i, p) in all.iter().enumerate() {
                 if let Secret::Hash(stored) = &p.secret
-                    && constant_time_eq(stored, &hash)
+                    && crate::keys::constant_time_eq(stored, &hash)
                 {
                     hit = Some(i);
                 }
@@ -481,11 +480,6 @@ fn check_open(p: &Pending, now: u64) -> Result<(), Refusal> {
         State::Open if now >= p.expires => Err(Refusal::Expired(p.id.clone())),
         State::Open => Ok(()),
     }
-}
-
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
 }
 
 #[cfg(test)]

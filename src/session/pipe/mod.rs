@@ -249,7 +249,14 @@ fn step(msg: Message<'_>) -> Result<Step<'_>> {
             Some(e) => Err(e),
         }),
         Message::Ping(body) => Step::Pong(body.into_owned()),
-        Message::Pong(_) | Message::Rekey | Message::Extension { .. } => Step::Nothing,
+        // (A pipe's receipt is RECEIVED: an offer of chat receipts is ignored like any
+        // extension.)
+        Message::Pong(_) | Message::Rekey | Message::Extension { .. } | Message::Receipts => {
+            Step::Nothing
+        }
+        Message::Ack(_) => {
+            return Err(ProtocolError::Unexpected(msg.name(), "in a pipe").into());
+        }
         Message::Text(_)
         | Message::Relay { .. }
         | Message::Notice(_)

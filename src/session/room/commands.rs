@@ -10,7 +10,7 @@ pub(super) fn host_input(
     input: &mut Input,
     ui: &Ui,
     trust: &TrustConfig,
-    host: Host<'_>,
+    mut host: Host<'_>,
 ) -> Option<Result<()>> {
     let line = match event {
         InputEvent::Line(line) => line,
@@ -29,8 +29,8 @@ pub(super) fn host_input(
         InputEvent::Interrupted | InputEvent::Eof | InputEvent::Failed(_) => return Some(Ok(())),
     };
     match command::parse(&line) {
-        Command::Say(text) => say(members, None, text, host.name, ui),
-        Command::Me(action) => say(members, None, &format!("/me {action}"), host.name, ui),
+        Command::Say(text) => say(members, None, text, &mut host, ui),
+        Command::Me(action) => say(members, None, &format!("/me {action}"), &mut host, ui),
         Command::Name(name, petname) => match find(members, name) {
             Ok(id) => match crate::trust::validate_name(petname) {
                 Err(why) => ui.warn(format_args!("not named: {why}")),
@@ -53,7 +53,7 @@ pub(super) fn host_input(
             Err(why) => ui.warn(why),
         },
         Command::Msg(name, text) => match find(members, name) {
-            Ok(id) => say(members, Some(id), text, host.name, ui),
+            Ok(id) => say(members, Some(id), text, &mut host, ui),
             Err(why) => ui.warn(why),
         },
         Command::Who => {
@@ -130,6 +130,8 @@ pub(super) struct Host<'a> {
     pub(super) name: &'a mut String,
     /// Members being named (/name) in known_peers.
     pub(super) renaming: &'a mut tokio::task::JoinSet<Named>,
+    /// Its lines waiting for members' receipts.
+    pub(super) lines: &'a mut Fanout,
 }
 
 /// A member named with `/name`, once known_peers has it (or could not take it).
@@ -172,7 +174,7 @@ pub(super) fn say(
     members: &mut BTreeMap<u64, Member>,
     to: Option<u64>,
     text: &str,
-    host_name: &str,
+    host: &mut Host<'_>,
     ui: &Ui,
 ) {
     if !members.values().any(|m| m.ready) {
@@ -181,8 +183,27 @@ pub(super) fn say(
     }
     match to {
         None => {
-            ui.own(host_name, text);
+            let line = host.lines.next_line();
+            ui.own_sent(host.name, text, line);
             broadcast(members, None, &Message::Text(text.to_owned().into()), ui);
+            // Delivered once every member that acknowledges has shown its copy.
+            let copies: BTreeMap<u64, u64> = members
+                .iter()
+                .filter(|(_, m)| m.ready && m.receipts.peer_acks())
+                .map(|(id, m)| (*id, m.outbox.counted()))
+                .collect();
+            if host.lines.sent(line, copies) {
+                ui.delivered(line..=line);
+            }
+            // One that lets too many wait is not keeping up, whatever its queue holds.
+            let behind: Vec<u64> = members
+                .iter_mut()
+                .filter_map(|(id, m)| {
+                    m.receipts.sent_up_to(m.outbox.counted());
+                    (!m.receipts.has_room()).then_some(*id)
+                })
+                .collect();
+            disconnect_slow(members, behind, ui);
         }
         Some(id) => {
             let Some(member) = members.get(&id) else {

@@ -37,6 +37,10 @@ struct Room<'a, R, W> {
     renaming: tokio::task::JoinSet<Named>,
     /// Someone was in the room once (`--once` ends when it empties after that).
     had_members: bool,
+    /// The host's lines waiting for members' receipts.
+    lines: Fanout,
+    /// When the next round of ACKs to members is due (a burst is acknowledged once).
+    ack_at: Option<Instant>,
 }
 
 /// Runs the room until the host quits (or, with `once`, until it empties after its first
@@ -73,8 +77,11 @@ where
         naming: tokio::task::JoinSet::new(),
         renaming: tokio::task::JoinSet::new(),
         had_members: false,
+        lines: Fanout::new(),
+        ack_at: None,
     };
     let mut input_open = true;
+    let mut signalled = false;
     let last = loop {
         let present = room.members.len();
         let ended: Option<Result<()>> = tokio::select! {
@@ -97,6 +104,10 @@ where
                 None
             }
             Some(event) = events.recv() => room.on_event(event),
+            () = tokio::time::sleep_until(room.ack_at.unwrap_or_else(Instant::now)), if room.ack_at.is_some() => {
+                room.acknowledge();
+                None
+            }
             Some(_) = room.departing.join_next(), if !room.departing.is_empty() => None,
             // A knock answered `y NAME`, remembered: now it comes in.
             Some(named) = room.naming.join_next(), if !room.naming.is_empty() => {
@@ -124,6 +135,7 @@ where
             }
             name = user.interrupts.recv() => {
                 ui.status(format_args!("{name}; closing the room"));
+                signalled = true;
                 Some(Ok(()))
             }
         };
@@ -134,6 +146,7 @@ where
         // gone no longer count, and their collisions end.
         if room.members.len() < present {
             relabel(&mut room.members, &mut room.names);
+            room.missed_by_leavers();
         }
         if std::mem::take(&mut room.ask_knock) {
             room.knocks.ask(ui, user.input);
@@ -142,16 +155,36 @@ where
             break Ok(());
         }
     };
+    // Leaving of our own accord: the lines still on their way get a moment to be shown.
+    if !signalled && matches!(last, Ok(())) && room.lines.undelivered() > 0 {
+        room.settle(&mut events, user).await;
+    }
     user.input.set_prompt(None);
+    let undelivered = room.lines.undelivered() as u64 + room.lines.missed();
     let Room {
-        members,
+        mut members,
         mut departing,
         ..
     } = room;
+    // What we showed of theirs is acknowledged before our goodbye.
+    for member in members.values_mut() {
+        if member.receipts.peer_acks()
+            && let Some(count) = member.receipts.take_ack()
+        {
+            let _ = member.outbox.offer(Message::Ack(count));
+        }
+    }
     close(members).await;
     // Each is bounded by its own grace.
     while departing.join_next().await.is_some() {}
-    last
+    match (last, undelivered) {
+        (Ok(()), n @ 1..) => Err(Error::Undelivered(format!(
+            "{n} of your lines {} not shown to every member it went to (someone left first, \
+             or did not confirm in time)",
+            if n == 1 { "was" } else { "were" }
+        ))),
+        (last, _) => last,
+    }
 }
 
 impl<R, W> Room<'_, R, W>
@@ -218,17 +251,37 @@ where
                     let _ = member.outbox.offer(roster);
                 }
             }
-            Event::Nick { id, name } => rename(
-                &mut self.members,
-                id,
-                &name,
-                &mut self.names,
-                &mut self.renamed,
-                self.ui,
-            ),
+            Event::Nick { id, name } => {
+                rename(
+                    &mut self.members,
+                    id,
+                    &name,
+                    &mut self.names,
+                    &mut self.renamed,
+                    self.ui,
+                );
+                self.shown(id);
+            }
             Event::Said { id, text } => {
                 if let Err(e) = said(&mut self.members, id, &text, self.ui) {
                     return Some(Err(e));
+                }
+                self.shown(id);
+            }
+            Event::Receipts { id } => {
+                if let Some(member) = self.members.get_mut(&id) {
+                    member.receipts.peer_acknowledges();
+                }
+            }
+            Event::Acked { id, count } => {
+                let member = self.members.get_mut(&id)?;
+                member.receipts.sent_up_to(member.outbox.counted());
+                if let Err(e) = member.receipts.acked(count) {
+                    let how = Err(crate::error::ProtocolError::Receipt(e).into());
+                    return self.left(id, how);
+                }
+                for line in self.lines.acked(id, count) {
+                    self.ui.delivered(line..=line);
                 }
             }
             Event::Left { id, how } => return self.left(id, how),
@@ -444,6 +497,7 @@ where
             key: &self.options.key,
             name: &mut self.host_name,
             renaming: &mut self.renaming,
+            lines: &mut self.lines,
         };
         host_input(
             event,
@@ -453,5 +507,67 @@ where
             &self.options.trust,
             host,
         )
+    }
+
+    /// A member's counted message (TEXT, NICK) was shown: acknowledged within [`ACK_DELAY`].
+    fn shown(&mut self, id: u64) {
+        if let Some(member) = self.members.get_mut(&id) {
+            member.receipts.shown_one();
+            self.ack_at
+                .get_or_insert_with(|| Instant::now() + ACK_DELAY);
+        }
+    }
+
+    /// Each member that acknowledges gets one ACK for what it said since the last.
+    fn acknowledge(&mut self) {
+        self.ack_at = None;
+        for member in self.members.values_mut() {
+            if member.receipts.peer_acks()
+                && let Some(count) = member.receipts.take_ack()
+            {
+                // (Not counted, and tiny: a full outbox means it is leaving anyway.)
+                let _ = member.outbox.offer(Message::Ack(count));
+            }
+        }
+    }
+
+    /// Members left: the host's lines they never showed are not delivered to everyone.
+    fn missed_by_leavers(&mut self) {
+        let members = &self.members;
+        let missed = self.lines.keep_members(|id| members.contains_key(&id));
+        if missed > 0 {
+            self.ui.warn(format_args!(
+                "{missed} of your lines went to someone who left before showing {}",
+                if missed == 1 { "it" } else { "them" }
+            ));
+        }
+    }
+
+    /// The host leaves: until its lines are shown (or the write deadline passes, or a
+    /// signal), members' events still count, but nobody new comes in and the host types
+    /// nothing more.
+    async fn settle(&mut self, events: &mut mpsc::Receiver<Event>, user: &mut User<'_>) {
+        let ui = self.ui;
+        ui.status(format_args!(
+            "waiting up to {} s for members to confirm your last lines",
+            member::WRITE_DEADLINE.as_secs()
+        ));
+        let by = Instant::now() + member::WRITE_DEADLINE;
+        while self.lines.undelivered() > 0 && !self.members.is_empty() {
+            let present = self.members.len();
+            tokio::select! {
+                Some(event) = events.recv() => {
+                    if self.on_event(event).is_some() {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep_until(by) => break,
+                _ = user.interrupts.recv() => break,
+            }
+            if self.members.len() < present {
+                relabel(&mut self.members, &mut self.names);
+                self.missed_by_leavers();
+            }
+        }
     }
 }

@@ -15,6 +15,8 @@ pub(super) struct Member {
     pub(super) name: String,
     /// When its name last changed (one change per [`RENAME_EVERY`]).
     pub(super) asked_who: Option<Instant>,
+    /// What it has shown of ours, and we of its (PROTOCOL.md §4.10).
+    pub(super) receipts: Ledger,
 }
 
 /// A member may change its display name once per this long: each change is announced to
@@ -221,6 +223,8 @@ where
     // WELCOME waits for its HELLO: then it is in, and a dialer that sees WELCOME knows the
     // room has counted it (a script may speak at once).
     let _ = outbox.offer(Message::hello(message::Mode::Chat, host_name.to_owned()));
+    // We acknowledge what we show.
+    let _ = outbox.offer(Message::Receipts);
     Member {
         info,
         address,
@@ -230,6 +234,7 @@ where
         ready: false,
         name: String::new(),
         asked_who: None,
+        receipts: Ledger::new(),
     }
 }
 

@@ -29,6 +29,7 @@ use crate::handshake::Established;
 use crate::keys::PublicKey;
 use crate::message::notice::{Entry, Event as NoticeEvent, Notice, Reason};
 use crate::message::{self, MAX_BODY, MAX_RELAY_TEXT, Message};
+use crate::receipts::{ACK_DELAY, Fanout, Ledger};
 use crate::sanitize;
 use crate::ui::{Departure, Mode, Ui};
 use std::collections::{BTreeMap, HashMap, VecDeque};

@@ -3,21 +3,20 @@
 //! input; a writer task owns the sending half behind a bounded queue, so a slow network never
 //! stops us from receiving.
 
-use super::command::{self, Command};
-use super::input::{Input, InputEvent};
+mod typed;
+
 use super::keepalive::{Lapse, Silence};
-use super::names::{self, Names};
+use super::names::Names;
 use super::opening::Opening;
 use super::room_view::RoomView;
 use super::verify::PeerInfo;
 use super::{Ended, LINGER, QuitReason, Role, Run, User, member};
 use crate::error::{Error, ProtocolError, Result};
-use crate::fingerprint;
 use crate::framed::Detach;
 use crate::handshake::Established;
 use crate::keys::PublicKey;
-use crate::message::{MAX_BODY, Message, Mode};
-use crate::sanitize;
+use crate::message::{Message, Mode};
+use crate::receipts::{ACK_DELAY, Ledger};
 use crate::transport::{RecvHalf, SendHalf};
 use crate::ui::{self, Departure, Ui};
 use std::collections::VecDeque;
@@ -28,8 +27,11 @@ use tokio::sync::mpsc;
 /// Messages waiting for the writer task.
 const OUTGOING_QUEUE: usize = 32;
 
-/// How long a dialer waits for WELCOME before it says what it is waiting for.
+/// How long a dialer waits for WELCOME before it says what it is waiting for; and how long a
+/// side leaving waits for its last receipts before it says so.
 const WELCOME_NOTE: Duration = Duration::from_secs(1);
+
+use typed::{Outgoing, on_input};
 
 /// What the chat loop does next.
 enum Step {
@@ -81,6 +83,11 @@ where
     let _ = queue
         .send(Message::hello(Mode::Chat, our_name.to_owned()))
         .await;
+    // We acknowledge what we show (§4.10); the peer's own RECEIPTS says it does too.
+    let _ = queue.send(Message::Receipts).await;
+    let mut ledger = Ledger::new();
+    // When the next ACK is due: a burst of messages shown is acknowledged once.
+    let mut ack_at: Option<tokio::time::Instant> = None;
     if let Role::Listener { welcome, .. } = role {
         let _ = queue.send(Message::Welcome(welcome.clone().into())).await;
     }
@@ -93,10 +100,12 @@ where
     // Keepalive: any message from the peer resets the timer; each lapse sends a PING, and
     // after three in a row without a word the peer is gone.
     let mut silence = Silence::new(keepalive);
-    // A dialer whose input ended before the listener welcomed it: it leaves once the opening
-    // is over (WELCOME, or a refusal), so that what it sent is known to have been taken. A
-    // script that pipes one line in would otherwise say QUIT before the room counted it.
+    // A side whose input ended (or that typed /quit) leaves once what it sent is known to have
+    // been taken: a dialer once the opening is over (WELCOME, or a refusal), and either side
+    // once the peer has acknowledged every line (when it sends receipts). A script that
+    // pipes one line in would otherwise say QUIT before the room counted it.
     let mut leave_once_open: Option<(&'static str, tokio::time::Instant)> = None;
+    let mut settle_note: Option<tokio::time::Instant> = None;
     // A dialer the host does not welcome at once may be knocking: say what it waits for, once.
     let mut waiting_note = is_dialer.then(|| tokio::time::Instant::now() + WELCOME_NOTE);
 
@@ -107,7 +116,7 @@ where
             received = recv.recv() => {
                 silence.heard();
                 match received {
-                    Ok(Some(msg)) => on_message(msg, &mut opening, &mut room, ui, &queue),
+                    Ok(Some(msg)) => on_message(msg, &mut opening, &mut room, &mut ledger, ui, &queue),
                     Ok(None) => Step::Fail(Error::ConnectionCut),
                     Err(e) => Step::Fail(e),
                 }
@@ -120,8 +129,33 @@ where
                 }
                 Lapse::Gone(e) => Step::Fail(e),
             },
-            event = input.next(), if leave_once_open.is_none() && (pending.is_empty() || typing) => on_input(event, peer, input, ui, &mut pending, &queue, is_dialer),
+            event = input.next(), if leave_once_open.is_none() && (pending.is_empty() || typing) => {
+                let mut out = Outgoing { pending: &mut pending, queue: &queue, ledger: &mut ledger };
+                on_input(event, peer, input, ui, &mut out, is_dialer)
+            }
             () = sleep_until_some(leave_once_open.map(|(_, by)| by)) => Step::Leave("end of input"),
+            () = sleep_until_some(ack_at) => {
+                ack_at = None;
+                if ledger.peer_acks() && let Ok(permit) = queue.try_reserve() {
+                    if let Some(count) = ledger.take_ack() {
+                        permit.send(Message::Ack(count));
+                    }
+                } else if ledger.peer_acks() {
+                    // The queue is full (we are sending anyway): the ACK waits its turn.
+                    ack_at = Some(tokio::time::Instant::now() + ACK_DELAY);
+                }
+                Step::Continue
+            }
+            () = sleep_until_some(settle_note.filter(|_| opening.is_open())) => {
+                settle_note = None;
+                ui.status(format_args!(
+                    "waiting for {} to confirm your last {} (up to {} s)",
+                    crate::sanitize::line(&peer.label),
+                    lines(ledger.unacked() as usize),
+                    settle_within(welcome_within).as_secs()
+                ));
+                Step::Continue
+            }
             () = sleep_until_some(waiting_note.filter(|_| !opening.is_open())) => {
                 waiting_note = None;
                 ui.status(format_args!(
@@ -132,33 +166,59 @@ where
                 ));
                 Step::Continue
             }
-            permit = queue.reserve(), if !pending.is_empty() => match (permit, pending.pop_front()) {
+            // Beyond MAX_UNACKED lines the peer has not confirmed, lines wait here.
+            permit = queue.reserve(), if !pending.is_empty() && ledger.has_room() => match (permit, pending.pop_front()) {
                 (Ok(permit), Some(line)) => {
-                    ui.own(our_name, &line);
+                    ui.own_sent(our_name, &line, ledger.sent_one());
                     permit.send(Message::Text(line.into()));
                     Step::Continue
                 }
                 _ => Step::Fail(writer_failure(&mut writer).await),
             },
             name = interrupts.recv() => Step::Leave(name),
-            result = &mut writer => Step::Fail(match result {
-                Ok(Err(e)) => e,
-                _ => Error::Internal("the sending task stopped".into()),
-            }),
+            result = &mut writer => {
+                let e = match result {
+                    Ok(Err(e)) => e,
+                    _ => Error::Internal("the sending task stopped".into()),
+                };
+                // A peer that turned us away closed its end, so our next write failed: its
+                // QUIT, still unread, says why (and that nothing was taken).
+                let mut after = AfterQuit { opening, room: &mut room, ledger: &mut ledger, ui };
+                match matches!(e, Error::Io { .. }) {
+                    true => match tokio::time::timeout(LINGER, after.read(&mut recv)).await {
+                        Ok(Err(why)) => Step::Fail(why),
+                        _ => Step::Fail(e),
+                    },
+                    false => Step::Fail(e),
+                }
+            }
         };
+        if ledger.ack_urgent() {
+            ack_at = Some(tokio::time::Instant::now());
+        } else if ledger.ack_owed() && ack_at.is_none() {
+            ack_at = Some(tokio::time::Instant::now() + ACK_DELAY);
+        }
+        // A peer that never offered receipts (an older schat) will not confirm anything.
+        if is_dialer && opening.is_open() && !ledger.peer_acks() && ui.undelivered() > 0 {
+            ui.forget_marks();
+        }
+        let settled = opening.is_open() && pending.is_empty() && ledger.unacked() == 0;
         let step = match step {
-            Step::Leave(why @ "end of input") if is_dialer && !opening.is_open() => {
+            Step::Leave(why @ ("end of input" | "you quit")) if !settled => {
                 if leave_once_open.is_none() {
-                    leave_once_open = Some((why, tokio::time::Instant::now() + welcome_within));
+                    let now = tokio::time::Instant::now();
+                    leave_once_open = Some((why, now + settle_within(welcome_within)));
+                    settle_note = Some(now + WELCOME_NOTE);
                     Step::Continue
                 } else {
-                    // The listener never welcomed us in time: leave all the same.
+                    // Not welcomed, or not confirmed, in time: leave all the same (and say
+                    // so below).
                     Step::Leave(why)
                 }
             }
             step => step,
         };
-        if let (Some((why, _)), true) = (leave_once_open, opening.is_open()) {
+        if let (Some((why, _)), true) = (leave_once_open, settled) {
             break Step::Leave(why);
         }
         if !matches!(step, Step::Continue) {
@@ -173,7 +233,10 @@ where
         Step::PeerLeft => {
             drop(queue);
             match tokio::time::timeout(member::WRITE_DEADLINE, &mut writer).await {
-                Ok(_) => Ok(Ended::PeerQuit),
+                Ok(_) => {
+                    unconfirmed(&ledger, peer, "it left")?;
+                    Ok(Ended::PeerQuit)
+                }
                 Err(_) => {
                     writer.abort();
                     Err(Error::Timeout(
@@ -192,10 +255,16 @@ where
             // says they could not.
             let last_words = async {
                 for line in pending.drain(..) {
-                    ui.own(our_name, &line);
+                    ui.own_sent(our_name, &line, ledger.sent_one());
                     if queue.send(Message::Text(line.into())).await.is_err() {
                         return;
                     }
+                }
+                // What we showed of the peer's is confirmed before we go.
+                if ledger.peer_acks()
+                    && let Some(count) = ledger.take_ack()
+                {
+                    let _ = queue.send(Message::Ack(count)).await;
                 }
                 let _ = queue.send(Message::Quit("".into())).await;
             };
@@ -228,6 +297,7 @@ where
             let mut after = AfterQuit {
                 opening,
                 room: &mut room,
+                ledger: &mut ledger,
                 ui,
             };
             if let Ok(Err(e)) = tokio::time::timeout(LINGER, after.read(&mut recv)).await {
@@ -247,6 +317,7 @@ where
                 };
                 return Err(Error::RefusedByPeer(why));
             }
+            unconfirmed(&ledger, peer, "we left")?;
             Ok(Ended::LocalQuit)
         }
         // The other mode: what we queued (our HELLO, which tells the peer our mode) goes out,
@@ -261,6 +332,13 @@ where
         }
         Step::Fail(e) => {
             writer.abort();
+            if ledger.unacked() > 0 {
+                ui.warn(format_args!(
+                    "{} not confirmed by {}: it may not have been shown",
+                    lines(ledger.unacked() as usize),
+                    crate::sanitize::line(&peer.label)
+                ));
+            }
             // For programs: the peer is gone too, and how. (A QUIT was reported already.)
             if !matches!(e, Error::PeerAborted(_)) && ui.mode() == ui::Mode::Json {
                 ui.left(&speaker, Departure::of(&e), &e.to_string());
@@ -275,6 +353,7 @@ where
 struct AfterQuit<'a> {
     opening: Opening,
     room: &'a mut RoomView,
+    ledger: &'a mut Ledger,
     ui: &'a Ui,
 }
 
@@ -291,7 +370,14 @@ impl AfterQuit<'_> {
                 Err(Error::Io { .. }) => return Ok(()),
                 Err(e) => return Err(e),
             };
-            match on_message(msg, &mut self.opening, self.room, self.ui, &nowhere) {
+            match on_message(
+                msg,
+                &mut self.opening,
+                self.room,
+                self.ledger,
+                self.ui,
+                &nowhere,
+            ) {
                 Step::Fail(e) => return Err(e),
                 Step::PeerLeft => return Ok(()),
                 _ => {}
@@ -305,6 +391,7 @@ fn on_message(
     msg: Message<'_>,
     opening: &mut Opening,
     room: &mut RoomView,
+    ledger: &mut Ledger,
     ui: &Ui,
     queue: &mpsc::Sender<Message<'static>>,
 ) -> Step {
@@ -313,6 +400,10 @@ fn on_message(
         Ok(None) => return Step::Continue,
         Err(e) => return Step::Fail(e),
     };
+    // Counted messages are acknowledged once shown (below, unless showing failed).
+    if msg.is_counted() {
+        ledger.shown_one();
+    }
     let label = room.names.label(&room.host);
     let speaker = room.speaker(&room.host, &label);
     match msg {
@@ -351,6 +442,21 @@ fn on_message(
         }
         // REKEY never reaches here: the transport applies it.
         Message::Pong(_) | Message::Rekey | Message::Extension { .. } => Step::Continue,
+        Message::Receipts if ledger.peer_acks() => {
+            Step::Fail(ProtocolError::Unexpected("RECEIPTS", "twice").into())
+        }
+        Message::Receipts => {
+            ledger.peer_acknowledges();
+            Step::Continue
+        }
+        // We always offer receipts, so an ACK is welcome; it must be true.
+        Message::Ack(count) => match ledger.acked(count) {
+            Ok(ids) => {
+                ui.delivered(ids);
+                Step::Continue
+            }
+            Err(e) => Step::Fail(ProtocolError::Receipt(e).into()),
+        },
         Message::Data(_) | Message::End | Message::Received(_) => Step::Fail(
             ProtocolError::Unexpected(msg.name(), "in a chat (is it in --pipe mode?)").into(),
         ),
@@ -383,83 +489,29 @@ fn on_message(
     }
 }
 
-/// Handles one input event: a line to send, a command, or the end of input.
-fn on_input(
-    event: InputEvent,
-    peer: &PeerInfo,
-    input: &mut Input,
-    ui: &Ui,
-    pending: &mut VecDeque<String>,
-    queue: &mpsc::Sender<Message<'static>>,
-    is_dialer: bool,
-) -> Step {
-    let line = match event {
-        InputEvent::Line(line) => line,
-        InputEvent::TooLong => {
-            ui.warn(format_args!(
-                "line not sent: longer than {MAX_BODY} bytes, the most one message can carry"
-            ));
-            return Step::Continue;
-        }
-        InputEvent::NotUtf8 => {
-            ui.warn("line not sent: it is not valid UTF-8 text");
-            return Step::Continue;
-        }
-        InputEvent::Eof => return Step::Leave("end of input"),
-        InputEvent::Interrupted => return Step::Leave("interrupted"),
-        InputEvent::Failed(e) => {
-            ui.error(format_args!("reading input failed: {e}"));
-            return Step::Leave("input failed");
-        }
-    };
-    match command::parse(&line) {
-        Command::Say(text) => pending.push_back(text.to_owned()),
-        Command::Me(action) => pending.push_back(format!("/me {action}")),
-        Command::Quit => return Step::Leave("you quit"),
-        Command::Verify(_) => {
-            ui.status(format_args!(
-                "safety number with {}: read it aloud with them, the same digits mean the same \
-                 two keys",
-                peer.label
-            ));
-            ui.grid("safety number:", &peer.safety().lines());
-            ui.grid("fingerprint:  ", &fingerprint::grid(&peer.key));
-        }
-        Command::Whois(_) => {
-            for line in peer.describe() {
-                ui.status(line);
-            }
-        }
-        // A member asks its host who is there (a listener in a one-to-one chat knows).
-        Command::Who if is_dialer => {
-            if queue.try_send(Message::Who).is_err() {
-                ui.warn("the connection is busy: /who again in a moment");
-            }
-        }
-        Command::Nick(name) => match names::check_name(name) {
-            Err(why) if !name.is_empty() => {
-                ui.warn(format_args!("/nick {}: {why}", sanitize::line(name)))
-            }
-            Ok(()) | Err(_) => {
-                if queue.try_send(Message::Nick(name.to_owned().into())).is_err() {
-                    ui.warn("the connection is busy: /nick again in a moment");
-                } else if !is_dialer {
-                    ui.status(format_args!("the peer now sees you as {name:?}"));
-                }
-            }
-        },
-        Command::Who | Command::Msg(..) | Command::Name(..) => {
-            ui.warn("/msg and /name are for the host of a room; /who for its members and its host");
-        }
-        Command::Clear => input.clear_screen(),
-        Command::Help => {
-            ui.listing(command::HELP);
-        }
-        Command::Unknown(word) => ui.warn(format_args!(
-            "unknown command /{word} (nothing sent; /help lists commands, //{word} sends it as text)"
-        )),
+/// How long a side leaving waits for the opening and its last receipts.
+fn settle_within(welcome_within: Duration) -> Duration {
+    welcome_within.max(member::WRITE_DEADLINE)
+}
+
+/// "1 line", "3 lines".
+fn lines(n: usize) -> String {
+    match n {
+        1 => "1 line".into(),
+        n => format!("{n} lines"),
     }
-    Step::Continue
+}
+
+/// The session ended cleanly, but was everything we sent confirmed? (`how`: who ended it.)
+fn unconfirmed(ledger: &Ledger, peer: &PeerInfo, how: &str) -> Result<()> {
+    match ledger.unacked() {
+        0 => Ok(()),
+        n => Err(Error::Undelivered(format!(
+            "{how} before {} confirmed your last {}: it may not have been shown",
+            crate::sanitize::line(&peer.label),
+            lines(n as usize)
+        ))),
+    }
 }
 
 /// Sleeps until `at`, or for ever when there is no such moment.

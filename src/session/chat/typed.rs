@@ -1,0 +1,109 @@
+//! What the user types during a chat: a line to send (queued until the writer takes it), a
+//! command answered at once, or the end of input.
+
+use super::Step;
+use crate::fingerprint;
+use crate::message::{MAX_BODY, Message};
+use crate::receipts::Ledger;
+use crate::sanitize;
+use crate::session::command::{self, Command};
+use crate::session::input::{Input, InputEvent};
+use crate::session::names;
+use crate::session::verify::PeerInfo;
+use crate::ui::Ui;
+use std::collections::VecDeque;
+use tokio::sync::mpsc;
+
+/// Where what the user types goes: lines to send, when the queue takes them; commands at once.
+pub(super) struct Outgoing<'a> {
+    pub(super) pending: &'a mut VecDeque<String>,
+    pub(super) queue: &'a mpsc::Sender<Message<'static>>,
+    pub(super) ledger: &'a mut Ledger,
+}
+
+/// Handles one input event: a line to send, a command, or the end of input.
+pub(super) fn on_input(
+    event: InputEvent,
+    peer: &PeerInfo,
+    input: &mut Input,
+    ui: &Ui,
+    out: &mut Outgoing<'_>,
+    is_dialer: bool,
+) -> Step {
+    let Outgoing {
+        pending,
+        queue,
+        ledger,
+    } = out;
+    let line = match event {
+        InputEvent::Line(line) => line,
+        InputEvent::TooLong => {
+            ui.warn(format_args!(
+                "line not sent: longer than {MAX_BODY} bytes, the most one message can carry"
+            ));
+            return Step::Continue;
+        }
+        InputEvent::NotUtf8 => {
+            ui.warn("line not sent: it is not valid UTF-8 text");
+            return Step::Continue;
+        }
+        InputEvent::Eof => return Step::Leave("end of input"),
+        InputEvent::Interrupted => return Step::Leave("interrupted"),
+        InputEvent::Failed(e) => {
+            ui.error(format_args!("reading input failed: {e}"));
+            return Step::Leave("input failed");
+        }
+    };
+    match command::parse(&line) {
+        Command::Say(text) => pending.push_back(text.to_owned()),
+        Command::Me(action) => pending.push_back(format!("/me {action}")),
+        Command::Quit => return Step::Leave("you quit"),
+        Command::Verify(_) => {
+            ui.status(format_args!(
+                "safety number with {}: read it aloud with them, the same digits mean the same \
+                 two keys",
+                peer.label
+            ));
+            ui.grid("safety number:", &peer.safety().lines());
+            ui.grid("fingerprint:  ", &fingerprint::grid(&peer.key));
+        }
+        Command::Whois(_) => {
+            for line in peer.describe() {
+                ui.status(line);
+            }
+        }
+        // A member asks its host who is there (a listener in a one-to-one chat knows).
+        Command::Who if is_dialer => {
+            if queue.try_send(Message::Who).is_err() {
+                ui.warn("the connection is busy: /who again in a moment");
+            }
+        }
+        Command::Nick(name) => match names::check_name(name) {
+            Err(why) if !name.is_empty() => {
+                ui.warn(format_args!("/nick {}: {why}", sanitize::line(name)))
+            }
+            Ok(()) | Err(_) => {
+                if queue.try_send(Message::Nick(name.to_owned().into())).is_err() {
+                    ui.warn("the connection is busy: /nick again in a moment");
+                    return Step::Continue;
+                }
+                // A NICK is counted: it takes the next id.
+                ledger.sent_one();
+                if !is_dialer {
+                    ui.status(format_args!("the peer now sees you as {name:?}"));
+                }
+            }
+        },
+        Command::Who | Command::Msg(..) | Command::Name(..) => {
+            ui.warn("/msg and /name are for the host of a room; /who for its members and its host");
+        }
+        Command::Clear => input.clear_screen(),
+        Command::Help => {
+            ui.listing(command::HELP);
+        }
+        Command::Unknown(word) => ui.warn(format_args!(
+            "unknown command /{word} (nothing sent; /help lists commands, //{word} sends it as text)"
+        )),
+    }
+    Step::Continue
+}
