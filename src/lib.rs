@@ -29,7 +29,8 @@
 //!   `Read`/`Write`, for pipe mode's threads over TCP).
 //! - [`frame`], [`message`]: pure codecs for the 2-byte length prefix and the typed plaintext
 //!   ([`message::notice`]: room events); [`receipts`]: the counts behind a chat's ACKs (which
-//!   of our lines the peer has shown), pure.
+//!   of our lines the peer has shown), pure; [`resume`]: the session token and the backoff
+//!   for dialling again after a cut.
 //! - [`keys`], [`keyfile`], [`passphrase`], [`fingerprint`]: identities, their file (its text
 //!   format, and `keyfile::seal` under a passphrase), where passphrases come from, and how
 //!   people see keys.
@@ -71,6 +72,7 @@ pub mod message;
 pub mod net;
 pub mod passphrase;
 pub mod receipts;
+pub mod resume;
 pub mod safety;
 pub mod sanitize;
 pub mod session;

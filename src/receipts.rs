@@ -8,6 +8,7 @@
 //! - [`Ledger`]: one side's counts with one peer (a dialer has one; a room host one per member).
 //! - [`Fanout`]: a host's own lines, each delivered once every member it went to has shown it.
 
+use crate::message::Message;
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::RangeInclusive;
 use std::time::Duration;
@@ -37,13 +38,30 @@ pub enum ReceiptError {
     NotOffered,
 }
 
-/// One side's counts with one peer.
+/// Each kept message counts at least this many bytes, so that floods of tiny ones are bounded
+/// too.
+const MIN_CHARGE: usize = 64;
+
+/// What the longest message is charged.
+const MAX_BODY_CHARGE: usize = crate::message::MAX_BODY;
+
+/// Messages kept for a peer that has not (yet) offered receipts.
+const UNOFFERED_KEPT: usize = 64;
+
+/// One side's counts with one peer, and the messages it has not acknowledged (to send again
+/// on a resumed connection, PROTOCOL.md §4.11).
 #[derive(Debug, Default)]
 pub struct Ledger {
     /// Counted messages sent to the peer (the id of the last one).
     sent: u64,
     /// The peer's last ACK: our ids up to it were shown.
     acked: u64,
+    /// Ids `acked + 1 ..= sent`, in order, while `keeping`.
+    kept: VecDeque<Message<'static>>,
+    kept_bytes: usize,
+    /// Whether everything unacknowledged is kept: it stops (for good) when that would pass
+    /// [`crate::resume::KEPT_BYTES`], and then the session cannot be resumed.
+    dropped: bool,
     /// The peer's counted messages shown here.
     shown: u64,
     /// The last count we acknowledged.
@@ -57,16 +75,47 @@ impl Ledger {
         Ledger::default()
     }
 
-    /// A counted message goes to the peer: its id.
-    pub fn sent_one(&mut self) -> u64 {
+    /// A counted message goes to the peer: kept until acknowledged; its id.
+    pub fn record(&mut self, msg: &Message<'_>) -> u64 {
+        debug_assert!(msg.is_counted());
+        // A peer that never said RECEIPTS never acknowledges: keep only its last few (it may
+        // still say it, right after its HELLO), not everything for ever.
+        if !self.peer_acks && self.kept.len() >= UNOFFERED_KEPT {
+            self.drop_oldest();
+        }
+        let charge = msg.body_len().max(MIN_CHARGE);
+        if self.kept_bytes + charge > crate::resume::KEPT_BYTES && self.peer_acks {
+            // Too far behind to keep it all: no resume for this session.
+            self.dropped = true;
+            self.kept.clear();
+            self.kept_bytes = 0;
+        }
+        if !self.dropped {
+            self.kept.push_back(msg.clone().into_owned());
+            self.kept_bytes += charge;
+        }
         self.sent += 1;
         self.sent
     }
 
-    /// Counted messages sent so far, as counted elsewhere (a room member's outbox counts what
-    /// it queues).
-    pub fn sent_up_to(&mut self, sent: u64) {
-        self.sent = self.sent.max(sent);
+    /// The id of the last counted message sent.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// What the peer has not acknowledged, in order: sent again on a resumed connection.
+    pub fn unacknowledged(&self) -> impl Iterator<Item = &Message<'static>> {
+        self.kept.iter()
+    }
+
+    /// Whether everything the peer has not acknowledged is kept (so the session can resume).
+    pub fn keeping(&self) -> bool {
+        !self.dropped
+    }
+
+    /// Bytes kept for the peer (each message at least 64).
+    pub fn kept_bytes(&self) -> usize {
+        self.kept_bytes
     }
 
     /// The peer's ACK: it has shown `count` of our messages. The ids it newly confirms.
@@ -84,8 +133,17 @@ impl Ledger {
             });
         }
         let newly = self.acked + 1..=count;
-        self.acked = count;
+        while self.acked < count {
+            self.drop_oldest();
+            self.acked += 1;
+        }
         Ok(newly)
+    }
+
+    fn drop_oldest(&mut self) {
+        if let Some(msg) = self.kept.pop_front() {
+            self.kept_bytes -= msg.body_len().max(MIN_CHARGE);
+        }
     }
 
     /// The peer said RECEIPTS.
@@ -110,12 +168,19 @@ impl Ledger {
 
     /// Whether another counted message may be sent before the peer catches up.
     pub fn has_room(&self) -> bool {
-        self.unacked() < MAX_UNACKED
+        !self.peer_acks
+            || (self.unacked() < MAX_UNACKED
+                && self.kept_bytes + MAX_BODY_CHARGE <= crate::resume::KEPT_BYTES)
     }
 
     /// One of the peer's counted messages was shown here.
     pub fn shown_one(&mut self) {
         self.shown += 1;
+    }
+
+    /// How many of the peer's counted messages were shown here.
+    pub fn shown(&self) -> u64 {
+        self.shown
     }
 
     /// The count to acknowledge now, if it grew since the last ACK; it counts as sent.
@@ -126,14 +191,24 @@ impl Ledger {
         })
     }
 
-    /// Whether there is something shown that no ACK has counted yet.
+    /// [`Ledger::take_ack`], when the peer offered receipts (only then may it get an ACK).
+    pub fn take_ack_if_offered(&mut self) -> Option<u64> {
+        if self.peer_acks {
+            self.take_ack()
+        } else {
+            None
+        }
+    }
+
+    /// Whether there is something shown that no ACK has counted yet (and the peer takes
+    /// ACKs: otherwise nothing is ever owed).
     pub fn ack_owed(&self) -> bool {
-        self.shown > self.ack_sent
+        self.peer_acks && self.shown > self.ack_sent
     }
 
     /// Whether so much is owed that the ACK should go now.
     pub fn ack_urgent(&self) -> bool {
-        self.shown - self.ack_sent >= ACK_EVERY
+        self.peer_acks && self.shown - self.ack_sent >= ACK_EVERY
     }
 }
 
@@ -232,6 +307,15 @@ impl Fanout {
         gone.into_iter().map(|id| self.left(id)).sum()
     }
 
+    /// Member `old` came back as `new` (a resumed session): its copies move with it.
+    pub fn renamed(&mut self, old: u64, new: u64) {
+        for line in self.waiting.iter_mut() {
+            if let Some(copy) = line.copies.remove(&old) {
+                line.copies.insert(new, copy);
+            }
+        }
+    }
+
     /// Lines that will never be delivered to everyone: a member left without showing them.
     pub fn missed(&self) -> u64 {
         self.missed
@@ -252,7 +336,7 @@ mod tests {
         let mut l = Ledger::new();
         l.peer_acknowledges();
         for _ in 0..3 {
-            l.sent_one();
+            l.record(&Message::Text("x".into()));
         }
         assert_eq!(l.unacked(), 3);
         assert_eq!(l.acked(2), Ok(1..=2));
@@ -279,7 +363,7 @@ mod tests {
     #[test]
     fn a_peer_without_receipts_leaves_nothing_unacknowledged() {
         let mut l = Ledger::new();
-        l.sent_one();
+        l.record(&Message::Text("x".into()));
         assert_eq!(l.unacked(), 0);
         assert!(l.has_room());
     }
@@ -290,6 +374,8 @@ mod tests {
         assert_eq!(l.take_ack(), None);
         l.shown_one();
         l.shown_one();
+        assert!(!l.ack_owed(), "nothing is owed to a peer without receipts");
+        l.peer_acknowledges();
         assert!(l.ack_owed());
         assert_eq!(l.take_ack(), Some(2));
         assert_eq!(l.take_ack(), None);
@@ -307,7 +393,7 @@ mod tests {
         l.peer_acknowledges();
         for _ in 0..MAX_UNACKED {
             assert!(l.has_room());
-            l.sent_one();
+            l.record(&Message::Text("x".into()));
         }
         assert!(!l.has_room());
         l.acked(1).unwrap();

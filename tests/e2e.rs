@@ -325,7 +325,7 @@ async fn listener_pin_refuses_strangers_tells_them_and_keeps_serving() {
 async fn a_vanished_peer_is_reported_as_a_possible_cut() {
     within(async {
         let (alice, bob) = (Home::new(), Home::new());
-        let (mut listener, port) = bob.listen(&["--once"]).await;
+        let (mut listener, port) = bob.listen(&["--once", "--resume-grace", "1"]).await;
         let mut dialer = alice.dial(port, &[]);
         dialer.stderr_until("welcome").await;
         dialer.signal("KILL");

@@ -217,7 +217,7 @@ async fn the_screen_marks_a_line_until_the_peer_has_shown_it() {
 async fn a_host_line_a_member_never_showed_is_reported() {
     within(async {
         let (host, alice, bob) = (Home::new(), Home::new(), Home::new());
-        let (mut room, port) = host.listen(&["--json"]).await;
+        let (mut room, port) = host.listen(&["--json", "--resume-grace", "1"]).await;
         let mut a = alice.dial(port, &[]);
         room.stderr_until("joined").await;
         let mut b = bob.dial(port, &[]);

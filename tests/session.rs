@@ -33,7 +33,7 @@ async fn converse(
         ui,
     };
     let mut user = session::User { input, interrupts };
-    session::converse(established, None, role, &run, &mut user).await
+    session::converse(established, None, role, &run, &mut user, None).await
 }
 
 async fn within<F: std::future::Future>(test: F) -> F::Output {
@@ -54,6 +54,7 @@ fn settings(pin: Option<&Identity>) -> Settings {
             peers_command: "schat peers".into(),
         },
         keepalive: Duration::from_secs(30),
+        resume_grace: None,
         pipe: None,
         name: String::new(),
         ticket: None,

@@ -157,6 +157,26 @@ fn the_schat_opening_vector_in_protocol_md_is_right() {
     assert_eq!(&b1[..n], &msg3[..], "message 3 by hand");
     hr.read_message(&b1[..n], &mut b2).unwrap();
 
+    // The resume token (§4.11) by hand: HMAC-SHA256 keyed with Split()'s two keys.
+    let token = {
+        use hmac::Mac;
+        let (k1, k2) = hi.dangerously_get_raw_split();
+        let mut mac =
+            <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&[k1, k2].concat()).unwrap();
+        mac.update(b"schat/2 resume");
+        mac.update(&dialer_done.handshake_hash);
+        mac.finalize().into_bytes().to_vec()
+    };
+    assert_eq!(
+        token,
+        dialer_done.resume_token.to_vec(),
+        "the dialer's token"
+    );
+    assert_eq!(
+        token,
+        listener_done.resume_token.to_vec(),
+        "the listener's token"
+    );
     let sha = |b: &[u8]| hex::encode(sha2::Sha256::digest(b));
     let mut got: Vec<(String, String)> = vec![
         ("message 1 length".into(), msg1.len().to_string()),
@@ -171,6 +191,7 @@ fn the_schat_opening_vector_in_protocol_md_is_right() {
             "handshake hash".into(),
             hex::encode(dialer_done.handshake_hash),
         ),
+        ("resume token".into(), hex::encode(&token)),
     ];
     // The transport messages by hand with snow's own transport (independent of schat's
     // CipherStates), and checked against what schat's give for the same session.

@@ -81,8 +81,10 @@ pub struct Mark {
     /// Its first column, and its width.
     col: usize,
     width: usize,
-    /// [`Terminal::moved`] when it was printed.
+    /// [`Terminal::moved`] when it was printed, and the terminal's size then: a resize the
+    /// editor has not seen yet moves rows too.
     moved: u64,
+    size: (usize, usize),
 }
 
 /// Prints above the editor; shared by everything that shows output.
@@ -246,6 +248,7 @@ impl Screen {
             col,
             width,
             moved: t.moved,
+            size: (columns(), rows()),
         })
     }
 
@@ -255,7 +258,8 @@ impl Screen {
         // Rows between the mark's row and the input area's top, plus one to reach it.
         let above = t.printed - mark.row;
         let input = t.shown.len().max(1) as u64;
-        if !t.active || t.moved != mark.moved || above + input > rows() as u64 {
+        let moved = t.moved != mark.moved || (columns(), rows()) != mark.size;
+        if !t.active || moved || above + input > rows() as u64 {
             return false;
         }
         let up = above + t.cursor_row as u64;
@@ -284,10 +288,13 @@ impl Terminal {
         let mut out = String::with_capacity(text.len() + 64);
         out.push_str(HIDE);
         self.erase(&mut out);
+        let cols = columns();
         for row in text.split_inclusive('\n') {
-            out.push_str(row.strip_suffix('\n').unwrap_or(row));
+            let row = row.strip_suffix('\n').unwrap_or(row);
+            out.push_str(row);
             out.push_str("\r\n");
-            self.printed += 1;
+            // A row wider than the terminal takes more than one on screen.
+            self.printed += view::visible_columns(row).div_ceil(cols).max(1) as u64;
         }
         self.draw(&mut out);
         out.push_str(SHOW);

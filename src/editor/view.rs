@@ -139,6 +139,25 @@ pub fn text_columns(text: &str) -> usize {
     text.chars().map(char_columns).sum()
 }
 
+/// The columns `row` takes on screen: its text without our colour sequences.
+pub fn visible_columns(row: &str) -> usize {
+    let mut plain = String::with_capacity(row.len());
+    let mut chars = row.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI: parameters up to a final byte in @..~.
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) && c != '[' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    text_columns(&plain)
+}
+
 /// Display width of one character (see [`text_columns`]).
 pub fn char_columns(c: char) -> usize {
     match c {

@@ -75,11 +75,13 @@ pub struct ResponderSent {
     noise: HandshakeState,
 }
 
-/// A finished handshake: the transport keys, the peer's static key, the handshake hash.
+/// A finished handshake: the transport keys, the peer's static key, the handshake hash, and
+/// the token that names the session if it is resumed (PROTOCOL.md §4.10).
 pub struct Done {
     pub ciphers: CipherPair,
     pub peer: PublicKey,
     pub handshake_hash: [u8; HASH_LEN],
+    pub resume_token: Zeroizing<[u8; 32]>,
 }
 
 impl Initiator {
@@ -222,10 +224,12 @@ fn done(mut noise: HandshakeState) -> Result<Done> {
     let (k1, k2) = noise.dangerously_get_raw_split();
     let (k1, k2) = (Zeroizing::new(k1), Zeroizing::new(k2));
     let ciphers = CipherPair::from_split(noise.is_initiator(), &k1, &k2)?;
+    let resume_token = crate::resume::token(&k1, &k2, &handshake_hash);
     Ok(Done {
         ciphers,
         peer,
         handshake_hash,
+        resume_token,
     })
 }
 

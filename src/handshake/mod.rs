@@ -37,6 +37,8 @@ pub struct Established<R, W> {
     pub peer: PublicKey,
     /// The handshake hash `h`: a value unique to this session (channel binding, Noise §11.2).
     pub handshake_hash: [u8; HASH_LEN],
+    /// Names this session when a later connection resumes it (PROTOCOL.md §4.10). Secret.
+    pub resume_token: zeroize::Zeroizing<[u8; 32]>,
     /// Incoming messages.
     pub recv: RecvHalf<R>,
     /// Outgoing messages.
@@ -257,6 +259,7 @@ fn finish<R, W>(
         local: *identity.public(),
         peer: done.peer,
         handshake_hash: done.handshake_hash,
+        resume_token: done.resume_token,
         recv,
         send,
     })

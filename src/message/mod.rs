@@ -22,6 +22,9 @@ pub const ORIGIN_LEN: usize = 32;
 /// The longest text a RELAY can carry (the body minus the origin key).
 pub const MAX_RELAY_TEXT: usize = MAX_BODY - ORIGIN_LEN;
 
+/// Bytes of a session token in RESUME (PROTOCOL.md §4.11).
+pub const TOKEN_LEN: usize = 32;
+
 /// Message type bytes of schat/2.
 pub mod kind {
     /// Listener → dialer, first message: UTF-8 greeting.
@@ -66,6 +69,12 @@ pub mod kind {
     /// The receipt of a chat: how many of the peer's counted messages the sender has shown
     /// (u64, big-endian; PROTOCOL.md §4.10).
     pub const ACK: u8 = 0x13;
+    /// Dialer → listener, first message of a resumed connection: the session token (32 bytes)
+    /// and how many of the listener's counted messages the dialer has shown (u64).
+    pub const RESUME: u8 = 0x14;
+    /// Listener → dialer, in WELCOME's place on a resumed connection: how many of the
+    /// dialer's counted messages the listener has shown (u64).
+    pub const RESUMED: u8 = 0x15;
     /// Types from here up are extensions: ignored when unknown.
     pub const FIRST_EXTENSION: u8 = 0x80;
     /// Extension, right after the sender's HELLO: the ciphers it can also receive, one id
@@ -79,6 +88,9 @@ pub mod kind {
     /// Extension, right after the sender's HELLO: it acknowledges what it shows with ACK
     /// (PROTOCOL.md §4.10). Empty.
     pub const RECEIPTS: u8 = 0x82;
+    /// Extension, right after the sender's HELLO (and RECEIPTS): it keeps the session when
+    /// the connection drops, to resume it (PROTOCOL.md §4.11). Empty.
+    pub const RESUMABLE: u8 = 0x83;
 }
 
 /// One decoded message. `'a` is the buffer it was decoded from; `Message<'static>` owns its data.
@@ -137,6 +149,17 @@ pub enum Message<'a> {
     Ack(u64),
     /// The sender acknowledges what it shows (an extension, right after its HELLO).
     Receipts,
+    /// Dialer → listener, first on a resumed connection: the session's token, and how many of
+    /// the listener's counted messages the dialer has shown.
+    Resume {
+        token: zeroize::Zeroizing<[u8; TOKEN_LEN]>,
+        shown: u64,
+    },
+    /// Listener → dialer, in WELCOME's place on a resumed connection: how many of the
+    /// dialer's counted messages the listener has shown.
+    Resumed(u64),
+    /// The sender can resume this session after a cut (an extension, after its HELLO).
+    Resumable,
     /// An extension type (≥ 0x80) this version does not understand; receivers ignore it.
     Extension { kind: u8, body: Cow<'a, [u8]> },
 }
@@ -303,6 +326,20 @@ impl<'a> Message<'a> {
             kind::ACK => Message::Ack(u64_body(body, "ACK of other than 8 bytes")?),
             kind::RECEIPTS if body.is_empty() => Message::Receipts,
             kind::RECEIPTS => return Err(MessageError::UnexpectedBody("RECEIPTS")),
+            kind::RESUMABLE if body.is_empty() => Message::Resumable,
+            kind::RESUMABLE => return Err(MessageError::UnexpectedBody("RESUMABLE")),
+            kind::RESUMED => Message::Resumed(u64_body(body, "RESUMED of other than 8 bytes")?),
+            kind::RESUME => match body.split_first_chunk::<TOKEN_LEN>() {
+                Some((token, shown)) if shown.len() == 8 => Message::Resume {
+                    token: zeroize::Zeroizing::new(*token),
+                    shown: u64_body(shown, "RESUME of other than 40 bytes")?,
+                },
+                _ => {
+                    return Err(MessageError::UnexpectedBody(
+                        "RESUME of other than 40 bytes",
+                    ));
+                }
+            },
             k if k >= kind::FIRST_EXTENSION => Message::Extension {
                 kind: k,
                 body: Cow::Borrowed(body),
@@ -347,6 +384,9 @@ impl<'a> Message<'a> {
             Message::Received(_) => kind::RECEIVED,
             Message::Ack(_) => kind::ACK,
             Message::Receipts => kind::RECEIPTS,
+            Message::Resume { .. } => kind::RESUME,
+            Message::Resumed(_) => kind::RESUMED,
+            Message::Resumable => kind::RESUMABLE,
             Message::Extension { kind, .. } => *kind,
         }
     }
@@ -374,7 +414,10 @@ impl<'a> Message<'a> {
             | Message::End
             | Message::Received(_)
             | Message::Ack(_)
+            | Message::Resumed(_)
+            | Message::Resumable
             | Message::Receipts => &[],
+            Message::Resume { token, .. } => &token[..],
         }
     }
 
@@ -387,7 +430,8 @@ impl<'a> Message<'a> {
                 message.len() + if nameplate.is_some() { 2 } else { 0 }
             }
             Message::Notice(n) => n.len(),
-            Message::Received(_) | Message::Ack(_) => 8,
+            Message::Received(_) | Message::Ack(_) | Message::Resumed(_) => 8,
+            Message::Resume { .. } => TOKEN_LEN + 8,
             other => other.simple_body().len(),
         }
     }
@@ -408,12 +452,15 @@ impl<'a> Message<'a> {
                 nameplate: Some(n), ..
             } => out.extend_from_slice(&n.to_be_bytes()),
             Message::Notice(n) => n.encode_into(out),
-            Message::Received(count) | Message::Ack(count) => {
+            Message::Received(count) | Message::Ack(count) | Message::Resumed(count) => {
                 out.extend_from_slice(&count.to_be_bytes())
             }
             _ => {}
         }
         out.extend_from_slice(self.simple_body());
+        if let Message::Resume { shown, .. } = self {
+            out.extend_from_slice(&shown.to_be_bytes());
+        }
         Ok(())
     }
 
@@ -446,6 +493,9 @@ impl<'a> Message<'a> {
             Message::Received(count) => Message::Received(count),
             Message::Ack(count) => Message::Ack(count),
             Message::Receipts => Message::Receipts,
+            Message::Resume { token, shown } => Message::Resume { token, shown },
+            Message::Resumed(count) => Message::Resumed(count),
+            Message::Resumable => Message::Resumable,
             Message::Extension { kind, body } => Message::Extension {
                 kind,
                 body: Cow::Owned(body.into_owned()),
@@ -476,6 +526,9 @@ impl<'a> Message<'a> {
             Message::Received(_) => "RECEIVED",
             Message::Ack(_) => "ACK",
             Message::Receipts => "RECEIPTS",
+            Message::Resume { .. } => "RESUME",
+            Message::Resumed(_) => "RESUMED",
+            Message::Resumable => "RESUMABLE",
             Message::Extension { .. } => "extension",
         }
     }

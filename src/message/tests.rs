@@ -193,7 +193,7 @@ fn unknown_types_below_0x80_are_errors_above_are_ignored() {
         Message::decode(&bad),
         Err(MessageError::InvalidUtf8("RELAY"))
     );
-    for k in [0x00, 0x14, 0x20, 0x7f] {
+    for k in [0x00, 0x16, 0x20, 0x7f] {
         assert_eq!(Message::decode(&[k, 1]), Err(MessageError::UnknownType(k)));
     }
     assert_eq!(
@@ -255,4 +255,38 @@ fn receipts_match_the_vectors_and_odd_bodies_are_refused() {
     ] {
         assert!(counted.is_counted());
     }
+}
+
+#[test]
+fn resume_messages_match_the_vectors_and_odd_bodies_are_refused() {
+    // PROTOCOL.md §4.11.
+    assert_eq!(encoded(&Message::Resumable), [0x83]);
+    assert_eq!(
+        encoded(&Message::Resumed(2)),
+        [0x15, 0, 0, 0, 0, 0, 0, 0, 2]
+    );
+    let token = [0x45; TOKEN_LEN];
+    let resume = Message::Resume {
+        token: zeroize::Zeroizing::new(token),
+        shown: 1,
+    };
+    let mut expected = vec![0x14];
+    expected.extend_from_slice(&token);
+    expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1]);
+    assert_eq!(encoded(&resume), expected);
+    round_trip(resume);
+    round_trip(Message::Resumed(u64::MAX));
+    let mut short = expected.clone();
+    short.pop();
+    let mut long = expected.clone();
+    long.push(0);
+    for bad in [&short[..], &long[..], &[0x15; 8][..], &[0x83, 0][..]] {
+        assert!(
+            matches!(Message::decode(bad), Err(MessageError::UnexpectedBody(_))),
+            "{bad:02x?}"
+        );
+    }
+    // The token never shows in Debug output.
+    let shown = format!("{:?}", Message::decode(&expected).unwrap());
+    assert!(!shown.contains("45"), "{shown}");
 }

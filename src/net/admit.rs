@@ -88,6 +88,18 @@ pub(super) async fn handshake_and_admit(
             Err(_) => {}
         }
     }
+    // A connection resuming a session (PROTOCOL.md §4.11) was admitted when the session
+    // began: the room lets it in only if it holds that session's token, with the same key.
+    if matches!(first, Some(Message::Resume { .. }))
+        && let Ok(info) = verify::admitted(peer, &local, None, &Allow::Anyone, &settings.trust)
+    {
+        return Connection::Arrived(Box::new(Arrival {
+            established,
+            info,
+            address: from.to_string(),
+            first,
+        }));
+    }
     // Knocking (allow = known, a host at its terminal): an admitted key comes in, any other
     // knocks. One look at known_peers decides both.
     if knock

@@ -362,7 +362,20 @@ async fn dial_routes(
         addr: remembered,
         policy,
     };
-    let session = session::converse(established, remote.as_deref(), &role, run, user);
+    // After a cut, the same routes again, expecting the same key (PROTOCOL.md §4.11).
+    let mut again = Again {
+        routes,
+        endpoint,
+        run,
+    };
+    let session = session::converse(
+        established,
+        remote.as_deref(),
+        &role,
+        run,
+        user,
+        Some(&mut again),
+    );
     let Path::Iroh(conn) = path else {
         return session.await;
     };
@@ -377,6 +390,79 @@ async fn dial_routes(
                 ui.status(format_args!("path now: iroh, {now}"));
             }
         }
+    }
+}
+
+/// A dialled chat's way back to its listener after a cut: TCP first, then iroh, each within
+/// the handshake deadline; only the session's key may answer.
+struct Again<'a> {
+    routes: &'a Routes,
+    endpoint: Option<&'a iroh::P2p>,
+    run: &'a Run<'a>,
+}
+
+impl session::Redial<Reader, Writer> for Again<'_> {
+    fn redial<'a>(&'a mut self, key: &'a PublicKey) -> session::Redialling<'a, Reader, Writer> {
+        Box::pin(async move {
+            let Run {
+                identity, settings, ..
+            } = *self.run;
+            let timeout = settings.handshake_timeout;
+            let role = Role::Dialer {
+                addr: String::new(),
+                policy: TrustPolicy::Strict,
+            };
+            let same_key = |answered: &PublicKey| match answered == key {
+                true => Ok(()),
+                false => Err(Error::PeerRefused(format!(
+                    "another key answered when dialling again: {} (the session's is {})",
+                    crate::fingerprint::grouped(answered),
+                    crate::fingerprint::grouped(key)
+                ))),
+            };
+            let mut last = None;
+            for target in &self.routes.tcp {
+                let stream = match tcp::connect_quietly(target, timeout).await {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        last = Some(e);
+                        continue;
+                    }
+                };
+                tcp::configure(&stream, settings.keepalive);
+                let (reader, writer) = stream.into_split();
+                let (reader, writer) = (Reader::Tcp(reader), Writer::Tcp(writer));
+                let mut never = Interrupts::none();
+                match session::establish(
+                    reader, writer, identity, &role, settings, &mut never, same_key,
+                )
+                .await
+                {
+                    Ok(Some(established)) => return Ok(established),
+                    Ok(None) => return Err(Error::Internal("interrupted".into())),
+                    Err(e @ Error::PeerRefused(_)) => return Err(e),
+                    Err(e) => last = Some(e),
+                }
+            }
+            if let (Some(endpoint), Some((target, _))) = (self.endpoint, &self.routes.iroh) {
+                let connected = tokio::time::timeout(timeout, endpoint.connect(target.clone()))
+                    .await
+                    .map_err(|_| Error::Network("iroh: no answer".into()))
+                    .and_then(|r| r);
+                match connected {
+                    Ok((reader, writer, _conn)) => {
+                        let mut never = Interrupts::none();
+                        return session::establish(
+                            reader, writer, identity, &role, settings, &mut never, same_key,
+                        )
+                        .await?
+                        .ok_or_else(|| Error::Internal("interrupted".into()));
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| Error::Internal("nowhere to dial".into())))
+        })
     }
 }
 

@@ -272,6 +272,7 @@ async fn serve(
         trust: settings.trust.clone(),
         key: *identity.public(),
         name: settings.name.clone(),
+        resume_grace: settings.resume_grace,
     };
     tokio::select! {
         result = room::host(connections, &room, ui, user) => result,
@@ -317,7 +318,7 @@ async fn serve_one_pipe(
             first: _,
         } = *arrival;
         info.address = Some(address.clone());
-        let session = session::proceed(established, info, role, run, user);
+        let session = session::proceed(established, info, role, run, user, None);
         tokio::pin!(session);
         let result = loop {
             tokio::select! {

@@ -82,6 +82,26 @@ pub(super) async fn connect(addr: &Address, timeout: Duration, ui: &Ui) -> Resul
     }))
 }
 
+/// Connects to the first address of `addr` that answers, within `timeout` overall, saying
+/// nothing: for dialling again after a cut, where the chat says what is going on.
+pub(super) async fn connect_quietly(addr: &Address, timeout: Duration) -> Result<TcpStream> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let candidates = tokio::time::timeout_at(deadline, resolve(addr, false))
+        .await
+        .map_err(|_| Error::Timeout("resolving the host name", timeout.as_secs()))??;
+    let mut last = None;
+    for target in candidates {
+        match tokio::time::timeout_at(deadline, TcpStream::connect(target)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(e)) => last = Some(format!("cannot connect to {target}: {}", e.kind())),
+            Err(_) => break,
+        }
+    }
+    Err(Error::Network(last.unwrap_or_else(|| {
+        format!("no answer from {addr} within {} s", timeout.as_secs())
+    })))
+}
+
 /// Socket options for every connection: no Nagle delay (latency matters more than packing,
 /// and every frame goes out in one write anyway); TCP keepalive so the kernel notices a dead
 /// path even when the application-level PINGs cannot get through; and a TCP user timeout, so

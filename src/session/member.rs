@@ -14,9 +14,10 @@ use super::opening::Opening;
 use crate::bucket::TokenBucket;
 use crate::error::{Error, ProtocolError, Result};
 use crate::message::{MAX_BODY, Message, Mode};
+use crate::receipts::Ledger;
 use crate::transport::{RecvHalf, SendHalf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -81,6 +82,16 @@ pub enum Event {
     Receipts {
         id: u64,
     },
+    /// The member can resume its session after a cut (its RESUMABLE).
+    Resumable {
+        id: u64,
+    },
+    /// The connection resumes an earlier session (its RESUME, before its HELLO).
+    Resume {
+        id: u64,
+        token: zeroize::Zeroizing<[u8; crate::message::TOKEN_LEN]>,
+        shown: u64,
+    },
     /// The member has shown this many of our counted messages (its ACK, unchecked).
     Acked {
         id: u64,
@@ -100,9 +111,12 @@ pub struct Outbox {
     tx: mpsc::UnboundedSender<Queued>,
     budget: Arc<Semaphore>,
     pongs: Arc<AtomicUsize>,
-    /// Counted messages queued so far (PROTOCOL.md §4.10): the id of the last one. Queued in
-    /// order, so sent in this order.
-    counted: Arc<AtomicU64>,
+    /// The receipts with this member (PROTOCOL.md §4.10): counted messages are recorded as
+    /// they are queued — in order, so in the order sent — and kept until it acknowledges them.
+    ledger: Arc<std::sync::Mutex<Ledger>>,
+    /// While set, messages are recorded but not sent (only PINGs and PONGs go): the member is
+    /// away, or resuming and not yet told RESUMED (PROTOCOL.md §4.11).
+    held: Arc<AtomicBool>,
 }
 
 /// What became of a message offered to a member.
@@ -134,7 +148,8 @@ impl Outbox {
                 tx,
                 budget,
                 pongs: pongs.clone(),
-                counted: Arc::new(AtomicU64::new(0)),
+                ledger: Default::default(),
+                held: Default::default(),
             },
             OutboxReceiver { rx, pongs },
         )
@@ -143,30 +158,59 @@ impl Outbox {
     /// Queues `msg` for the member.
     #[must_use]
     pub fn offer(&self, msg: Message<'static>) -> Offer {
+        let held = self.held.load(Ordering::Relaxed);
+        if held && !matches!(msg, Message::Ping(_) | Message::Pong(_)) {
+            // Kept for when it is back (counted ones); the rest would be stale by then.
+            if msg.is_counted() {
+                self.ledger().record(&msg);
+            }
+            return Offer::Queued;
+        }
         if self.tx.is_closed() {
+            // Its connection is gone, but it may come back for this (PROTOCOL.md §4.11).
+            if msg.is_counted() {
+                self.ledger().record(&msg);
+            }
             return Offer::Gone;
         }
         let Ok(charge) = u32::try_from(msg.body_len().max(MIN_CHARGE)) else {
             return Offer::Full;
         };
-        let counted = msg.is_counted();
         match self.budget.clone().try_acquire_many_owned(charge) {
-            Ok(permit) => match self.tx.send((msg, permit)) {
-                Ok(()) => {
-                    if counted {
-                        self.counted.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Offer::Queued
+            Ok(permit) => {
+                if msg.is_counted() {
+                    self.ledger().record(&msg);
                 }
-                Err(_) => Offer::Gone,
-            },
+                match self.tx.send((msg, permit)) {
+                    Ok(()) => Offer::Queued,
+                    Err(_) => Offer::Gone,
+                }
+            }
             Err(_) => Offer::Full,
         }
     }
 
-    /// Counted messages queued so far: the id the last one has in the member's count.
-    pub fn counted(&self) -> u64 {
-        self.counted.load(Ordering::Relaxed)
+    /// The receipts with this member.
+    pub fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Holds (or releases) what is offered: see [`Outbox::held`].
+    pub fn hold(&self, held: bool) {
+        self.held.store(held, Ordering::Relaxed);
+    }
+
+    /// Queues `msg` again, on a resumed connection: it was recorded when first sent.
+    #[must_use]
+    pub fn offer_again(&self, msg: Message<'static>) -> Offer {
+        let charge = u32::try_from(msg.body_len().max(MIN_CHARGE)).unwrap_or(u32::MAX);
+        match self.budget.clone().try_acquire_many_owned(charge) {
+            Ok(permit) => match self.tx.send((msg, permit)) {
+                Ok(()) => Offer::Queued,
+                Err(_) => Offer::Gone,
+            },
+            Err(_) => Offer::Full,
+        }
     }
 
     /// Queues a PONG unless [`MAX_QUEUED_PONGS`] are already waiting (then it is dropped: a
@@ -257,7 +301,7 @@ pub async fn reader<R: AsyncRead + Unpin>(
     let mut silence = Silence::new(keepalive);
     let mut bucket = bucket(rate, Instant::now());
     let mut opening = Opening::new(false);
-    let mut receipts = false;
+    let (mut receipts, mut resumable) = (false, false);
     // Until its HELLO, a connection is not a member; it gets this long (PINGs do not extend
     // it), or it could hold a place in the room for ever.
     let hello_by = Instant::now() + hello_within;
@@ -335,6 +379,25 @@ pub async fn reader<R: AsyncRead + Unpin>(
             Message::Receipts => {
                 receipts = true;
                 if events.send(Event::Receipts { id }).await.is_err() {
+                    return;
+                }
+            }
+            Message::Resumable if resumable => {
+                break Err(ProtocolError::Unexpected("RESUMABLE", "twice").into());
+            }
+            Message::Resumable => {
+                resumable = true;
+                if events.send(Event::Resumable { id }).await.is_err() {
+                    return;
+                }
+            }
+            // (The opening let it through only before its HELLO.)
+            Message::Resume { token, shown } => {
+                if events
+                    .send(Event::Resume { id, token, shown })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

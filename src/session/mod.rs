@@ -122,6 +122,8 @@ pub struct Settings {
     pub keepalive: Duration,
     /// Pipe mode (raw bytes between stdin and stdout) instead of chat.
     pub pipe: Option<pipe::PipeOptions>,
+    /// How long a dropped chat is kept to resume (PROTOCOL.md §4.11); `None`: it is not.
+    pub resume_grace: Option<Duration>,
     /// Our display name, announced in HELLO (empty: none; checked by [`names::check_name`]).
     pub name: String,
     /// Dialling with a ticket: its secret when it is an invite (sent in INVITE before our
@@ -156,6 +158,31 @@ impl std::fmt::Debug for TicketUse {
             .field("addrs", &self.addrs)
             .finish()
     }
+}
+
+/// A new connection, on its way (see [`Redial`]).
+pub type Redialling<'a, R, W> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Established<R, W>>> + 'a>>;
+
+/// A dialer's way back to the same listener after its connection dropped (PROTOCOL.md
+/// §4.11). `net` implements it, so that sockets stay there; the chat loop decides when.
+pub trait Redial<R, W> {
+    /// One attempt: a new connection over the same routes, its handshake complete and the
+    /// listener proven to hold `key` (the session's), within the handshake deadline.
+    fn redial<'a>(&'a mut self, key: &'a PublicKey) -> Redialling<'a, R, W>;
+}
+
+/// Whether a chat that ended with `e` may be resumed (PROTOCOL.md §4.11): the connection was
+/// lost, nobody ended the session (a QUIT, a refusal, a protocol error are final).
+pub(crate) fn chat_cut(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::ConnectionCut
+            | Error::PeerSilent(_)
+            | Error::Io { .. }
+            | Error::Timeout(..)
+            | Error::Protocol(crate::error::ProtocolError::TruncatedFrame)
+    )
 }
 
 /// Keepalive interval unless configured.
@@ -238,6 +265,7 @@ pub async fn converse<R, W>(
     role: &Role,
     run: &Run<'_>,
     user: &mut User<'_>,
+    redial: Option<&mut dyn Redial<R, W>>,
 ) -> Result<Ended>
 where
     R: AsyncRead + Unpin + Detach,
@@ -326,7 +354,7 @@ where
         }
     };
     info.address = remote.map(str::to_owned);
-    proceed(established, info, role, run, user).await
+    proceed(established, info, role, run, user, redial).await
 }
 
 /// The session with a peer we decided to talk to: say so, then pipe or chat.
@@ -336,6 +364,7 @@ pub async fn proceed<R, W>(
     role: &Role,
     run: &Run<'_>,
     user: &mut User<'_>,
+    redial: Option<&mut dyn Redial<R, W>>,
 ) -> Result<Ended>
 where
     R: AsyncRead + Unpin + Detach,
@@ -384,7 +413,7 @@ where
         .await?;
         return Ok(Ended::LocalQuit);
     }
-    chat::chat(established, role, &info, run, user).await
+    chat::chat(established, role, &info, run, user, redial).await
 }
 
 /// Says goodbye to a peer we will not talk to, without reading anything it sent.

@@ -19,19 +19,38 @@ use crate::message::{Message, Mode};
 /// What we still expect from the peer before the session is open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Opening {
-    /// The peer's HELLO; a dialer then waits for the listener's WELCOME.
-    Hello { then_welcome: bool },
-    /// The listener's WELCOME.
-    Welcome,
+    /// The peer's HELLO; a dialer then waits for the listener's WELCOME (or, resuming, its
+    /// RESUMED).
+    Hello { then: Then },
+    /// The listener's WELCOME, or on a resumed connection its RESUMED.
+    Welcome { resumed: bool },
     /// Both seen: the session is open.
     Open,
+}
+
+/// What comes after the peer's HELLO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    /// Nothing: a listener's session opens with the dialer's HELLO.
+    Open,
+    /// A dialer's first connection: the listener's WELCOME.
+    Welcome,
+    /// A dialer's resumed connection: the listener's RESUMED, in WELCOME's place (§4.10).
+    Resumed,
 }
 
 impl Opening {
     /// Where a session starts: a dialer expects HELLO then WELCOME, a listener HELLO.
     pub fn new(dialer: bool) -> Self {
         Opening::Hello {
-            then_welcome: dialer,
+            then: if dialer { Then::Welcome } else { Then::Open },
+        }
+    }
+
+    /// Where a dialer's resumed connection starts: HELLO, then RESUMED.
+    pub fn resumed() -> Self {
+        Opening::Hello {
+            then: Then::Resumed,
         }
     }
 
@@ -40,9 +59,15 @@ impl Opening {
         self == Opening::Open
     }
 
+    /// Whether the peer's HELLO has arrived.
+    pub fn hello_seen(self) -> bool {
+        !matches!(self, Opening::Hello { .. })
+    }
+
     /// Takes `msg` if it belongs to the opening (`Ok(None)`); otherwise hands it back for the
     /// session. The HELLO (for its name) and the WELCOME (to show) are handed back once each,
-    /// in their place. `ours` is our mode.
+    /// in their place, and so is a RESUMED; so are RECEIPTS and RESUMABLE (after HELLO), and a
+    /// dialer's RESUME or INVITE (before it). `ours` is our mode.
     pub fn accept<'a>(&mut self, msg: Message<'a>, ours: Mode) -> Result<Option<Message<'a>>> {
         if matches!(
             msg,
@@ -51,38 +76,38 @@ impl Opening {
             return Ok(Some(msg));
         }
         match (*self, msg) {
-            (Opening::Hello { then_welcome }, msg @ Message::Hello { .. }) => {
+            (Opening::Hello { then }, msg @ Message::Hello { .. }) => {
                 if let Message::Hello { mode, .. } = msg
                     && mode != ours
                 {
                     return Err(mismatch(mode));
                 }
-                *self = if then_welcome {
-                    Opening::Welcome
-                } else {
-                    Opening::Open
+                *self = match then {
+                    Then::Open => Opening::Open,
+                    Then::Welcome => Opening::Welcome { resumed: false },
+                    Then::Resumed => Opening::Welcome { resumed: true },
                 };
                 Ok(Some(msg))
             }
-            // A dialer admitted by its key may still present an invite (PROTOCOL.md §4.7):
-            // handed back, for the listener to ignore.
+            // A dialer admitted by its key may still present an invite (PROTOCOL.md §4.7), and
+            // a dialer resuming names its session first (§4.11): handed back, for the listener.
             (
-                Opening::Hello {
-                    then_welcome: false,
-                },
-                msg @ Message::Invite(_),
+                Opening::Hello { then: Then::Open },
+                msg @ (Message::Invite(_) | Message::Resume { .. }),
             ) => Ok(Some(msg)),
-            // Receipts are offered right after HELLO (PROTOCOL.md §4.10), so before WELCOME.
-            (Opening::Hello { .. }, Message::Receipts) => {
-                Err(ProtocolError::Unexpected("RECEIPTS", "before its HELLO").into())
+            // Offered right after HELLO (§4.10, §4.11), so before WELCOME.
+            (Opening::Hello { .. }, Message::Receipts | Message::Resumable) => {
+                Err(ProtocolError::Unexpected("RECEIPTS or RESUMABLE", "before its HELLO").into())
             }
-            (Opening::Welcome, msg @ Message::Receipts) => Ok(Some(msg)),
-            (Opening::Welcome, msg @ Message::Welcome(_)) => {
+            (_, msg @ (Message::Receipts | Message::Resumable)) => Ok(Some(msg)),
+            (Opening::Welcome { resumed: false }, msg @ Message::Welcome(_))
+            | (Opening::Welcome { resumed: true }, msg @ Message::Resumed(_)) => {
                 *self = Opening::Open;
                 Ok(Some(msg))
             }
-            // A QUIT before the session opened: we were turned away.
-            (Opening::Hello { .. } | Opening::Welcome, Message::Quit(reason)) => {
+            // A QUIT before the session opened: we were turned away (or, resuming, the
+            // session is gone).
+            (Opening::Hello { .. } | Opening::Welcome { .. }, Message::Quit(reason)) => {
                 let reason = match reason.as_ref() {
                     "" => "it said goodbye before the session started",
                     r => r,
@@ -94,12 +119,20 @@ impl Opening {
             (Opening::Hello { .. }, other) => {
                 Err(ProtocolError::Unexpected(other.name(), "before its HELLO").into())
             }
-            (Opening::Welcome, other) => {
+            (Opening::Welcome { resumed: false }, other) => {
                 Err(ProtocolError::Unexpected(other.name(), "before WELCOME").into())
             }
+            (Opening::Welcome { resumed: true }, other) => Err(ProtocolError::Unexpected(
+                other.name(),
+                "before RESUMED, on a resumed connection",
+            )
+            .into()),
             (Opening::Open, Message::Hello { .. } | Message::Welcome(_)) => {
                 Err(ProtocolError::Unexpected("a second HELLO or WELCOME", "in the session").into())
             }
+            (Opening::Open, Message::Resume { .. } | Message::Resumed(_)) => Err(
+                ProtocolError::Unexpected("RESUME or RESUMED", "in the middle of a session").into(),
+            ),
             (Opening::Open, msg) => Ok(Some(msg)),
         }
     }
@@ -134,7 +167,7 @@ mod tests {
             o.accept(Message::hello(Mode::Chat, "carol"), Mode::Chat),
             Ok(Some(Message::Hello { name, .. })) if name == "carol"
         ));
-        assert_eq!(o, Opening::Welcome);
+        assert_eq!(o, Opening::Welcome { resumed: false });
         assert!(matches!(
             o.accept(Message::Welcome("hi".into()), Mode::Chat),
             Ok(Some(Message::Welcome(_)))
@@ -144,23 +177,6 @@ mod tests {
             o.accept(Message::hello(Mode::Chat, ""), Mode::Chat)
                 .is_err()
         );
-    }
-
-    #[test]
-    fn receipts_are_offered_after_hello_and_before_welcome() {
-        let mut o = Opening::new(true);
-        assert!(matches!(
-            o.accept(Message::Receipts, Mode::Chat),
-            Err(Error::Protocol(ProtocolError::Unexpected("RECEIPTS", _)))
-        ));
-        let mut o = Opening::new(true);
-        o.accept(Message::hello(Mode::Chat, ""), Mode::Chat)
-            .unwrap();
-        assert!(matches!(
-            o.accept(Message::Receipts, Mode::Chat),
-            Ok(Some(Message::Receipts))
-        ));
-        assert_eq!(o, Opening::Welcome, "still waiting for WELCOME");
     }
 
     #[test]
@@ -176,6 +192,62 @@ mod tests {
             Ok(Some(Message::Hello { .. }))
         ));
         assert!(o.is_open());
+    }
+
+    #[test]
+    fn a_resumed_connection_opens_with_resumed_in_welcome_s_place() {
+        let mut o = Opening::resumed();
+        assert!(
+            o.accept(Message::Resumable, Mode::Chat).is_err(),
+            "before HELLO"
+        );
+        let mut o = Opening::resumed();
+        assert!(
+            o.accept(Message::Receipts, Mode::Chat).is_err(),
+            "before HELLO"
+        );
+        let mut o = Opening::resumed();
+        o.accept(Message::hello(Mode::Chat, ""), Mode::Chat)
+            .unwrap();
+        assert!(matches!(
+            o.accept(Message::Resumable, Mode::Chat),
+            Ok(Some(Message::Resumable))
+        ));
+        assert!(
+            { o }
+                .accept(Message::Welcome("hi".into()), Mode::Chat)
+                .is_err(),
+            "a WELCOME where RESUMED belongs"
+        );
+        assert!(matches!(
+            o.accept(Message::Resumed(3), Mode::Chat),
+            Ok(Some(Message::Resumed(3)))
+        ));
+        assert!(o.is_open());
+        assert!(o.accept(Message::Resumed(3), Mode::Chat).is_err());
+        // A first connection never takes a RESUMED.
+        let mut o = Opening::new(true);
+        o.accept(Message::hello(Mode::Chat, ""), Mode::Chat)
+            .unwrap();
+        assert!(o.accept(Message::Resumed(0), Mode::Chat).is_err());
+    }
+
+    #[test]
+    fn a_listener_takes_a_resume_before_hello_and_not_after() {
+        let resume = || Message::Resume {
+            token: zeroize::Zeroizing::new([7; 32]),
+            shown: 2,
+        };
+        let mut o = Opening::new(false);
+        assert!(matches!(
+            o.accept(resume(), Mode::Chat),
+            Ok(Some(Message::Resume { shown: 2, .. }))
+        ));
+        o.accept(Message::hello(Mode::Chat, ""), Mode::Chat)
+            .unwrap();
+        assert!(o.accept(resume(), Mode::Chat).is_err());
+        // A dialer never takes one.
+        assert!(Opening::new(true).accept(resume(), Mode::Chat).is_err());
     }
 
     #[test]

@@ -3,11 +3,13 @@
 //!
 //! A mark is erased in place while its row is still on screen. One that has scrolled out of
 //! reach (or was moved by a clear or a resize) cannot be, so a status line says how many such
-//! lines were delivered: the screen never keeps claiming a line is on its way once it is not.
+//! lines were delivered: the screen never keeps claiming a line is on its way once it arrived.
+//! (A host's line that a member left without showing keeps its mark: it never reached
+//! everyone, and the host is told so.)
 
 use super::{BOLD, DIM, Mode, STAMP_COLS, Ui, event::Event, layout};
 use crate::editor::Mark;
-use crate::editor::view::text_columns;
+use crate::editor::view::{text_columns, visible_columns};
 use crate::sanitize;
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
@@ -24,16 +26,29 @@ impl Ui {
     /// Our line `text`, sent as message `id`: echoed with a pending mark (interactive), or a
     /// `sent` event (JSON).
     pub fn own_sent(&self, name: &str, text: &str, id: u64) {
+        let who = match (text.starts_with("/me "), name) {
+            (true, name) if !name.is_empty() => name,
+            _ => "you",
+        };
+        self.sent_as(who, text, id, || self.own(name, text));
+    }
+
+    /// Our line to one member only (`/msg`), sent as message `id`: like [`Ui::own_sent`].
+    pub fn own_private_sent(&self, to: &str, text: &str, id: u64) {
+        self.sent_as(&format!("you → {to}"), text, id, || {
+            self.own_private(to, text)
+        });
+    }
+
+    fn sent_as(&self, who: &str, text: &str, id: u64, plain: impl FnOnce()) {
         let mark = match (self.mode, &self.screen) {
             (Mode::Json, _) => {
                 let _ = self.json_event(Event::Sent { id, text });
+                // (Its status line, where there is one: who a private line went to.)
+                plain();
                 None
             }
             (Mode::Interactive, Some(screen)) => {
-                let who = match (text.starts_with("/me "), name) {
-                    (true, name) if !name.is_empty() => name,
-                    _ => "you",
-                };
                 // Laid out narrower by the mark's width, so the last row always has room.
                 let columns = crate::editor::columns().saturating_sub(PENDING.len());
                 let mut rows = self.block_at(who, BOLD, text, columns);
@@ -43,7 +58,7 @@ impl Ui {
                 screen.print_marked(&rows, col, PENDING.len())
             }
             // Plain lines show nothing of ours: nothing to mark, or to report.
-            _ => return self.own(name, text),
+            _ => return plain(),
         };
         self.lock_marks().0.insert(id, mark);
     }
@@ -121,25 +136,6 @@ impl Ui {
         }
         rows
     }
-}
-
-/// The columns `row` takes on screen: its text without our colour sequences.
-fn visible_columns(row: &str) -> usize {
-    let mut plain = String::with_capacity(row.len());
-    let mut chars = row.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            // CSI: parameters up to a final byte in @..~.
-            for c in chars.by_ref() {
-                if ('@'..='~').contains(&c) && c != '[' {
-                    break;
-                }
-            }
-        } else {
-            plain.push(c);
-        }
-    }
-    text_columns(&plain)
 }
 
 #[cfg(test)]

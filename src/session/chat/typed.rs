@@ -83,12 +83,13 @@ pub(super) fn on_input(
                 ui.warn(format_args!("/nick {}: {why}", sanitize::line(name)))
             }
             Ok(()) | Err(_) => {
-                if queue.try_send(Message::Nick(name.to_owned().into())).is_err() {
+                let nick = Message::Nick(name.to_owned().into());
+                if queue.try_send(nick.clone()).is_err() {
                     ui.warn("the connection is busy: /nick again in a moment");
                     return Step::Continue;
                 }
                 // A NICK is counted: it takes the next id.
-                ledger.sent_one();
+                ledger.record(&nick);
                 if !is_dialer {
                     ui.status(format_args!("the peer now sees you as {name:?}"));
                 }

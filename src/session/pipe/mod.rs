@@ -249,12 +249,14 @@ fn step(msg: Message<'_>) -> Result<Step<'_>> {
             Some(e) => Err(e),
         }),
         Message::Ping(body) => Step::Pong(body.into_owned()),
-        // (A pipe's receipt is RECEIVED: an offer of chat receipts is ignored like any
-        // extension.)
-        Message::Pong(_) | Message::Rekey | Message::Extension { .. } | Message::Receipts => {
-            Step::Nothing
-        }
-        Message::Ack(_) => {
+        // (A pipe's receipt is RECEIVED, and pipes do not resume: offers of chat receipts and
+        // of resuming are ignored like any extension.)
+        Message::Pong(_)
+        | Message::Rekey
+        | Message::Extension { .. }
+        | Message::Receipts
+        | Message::Resumable => Step::Nothing,
+        Message::Ack(_) | Message::Resume { .. } | Message::Resumed(_) => {
             return Err(ProtocolError::Unexpected(msg.name(), "in a pipe").into());
         }
         Message::Text(_)

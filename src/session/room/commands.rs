@@ -181,41 +181,42 @@ pub(super) fn say(
         ui.warn("nobody is in the room; nothing was sent");
         return;
     }
-    match to {
+    // The copies as each member will count them (its next id), taken before the offers: one
+    // that cannot take its copy is disconnected, and so counts as having missed it.
+    let copy_of = |m: &Member| m.outbox.ledger().sent() + 1;
+    let acknowledges = |m: &Member| m.ready && m.outbox.ledger().peer_acks();
+    let line = host.lines.next_line();
+    let copies: BTreeMap<u64, u64> = match to {
         None => {
-            let line = host.lines.next_line();
             ui.own_sent(host.name, text, line);
-            broadcast(members, None, &Message::Text(text.to_owned().into()), ui);
-            // Delivered once every member that acknowledges has shown its copy.
-            let copies: BTreeMap<u64, u64> = members
+            let copies = members
                 .iter()
-                .filter(|(_, m)| m.ready && m.receipts.peer_acks())
-                .map(|(id, m)| (*id, m.outbox.counted()))
+                .filter(|(_, m)| acknowledges(m))
+                .map(|(id, m)| (*id, copy_of(m)))
                 .collect();
-            if host.lines.sent(line, copies) {
-                ui.delivered(line..=line);
-            }
-            // One that lets too many wait is not keeping up, whatever its queue holds.
-            let behind: Vec<u64> = members
-                .iter_mut()
-                .filter_map(|(id, m)| {
-                    m.receipts.sent_up_to(m.outbox.counted());
-                    (!m.receipts.has_room()).then_some(*id)
-                })
-                .collect();
-            disconnect_slow(members, behind, ui);
+            broadcast(members, None, &Message::Text(text.to_owned().into()), ui);
+            copies
         }
         Some(id) => {
             let Some(member) = members.get(&id) else {
                 return;
             };
-            ui.own_private(&member.tag(), text);
+            ui.own_private_sent(&member.tag(), text, line);
+            let copies = match acknowledges(member) {
+                true => BTreeMap::from([(id, copy_of(member))]),
+                false => BTreeMap::new(),
+            };
             // Marked as such: the member sees it was for it alone.
             let msg = Message::Private(text.to_owned().into());
             if member.outbox.offer(msg) == Offer::Full {
                 disconnect_slow(members, vec![id], ui);
             }
+            copies
         }
+    };
+    // Delivered once every member that acknowledges has shown its copy.
+    if host.lines.sent(line, copies) {
+        ui.delivered(line..=line);
     }
 }
 

@@ -4,6 +4,9 @@
 use super::*;
 use crate::session::User;
 
+mod receipts;
+mod resume;
+
 /// A knock answered `y NAME`, with its address, once known_peers has the name (or not).
 type Naming<R, W> = (
     Arrival<R, W>,
@@ -104,6 +107,9 @@ where
                 None
             }
             Some(event) = events.recv() => room.on_event(event),
+            () = tokio::time::sleep_until(room.next_return().unwrap_or_else(Instant::now)), if room.next_return().is_some() => {
+                room.expire_away()
+            }
             () = tokio::time::sleep_until(room.ack_at.unwrap_or_else(Instant::now)), if room.ack_at.is_some() => {
                 room.acknowledge();
                 None
@@ -131,6 +137,8 @@ where
                 None
             }
             event = user.input.next(), if input_open => {
+                // Ctrl-C at the line editor is the terminal's interrupt: no waiting after it.
+                signalled |= matches!(event, InputEvent::Interrupted);
                 room.on_input(event, user.input, &mut input_open)
             }
             name = user.interrupts.recv() => {
@@ -157,7 +165,7 @@ where
     };
     // Leaving of our own accord: the lines still on their way get a moment to be shown.
     if !signalled && matches!(last, Ok(())) && room.lines.undelivered() > 0 {
-        room.settle(&mut events, user).await;
+        room.settle(&mut events, user, input_open).await;
     }
     user.input.set_prompt(None);
     let undelivered = room.lines.undelivered() as u64 + room.lines.missed();
@@ -168,9 +176,8 @@ where
     } = room;
     // What we showed of theirs is acknowledged before our goodbye.
     for member in members.values_mut() {
-        if member.receipts.peer_acks()
-            && let Some(count) = member.receipts.take_ack()
-        {
+        let ack = member.outbox.ledger().take_ack_if_offered();
+        if let Some(count) = ack {
             let _ = member.outbox.offer(Message::Ack(count));
         }
     }
@@ -202,7 +209,12 @@ where
     fn enter(&mut self, arrival: Arrival<R, W>) {
         let (options, ui) = (self.options, self.ui);
         let ready = self.ready();
-        if ready >= options.max_peers {
+        // A member whose connection dropped keeps its place for its own key's return.
+        let returning = self
+            .members
+            .values()
+            .any(|m| m.away_until.is_some() && m.info.key == arrival.info.key);
+        if ready >= options.max_peers && !returning {
             ui.warn(format_args!(
                 "refused {} from {}: the room is full ({ready} of {})",
                 arrival.info.label, arrival.address, options.max_peers
@@ -238,7 +250,16 @@ where
     /// What a member's reader reported. `Some` ends the room (with its result).
     fn on_event(&mut self, event: Event) -> Option<Result<()>> {
         match event {
-            Event::Ready { id, name } => self.joined(id, name),
+            Event::Ready { id, name } => match self.members.get(&id) {
+                Some(member) if member.resuming => self.resumed(id),
+                _ => self.joined(id, name),
+            },
+            Event::Resumable { id } => {
+                if let Some(member) = self.members.get_mut(&id) {
+                    member.resumable = self.options.resume_grace.is_some();
+                }
+            }
+            Event::Resume { id, token, shown } => self.resume(id, &token, shown),
             Event::Who { id } => {
                 // One answer a second: a roster is far bigger than the WHO that asks.
                 let member = self.members.get_mut(&id)?;
@@ -270,13 +291,13 @@ where
             }
             Event::Receipts { id } => {
                 if let Some(member) = self.members.get_mut(&id) {
-                    member.receipts.peer_acknowledges();
+                    member.outbox.ledger().peer_acknowledges();
                 }
             }
             Event::Acked { id, count } => {
                 let member = self.members.get_mut(&id)?;
-                member.receipts.sent_up_to(member.outbox.counted());
-                if let Err(e) = member.receipts.acked(count) {
+                let acked = member.outbox.ledger().acked(count);
+                if let Err(e) = acked {
                     let how = Err(crate::error::ProtocolError::Receipt(e).into());
                     return self.left(id, how);
                 }
@@ -284,7 +305,13 @@ where
                     self.ui.delivered(line..=line);
                 }
             }
-            Event::Left { id, how } => return self.left(id, how),
+            Event::Left { id, how } => {
+                if self.keeps_place(id, &how) {
+                    self.went_away(id, how);
+                    return None;
+                }
+                return self.left(id, how);
+            }
         }
         None
     }
@@ -507,67 +534,5 @@ where
             &self.options.trust,
             host,
         )
-    }
-
-    /// A member's counted message (TEXT, NICK) was shown: acknowledged within [`ACK_DELAY`].
-    fn shown(&mut self, id: u64) {
-        if let Some(member) = self.members.get_mut(&id) {
-            member.receipts.shown_one();
-            self.ack_at
-                .get_or_insert_with(|| Instant::now() + ACK_DELAY);
-        }
-    }
-
-    /// Each member that acknowledges gets one ACK for what it said since the last.
-    fn acknowledge(&mut self) {
-        self.ack_at = None;
-        for member in self.members.values_mut() {
-            if member.receipts.peer_acks()
-                && let Some(count) = member.receipts.take_ack()
-            {
-                // (Not counted, and tiny: a full outbox means it is leaving anyway.)
-                let _ = member.outbox.offer(Message::Ack(count));
-            }
-        }
-    }
-
-    /// Members left: the host's lines they never showed are not delivered to everyone.
-    fn missed_by_leavers(&mut self) {
-        let members = &self.members;
-        let missed = self.lines.keep_members(|id| members.contains_key(&id));
-        if missed > 0 {
-            self.ui.warn(format_args!(
-                "{missed} of your lines went to someone who left before showing {}",
-                if missed == 1 { "it" } else { "them" }
-            ));
-        }
-    }
-
-    /// The host leaves: until its lines are shown (or the write deadline passes, or a
-    /// signal), members' events still count, but nobody new comes in and the host types
-    /// nothing more.
-    async fn settle(&mut self, events: &mut mpsc::Receiver<Event>, user: &mut User<'_>) {
-        let ui = self.ui;
-        ui.status(format_args!(
-            "waiting up to {} s for members to confirm your last lines",
-            member::WRITE_DEADLINE.as_secs()
-        ));
-        let by = Instant::now() + member::WRITE_DEADLINE;
-        while self.lines.undelivered() > 0 && !self.members.is_empty() {
-            let present = self.members.len();
-            tokio::select! {
-                Some(event) = events.recv() => {
-                    if self.on_event(event).is_some() {
-                        break;
-                    }
-                }
-                () = tokio::time::sleep_until(by) => break,
-                _ = user.interrupts.recv() => break,
-            }
-            if self.members.len() < present {
-                relabel(&mut self.members, &mut self.names);
-                self.missed_by_leavers();
-            }
-        }
     }
 }

@@ -15,8 +15,17 @@ pub(super) struct Member {
     pub(super) name: String,
     /// When its name last changed (one change per [`RENAME_EVERY`]).
     pub(super) asked_who: Option<Instant>,
-    /// What it has shown of ours, and we of its (PROTOCOL.md §4.10).
-    pub(super) receipts: Ledger,
+    /// The session's token, which a later connection presents to resume it (PROTOCOL.md
+    /// §4.11). Secret.
+    pub(super) token: zeroize::Zeroizing<[u8; crate::message::TOKEN_LEN]>,
+    /// It said RESUMABLE (and we did): a cut keeps its place.
+    pub(super) resumable: bool,
+    /// Its connection dropped: its place is kept until then, its messages held; how it
+    /// dropped, said when it does not come back.
+    pub(super) away_until: Option<Instant>,
+    pub(super) away_cause: Option<Error>,
+    /// A new connection resuming it: it gets RESUMED instead of WELCOME.
+    pub(super) resuming: bool,
 }
 
 /// A member may change its display name once per this long: each change is announced to
@@ -208,6 +217,7 @@ where
         first,
     } = arrival;
     info.address = Some(address.clone());
+    let token = established.resume_token.clone();
     let Established { recv, send, .. } = established;
     let (outbox, queue) = Outbox::new(options.outbox_bytes);
     let writer = tokio::spawn(member::writer(send, queue));
@@ -223,8 +233,11 @@ where
     // WELCOME waits for its HELLO: then it is in, and a dialer that sees WELCOME knows the
     // room has counted it (a script may speak at once).
     let _ = outbox.offer(Message::hello(message::Mode::Chat, host_name.to_owned()));
-    // We acknowledge what we show.
+    // We acknowledge what we show, and keep a dropped member's place.
     let _ = outbox.offer(Message::Receipts);
+    if options.resume_grace.is_some() {
+        let _ = outbox.offer(Message::Resumable);
+    }
     Member {
         info,
         address,
@@ -234,7 +247,11 @@ where
         ready: false,
         name: String::new(),
         asked_who: None,
-        receipts: Ledger::new(),
+        token,
+        resumable: false,
+        away_until: None,
+        away_cause: None,
+        resuming: false,
     }
 }
 

@@ -29,7 +29,7 @@ use crate::handshake::Established;
 use crate::keys::PublicKey;
 use crate::message::notice::{Entry, Event as NoticeEvent, Notice, Reason};
 use crate::message::{self, MAX_BODY, MAX_RELAY_TEXT, Message};
-use crate::receipts::{ACK_DELAY, Fanout, Ledger};
+use crate::receipts::{ACK_DELAY, Fanout};
 use crate::sanitize;
 use crate::ui::{Departure, Mode, Ui};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -81,6 +81,9 @@ pub struct RoomOptions {
     pub key: PublicKey,
     /// The host's display name (empty: none).
     pub name: String,
+    /// How long a member whose connection dropped keeps its place, to resume (PROTOCOL.md
+    /// §4.11); `None`: it leaves at once.
+    pub resume_grace: Option<Duration>,
 }
 
 /// The default outbox: 1 MiB of queued messages per member.
