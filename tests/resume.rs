@@ -251,3 +251,109 @@ async fn a_room_where_members_drop_and_resume_loses_nothing() {
     })
     .await
 }
+
+/// A one-to-one room (`--max-peers 1`) whose member's path dies without the host noticing
+/// (its side is silent, not closed): the member comes back over a new path and is let in,
+/// though the room is full, and resumes.
+#[tokio::test]
+async fn a_full_room_takes_its_member_back_before_noticing_the_cut() {
+    within(async {
+        let (host, alice) = (Home::new(), Home::new());
+        let (mut room, port) = host.listen(&["--max-peers", "1"]).await;
+        let proxy = Proxy::start(port).await;
+        let mut a = alice.dial(proxy.port, &["--keepalive", "1"]);
+        a.stderr_until("welcome").await;
+        proxy.freeze();
+        a.send("through the new path").await;
+        a.stderr_until("reconnected").await;
+        assert_eq!(room.said().await, "through the new path");
+        a.close_stdin();
+        assert!(a.exit().await.success(), "{}", a.stderr_text());
+        room.signal("INT");
+        assert!(room.exit().await.success(), "{}", room.stderr_text());
+    })
+    .await
+}
+
+/// A script piping in more lines while the connection is down than the dialer keeps for the
+/// peer: it stops reading instead of dropping them, and every line arrives once resumed.
+#[tokio::test]
+async fn lines_piped_in_while_away_are_all_delivered() {
+    within(async {
+        let (host, alice) = (Home::new(), Home::new());
+        let (mut room, port) = host.listen(&["--once"]).await;
+        let proxy = Proxy::start(port).await;
+        let mut a = alice.dial(proxy.port, &[]);
+        a.stderr_until("welcome").await;
+        proxy.refuse(true);
+        proxy.cut();
+        a.stderr_until("reconnecting").await;
+        let n = 5000;
+        let mut stdin = a.take_stdin();
+        let typing = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            for i in 0..n {
+                if stdin
+                    .write_all(format!("line {i}\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        proxy.refuse(false);
+        for i in 0..n {
+            assert_eq!(room.said().await, format!("line {i}"));
+        }
+        typing.await.unwrap();
+        let status = a.exit().await;
+        assert!(status.success(), "{}", a.stderr_text());
+        assert!(!a.stderr_text().contains("not kept"), "{}", a.stderr_text());
+        assert!(room.exit().await.success());
+    })
+    .await
+}
+
+/// Our own stdout failing (its reader went away) is not the network: no reconnecting, and
+/// the dial ends with the error.
+#[tokio::test]
+async fn a_closed_stdout_is_not_a_cut() {
+    within(async {
+        let (host, alice) = (Home::new(), Home::new());
+        let (mut room, port) = host.listen(&[]).await;
+        let mut child = tokio::process::Command::new(common::bin())
+            .args(["--home", &alice.path().display().to_string()])
+            .args([
+                "dial",
+                &format!("127.0.0.1:{port}"),
+                "--trust",
+                "accept-new",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // Nobody reads what it shows.
+        drop(child.stdout.take());
+        room.stderr_until("joined").await;
+        for i in 0..20 {
+            room.send(&format!("hello {i}")).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+            .await
+            .expect("the dialer kept going")
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("writing to stdout"), "{err}");
+        assert!(!err.contains("reconnecting"), "{err}");
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}

@@ -22,6 +22,9 @@ pub(super) struct Accepting {
     pub knock: bool,
     /// Spoken-code exchanges in flight.
     pub code_attempts: CodeAttempts,
+    /// The room's members that could resume (a RESUME from another key is admitted, or
+    /// not, as any dialer).
+    pub resumable: room::ResumableKeys,
 }
 
 /// One connection up to the point where it joins the room (or is turned away).
@@ -90,7 +93,16 @@ pub(super) async fn handshake_and_admit(
     }
     // A connection resuming a session (PROTOCOL.md §4.11) was admitted when the session
     // began: the room lets it in only if it holds that session's token, with the same key.
+    let keeps = |key: &PublicKey| {
+        accepting
+            .resumable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(key)
+    };
     if matches!(first, Some(Message::Resume { .. }))
+        && settings.pin.is_none_or(|pin| pin == peer)
+        && keeps(&peer)
         && let Ok(info) = verify::admitted(peer, &local, None, &Allow::Anyone, &settings.trust)
     {
         return Connection::Arrived(Box::new(Arrival {

@@ -239,6 +239,7 @@ async fn serve(
     // otherwise it is refused with a line saying how to let it in.
     let knock =
         settings.pipe.is_none() && user.input.can_ask() && matches!(options.allow, Allow::Known);
+    let resumable = room::ResumableKeys::default();
     let accepting = accept_loop(
         listener,
         endpoint,
@@ -248,6 +249,7 @@ async fn serve(
             settings: settings.clone(),
             knock,
             code_attempts: Default::default(),
+            resumable: resumable.clone(),
         }),
         options.gate,
         reports,
@@ -273,6 +275,7 @@ async fn serve(
         key: *identity.public(),
         name: settings.name.clone(),
         resume_grace: settings.resume_grace,
+        resumable,
     };
     tokio::select! {
         result = room::host(connections, &room, ui, user) => result,

@@ -159,7 +159,7 @@ impl Outbox {
     #[must_use]
     pub fn offer(&self, msg: Message<'static>) -> Offer {
         let held = self.held.load(Ordering::Relaxed);
-        if held && !matches!(msg, Message::Ping(_) | Message::Pong(_)) {
+        if held && !matches!(msg, Message::Ping(_) | Message::Pong(_) | Message::Quit(_)) {
             // Kept for when it is back (counted ones); the rest would be stale by then.
             if msg.is_counted() {
                 self.ledger().record(&msg);
@@ -200,11 +200,12 @@ impl Outbox {
         self.held.store(held, Ordering::Relaxed);
     }
 
-    /// Queues `msg` again, on a resumed connection: it was recorded when first sent.
+    /// Queues `msg` again, on a resumed connection: it was recorded when first sent. Outside
+    /// the outbox's budget: what is kept is bounded already (its ledger), and a member coming
+    /// back to 1 MiB of missed messages must not be dropped as slow for it.
     #[must_use]
     pub fn offer_again(&self, msg: Message<'static>) -> Offer {
-        let charge = u32::try_from(msg.body_len().max(MIN_CHARGE)).unwrap_or(u32::MAX);
-        match self.budget.clone().try_acquire_many_owned(charge) {
+        match self.budget.clone().try_acquire_many_owned(0) {
             Ok(permit) => match self.tx.send((msg, permit)) {
                 Ok(()) => Offer::Queued,
                 Err(_) => Offer::Gone,

@@ -175,15 +175,21 @@ pub trait Redial<R, W> {
 /// Whether a chat that ended with `e` may be resumed (PROTOCOL.md §4.11): the connection was
 /// lost, nobody ended the session (a QUIT, a refusal, a protocol error are final).
 pub(crate) fn chat_cut(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::ConnectionCut
-            | Error::PeerSilent(_)
-            | Error::Io { .. }
-            | Error::Timeout(..)
-            | Error::Protocol(crate::error::ProtocolError::TruncatedFrame)
-    )
+    match e {
+        // Our own output failing (a closed stdout) is not the network.
+        Error::Io { context, .. } => context != OUR_OUTPUT,
+        _ => matches!(
+            e,
+            Error::ConnectionCut
+                | Error::PeerSilent(_)
+                | Error::Timeout(..)
+                | Error::Protocol(crate::error::ProtocolError::TruncatedFrame)
+        ),
+    }
 }
+
+/// What a failed write of what we show is called (an error of ours, not of the network).
+pub(crate) const OUR_OUTPUT: &str = "writing to stdout";
 
 /// Keepalive interval unless configured.
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);

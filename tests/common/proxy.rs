@@ -16,6 +16,8 @@ pub struct Proxy {
     epoch: watch::Sender<u64>,
     blackholed: Arc<AtomicBool>,
     refusing: Arc<AtomicBool>,
+    /// Connections numbered below this are held (see [`Proxy::freeze`]).
+    frozen_below: Arc<AtomicU64>,
     /// Connections accepted so far.
     pub accepted: Arc<AtomicU64>,
 }
@@ -31,20 +33,22 @@ impl Proxy {
             epoch,
             blackholed: Arc::default(),
             refusing: Arc::default(),
+            frozen_below: Arc::default(),
             accepted: Arc::default(),
         };
-        let (epochs, blackholed, refusing, accepted) = (
+        let (epochs, blackholed, refusing, accepted, frozen_below) = (
             proxy.epoch.subscribe(),
             proxy.blackholed.clone(),
             proxy.refusing.clone(),
             proxy.accepted.clone(),
+            proxy.frozen_below.clone(),
         );
         tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     return;
                 };
-                accepted.fetch_add(1, Ordering::Relaxed);
+                let number = accepted.fetch_add(1, Ordering::Relaxed);
                 if refusing.load(Ordering::Relaxed) {
                     drop(client);
                     continue;
@@ -52,14 +56,19 @@ impl Proxy {
                 let mut epochs = epochs.clone();
                 let born = *epochs.borrow_and_update();
                 let blackholed = blackholed.clone();
+                let frozen_below = frozen_below.clone();
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else {
                         return;
                     };
                     let (mut cr, mut cw) = client.into_split();
                     let (mut sr, mut sw) = server.into_split();
-                    let up = pump(&mut cr, &mut sw, &blackholed);
-                    let down = pump(&mut sr, &mut cw, &blackholed);
+                    let held = || {
+                        blackholed.load(Ordering::Relaxed)
+                            || number < frozen_below.load(Ordering::Relaxed)
+                    };
+                    let up = pump(&mut cr, &mut sw, &held);
+                    let down = pump(&mut sr, &mut cw, &held);
                     let cut = async {
                         while *epochs.borrow_and_update() == born {
                             if epochs.changed().await.is_err() {
@@ -87,6 +96,12 @@ impl Proxy {
         self.blackholed.store(on, Ordering::Relaxed);
     }
 
+    /// Holds every connection open now, for good (as a dead path does), while new ones pass.
+    pub fn freeze(&self) {
+        self.frozen_below
+            .store(self.accepted.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     /// Closes new connections at once (or stops doing so).
     pub fn refuse(&self, on: bool) {
         self.refusing.store(on, Ordering::Relaxed);
@@ -98,7 +113,7 @@ impl Proxy {
 async fn pump(
     from: &mut tokio::net::tcp::OwnedReadHalf,
     to: &mut tokio::net::tcp::OwnedWriteHalf,
-    blackholed: &AtomicBool,
+    held: &impl Fn() -> bool,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -107,7 +122,7 @@ async fn pump(
             Ok(n) => n,
         };
         // Held, not dropped: a dead path loses nothing that TCP would not send again.
-        while blackholed.load(Ordering::Relaxed) {
+        while held() {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         if to.write_all(&buf[..n]).await.is_err() {

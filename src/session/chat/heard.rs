@@ -68,10 +68,23 @@ pub(super) fn on_message(
         Ok(None) => return Step::Continue,
         Err(e) => return Step::Fail(e),
     };
-    // Counted messages are acknowledged once shown (below, unless showing failed).
-    if msg.is_counted() {
+    // Counted messages are acknowledged once shown: not when showing failed.
+    let counted = msg.is_counted();
+    let step = handle(msg, room, ledger, ui, queue);
+    if counted && !matches!(step, Step::Fail(_)) {
         ledger.shown_one();
     }
+    step
+}
+
+/// What one message of the session (past the opening) does.
+fn handle(
+    msg: Message<'_>,
+    room: &mut RoomView,
+    ledger: &mut Ledger,
+    ui: &Ui,
+    queue: &mpsc::Sender<Message<'static>>,
+) -> Step {
     let label = room.names.label(&room.host);
     let speaker = room.speaker(&room.host, &label);
     match msg {
@@ -91,7 +104,7 @@ pub(super) fn on_message(
         }
         Message::Text(text) => match ui.message(&speaker, &text) {
             Ok(()) => Step::Continue,
-            Err(e) => Step::Fail(Error::io("writing to stdout", e)),
+            Err(e) => Step::Fail(Error::io(crate::session::OUR_OUTPUT, e)),
         },
         Message::Quit(reason) => {
             let ending = QuitReason::of(&reason);
@@ -140,7 +153,7 @@ pub(super) fn on_message(
         }
         Message::Private(text) => match ui.private(&speaker, &text) {
             Ok(()) => Step::Continue,
-            Err(e) => Step::Fail(Error::io("writing to stdout", e)),
+            Err(e) => Step::Fail(Error::io(crate::session::OUR_OUTPUT, e)),
         },
         Message::Relay { origin, text } => {
             let origin = PublicKey::from_bytes(origin);
@@ -148,7 +161,7 @@ pub(super) fn on_message(
             let from = room.speaker(&origin, &label);
             match ui.relayed(&from, &speaker, &text) {
                 Ok(()) => Step::Continue,
-                Err(e) => Step::Fail(Error::io("writing to stdout", e)),
+                Err(e) => Step::Fail(Error::io(crate::session::OUR_OUTPUT, e)),
             }
         }
         Message::Notice(notice) => {

@@ -89,7 +89,7 @@ where
         .resume_grace
         .filter(|_| is_dialer && redial.is_some());
     let token = established.resume_token.clone();
-    let mut peer_resumable = false;
+    let mut peer_resumable;
     let mut resumed = false;
     // Lines typed but not yet accepted by the full queue. While one is pending we keep
     // receiving, so neither side can deadlock the other. A script's input is not read further
@@ -153,6 +153,10 @@ where
         let mut stalled: Option<tokio::time::Instant> = None;
         // The offers (RECEIPTS, RESUMABLE) the peer made on this connection: once each.
         let mut offered: Vec<u8> = Vec::new();
+        // The peer offers to resume on each connection, or this one does not resume.
+        peer_resumable = false;
+        // A resumed connection that the listener does not take back in time is cut again.
+        let resumed_by = resumed.then(|| tokio::time::Instant::now() + settings.handshake_timeout);
         if let Some(why) = leaving.or(input_ended.then_some("end of input")) {
             // We were leaving, or the input ended while we were away: leave once all is
             // confirmed.
@@ -190,7 +194,8 @@ where
                     Some(_) => typing,
                 } => match (leave_once_open, event) {
                     (None, event) => {
-                        let mut out = Outgoing { pending: &mut pending, queue: &queue, ledger: &mut ledger };
+                        let hold_counted = resumed && (!opening.is_open() || !resend.is_empty());
+                    let mut out = Outgoing { pending: &mut pending, queue: &queue, ledger: &mut ledger, hold_counted };
                         on_input(event, peer, input, ui, &mut out, is_dialer)
                     }
                     (Some(_), InputEvent::Interrupted | InputEvent::Failed(_)) => {
@@ -210,7 +215,10 @@ where
                 () = sleep_until_some(leave_once_open.map(|(_, by)| by)) => {
                     Step::Leave(leave_once_open.map_or("end of input", |(why, _)| why))
                 }
-                // The peer stopped confirming while lines wait for room: not for ever.
+                () = sleep_until_some(resumed_by.filter(|_| !opening.is_open())) => Step::Fail(
+                Error::Timeout("waiting for RESUMED", settings.handshake_timeout.as_secs()),
+            ),
+            // The peer stopped confirming while lines wait for room: not for ever.
                 () = sleep_until_some(stalled) => Step::Fail(Error::Timeout(
                     "waiting for the peer to confirm what it was sent",
                     member::WRITE_DEADLINE.as_secs(),
@@ -300,9 +308,10 @@ where
                     ledger.peer_acknowledges();
                     Step::Continue
                 }
+                // (Only with receipts: without them nothing says what to send again.)
                 Step::Resumable => {
                     offered.push(step_kind(&step));
-                    peer_resumable = true;
+                    peer_resumable = offered.contains(&crate::message::kind::RECEIPTS);
                     Step::Continue
                 }
                 Step::Resumed(shown) => match ledger.acked(shown) {
@@ -367,7 +376,9 @@ where
 
         // A cut, not an ending: dial again and carry on with the same conversation.
         let step = match (step, grace, redial.as_deref_mut()) {
-            (Step::Fail(e), Some(grace), Some(redial)) if peer_resumable && super::chat_cut(&e) => {
+            (Step::Fail(e), Some(grace), Some(redial))
+                if peer_resumable && ledger.keeping() && super::chat_cut(&e) =>
+            {
                 writer.abort();
                 ui.warn(format_args!(
                     "connection lost ({e}); reconnecting for up to {} s (Ctrl-C gives up)",

@@ -59,7 +59,7 @@ pub(super) async fn reconnect<R, W>(
                 () = tokio::time::sleep_until(at), if attempt.is_none() => {
                     attempt = Some(());
                 }
-                event = user.input.next(), if !*away.input_ended => {
+                event = user.input.next(), if !*away.input_ended && away.ledger.has_room() => {
                     if let Some(why) = typed(event, away, user.input, ui) {
                         return Err(GaveUp::Stopped(why));
                     }
@@ -73,7 +73,7 @@ pub(super) async fn reconnect<R, W>(
         let outcome = loop {
             tokio::select! {
                 outcome = &mut dialling => break outcome,
-                event = user.input.next(), if !*away.input_ended => {
+                event = user.input.next(), if !*away.input_ended && away.ledger.has_room() => {
                     if let Some(why) = typed(event, away, user.input, ui) {
                         return Err(GaveUp::Stopped(why));
                     }
@@ -132,10 +132,6 @@ fn typed(event: InputEvent, away: &mut Away<'_>, input: &mut Input, ui: &Ui) -> 
             return None;
         }
     };
-    if !away.ledger.has_room() {
-        ui.warn("line not kept: too many lines are waiting for the peer already");
-        return None;
-    }
     let msg = Message::Text(text.into());
     let id = away.ledger.record(&msg);
     if let Message::Text(text) = &msg {

@@ -19,6 +19,9 @@ pub(super) struct Outgoing<'a> {
     pub(super) pending: &'a mut VecDeque<String>,
     pub(super) queue: &'a mpsc::Sender<Message<'static>>,
     pub(super) ledger: &'a mut Ledger,
+    /// A resumed connection before what the peer missed has gone again: no new counted
+    /// message may overtake it (PROTOCOL.md §4.11).
+    pub(super) hold_counted: bool,
 }
 
 /// Handles one input event: a line to send, a command, or the end of input.
@@ -34,6 +37,7 @@ pub(super) fn on_input(
         pending,
         queue,
         ledger,
+        hold_counted,
     } = out;
     let line = match event {
         InputEvent::Line(line) => line,
@@ -83,6 +87,10 @@ pub(super) fn on_input(
                 ui.warn(format_args!("/nick {}: {why}", sanitize::line(name)))
             }
             Ok(()) | Err(_) => {
+                if *hold_counted {
+                    ui.warn("still reconnecting: /nick again in a moment");
+                    return Step::Continue;
+                }
                 let nick = Message::Nick(name.to_owned().into());
                 if queue.try_send(nick.clone()).is_err() {
                     ui.warn("the connection is busy: /nick again in a moment");

@@ -156,6 +156,13 @@ where
             relabel(&mut room.members, &mut room.names);
             room.missed_by_leavers();
         }
+        // Who could resume, for the accept loop.
+        let resumable = room
+            .members
+            .values()
+            .filter(|m| m.resumable)
+            .map(|m| m.info.key);
+        *options.resumable.lock().unwrap_or_else(|e| e.into_inner()) = resumable.collect();
         if std::mem::take(&mut room.ask_knock) {
             room.knocks.ask(ui, user.input);
         }
@@ -210,10 +217,11 @@ where
         let (options, ui) = (self.options, self.ui);
         let ready = self.ready();
         // A member whose connection dropped keeps its place for its own key's return.
+        // (Or one whose connection dropped without the host noticing yet.)
         let returning = self
             .members
             .values()
-            .any(|m| m.away_until.is_some() && m.info.key == arrival.info.key);
+            .any(|m| m.resumable && m.info.key == arrival.info.key);
         if ready >= options.max_peers && !returning {
             ui.warn(format_args!(
                 "refused {} from {}: the room is full ({ready} of {})",
@@ -255,8 +263,10 @@ where
                 _ => self.joined(id, name),
             },
             Event::Resumable { id } => {
+                // (Only with receipts: without them nothing says what to send again.)
                 if let Some(member) = self.members.get_mut(&id) {
-                    member.resumable = self.options.resume_grace.is_some();
+                    member.resumable =
+                        self.options.resume_grace.is_some() && member.outbox.ledger().peer_acks();
                 }
             }
             Event::Resume { id, token, shown } => self.resume(id, &token, shown),

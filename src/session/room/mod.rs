@@ -84,7 +84,13 @@ pub struct RoomOptions {
     /// How long a member whose connection dropped keeps its place, to resume (PROTOCOL.md
     /// §4.11); `None`: it leaves at once.
     pub resume_grace: Option<Duration>,
+    /// The keys of the members that could resume: the room keeps it current, the accept loop
+    /// lets a RESUME past admission only for one of them.
+    pub resumable: ResumableKeys,
 }
+
+/// The keys of the room's resumable members, shared with the accept loop.
+pub type ResumableKeys = Arc<std::sync::Mutex<std::collections::HashSet<PublicKey>>>;
 
 /// The default outbox: 1 MiB of queued messages per member.
 pub const DEFAULT_OUTBOX_BYTES: usize = 1 << 20;
