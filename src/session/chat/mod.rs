@@ -3,6 +3,7 @@
 //! input; a writer task owns the sending half behind a bounded queue, so a slow network never
 //! stops us from receiving.
 
+mod ending;
 mod heard;
 mod reconnect;
 mod typed;
@@ -33,6 +34,7 @@ const OUTGOING_QUEUE: usize = 32;
 /// side leaving waits for its last receipts before it says so.
 const WELCOME_NOTE: Duration = Duration::from_secs(1);
 
+use ending::{lines, messages, settle_within, unconfirmed};
 use heard::{AfterQuit, on_message};
 use typed::{Outgoing, on_input};
 use writer::{write_loop, writer_failure};
@@ -559,44 +561,11 @@ where
     }
 }
 
-/// How long a side leaving waits for the opening and its last receipts.
-fn settle_within(welcome_within: Duration) -> Duration {
-    welcome_within.max(member::WRITE_DEADLINE)
-}
-
 /// Which offer a step is (see `offered`).
 fn step_kind(step: &Step) -> u8 {
     match step {
         Step::Receipts => crate::message::kind::RECEIPTS,
         _ => crate::message::kind::RESUMABLE,
-    }
-}
-
-/// "1 message", "3 messages".
-fn messages(n: usize) -> String {
-    match n {
-        1 => "1 message".into(),
-        n => format!("{n} messages"),
-    }
-}
-
-/// "1 line", "3 lines".
-fn lines(n: usize) -> String {
-    match n {
-        1 => "1 line".into(),
-        n => format!("{n} lines"),
-    }
-}
-
-/// The session ended cleanly, but was everything we sent confirmed? (`how`: who ended it.)
-fn unconfirmed(ledger: &Ledger, peer: &PeerInfo, how: &str) -> Result<()> {
-    match ledger.unacked() {
-        0 => Ok(()),
-        n => Err(Error::Undelivered(format!(
-            "{how} before {} confirmed your last {}: it may not have been shown",
-            crate::sanitize::line(&peer.label),
-            lines(n as usize)
-        ))),
     }
 }
 
