@@ -17,17 +17,24 @@ async fn said(p: &mut Proc, n: usize) -> Vec<String> {
     out
 }
 
+/// A host (`listen` with `host_args`) and Alice dialling it through a proxy (with
+/// `dial_args`), welcomed. The homes are returned so that they outlive the processes.
+async fn through_proxy(host_args: &[&str], dial_args: &[&str]) -> (Proc, Proc, Proxy, [Home; 2]) {
+    let (host, alice) = (Home::new(), Home::new());
+    let (room, port) = host.listen(host_args).await;
+    let proxy = Proxy::start(port).await;
+    let mut a = alice.dial(proxy.port, dial_args);
+    a.stderr_until("welcome").await;
+    (room, a, proxy, [host, alice])
+}
+
 /// A host and one member through a proxy, both typing; the proxy cuts the connection 20 times,
 /// each time while lines are on their way. Every line arrives once, in order, and the member
 /// leaves cleanly at the end.
 #[tokio::test]
 async fn twenty_cuts_lose_nothing_and_repeat_nothing() {
     within(async {
-        let (host, alice) = (Home::new(), Home::new());
-        let (mut room, port) = host.listen(&["--once"]).await;
-        let proxy = Proxy::start(port).await;
-        let mut a = alice.dial(proxy.port, &[]);
-        a.stderr_until("welcome").await;
+        let (mut room, mut a, proxy, _homes) = through_proxy(&["--once"], &[]).await;
         let (mut to_host, mut to_alice) = (Vec::new(), Vec::new());
         for i in 0..20 {
             let (up, down) = (format!("alice {i}"), format!("host {i}"));
@@ -65,14 +72,9 @@ async fn twenty_cuts_lose_nothing_and_repeat_nothing() {
 #[tokio::test]
 async fn a_blackholed_path_resumes_when_it_comes_back() {
     within(async {
-        let (host, alice) = (Home::new(), Home::new());
         let quick = ["--keepalive", "1", "--timeout", "2"];
-        let mut room_args = vec!["--once"];
-        room_args.extend_from_slice(&quick);
-        let (mut room, port) = host.listen(&room_args).await;
-        let proxy = Proxy::start(port).await;
-        let mut a = alice.dial(proxy.port, &quick);
-        a.stderr_until("welcome").await;
+        let room_args = [&["--once"][..], &quick].concat();
+        let (mut room, mut a, proxy, _homes) = through_proxy(&room_args, &quick).await;
         a.send("before").await;
         assert_eq!(room.said().await, "before");
         proxy.blackhole(true);
@@ -98,14 +100,9 @@ async fn a_blackholed_path_resumes_when_it_comes_back() {
 #[tokio::test]
 async fn a_cut_never_repaired_is_exit_1_after_the_grace_period() {
     within(async {
-        let (host, alice) = (Home::new(), Home::new());
         let grace = ["--resume-grace", "2"];
-        let mut room_args = vec!["--once"];
-        room_args.extend_from_slice(&grace);
-        let (mut room, port) = host.listen(&room_args).await;
-        let proxy = Proxy::start(port).await;
-        let mut a = alice.dial(proxy.port, &grace);
-        a.stderr_until("welcome").await;
+        let room_args = [&["--once"][..], &grace].concat();
+        let (mut room, mut a, proxy, _homes) = through_proxy(&room_args, &grace).await;
         proxy.refuse(true);
         proxy.cut();
         a.stderr_until("reconnecting").await;
@@ -159,11 +156,7 @@ async fn a_resume_by_anyone_else_is_refused() {
 #[tokio::test]
 async fn the_conversation_resumes_soon_after_the_network_is_back() {
     within(async {
-        let (host, alice) = (Home::new(), Home::new());
-        let (mut room, port) = host.listen(&["--once"]).await;
-        let proxy = Proxy::start(port).await;
-        let mut a = alice.dial(proxy.port, &[]);
-        a.stderr_until("welcome").await;
+        let (mut room, mut a, proxy, _homes) = through_proxy(&["--once"], &[]).await;
         proxy.refuse(true);
         proxy.cut();
         a.stderr_until("reconnecting").await;
@@ -191,11 +184,8 @@ async fn the_conversation_resumes_soon_after_the_network_is_back() {
 #[tokio::test]
 async fn no_reconnect_ends_at_the_first_cut() {
     within(async {
-        let (host, alice) = (Home::new(), Home::new());
-        let (mut room, port) = host.listen(&["--resume-grace", "1"]).await;
-        let proxy = Proxy::start(port).await;
-        let mut a = alice.dial(proxy.port, &["--no-reconnect"]);
-        a.stderr_until("welcome").await;
+        let (mut room, mut a, proxy, _homes) =
+            through_proxy(&["--resume-grace", "1"], &["--no-reconnect"]).await;
         proxy.cut();
         let status = a.exit().await;
         assert_eq!(status.code(), Some(1), "{}", a.stderr_text());
@@ -258,11 +248,8 @@ async fn a_room_where_members_drop_and_resume_loses_nothing() {
 #[tokio::test]
 async fn a_full_room_takes_its_member_back_before_noticing_the_cut() {
     within(async {
-        let (host, alice) = (Home::new(), Home::new());
-        let (mut room, port) = host.listen(&["--max-peers", "1"]).await;
-        let proxy = Proxy::start(port).await;
-        let mut a = alice.dial(proxy.port, &["--keepalive", "1"]);
-        a.stderr_until("welcome").await;
+        let (mut room, mut a, proxy, _homes) =
+            through_proxy(&["--max-peers", "1"], &["--keepalive", "1"]).await;
         proxy.freeze();
         a.send("through the new path").await;
         a.stderr_until("reconnected").await;
@@ -280,11 +267,7 @@ async fn a_full_room_takes_its_member_back_before_noticing_the_cut() {
 #[tokio::test]
 async fn lines_piped_in_while_away_are_all_delivered() {
     within(async {
-        let (host, alice) = (Home::new(), Home::new());
-        let (mut room, port) = host.listen(&["--once"]).await;
-        let proxy = Proxy::start(port).await;
-        let mut a = alice.dial(proxy.port, &[]);
-        a.stderr_until("welcome").await;
+        let (mut room, mut a, proxy, _homes) = through_proxy(&["--once"], &[]).await;
         proxy.refuse(true);
         proxy.cut();
         a.stderr_until("reconnecting").await;
