@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::raw::{msg, scripted_listener};
 use common::{Home, within};
 use std::time::Duration;
 
@@ -136,39 +137,20 @@ async fn a_listener_without_input_keeps_serving() {
     .await
 }
 
-/// A raw listener speaking schat/2 as responder: it handshakes, then sends `messages` (type
-/// byte + body each) and closes without reading anything.
-async fn scripted_listener(messages: Vec<Vec<u8>>) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        let mut peer = common::raw::Raw::respond(stream).await;
-        for plain in messages {
-            peer.send(plain[0], &plain[1..]).await;
-        }
-        // Read until the dialer hangs up, so our close cannot race its last reads.
-        peer.drain().await;
-    });
-    port
-}
-
-fn msg(kind: u8, body: &[u8]) -> Vec<u8> {
-    let mut v = vec![kind];
-    v.extend_from_slice(body);
-    v
-}
-
 #[tokio::test]
 async fn a_pipe_quit_with_a_reason_is_an_abort() {
     within(async {
         let home = Home::new();
-        let port = scripted_listener(vec![
-            msg(0x0a, &[0x02]),
-            msg(0x01, b"schat pipe"),
-            msg(0x09, b"partial"),
-            msg(0x03, b"aborted: disk full"),
-        ])
+        let port = scripted_listener(
+            vec![
+                msg(0x0a, &[0x02]),
+                msg(0x01, b"schat pipe"),
+                msg(0x09, b"partial"),
+                msg(0x03, b"aborted: disk full"),
+            ],
+            0,
+            vec![],
+        )
         .await;
         let mut d = home.dial(port, &["--pipe"]);
         d.close_stdin();

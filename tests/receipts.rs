@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::raw::{msg, scripted_listener};
 use common::term::{Term, shows};
 use common::{Home, within};
 use serde_json::Value;
@@ -12,41 +13,11 @@ fn event(line: &str) -> Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
 }
 
-fn msg(kind: u8, body: &[u8]) -> Vec<u8> {
-    let mut v = vec![kind];
-    v.extend_from_slice(body);
-    v
-}
-
 const HELLO_CHAT: u8 = 0x0a;
 const WELCOME: u8 = 0x01;
 const QUIT: u8 = 0x03;
 const ACK: u8 = 0x13;
 const RECEIPTS: u8 = 0x82;
-
-/// A raw chat listener: handshakes, sends `opening`, reads `frames` frames from the dialer (its
-/// HELLO, RECEIPTS, …), then sends `then` and reads until the dialer hangs up.
-async fn scripted_listener(opening: Vec<Vec<u8>>, frames: usize, then: Vec<Vec<u8>>) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        let mut peer = common::raw::Raw::respond(stream).await;
-        for plain in opening {
-            peer.send(plain[0], &plain[1..]).await;
-        }
-        for _ in 0..frames {
-            if !matches!(peer.r.read_frame().await, Ok(Some(_))) {
-                return;
-            }
-        }
-        for plain in then {
-            peer.send(plain[0], &plain[1..]).await;
-        }
-        peer.drain().await;
-    });
-    port
-}
 
 /// Scripts learn which of their lines arrived, by id, and the session exits 0 only after the
 /// room confirmed them all.

@@ -86,3 +86,35 @@ impl Raw {
         while let Ok(Some(_)) = self.r.read_frame().await {}
     }
 }
+
+/// A raw listener on 127.0.0.1 port 0 speaking schat/2 as responder: it handshakes, sends
+/// `opening` (type byte + body each), reads `frames` frames from the dialer, sends `then`, and
+/// reads until the dialer hangs up (so its close cannot race the dialer's last reads).
+pub async fn scripted_listener(opening: Vec<Vec<u8>>, frames: usize, then: Vec<Vec<u8>>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut peer = Raw::respond(stream).await;
+        for plain in opening {
+            peer.send(plain[0], &plain[1..]).await;
+        }
+        for _ in 0..frames {
+            if !matches!(peer.r.read_frame().await, Ok(Some(_))) {
+                return;
+            }
+        }
+        for plain in then {
+            peer.send(plain[0], &plain[1..]).await;
+        }
+        peer.drain().await;
+    });
+    port
+}
+
+/// A plaintext message: its type byte, then `body`.
+pub fn msg(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![kind];
+    v.extend_from_slice(body);
+    v
+}
