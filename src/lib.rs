@@ -18,7 +18,8 @@
 //!   `session::verify::alarm`), the opening ([`session::opening`]: HELLO, WELCOME), the
 //!   full-duplex chat loop (`session::chat`); [`session::room`] hosts many members at once
 //!   (the `session::room::host` state, [`session::member`]: each one's tasks, fair share and
-//!   deadlines), [`session::pipe`] moves raw bytes (on a thread per direction over TCP),
+//!   deadlines), [`session::pipe`] moves raw bytes (on a thread per direction over TCP)
+//!   and resumes them after a cut,
 //!   [`session::input`] reads the user's lines, [`session::names`] decides how keys and
 //!   display names are shown.
 //! - [`handshake`]: Noise XX with an ML-KEM-768 PSK (`Noise_XXpsk3_25519_ChaChaPoly_BLAKE2s`,
@@ -29,8 +30,8 @@
 //!   `Read`/`Write`, for pipe mode's threads over TCP).
 //! - [`frame`], [`message`]: pure codecs for the 2-byte length prefix and the typed plaintext
 //!   ([`message::notice`]: room events); [`receipts`]: the counts behind a chat's ACKs (which
-//!   of our lines the peer has shown), pure; [`resume`]: the session token and the backoff
-//!   for dialling again after a cut.
+//!   of our lines the peer has shown), pure; [`resume`]: the session token, the backoff
+//!   for dialling again after a cut, and a pipe's window of what the peer has not taken.
 //! - [`keys`], [`keyfile`], [`passphrase`], [`fingerprint`]: identities, their file (its text
 //!   format, and `keyfile::seal` under a passphrase), where passphrases come from, and how
 //!   people see keys.

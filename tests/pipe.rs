@@ -3,116 +3,13 @@
 
 mod common;
 
+use common::pipe::{Files, PipeProc, stdin_from};
 use common::{Home, WAIT, bin, within};
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-/// A pipe-mode schat with stdin and stdout connected to files, stderr captured.
-struct PipeProc {
-    child: Child,
-    stderr: tokio::sync::mpsc::UnboundedReceiver<String>,
-    seen: Vec<String>,
-}
-
-impl PipeProc {
-    fn spawn(home: &Home, args: &[&str], input: Stdio, output: &Path) -> Self {
-        Self::spawn_with_env(home, args, input, output, &[])
-    }
-
-    fn spawn_with_env(
-        home: &Home,
-        args: &[&str],
-        input: Stdio,
-        output: &Path,
-        env: &[(&str, &str)],
-    ) -> Self {
-        let mut child = Command::new(bin())
-            .arg("--home")
-            .arg(home.path())
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(input)
-            .stdout(File::create(output).unwrap())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let (tx, stderr) = tokio::sync::mpsc::unbounded_channel();
-        let err = child.stderr.take().unwrap();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(err).lines();
-            while let Ok(Some(l)) = lines.next_line().await {
-                let _ = tx.send(l);
-            }
-        });
-        PipeProc {
-            child,
-            stderr,
-            seen: Vec::new(),
-        }
-    }
-
-    async fn stderr_until(&mut self, needle: &str) -> String {
-        loop {
-            match tokio::time::timeout(WAIT, self.stderr.recv()).await {
-                Ok(Some(l)) => {
-                    self.seen.push(l.clone());
-                    if l.contains(needle) {
-                        return l;
-                    }
-                }
-                _ => panic!("no {needle:?} on stderr: {:#?}", self.seen),
-            }
-        }
-    }
-
-    async fn exit(&mut self) -> ExitStatus {
-        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
-            .await
-            .expect("did not exit")
-            .unwrap();
-        while let Ok(Some(l)) =
-            tokio::time::timeout(Duration::from_secs(5), self.stderr.recv()).await
-        {
-            self.seen.push(l);
-        }
-        status
-    }
-
-    fn stderr_text(&self) -> String {
-        self.seen.join("\n")
-    }
-}
-
-struct Files {
-    dir: tempfile::TempDir,
-}
-
-impl Files {
-    fn new() -> Self {
-        Files {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn random(&self, name: &str, len: usize) -> PathBuf {
-        let mut data = vec![0u8; len];
-        rand::fill(&mut data[..]);
-        let p = self.path(name);
-        std::fs::write(&p, data).unwrap();
-        p
-    }
-}
-
-fn stdin_from(path: &Path) -> Stdio {
-    Stdio::from(File::open(path).unwrap())
-}
+use tokio::process::Command;
 
 /// A pipe listener on a free loopback port that admits `dialer`'s key (with `extra`
 /// options), and the address it listens on.
@@ -443,6 +340,8 @@ async fn pins_and_key_checks_hold_in_pipe_mode() {
     .await
 }
 
+/// (With a short `--resume-grace`: the peer is gone for good, so resuming gives up, and what
+/// is left is the error.)
 #[tokio::test]
 async fn a_peer_vanishing_mid_stream_is_an_error_not_a_short_success() {
     within(async {
@@ -451,7 +350,15 @@ async fn a_peer_vanishing_mid_stream_is_an_error_not_a_short_success() {
         // The dialer sends an endless stream; the listener is killed part way.
         let mut listener = PipeProc::spawn(
             &bob,
-            &["listen", "127.0.0.1:0", "--pipe", "--allow", "anyone"],
+            &[
+                "listen",
+                "127.0.0.1:0",
+                "--pipe",
+                "--allow",
+                "anyone",
+                "--resume-grace",
+                "2",
+            ],
             Stdio::piped(),
             &f.path("l.out"),
         );
@@ -460,7 +367,15 @@ async fn a_peer_vanishing_mid_stream_is_an_error_not_a_short_success() {
         let addr = line.rsplit(' ').next().unwrap().to_string();
         let mut dialer = PipeProc::spawn(
             &alice,
-            &["dial", &addr, "--pipe", "--trust", "accept-new"],
+            &[
+                "dial",
+                &addr,
+                "--pipe",
+                "--trust",
+                "accept-new",
+                "--resume-grace",
+                "2",
+            ],
             Stdio::piped(),
             &f.path("d.out"),
         );
@@ -485,7 +400,15 @@ async fn a_peer_vanishing_mid_stream_is_an_error_not_a_short_success() {
         // The other way round: the receiving side sees the sender vanish.
         let mut listener = PipeProc::spawn(
             &bob,
-            &["listen", "127.0.0.1:0", "--pipe", "--allow", "anyone"],
+            &[
+                "listen",
+                "127.0.0.1:0",
+                "--pipe",
+                "--allow",
+                "anyone",
+                "--resume-grace",
+                "2",
+            ],
             Stdio::piped(),
             &f.path("l2.out"),
         );
@@ -494,7 +417,15 @@ async fn a_peer_vanishing_mid_stream_is_an_error_not_a_short_success() {
         let addr = line.rsplit(' ').next().unwrap().to_string();
         let mut dialer = PipeProc::spawn(
             &alice,
-            &["dial", &addr, "--pipe", "--trust", "accept-new"],
+            &[
+                "dial",
+                &addr,
+                "--pipe",
+                "--trust",
+                "accept-new",
+                "--resume-grace",
+                "2",
+            ],
             Stdio::piped(),
             &f.path("d2.out"),
         );
@@ -767,6 +698,8 @@ async fn a_frozen_peer_is_declared_gone_even_while_we_push_data_at_it() {
                     "accept-new",
                     "--keepalive",
                     "1",
+                    // (Declared gone is what this is about, not what comes after: resuming.)
+                    "--no-reconnect",
                 ],
                 if pushing {
                     stdin_from(Path::new("/dev/zero"))

@@ -200,14 +200,16 @@ async fn no_reconnect_ends_at_the_first_cut() {
     .await
 }
 
-/// A room of five members, each through its own proxy; two are cut (one twice) while the host
-/// and everyone talk. Every member shows every line meant for it exactly once, in order.
+/// A room of ten members, each through its own proxy; three are cut (one twice) while the
+/// host and every member talk. Every member shows every line meant for it exactly once, and
+/// the host every member's, however the cuts fall.
 #[tokio::test]
 async fn a_room_where_members_drop_and_resume_loses_nothing() {
     within(async {
+        const MEMBERS: usize = 10;
         let host = Home::new();
-        let (mut room, port) = host.listen(&[]).await;
-        let homes: Vec<Home> = (0..5).map(|_| Home::new()).collect();
+        let (mut room, port) = host.listen(&["--max-peers", "10"]).await;
+        let homes: Vec<Home> = (0..MEMBERS).map(|_| Home::new()).collect();
         let mut proxies = Vec::new();
         let mut members = Vec::new();
         for (i, home) in homes.iter().enumerate() {
@@ -218,26 +220,64 @@ async fn a_room_where_members_drop_and_resume_loses_nothing() {
             proxies.push(proxy);
             members.push(m);
         }
+        // Each member's own lines must never come back to it.
+        let mut expected: Vec<Vec<String>> = vec![Vec::new(); MEMBERS];
+        let mut host_expected = Vec::new();
         for round in 0..3 {
             let line = format!("host {round}");
             room.send(&line).await;
+            for seen in expected.iter_mut() {
+                seen.push(line.clone());
+            }
+            for (i, m) in members.iter_mut().enumerate() {
+                let line = format!("member {i} {round}");
+                m.send(&line).await;
+                host_expected.push(line.clone());
+                for (j, seen) in expected.iter_mut().enumerate() {
+                    if j != i {
+                        seen.push(line.clone());
+                    }
+                }
+            }
+            // (The lines are on their way when the cuts land.)
+            proxies[1].cut();
             if round < 2 {
-                proxies[1].cut();
+                proxies[4].cut();
             }
             if round == 1 {
-                proxies[3].cut();
-            }
-            for m in members.iter_mut() {
-                assert_eq!(m.said().await, line);
+                proxies[7].cut();
             }
         }
+        for (m, want) in members.iter_mut().zip(expected.iter_mut()) {
+            let mut got = Vec::new();
+            for _ in 0..want.len() {
+                got.push(m.said().await);
+            }
+            got.sort();
+            want.sort();
+            assert_eq!(&got, want);
+        }
+        let mut got = Vec::new();
+        for _ in 0..host_expected.len() {
+            got.push(room.said().await);
+        }
+        got.sort();
+        host_expected.sort();
+        assert_eq!(got, host_expected);
         for m in members.iter_mut() {
             m.close_stdin();
             assert!(m.exit().await.success(), "{}", m.stderr_text());
-            assert_eq!(m.stdout_seen.len(), 3, "{:?}", m.stdout_seen);
+            // Nothing more was shown: no line twice.
+            assert_eq!(m.stdout_seen.len(), 3 * MEMBERS, "{:?}", m.stdout_seen);
         }
         room.signal("INT");
         assert!(room.exit().await.success(), "{}", room.stderr_text());
+        assert_eq!(
+            room.stdout_seen.len(),
+            3 * MEMBERS,
+            "{:?}",
+            room.stdout_seen
+        );
     })
     .await
 }

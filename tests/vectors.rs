@@ -384,3 +384,41 @@ fn the_cipher_switch_vectors_in_protocol_md_are_right() {
         assert!(doc.contains(&line), "PROTOCOL.md §4.9 lacks {line:?}");
     }
 }
+
+/// PROTOCOL.md §4.12's pipe-resume vectors, encoded by schat's codec, and its false counts
+/// refused by the window that keeps what a pipe sent.
+#[test]
+fn the_pipe_resume_vectors_in_protocol_md_are_right() {
+    use schat::message::{Message, Mode};
+    use schat::resume::Window;
+    use schat::resume::window::BadCount;
+    let doc = include_str!("../PROTOCOL.md");
+    let section = &doc[doc.find("### 4.12").unwrap()..doc.find("## 5.").unwrap()];
+    let cases: Vec<(Message<'_>, &str)> = vec![
+        (Message::Resumable, "`83`"),
+        (Message::hello(Mode::Pipe, ""), "`0a 02`"),
+        (Message::Ack(1 << 20), "`13 00 00 00 00 00 10 00 00`"),
+        (Message::Resumed(3), "`15 00 00 00 00 00 00 00 03`"),
+        (Message::Data(b"def".as_slice().into()), "`09 64 65 66`"),
+        (Message::End, "`11`"),
+    ];
+    for (msg, shown) in cases {
+        assert!(section.contains(shown), "§4.12 lacks {shown}");
+        let mut wire = Vec::new();
+        msg.encode_into(&mut wire).unwrap();
+        let spaced: Vec<String> = wire.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(format!("`{}`", spaced.join(" ")), shown, "{msg:?}");
+        assert_eq!(Message::decode(&wire).unwrap(), msg);
+    }
+    // The exchange: "abcdef" sent, the listener took 3 bytes: "def" goes again.
+    let mut window = Window::new(1 << 20);
+    let mut message = vec![0x09];
+    message.extend_from_slice(b"abcdef");
+    window.sent(message, 7);
+    window.acked(3).unwrap();
+    let again: Vec<&[u8]> = window.messages().collect();
+    assert_eq!(again, vec![&[0x09, b'd', b'e', b'f'][..]]);
+    // An ACK 7 counts more than was sent; a RESUMED 2 after an ACK 3 goes back.
+    assert_eq!(window.acked(7), Err(BadCount::MoreThanSent));
+    assert_eq!(window.acked(2), Err(BadCount::WentBack));
+}

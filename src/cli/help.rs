@@ -30,8 +30,8 @@ Exit status:
   0  the session ended cleanly (a QUIT without a reason), nothing sent was
      turned away, the peer confirmed showing every line (when it sends
      receipts), and a pipe's peer confirmed writing everything out
-  1  error: network, protocol, keyfile, a connection cut without QUIT, a
-     silent peer, a peer that aborted (a QUIT with a reason), lines the peer
+  1  error: network, protocol, keyfile, a connection cut without QUIT and
+     not resumed within --resume-grace, a silent peer, a peer that aborted (a QUIT with a reason), lines the peer
      never confirmed, a signal while a question waited, or a pipe stopped by
      Ctrl-C or a signal
   2  usage error

@@ -63,8 +63,8 @@ pub struct SessionArgs {
         hide_short_help = true
     )]
     pub keepalive: u64,
-    /// Seconds a dropped chat is kept to resume: a dialer dials again for this long, a listener
-    /// keeps the member's place; 1 to 86400
+    /// Seconds a dropped chat or pipe is kept to resume: a dialer dials again for this long, a
+    /// listener keeps the member's place (or the pipe); 1 to 86400
     #[arg(
         long,
         value_name = "SECS",
@@ -73,8 +73,8 @@ pub struct SessionArgs {
         hide_short_help = true
     )]
     pub resume_grace: u64,
-    /// A dropped chat ends at once (exit 1), as before resuming existed: no dialling again,
-    /// no place kept
+    /// A dropped chat or pipe ends at once (exit 1), as before resuming existed: no dialling
+    /// again, no place kept
     #[arg(long, hide_short_help = true)]
     pub no_reconnect: bool,
     /// With --pipe: no progress line and no summary on stderr
@@ -93,7 +93,7 @@ impl SessionArgs {
             handshake_timeout: seconds(self.timeout, "--timeout")?,
             trust: paths.trust_config(),
             keepalive: seconds(self.keepalive, "--keepalive")?,
-            resume_grace: match self.no_reconnect || self.pipe {
+            resume_grace: match self.no_reconnect {
                 true => None,
                 false => Some(seconds(self.resume_grace, "--resume-grace")?),
             },

@@ -61,8 +61,21 @@ pub(super) async fn handshake_and_admit(
     // one to be verified). (A pipe admits by key alone.)
     let mut first = None;
     let by_key = verify::admitted(peer, &local, settings.pin.as_ref(), allow, &settings.trust);
-    let read_first = by_key.is_err() || invites_pending(settings);
-    if settings.pipe.is_none() && read_first && peer != local {
+    // A connection resuming a session (PROTOCOL.md §4.11, §4.12) was admitted when the
+    // session began: it is let in only if it holds that session's token, with the same key.
+    let keeps = |key: &PublicKey| {
+        accepting
+            .resumable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(key)
+    };
+    let read_first = match settings.pipe {
+        None => by_key.is_err() || invites_pending(settings),
+        // A pipe admits by key alone, but the dialer of the pipe it keeps may be resuming.
+        Some(_) => keeps(&peer),
+    };
+    if read_first && peer != local {
         let wait = FIRST_MESSAGE_WAIT.min(settings.handshake_timeout);
         match tokio::time::timeout(wait, established.recv.recv()).await {
             Ok(Ok(Some(Message::Invite(secret)))) => {
@@ -91,15 +104,6 @@ pub(super) async fn handshake_and_admit(
             Err(_) => {}
         }
     }
-    // A connection resuming a session (PROTOCOL.md §4.11) was admitted when the session
-    // began: the room lets it in only if it holds that session's token, with the same key.
-    let keeps = |key: &PublicKey| {
-        accepting
-            .resumable
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(key)
-    };
     if matches!(first, Some(Message::Resume { .. }))
         && settings.pin.is_none_or(|pin| pin == peer)
         && keeps(&peer)

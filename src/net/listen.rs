@@ -9,6 +9,7 @@ use super::{Address, DEFAULT_PORT, GateLimits, delivered, tcp, user_timeout};
 use crate::error::{Error, Result};
 use crate::invite::ticket::{Ticket, TicketAddr};
 use crate::keys::Identity;
+use crate::message::Message;
 use crate::session::room::{self, Arrival, Connection, RoomOptions};
 use crate::session::{self, Role, Run, Settings, User};
 use crate::trust::Allow;
@@ -256,7 +257,7 @@ async fn serve(
     );
     if settings.pipe.is_some() {
         return tokio::select! {
-            result = serve_one_pipe(connections, &role, run, user) => result,
+            result = serve_one_pipe(connections, &role, &resumable, run, user) => result,
             never = accepting => match never {},
         };
     }
@@ -289,10 +290,16 @@ async fn serve(
 async fn serve_one_pipe(
     mut connections: mpsc::Receiver<Connection<Reader, Writer>>,
     role: &Role,
+    resumable: &room::ResumableKeys,
     run: &Run<'_>,
     user: &mut User<'_>,
 ) -> Result<()> {
     let ui = run.ui;
+    let keep = |key: Option<crate::keys::PublicKey>| {
+        let mut keys = resumable.lock().unwrap_or_else(|e| e.into_inner());
+        keys.clear();
+        keys.extend(key);
+    };
     loop {
         let arrival = tokio::select! {
             Some(connection) = connections.recv() => match connection {
@@ -321,7 +328,17 @@ async fn serve_one_pipe(
             first: _,
         } = *arrival;
         info.address = Some(address.clone());
-        let session = session::proceed(established, info, role, run, user, None);
+        // While the pipe can resume (PROTOCOL.md §4.12), its dialer's key may come back with
+        // a RESUME: those connections go to the session, which checks their token.
+        let (comebacks, arrivals) = mpsc::channel(4);
+        let comeback = match run.settings.resume_grace {
+            Some(_) => {
+                keep(Some(info.key));
+                session::pipe::Comeback::Await(arrivals)
+            }
+            None => session::pipe::Comeback::Never,
+        };
+        let session = session::proceed(established, info, role, run, user, comeback);
         tokio::pin!(session);
         let result = loop {
             tokio::select! {
@@ -330,6 +347,15 @@ async fn serve_one_pipe(
                     Connection::Failed(line) => ui.warn(line),
                     Connection::Knock(late, _) => {
                         tokio::spawn(room::refuse(late.established));
+                    }
+                    Connection::Arrived(back) if matches!(back.first, Some(Message::Resume { .. })) => {
+                        if let Err(e) = comebacks.try_send(back) {
+                            let back = match e {
+                                mpsc::error::TrySendError::Full(back)
+                                | mpsc::error::TrySendError::Closed(back) => back,
+                            };
+                            tokio::spawn(session::refuse(back.established, PIPE_BUSY));
+                        }
                     }
                     Connection::Arrived(late) => {
                         ui.warn(format_args!(
@@ -341,6 +367,7 @@ async fn serve_one_pipe(
                 },
             }
         };
+        keep(None);
         match result {
             Ok(_) => return Ok(()),
             // A peer that refused us, or dialled in the other mode, was never a session and

@@ -9,10 +9,14 @@
 //!
 //! - [`backoff`]: when a dialer dials again (pure, with jitter).
 //! - [`token`]: the session token, from the first handshake's keys and hash.
+//! - [`window`]: what a pipe sent and the peer has not acknowledged, kept to send again
+//!   (PROTOCOL.md §4.12), pure.
 
 pub mod backoff;
+pub mod window;
 
 pub use backoff::Backoff;
+pub use window::{PIPE_WINDOW, Window};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

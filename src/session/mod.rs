@@ -40,6 +40,10 @@ pub const DEFAULT_WELCOME: &str = "Welcome to schat! Type `quit` to leave.";
 /// other side tells a refusal from an ordinary goodbye (PROTOCOL.md §3).
 pub const REFUSAL: &str = "refused: your key was not accepted";
 
+/// What a resume attempt that names no session we keep is told (PROTOCOL.md §4.11).
+pub(crate) const GONE: &str =
+    "gone: no such session here (it ended, expired, or was never resumable)";
+
 /// What a QUIT's reason says (PROTOCOL.md §5): empty is a goodbye; `refused:`, `busy:`,
 /// `mismatch:` and `unanswered:` mean the session never started (nothing we sent was taken); anything else means
 /// the peer gave up on the session (an abort: it did not end cleanly).
@@ -274,7 +278,7 @@ pub async fn converse<R, W>(
     redial: Option<&mut dyn Redial<R, W>>,
 ) -> Result<Ended>
 where
-    R: AsyncRead + Unpin + Detach,
+    R: AsyncRead + Unpin + Detach + Send + 'static,
     W: AsyncWrite + Unpin + Detach + Send + 'static,
 {
     let Run { settings, ui, .. } = *run;
@@ -360,7 +364,11 @@ where
         }
     };
     info.address = remote.map(str::to_owned);
-    proceed(established, info, role, run, user, redial).await
+    let comeback = match redial {
+        Some(redial) => pipe::Comeback::Dial(redial),
+        None => pipe::Comeback::Never,
+    };
+    proceed(established, info, role, run, user, comeback).await
 }
 
 /// The session with a peer we decided to talk to: say so, then pipe or chat.
@@ -370,10 +378,10 @@ pub async fn proceed<R, W>(
     role: &Role,
     run: &Run<'_>,
     user: &mut User<'_>,
-    redial: Option<&mut dyn Redial<R, W>>,
+    comeback: pipe::Comeback<'_, R, W>,
 ) -> Result<Ended>
 where
-    R: AsyncRead + Unpin + Detach,
+    R: AsyncRead + Unpin + Detach + Send + 'static,
     W: AsyncWrite + Unpin + Detach + Send + 'static,
 {
     let Run { settings, ui, .. } = *run;
@@ -408,17 +416,26 @@ where
     );
     if let Some(options) = settings.pipe {
         let listener = matches!(role, Role::Listener { .. });
+        let resuming = pipe::Resuming {
+            comeback,
+            grace: settings.resume_grace,
+        };
         pipe::run(
             established,
             listener,
             settings.keepalive,
             options,
+            resuming,
             ui,
             user.interrupts,
         )
         .await?;
         return Ok(Ended::LocalQuit);
     }
+    let redial = match comeback {
+        pipe::Comeback::Dial(redial) => Some(redial),
+        _ => None,
+    };
     chat::chat(established, role, &info, run, user, redial).await
 }
 

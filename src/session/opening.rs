@@ -20,8 +20,9 @@ use crate::message::{Message, Mode};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Opening {
     /// The peer's HELLO; a dialer then waits for the listener's WELCOME (or, resuming, its
-    /// RESUMED).
-    Hello { then: Then },
+    /// RESUMED). `early`: a RESUMABLE came first, as a pipe sends it (§4.12); from a chat
+    /// peer that is an error, told once its HELLO says which mode it runs.
+    Hello { then: Then, early: bool },
     /// The listener's WELCOME, or on a resumed connection its RESUMED.
     Welcome { resumed: bool },
     /// Both seen: the session is open.
@@ -44,6 +45,7 @@ impl Opening {
     pub fn new(dialer: bool) -> Self {
         Opening::Hello {
             then: if dialer { Then::Welcome } else { Then::Open },
+            early: false,
         }
     }
 
@@ -51,6 +53,7 @@ impl Opening {
     pub fn resumed() -> Self {
         Opening::Hello {
             then: Then::Resumed,
+            early: false,
         }
     }
 
@@ -76,11 +79,14 @@ impl Opening {
             return Ok(Some(msg));
         }
         match (*self, msg) {
-            (Opening::Hello { then }, msg @ Message::Hello { .. }) => {
+            (Opening::Hello { then, early }, msg @ Message::Hello { .. }) => {
                 if let Message::Hello { mode, .. } = msg
                     && mode != ours
                 {
                     return Err(mismatch(mode));
+                }
+                if early && ours != Mode::Pipe {
+                    return Err(ProtocolError::Unexpected("RESUMABLE", "before its HELLO").into());
                 }
                 *self = match then {
                     Then::Open => Opening::Open,
@@ -92,9 +98,22 @@ impl Opening {
             // A dialer admitted by its key may still present an invite (PROTOCOL.md §4.7), and
             // a dialer resuming names its session first (§4.11): handed back, for the listener.
             (
-                Opening::Hello { then: Then::Open },
+                Opening::Hello {
+                    then: Then::Open, ..
+                },
                 msg @ (Message::Invite(_) | Message::Resume { .. }),
             ) => Ok(Some(msg)),
+            // A pipe offers to resume right before its HELLO (§4.12), once; a chat after it.
+            // (A chat side hears a pipe's early offer out: the HELLO then says "pipe".)
+            (Opening::Hello { then, early: false }, msg @ Message::Resumable) => {
+                *self = Opening::Hello { then, early: true };
+                Ok((ours == Mode::Pipe).then_some(msg))
+            }
+            (_, Message::Resumable) if ours == Mode::Pipe => Err(ProtocolError::Unexpected(
+                "RESUMABLE",
+                "after its HELLO or twice, in a pipe",
+            )
+            .into()),
             // Offered right after HELLO (§4.10, §4.11), so before WELCOME.
             (Opening::Hello { .. }, Message::Receipts | Message::Resumable) => {
                 Err(ProtocolError::Unexpected("RECEIPTS or RESUMABLE", "before its HELLO").into())
@@ -197,9 +216,11 @@ mod tests {
     #[test]
     fn a_resumed_connection_opens_with_resumed_in_welcome_s_place() {
         let mut o = Opening::resumed();
+        o.accept(Message::Resumable, Mode::Chat).unwrap();
         assert!(
-            o.accept(Message::Resumable, Mode::Chat).is_err(),
-            "before HELLO"
+            o.accept(Message::hello(Mode::Chat, ""), Mode::Chat)
+                .is_err(),
+            "RESUMABLE before a chat's HELLO"
         );
         let mut o = Opening::resumed();
         assert!(
@@ -261,6 +282,32 @@ mod tests {
         assert!(matches!(
             o.accept(Message::Quit("busy: the room is full".into()), Mode::Chat),
             Err(Error::RefusedByPeer(r)) if r.contains("full")
+        ));
+    }
+
+    #[test]
+    fn a_pipe_offers_to_resume_before_its_hello_once() {
+        let mut o = Opening::new(false);
+        assert!(matches!(
+            o.accept(Message::Resumable, Mode::Pipe),
+            Ok(Some(Message::Resumable))
+        ));
+        assert!(
+            { o }.accept(Message::Resumable, Mode::Pipe).is_err(),
+            "twice"
+        );
+        o.accept(Message::hello(Mode::Pipe, ""), Mode::Pipe)
+            .unwrap();
+        assert!(
+            o.accept(Message::Resumable, Mode::Pipe).is_err(),
+            "after HELLO"
+        );
+        // A chat side meeting a pipe is told the modes differ, not about the offer.
+        let mut o = Opening::new(true);
+        o.accept(Message::Resumable, Mode::Chat).unwrap();
+        assert!(matches!(
+            o.accept(Message::hello(Mode::Pipe, ""), Mode::Chat),
+            Err(Error::ModeMismatch(_))
         ));
     }
 }

@@ -26,8 +26,13 @@
 //! buffer after its type byte, sealed into the frame buffer, and the frame written with one
 //! call; buffers are reused, never reallocated.
 
+mod comeback;
+mod link;
+mod progress;
 mod tasks;
 mod threads;
+
+pub use comeback::Comeback;
 
 use crate::error::{Error, ProtocolError, Result};
 use crate::framed::Detach;
@@ -35,7 +40,10 @@ use crate::handshake::Established;
 use crate::message::{Message, Mode};
 use crate::signals::Interrupts;
 use crate::ui::Ui;
-use std::io::{self, IsTerminal, Write};
+use comeback::Back;
+use link::Link;
+use progress::{progress, size};
+use std::io::{self, IsTerminal};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -57,6 +65,8 @@ enum Control {
     Ping,
     /// Answer to the peer's PING.
     Pong(Vec<u8>),
+    /// Our count of the peer's bytes taken (PROTOCOL.md §4.12).
+    Ack(u64),
     /// The pipe fails: QUIT with this reason (`aborted: …`), so the peer knows the transfer
     /// failed (PROTOCOL.md §4.3). A signal's name, when a signal stopped it.
     Abort(String, Option<&'static str>),
@@ -90,46 +100,122 @@ fn aborted(signal: Option<&'static str>) -> Result<()> {
     }
 }
 
-/// Runs a pipe session on an established connection, with the process's stdin and stdout.
+/// What a pipe needs to survive a cut connection (PROTOCOL.md §4.12).
+pub struct Resuming<'a, R, W> {
+    /// How to find the peer again.
+    pub comeback: Comeback<'a, R, W>,
+    /// For how long after a cut (`None`: a cut ends the pipe).
+    pub grace: Option<Duration>,
+}
+
+/// Runs a pipe session on an established connection, with the process's stdin and stdout,
+/// across as many connections as it takes when it can resume.
 pub async fn run<R, W>(
     established: Established<R, W>,
     listener: bool,
     keepalive: Duration,
     options: PipeOptions,
+    resuming: Resuming<'_, R, W>,
     ui: &Ui,
     interrupts: &mut Interrupts,
 ) -> Result<()>
 where
-    R: AsyncRead + Unpin + Detach,
-    W: AsyncWrite + Unpin + Detach,
+    R: AsyncRead + Unpin + Detach + Send + 'static,
+    W: AsyncWrite + Unpin + Detach + Send + 'static,
 {
-    let Established { recv, mut send, .. } = established;
-    let ciphers = send.ciphers();
-    // Our HELLO first (a dialer gets here only once it has accepted the listener's key).
-    send.send(&Message::hello(Mode::Pipe, "")).await?;
-    if listener {
-        send.send(&Message::Welcome("schat pipe".into())).await?;
-    }
-    let counters = Arc::new(Counters::default());
+    let Resuming {
+        mut comeback,
+        grace,
+    } = resuming;
+    let grace = grace.filter(|_| comeback.possible());
+    let (token, key) = (established.resume_token.clone(), established.peer);
+    let counters = Arc::new(Counters::new(Link::new(grace.is_some())));
     let started = Instant::now();
-    let dialer = !listener;
-    let transfer = async {
-        // Not when stdin is a terminal: there, another thread may be reading the terminal
-        // (for a key question), so a read the poll said was ready could block and hold up our
-        // PINGs and PONGs; and typing is no bulk transfer.
-        if recv.get_ref().detachable() && send.get_ref().detachable() && !io::stdin().is_terminal()
-        {
-            threads::transfer(recv, send, dialer, keepalive, counters.clone(), interrupts).await
-        } else {
-            tasks::transfer(recv, send, dialer, keepalive, &counters, interrupts).await
+    let mut carried = tasks::Carried::default();
+    let mut ciphers = established.send.ciphers();
+    let transfers = async {
+        let mut next = Some(Back {
+            established,
+            peer_count: None,
+        });
+        let mut resumed = false;
+        loop {
+            let Some(back) = next.take() else {
+                return Err(Error::Internal("a pipe without a connection".into()));
+            };
+            ciphers = back.established.send.ciphers();
+            let connection = Connection {
+                counters: &counters,
+                token: &token,
+                listener,
+                resumed,
+                keepalive,
+            };
+            let (result, taken_back) = match &mut comeback {
+                Comeback::Await(arrivals) => {
+                    connection
+                        .run_watching(back, &mut carried, interrupts, arrivals, &token)
+                        .await
+                }
+                _ => (
+                    connection.run(back, &mut carried, interrupts, None).await,
+                    None,
+                ),
+            };
+            let e = match result {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            let Some(grace) = grace.filter(|_| counters.may_resume(&e)) else {
+                return Err(e);
+            };
+            resumed = true;
+            if let Some(back) = taken_back {
+                ui.status("the peer came back on a new connection; resuming the transfer");
+                next = Some(back);
+                continue;
+            }
+            let back = match &mut comeback {
+                Comeback::Dial(redial) => {
+                    ui.warn(format_args!("connection lost ({e}); reconnecting…"));
+                    comeback::dial_again(&mut **redial, &key, grace, ui, interrupts).await
+                }
+                Comeback::Await(arrivals) => {
+                    ui.warn(format_args!(
+                        "connection lost ({e}); waiting up to {} s for the peer to come back",
+                        grace.as_secs()
+                    ));
+                    let until = tokio::time::Instant::now() + grace;
+                    comeback::await_return(arrivals, &token, &key, until, interrupts).await
+                }
+                Comeback::Never => return Err(e),
+            };
+            match back {
+                // The cut stays the error (and decides the exit status); why it stayed cut is
+                // said on its own line.
+                Err(why @ Error::Network(_)) => {
+                    ui.warn(format_args!("not resumed: {why}"));
+                    return Err(e);
+                }
+                Ok(back) => {
+                    ui.status(format_args!(
+                        "reconnected; resuming the transfer ({} sent, {} received so far)",
+                        size(counters.sent.load(Ordering::SeqCst)),
+                        size(counters.received.load(Ordering::SeqCst))
+                    ));
+                    next = Some(back);
+                }
+                Err(e) => return Err(e),
+            }
         }
     };
     let show_progress = !options.quiet && io::stderr().is_terminal();
     let total = options.size.or_else(stdin_size);
     let result = tokio::select! {
-        r = transfer => r,
+        r = transfers => r,
         never = progress(&counters, started, show_progress, total) => match never {},
     };
+    carried.finish().await;
     if show_progress {
         eprint!("\r\x1b[K");
     }
@@ -157,6 +243,185 @@ where
     result
 }
 
+/// One connection of a pipe: the opening we send, then the engine until it ends.
+struct Connection<'a> {
+    counters: &'a Arc<Counters>,
+    /// The session's token, from its first handshake (PROTOCOL.md §4.11).
+    token: &'a zeroize::Zeroizing<[u8; 32]>,
+    listener: bool,
+    /// Not the session's first connection: the dialer names the session (RESUME), the listener
+    /// answers RESUMED in WELCOME's place.
+    resumed: bool,
+    keepalive: Duration,
+}
+
+impl Connection<'_> {
+    async fn run<R, W>(
+        &self,
+        back: Back<R, W>,
+        carried: &mut tasks::Carried,
+        interrupts: &mut Interrupts,
+        cut: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) -> Result<()>
+    where
+        R: AsyncRead + Unpin + Detach,
+        W: AsyncWrite + Unpin + Detach,
+    {
+        let counters = self.counters;
+        let Back {
+            established,
+            peer_count,
+        } = back;
+        let Established { recv, mut send, .. } = established;
+        counters.new_connection(peer_count);
+        let link = &counters.link;
+        if self.resumed && !self.listener {
+            // The session's name, and how much of the listener's stream we took.
+            send.send(&Message::Resume {
+                token: self.token.clone(),
+                shown: counters.received.load(Ordering::SeqCst),
+            })
+            .await?;
+        }
+        // Our offer to resume comes before our HELLO (§4.12), so that a listener knows when
+        // its pipe opens whether to keep what it sends.
+        if link.offer {
+            send.send(&Message::Resumable).await?;
+        }
+        // Our HELLO (a dialer gets here only once it has accepted the listener's key).
+        send.send(&Message::hello(Mode::Pipe, "")).await?;
+        if self.listener {
+            send.send(&match self.resumed {
+                true => Message::Resumed(counters.received.load(Ordering::SeqCst)),
+                false => Message::Welcome("schat pipe".into()),
+            })
+            .await?;
+        }
+        let dialer = !self.listener;
+        let cut = async {
+            match cut {
+                Some(cut) => drop(cut.await),
+                None => std::future::pending().await,
+            }
+        };
+        // Not when stdin is a terminal: there, another thread may be reading the terminal
+        // (for a key question), so a read the poll said was ready could block and hold up our
+        // PINGs and PONGs; and typing is no bulk transfer. (Nor once the async engine has run
+        // on an earlier connection: its helper threads hold what stdin gave and what stdout
+        // has yet to write.)
+        if recv.get_ref().detachable()
+            && send.get_ref().detachable()
+            && !io::stdin().is_terminal()
+            && !carried.started()
+        {
+            let (counters, roles) = (counters.clone(), (dialer, self.resumed));
+            threads::transfer(recv, send, roles, self.keepalive, counters, interrupts, cut).await
+        } else {
+            let (keepalive, roles) = (self.keepalive, (dialer, self.resumed));
+            tasks::transfer(
+                recv, send, roles, keepalive, counters, carried, interrupts, cut,
+            )
+            .await
+        }
+    }
+
+    /// A listener's connection, while watching for the dialer to come back on another one
+    /// (it noticed the cut before we did): the old connection is then closed, and the new one
+    /// handed back with the result.
+    async fn run_watching<R, W>(
+        &self,
+        back: Back<R, W>,
+        carried: &mut tasks::Carried,
+        interrupts: &mut Interrupts,
+        arrivals: &mut tokio::sync::mpsc::Receiver<Box<crate::session::room::Arrival<R, W>>>,
+        token: &[u8; 32],
+    ) -> (Result<()>, Option<Back<R, W>>)
+    where
+        R: AsyncRead + Unpin + Detach + Send + 'static,
+        W: AsyncWrite + Unpin + Detach + Send + 'static,
+    {
+        let key = back.established.peer;
+        let (cut_tx, cut_rx) = tokio::sync::oneshot::channel();
+        let running = self.run(back, carried, interrupts, Some(cut_rx));
+        tokio::pin!(running);
+        let mut cut_tx = Some(cut_tx);
+        let mut taken_back = None;
+        loop {
+            tokio::select! {
+                result = &mut running => return (result, taken_back),
+                Some(arrival) = arrivals.recv(), if taken_back.is_none() => {
+                    match comeback::takes_back(arrival, token, &key) {
+                        Ok(back) if self.counters.link.resumes_after_cut() => {
+                            taken_back = Some(back);
+                            if let Some(cut) = cut_tx.take() {
+                                let _ = cut.send(());
+                            }
+                        }
+                        Ok(back) => comeback::refuse(back.established),
+                        Err(other) => comeback::refuse(other.established),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The receiving side's view of a connection's opening: it notes the peer's offer to resume
+/// (and a RESUMED's count) before the sending side hears that the connection is open.
+struct Opened {
+    opening: crate::session::opening::Opening,
+    offers: link::Offers,
+    open: bool,
+}
+
+impl Opened {
+    fn new(dialer: bool, resumed: bool) -> Self {
+        use crate::session::opening::Opening;
+        Opened {
+            opening: match (dialer, resumed) {
+                (true, true) => Opening::resumed(),
+                _ => Opening::new(dialer),
+            },
+            offers: link::Offers::default(),
+            open: false,
+        }
+    }
+
+    /// Takes `msg` through the opening. `Ok((msg, true))` once, when the connection has just
+    /// opened: the sending side may start.
+    fn accept<'a>(&mut self, msg: Message<'a>, link: &Link) -> Result<(Option<Message<'a>>, bool)> {
+        let msg = self.opening.accept(msg, Mode::Pipe)?;
+        if let Some(msg) = &msg {
+            self.offers.note(msg, link);
+        }
+        let opened = self.opening.is_open() && !self.open;
+        if opened {
+            self.open = true;
+        }
+        Ok((msg, opened))
+    }
+}
+
+/// Where the receiving side stands with our ACKs (PROTOCOL.md §4.12).
+#[derive(Debug, Default)]
+struct Acks {
+    last: u64,
+}
+
+impl Acks {
+    /// After taking DATA: the count to acknowledge, when one is due.
+    fn due(&mut self, counters: &Counters) -> Option<u64> {
+        if !counters.link.both.load(Ordering::SeqCst) {
+            return None;
+        }
+        let taken = counters.received.load(Ordering::SeqCst);
+        (taken >= self.last + link::ACK_STEP).then(|| {
+            self.last = taken;
+            taken
+        })
+    }
+}
+
 /// The size of stdin when it is a regular file (what a progress line can count towards).
 fn stdin_size() -> Option<u64> {
     use std::os::fd::AsFd;
@@ -178,6 +443,8 @@ enum Step<'a> {
     Quit(Result<()>),
     /// Answer the peer's PING with this body.
     Pong(Vec<u8>),
+    /// The peer took this many of our bytes (§4.12).
+    Ack(u64),
     /// Nothing to do.
     Nothing,
 }
@@ -198,6 +465,19 @@ struct Ending {
 }
 
 impl Ending {
+    /// A new connection: each side sends END and RECEIVED again on it.
+    fn restart(&self) {
+        for flag in [
+            &self.end_sent,
+            &self.peer_ended,
+            &self.receipt_due,
+            &self.receipt_sent,
+            &self.confirmed,
+        ] {
+            flag.store(false, Ordering::SeqCst);
+        }
+    }
+
     /// Whether our QUIT may go: our END and RECEIVED sent, and all we sent confirmed.
     fn may_quit(&self) -> bool {
         self.end_sent.load(Ordering::SeqCst)
@@ -249,14 +529,18 @@ fn step(msg: Message<'_>) -> Result<Step<'_>> {
             Some(e) => Err(e),
         }),
         Message::Ping(body) => Step::Pong(body.into_owned()),
-        // (A pipe's receipt is RECEIVED, and pipes do not resume: offers of chat receipts and
-        // of resuming are ignored like any extension.)
+        Message::Ack(count) => Step::Ack(count),
+        // (A pipe's receipt is RECEIVED: an offer of chat receipts is ignored like any
+        // extension. The opening placed RESUMABLE and RESUMED, and the receiving side noted
+        // them.)
         Message::Pong(_)
         | Message::Rekey
         | Message::Extension { .. }
         | Message::Receipts
-        | Message::Resumable => Step::Nothing,
-        Message::Ack(_) | Message::Resume { .. } | Message::Resumed(_) => {
+        | Message::Resumable
+        | Message::Resumed(_) => Step::Nothing,
+        // (A listener reads a RESUME before the session; the opening refuses a late one.)
+        Message::Resume { .. } => {
             return Err(ProtocolError::Unexpected(msg.name(), "in a pipe").into());
         }
         Message::Text(_)
@@ -280,7 +564,7 @@ fn step(msg: Message<'_>) -> Result<Step<'_>> {
 }
 
 /// Bytes moved so far, shared with the progress line, and the ending.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counters {
     sent: AtomicU64,
     received: AtomicU64,
@@ -291,86 +575,48 @@ struct Counters {
     /// The opening is done: this was a session (a summary is due).
     opened: AtomicBool,
     ending: Ending,
+    /// What carries over to the next connection.
+    link: Link,
 }
 
 impl Counters {
+    fn new(link: Link) -> Self {
+        Counters {
+            sent: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            quit_sent: AtomicBool::new(false),
+            abort_asked: AtomicBool::new(false),
+            opened: AtomicBool::new(false),
+            ending: Ending::default(),
+            link,
+        }
+    }
+
+    /// A new connection: the ending starts afresh (§4.12); `resend_from` is the peer's count
+    /// when it is already known (a listener's resumed connection: the dialer's RESUME).
+    fn new_connection(&self, resend_from: Option<u64>) {
+        self.ending.restart();
+        self.link.reconnected(resend_from);
+    }
+
+    /// Whether a pipe that ended with `e` may resume: the connection resumes
+    /// ([`Link::resumes_after_cut`]), it was lost (nobody ended it), and we had not said QUIT.
+    fn may_resume(&self, e: &Error) -> bool {
+        let lost = match e {
+            Error::Io { context, .. } => {
+                context == "reading from the peer" || context == "sending to the peer"
+            }
+            _ => crate::session::chat_cut(e),
+        };
+        lost && self.link.resumes_after_cut()
+            && !self.quit_sent.load(Ordering::SeqCst)
+            && !self.abort_asked.load(Ordering::SeqCst)
+    }
+
     fn get(&self) -> (u64, u64) {
         (
             self.sent.load(Ordering::Relaxed),
             self.received.load(Ordering::Relaxed),
         )
-    }
-}
-
-/// Redraws a progress line on stderr four times a second (if enabled). With the size of what
-/// we send known, it shows how far along that is and the time left. Never returns.
-async fn progress(
-    counters: &Counters,
-    started: Instant,
-    enabled: bool,
-    total: Option<u64>,
-) -> std::convert::Infallible {
-    if !enabled {
-        return std::future::pending().await;
-    }
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut last = (0u64, Instant::now());
-    loop {
-        tick.tick().await;
-        let (sent, received) = counters.get();
-        let moved = sent + received;
-        let now = Instant::now();
-        let rate = (moved - last.0) as f64 / now.duration_since(last.1).as_secs_f64().max(1e-3);
-        last = (moved, now);
-        let elapsed = started.elapsed().as_secs();
-        let up = match total {
-            Some(total) if total > 0 => {
-                let done = sent.min(total);
-                let percent = done as f64 * 100.0 / total as f64;
-                // Time left at the average rate so far (steadier than the last quarter second).
-                let average = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
-                let left = match average > 0.0 {
-                    true => clock(((total - done) as f64 / average) as u64),
-                    false => "?".into(),
-                };
-                format!(
-                    "{} of {} ({percent:.0}%, {left} left)",
-                    size(sent),
-                    size(total)
-                )
-            }
-            _ => size(sent),
-        };
-        eprint!(
-            "\r\x1b[Kschat: ↑ {up}  ↓ {}  {}/s  {}",
-            size(received),
-            size(rate as u64),
-            clock(elapsed)
-        );
-        let _ = io::stderr().flush();
-    }
-}
-
-/// `m:ss` (or `h:mm:ss`).
-fn clock(secs: u64) -> String {
-    match secs >= 3600 {
-        true => format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
-        false => format!("{}:{:02}", secs / 60, secs % 60),
-    }
-}
-
-/// A byte count for people: B, KiB, MiB, GiB.
-fn size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }

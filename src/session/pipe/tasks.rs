@@ -3,11 +3,14 @@
 //! writing stdout, so that stdout and the network work at the same time. Chunks travel
 //! between them as whole buffers through small pools, never copied or reallocated.
 
-use super::{ABORT_GRACE, Control, Counters, Step, abort_reason, aborted, output_failed, step};
+use super::link::bad_count;
+use super::{
+    ABORT_GRACE, Acks, Control, Counters, Opened, Step, abort_reason, aborted, output_failed, step,
+};
 use crate::error::{Error, ProtocolError, Result};
-use crate::message::{MAX_PLAINTEXT, Message, Mode, kind};
+use crate::message::{MAX_PLAINTEXT, Message, kind};
+use crate::resume::Window;
 use crate::session::keepalive::{Lapse, Silence};
-use crate::session::opening::Opening;
 use crate::signals::Interrupts;
 use crate::transport::{PLAINTEXT_BUF_LEN, RecvHalf, SendHalf};
 use std::io::{self, Read, Write};
@@ -20,14 +23,41 @@ use tokio::sync::{mpsc, oneshot};
 /// Buffers in flight in each direction.
 const IN_FLIGHT: usize = 4;
 
-/// Moves stdin to the peer and the peer's bytes to stdout until both QUITs have passed.
+/// The helper threads, which outlive a connection when the pipe resumes: what the stdin
+/// thread read and the stdout thread has queued belongs to the session, not to a connection.
+#[derive(Default)]
+pub(super) struct Carried {
+    stdin: Option<StdinChunks>,
+    stdout: Option<StdoutChunks>,
+}
+
+impl Carried {
+    /// Whether this engine has run: its helper threads own what stdin gave them and what
+    /// stdout has not written yet, so every later connection must use them too.
+    pub fn started(&self) -> bool {
+        self.stdout.is_some()
+    }
+
+    /// The session is over: whatever was queued for stdout is written before we go.
+    pub async fn finish(&mut self) {
+        if let Some(stdout) = &mut self.stdout {
+            let _ = stdout.finish().await;
+        }
+    }
+}
+
+/// Moves stdin to the peer and the peer's bytes to stdout until both QUITs have passed, or
+/// the connection fails, or `cut` says a newer connection replaces it.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn transfer<R, W>(
     recv: RecvHalf<R>,
     send: SendHalf<W>,
-    dialer: bool,
+    (dialer, resumed): (bool, bool),
     keepalive: Duration,
     counters: &Counters,
+    carried: &mut Carried,
     interrupts: &mut Interrupts,
+    cut: impl std::future::Future<Output = ()>,
 ) -> Result<()>
 where
     R: AsyncRead + Unpin,
@@ -38,16 +68,20 @@ where
     let (opened_tx, opened_rx) = oneshot::channel();
     // The download side says when the ending moved on (our receipt is due, the peer's came).
     let (moved_tx, moved_rx) = mpsc::channel::<()>(1);
-    let upload = upload(send, opened_rx, control_rx, moved_rx, keepalive, counters);
+    let Carried { stdin, stdout } = carried;
+    let stdout = stdout.get_or_insert_with(StdoutChunks::spawn);
+    let upload = upload(
+        send, opened_rx, control_rx, moved_rx, keepalive, counters, stdin,
+    );
     let download = download(
         recv,
-        StdoutChunks::spawn(),
+        stdout,
         Asks {
             control: control_tx,
             moved: moved_tx,
         },
         opened_tx,
-        dialer,
+        Opened::new(dialer, resumed),
         keepalive,
         counters,
     );
@@ -75,9 +109,11 @@ where
             (Ok(()), false) => upload.await,
         }
     };
-    tokio::pin!(both);
+    tokio::pin!(both, cut);
     tokio::select! {
         result = &mut both => result,
+        // (Dropping the two futures stops them between two steps: what they took is counted.)
+        () = &mut cut => Err(Error::ConnectionCut),
         signal = interrupts.recv() => {
             let control = Control::Abort(abort_reason(signal), Some(signal));
             if !counters.quit_sent.load(Ordering::SeqCst) && abort.try_send(control).is_ok() {
@@ -91,13 +127,13 @@ where
 /// What the download side asks of the upload side.
 struct Asks {
     control: mpsc::Sender<Control>,
-    /// A wake-up: the ending moved on (see [`super::Ending`]).
+    /// A wake-up: the ending moved on (see [`super::Ending`]), or the peer took more of ours.
     moved: mpsc::Sender<()>,
 }
 
-/// Our direction: stdin chunks as DATA, END at end of input, PINGs and PONGs when asked, our
-/// receipt once the peer's stream is written out, and QUIT once the ending is complete
-/// ([`super::Ending`]).
+/// Our direction: stdin chunks as DATA, END at end of input, PINGs, PONGs and ACKs when
+/// asked, our receipt once the peer's stream is written out, and QUIT once the ending is
+/// complete ([`super::Ending`]).
 ///
 /// Until our QUIT we also PING after every `keepalive` in which we sent nothing, so that a
 /// peer waiting for our receipt knows we are alive (PROTOCOL.md §4.2).
@@ -108,12 +144,17 @@ async fn upload<W: AsyncWrite + Unpin>(
     mut moved: mpsc::Receiver<()>,
     keepalive: Duration,
     counters: &Counters,
+    stdin: &mut Option<StdinChunks>,
 ) -> Result<()> {
     let heartbeat = tokio::time::sleep(keepalive);
     tokio::pin!(heartbeat);
     let ending = &counters.ending;
+    let link = &counters.link;
+    // The window is ours while this connection runs (a guard gives it back, also when the
+    // connection is dropped mid-send): nothing else touches it meanwhile.
+    let mut window = Lent::take(link);
     // Stdin is read only once the session is open (see the module comment of `pipe`).
-    let (mut stdin, mut waiting) = (None, true);
+    let mut waiting = true;
     loop {
         if ending.receipt_due.load(Ordering::SeqCst) && !ending.receipt_sent.load(Ordering::SeqCst)
         {
@@ -125,6 +166,13 @@ async fn upload<W: AsyncWrite + Unpin>(
             counters.quit_sent.store(true, Ordering::SeqCst);
             return send.quit("").await;
         }
+        // What the peer took is released; a full window reads no more input.
+        let acked = link.acked.load(Ordering::SeqCst);
+        if acked > window.start() {
+            window.acked(acked).map_err(|why| bad_count("ACK", why))?;
+        }
+        let full = window.is_full();
+        let reading = !waiting && !full && !ending.end_sent.load(Ordering::SeqCst);
         heartbeat
             .as_mut()
             .reset(tokio::time::Instant::now() + keepalive);
@@ -132,23 +180,35 @@ async fn upload<W: AsyncWrite + Unpin>(
             Some(()) = moved.recv() => {}
             () = &mut heartbeat => send.send(&Message::Ping(Vec::new().into())).await?,
             open = &mut opened, if waiting => {
+                if open.is_err() {
+                    // The download side ended before the opening did: its error tells why.
+                    std::future::pending::<()>().await;
+                }
                 waiting = false;
-                if open.is_ok() {
-                    stdin = Some(StdinChunks::spawn());
+                start(&mut send, &mut window, counters).await?;
+                if !link.input_ended.load(Ordering::SeqCst) && stdin.is_none() {
+                    *stdin = Some(StdinChunks::spawn());
                 }
             }
-            chunk = next_chunk(&mut stdin) => match chunk {
+            chunk = next_chunk(stdin), if reading => match chunk {
                 Some(Ok(buf)) => {
-                    send.send_encoded(&buf).await?;
-                    counters.sent.fetch_add(buf.len() as u64 - 1, Ordering::Relaxed);
-                    if let Some(stdin) = &stdin {
-                        let _ = stdin.recycle.send(buf);
+                    let len = buf.len();
+                    // Counted and kept before it is written (see the threads engine).
+                    counters.sent.fetch_add(len as u64 - 1, Ordering::SeqCst);
+                    let spare = window.sent(buf, len);
+                    match window.newest() {
+                        Some(kept) => send.send_encoded(kept).await?,
+                        None => send.send_encoded(&spare[..len]).await?,
+                    }
+                    if let Some(stdin) = stdin.as_ref() {
+                        let _ = stdin.recycle.send(spare);
                     }
                 }
                 Some(Err(e)) => return Err(Error::io("reading stdin", e)),
                 // End of input: "I have finished sending" (our count is final first).
                 None => {
-                    stdin = None;
+                    *stdin = None;
+                    link.input_ended.store(true, Ordering::SeqCst);
                     ending.end_sent.store(true, Ordering::SeqCst);
                     send.send(&Message::End).await?;
                 }
@@ -156,6 +216,7 @@ async fn upload<W: AsyncWrite + Unpin>(
             Some(c) = control.recv() => match c {
                 Control::Ping => send.send(&Message::Ping(Vec::new().into())).await?,
                 Control::Pong(body) => send.send(&Message::Pong(body.into())).await?,
+                Control::Ack(count) => send.send(&Message::Ack(count)).await?,
                 Control::Abort(reason, signal) => {
                     counters.quit_sent.store(true, Ordering::SeqCst);
                     send.quit(&reason).await?;
@@ -166,21 +227,55 @@ async fn upload<W: AsyncWrite + Unpin>(
     }
 }
 
+/// The connection is open: what the peer has not taken goes again first (a resumed
+/// connection), a connection that does not resume keeps nothing, an input that had ended
+/// ends again (PROTOCOL.md §4.12).
+async fn start<W: AsyncWrite + Unpin>(
+    send: &mut SendHalf<W>,
+    window: &mut Window,
+    counters: &Counters,
+) -> Result<()> {
+    let link = &counters.link;
+    let from = link
+        .resend_from
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(from) = from {
+        window
+            .acked(from)
+            .map_err(|why| bad_count("RESUME or RESUMED", why))?;
+        link.acked.fetch_max(from, Ordering::SeqCst);
+        for message in window.messages() {
+            send.send_encoded(message).await?;
+        }
+    }
+    if !link.both.load(Ordering::SeqCst) {
+        window.stop();
+    }
+    if link.input_ended.load(Ordering::SeqCst) {
+        counters.ending.end_sent.store(true, Ordering::SeqCst);
+        send.send(&Message::End).await?;
+    }
+    Ok(())
+}
+
 /// The peer's direction: DATA to stdout until its END, then our receipt asked for once it is
-/// all written; its RECEIVED checked; PINGs answered; keepalive until its QUIT.
+/// all written; its RECEIVED checked; PINGs answered; its ACKs noted; keepalive until its
+/// QUIT.
 async fn download<R: AsyncRead + Unpin>(
     mut recv: RecvHalf<R>,
-    mut stdout: StdoutChunks,
+    stdout: &mut StdoutChunks,
     asks: Asks,
     opened: oneshot::Sender<()>,
-    dialer: bool,
+    mut opening: Opened,
     keepalive: Duration,
     counters: &Counters,
 ) -> Result<()> {
     let mut silence = Silence::new(keepalive);
-    let mut opening = Opening::new(dialer);
     let mut opened = Some(opened);
     let mut peer_ended = false;
+    let mut acks = Acks::default();
     let ending = &counters.ending;
     loop {
         let msg = tokio::select! {
@@ -197,10 +292,8 @@ async fn download<R: AsyncRead + Unpin>(
         let Some(msg) = msg else {
             return Err(Error::ConnectionCut);
         };
-        let msg = opening.accept(msg, Mode::Pipe)?;
-        if opening.is_open()
-            && let Some(opened) = opened.take()
-        {
+        let (msg, now_open) = opening.accept(msg, &counters.link)?;
+        if now_open && let Some(opened) = opened.take() {
             counters.opened.store(true, Ordering::SeqCst);
             let _ = opened.send(());
         }
@@ -220,6 +313,15 @@ async fn download<R: AsyncRead + Unpin>(
                     return Err(output_error(e, &asks, counters).await);
                 }
                 counters.received.fetch_add(len as u64, Ordering::SeqCst);
+                if let Some(count) = acks.due(counters) {
+                    let _ = asks.control.try_send(Control::Ack(count));
+                }
+            }
+            Step::Ack(count) => {
+                counters
+                    .link
+                    .peer_acked(count, counters.sent.load(Ordering::SeqCst))?;
+                let _ = asks.moved.try_send(());
             }
             // Confirmed only once the writer has written and flushed everything.
             Step::End => {
@@ -267,6 +369,38 @@ async fn output_error(e: Error, asks: &Asks, counters: &Counters) -> Error {
         ),
         e,
     )
+}
+
+/// The link's window, lent to one connection's upload; given back when dropped.
+struct Lent<'a> {
+    link: &'a super::Link,
+    window: Window,
+}
+
+impl<'a> Lent<'a> {
+    fn take(link: &'a super::Link) -> Self {
+        let window = std::mem::replace(&mut *link.window(), Window::off());
+        Lent { link, window }
+    }
+}
+
+impl std::ops::Deref for Lent<'_> {
+    type Target = Window;
+    fn deref(&self) -> &Window {
+        &self.window
+    }
+}
+
+impl std::ops::DerefMut for Lent<'_> {
+    fn deref_mut(&mut self) -> &mut Window {
+        &mut self.window
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        *self.link.window() = std::mem::replace(&mut self.window, Window::off());
+    }
 }
 
 /// The next chunk of stdin; never, while it is not read yet.
@@ -331,6 +465,8 @@ struct StdoutChunks {
     to_thread: Option<mpsc::Sender<Chunk>>,
     recycled: std::sync::mpsc::Receiver<Box<[u8]>>,
     done: mpsc::Receiver<io::Result<()>>,
+    /// How the writer ended, once it has: a resumed connection's END asks again.
+    ended: Option<Result<(), (io::ErrorKind, String)>>,
 }
 
 impl StdoutChunks {
@@ -356,6 +492,7 @@ impl StdoutChunks {
             to_thread: Some(to_thread),
             recycled,
             done,
+            ended: None,
         }
     }
 
@@ -386,10 +523,19 @@ impl StdoutChunks {
     /// Waits until everything queued is written and flushed.
     async fn finish(&mut self) -> Result<()> {
         self.to_thread = None;
-        match self.done.recv().await {
-            Some(Ok(())) => Ok(()),
-            Some(Err(e)) => Err(Error::io("writing stdout", e)),
-            None => Err(Error::Internal("the stdout writer vanished".into())),
+        if self.ended.is_none() {
+            self.ended = Some(match self.done.recv().await {
+                Some(Ok(())) => Ok(()),
+                Some(Err(e)) => Err((e.kind(), crate::error::plain_io(&e))),
+                None => Err((io::ErrorKind::Other, "the stdout writer vanished".into())),
+            });
+        }
+        match &self.ended {
+            Some(Err((kind, why))) => Err(Error::io(
+                "writing stdout",
+                io::Error::new(*kind, why.clone()),
+            )),
+            _ => Ok(()),
         }
     }
 }

@@ -16,12 +16,14 @@
 //! failure stops the other thread (its socket is shut down and it is woken), and is the one
 //! reported.
 
-use super::{ABORT_GRACE, Control, Counters, Step, abort_reason, aborted, output_failed, step};
+use super::link::bad_count;
+use super::{
+    ABORT_GRACE, Acks, Control, Counters, Opened, Step, abort_reason, aborted, output_failed, step,
+};
 use crate::error::{Error, ProtocolError, Result};
 use crate::framed::{Detach, Polled};
-use crate::message::{MAX_PLAINTEXT, Message, Mode, kind};
+use crate::message::{MAX_PLAINTEXT, Message, kind};
 use crate::session::keepalive::{Lapse, SilentReads};
-use crate::session::opening::Opening;
 use crate::signals::Interrupts;
 use crate::transport::{RecvHalf, SendHalf};
 use std::fs::File;
@@ -34,14 +36,18 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
-/// Moves stdin to the peer and the peer's bytes to stdout until both QUITs have passed.
+/// Moves stdin to the peer and the peer's bytes to stdout until both QUITs have passed, or
+/// until the connection fails, or `cut` says a newer connection replaces it. Either way both
+/// threads have ended when it returns, so that a resumed connection's threads never run
+/// beside them.
 pub(super) async fn transfer<R: Detach, W: Detach>(
     recv: RecvHalf<R>,
     send: SendHalf<W>,
-    dialer: bool,
+    (dialer, resumed): (bool, bool),
     keepalive: Duration,
     counters: Arc<Counters>,
     interrupts: &mut Interrupts,
+    cut: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let preparing = |e| Error::io("preparing the connection for the pipe", e);
     let recv = recv.try_map_io(|io| io.detach().map_err(|(_, e)| e));
@@ -85,7 +91,7 @@ pub(super) async fn transfer<R: Detach, W: Detach>(
         controls: controls_tx,
         wake: wake_tx,
         opened,
-        dialer,
+        opening: Opened::new(dialer, resumed),
         silence,
         counters: counters.clone(),
     };
@@ -99,8 +105,9 @@ pub(super) async fn transfer<R: Detach, W: Detach>(
     )?;
     drop(done_tx);
     let vanished = || Err(Error::Internal("a pipe thread vanished".into()));
+    tokio::pin!(cut);
     // Both threads' results. On the first failure, the other thread gets a moment to send the
-    // aborting QUIT it may have been asked for; then returning drops `abort`, which stops it.
+    // aborting QUIT it may have been asked for; then `abort` stops it, and it is waited for.
     for _ in 0..2 {
         tokio::select! {
             result = done.recv() => {
@@ -108,8 +115,19 @@ pub(super) async fn transfer<R: Detach, W: Detach>(
                     if counters.abort_asked.load(Ordering::SeqCst) {
                         let _ = tokio::time::timeout(ABORT_GRACE, done.recv()).await;
                     }
-                    return Err(e);
+                    drop(abort);
+                    return match join(&mut done, interrupts).await {
+                        Some(signal) => Err(Error::Interrupted(signal)),
+                        None => Err(e),
+                    };
                 }
+            }
+            () = &mut cut => {
+                drop(abort);
+                return match join(&mut done, interrupts).await {
+                    Some(signal) => Err(Error::Interrupted(signal)),
+                    None => Err(Error::ConnectionCut),
+                };
             }
             signal = interrupts.recv() => {
                 // Our QUIT with a reason tells the peer the transfer failed, unless our QUIT
@@ -125,6 +143,18 @@ pub(super) async fn transfer<R: Detach, W: Detach>(
     }
     abort.disarm();
     Ok(())
+}
+
+/// Waits for the threads still running (stopped: they end at once, unless stdout holds one
+/// up); a signal stops the wait.
+async fn join(
+    done: &mut tokio::sync::mpsc::UnboundedReceiver<Result<()>>,
+    interrupts: &mut Interrupts,
+) -> Option<&'static str> {
+    tokio::select! {
+        () = async { while done.recv().await.is_some() {} } => None,
+        signal = interrupts.recv() => Some(signal),
+    }
 }
 
 /// Our own descriptor for stdin or stdout: Rust's handles buffer, lock, and (stdout) scan for
@@ -226,7 +256,9 @@ impl Upload {
         message[0] = kind::DATA;
         // Our heartbeat counts from what we last sent, whatever woke us in between.
         let mut sent = std::time::Instant::now();
-        let ending = &self.counters.ending;
+        let counters = self.counters.clone();
+        let (ending, link) = (&counters.ending, &counters.link);
+        let mut started = false;
         loop {
             // Our part of the ending, as soon as it is due.
             if ending.receipt_due.load(Ordering::SeqCst)
@@ -241,8 +273,22 @@ impl Upload {
                 self.counters.quit_sent.store(true, Ordering::SeqCst);
                 return self.send.quit_blocking("");
             }
-            let reading =
-                self.opened.load(Ordering::SeqCst) && !ending.end_sent.load(Ordering::SeqCst);
+            let opened = self.opened.load(Ordering::SeqCst);
+            if opened && !started {
+                started = true;
+                self.start()?;
+                sent = std::time::Instant::now();
+            }
+            // What the peer took is released; a full window reads no more input.
+            let full = {
+                let mut window = link.window();
+                let acked = link.acked.load(Ordering::SeqCst);
+                if acked > window.start() {
+                    window.acked(acked).map_err(|why| bad_count("ACK", why))?;
+                }
+                window.is_full()
+            };
+            let reading = opened && !ending.end_sent.load(Ordering::SeqCst) && !full;
             let stdin = reading.then_some(&self.stdin);
             let quiet = self.keepalive.saturating_sub(sent.elapsed());
             let ready = wait(stdin, &self.wake, quiet)?;
@@ -265,6 +311,7 @@ impl Upload {
                         Control::Pong(body) => {
                             self.send.send_blocking(&Message::Pong(body.into()))?
                         }
+                        Control::Ack(count) => self.send.send_blocking(&Message::Ack(count))?,
                     }
                 }
             }
@@ -278,14 +325,28 @@ impl Upload {
             match self.stdin.read(&mut message[1..]) {
                 // End of input: "I have finished sending" (our count is final first).
                 Ok(0) => {
+                    link.input_ended.store(true, Ordering::SeqCst);
                     ending.end_sent.store(true, Ordering::SeqCst);
                     self.send.send_blocking(&Message::End)?;
                     sent = std::time::Instant::now();
                 }
                 Ok(n) => {
-                    self.send.send_encoded_blocking(&message[..1 + n])?;
+                    // Counted before it is written, so that no honest ACK counts more; kept
+                    // (when this pipe resumes) before it is written, so that a failed write
+                    // loses nothing.
+                    self.counters.sent.fetch_add(n as u64, Ordering::SeqCst);
+                    let mut window = link.window();
+                    let next = window.sent(std::mem::take(&mut message), 1 + n);
+                    let out = match window.newest() {
+                        Some(kept) => kept,
+                        None => &next[..1 + n],
+                    };
+                    self.send.send_encoded_blocking(out)?;
+                    drop(window);
+                    message = next;
+                    message.resize(MAX_PLAINTEXT, 0);
+                    message[0] = kind::DATA;
                     sent = std::time::Instant::now();
-                    self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Err(e)
                     if matches!(
@@ -295,6 +356,39 @@ impl Upload {
                 Err(e) => return Err(Error::io("reading stdin", e)),
             }
         }
+    }
+}
+
+impl Upload {
+    /// The connection is open: on a resumed one, what the peer has not taken goes again
+    /// first; a connection that does not resume keeps nothing; an input that had ended ends
+    /// again (PROTOCOL.md §4.12).
+    fn start(&mut self) -> Result<()> {
+        let link = &self.counters.link;
+        let mut window = link.window();
+        let from = link
+            .resend_from
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(from) = from {
+            window
+                .acked(from)
+                .map_err(|why| bad_count("RESUME or RESUMED", why))?;
+            link.acked.fetch_max(from, Ordering::SeqCst);
+            for message in window.messages() {
+                self.send.send_encoded_blocking(message)?;
+            }
+        }
+        if !link.both.load(Ordering::SeqCst) {
+            window.stop();
+        }
+        drop(window);
+        if link.input_ended.load(Ordering::SeqCst) {
+            self.counters.ending.end_sent.store(true, Ordering::SeqCst);
+            self.send.send_blocking(&Message::End)?;
+        }
+        Ok(())
     }
 }
 
@@ -364,15 +458,15 @@ struct Download {
     controls: SyncSender<Control>,
     wake: PipeWriter,
     opened: Arc<AtomicBool>,
-    dialer: bool,
+    opening: Opened,
     silence: SilentReads,
     counters: Arc<Counters>,
 }
 
 impl Download {
     fn run(mut self) -> Result<()> {
-        let mut opening = Opening::new(self.dialer);
         let mut peer_ended = false;
+        let mut acks = Acks::default();
         loop {
             let msg = match self.recv.recv_blocking()? {
                 Polled::Idle => match self.silence.idle() {
@@ -389,9 +483,10 @@ impl Download {
             let Some(msg) = msg else {
                 return Err(Error::ConnectionCut);
             };
-            let msg = opening.accept(msg, Mode::Pipe)?;
-            if opening.is_open() && !self.opened.swap(true, Ordering::SeqCst) {
+            let (msg, opened) = self.opening.accept(msg, &self.counters.link)?;
+            if opened {
                 self.counters.opened.store(true, Ordering::SeqCst);
+                self.opened.store(true, Ordering::SeqCst);
                 let _ = self.wake.write(&[1]);
             }
             let Some(msg) = msg else {
@@ -421,6 +516,14 @@ impl Download {
                     self.counters
                         .received
                         .fetch_add(bytes.len() as u64, Ordering::SeqCst);
+                    if let Some(count) = acks.due(&self.counters) {
+                        ask(&self.controls, &mut self.wake, Control::Ack(count));
+                    }
+                }
+                Step::Ack(count) => {
+                    let sent = self.counters.sent.load(Ordering::SeqCst);
+                    self.counters.link.peer_acked(count, sent)?;
+                    let _ = self.wake.write(&[1]);
                 }
                 // Everything is written (stdout is our own unbuffered descriptor): confirm it.
                 Step::End => {

@@ -4,9 +4,7 @@
 //! key) takes the place back, gets RESUMED instead of WELCOME and everything it missed.
 
 use super::*;
-
-/// What a resume attempt that names no session we keep is told.
-const GONE: &str = "gone: no such session here (it ended, expired, or was never resumable)";
+use crate::session::GONE;
 
 impl<R, W> Room<'_, R, W>
 where

@@ -1,0 +1,134 @@
+//! What a pipe carries from one connection to the next (PROTOCOL.md §4.12): whether it offers
+//! to resume, what it sent that the peer has not taken ([`Window`]), the peer's count of it,
+//! and where a resumed connection starts sending again. Both engines share it; only the
+//! sending side touches the window, the receiving side only the counts.
+
+use crate::error::{ProtocolError, Result};
+use crate::message::Message;
+use crate::resume::Window;
+use crate::resume::window::BadCount;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// A receiver acknowledges what it took after every this many bytes since its last ACK.
+pub(super) const ACK_STEP: u64 = 1 << 20;
+
+#[derive(Debug)]
+pub(super) struct Link {
+    /// We send RESUMABLE (before our HELLO) on every connection.
+    pub offer: bool,
+    /// Both sides offered on this connection: the window keeps, ACKs flow, a cut resumes.
+    pub both: AtomicBool,
+    /// The peer's HELLO came on this connection, so `both` is known. (A connection cut
+    /// before it may have opened on the peer's side: it is resumed if we offered.)
+    pub decided: AtomicBool,
+    /// The peer's latest count of our bytes it took (ACK, RESUME, RESUMED).
+    pub acked: AtomicU64,
+    /// On a resumed connection, the peer's count: where sending starts again.
+    pub resend_from: Mutex<Option<u64>>,
+    /// What we sent and the peer has not taken. (Only the sending side locks it.)
+    pub window: Mutex<Window>,
+    /// Our input ended: every new connection sends END again once it has resent the rest.
+    pub input_ended: AtomicBool,
+}
+
+impl Link {
+    pub fn new(offer: bool) -> Self {
+        Link {
+            offer,
+            both: AtomicBool::new(false),
+            decided: AtomicBool::new(false),
+            acked: AtomicU64::new(0),
+            resend_from: Mutex::new(None),
+            window: Mutex::new(match offer {
+                true => Window::new(crate::resume::PIPE_WINDOW),
+                false => Window::off(),
+            }),
+            input_ended: AtomicBool::new(false),
+        }
+    }
+
+    /// The window (never poisoned in a way that matters: it holds plain data).
+    pub fn window(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.window.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new connection: nobody has offered on it yet.
+    pub fn reconnected(&self, resend_from: Option<u64>) {
+        self.both.store(false, Ordering::SeqCst);
+        self.decided.store(false, Ordering::SeqCst);
+        *self.resend_from.lock().unwrap_or_else(|e| e.into_inner()) = resend_from;
+    }
+
+    /// Whether a cut of this connection is resumed: both offered, or we offered and the
+    /// peer's HELLO had not come yet (its offer, before it, unknown; a peer that did not keep
+    /// the session answers our RESUME `gone:`, and a listener that never opened has nothing
+    /// to lose by waiting).
+    pub fn resumes_after_cut(&self) -> bool {
+        self.offer && (self.both.load(Ordering::SeqCst) || !self.decided.load(Ordering::SeqCst))
+    }
+
+    /// The peer's ACK of `count` of our bytes. `sent`: our bytes handed to the connection so
+    /// far (counted before they are written, so no honest count exceeds it).
+    pub fn peer_acked(&self, count: u64, sent: u64) -> Result<()> {
+        if !self.both.load(Ordering::SeqCst) {
+            return Err(ProtocolError::Unexpected(
+                "ACK",
+                "in a pipe that does not resume (RESUMABLE was not sent by both)",
+            )
+            .into());
+        }
+        check(count, self.acked.load(Ordering::SeqCst), sent, "ACK")?;
+        self.acked.store(count, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// A count from the peer: never more than we sent, never less than an earlier one.
+pub(super) fn check(count: u64, earlier: u64, sent: u64, what: &'static str) -> Result<()> {
+    let why = match count {
+        c if c > sent => BadCount::MoreThanSent,
+        c if c < earlier => BadCount::WentBack,
+        _ => return Ok(()),
+    };
+    Err(bad_count(what, why))
+}
+
+/// The protocol error of a false count in `what`.
+pub(super) fn bad_count(what: &'static str, why: BadCount) -> crate::error::Error {
+    ProtocolError::Unexpected(
+        what,
+        match why {
+            BadCount::MoreThanSent => "counting more bytes than were sent",
+            BadCount::WentBack => "counting fewer bytes than an earlier count",
+        },
+    )
+    .into()
+}
+
+/// What the receiving side learns from the opening about resuming, before it tells the
+/// sending side that the connection is open: the peer's offer (known at its HELLO, which
+/// comes after it), and on a dialer's resumed connection the listener's count (RESUMED).
+#[derive(Debug, Default)]
+pub(super) struct Offers {
+    peer_offered: bool,
+}
+
+impl Offers {
+    /// Looks at a message the opening handed back. (The opening allows one RESUMABLE, before
+    /// the HELLO.)
+    pub fn note(&mut self, msg: &Message<'_>, link: &Link) {
+        match msg {
+            Message::Resumable => self.peer_offered = true,
+            Message::Hello { .. } => {
+                link.both
+                    .store(link.offer && self.peer_offered, Ordering::SeqCst);
+                link.decided.store(true, Ordering::SeqCst);
+            }
+            Message::Resumed(count) => {
+                *link.resend_from.lock().unwrap_or_else(|e| e.into_inner()) = Some(*count)
+            }
+            _ => {}
+        }
+    }
+}
