@@ -16,9 +16,6 @@ use std::collections::VecDeque;
 /// At most this much memory of kept messages per pipe (PROTOCOL.md §4.12).
 pub const PIPE_WINDOW: usize = 64 << 20;
 
-/// Released buffers kept for reuse, at most.
-const SPARES: usize = 32;
-
 /// Why a count from the peer cannot be right (its fault: the session ends).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BadCount {
@@ -41,7 +38,10 @@ pub struct Window {
     /// Memory held by kept buffers (their capacity).
     held: usize,
     limit: usize,
+    /// Released buffers, for reuse: handing them back to the allocator and asking again
+    /// costs page faults on every chunk. Kept and spare memory together stay within `limit`.
     spares: Vec<Vec<u8>>,
+    spare_bytes: usize,
     keeping: bool,
 }
 
@@ -55,6 +55,7 @@ impl Window {
             held: 0,
             limit,
             spares: Vec::new(),
+            spare_bytes: 0,
             keeping: true,
         }
     }
@@ -72,6 +73,7 @@ impl Window {
         self.keeping = false;
         self.kept.clear();
         self.spares.clear();
+        self.spare_bytes = 0;
         self.held = 0;
         self.start = self.end;
     }
@@ -120,9 +122,13 @@ impl Window {
         let capacity = message.capacity();
         self.held += capacity;
         self.kept.push_back((message, len));
-        self.spares
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(capacity))
+        match self.spares.pop() {
+            Some(spare) => {
+                self.spare_bytes -= spare.capacity();
+                spare
+            }
+            None => Vec::with_capacity(capacity),
+        }
     }
 
     /// The peer has taken the first `upto` bytes of the stream (an ACK, or the count in a
@@ -147,8 +153,9 @@ impl Window {
             self.start += body;
             self.held -= capacity;
             if let Some((buf, _)) = self.kept.pop_front()
-                && self.spares.len() < SPARES
+                && self.held + self.spare_bytes + capacity <= self.limit
             {
+                self.spare_bytes += capacity;
                 self.spares.push(buf);
             }
         }
