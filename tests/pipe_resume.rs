@@ -283,3 +283,54 @@ async fn false_counts_from_the_peer_end_the_pipe() {
     })
     .await
 }
+
+/// A regular file as stdin is read again for what the peer missed, not kept in memory: the
+/// listener is stopped once bytes flow (48 MiB cannot all have gone through, the rest fills
+/// the sockets) and the connection cut; the output is still the file, byte for byte.
+#[tokio::test]
+async fn a_file_on_stdin_is_read_again_after_a_cut() {
+    within(async {
+        let (alice, bob) = (Home::new(), Home::new());
+        let files = Files::new();
+        let input = files.random("in", 48 << 20);
+        let key = alice.fingerprint();
+        let args = ["listen", "127.0.0.1:0", "--pipe", "--peer", &key, "--quiet"];
+        let mut listener = PipeProc::spawn(&bob, &args, Stdio::piped(), &files.path("l.out"));
+        let line = listener.stderr_until("listening on").await;
+        let port: u16 = line.rsplit(':').next().unwrap().parse().unwrap();
+        let proxy = Proxy::start(port).await;
+        let addr = format!("127.0.0.1:{}", proxy.port);
+        let args = ["dial", &addr, "--pipe", "--trust", "accept-new", "--quiet"];
+        let mut dialer = PipeProc::spawn(
+            &alice,
+            &args,
+            common::pipe::stdin_from(&input),
+            &files.path("d.out"),
+        );
+        let to_listener = listener.child.stdin.take().unwrap();
+        // Once bytes arrive the file is on its way; stopped, the listener takes no more.
+        while std::fs::metadata(files.path("l.out")).unwrap().len() == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let pid = listener.child.id().unwrap() as libc::pid_t;
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        proxy.cut();
+        dialer.stderr_until("connection lost").await;
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+        dialer.stderr_until("reconnected").await;
+        drop(to_listener);
+        assert!(dialer.exit().await.success(), "{}", dialer.stderr_text());
+        assert!(
+            listener.exit().await.success(),
+            "{}",
+            listener.stderr_text()
+        );
+        let got = std::fs::read(files.path("l.out")).unwrap();
+        assert!(
+            got == std::fs::read(&input).unwrap(),
+            "{} bytes, or different",
+            got.len()
+        );
+    })
+    .await
+}

@@ -9,6 +9,8 @@
 //! The hot path copies nothing: a full message buffer is kept as it is, and the sender reads
 //! its next chunk into a buffer the window hands back (one it released, or a new one). Only a
 //! small chunk, which would waste most of a 64 KiB buffer, is copied into one of its size.
+//! And when the sender can read its bytes again by itself (its input is a regular file), a
+//! window only counts ([`Window::counting`]): nothing is kept, nothing costs memory.
 
 use crate::message::kind;
 use std::collections::VecDeque;
@@ -43,6 +45,8 @@ pub struct Window {
     spares: Vec<Vec<u8>>,
     spare_bytes: usize,
     keeping: bool,
+    /// Bytes are kept here (not only counted).
+    in_memory: bool,
 }
 
 impl Window {
@@ -57,7 +61,22 @@ impl Window {
             spares: Vec::new(),
             spare_bytes: 0,
             keeping: true,
+            in_memory: true,
         }
+    }
+
+    /// A window that only counts: the sender reads what it must send again from its input
+    /// itself (between [`Window::start`] and [`Window::end`]).
+    pub fn counting() -> Self {
+        Window {
+            in_memory: false,
+            ..Window::new(0)
+        }
+    }
+
+    /// Whether the bytes to send again are in [`Window::messages`] (else only counted).
+    pub fn is_in_memory(&self) -> bool {
+        self.in_memory
     }
 
     /// A window that keeps nothing (this pipe does not resume); it still counts.
@@ -85,7 +104,7 @@ impl Window {
 
     /// Whether the window holds its limit: read no more input until the peer acknowledges.
     pub fn is_full(&self) -> bool {
-        self.keeping && self.held >= self.limit
+        self.keeping && self.in_memory && self.held >= self.limit
     }
 
     /// The stream offset of the first byte not acknowledged.
@@ -109,7 +128,7 @@ impl Window {
     pub fn sent(&mut self, message: Vec<u8>, len: usize) -> Vec<u8> {
         debug_assert!(len >= 1 && len <= message.len());
         self.end += (len - 1) as u64;
-        if !self.keeping {
+        if !self.keeping || !self.in_memory {
             return message;
         }
         // A small chunk in a big buffer is copied, so that memory tracks the bytes kept.
@@ -140,7 +159,7 @@ impl Window {
         if upto < self.start {
             return Err(BadCount::WentBack);
         }
-        if !self.keeping {
+        if !self.keeping || !self.in_memory {
             self.start = upto;
             return Ok(());
         }
@@ -292,6 +311,20 @@ mod tests {
         assert!(w.is_full());
         w.acked(65_000).unwrap();
         assert!(!w.is_full());
+    }
+
+    #[test]
+    fn a_counting_window_keeps_nothing_and_is_never_full() {
+        let mut w = Window::counting();
+        let (m, len) = data(&[5; 60_000], 65_536);
+        let ptr = m.as_ptr();
+        let back = w.sent(m, len);
+        assert_eq!(back.as_ptr(), ptr, "nothing is kept");
+        assert!(w.is_keeping() && !w.is_in_memory() && !w.is_full());
+        assert_eq!(w.messages().count(), 0);
+        w.acked(10).unwrap();
+        assert_eq!((w.start(), w.end()), (10, 60_000));
+        assert_eq!(w.acked(60_001), Err(BadCount::MoreThanSent));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! and where a resumed connection starts sending again. Both engines share it; only the
 //! sending side touches the window, the receiving side only the counts.
 
-use crate::error::{ProtocolError, Result};
-use crate::message::Message;
+use crate::error::{Error, ProtocolError, Result};
+use crate::message::{MAX_PLAINTEXT, Message, kind};
 use crate::resume::Window;
 use crate::resume::window::BadCount;
 use std::sync::Mutex;
@@ -30,27 +30,84 @@ pub(super) struct Link {
     pub window: Mutex<Window>,
     /// Our input ended: every new connection sends END again once it has resent the rest.
     pub input_ended: AtomicBool,
+    /// Our input, when it is a regular file: what must go again is read from it again, and
+    /// the window only counts.
+    source: Option<std::sync::Arc<Source>>,
+}
+
+/// A regular file as stdin, and where in it our stream began.
+#[derive(Debug)]
+pub(super) struct Source {
+    file: std::fs::File,
+    base: u64,
+}
+
+impl Source {
+    /// Reads our stream's bytes from `at` (before `end`) again from the input file, as a
+    /// DATA message in `message` (at most one message's worth); returns its length. (Blocking
+    /// file I/O: the async engine calls it off the runtime.)
+    pub fn read_again(&self, at: u64, end: u64, message: &mut Vec<u8>) -> Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let want = (end - at).min((MAX_PLAINTEXT - 1) as u64) as usize;
+        message.resize(1 + want, 0);
+        message[0] = kind::DATA;
+        let changed = |e| {
+            Error::io(
+                "reading stdin again to send what the peer missed (the file changed, or is \
+                 shorter than what was sent)",
+                e,
+            )
+        };
+        self.file
+            .read_exact_at(&mut message[1..], self.base + at)
+            .map_err(changed)?;
+        Ok(1 + want)
+    }
+
+    /// Stdin, if it is a regular file (a descriptor of our own: reading it again at an
+    /// offset does not move stdin's position).
+    fn stdin() -> Option<Source> {
+        use std::io::Seek;
+        use std::os::fd::AsFd;
+        let fd = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+        let mut file = std::fs::File::from(fd);
+        if !file.metadata().ok()?.is_file() {
+            return None;
+        }
+        let base = file.stream_position().ok()?;
+        Some(Source { file, base })
+    }
 }
 
 impl Link {
     pub fn new(offer: bool) -> Self {
+        let source = offer.then(Source::stdin).flatten().map(std::sync::Arc::new);
         Link {
             offer,
             both: AtomicBool::new(false),
             decided: AtomicBool::new(false),
             acked: AtomicU64::new(0),
             resend_from: Mutex::new(None),
-            window: Mutex::new(match offer {
-                true => Window::new(crate::resume::PIPE_WINDOW),
-                false => Window::off(),
+            window: Mutex::new(match (offer, &source) {
+                (false, _) => Window::off(),
+                (true, Some(_)) => Window::counting(),
+                (true, None) => Window::new(crate::resume::PIPE_WINDOW),
             }),
             input_ended: AtomicBool::new(false),
+            source,
         }
     }
 
     /// The window (never poisoned in a way that matters: it holds plain data).
     pub fn window(&self) -> std::sync::MutexGuard<'_, Window> {
         self.window.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where what must go again is read from, when the window only counts.
+    pub fn source(&self) -> Result<std::sync::Arc<Source>> {
+        self.source
+            .clone()
+            .ok_or_else(|| Error::Internal("nothing to read a pipe's bytes again from".into()))
     }
 
     /// A new connection: nobody has offered on it yet.

@@ -246,8 +246,26 @@ async fn start<W: AsyncWrite + Unpin>(
             .acked(from)
             .map_err(|why| bad_count("RESUME or RESUMED", why))?;
         link.acked.fetch_max(from, Ordering::SeqCst);
-        for message in window.messages() {
-            send.send_encoded(message).await?;
+        if window.is_in_memory() {
+            for message in window.messages() {
+                send.send_encoded(message).await?;
+            }
+        } else {
+            let (mut at, end, source) = (window.start(), window.end(), link.source()?);
+            while at < end {
+                // (Off the runtime: it reads a file.)
+                let source = source.clone();
+                let (message, len) = tokio::task::spawn_blocking(move || {
+                    let mut message = Vec::new();
+                    source
+                        .read_again(at, end, &mut message)
+                        .map(|len| (message, len))
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("reading stdin again: {e}")))??;
+                send.send_encoded(&message[..len]).await?;
+                at += (len - 1) as u64;
+            }
         }
     }
     if !link.both.load(Ordering::SeqCst) {

@@ -376,8 +376,18 @@ impl Upload {
                 .acked(from)
                 .map_err(|why| bad_count("RESUME or RESUMED", why))?;
             link.acked.fetch_max(from, Ordering::SeqCst);
-            for message in window.messages() {
-                self.send.send_encoded_blocking(message)?;
+            if window.is_in_memory() {
+                for message in window.messages() {
+                    self.send.send_encoded_blocking(message)?;
+                }
+            } else {
+                let (mut at, end, mut message) = (window.start(), window.end(), Vec::new());
+                let source = link.source()?;
+                while at < end {
+                    let len = source.read_again(at, end, &mut message)?;
+                    self.send.send_encoded_blocking(&message[..len])?;
+                    at += (len - 1) as u64;
+                }
             }
         }
         if !link.both.load(Ordering::SeqCst) {
