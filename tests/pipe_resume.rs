@@ -334,3 +334,52 @@ async fn a_file_on_stdin_is_read_again_after_a_cut() {
     })
     .await
 }
+
+/// A listener that keeps no pipe (it was restarted) answers a dialer's RESUME `gone:` and goes
+/// on listening with its input whole; the dialer exits 1 (what it sent before was taken by
+/// the old listener: not 4, "nothing taken"), and a new dial gets the whole input.
+#[tokio::test]
+async fn a_restarted_listener_says_gone_and_keeps_its_input() {
+    within(async {
+        let mut p = pair(&[], &[]).await;
+        let (mut up, mut down) = (Vec::new(), Vec::new());
+        p.feed(1 << 20, &mut up, &mut down).await;
+        let line = p
+            .listener
+            .seen
+            .iter()
+            .find(|l| l.contains("listening on"))
+            .unwrap()
+            .clone();
+        let addr = line.rsplit(' ').next().unwrap().to_string();
+        p.listener.child.start_kill().unwrap();
+        p.listener.exit().await;
+        p.dialer.stderr_until("reconnecting").await;
+        // The same address, another listener of the same home and key, with its own input.
+        let home = &p._homes[1];
+        let input = p.files.random("second", 100_000);
+        let key = p._homes[0].fingerprint();
+        let args = ["listen", &addr, "--pipe", "--peer", &key, "--quiet"];
+        let out = p.files.path("second.out");
+        let mut second = PipeProc::spawn(home, &args, common::pipe::stdin_from(&input), &out);
+        second.stderr_until("listening on").await;
+        let status = p.dialer.exit().await;
+        assert_eq!(status.code(), Some(1), "{}", p.dialer.stderr_text());
+        assert!(
+            p.dialer.stderr_text().contains("gone:"),
+            "{}",
+            p.dialer.stderr_text()
+        );
+        second.stderr_until("refused a resume").await;
+        // A new dial gets everything the second listener had.
+        let port = p.proxy.port;
+        let addr = format!("127.0.0.1:{port}");
+        let args = ["dial", &addr, "--pipe", "--trust", "accept-new", "--quiet"];
+        let d_out = p.files.path("new.out");
+        let mut dialer = PipeProc::spawn(&p._homes[0], &args, Stdio::null(), &d_out);
+        assert!(dialer.exit().await.success(), "{}", dialer.stderr_text());
+        assert!(second.exit().await.success(), "{}", second.stderr_text());
+        assert!(std::fs::read(&d_out).unwrap() == std::fs::read(&input).unwrap());
+    })
+    .await
+}

@@ -72,8 +72,9 @@ pub(super) async fn handshake_and_admit(
     };
     let read_first = match settings.pipe {
         None => by_key.is_err() || invites_pending(settings),
-        // A pipe admits by key alone, but the dialer of the pipe it keeps may be resuming.
-        Some(_) => keeps(&peer),
+        // A pipe admits by key alone, but a dialer may be resuming (PROTOCOL.md §4.12): a
+        // RESUME for the pipe kept goes to it, any other is told `gone:`.
+        Some(_) => true,
     };
     if read_first && peer != local {
         let wait = FIRST_MESSAGE_WAIT.min(settings.handshake_timeout);

@@ -320,17 +320,26 @@ async fn serve_one_pipe(
                 return Err(Error::Interrupted(name));
             }
         };
-        // (A pipe listener reads nothing before the session: `first` is always None here.)
+        // A RESUME with no pipe kept names a session that is over (or another listener's).
+        if matches!(arrival.first, Some(Message::Resume { .. })) {
+            ui.warn(format_args!(
+                "refused a resume from {}: {}",
+                arrival.address,
+                session::GONE
+            ));
+            tokio::spawn(session::refuse(arrival.established, session::GONE));
+            continue;
+        }
         let Arrival {
             established,
             mut info,
             address,
-            first: _,
+            first,
         } = *arrival;
         info.address = Some(address.clone());
         // While the pipe can resume (PROTOCOL.md §4.12), its dialer's key may come back with
         // a RESUME: those connections go to the session, which checks their token.
-        let (comebacks, arrivals) = mpsc::channel(4);
+        let (comebacks, arrivals) = mpsc::channel(16);
         let comeback = match run.settings.resume_grace {
             Some(_) => {
                 keep(Some(info.key));
@@ -338,7 +347,7 @@ async fn serve_one_pipe(
             }
             None => session::pipe::Comeback::Never,
         };
-        let session = session::proceed(established, info, role, run, user, comeback);
+        let session = session::proceed(established, info, role, run, user, comeback, first);
         tokio::pin!(session);
         let result = loop {
             tokio::select! {

@@ -368,7 +368,7 @@ where
         Some(redial) => pipe::Comeback::Dial(redial),
         None => pipe::Comeback::Never,
     };
-    proceed(established, info, role, run, user, comeback).await
+    proceed(established, info, role, run, user, comeback, None).await
 }
 
 /// The session with a peer we decided to talk to: say so, then pipe or chat.
@@ -379,6 +379,7 @@ pub async fn proceed<R, W>(
     run: &Run<'_>,
     user: &mut User<'_>,
     comeback: pipe::Comeback<'_, R, W>,
+    first: Option<crate::message::Message<'static>>,
 ) -> Result<Ended>
 where
     R: AsyncRead + Unpin + Detach + Send + 'static,
@@ -419,10 +420,15 @@ where
         let resuming = pipe::Resuming {
             comeback,
             grace: settings.resume_grace,
+            resumed_within: settings.handshake_timeout,
         };
-        pipe::run(
+        let start = pipe::Start {
             established,
             listener,
+            first,
+        };
+        pipe::run(
+            start,
             settings.keepalive,
             options,
             resuming,

@@ -38,6 +38,8 @@ impl<R, W> Comeback<'_, R, W> {
 pub(super) struct Back<R, W> {
     pub established: Established<R, W>,
     pub peer_count: Option<u64>,
+    /// The peer's first message, if it was read before (only on a first connection).
+    pub first: Option<Message<'static>>,
 }
 
 /// Dials again until a connection proves `key`, within `grace` of the cut.
@@ -69,6 +71,7 @@ pub(super) async fn dial_again<R, W>(
                 return Ok(Back {
                     established,
                     peer_count: None,
+                    first: None,
                 });
             }
             // Another key answered, or the listener refused us: no point in trying again.
@@ -109,7 +112,16 @@ where
             ));
         };
         match takes_back(arrival, token, key) {
-            Ok(back) => return Ok(back),
+            Ok(mut back) => {
+                // A dialer that tried again since waits on the newest connection.
+                while let Ok(newer) = arrivals.try_recv() {
+                    match takes_back(newer, token, key) {
+                        Ok(newer) => refuse(std::mem::replace(&mut back, newer).established),
+                        Err(other) => refuse(other.established),
+                    }
+                }
+                return Ok(back);
+            }
             Err(other) => refuse(other.established),
         }
     }
@@ -129,6 +141,7 @@ pub(super) fn takes_back<R, W>(
         }) if same_token(theirs, token) && arrival.established.peer == *key => Ok(Back {
             established: arrival.established,
             peer_count: Some(shown),
+            first: None,
         }),
         _ => Err(arrival),
     }

@@ -106,13 +106,22 @@ pub struct Resuming<'a, R, W> {
     pub comeback: Comeback<'a, R, W>,
     /// For how long after a cut (`None`: a cut ends the pipe).
     pub grace: Option<Duration>,
+    /// How long a dialer's resumed connection waits for RESUMED before dialling again.
+    pub resumed_within: Duration,
+}
+
+/// A pipe's first connection.
+pub struct Start<R, W> {
+    pub established: Established<R, W>,
+    pub listener: bool,
+    /// The peer's first message, when a listener's admission read it.
+    pub first: Option<Message<'static>>,
 }
 
 /// Runs a pipe session on an established connection, with the process's stdin and stdout,
 /// across as many connections as it takes when it can resume.
 pub async fn run<R, W>(
-    established: Established<R, W>,
-    listener: bool,
+    start: Start<R, W>,
     keepalive: Duration,
     options: PipeOptions,
     resuming: Resuming<'_, R, W>,
@@ -123,9 +132,15 @@ where
     R: AsyncRead + Unpin + Detach + Send + 'static,
     W: AsyncWrite + Unpin + Detach + Send + 'static,
 {
+    let Start {
+        established,
+        listener,
+        first,
+    } = start;
     let Resuming {
         mut comeback,
         grace,
+        resumed_within,
     } = resuming;
     let grace = grace.filter(|_| comeback.possible());
     let (token, key) = (established.resume_token.clone(), established.peer);
@@ -137,6 +152,7 @@ where
         let mut next = Some(Back {
             established,
             peer_count: None,
+            first,
         });
         let mut resumed = false;
         loop {
@@ -147,6 +163,7 @@ where
             let connection = Connection {
                 counters: &counters,
                 token: &token,
+                resumed_within,
                 listener,
                 resumed,
                 keepalive,
@@ -164,6 +181,16 @@ where
             };
             let e = match result {
                 Ok(()) => return Ok(()),
+                // Turned away on a resumed connection (`gone:`): the pipe is over, but what was
+                // taken before the cut was taken (exit 1, not 4: nothing says to send it all
+                // again).
+                Err(Error::RefusedByPeer(why)) if resumed => {
+                    return Err(Error::Undelivered(format!(
+                        "the pipe cannot be resumed ({why}); the peer had taken {} of the {} sent",
+                        size(counters.link.acked.load(Ordering::SeqCst)),
+                        size(counters.sent.load(Ordering::SeqCst))
+                    )));
+                }
                 Err(e) => e,
             };
             let Some(grace) = grace.filter(|_| counters.may_resume(&e)) else {
@@ -215,7 +242,13 @@ where
         r = transfers => r,
         never = progress(&counters, started, show_progress, total) => match never {},
     };
-    carried.finish().await;
+    // What the async engine's stdout thread still holds is written before we go, unless a
+    // signal says stop, or the output does not move for a keepalive.
+    tokio::select! {
+        () = carried.finish() => {}
+        _ = interrupts.recv() => {}
+        () = tokio::time::sleep(keepalive) => {}
+    }
     if show_progress {
         eprint!("\r\x1b[K");
     }
@@ -248,6 +281,7 @@ struct Connection<'a> {
     counters: &'a Arc<Counters>,
     /// The session's token, from its first handshake (PROTOCOL.md §4.11).
     token: &'a zeroize::Zeroizing<[u8; 32]>,
+    resumed_within: Duration,
     listener: bool,
     /// Not the session's first connection: the dialer names the session (RESUME), the listener
     /// answers RESUMED in WELCOME's place.
@@ -271,6 +305,7 @@ impl Connection<'_> {
         let Back {
             established,
             peer_count,
+            first,
         } = back;
         let Established { recv, mut send, .. } = established;
         counters.new_connection(peer_count);
@@ -298,6 +333,17 @@ impl Connection<'_> {
             .await?;
         }
         let dialer = !self.listener;
+        let mut opening = Opened::new(dialer, self.resumed, self.resumed_within);
+        // A listener's admission may have read the dialer's first message: the opening takes
+        // it first. (Before HELLO nothing else may come; a RESUME went elsewhere.)
+        if let Some(first) = first {
+            match opening.accept(first, link)?.0 {
+                None | Some(Message::Resumable | Message::Hello { .. } | Message::Ping(_)) => {}
+                Some(other) => {
+                    return Err(ProtocolError::Unexpected(other.name(), "before its HELLO").into());
+                }
+            }
+        }
         let cut = async {
             match cut {
                 Some(cut) => drop(cut.await),
@@ -314,12 +360,21 @@ impl Connection<'_> {
             && !io::stdin().is_terminal()
             && !carried.started()
         {
-            let (counters, roles) = (counters.clone(), (dialer, self.resumed));
-            threads::transfer(recv, send, roles, self.keepalive, counters, interrupts, cut).await
+            let counters = counters.clone();
+            threads::transfer(
+                recv,
+                send,
+                opening,
+                self.keepalive,
+                counters,
+                interrupts,
+                cut,
+            )
+            .await
         } else {
-            let (keepalive, roles) = (self.keepalive, (dialer, self.resumed));
+            let keepalive = self.keepalive;
             tasks::transfer(
-                recv, send, roles, keepalive, counters, carried, interrupts, cut,
+                recv, send, opening, keepalive, counters, carried, interrupts, cut,
             )
             .await
         }
@@ -345,14 +400,18 @@ impl Connection<'_> {
         let running = self.run(back, carried, interrupts, Some(cut_rx));
         tokio::pin!(running);
         let mut cut_tx = Some(cut_tx);
-        let mut taken_back = None;
+        let mut taken_back: Option<Back<R, W>> = None;
         loop {
             tokio::select! {
                 result = &mut running => return (result, taken_back),
-                Some(arrival) = arrivals.recv(), if taken_back.is_none() => {
+                // (Also while the old connection winds down: a dialer that tried again since
+                // is on the newer connection, and the older one is told `gone:`.)
+                Some(arrival) = arrivals.recv() => {
                     match comeback::takes_back(arrival, token, &key) {
-                        Ok(back) if self.counters.link.resumes_after_cut() => {
-                            taken_back = Some(back);
+                        Ok(back) if self.counters.resumable() => {
+                            if let Some(older) = taken_back.replace(back) {
+                                comeback::refuse(older.established);
+                            }
                             if let Some(cut) = cut_tx.take() {
                                 let _ = cut.send(());
                             }
@@ -372,10 +431,17 @@ struct Opened {
     opening: crate::session::opening::Opening,
     offers: link::Offers,
     open: bool,
+    /// A dialer's resumed connection: RESUMED must come by then (PROTOCOL.md §4.11).
+    deadline: Option<(std::time::Instant, Duration)>,
 }
 
 impl Opened {
-    fn new(dialer: bool, resumed: bool) -> Self {
+    /// Whether the connection is open (the sending side may start).
+    fn is_open(&self) -> bool {
+        self.open
+    }
+
+    fn new(dialer: bool, resumed: bool, within: Duration) -> Self {
         use crate::session::opening::Opening;
         Opened {
             opening: match (dialer, resumed) {
@@ -384,6 +450,23 @@ impl Opened {
             },
             offers: link::Offers::default(),
             open: false,
+            deadline: (dialer && resumed).then(|| (std::time::Instant::now() + within, within)),
+        }
+    }
+
+    /// When the opening must be done by, if it must.
+    fn deadline(&self) -> Option<std::time::Instant> {
+        self.deadline.filter(|_| !self.open).map(|(at, _)| at)
+    }
+
+    /// The error of an opening that took too long (a listener that does not answer RESUMED:
+    /// the dialer dials again).
+    fn overdue(&self) -> Result<()> {
+        match self.deadline {
+            Some((at, within)) if !self.open && std::time::Instant::now() >= at => Err(
+                Error::Timeout("RESUMED from the listener", within.as_secs()),
+            ),
+            _ => Ok(()),
         }
     }
 
@@ -409,16 +492,20 @@ struct Acks {
 }
 
 impl Acks {
-    /// After taking DATA: the count to acknowledge, when one is due.
-    fn due(&mut self, counters: &Counters) -> Option<u64> {
+    /// After taking DATA: the count to acknowledge, when one is due. The caller reports
+    /// with [`Acks::queued`] whether it went: one not queued is owed still, so a burst that
+    /// finds the sending side busy cannot leave the peer's window full for good.
+    fn due(&self, counters: &Counters) -> Option<u64> {
         if !counters.link.both.load(Ordering::SeqCst) {
             return None;
         }
         let taken = counters.received.load(Ordering::SeqCst);
-        (taken >= self.last + link::ACK_STEP).then(|| {
-            self.last = taken;
-            taken
-        })
+        (taken >= self.last + link::ACK_STEP).then_some(taken)
+    }
+
+    /// The ACK of `count` is on its way.
+    fn queued(&mut self, count: u64) {
+        self.last = count;
     }
 }
 
@@ -608,7 +695,13 @@ impl Counters {
             }
             _ => crate::session::chat_cut(e),
         };
-        lost && self.link.resumes_after_cut()
+        lost && self.resumable()
+    }
+
+    /// Whether this session can still resume: nobody ended it (our QUIT, an abort) and the
+    /// connection resumes.
+    fn resumable(&self) -> bool {
+        self.link.resumes_after_cut()
             && !self.quit_sent.load(Ordering::SeqCst)
             && !self.abort_asked.load(Ordering::SeqCst)
     }

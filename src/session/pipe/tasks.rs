@@ -3,7 +3,7 @@
 //! writing stdout, so that stdout and the network work at the same time. Chunks travel
 //! between them as whole buffers through small pools, never copied or reallocated.
 
-use super::link::bad_count;
+use super::link::{bad_count, check};
 use super::{
     ABORT_GRACE, Acks, Control, Counters, Opened, Step, abort_reason, aborted, output_failed, step,
 };
@@ -52,7 +52,7 @@ impl Carried {
 pub(super) async fn transfer<R, W>(
     recv: RecvHalf<R>,
     send: SendHalf<W>,
-    (dialer, resumed): (bool, bool),
+    opening: Opened,
     keepalive: Duration,
     counters: &Counters,
     carried: &mut Carried,
@@ -66,6 +66,15 @@ where
     let (control_tx, control_rx) = mpsc::channel::<Control>(4);
     let abort = control_tx.clone();
     let (opened_tx, opened_rx) = oneshot::channel();
+    // (A listener may have opened already: the dialer's HELLO came as its first message.)
+    let opened_tx = match opening.is_open() {
+        true => {
+            counters.opened.store(true, Ordering::SeqCst);
+            let _ = opened_tx.send(());
+            None
+        }
+        false => Some(opened_tx),
+    };
     // The download side says when the ending moved on (our receipt is due, the peer's came).
     let (moved_tx, moved_rx) = mpsc::channel::<()>(1);
     let Carried { stdin, stdout } = carried;
@@ -81,7 +90,7 @@ where
             moved: moved_tx,
         },
         opened_tx,
-        Opened::new(dialer, resumed),
+        opening,
         keepalive,
         counters,
     );
@@ -242,6 +251,13 @@ async fn start<W: AsyncWrite + Unpin>(
         .unwrap_or_else(|e| e.into_inner())
         .take();
     if let Some(from) = from {
+        let sent = counters.sent.load(Ordering::SeqCst);
+        check(
+            from,
+            link.acked.load(Ordering::SeqCst),
+            sent,
+            "RESUME or RESUMED",
+        )?;
         window
             .acked(from)
             .map_err(|why| bad_count("RESUME or RESUMED", why))?;
@@ -285,19 +301,28 @@ async fn download<R: AsyncRead + Unpin>(
     mut recv: RecvHalf<R>,
     stdout: &mut StdoutChunks,
     asks: Asks,
-    opened: oneshot::Sender<()>,
+    mut opened: Option<oneshot::Sender<()>>,
     mut opening: Opened,
     keepalive: Duration,
     counters: &Counters,
 ) -> Result<()> {
     let mut silence = Silence::new(keepalive);
-    let mut opened = Some(opened);
     let mut peer_ended = false;
     let mut acks = Acks::default();
     let ending = &counters.ending;
     loop {
+        let deadline = opening.deadline();
         let msg = tokio::select! {
             msg = recv.recv() => msg?,
+            () = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                opening.overdue()?;
+                continue;
+            }
             lapse = silence.lapse() => match lapse {
                 Lapse::Ping => {
                     let _ = asks.control.try_send(Control::Ping);
@@ -331,8 +356,10 @@ async fn download<R: AsyncRead + Unpin>(
                     return Err(output_error(e, &asks, counters).await);
                 }
                 counters.received.fetch_add(len as u64, Ordering::SeqCst);
-                if let Some(count) = acks.due(counters) {
-                    let _ = asks.control.try_send(Control::Ack(count));
+                if let Some(count) = acks.due(counters)
+                    && asks.control.try_send(Control::Ack(count)).is_ok()
+                {
+                    acks.queued(count);
                 }
             }
             Step::Ack(count) => {

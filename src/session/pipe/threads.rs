@@ -16,7 +16,7 @@
 //! failure stops the other thread (its socket is shut down and it is woken), and is the one
 //! reported.
 
-use super::link::bad_count;
+use super::link::{bad_count, check};
 use super::{
     ABORT_GRACE, Acks, Control, Counters, Opened, Step, abort_reason, aborted, output_failed, step,
 };
@@ -43,7 +43,7 @@ use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 pub(super) async fn transfer<R: Detach, W: Detach>(
     recv: RecvHalf<R>,
     send: SendHalf<W>,
-    (dialer, resumed): (bool, bool),
+    opening: Opened,
     keepalive: Duration,
     counters: Arc<Counters>,
     interrupts: &mut Interrupts,
@@ -65,7 +65,11 @@ pub(super) async fn transfer<R: Detach, W: Detach>(
     let socket = send.get_ref().try_clone().map_err(preparing)?;
     let (wake_rx, wake_tx) = io::pipe().map_err(preparing)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let opened = Arc::new(AtomicBool::new(false));
+    // (A listener may have opened already: the dialer's HELLO came as its first message.)
+    let opened = Arc::new(AtomicBool::new(opening.is_open()));
+    if opening.is_open() {
+        counters.opened.store(true, Ordering::SeqCst);
+    }
     let mut abort = Abort {
         socket,
         stop: stop.clone(),
@@ -91,7 +95,7 @@ pub(super) async fn transfer<R: Detach, W: Detach>(
         controls: controls_tx,
         wake: wake_tx,
         opened,
-        opening: Opened::new(dialer, resumed),
+        opening,
         silence,
         counters: counters.clone(),
     };
@@ -372,6 +376,13 @@ impl Upload {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(from) = from {
+            let sent = self.counters.sent.load(Ordering::SeqCst);
+            check(
+                from,
+                link.acked.load(Ordering::SeqCst),
+                sent,
+                "RESUME or RESUMED",
+            )?;
             window
                 .acked(from)
                 .map_err(|why| bad_count("RESUME or RESUMED", why))?;
@@ -478,6 +489,7 @@ impl Download {
         let mut peer_ended = false;
         let mut acks = Acks::default();
         loop {
+            self.opening.overdue()?;
             let msg = match self.recv.recv_blocking()? {
                 Polled::Idle => match self.silence.idle() {
                     None => continue,
@@ -526,8 +538,10 @@ impl Download {
                     self.counters
                         .received
                         .fetch_add(bytes.len() as u64, Ordering::SeqCst);
-                    if let Some(count) = acks.due(&self.counters) {
-                        ask(&self.controls, &mut self.wake, Control::Ack(count));
+                    if let Some(count) = acks.due(&self.counters)
+                        && ask(&self.controls, &mut self.wake, Control::Ack(count))
+                    {
+                        acks.queued(count);
                     }
                 }
                 Step::Ack(count) => {
@@ -548,7 +562,9 @@ impl Download {
                 }
                 Step::Quit(Ok(())) => return ending.peer_quit(peer_ended),
                 Step::Quit(Err(e)) => return Err(e),
-                Step::Pong(body) => ask(&self.controls, &mut self.wake, Control::Pong(body)),
+                Step::Pong(body) => {
+                    ask(&self.controls, &mut self.wake, Control::Pong(body));
+                }
                 Step::Nothing => {}
             }
         }
@@ -557,8 +573,10 @@ impl Download {
 
 /// Asks the upload thread to send `control`, and wakes it. Never blocks: when asks pile up
 /// (the upload thread is stuck on a full socket), more of the same would add nothing.
-fn ask(controls: &SyncSender<Control>, wake: &mut PipeWriter, control: Control) {
-    if controls.try_send(control).is_ok() {
+fn ask(controls: &SyncSender<Control>, wake: &mut PipeWriter, control: Control) -> bool {
+    let queued = controls.try_send(control).is_ok();
+    if queued {
         let _ = wake.write(&[1]);
     }
+    queued
 }
