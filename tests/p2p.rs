@@ -680,3 +680,58 @@ async fn a_relay_on_another_qad_port_says_endpoints_will_not_ask_there() {
     })
     .await;
 }
+
+/// A pipe dialled over TCP whose TCP path dies for good resumes over iroh (the dialer tries
+/// the ticket's routes again, TCP then iroh): what was said before and after arrives once,
+/// in order, and both sides end cleanly. The second connection runs the async engine, the
+/// first the threaded one.
+#[tokio::test]
+async fn a_pipe_whose_tcp_path_dies_resumes_over_iroh() {
+    within(async {
+        let (relay_home, host, guest) = (Home::new(), Home::new(), Home::new());
+        let (mut relay, url) = relay(&relay_home, &[]).await;
+        let key = guest.fingerprint();
+        let (mut listener, ticket) =
+            p2p_listener(&host, &url, &["--pipe", "--peer", &key, "--quiet"]).await;
+        // The ticket's TCP address goes through a proxy the test can cut.
+        let mut t = Ticket::decode(&ticket).unwrap();
+        let port = t
+            .addrs
+            .iter()
+            .find_map(|a| match a {
+                TicketAddr::Ip(_, port) => Some(*port),
+                _ => None,
+            })
+            .unwrap();
+        let proxy = common::proxy::Proxy::start(port).await;
+        t.addrs.retain(|a| !a.is_tcp());
+        t.addrs
+            .insert(0, TicketAddr::Ip([127, 0, 0, 1].into(), proxy.port));
+        let mut g = dial(&guest, &t.encode(), &["--pipe", "--quiet"]);
+        let path = g.stderr_until("path: ").await;
+        assert!(path.contains("direct TCP"), "{path}");
+        g.send("before the cut").await;
+        listener.send("host before").await;
+        assert_eq!(listener.stdout_line().await, "before the cut");
+        assert_eq!(g.stdout_line().await, "host before");
+        proxy.refuse(true);
+        proxy.cut();
+        g.stderr_until("reconnected").await;
+        g.send("after the cut").await;
+        listener.send("host after").await;
+        assert_eq!(listener.stdout_line().await, "after the cut");
+        assert_eq!(g.stdout_line().await, "host after");
+        g.close_stdin();
+        listener.close_stdin();
+        assert!(g.exit().await.success(), "{:#?}", g.stderr_seen);
+        assert!(
+            listener.exit().await.success(),
+            "{:#?}",
+            listener.stderr_seen
+        );
+        assert_eq!(listener.stdout_seen.len(), 2, "{:?}", listener.stdout_seen);
+        assert_eq!(g.stdout_seen.len(), 2, "{:?}", g.stdout_seen);
+        stop(&mut relay).await;
+    })
+    .await;
+}
