@@ -66,9 +66,10 @@ async fn twenty_cuts_lose_nothing_and_repeat_nothing() {
     .await
 }
 
-/// A path that goes dead without a reset (packets dropped) for longer than the keepalive
-/// allows: both sides notice, the dialer keeps trying, and once the path is back the same
-/// conversation goes on, with what was typed meanwhile.
+/// A path that goes dead without a reset (packets dropped) for 30 s, far longer than the
+/// keepalive allows: both sides notice, the dialer keeps trying (its attempts hang in the
+/// blackhole and time out), and once the path is back the same conversation goes on, with
+/// what was typed meanwhile.
 #[tokio::test]
 async fn a_blackholed_path_resumes_when_it_comes_back() {
     within(async {
@@ -78,11 +79,12 @@ async fn a_blackholed_path_resumes_when_it_comes_back() {
         a.send("before").await;
         assert_eq!(room.said().await, "before");
         proxy.blackhole(true);
+        let restore = tokio::time::Instant::now() + Duration::from_secs(30);
         a.send("during").await;
         room.send("while you were away").await;
         a.stderr_until("connection lost").await;
         room.stderr_until("keeping its place").await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep_until(restore).await;
         proxy.blackhole(false);
         a.stderr_until("reconnected").await;
         a.send("after").await;
