@@ -3,12 +3,14 @@
 //! and where a resumed connection starts sending again. Both engines share it; only the
 //! sending side touches the window, the receiving side only the counts.
 
+use super::Counters;
 use crate::error::{Error, ProtocolError, Result};
-use crate::message::{MAX_PLAINTEXT, Message, kind};
+use crate::message::{MAX_PLAINTEXT, Message, Mode, kind};
 use crate::resume::Window;
 use crate::resume::window::BadCount;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 /// A receiver acknowledges what it took after every this many bytes since its last ACK.
 pub(super) const ACK_STEP: u64 = 1 << 20;
@@ -187,5 +189,93 @@ impl Offers {
             }
             _ => {}
         }
+    }
+}
+
+/// The receiving side's view of a connection's opening: it notes the peer's offer to resume
+/// (and a RESUMED's count) before the sending side hears that the connection is open.
+pub(super) struct Opened {
+    opening: crate::session::opening::Opening,
+    offers: Offers,
+    open: bool,
+    /// A dialer's resumed connection: RESUMED must come by then (PROTOCOL.md §4.11).
+    deadline: Option<(std::time::Instant, Duration)>,
+}
+
+impl Opened {
+    /// Whether the connection is open (the sending side may start).
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    pub fn new(dialer: bool, resumed: bool, within: Duration) -> Self {
+        use crate::session::opening::Opening;
+        Opened {
+            opening: match (dialer, resumed) {
+                (true, true) => Opening::resumed(),
+                _ => Opening::new(dialer),
+            },
+            offers: Offers::default(),
+            open: false,
+            deadline: (dialer && resumed).then(|| (std::time::Instant::now() + within, within)),
+        }
+    }
+
+    /// When the opening must be done by, if it must.
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        self.deadline.filter(|_| !self.open).map(|(at, _)| at)
+    }
+
+    /// The error of an opening that took too long (a listener that does not answer RESUMED:
+    /// the dialer dials again).
+    pub fn overdue(&self) -> Result<()> {
+        match self.deadline {
+            Some((at, within)) if !self.open && std::time::Instant::now() >= at => Err(
+                Error::Timeout("RESUMED from the listener", within.as_secs()),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Takes `msg` through the opening. `Ok((msg, true))` once, when the connection has just
+    /// opened: the sending side may start.
+    pub fn accept<'a>(
+        &mut self,
+        msg: Message<'a>,
+        link: &Link,
+    ) -> Result<(Option<Message<'a>>, bool)> {
+        let msg = self.opening.accept(msg, Mode::Pipe)?;
+        if let Some(msg) = &msg {
+            self.offers.note(msg, link);
+        }
+        let opened = self.opening.is_open() && !self.open;
+        if opened {
+            self.open = true;
+        }
+        Ok((msg, opened))
+    }
+}
+
+/// Where the receiving side stands with our ACKs (PROTOCOL.md §4.12).
+#[derive(Debug, Default)]
+pub(super) struct Acks {
+    last: u64,
+}
+
+impl Acks {
+    /// After taking DATA: the count to acknowledge, when one is due. The caller reports
+    /// with [`Acks::queued`] whether it went: one not queued is owed still, so a burst that
+    /// finds the sending side busy cannot leave the peer's window full for good.
+    pub fn due(&self, counters: &Counters) -> Option<u64> {
+        if !counters.link.both.load(Ordering::SeqCst) {
+            return None;
+        }
+        let taken = counters.received.load(Ordering::SeqCst);
+        (taken >= self.last + ACK_STEP).then_some(taken)
+    }
+
+    /// The ACK of `count` is on its way.
+    pub fn queued(&mut self, count: u64) {
+        self.last = count;
     }
 }

@@ -25,8 +25,17 @@
 //! And the hot path copies as little as it can: stdin is read straight into a message
 //! buffer after its type byte, sealed into the frame buffer, and the frame written with one
 //! call; buffers are reused, never reallocated.
+//!
+//! A pipe survives a cut connection (PROTOCOL.md §4.12): what the peer has not taken is kept
+//! (or, from a regular file, read again), and the session goes on over a new connection.
+//!
+//! - `connection`: one connection (the opening we send, the engine, a listener watching for
+//!   the dialer's return); `link`: what carries over between connections, and the receiving
+//!   side's offers and ACKs; `comeback`: dialling again, or waiting for the dialer;
+//!   `threads` and `tasks`: the two engines; `progress`: the progress line.
 
 mod comeback;
+mod connection;
 mod link;
 mod progress;
 mod tasks;
@@ -37,11 +46,12 @@ pub use comeback::Comeback;
 use crate::error::{Error, ProtocolError, Result};
 use crate::framed::Detach;
 use crate::handshake::Established;
-use crate::message::{Message, Mode};
+use crate::message::Message;
 use crate::signals::Interrupts;
 use crate::ui::Ui;
 use comeback::Back;
-use link::Link;
+use connection::Connection;
+use link::{Acks, Link, Opened};
 use progress::{progress, size};
 use std::io::{self, IsTerminal};
 use std::sync::Arc;
@@ -274,239 +284,6 @@ where
         ));
     }
     result
-}
-
-/// One connection of a pipe: the opening we send, then the engine until it ends.
-struct Connection<'a> {
-    counters: &'a Arc<Counters>,
-    /// The session's token, from its first handshake (PROTOCOL.md §4.11).
-    token: &'a zeroize::Zeroizing<[u8; 32]>,
-    resumed_within: Duration,
-    listener: bool,
-    /// Not the session's first connection: the dialer names the session (RESUME), the listener
-    /// answers RESUMED in WELCOME's place.
-    resumed: bool,
-    keepalive: Duration,
-}
-
-impl Connection<'_> {
-    async fn run<R, W>(
-        &self,
-        back: Back<R, W>,
-        carried: &mut tasks::Carried,
-        interrupts: &mut Interrupts,
-        cut: Option<tokio::sync::oneshot::Receiver<()>>,
-    ) -> Result<()>
-    where
-        R: AsyncRead + Unpin + Detach,
-        W: AsyncWrite + Unpin + Detach,
-    {
-        let counters = self.counters;
-        let Back {
-            established,
-            peer_count,
-            first,
-        } = back;
-        let Established { recv, mut send, .. } = established;
-        counters.new_connection(peer_count);
-        let link = &counters.link;
-        if self.resumed && !self.listener {
-            // The session's name, and how much of the listener's stream we took.
-            send.send(&Message::Resume {
-                token: self.token.clone(),
-                shown: counters.received.load(Ordering::SeqCst),
-            })
-            .await?;
-        }
-        // Our offer to resume comes before our HELLO (§4.12), so that a listener knows when
-        // its pipe opens whether to keep what it sends.
-        if link.offer {
-            send.send(&Message::Resumable).await?;
-        }
-        // Our HELLO (a dialer gets here only once it has accepted the listener's key).
-        send.send(&Message::hello(Mode::Pipe, "")).await?;
-        if self.listener {
-            send.send(&match self.resumed {
-                true => Message::Resumed(counters.received.load(Ordering::SeqCst)),
-                false => Message::Welcome("schat pipe".into()),
-            })
-            .await?;
-        }
-        let dialer = !self.listener;
-        let mut opening = Opened::new(dialer, self.resumed, self.resumed_within);
-        // A listener's admission may have read the dialer's first message: the opening takes
-        // it first. (Before HELLO nothing else may come; a RESUME went elsewhere.)
-        if let Some(first) = first {
-            match opening.accept(first, link)?.0 {
-                None | Some(Message::Resumable | Message::Hello { .. } | Message::Ping(_)) => {}
-                Some(other) => {
-                    return Err(ProtocolError::Unexpected(other.name(), "before its HELLO").into());
-                }
-            }
-        }
-        let cut = async {
-            match cut {
-                Some(cut) => drop(cut.await),
-                None => std::future::pending().await,
-            }
-        };
-        // Not when stdin is a terminal: there, another thread may be reading the terminal
-        // (for a key question), so a read the poll said was ready could block and hold up our
-        // PINGs and PONGs; and typing is no bulk transfer. (Nor once the async engine has run
-        // on an earlier connection: its helper threads hold what stdin gave and what stdout
-        // has yet to write.)
-        if recv.get_ref().detachable()
-            && send.get_ref().detachable()
-            && !io::stdin().is_terminal()
-            && !carried.started()
-        {
-            let counters = counters.clone();
-            threads::transfer(
-                recv,
-                send,
-                opening,
-                self.keepalive,
-                counters,
-                interrupts,
-                cut,
-            )
-            .await
-        } else {
-            let keepalive = self.keepalive;
-            tasks::transfer(
-                recv, send, opening, keepalive, counters, carried, interrupts, cut,
-            )
-            .await
-        }
-    }
-
-    /// A listener's connection, while watching for the dialer to come back on another one
-    /// (it noticed the cut before we did): the old connection is then closed, and the new one
-    /// handed back with the result.
-    async fn run_watching<R, W>(
-        &self,
-        back: Back<R, W>,
-        carried: &mut tasks::Carried,
-        interrupts: &mut Interrupts,
-        arrivals: &mut tokio::sync::mpsc::Receiver<Box<crate::session::room::Arrival<R, W>>>,
-        token: &[u8; 32],
-    ) -> (Result<()>, Option<Back<R, W>>)
-    where
-        R: AsyncRead + Unpin + Detach + Send + 'static,
-        W: AsyncWrite + Unpin + Detach + Send + 'static,
-    {
-        let key = back.established.peer;
-        let (cut_tx, cut_rx) = tokio::sync::oneshot::channel();
-        let running = self.run(back, carried, interrupts, Some(cut_rx));
-        tokio::pin!(running);
-        let mut cut_tx = Some(cut_tx);
-        let mut taken_back: Option<Back<R, W>> = None;
-        loop {
-            tokio::select! {
-                result = &mut running => return (result, taken_back),
-                // (Also while the old connection winds down: a dialer that tried again since
-                // is on the newer connection, and the older one is told `gone:`.)
-                Some(arrival) = arrivals.recv() => {
-                    match comeback::takes_back(arrival, token, &key) {
-                        Ok(back) if self.counters.resumable() => {
-                            if let Some(older) = taken_back.replace(back) {
-                                comeback::refuse(older.established);
-                            }
-                            if let Some(cut) = cut_tx.take() {
-                                let _ = cut.send(());
-                            }
-                        }
-                        Ok(back) => comeback::refuse(back.established),
-                        Err(other) => comeback::refuse(other.established),
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The receiving side's view of a connection's opening: it notes the peer's offer to resume
-/// (and a RESUMED's count) before the sending side hears that the connection is open.
-struct Opened {
-    opening: crate::session::opening::Opening,
-    offers: link::Offers,
-    open: bool,
-    /// A dialer's resumed connection: RESUMED must come by then (PROTOCOL.md §4.11).
-    deadline: Option<(std::time::Instant, Duration)>,
-}
-
-impl Opened {
-    /// Whether the connection is open (the sending side may start).
-    fn is_open(&self) -> bool {
-        self.open
-    }
-
-    fn new(dialer: bool, resumed: bool, within: Duration) -> Self {
-        use crate::session::opening::Opening;
-        Opened {
-            opening: match (dialer, resumed) {
-                (true, true) => Opening::resumed(),
-                _ => Opening::new(dialer),
-            },
-            offers: link::Offers::default(),
-            open: false,
-            deadline: (dialer && resumed).then(|| (std::time::Instant::now() + within, within)),
-        }
-    }
-
-    /// When the opening must be done by, if it must.
-    fn deadline(&self) -> Option<std::time::Instant> {
-        self.deadline.filter(|_| !self.open).map(|(at, _)| at)
-    }
-
-    /// The error of an opening that took too long (a listener that does not answer RESUMED:
-    /// the dialer dials again).
-    fn overdue(&self) -> Result<()> {
-        match self.deadline {
-            Some((at, within)) if !self.open && std::time::Instant::now() >= at => Err(
-                Error::Timeout("RESUMED from the listener", within.as_secs()),
-            ),
-            _ => Ok(()),
-        }
-    }
-
-    /// Takes `msg` through the opening. `Ok((msg, true))` once, when the connection has just
-    /// opened: the sending side may start.
-    fn accept<'a>(&mut self, msg: Message<'a>, link: &Link) -> Result<(Option<Message<'a>>, bool)> {
-        let msg = self.opening.accept(msg, Mode::Pipe)?;
-        if let Some(msg) = &msg {
-            self.offers.note(msg, link);
-        }
-        let opened = self.opening.is_open() && !self.open;
-        if opened {
-            self.open = true;
-        }
-        Ok((msg, opened))
-    }
-}
-
-/// Where the receiving side stands with our ACKs (PROTOCOL.md §4.12).
-#[derive(Debug, Default)]
-struct Acks {
-    last: u64,
-}
-
-impl Acks {
-    /// After taking DATA: the count to acknowledge, when one is due. The caller reports
-    /// with [`Acks::queued`] whether it went: one not queued is owed still, so a burst that
-    /// finds the sending side busy cannot leave the peer's window full for good.
-    fn due(&self, counters: &Counters) -> Option<u64> {
-        if !counters.link.both.load(Ordering::SeqCst) {
-            return None;
-        }
-        let taken = counters.received.load(Ordering::SeqCst);
-        (taken >= self.last + link::ACK_STEP).then_some(taken)
-    }
-
-    /// The ACK of `count` is on its way.
-    fn queued(&mut self, count: u64) {
-        self.last = count;
-    }
 }
 
 /// The size of stdin when it is a regular file (what a progress line can count towards).
