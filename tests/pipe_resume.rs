@@ -383,3 +383,56 @@ async fn a_restarted_listener_says_gone_and_keeps_its_input() {
     })
     .await
 }
+
+/// A regular file changed while its pipe was cut cannot give back what was sent: the resume
+/// fails on the sender (exit 1, saying so) and the receiver hears it at once (exit 1), rather
+/// than waiting out the grace period or taking the new bytes for the old.
+#[tokio::test]
+async fn a_file_changed_during_a_cut_fails_the_resume_on_both_sides() {
+    within(async {
+        let (alice, bob) = (Home::new(), Home::new());
+        let files = Files::new();
+        let input = files.random("in", 4 << 20);
+        let key = alice.fingerprint();
+        let args = ["listen", "127.0.0.1:0", "--pipe", "--peer", &key, "--quiet"];
+        let mut listener = PipeProc::spawn(&bob, &args, Stdio::piped(), &files.path("l.out"));
+        let line = listener.stderr_until("listening on").await;
+        let port: u16 = line.rsplit(':').next().unwrap().parse().unwrap();
+        let proxy = Proxy::start(port).await;
+        let addr = format!("127.0.0.1:{}", proxy.port);
+        let args = ["dial", &addr, "--pipe", "--trust", "accept-new", "--quiet"];
+        let input_file = common::pipe::stdin_from(&input);
+        let mut dialer = PipeProc::spawn(&alice, &args, input_file, &files.path("d.out"));
+        let _to_listener = listener.child.stdin.take().unwrap();
+        listener.stderr_until("secure session established").await;
+        proxy.refuse(true);
+        proxy.cut();
+        dialer.stderr_until("connection lost").await;
+        // Changed in place (same length), while nobody can reconnect.
+        std::fs::write(&input, vec![0u8; 4 << 20]).unwrap();
+        proxy.refuse(false);
+        assert_eq!(
+            dialer.exit().await.code(),
+            Some(1),
+            "{}",
+            dialer.stderr_text()
+        );
+        assert!(
+            dialer.stderr_text().contains("changed"),
+            "{}",
+            dialer.stderr_text()
+        );
+        assert_eq!(
+            listener.exit().await.code(),
+            Some(1),
+            "{}",
+            listener.stderr_text()
+        );
+        assert!(
+            listener.stderr_text().contains("aborted"),
+            "{}",
+            listener.stderr_text()
+        );
+    })
+    .await
+}

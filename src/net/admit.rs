@@ -76,7 +76,8 @@ pub(super) async fn handshake_and_admit(
         // RESUME for the pipe kept goes to it, any other is told `gone:`.
         Some(_) => true,
     };
-    if read_first && peer != local {
+    // (A chat's self-dial is decided by its key; a pipe's may be resuming too.)
+    if read_first && (peer != local || settings.pipe.is_some()) {
         let wait = FIRST_MESSAGE_WAIT.min(settings.handshake_timeout);
         match tokio::time::timeout(wait, established.recv.recv()).await {
             Ok(Ok(Some(Message::Invite(secret)))) => {

@@ -381,7 +381,7 @@ async fn serve_one_pipe(
             Ok(_) => return Ok(()),
             // A peer that refused us, or dialled in the other mode, was never a session and
             // must not stop the listener.
-            Err(e @ (Error::RefusedByPeer(_) | Error::ModeMismatch(_))) => {
+            Err(e @ (Error::RefusedByPeer(_) | Error::ModeMismatch(_) | Error::PeerRefused(_))) => {
                 ui.warn(format_args!("connection from {address}: {e}"));
             }
             Err(e) => return Err(e),

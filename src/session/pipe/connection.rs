@@ -76,8 +76,17 @@ impl Connection<'_> {
         // A listener's admission may have read the dialer's first message: the opening takes
         // it first. (Before HELLO nothing else may come; a RESUME went elsewhere.)
         if let Some(first) = first {
+            // (A PING this early goes unanswered: the keepalive only needs it to arrive.)
             match opening.accept(first, link)?.0 {
-                None | Some(Message::Resumable | Message::Hello { .. } | Message::Ping(_)) => {}
+                None
+                | Some(
+                    Message::Resumable
+                    | Message::Hello { .. }
+                    | Message::Ping(_)
+                    | Message::Pong(_)
+                    | Message::Rekey
+                    | Message::Extension { .. },
+                ) => {}
                 Some(other) => {
                     return Err(ProtocolError::Unexpected(other.name(), "before its HELLO").into());
                 }

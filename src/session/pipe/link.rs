@@ -30,6 +30,12 @@ pub(super) struct Link {
     pub resend_from: Mutex<Option<u64>>,
     /// What we sent and the peer has not taken. (Only the sending side locks it.)
     pub window: Mutex<Window>,
+    /// Our count of the peer's bytes that an ACK should carry, and the last one sent: the
+    /// receiving side raises the first, the sending side sends it when it is ahead. (Not
+    /// through a queue that could be full: a dropped ACK could leave the peer's window full
+    /// for good, with nothing arriving to make us ACK again.)
+    pub ack_wanted: AtomicU64,
+    pub ack_sent: AtomicU64,
     /// Our input ended: every new connection sends END again once it has resent the rest.
     pub input_ended: AtomicBool,
     /// Our input, when it is a regular file: what must go again is read from it again, and
@@ -42,12 +48,22 @@ pub(super) struct Link {
 pub(super) struct Source {
     file: std::fs::File,
     base: u64,
+    /// Which file it was and when it was last changed, when the pipe began: a file changed
+    /// since cannot give back the bytes that were sent.
+    stamp: (u64, u64, i64, i64),
+}
+
+/// What identifies a file's contents cheaply: device, inode, modification time.
+fn stamp(meta: &std::fs::Metadata) -> (u64, u64, i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino(), meta.mtime(), meta.mtime_nsec())
 }
 
 impl Source {
     /// Reads our stream's bytes from `at` (before `end`) again from the input file, as a
-    /// DATA message in `message` (at most one message's worth); returns its length. (Blocking
-    /// file I/O: the async engine calls it off the runtime.)
+    /// DATA message in `message` (at most one message's worth); returns its length, 1 (the
+    /// type byte alone) when nothing is left. Fails when the file changed since the pipe
+    /// began. (Blocking file I/O: the async engine calls it off the runtime.)
     pub fn read_again(&self, at: u64, end: u64, message: &mut Vec<u8>) -> Result<usize> {
         use std::os::unix::fs::FileExt;
         let want = (end - at).min((MAX_PLAINTEXT - 1) as u64) as usize;
@@ -55,15 +71,25 @@ impl Source {
         message[0] = kind::DATA;
         let changed = |e| {
             Error::io(
-                "reading stdin again to send what the peer missed (the file changed, or is \
-                 shorter than what was sent)",
+                "reading stdin again to send what the peer missed (the file changed since \
+                 the pipe began, or is shorter than what was sent)",
                 e,
             )
         };
+        self.unchanged().map_err(changed)?;
         self.file
             .read_exact_at(&mut message[1..], self.base + at)
             .map_err(changed)?;
         Ok(1 + want)
+    }
+
+    /// Whether the file is still as it was when the pipe began (checked on every resume,
+    /// also when nothing needs reading again: the rule is the same either way).
+    pub fn unchanged(&self) -> std::io::Result<()> {
+        match stamp(&self.file.metadata()?) == self.stamp {
+            true => Ok(()),
+            false => Err(std::io::Error::other("it was modified")),
+        }
     }
 
     /// Stdin, if it is a regular file (a descriptor of our own: reading it again at an
@@ -73,11 +99,16 @@ impl Source {
         use std::os::fd::AsFd;
         let fd = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
         let mut file = std::fs::File::from(fd);
-        if !file.metadata().ok()?.is_file() {
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() {
             return None;
         }
         let base = file.stream_position().ok()?;
-        Some(Source { file, base })
+        Some(Source {
+            file,
+            base,
+            stamp: stamp(&meta),
+        })
     }
 }
 
@@ -89,6 +120,8 @@ impl Link {
             both: AtomicBool::new(false),
             decided: AtomicBool::new(false),
             acked: AtomicU64::new(0),
+            ack_wanted: AtomicU64::new(0),
+            ack_sent: AtomicU64::new(0),
             resend_from: Mutex::new(None),
             window: Mutex::new(match (offer, &source) {
                 (false, _) => Window::off(),
@@ -112,10 +145,22 @@ impl Link {
             .ok_or_else(|| Error::Internal("nothing to read a pipe's bytes again from".into()))
     }
 
+    /// The ACK the sending side owes, if one is (and notes it sent).
+    pub fn ack_owed(&self) -> Option<u64> {
+        let wanted = self.ack_wanted.load(Ordering::SeqCst);
+        (wanted > self.ack_sent.load(Ordering::SeqCst)).then(|| {
+            self.ack_sent.store(wanted, Ordering::SeqCst);
+            wanted
+        })
+    }
+
     /// A new connection: nobody has offered on it yet.
     pub fn reconnected(&self, resend_from: Option<u64>) {
         self.both.store(false, Ordering::SeqCst);
         self.decided.store(false, Ordering::SeqCst);
+        // (RESUME or RESUMED carries our count on the new connection.)
+        let wanted = self.ack_wanted.load(Ordering::SeqCst);
+        self.ack_sent.store(wanted, Ordering::SeqCst);
         *self.resend_from.lock().unwrap_or_else(|e| e.into_inner()) = resend_from;
     }
 
@@ -263,19 +308,18 @@ pub(super) struct Acks {
 }
 
 impl Acks {
-    /// After taking DATA: the count to acknowledge, when one is due. The caller reports
-    /// with [`Acks::queued`] whether it went: one not queued is owed still, so a burst that
-    /// finds the sending side busy cannot leave the peer's window full for good.
-    pub fn due(&self, counters: &Counters) -> Option<u64> {
+    /// After taking DATA: whether an ACK is now due; if so it is owed (see
+    /// [`Link::ack_owed`]) and the sending side should be woken.
+    pub fn due(&mut self, counters: &Counters) -> bool {
         if !counters.link.both.load(Ordering::SeqCst) {
-            return None;
+            return false;
         }
         let taken = counters.received.load(Ordering::SeqCst);
-        (taken >= self.last + ACK_STEP).then_some(taken)
-    }
-
-    /// The ACK of `count` is on its way.
-    pub fn queued(&mut self, count: u64) {
-        self.last = count;
+        if taken < self.last + ACK_STEP {
+            return false;
+        }
+        self.last = taken;
+        counters.link.ack_wanted.fetch_max(taken, Ordering::SeqCst);
+        true
     }
 }

@@ -75,8 +75,6 @@ enum Control {
     Ping,
     /// Answer to the peer's PING.
     Pong(Vec<u8>),
-    /// Our count of the peer's bytes taken (PROTOCOL.md §4.12).
-    Ack(u64),
     /// The pipe fails: QUIT with this reason (`aborted: …`), so the peer knows the transfer
     /// failed (PROTOCOL.md §4.3). A signal's name, when a signal stopped it.
     Abort(String, Option<&'static str>),
@@ -98,6 +96,14 @@ fn output_failed(e: &io::Error, written: u64) -> String {
         "aborted: writing the output failed ({}) after {}",
         crate::error::plain_io(e),
         size(written)
+    )
+}
+
+/// The error of a connection whose dialer named a session this listener does not hold: it
+/// was told `gone:` (the aborting QUIT), and the listener goes on to the next dialer.
+fn not_held() -> Error {
+    Error::PeerRefused(
+        "it asked to resume a pipe this listener does not hold (told `gone:`)".into(),
     )
 }
 
@@ -194,7 +200,10 @@ where
                 // Turned away on a resumed connection (`gone:`): the pipe is over, but what was
                 // taken before the cut was taken (exit 1, not 4: nothing says to send it all
                 // again).
-                Err(Error::RefusedByPeer(why)) if resumed => {
+                Err(
+                    e @ (Error::RefusedByPeer(_) | Error::ModeMismatch(_) | Error::PeerRefused(_)),
+                ) if resumed => {
+                    let why = e.to_string();
                     return Err(Error::Undelivered(format!(
                         "the pipe cannot be resumed ({why}); the peer had taken {} of the {} sent",
                         size(counters.link.acked.load(Ordering::SeqCst)),
@@ -252,8 +261,9 @@ where
         r = transfers => r,
         never = progress(&counters, started, show_progress, total) => match never {},
     };
-    // What the async engine's stdout thread still holds is written before we go, unless a
-    // signal says stop, or the output does not move for a keepalive.
+    // What the async engine's stdout thread still holds is written before we go (after a
+    // failure: success wrote it all before its receipt), for at most a keepalive, or until
+    // a signal.
     tokio::select! {
         () = carried.finish() => {}
         _ = interrupts.recv() => {}
@@ -309,6 +319,9 @@ enum Step<'a> {
     Pong(Vec<u8>),
     /// The peer took this many of our bytes (§4.12).
     Ack(u64),
+    /// A dialer asks to resume, on a connection that is not a resumed one: the session it
+    /// names is not here (`gone:`).
+    Resume,
     /// Nothing to do.
     Nothing,
 }
@@ -404,9 +417,8 @@ fn step(msg: Message<'_>) -> Result<Step<'_>> {
         | Message::Resumable
         | Message::Resumed(_) => Step::Nothing,
         // (A listener reads a RESUME before the session; the opening refuses a late one.)
-        Message::Resume { .. } => {
-            return Err(ProtocolError::Unexpected(msg.name(), "in a pipe").into());
-        }
+        // (Before a listener's HELLO: a dialer resuming a session this connection is not.)
+        Message::Resume { .. } => Step::Resume,
         Message::Text(_)
         | Message::Relay { .. }
         | Message::Notice(_)

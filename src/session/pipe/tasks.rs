@@ -171,6 +171,9 @@ async fn upload<W: AsyncWrite + Unpin>(
             send.send(&Message::Received(received)).await?;
             ending.receipt_sent.store(true, Ordering::SeqCst);
         }
+        if let Some(count) = link.ack_owed() {
+            send.send(&Message::Ack(count)).await?;
+        }
         if ending.may_quit() {
             counters.quit_sent.store(true, Ordering::SeqCst);
             return send.quit("").await;
@@ -225,7 +228,6 @@ async fn upload<W: AsyncWrite + Unpin>(
             Some(c) = control.recv() => match c {
                 Control::Ping => send.send(&Message::Ping(Vec::new().into())).await?,
                 Control::Pong(body) => send.send(&Message::Pong(body.into())).await?,
-                Control::Ack(count) => send.send(&Message::Ack(count)).await?,
                 Control::Abort(reason, signal) => {
                     counters.quit_sent.store(true, Ordering::SeqCst);
                     send.quit(&reason).await?;
@@ -268,17 +270,32 @@ async fn start<W: AsyncWrite + Unpin>(
             }
         } else {
             let (mut at, end, source) = (window.start(), window.end(), link.source()?);
-            while at < end {
+            // (At least once: a resume checks the file even with nothing to send again.)
+            loop {
                 // (Off the runtime: it reads a file.)
                 let source = source.clone();
-                let (message, len) = tokio::task::spawn_blocking(move || {
+                let read_again = tokio::task::spawn_blocking(move || {
                     let mut message = Vec::new();
                     source
                         .read_again(at, end, &mut message)
                         .map(|len| (message, len))
                 })
                 .await
-                .map_err(|e| Error::Internal(format!("reading stdin again: {e}")))??;
+                .map_err(|e| Error::Internal(format!("reading stdin again: {e}")))
+                .and_then(|read| read);
+                let (message, len) = match read_again {
+                    Ok(read) => read,
+                    // The peer hears that the transfer failed, rather than wait for us.
+                    Err(e) => {
+                        counters.abort_asked.store(true, Ordering::SeqCst);
+                        counters.quit_sent.store(true, Ordering::SeqCst);
+                        let _ = send.quit(&format!("aborted: {e}")).await;
+                        return Err(e);
+                    }
+                };
+                if len == 1 {
+                    break;
+                }
                 send.send_encoded(&message[..len]).await?;
                 at += (len - 1) as u64;
             }
@@ -356,10 +373,8 @@ async fn download<R: AsyncRead + Unpin>(
                     return Err(output_error(e, &asks, counters).await);
                 }
                 counters.received.fetch_add(len as u64, Ordering::SeqCst);
-                if let Some(count) = acks.due(counters)
-                    && asks.control.try_send(Control::Ack(count)).is_ok()
-                {
-                    acks.queued(count);
+                if acks.due(counters) {
+                    let _ = asks.moved.try_send(());
                 }
             }
             Step::Ack(count) => {
@@ -390,6 +405,14 @@ async fn download<R: AsyncRead + Unpin>(
             }
             Step::Pong(body) => {
                 let _ = asks.control.try_send(Control::Pong(body));
+            }
+            Step::Resume => {
+                counters.abort_asked.store(true, Ordering::SeqCst);
+                let _ = asks
+                    .control
+                    .send(Control::Abort(crate::session::GONE.into(), None))
+                    .await;
+                return Err(super::not_held());
             }
             Step::Nothing => {}
         }

@@ -273,6 +273,9 @@ impl Upload {
                 ending.receipt_sent.store(true, Ordering::SeqCst);
                 sent = std::time::Instant::now();
             }
+            if let Some(count) = link.ack_owed() {
+                self.send.send_blocking(&Message::Ack(count))?;
+            }
             if ending.may_quit() {
                 self.counters.quit_sent.store(true, Ordering::SeqCst);
                 return self.send.quit_blocking("");
@@ -315,7 +318,6 @@ impl Upload {
                         Control::Pong(body) => {
                             self.send.send_blocking(&Message::Pong(body.into()))?
                         }
-                        Control::Ack(count) => self.send.send_blocking(&Message::Ack(count))?,
                     }
                 }
             }
@@ -394,8 +396,21 @@ impl Upload {
             } else {
                 let (mut at, end, mut message) = (window.start(), window.end(), Vec::new());
                 let source = link.source()?;
-                while at < end {
-                    let len = source.read_again(at, end, &mut message)?;
+                // (At least once: a resume checks the file even with nothing to send again.)
+                loop {
+                    let len = match source.read_again(at, end, &mut message) {
+                        Ok(len) => len,
+                        // The peer hears that the transfer failed, rather than wait for us.
+                        Err(e) => {
+                            self.counters.abort_asked.store(true, Ordering::SeqCst);
+                            self.counters.quit_sent.store(true, Ordering::SeqCst);
+                            let _ = self.send.quit_blocking(&format!("aborted: {e}"));
+                            return Err(e);
+                        }
+                    };
+                    if len == 1 {
+                        break;
+                    }
                     self.send.send_encoded_blocking(&message[..len])?;
                     at += (len - 1) as u64;
                 }
@@ -538,10 +553,8 @@ impl Download {
                     self.counters
                         .received
                         .fetch_add(bytes.len() as u64, Ordering::SeqCst);
-                    if let Some(count) = acks.due(&self.counters)
-                        && ask(&self.controls, &mut self.wake, Control::Ack(count))
-                    {
-                        acks.queued(count);
+                    if acks.due(&self.counters) {
+                        let _ = self.wake.write(&[1]);
                     }
                 }
                 Step::Ack(count) => {
@@ -564,6 +577,15 @@ impl Download {
                 Step::Quit(Err(e)) => return Err(e),
                 Step::Pong(body) => {
                     ask(&self.controls, &mut self.wake, Control::Pong(body));
+                }
+                Step::Resume => {
+                    self.counters.abort_asked.store(true, Ordering::SeqCst);
+                    ask(
+                        &self.controls,
+                        &mut self.wake,
+                        Control::Abort(crate::session::GONE.into(), None),
+                    );
+                    return Err(super::not_held());
                 }
                 Step::Nothing => {}
             }
