@@ -23,6 +23,7 @@ use super::{
 use crate::error::{Error, ProtocolError, Result};
 use crate::framed::{Detach, Polled};
 use crate::message::{MAX_PLAINTEXT, Message, kind};
+use crate::session::LINGER;
 use crate::session::keepalive::{Lapse, SilentReads};
 use crate::signals::Interrupts;
 use crate::transport::{RecvHalf, SendHalf};
@@ -118,6 +119,7 @@ pub(super) async fn transfer<R: Detach, W: Detach>(
                 if let Err(e) = result.unwrap_or_else(vanished) {
                     if counters.abort_asked.load(Ordering::SeqCst) {
                         let _ = tokio::time::timeout(ABORT_GRACE, done.recv()).await;
+                        linger(&abort, &counters, interrupts).await;
                     }
                     drop(abort);
                     return match join(&mut done, interrupts).await {
@@ -140,6 +142,7 @@ pub(super) async fn transfer<R: Detach, W: Detach>(
                 if !counters.quit_sent.load(Ordering::SeqCst) && ask_abort.try_send(control).is_ok() {
                     let _ = abort.wake.write(&[1]);
                     let _ = tokio::time::timeout(ABORT_GRACE, done.recv()).await;
+                    linger(&abort, &counters, interrupts).await;
                 }
                 return Err(Error::Interrupted(signal));
             }
@@ -147,6 +150,43 @@ pub(super) async fn transfer<R: Detach, W: Detach>(
     }
     abort.disarm();
     Ok(())
+}
+
+/// After our aborting QUIT: reads and drops what the peer still sends until it closes, or
+/// for at most [`LINGER`] (a second signal ends it), so that closing with unread data does
+/// not send a reset that destroys the QUIT before the peer reads it (PROTOCOL.md §5). A peer
+/// that saw a reset instead would take the abort for a cut, and try to resume.
+async fn linger(abort: &Abort, counters: &Counters, interrupts: &mut Interrupts) {
+    if !counters.quit_sent.load(Ordering::SeqCst) {
+        return;
+    }
+    let Ok(mut socket) = abort.socket.try_clone() else {
+        return;
+    };
+    // (A short read timeout: the keepalive's may be longer than the whole linger.)
+    let _ = socket.set_read_timeout(Some(Duration::from_millis(100)));
+    let draining = tokio::task::spawn_blocking(move || {
+        let until = std::time::Instant::now() + LINGER;
+        let mut sink = vec![0u8; 1 << 16];
+        while std::time::Instant::now() < until {
+            match socket.read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    tokio::select! {
+        _ = draining => {}
+        _ = interrupts.recv() => {}
+    }
 }
 
 /// Waits for the threads still running (stopped: they end at once, unless stdout holds one
