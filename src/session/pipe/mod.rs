@@ -32,12 +32,16 @@
 //! - `connection`: one connection (the opening we send, the engine, a listener watching for
 //!   the dialer's return); `link`: what carries over between connections, and the receiving
 //!   side's offers and ACKs; `comeback`: dialling again, or waiting for the dialer;
-//!   `threads` and `tasks`: the two engines; `progress`: the progress line.
+//!   `threads` and `tasks`: the two engines (`poll`: the threaded one's wait, `stdio`: the
+//!   async one's helper threads);
+//!   `progress`: the progress line.
 
 mod comeback;
 mod connection;
 mod link;
+mod poll;
 mod progress;
+mod stdio;
 mod tasks;
 mod threads;
 

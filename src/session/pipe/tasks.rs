@@ -4,24 +4,24 @@
 //! between them as whole buffers through small pools, never copied or reallocated.
 
 use super::link::{bad_count, check};
+use super::stdio::{StdinChunks, StdoutChunks};
 use super::{
     ABORT_GRACE, Acks, Control, Counters, Opened, Step, abort_reason, aborted, output_failed, step,
 };
 use crate::error::{Error, ProtocolError, Result};
-use crate::message::{MAX_PLAINTEXT, Message, kind};
+use crate::message::Message;
 use crate::resume::Window;
 use crate::session::keepalive::{Lapse, Silence};
 use crate::signals::Interrupts;
-use crate::transport::{PLAINTEXT_BUF_LEN, RecvHalf, SendHalf};
-use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
+use crate::transport::{RecvHalf, SendHalf};
+use std::io;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 
 /// Buffers in flight in each direction.
-const IN_FLIGHT: usize = 4;
+pub(super) const IN_FLIGHT: usize = 4;
 
 /// The helper threads, which outlive a connection when the pipe resumes: what the stdin
 /// thread read and the stdout thread has queued belongs to the session, not to a connection.
@@ -476,134 +476,5 @@ async fn next_chunk(stdin: &mut Option<StdinChunks>) -> Option<io::Result<Vec<u8
     match stdin {
         Some(stdin) => stdin.filled.recv().await,
         None => std::future::pending().await,
-    }
-}
-
-/// Chunks of stdin, read by a helper thread straight into DATA messages (type byte first).
-struct StdinChunks {
-    filled: mpsc::Receiver<io::Result<Vec<u8>>>,
-    recycle: std::sync::mpsc::Sender<Vec<u8>>,
-}
-
-impl StdinChunks {
-    fn spawn() -> Self {
-        let (filled_tx, filled) = mpsc::channel(IN_FLIGHT);
-        let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
-        std::thread::spawn(move || {
-            let mut stdin = io::stdin().lock();
-            loop {
-                // Recycled buffers come back truncated to their last chunk; growing them again
-                // only zeroes what a shorter chunk left uninitialised.
-                let mut buf = recycled
-                    .try_recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(MAX_PLAINTEXT));
-                buf.resize(MAX_PLAINTEXT, 0);
-                buf[0] = kind::DATA;
-                let read = loop {
-                    match stdin.read(&mut buf[1..]) {
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        other => break other,
-                    }
-                };
-                let chunk = match read {
-                    Ok(0) => return, // dropping the sender signals the end of input
-                    Ok(n) => {
-                        buf.truncate(1 + n);
-                        Ok(buf)
-                    }
-                    Err(e) => Err(e),
-                };
-                let failed = chunk.is_err();
-                if filled_tx.blocking_send(chunk).is_err() || failed {
-                    return;
-                }
-            }
-        });
-        StdinChunks { filled, recycle }
-    }
-}
-
-/// A plaintext buffer and the part of it to write.
-type Chunk = (Box<[u8]>, std::ops::Range<usize>);
-
-/// A helper thread writing received chunks to stdout, so the socket and stdout work at once.
-/// Chunks travel as whole plaintext buffers with the range to write; buffers come back to be
-/// swapped into the receiver again.
-struct StdoutChunks {
-    to_thread: Option<mpsc::Sender<Chunk>>,
-    recycled: std::sync::mpsc::Receiver<Box<[u8]>>,
-    done: mpsc::Receiver<io::Result<()>>,
-    /// How the writer ended, once it has: a resumed connection's END asks again.
-    ended: Option<Result<(), (io::ErrorKind, String)>>,
-}
-
-impl StdoutChunks {
-    fn spawn() -> Self {
-        let (to_thread, mut chunks) =
-            mpsc::channel::<(Box<[u8]>, std::ops::Range<usize>)>(IN_FLIGHT);
-        let (recycle, recycled) = std::sync::mpsc::channel();
-        let (done_tx, done) = mpsc::channel(1);
-        std::thread::spawn(move || {
-            let result = (|| {
-                // Write to the file descriptor itself: Rust's `Stdout` is line-buffered and
-                // would scan every chunk for newlines and copy it once more.
-                let mut out = std::fs::File::from(io::stdout().as_fd().try_clone_to_owned()?);
-                while let Some((buf, range)) = chunks.blocking_recv() {
-                    out.write_all(&buf[range])?;
-                    let _ = recycle.send(buf);
-                }
-                out.flush()
-            })();
-            let _ = done_tx.blocking_send(result);
-        });
-        StdoutChunks {
-            to_thread: Some(to_thread),
-            recycled,
-            done,
-            ended: None,
-        }
-    }
-
-    /// A buffer to swap into the receiver: a recycled one of full size, or a new one. (A
-    /// recycled buffer can be small: the receiver's first buffer is, and so is one that only
-    /// ever held small frames. Handing it back would make the receiver grow it again.)
-    fn spare(&self) -> Box<[u8]> {
-        match self.recycled.try_recv() {
-            Ok(buf) if buf.len() >= PLAINTEXT_BUF_LEN => buf,
-            _ => vec![0u8; PLAINTEXT_BUF_LEN].into_boxed_slice(),
-        }
-    }
-
-    /// Queues `buf[range]` for stdout.
-    async fn write(&mut self, buf: Box<[u8]>, range: std::ops::Range<usize>) -> Result<()> {
-        let queued = match &self.to_thread {
-            Some(tx) => tx.send((buf, range)).await.is_ok(),
-            None => false,
-        };
-        if queued {
-            return Ok(());
-        }
-        // The writer stopped: its error says why.
-        self.finish().await?;
-        Err(Error::Internal("the stdout writer stopped".into()))
-    }
-
-    /// Waits until everything queued is written and flushed.
-    async fn finish(&mut self) -> Result<()> {
-        self.to_thread = None;
-        if self.ended.is_none() {
-            self.ended = Some(match self.done.recv().await {
-                Some(Ok(())) => Ok(()),
-                Some(Err(e)) => Err((e.kind(), crate::error::plain_io(&e))),
-                None => Err((io::ErrorKind::Other, "the stdout writer vanished".into())),
-            });
-        }
-        match &self.ended {
-            Some(Err((kind, why))) => Err(Error::io(
-                "writing stdout",
-                io::Error::new(*kind, why.clone()),
-            )),
-            _ => Ok(()),
-        }
     }
 }
