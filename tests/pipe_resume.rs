@@ -20,15 +20,26 @@ struct Pair {
     listener: PipeProc,
     dialer: PipeProc,
     to_listener: ChildStdin,
-    to_dialer: ChildStdin,
+    /// (None when the dialer reads a file.)
+    to_dialer: Option<ChildStdin>,
     proxy: Proxy,
     files: Files,
     _homes: [Home; 2],
 }
 
 async fn pair(listen_args: &[&str], dial_args: &[&str]) -> Pair {
+    pair_with(listen_args, dial_args, None).await
+}
+
+/// As [`pair`]; with `Some(len)`, the dialer's stdin is a file of `len` random bytes (the
+/// pair's file `in`) instead of a pipe the test writes to.
+async fn pair_with(listen_args: &[&str], dial_args: &[&str], file: Option<usize>) -> Pair {
     let (alice, bob) = (Home::new(), Home::new());
     let files = Files::new();
+    let input = match file {
+        Some(len) => common::pipe::stdin_from(&files.random("in", len)),
+        None => Stdio::piped(),
+    };
     let key = alice.fingerprint();
     let mut args = vec!["listen", "127.0.0.1:0", "--pipe", "--peer", &key, "--quiet"];
     args.extend_from_slice(listen_args);
@@ -39,9 +50,9 @@ async fn pair(listen_args: &[&str], dial_args: &[&str]) -> Pair {
     let addr = format!("127.0.0.1:{}", proxy.port);
     let mut args = vec!["dial", &addr, "--pipe", "--trust", "accept-new", "--quiet"];
     args.extend_from_slice(dial_args);
-    let mut dialer = PipeProc::spawn(&alice, &args, Stdio::piped(), &files.path("d.out"));
+    let mut dialer = PipeProc::spawn(&alice, &args, input, &files.path("d.out"));
     let to_listener = listener.child.stdin.take().unwrap();
-    let to_dialer = dialer.child.stdin.take().unwrap();
+    let to_dialer = dialer.child.stdin.take();
     dialer.stderr_until("secure session established").await;
     listener.stderr_until("secure session established").await;
     Pair {
@@ -68,7 +79,8 @@ impl Pair {
         let (a, b) = (random(len), random(len));
         up.extend_from_slice(&a);
         down.extend_from_slice(&b);
-        let (to_dialer, to_listener) = (&mut self.to_dialer, &mut self.to_listener);
+        let to_dialer = self.to_dialer.as_mut().unwrap();
+        let to_listener = &mut self.to_listener;
         let (x, y) = tokio::join!(to_dialer.write_all(&a), to_listener.write_all(&b));
         x.unwrap();
         y.unwrap();
@@ -115,7 +127,8 @@ async fn twenty_cuts_mid_transfer_lose_and_repeat_no_byte() {
             let (len, proxy) = (1 << 20, &p.proxy);
             let feeding = async {
                 let (a, b) = (random(len), random(len));
-                let (x, y) = tokio::join!(p.to_dialer.write_all(&a), p.to_listener.write_all(&b));
+                let to_dialer = p.to_dialer.as_mut().unwrap();
+                let (x, y) = tokio::join!(to_dialer.write_all(&a), p.to_listener.write_all(&b));
                 x.unwrap();
                 y.unwrap();
                 (a, b)
@@ -152,7 +165,7 @@ async fn a_blackhole_then_the_network_back_completes_the_transfer() {
         let writing = {
             let extra = random(1 << 20);
             up.extend_from_slice(&extra);
-            let mut to_dialer = p.to_dialer;
+            let mut to_dialer = p.to_dialer.take().unwrap();
             tokio::spawn(async move {
                 to_dialer.write_all(&extra).await.unwrap();
                 to_dialer
@@ -161,7 +174,7 @@ async fn a_blackhole_then_the_network_back_completes_the_transfer() {
         tokio::time::sleep_until(restore).await;
         p.proxy.blackhole(false);
         p.dialer.stderr_until("reconnected").await;
-        p.to_dialer = writing.await.unwrap();
+        p.to_dialer = Some(writing.await.unwrap());
         p.finish(&up, &down).await;
     })
     .await
@@ -290,47 +303,19 @@ async fn false_counts_from_the_peer_end_the_pipe() {
 #[tokio::test]
 async fn a_file_on_stdin_is_read_again_after_a_cut() {
     within(async {
-        let (alice, bob) = (Home::new(), Home::new());
-        let files = Files::new();
-        let input = files.random("in", 48 << 20);
-        let key = alice.fingerprint();
-        let args = ["listen", "127.0.0.1:0", "--pipe", "--peer", &key, "--quiet"];
-        let mut listener = PipeProc::spawn(&bob, &args, Stdio::piped(), &files.path("l.out"));
-        let line = listener.stderr_until("listening on").await;
-        let port: u16 = line.rsplit(':').next().unwrap().parse().unwrap();
-        let proxy = Proxy::start(port).await;
-        let addr = format!("127.0.0.1:{}", proxy.port);
-        let args = ["dial", &addr, "--pipe", "--trust", "accept-new", "--quiet"];
-        let mut dialer = PipeProc::spawn(
-            &alice,
-            &args,
-            common::pipe::stdin_from(&input),
-            &files.path("d.out"),
-        );
-        let to_listener = listener.child.stdin.take().unwrap();
+        let mut p = pair_with(&[], &[], Some(48 << 20)).await;
         // Once bytes arrive the file is on its way; stopped, the listener takes no more.
-        while std::fs::metadata(files.path("l.out")).unwrap().len() == 0 {
+        while std::fs::metadata(p.files.path("l.out")).unwrap().len() == 0 {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        let pid = listener.child.id().unwrap() as libc::pid_t;
+        let pid = p.listener.child.id().unwrap() as libc::pid_t;
         assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
-        proxy.cut();
-        dialer.stderr_until("connection lost").await;
+        p.proxy.cut();
+        p.dialer.stderr_until("connection lost").await;
         assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
-        dialer.stderr_until("reconnected").await;
-        drop(to_listener);
-        assert!(dialer.exit().await.success(), "{}", dialer.stderr_text());
-        assert!(
-            listener.exit().await.success(),
-            "{}",
-            listener.stderr_text()
-        );
-        let got = std::fs::read(files.path("l.out")).unwrap();
-        assert!(
-            got == std::fs::read(&input).unwrap(),
-            "{} bytes, or different",
-            got.len()
-        );
+        p.dialer.stderr_until("reconnected").await;
+        let input = std::fs::read(p.files.path("in")).unwrap();
+        p.finish(&input, &[]).await;
     })
     .await
 }
@@ -390,49 +375,29 @@ async fn a_restarted_listener_says_gone_and_keeps_its_input() {
 #[tokio::test]
 async fn a_file_changed_during_a_cut_fails_the_resume_on_both_sides() {
     within(async {
-        let (alice, bob) = (Home::new(), Home::new());
-        let files = Files::new();
-        let input = files.random("in", 4 << 20);
-        let key = alice.fingerprint();
-        let args = ["listen", "127.0.0.1:0", "--pipe", "--peer", &key, "--quiet"];
-        let mut listener = PipeProc::spawn(&bob, &args, Stdio::piped(), &files.path("l.out"));
-        let line = listener.stderr_until("listening on").await;
-        let port: u16 = line.rsplit(':').next().unwrap().parse().unwrap();
-        let proxy = Proxy::start(port).await;
-        let addr = format!("127.0.0.1:{}", proxy.port);
-        let args = ["dial", &addr, "--pipe", "--trust", "accept-new", "--quiet"];
-        let input_file = common::pipe::stdin_from(&input);
-        let mut dialer = PipeProc::spawn(&alice, &args, input_file, &files.path("d.out"));
-        let _to_listener = listener.child.stdin.take().unwrap();
-        listener.stderr_until("secure session established").await;
-        proxy.refuse(true);
-        proxy.cut();
-        dialer.stderr_until("connection lost").await;
+        let mut p = pair_with(&[], &[], Some(4 << 20)).await;
+        p.proxy.refuse(true);
+        p.proxy.cut();
+        p.dialer.stderr_until("connection lost").await;
         // Changed in place (same length), while nobody can reconnect.
-        std::fs::write(&input, vec![0u8; 4 << 20]).unwrap();
-        proxy.refuse(false);
+        std::fs::write(p.files.path("in"), vec![0u8; 4 << 20]).unwrap();
+        p.proxy.refuse(false);
         assert_eq!(
-            dialer.exit().await.code(),
+            p.dialer.exit().await.code(),
             Some(1),
             "{}",
-            dialer.stderr_text()
+            p.dialer.stderr_text()
         );
-        assert!(
-            dialer.stderr_text().contains("changed"),
-            "{}",
-            dialer.stderr_text()
-        );
+        let text = p.dialer.stderr_text();
+        assert!(text.contains("changed"), "{text}");
         assert_eq!(
-            listener.exit().await.code(),
+            p.listener.exit().await.code(),
             Some(1),
             "{}",
-            listener.stderr_text()
+            p.listener.stderr_text()
         );
-        assert!(
-            listener.stderr_text().contains("aborted"),
-            "{}",
-            listener.stderr_text()
-        );
+        let text = p.listener.stderr_text();
+        assert!(text.contains("aborted"), "{text}");
     })
     .await
 }
