@@ -39,6 +39,8 @@
 //!   (`trust::file` reads and writes its format; [`session::verify`] applies the decisions
 //!   right after the handshake).
 //! - [`invite`]: invite tickets, spoken codes and the inviter's pending invites.
+//! - [`files`]: files handed over in a chat — offers, the download folder, a thread per file
+//!   (its wire format: [`message::file`]).
 //! - [`bucket`]: the token bucket that paces message 1 per address and members' messages.
 //! - [`fsutil`]: atomic, private file writes and locks.
 //! - [`hardening`]: keeping secrets out of core dumps and `/proc`.
@@ -59,6 +61,7 @@ pub mod cipher;
 pub mod cli;
 pub mod editor;
 pub mod error;
+pub mod files;
 pub mod fingerprint;
 pub mod frame;
 pub mod framed;

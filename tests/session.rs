@@ -60,6 +60,8 @@ fn settings(pin: Option<&Identity>) -> Settings {
         ticket: None,
         code: None,
         petname: None,
+        files: Default::default(),
+        send: Vec::new(),
     }
 }
 

@@ -422,3 +422,124 @@ fn the_pipe_resume_vectors_in_protocol_md_are_right() {
     assert_eq!(window.acked(7), Err(BadCount::MoreThanSent));
     assert_eq!(window.acked(2), Err(BadCount::WentBack));
 }
+
+/// PROTOCOL.md §4.13's file vectors, encoded and decoded by schat's codec, with the hash of
+/// `hello` (also checked against the `blake3` crate), and its invalid bodies refused.
+#[test]
+fn the_file_vectors_in_protocol_md_are_right() {
+    use schat::message::{FileMessage, Message};
+    let doc = include_str!("../PROTOCOL.md");
+    let section = &doc[doc.find("### 4.13").unwrap()..doc.find("## 5.").unwrap()];
+    let hash_hex = "ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f";
+    assert!(section.contains(hash_hex));
+    assert_eq!(blake3::hash(b"hello").to_hex().as_str(), hash_hex);
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(&::hex::decode(hash_hex).unwrap());
+    let spaced = |wire: &[u8]| -> String {
+        let bytes: Vec<String> = wire.iter().map(|b| format!("{b:02x}")).collect();
+        bytes.join(" ")
+    };
+    let file = |f: FileMessage<'static>| Message::File(f);
+    let cases: Vec<(Message<'static>, String)> = vec![
+        (Message::Files, "`84`".into()),
+        (
+            file(FileMessage::Accept {
+                id: 1,
+                offset: 0,
+                limit: 5,
+            }),
+            "`16 02 00 00 00 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 05`".into(),
+        ),
+        (
+            file(FileMessage::Chunk {
+                id: 1,
+                offset: 0,
+                data: b"hello".to_vec().into(),
+            }),
+            "`16 04 00 00 00 01 00 00 00 00 00 00 00 00 68 65 6c 6c 6f`".into(),
+        ),
+        (
+            file(FileMessage::Done { id: 1 }),
+            "`16 06 00 00 00 01`".into(),
+        ),
+        (
+            file(FileMessage::Verified { id: 1 }),
+            "`16 07 00 00 00 01`".into(),
+        ),
+        (
+            file(FileMessage::Accept {
+                id: 1,
+                offset: 3,
+                limit: 5,
+            }),
+            "`16 02 00 00 00 01 00 00 00 00 00 00 00 03 00 00 00 00 00 00 00 05`".into(),
+        ),
+        (
+            file(FileMessage::Chunk {
+                id: 1,
+                offset: 3,
+                data: b"lo".to_vec().into(),
+            }),
+            "`16 04 00 00 00 01 00 00 00 00 00 00 00 03 6c 6f`".into(),
+        ),
+        (
+            file(FileMessage::Credit {
+                id: 1,
+                limit: 8 << 20,
+            }),
+            "`16 05 00 00 00 01 00 00 00 00 00 80 00 00`".into(),
+        ),
+        (
+            file(FileMessage::Reject {
+                id: 1,
+                reason: "no".into(),
+            }),
+            "`16 03 00 00 00 01 6e 6f`".into(),
+        ),
+        (
+            file(FileMessage::Cancel {
+                id: 1,
+                reason: "".into(),
+            }),
+            "`16 08 00 00 00 01`".into(),
+        ),
+    ];
+    for (msg, shown) in cases {
+        assert!(section.contains(&shown), "§4.13 lacks {shown}");
+        let mut wire = Vec::new();
+        msg.encode_into(&mut wire).unwrap();
+        assert_eq!(format!("`{}`", spaced(&wire)), shown, "{msg:?}");
+        assert_eq!(Message::decode(&wire).unwrap(), msg);
+    }
+    // The offer: its head, the hash, then the path, as the section gives them.
+    let offer = file(FileMessage::Offer {
+        id: 1,
+        size: 5,
+        hash,
+        path: "hello.txt".into(),
+    });
+    let mut wire = Vec::new();
+    offer.encode_into(&mut wire).unwrap();
+    let head = "`16 01 00 00 00 01 00 00 00 00 00 00 00 05`";
+    let path = "`68 65 6c 6c 6f 2e 74 78 74`";
+    assert!(section.contains(head) && section.contains(path));
+    assert_eq!(format!("`{}`", spaced(&wire[..14])), head);
+    assert_eq!(&wire[14..46], &hash);
+    assert_eq!(format!("`{}`", spaced(&wire[46..])), path);
+    assert_eq!(Message::decode(&wire).unwrap(), offer);
+    for invalid in [
+        "16",
+        "16 01 00 00 00",
+        "16 06 00 00 00 01 00",
+        "16 09 00 00 00 01",
+        "16 04 00 00 00 01 00 00 00 00 00 00 00 00",
+        "84 00",
+    ] {
+        assert!(
+            section.contains(&format!("`{invalid}`")),
+            "§4.13 lacks {invalid}"
+        );
+        let bytes = ::hex::decode(invalid.replace(' ', "")).unwrap();
+        assert!(Message::decode(&bytes).is_err(), "{invalid} decoded");
+    }
+}

@@ -77,6 +77,34 @@ pub struct SessionArgs {
     /// again, no place kept
     #[arg(long, hide_short_help = true)]
     pub no_reconnect: bool,
+    /// Save files offered to us here without asking (up to 64 GiB a session): for scripts
+    ///
+    /// Without it, each offer waits for /accept (or /reject). Names from the peer are checked:
+    /// never outside DIR, no overwriting (a taken name becomes `name (1).ext`)
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with = "pipe",
+        hide_short_help = true
+    )]
+    pub accept_files: Option<std::path::PathBuf>,
+    /// Where accepted files go [default: your Downloads folder]
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with_all = ["pipe", "accept_files"],
+        hide_short_help = true
+    )]
+    pub download_dir: Option<std::path::PathBuf>,
+    /// Offer these files or folders as soon as the chat opens, then leave once each is
+    /// delivered (exit 0) or has failed (exit 1); repeat for more
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with = "pipe",
+        hide_short_help = true
+    )]
+    pub send: Vec<std::path::PathBuf>,
     /// With --pipe: no progress line and no summary on stderr
     #[arg(long, requires = "pipe", hide_short_help = true)]
     pub quiet: bool,
@@ -104,6 +132,13 @@ impl SessionArgs {
             ticket: None,
             code: None,
             petname: None,
+            files: crate::files::Policy {
+                dir: (self.accept_files.clone())
+                    .or_else(|| self.download_dir.clone())
+                    .or_else(crate::files::default_download_dir),
+                auto: self.accept_files.is_some(),
+            },
+            send: self.send.clone(),
             name: match &self.name {
                 Some(name) => {
                     crate::session::names::check_name(name)

@@ -55,6 +55,9 @@ struct Terminal {
     /// When the current question appeared: keys in the first [`SETTLE`] are dropped (they
     /// were typed for what was on screen before, not as an answer).
     asked_at: Option<std::time::Instant>,
+    /// Rows kept above the prompt, redrawn in place (a file transfer's progress): our own
+    /// text, one row each, cut to the width.
+    progress: Vec<String>,
     /// Rows of the input area above the cursor (to erase it, go up this many rows).
     cursor_row: usize,
     /// The cursor's column.
@@ -117,6 +120,7 @@ impl Editor {
             question: None,
             set_aside: None,
             asked_at: None,
+            progress: Vec::new(),
             cursor_row: 0,
             cursor_col: 0,
             shown: Vec::new(),
@@ -250,6 +254,16 @@ impl Screen {
             moved: t.moved,
             size: (columns(), rows()),
         })
+    }
+
+    /// Shows `rows` above the prompt, in place of the ones shown before (none: no rows). Each
+    /// is cut short of the last column, so it stays one row.
+    pub fn set_progress(&self, rows: Vec<String>) {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if t.progress != rows && t.active {
+            t.progress = rows;
+            t.redraw();
+        }
     }
 
     /// Blanks `mark` if its row is still on screen, where it was; whether it did.
@@ -395,8 +409,18 @@ impl Terminal {
                 self.draft.text(),
                 self.draft.cursor(),
                 columns(),
-                rows().saturating_sub(1),
+                rows().saturating_sub(1 + self.progress.len()),
             ),
+        };
+        let width = columns().saturating_sub(1);
+        let mut rows: Vec<String> = (self.progress.iter())
+            .map(|row| view::cut(row, width))
+            .collect();
+        let above = rows.len();
+        rows.extend(view.rows);
+        let view = view::View {
+            rows,
+            cursor: (view.cursor.0 + above, view.cursor.1),
         };
         out.push_str(&view.rows.join("\r\n"));
         let up = view.rows.len() - 1 - view.cursor.0;

@@ -139,6 +139,27 @@ pub fn text_columns(text: &str) -> usize {
     text.chars().map(char_columns).sum()
 }
 
+/// `row` (plain text, no colours) made safe and cut to `width` columns, with `…` where it was
+/// cut: a row that must stay one row.
+pub fn cut(row: &str, width: usize) -> String {
+    let row = sanitize::line(row);
+    if text_columns(&row) <= width {
+        return row.into_owned();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in row.chars() {
+        let w = char_columns(c);
+        if used + w + 1 > width {
+            break;
+        }
+        used += w;
+        out.push(c);
+    }
+    out.push('…');
+    out
+}
+
 /// The columns `row` takes on screen: its text without our colour sequences.
 pub fn visible_columns(row: &str) -> usize {
     let mut plain = String::with_capacity(row.len());

@@ -3,8 +3,10 @@
 //! Pure encoding and decoding, no I/O. Decoding borrows from the caller's buffer (`Cow`), so the
 //! receive path copies nothing; `into_owned` makes a message that can be queued.
 
+pub mod file;
 pub mod notice;
 
+pub use file::FileMessage;
 pub use notice::Notice;
 use std::borrow::Cow;
 use std::str;
@@ -75,6 +77,9 @@ pub mod kind {
     /// Listener → dialer, in WELCOME's place on a resumed connection: how many of the
     /// dialer's counted messages the listener has shown (u64).
     pub const RESUMED: u8 = 0x15;
+    /// A file handed over in a chat: an op byte, a transfer id, the op's fields
+    /// ([`super::file`]; PROTOCOL.md §4.13). Only between sides that both sent FILES.
+    pub const FILE: u8 = 0x16;
     /// Types from here up are extensions: ignored when unknown.
     pub const FIRST_EXTENSION: u8 = 0x80;
     /// Extension, right after the sender's HELLO: the ciphers it can also receive, one id
@@ -91,6 +96,9 @@ pub mod kind {
     /// Extension, right after the sender's HELLO (and RECEIPTS): it keeps the session when
     /// the connection drops, to resume it (PROTOCOL.md §4.11). Empty.
     pub const RESUMABLE: u8 = 0x83;
+    /// Extension, right after the sender's HELLO (and RECEIPTS): it takes files (FILE,
+    /// PROTOCOL.md §4.13). Empty.
+    pub const FILES: u8 = 0x84;
 }
 
 /// One decoded message. `'a` is the buffer it was decoded from; `Message<'static>` owns its data.
@@ -160,6 +168,10 @@ pub enum Message<'a> {
     Resumed(u64),
     /// The sender can resume this session after a cut (an extension, after its HELLO).
     Resumable,
+    /// A file transfer's message (§4.13).
+    File(FileMessage<'a>),
+    /// The sender takes files (an extension, after its HELLO).
+    Files,
     /// An extension type (≥ 0x80) this version does not understand; receivers ignore it.
     Extension { kind: u8, body: Cow<'a, [u8]> },
 }
@@ -328,6 +340,9 @@ impl<'a> Message<'a> {
             kind::RECEIPTS => return Err(MessageError::UnexpectedBody("RECEIPTS")),
             kind::RESUMABLE if body.is_empty() => Message::Resumable,
             kind::RESUMABLE => return Err(MessageError::UnexpectedBody("RESUMABLE")),
+            kind::FILES if body.is_empty() => Message::Files,
+            kind::FILES => return Err(MessageError::UnexpectedBody("FILES")),
+            kind::FILE => Message::File(FileMessage::decode(body)?),
             kind::RESUMED => Message::Resumed(u64_body(body, "RESUMED of other than 8 bytes")?),
             kind::RESUME => match body.split_first_chunk::<TOKEN_LEN>() {
                 Some((token, shown)) if shown.len() == 8 => Message::Resume {
@@ -387,6 +402,8 @@ impl<'a> Message<'a> {
             Message::Resume { .. } => kind::RESUME,
             Message::Resumed(_) => kind::RESUMED,
             Message::Resumable => kind::RESUMABLE,
+            Message::File(_) => kind::FILE,
+            Message::Files => kind::FILES,
             Message::Extension { kind, .. } => *kind,
         }
     }
@@ -416,6 +433,8 @@ impl<'a> Message<'a> {
             | Message::Ack(_)
             | Message::Resumed(_)
             | Message::Resumable
+            | Message::File(_)
+            | Message::Files
             | Message::Receipts => &[],
             Message::Resume { token, .. } => &token[..],
         }
@@ -432,6 +451,7 @@ impl<'a> Message<'a> {
             Message::Notice(n) => n.len(),
             Message::Received(_) | Message::Ack(_) | Message::Resumed(_) => 8,
             Message::Resume { .. } => TOKEN_LEN + 8,
+            Message::File(f) => f.len(),
             other => other.simple_body().len(),
         }
     }
@@ -452,6 +472,7 @@ impl<'a> Message<'a> {
                 nameplate: Some(n), ..
             } => out.extend_from_slice(&n.to_be_bytes()),
             Message::Notice(n) => n.encode_into(out),
+            Message::File(f) => f.encode_into(out),
             Message::Received(count) | Message::Ack(count) | Message::Resumed(count) => {
                 out.extend_from_slice(&count.to_be_bytes())
             }
@@ -496,6 +517,8 @@ impl<'a> Message<'a> {
             Message::Resume { token, shown } => Message::Resume { token, shown },
             Message::Resumed(count) => Message::Resumed(count),
             Message::Resumable => Message::Resumable,
+            Message::File(f) => Message::File(f.into_owned()),
+            Message::Files => Message::Files,
             Message::Extension { kind, body } => Message::Extension {
                 kind,
                 body: Cow::Owned(body.into_owned()),
@@ -529,6 +552,8 @@ impl<'a> Message<'a> {
             Message::Resume { .. } => "RESUME",
             Message::Resumed(_) => "RESUMED",
             Message::Resumable => "RESUMABLE",
+            Message::File(f) => f.name(),
+            Message::Files => "FILES",
             Message::Extension { .. } => "extension",
         }
     }

@@ -277,6 +277,8 @@ async fn serve(
         name: settings.name.clone(),
         resume_grace: settings.resume_grace,
         resumable,
+        files: settings.files.clone(),
+        send: settings.send.clone(),
     };
     tokio::select! {
         result = room::host(connections, &room, ui, user) => result,

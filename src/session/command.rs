@@ -25,6 +25,16 @@ pub enum Command<'a> {
     Clear,
     /// `/help`: list the commands.
     Help,
+    /// `/send PATH…`: offer files or folders (quotes and `\ ` keep spaces; `~/` is home).
+    Send(Vec<String>),
+    /// `/accept [N]`: save offer N, or every offer waiting.
+    Accept(Option<u32>),
+    /// `/reject [N]`: decline offer N, or every offer waiting.
+    Reject(Option<u32>),
+    /// `/cancel N`: stop transfer N, either way.
+    Cancel(u32),
+    /// `/transfers`: list the file transfers.
+    Transfers,
     /// A `/word` we do not know (not sent: probably a typo).
     Unknown(&'a str),
 }
@@ -39,6 +49,10 @@ pub const HELP: &[&str] = &[
     "  /clear            clear the screen",
     "  /help             this list",
     "  //text            send a line that starts with /",
+    "  /send PATH…       offer files or folders (quote names with spaces)",
+    "  /accept [N]       save offer N (without N: every offer waiting)",
+    "  /reject [N]       decline offer N (without N: every offer waiting)",
+    "  /transfers        list file transfers;  /cancel N  stops one",
     "  /who              who is in the room (a member asks the host)",
     "  /nick [NAME]      your display name, shown beside your key (none: no name)",
     "hosting a room:",
@@ -61,6 +75,60 @@ fn target(arg: &str) -> Option<(&str, &str)> {
         return Some((name, text.trim_start()));
     }
     Some((first, rest))
+}
+
+/// A transfer's number, as `3` or `#3`.
+fn number(arg: &str) -> Option<u32> {
+    arg.strip_prefix('#').unwrap_or(arg).parse().ok()
+}
+
+/// Words as a shell splits them, simply: blanks separate, `'…'` and `"…"` keep them, a
+/// backslash keeps the next character; `~/` at the start is the home folder. `None` when a
+/// quote is left open.
+fn words(arg: &str) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    let (mut word, mut started, mut quote) = (String::new(), false, None);
+    let mut chars = arg.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '\\') => {
+                word.push(chars.next()?);
+                started = true;
+            }
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                started = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                started = true;
+            }
+        }
+    }
+    if quote.is_some() {
+        return None;
+    }
+    if started {
+        words.push(word);
+    }
+    let home = dirs::home_dir();
+    Some(
+        words
+            .into_iter()
+            .map(|w| match (w.strip_prefix("~/"), &home) {
+                (Some(rest), Some(home)) => home.join(rest).display().to_string(),
+                _ => w,
+            })
+            .collect(),
+    )
 }
 
 /// Interprets a line typed by the user.
@@ -102,6 +170,20 @@ pub fn parse(line: &str) -> Command<'_> {
             None => Command::Unknown("me"),
         },
         "help" | "?" => Command::Help,
+        "send" => match words(arg) {
+            Some(paths) if !paths.is_empty() => Command::Send(paths),
+            _ => Command::Unknown("send"),
+        },
+        "accept" | "reject" => match (optional.map(number), word) {
+            (Some(None), _) => Command::Unknown(word),
+            (n, "accept") => Command::Accept(n.flatten()),
+            (n, _) => Command::Reject(n.flatten()),
+        },
+        "cancel" => match optional.and_then(number) {
+            Some(n) => Command::Cancel(n),
+            None => Command::Unknown("cancel"),
+        },
+        "transfers" => Command::Transfers,
         _ => Command::Unknown(word),
     }
 }
@@ -142,6 +224,24 @@ mod tests {
         assert_eq!(parse("/clear"), Command::Clear);
         assert_eq!(parse("/nick Ana María"), Command::Nick("Ana María"));
         assert_eq!(parse("/nick"), Command::Nick(""));
+        assert_eq!(
+            parse(r#"/send a.txt "my file.pdf" b\ c 'd"e'"#),
+            Command::Send(vec![
+                "a.txt".into(),
+                "my file.pdf".into(),
+                "b c".into(),
+                "d\"e".into()
+            ])
+        );
+        assert_eq!(parse("/send"), Command::Unknown("send"));
+        assert_eq!(parse("/send 'open"), Command::Unknown("send"));
+        assert_eq!(parse("/accept"), Command::Accept(None));
+        assert_eq!(parse("/accept #3"), Command::Accept(Some(3)));
+        assert_eq!(parse("/reject 2"), Command::Reject(Some(2)));
+        assert_eq!(parse("/reject x"), Command::Unknown("reject"));
+        assert_eq!(parse("/cancel 4"), Command::Cancel(4));
+        assert_eq!(parse("/cancel"), Command::Unknown("cancel"));
+        assert_eq!(parse("/transfers"), Command::Transfers);
     }
 
     /// Whitespace before a multi-byte character once made `parse` slice inside that character.

@@ -36,6 +36,8 @@ pub struct Input {
     ended: bool,
     /// Whether a person answers questions through this input (a terminal).
     can_ask: bool,
+    /// Keeps an idle input's channel open, so that it never ends (see [`Input::idle`]).
+    _open: Option<mpsc::Sender<InputEvent>>,
 }
 
 enum Source {
@@ -67,6 +69,7 @@ impl Input {
             source: Source::Terminal(None),
             ended: false,
             can_ask: true,
+            _open: None,
         })
     }
 
@@ -94,6 +97,17 @@ impl Input {
             source: Source::Lines(rx),
             ended: false,
             can_ask: false,
+            _open: None,
+        }
+    }
+
+    /// An input that yields nothing and never ends: `schat send` and `receive` read no lines,
+    /// and leave when the files are done (or the peer does), not when stdin ends.
+    pub fn idle() -> Self {
+        let (open, rx) = mpsc::channel(1);
+        Input {
+            _open: Some(open),
+            ..Self::from_channel(rx)
         }
     }
 
@@ -105,6 +119,7 @@ impl Input {
             source: Source::Editor(Box::new(editor)),
             ended: false,
             can_ask: true,
+            _open: None,
         };
         Ok((input, screen))
     }

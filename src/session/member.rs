@@ -97,6 +97,15 @@ pub enum Event {
         id: u64,
         count: u64,
     },
+    /// The member takes files (its FILES).
+    Files {
+        id: u64,
+    },
+    /// A file transfer's message (unchecked: the host's transfers check it).
+    File {
+        id: u64,
+        file: crate::message::FileMessage<'static>,
+    },
     Left {
         id: u64,
         how: Result<String>,
@@ -244,17 +253,29 @@ impl OutboxReceiver {
 }
 
 /// Sends a member's queue, many messages per write when they pile up, each write within
-/// [`WRITE_DEADLINE`].
+/// [`WRITE_DEADLINE`]. Files' bytes (`bulk`: CHUNKs and DONEs from the host's file threads,
+/// which wait while it is full) go only when the queue is empty: room traffic first.
 pub async fn writer<W: AsyncWrite + Unpin>(
     mut send: SendHalf<W>,
     mut queue: OutboxReceiver,
+    mut bulk: mpsc::Receiver<Message<'static>>,
 ) -> Result<()> {
-    while let Some((msg, _permit)) = queue.recv().await {
-        send.queue(&msg)?;
+    loop {
+        tokio::select! {
+            biased;
+            queued = queue.recv() => match queued {
+                Some((msg, _permit)) => send.queue(&msg)?,
+                None => break,
+            },
+            Some(msg) = bulk.recv() => send.queue(&msg)?,
+        }
         while !send.quit_sent() && send.queued() < BATCH_BYTES {
             match queue.try_recv() {
                 Some((msg, _permit)) => send.queue(&msg)?,
-                None => break,
+                None => match bulk.try_recv() {
+                    Ok(msg) => send.queue(&msg)?,
+                    Err(_) => break,
+                },
             }
         }
         tokio::time::timeout(WRITE_DEADLINE, send.flush())
@@ -302,7 +323,7 @@ pub async fn reader<R: AsyncRead + Unpin>(
     let mut silence = Silence::new(keepalive);
     let mut bucket = bucket(rate, Instant::now());
     let mut opening = Opening::new(false);
-    let (mut receipts, mut resumable) = (false, false);
+    let (mut receipts, mut resumable, mut files) = (false, false, false);
     // Until its HELLO, a connection is not a member; it gets this long (PINGs do not extend
     // it), or it could hold a place in the room for ever.
     let hello_by = Instant::now() + hello_within;
@@ -335,10 +356,12 @@ pub async fn reader<R: AsyncRead + Unpin>(
             Err(e) => break Err(e),
         };
         // Over its share, the member waits here, unread: the flooder is throttled, nobody else.
-        let wait = bucket.take(
-            msg.body_len().max(MIN_CHARGE) as f64,
-            Instant::now().into_std(),
-        );
+        // (Not for a file's bytes: the host's credit already bounds those, to what it asked.)
+        let charge = match &msg {
+            Message::File(crate::message::FileMessage::Chunk { .. }) => 0,
+            msg => msg.body_len().max(MIN_CHARGE),
+        };
+        let wait = bucket.take(charge as f64, Instant::now().into_std());
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
             silence.heard();
@@ -374,6 +397,20 @@ pub async fn reader<R: AsyncRead + Unpin>(
             }
             Message::Ping(body) => outbox.offer_pong(body.into_owned()),
             Message::Pong(_) | Message::Rekey | Message::Extension { .. } => {}
+            Message::Files if files => {
+                break Err(ProtocolError::Unexpected("FILES", "twice").into());
+            }
+            Message::Files => {
+                files = true;
+                if events.send(Event::Files { id }).await.is_err() {
+                    return;
+                }
+            }
+            Message::File(file) => {
+                if events.send(Event::File { id, file }).await.is_err() {
+                    return;
+                }
+            }
             Message::Receipts if receipts => {
                 break Err(ProtocolError::Unexpected("RECEIPTS", "twice").into());
             }

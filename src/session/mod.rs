@@ -139,6 +139,11 @@ pub struct Settings {
     /// Dialling a known peer by its petname: its entry (its key is then `pin`; another key
     /// answering is a key change, not a pin mismatch).
     pub petname: Option<crate::trust::Entry>,
+    /// Files offered to us: where they go, and whether they are accepted without asking.
+    pub files: crate::files::Policy,
+    /// Files to offer as soon as the chat opens (`--send`, `schat send`); the chat then ends
+    /// once each is delivered or has failed.
+    pub send: Vec<std::path::PathBuf>,
 }
 
 /// A ticket being used by a dialer: an invite (with a secret), or an address.

@@ -115,10 +115,13 @@ impl Opening {
             )
             .into()),
             // Offered right after HELLO (§4.10, §4.11), so before WELCOME.
-            (Opening::Hello { .. }, Message::Receipts | Message::Resumable) => {
-                Err(ProtocolError::Unexpected("RECEIPTS or RESUMABLE", "before its HELLO").into())
+            (Opening::Hello { .. }, Message::Receipts | Message::Resumable | Message::Files) => {
+                Err(
+                    ProtocolError::Unexpected("RECEIPTS, RESUMABLE or FILES", "before its HELLO")
+                        .into(),
+                )
             }
-            (_, msg @ (Message::Receipts | Message::Resumable)) => Ok(Some(msg)),
+            (_, msg @ (Message::Receipts | Message::Resumable | Message::Files)) => Ok(Some(msg)),
             (Opening::Welcome { resumed: false }, msg @ Message::Welcome(_))
             | (Opening::Welcome { resumed: true }, msg @ Message::Resumed(_)) => {
                 *self = Opening::Open;

@@ -85,6 +85,46 @@ pub enum Event<'a> {
     Sent { id: u64, text: &'a str },
     /// The peer showed our line `id` (in a room: every member it went to did).
     Delivered { id: u64 },
+    /// A file offered: `direction` `out` (ours, to the peer) or `in` (to us: it waits for
+    /// `/accept` unless `accepted`, by `--accept-files` or as a resume). `transfer` is the
+    /// number the other file events and `/accept N` use; `hash` its BLAKE3, hex.
+    FileOffered {
+        transfer: u32,
+        direction: &'a str,
+        peer: Peer<'a>,
+        name: &'a str,
+        size: u64,
+        hash: &'a str,
+        accepted: bool,
+    },
+    /// Bytes moving, at most twice a second per transfer: `bytes` of `size` are there,
+    /// `rate` bytes per second.
+    FileProgress {
+        transfer: u32,
+        direction: &'a str,
+        bytes: u64,
+        size: u64,
+        rate: u64,
+    },
+    /// Delivered and checked against `hash` (BLAKE3, hex): `path` where it was saved (a file
+    /// received); `moved` the bytes that travelled (less than `size` after a resume).
+    FileDone {
+        transfer: u32,
+        direction: &'a str,
+        name: &'a str,
+        size: u64,
+        hash: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        path: Option<&'a str>,
+        moved: u64,
+    },
+    /// It did not happen: refused, declined, cancelled, cut, or it failed its check.
+    FileFailed {
+        transfer: u32,
+        direction: &'a str,
+        name: &'a str,
+        reason: &'a str,
+    },
     /// Something went wrong locally or with the peer.
     Error { message: &'a str },
 }

@@ -18,6 +18,7 @@
 use crate::editor::Screen;
 use crate::editor::view::text_columns;
 pub mod event;
+pub mod files;
 mod layout;
 mod receipt;
 

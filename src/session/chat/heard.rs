@@ -124,6 +124,9 @@ fn handle(
         // REKEY never reaches here: the transport applies it.
         Message::Pong(_) | Message::Rekey | Message::Extension { .. } => Step::Continue,
         Message::Resumable => Step::Resumable,
+        // Files (§4.13): the loop's `files` checks them against what was offered.
+        Message::Files => Step::Files,
+        Message::File(file) => Step::File(file.into_owned()),
         // (The opening let it through only in WELCOME's place on a resumed connection.)
         Message::Resumed(shown) => Step::Resumed(shown),
         Message::Resume { .. } => {

@@ -4,6 +4,7 @@
 //! stops us from receiving.
 
 mod ending;
+mod files;
 mod heard;
 mod reconnect;
 mod typed;
@@ -30,6 +31,9 @@ use tokio::sync::mpsc;
 /// Messages waiting for the writer task.
 const OUTGOING_QUEUE: usize = 32;
 
+/// Files' CHUNKs waiting for the writer task (at most 1 MiB of them, behind everything else).
+const BULK_QUEUE: usize = 16;
+
 /// How long a dialer waits for WELCOME before it says what it is waiting for; and how long a
 /// side leaving waits for its last receipts before it says so.
 const WELCOME_NOTE: Duration = Duration::from_secs(1);
@@ -53,6 +57,10 @@ enum Step {
     Resumable,
     /// The listener took the session back: it has shown this many of our counted messages.
     Resumed(u64),
+    /// The peer takes files (its FILES).
+    Files,
+    /// A file transfer's message (§4.13).
+    File(crate::message::FileMessage<'static>),
 }
 
 /// The full-duplex conversation.
@@ -108,11 +116,14 @@ where
     // Why we were leaving when the connection dropped: we still are, once resumed.
     let mut leaving: Option<&'static str> = None;
     let mut established = established;
+    let (mut desk, mut notes) = files::Desk::new(settings.files.clone(), &settings.send);
     loop {
         let (input, interrupts) = (&mut *user.input, &mut *user.interrupts);
         let Established { mut recv, send, .. } = established;
         let (queue, outgoing) = mpsc::channel::<Message<'static>>(OUTGOING_QUEUE);
-        let mut writer = tokio::spawn(write_loop(send, outgoing));
+        let (bulk, bulk_out) = mpsc::channel::<Message<'static>>(BULK_QUEUE);
+        desk.transfers.connected(bulk);
+        let mut writer = tokio::spawn(write_loop(send, outgoing, bulk_out));
         let mut opening = match resumed {
             true => Opening::resumed(),
             false => Opening::new(is_dialer),
@@ -138,6 +149,8 @@ where
         if grace.is_some() {
             let _ = queue.send(Message::Resumable).await;
         }
+        // We take files (§4.13): offers come to us, and we may make ours once the peer says so.
+        let _ = queue.send(Message::Files).await;
         // When the next ACK is due: a burst of messages shown is acknowledged once.
         let mut ack_at: Option<tokio::time::Instant> = None;
         if let Role::Listener { welcome, .. } = role {
@@ -197,8 +210,15 @@ where
                 } => match (leave_once_open, event) {
                     (None, event) => {
                         let hold_counted = resumed && (!opening.is_open() || !resend.is_empty());
-                    let mut out = Outgoing { pending: &mut pending, queue: &queue, ledger: &mut ledger, hold_counted };
-                        on_input(event, peer, input, ui, &mut out, is_dialer)
+                        let mut out = Outgoing { pending: &mut pending, queue: &queue, ledger: &mut ledger, hold_counted, desk: &mut desk, open: opening.is_open() };
+                        match on_input(event, peer, input, ui, &mut out, is_dialer) {
+                            // `--send` leaves when its files are done, not when stdin ends.
+                            Step::Leave("end of input") if desk.leave_when_sent => {
+                                input_ended = true;
+                                Step::Continue
+                            }
+                            step => step,
+                        }
                     }
                     (Some(_), InputEvent::Interrupted | InputEvent::Failed(_)) => {
                         leave_once_open = None;
@@ -214,9 +234,32 @@ where
                         Step::Continue
                     }
                 },
-                () = sleep_until_some(leave_once_open.map(|(_, by)| by)) => {
-                    Step::Leave(leave_once_open.map_or("end of input", |(why, _)| why))
+                () = sleep_until_some(leave_once_open.map(|(_, by)| by)) => match leave_once_open {
+                    // A file still moving is waited for as long as it moves.
+                    Some((why, _)) if desk.transfers.moving() => {
+                        let by = tokio::time::Instant::now() + settle_within(welcome_within);
+                        leave_once_open = Some((why, by));
+                        Step::Continue
+                    }
+                    _ => Step::Leave(leave_once_open.map_or("end of input", |(why, _)| why)),
+                },
+                note = notes.next() => {
+                    desk.transfers.on_note(note);
+                    Step::Continue
                 }
+                () = sleep_until_some(desk.progress_at()) => {
+                    desk.tick(ui);
+                    Step::Continue
+                }
+                // Files' own messages (offers, answers, credit), after the opening and after
+                // what a resume sends again.
+                permit = queue.reserve(), if !desk.transfers.outbox.is_empty() && opening.is_open() && resend.is_empty() => match (permit, desk.transfers.outbox.pop_front()) {
+                    (Ok(permit), Some(msg)) => {
+                        permit.send(msg);
+                        Step::Continue
+                    }
+                    _ => Step::Fail(writer_failure(&mut writer).await),
+                },
                 () = sleep_until_some(resumed_by.filter(|_| !opening.is_open())) => Step::Fail(
                 Error::Timeout("waiting for RESUMED", settings.handshake_timeout.as_secs()),
             ),
@@ -239,12 +282,17 @@ where
                 }
                 () = sleep_until_some(settle_note.filter(|_| opening.is_open())) => {
                     settle_note = None;
-                    ui.status(format_args!(
-                        "waiting for {} to confirm your last {} (up to {} s)",
-                        crate::sanitize::line(&peer.label),
-                        lines(ledger.unacked() as usize),
-                        settle_within(welcome_within).as_secs()
-                    ));
+                    match ledger.unacked() {
+                        0 => ui.status(format_args!(
+                            "waiting for the files to get through (/transfers lists them;                              Ctrl-C leaves now)"
+                        )),
+                        n => ui.status(format_args!(
+                            "waiting for {} to confirm your last {} (up to {} s)",
+                            crate::sanitize::line(&peer.label),
+                            lines(n as usize),
+                            settle_within(welcome_within).as_secs()
+                        )),
+                    }
                     Step::Continue
                 }
                 () = sleep_until_some(waiting_note.filter(|_| !opening.is_open())) => {
@@ -296,15 +344,26 @@ where
                 }
             };
             let step = match step {
-                Step::Receipts | Step::Resumable if offered.contains(&step_kind(&step)) => {
+                Step::Receipts | Step::Resumable | Step::Files
+                    if offered.contains(&step_kind(&step)) =>
+                {
                     Step::Fail(
                         ProtocolError::Unexpected(
-                            "RECEIPTS or RESUMABLE",
+                            "RECEIPTS, RESUMABLE or FILES",
                             "twice on one connection",
                         )
                         .into(),
                     )
                 }
+                Step::Files => {
+                    offered.push(step_kind(&step));
+                    desk.transfers.peer_files();
+                    Step::Continue
+                }
+                Step::File(file) => match desk.transfers.on_message(file) {
+                    Ok(()) => Step::Continue,
+                    Err(e) => Step::Fail(e.into()),
+                },
                 Step::Receipts => {
                     offered.push(step_kind(&step));
                     ledger.peer_acknowledges();
@@ -342,10 +401,18 @@ where
             if is_dialer && opening.is_open() && !ledger.peer_acks() && ui.undelivered() > 0 {
                 ui.forget_marks();
             }
+            desk.show(ui, &speaker);
             let settled = opening.is_open()
                 && pending.is_empty()
                 && resend.is_empty()
-                && ledger.unacked() == 0;
+                && ledger.unacked() == 0
+                && !desk.transfers.sending()
+                && !desk.transfers.receiving();
+            // `--send`: every file is delivered (or failed); the chat was only for them.
+            let step = match step {
+                Step::Continue if desk.all_sent() && opening.is_open() => Step::Leave("files sent"),
+                step => step,
+            };
             match (!pending.is_empty() && !ledger.has_room(), stalled) {
                 (true, None) => {
                     stalled = Some(tokio::time::Instant::now() + member::WRITE_DEADLINE);
@@ -354,7 +421,7 @@ where
                 _ => {}
             }
             let step = match step {
-                Step::Leave(why @ ("end of input" | "you quit")) if !settled => {
+                Step::Leave(why @ ("end of input" | "you quit" | "files sent")) if !settled => {
                     if leave_once_open.is_none() {
                         let now = tokio::time::Instant::now();
                         leave_once_open = Some((why, now + settle_within(welcome_within)));
@@ -386,6 +453,9 @@ where
                     "connection lost ({e}); reconnecting for up to {} s (Ctrl-C gives up)",
                     grace.as_secs()
                 ));
+                // Files in flight carry on once it is back: offered again, resumed by hash.
+                desk.transfers.cut();
+                desk.show(ui, &speaker);
                 leaving = leave_once_open.take().map(|(why, _)| why);
                 // Lines not yet sent are kept with the rest; they go out once resumed.
                 for line in pending.drain(..) {
@@ -437,10 +507,13 @@ where
             // deadline, since a peer that said QUIT and stopped reading would otherwise hold us
             // for ever (over iroh no TCP user timeout ends it either).
             Step::PeerLeft => {
+                desk.transfers.peer_left();
+                desk.show(ui, &speaker);
                 drop(queue);
                 match tokio::time::timeout(member::WRITE_DEADLINE, &mut writer).await {
                     Ok(_) => {
                         unconfirmed(&ledger, peer, "it left")?;
+                        files_failed(&desk)?;
                         Ok(Ended::PeerQuit)
                     }
                     Err(_) => {
@@ -457,9 +530,18 @@ where
             // close, so the QUIT is not lost to a reset.
             Step::Leave(why) => {
                 ui.status(format_args!("{why}; leaving"));
+                // Transfers not done stop; the peer hears so before our QUIT.
+                desk.transfers.leaving();
+                desk.show(ui, &speaker);
+                let stops: Vec<Message<'static>> = desk.transfers.outbox.drain(..).collect();
                 // Lines typed while the queue was full go out before the goodbye, or the deadline
                 // says they could not.
                 let last_words = async {
+                    for stop in stops {
+                        if queue.send(stop).await.is_err() {
+                            return;
+                        }
+                    }
                     for line in pending.drain(..) {
                         let msg = Message::Text(line.into());
                         if let Message::Text(line) = &msg {
@@ -527,6 +609,7 @@ where
                     return Err(Error::RefusedByPeer(why));
                 }
                 unconfirmed(&ledger, peer, "we left")?;
+                files_failed(&desk)?;
                 Ok(Ended::LocalQuit)
             }
             // The other mode: what we queued (our HELLO, which tells the peer our mode) goes out,
@@ -554,9 +637,12 @@ where
                 }
                 Err(e)
             }
-            Step::Continue | Step::Receipts | Step::Resumable | Step::Resumed(_) => {
-                Err(Error::Internal("chat loop ended without a reason".into()))
-            }
+            Step::Continue
+            | Step::Receipts
+            | Step::Resumable
+            | Step::Resumed(_)
+            | Step::Files
+            | Step::File(_) => Err(Error::Internal("chat loop ended without a reason".into())),
         };
     }
 }
@@ -565,7 +651,19 @@ where
 fn step_kind(step: &Step) -> u8 {
     match step {
         Step::Receipts => crate::message::kind::RECEIPTS,
+        Step::Files => crate::message::kind::FILES,
         _ => crate::message::kind::RESUMABLE,
+    }
+}
+
+/// A session that ended cleanly still fails (exit 1) when a file did not get through.
+fn files_failed(desk: &files::Desk) -> Result<()> {
+    match desk.transfers.failures() {
+        0 => Ok(()),
+        n => Err(Error::Undelivered(format!(
+            "{n} file transfer{} did not complete (see above)",
+            if n == 1 { "" } else { "s" }
+        ))),
     }
 }
 

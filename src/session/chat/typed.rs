@@ -22,6 +22,10 @@ pub(super) struct Outgoing<'a> {
     /// A resumed connection before what the peer missed has gone again: no new counted
     /// message may overtake it (PROTOCOL.md §4.11).
     pub(super) hold_counted: bool,
+    /// Files: `/send`, `/accept` and the rest.
+    pub(super) desk: &'a mut super::files::Desk,
+    /// The opening is over (we know whether the peer takes files).
+    pub(super) open: bool,
 }
 
 /// Handles one input event: a line to send, a command, or the end of input.
@@ -38,6 +42,8 @@ pub(super) fn on_input(
         queue,
         ledger,
         hold_counted,
+        desk,
+        open,
     } = out;
     let line = match event {
         InputEvent::Line(line) => line,
@@ -58,7 +64,11 @@ pub(super) fn on_input(
             return Step::Leave("input failed");
         }
     };
-    match command::parse(&line) {
+    let command = command::parse(&line);
+    if desk.command(&command, ui, *open) {
+        return Step::Continue;
+    }
+    match command {
         Command::Say(text) => pending.push_back(text.to_owned()),
         Command::Me(action) => pending.push_back(format!("/me {action}")),
         Command::Quit => return Step::Leave("you quit"),
@@ -107,6 +117,12 @@ pub(super) fn on_input(
             ui.warn("/msg and /name are for the host of a room; /who for its members and its host");
         }
         Command::Clear => input.clear_screen(),
+        // (Handled by the desk above.)
+        Command::Send(_)
+        | Command::Accept(_)
+        | Command::Reject(_)
+        | Command::Cancel(_)
+        | Command::Transfers => {}
         Command::Help => {
             ui.listing(command::HELP);
         }

@@ -419,6 +419,7 @@ fn step(msg: Message<'_>) -> Result<Step<'_>> {
         | Message::Extension { .. }
         | Message::Receipts
         | Message::Resumable
+        | Message::Files
         | Message::Resumed(_) => Step::Nothing,
         // (A listener reads a RESUME before the session; the opening refuses a late one.)
         // (Before a listener's HELLO: a dialer resuming a session this connection is not.)
@@ -431,6 +432,7 @@ fn step(msg: Message<'_>) -> Result<Step<'_>> {
         | Message::Invite(_)
         | Message::Pake { .. }
         | Message::Confirm(_)
+        | Message::File(_)
         | Message::Who => {
             return Err(
                 ProtocolError::Unexpected(msg.name(), "in a pipe (is it in chat mode?)").into(),

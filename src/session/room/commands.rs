@@ -112,6 +112,12 @@ pub(super) fn host_input(
         Command::Help => {
             ui.listing(command::HELP);
         }
+        // (The room's files took these before: see `host::files`.)
+        Command::Send(_)
+        | Command::Accept(_)
+        | Command::Reject(_)
+        | Command::Cancel(_)
+        | Command::Transfers => {}
         Command::Quit => {
             ui.status("you closed the room");
             return Some(Ok(()));

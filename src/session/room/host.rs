@@ -4,6 +4,7 @@
 use super::*;
 use crate::session::User;
 
+mod files;
 mod receipts;
 mod resume;
 
@@ -44,6 +45,8 @@ struct Room<'a, R, W> {
     lines: Fanout,
     /// When the next round of ACKs to members is due (a burst is acknowledged once).
     ack_at: Option<Instant>,
+    /// Files to and from members.
+    desks: files::Desks,
 }
 
 /// Runs the room until the host quits (or, with `once`, until it empties after its first
@@ -63,6 +66,7 @@ where
 {
     let (events_tx, mut events) = mpsc::channel::<Event>(1024);
     let turning_away = Arc::new(Semaphore::new(TURNING_AWAY));
+    let (desks, mut file_notes) = files::Desks::new();
     let mut room = Room {
         options,
         ui,
@@ -82,6 +86,7 @@ where
         had_members: false,
         lines: Fanout::new(),
         ack_at: None,
+        desks,
     };
     let mut input_open = true;
     let mut signalled = false;
@@ -107,6 +112,14 @@ where
                 None
             }
             Some(event) = events.recv() => room.on_event(event),
+            Some((tag, note)) = file_notes.recv() => {
+                room.file_note(tag, note);
+                None
+            }
+            () = tokio::time::sleep_until(room.desks.progress_at().unwrap_or_else(Instant::now)), if room.desks.progress_at().is_some() => {
+                room.files_tick();
+                None
+            }
             () = tokio::time::sleep_until(room.next_return().unwrap_or_else(Instant::now)), if room.next_return().is_some() => {
                 room.expire_away()
             }
@@ -147,8 +160,14 @@ where
                 Some(Ok(()))
             }
         };
+        room.files_flush();
         if let Some(last) = ended {
             break last;
+        }
+        // `--send`: every member it went to has its files.
+        if room.all_sent() {
+            ui.status("files sent; closing the room");
+            break Ok(());
         }
         // Someone left (a slow member disconnected inside a broadcast, say): names of those
         // gone no longer count, and their collisions end.
@@ -176,6 +195,7 @@ where
     }
     user.input.set_prompt(None);
     let undelivered = room.lines.undelivered() as u64 + room.lines.missed();
+    let files_failed = room.files_close();
     let Room {
         mut members,
         mut departing,
@@ -191,6 +211,12 @@ where
     close(members).await;
     // Each is bounded by its own grace.
     while departing.join_next().await.is_some() {}
+    if matches!(last, Ok(())) && undelivered == 0 && files_failed > 0 {
+        return Err(Error::Undelivered(format!(
+            "{files_failed} file transfer{} did not complete (see above)",
+            if files_failed == 1 { "" } else { "s" }
+        )));
+    }
     match (last, undelivered) {
         (Ok(()), n @ 1..) => Err(Error::Undelivered(format!(
             "{n} of your lines {} not shown to every member it went to (someone left first, \
@@ -245,12 +271,14 @@ where
             part(oldest);
         }
         self.next_id += 1;
+        let files = self.desks.transfers(self.next_id, options.files.clone());
         let member = admit(
             self.next_id,
             arrival,
             options,
             &self.host_name,
             &self.events,
+            files,
         );
         self.members.insert(self.next_id, member);
     }
@@ -315,6 +343,8 @@ where
                     self.ui.delivered(line..=line);
                 }
             }
+            Event::Files { id } => self.member_files(id),
+            Event::File { id, file } => return self.member_file(id, file),
             Event::Left { id, how } => {
                 if self.keeps_place(id, &how) {
                     self.went_away(id, how);
@@ -417,7 +447,12 @@ where
     /// A member left, `how` (its QUIT's reason, or what went wrong). `Some` ends the room.
     fn left(&mut self, id: u64, how: Result<String>) -> Option<Result<()>> {
         let ui = self.ui;
-        let member = self.members.remove(&id)?;
+        let mut member = self.members.remove(&id)?;
+        // Its transfers end with it (partial files are kept, to resume).
+        member.files.peer_left();
+        for event in std::mem::take(&mut member.files.events) {
+            ui.file_event(&member.speaker(), &event);
+        }
         if !member.ready {
             // It never joined: nobody was told it came, nobody is told it went.
             match &how {
@@ -528,6 +563,11 @@ where
             }
             ui.status("end of input: the room stays open (a signal closes it)");
             *input_open = false;
+            return None;
+        }
+        if let InputEvent::Line(line) = &event
+            && self.files_command(&command::parse(line))
+        {
             return None;
         }
         let host = Host {

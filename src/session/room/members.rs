@@ -26,6 +26,9 @@ pub(super) struct Member {
     pub(super) away_cause: Option<Error>,
     /// A new connection resuming it: it gets RESUMED instead of WELCOME.
     pub(super) resuming: bool,
+    /// Files to and from it, and where its writer takes their bytes.
+    pub(super) files: crate::files::Transfers,
+    pub(super) bulk: mpsc::Sender<Message<'static>>,
 }
 
 /// A member may change its display name once per this long: each change is announced to
@@ -205,6 +208,7 @@ pub(super) fn admit<R, W>(
     options: &RoomOptions,
     host_name: &str,
     events: &mpsc::Sender<Event>,
+    files: crate::files::Transfers,
 ) -> Member
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -220,7 +224,10 @@ where
     let token = established.resume_token.clone();
     let Established { recv, send, .. } = established;
     let (outbox, queue) = Outbox::new(options.outbox_bytes);
-    let writer = tokio::spawn(member::writer(send, queue));
+    let (bulk, bulk_out) = mpsc::channel(FILE_QUEUE);
+    let mut files = files;
+    files.connected(bulk.clone());
+    let writer = tokio::spawn(member::writer(send, queue, bulk_out));
     let reading = member::Reading {
         id,
         events: events.clone(),
@@ -238,6 +245,8 @@ where
     if options.resume_grace.is_some() {
         let _ = outbox.offer(Message::Resumable);
     }
+    // We take files (PROTOCOL.md §4.13), and offer ours once it says it does.
+    let _ = outbox.offer(Message::Files);
     Member {
         info,
         address,
@@ -252,8 +261,13 @@ where
         away_until: None,
         away_cause: None,
         resuming: false,
+        files,
+        bulk,
     }
 }
+
+/// Files' CHUNKs waiting for a member's writer (at most 1 MiB, behind the room's traffic).
+const FILE_QUEUE: usize = 16;
 
 /// A member said something: show it, relay it to everyone else.
 pub(super) fn said(

@@ -87,6 +87,11 @@ pub struct RoomOptions {
     /// The keys of the members that could resume: the room keeps it current, the accept loop
     /// lets a RESUME past admission only for one of them.
     pub resumable: ResumableKeys,
+    /// Files members offer: where they go, whether they are accepted without asking.
+    pub files: crate::files::Policy,
+    /// Files offered to each member as it joins (`--send`); the room then closes once every
+    /// one has been delivered or has failed.
+    pub send: Vec<std::path::PathBuf>,
 }
 
 /// The keys of the room's resumable members, shared with the accept loop.

@@ -36,6 +36,8 @@ where
         member.outbox.hold(true);
         member.reader.abort();
         member.writer.abort();
+        // Files moving stop; ours are offered again when it is back.
+        member.files.cut();
         member.resuming = false;
         member.ready = true;
         member.away_until = Some(Instant::now() + grace);
@@ -109,10 +111,15 @@ where
             }
             return;
         };
-        let (old_id, old) = old;
+        let (old_id, mut old) = old;
         let Some(new) = self.members.get_mut(&id) else {
             return;
         };
+        // Its transfers too: what was moving goes on over the new connection (offered again
+        // once it says FILES, resumed by hash).
+        old.files.cut();
+        std::mem::swap(&mut new.files, &mut old.files);
+        new.files.connected(new.bulk.clone());
         // The session's state moves to the new connection; the old one (if it was still
         // there: the listener may notice a cut last) is closed.
         new.outbox.hold(true);

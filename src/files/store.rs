@@ -1,0 +1,171 @@
+//! The download folder: partial files, and putting a checked file in its place. Blocking: called
+//! on a file's own thread, never on the async runtime.
+//!
+//! A partial file is named after the offer's hash (`.schat-<hash>.part`, at the top of the
+//! download folder), so the same file offered again — in another session, under another name —
+//! finds what already arrived and only the rest travels. Nothing in it is trusted: the whole
+//! file is hashed again before it gets its name, and a part that does not check out is deleted.
+
+use super::names;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// How many numbered names (`name (1).ext` …) are tried before giving up.
+const MAX_NUMBER: u32 = 999;
+
+/// Where a partial file for `hash` lives in `dir`.
+pub fn part_path(dir: &Path, hash: &[u8; 32]) -> PathBuf {
+    dir.join(format!(".schat-{}.part", hex::encode(hash)))
+}
+
+/// Opens (or creates) the partial file for `hash`, private to us, never through a symlink;
+/// returns it with how many bytes it already holds. A part longer than the file is not ours to
+/// trust: it starts again, empty.
+pub fn open_part(dir: &Path, hash: &[u8; 32], size: u64) -> io::Result<(File, u64)> {
+    let path = part_path(dir, hash);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let have = meta.len();
+    if have > size {
+        file.set_len(0)?;
+        return Ok((file, 0));
+    }
+    Ok((file, have))
+}
+
+/// Deletes the partial file for `hash` (it did not check out, or was not wanted).
+pub fn discard_part(dir: &Path, hash: &[u8; 32]) {
+    let _ = fs::remove_file(part_path(dir, hash));
+}
+
+/// Gives the checked partial file for `hash` its name `components` under `dir`: folders are
+/// created as needed (never through a symlink, never over a file), and the file never replaces
+/// anything — it becomes `name (1).ext` and so on instead. Returns where it went.
+pub fn finish(dir: &Path, hash: &[u8; 32], components: &[&str]) -> io::Result<PathBuf> {
+    let part = part_path(dir, hash);
+    let (name, folders) = components
+        .split_last()
+        .ok_or_else(|| io::Error::other("an empty name"))?;
+    let mut at = dir.to_path_buf();
+    for folder in folders {
+        at.push(folder);
+        match fs::symlink_metadata(&at) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(io::Error::other(format!(
+                    "{} exists and is not a folder",
+                    at.display()
+                )));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(&at)?,
+            Err(e) => return Err(e),
+        }
+    }
+    for n in 0..=MAX_NUMBER {
+        let target = at.join(names::numbered(name, n));
+        // A hard link is created only where nothing is, symlinks included: no overwrite, and
+        // no window in which the name points at a half-written file.
+        match fs::hard_link(&part, &target) {
+            Ok(()) => {
+                let _ = fs::remove_file(&part);
+                return Ok(target);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other(format!(
+        "{} and {MAX_NUMBER} numbered names beside it are all taken",
+        at.join(name).display()
+    )))
+}
+
+/// Hashes the first `len` bytes of `file` (a part being resumed), to carry on from there.
+pub fn hash_prefix(file: &File, len: u64) -> io::Result<blake3::Hasher> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut hasher = blake3::Hasher::new();
+    let mut file = file;
+    file.seek(SeekFrom::Start(0))?;
+    let mut left = len;
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        let want = buf.len().min(left as usize);
+        let n = file.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the partial file shrank",
+            ));
+        }
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(hasher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finished_file_never_replaces_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = [7u8; 32];
+        for _ in 0..3 {
+            let (file, have) = open_part(dir.path(), &hash, 10).unwrap();
+            assert_eq!(have, 0);
+            drop(file);
+            fs::write(part_path(dir.path(), &hash), b"hello").unwrap();
+            finish(dir.path(), &hash, &["a", "b.txt"]).unwrap();
+        }
+        let mut names: Vec<_> = fs::read_dir(dir.path().join("a"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["b (1).txt", "b (2).txt", "b.txt"]);
+        assert!(!part_path(dir.path(), &hash).exists());
+    }
+
+    #[test]
+    fn symlinks_are_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("sub")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("x"), dir.path().join("x")).unwrap();
+        let hash = [1u8; 32];
+        fs::write(part_path(dir.path(), &hash), b"data").unwrap();
+        assert!(finish(dir.path(), &hash, &["sub", "f"]).is_err());
+        // A symlink where the file would go is a name taken, not a way out.
+        let put = finish(dir.path(), &hash, &["x"]).unwrap();
+        assert_eq!(put, dir.path().join("x (1)"));
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+        // Nor is a part file reached through one.
+        let evil = [2u8; 32];
+        std::os::unix::fs::symlink(outside.path().join("p"), part_path(dir.path(), &evil)).unwrap();
+        assert!(open_part(dir.path(), &evil, 5).is_err());
+    }
+
+    #[test]
+    fn a_part_longer_than_the_file_starts_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = [3u8; 32];
+        fs::write(part_path(dir.path(), &hash), b"0123456789").unwrap();
+        assert_eq!(open_part(dir.path(), &hash, 20).unwrap().1, 10);
+        assert_eq!(open_part(dir.path(), &hash, 5).unwrap().1, 0);
+    }
+}
