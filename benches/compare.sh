@@ -8,9 +8,16 @@
 # Then the same schat pipe over iroh (a local `schat relay`, QUIC on loopback) against schat
 # over TCP, IROH_MIB each (default 256), taking turns the same way.
 #
+# Then a file of FILE_MIB (default SIZE_MIB) handed over three ways, each writing it to a file
+# on the same tmpfs: `schat --pipe` (stdin to stdout), `schat dial --send` to
+# `listen --accept-files` (offered, hashed, checked), and magic-wormhole with its mailbox server
+# and transit relay run on loopback (a Python venv, installed from PyPI on first use;
+# WORMHOLE=0 leaves it out).
+#
 #   benches/compare.sh                 # 1 GiB, 5 rounds
 #   SIZE_MIB=256 REPS=3 benches/compare.sh
 #   PIN=0 benches/compare.sh          # let the kernel place the processes
+#   ONLY=files FILE_MIB=1024 benches/compare.sh   # only the file section
 #
 # Needs openssl and socat (installed from Debian packages when missing and running as root),
 # and GNU time (/usr/bin/time) for peak RSS.
@@ -18,6 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SIZE_MIB=${SIZE_MIB:-1024}
+FILE_MIB=${FILE_MIB:-$SIZE_MIB}
 IROH_MIB=${IROH_MIB:-256}
 REPS=${REPS:-5}
 SIZE=$((SIZE_MIB * 1024 * 1024))
@@ -181,6 +189,7 @@ run() {
     echo "$(tail -1 "$work/rss.s") $(tail -1 "$work/rss.r")" >>"$work/$name$SECTION"
 }
 
+if [ "${ONLY:-}" != files ]; then
 echo "measuring schat's in-memory seal rate..." >&2
 seal_out=$(cargo bench --quiet --bench loopback -- --seal-only 2>/dev/null)
 seal=$(sed -n 's/^seal_mib_s=//p' <<<"$seal_out")
@@ -275,3 +284,111 @@ echo
 echo "## Dial to first message, over TCP and through an iroh relay (benches/p2p.rs)"
 echo
 cargo bench --quiet --bench p2p 2>/dev/null | sed -n '/^|/p'
+
+fi
+
+echo
+echo "## A ${FILE_MIB} MiB file, written to a file at the other end: schat --pipe, schat /send, magic-wormhole ($placement)"
+echo
+# Source and destinations on tmpfs when there is one: the disk is not what is measured.
+files=$(mktemp -d "$( [ -d /dev/shm ] && echo /dev/shm || echo "$work")/schat-files.XXXXXX")
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work" "$files"' EXIT
+head -c $((FILE_MIB * 1024 * 1024)) /dev/urandom >"$files/src.bin"
+WH_BIN=""
+if [ "${WORMHOLE:-1}" = 1 ]; then
+    wh="${WORMHOLE_VENV:-$HOME/.cache/schat-bench-wormhole}"
+    if [ ! -x "$wh/bin/wormhole" ]; then
+        echo "installing magic-wormhole, its mailbox server and transit relay into $wh" >&2
+        python3 -m venv "$wh" && "$wh/bin/pip" install -q magic-wormhole \
+            magic-wormhole-mailbox-server magic-wormhole-transit-relay >&2 || true
+    fi
+    if [ -x "$wh/bin/wormhole" ]; then
+        WH_BIN=$wh/bin
+        mbox=$(free_port) transit=$(free_port)
+        (cd "$files" && "$WH_BIN/twist" wormhole-mailbox --port=tcp:$mbox:interface=127.0.0.1 >/dev/null 2>&1) &
+        (cd "$files" && "$WH_BIN/twist" transitrelay --port=tcp:$transit:interface=127.0.0.1 >/dev/null 2>&1) &
+        wait_port "$mbox" && wait_port "$transit"
+    else
+        echo "magic-wormhole not available: left out" >&2
+    fi
+fi
+
+# file_run NAME: one transfer of src.bin; appends "mibs rss_sender user sys rss_receiver user sys".
+file_run() {
+    local name=$1 port start end
+    rm -rf "$files/out" && mkdir "$files/out"
+    port=$(free_port)
+    case $name in
+    schat-pipe)
+        $RECV_CPU /usr/bin/time -f "%M %U %S" -o "$work/rss.r" "$SCHAT" --home "$work/b" listen 127.0.0.1:"$port" \
+            --pipe --quiet --peer "$FP_A" </dev/null >"$files/out/src.bin" 2>"$work/files.err" &
+        wait_port "$port"
+        start=$(now)
+        $SEND_CPU /usr/bin/time -f "%M %U %S" -o "$work/rss.s" "$SCHAT" --home "$work/a" \
+            dial 127.0.0.1:"$port" --pipe --quiet --peer "$FP_B" <"$files/src.bin" >/dev/null 2>>"$work/files.err"
+        ;;
+    schat-send)
+        $RECV_CPU /usr/bin/time -f "%M %U %S" -o "$work/rss.r" "$SCHAT" --home "$work/b" listen 127.0.0.1:"$port" \
+            --once --peer "$FP_A" --accept-files "$files/out" </dev/null >/dev/null 2>"$work/files.err" &
+        wait_port "$port"
+        start=$(now)
+        $SEND_CPU /usr/bin/time -f "%M %U %S" -o "$work/rss.s" "$SCHAT" --home "$work/a" \
+            dial 127.0.0.1:"$port" --peer "$FP_B" --send "$files/src.bin" </dev/null >/dev/null 2>>"$work/files.err"
+        ;;
+    magic-wormhole)
+        local W=("$WH_BIN/wormhole" --relay-url "ws://127.0.0.1:$mbox/v1" --transit-helper "tcp:127.0.0.1:$transit")
+        local code="7-schat-bench-$RANDOM"
+        (cd "$files/out" && $RECV_CPU /usr/bin/time -f "%M %U %S" -o "$work/rss.r" "${W[@]}" receive --accept-file "$code" >/dev/null 2>&1) &
+        start=$(now)
+        $SEND_CPU /usr/bin/time -f "%M %U %S" -o "$work/rss.s" "${W[@]}" send --code "$code" "$files/src.bin" >/dev/null 2>&1
+        ;;
+    esac
+    wait %% 2>/dev/null || true
+    end=$(now)
+    if ! cmp -s "$files/src.bin" "$files/out/src.bin"; then
+        echo "$name: the file did not arrive whole" >&2
+        echo "failed" >>"$work/$name-file"
+        return
+    fi
+    python3 -c "print('%.1f' % ($FILE_MIB / ($end - $start)), end=' ')" >>"$work/$name-file"
+    echo "$(tail -1 "$work/rss.s") $(tail -1 "$work/rss.r")" >>"$work/$name-file"
+}
+
+ftools=(schat-pipe schat-send)
+[ -n "$WH_BIN" ] && ftools+=(magic-wormhole)
+for round in $(seq "$REPS"); do
+    for t in "${ftools[@]}"; do
+        echo "round $round/$REPS: $t ($FILE_MIB MiB file)" >&2
+        file_run "$t"
+    done
+done
+python3 - "$work" "$FILE_MIB" "${ftools[@]}" <<'PY'
+import statistics, sys
+sys.path.insert(0, sys.argv[1])
+from runs import valid_runs
+work, size_mib, tools = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+gib = size_mib / 1024
+rows = {}
+for t in tools:
+    runs = valid_runs(f"{work}/{t}-file")
+    rows[t] = dict(
+        mibs=statistics.median(float(r[0]) for r in runs),
+        rss_s=max(int(r[1]) for r in runs), rss_r=max(int(r[4]) for r in runs),
+        cpu=statistics.median((float(r[2]) + float(r[3]) + float(r[5]) + float(r[6])) / gib for r in runs),
+    )
+pipe = rows["schat-pipe"]
+print("| way | MiB/s | × schat --pipe | × magic-wormhole | CPU core-s/GiB, both sides | peak RSS sender / receiver |")
+print("|---|---|---|---|---|---|")
+wh = rows.get("magic-wormhole")
+for t in tools:
+    r = rows[t]
+    vs_wh = f"{r['mibs']/wh['mibs']:.2f}" if wh else "-"
+    print(f"| {t} | {r['mibs']:.0f} | {r['mibs']/pipe['mibs']:.2f} | {vs_wh} | {r['cpu']:.2f} "
+          f"| {r['rss_s']/1024:.1f} MB / {r['rss_r']/1024:.1f} MB |")
+s = rows["schat-send"]
+print(f"\nschat /send vs schat --pipe: throughput {s['mibs']/pipe['mibs']:.2f}×, peak RSS "
+      f"{max(s['rss_s'], s['rss_r'])/max(pipe['rss_s'], pipe['rss_r']):.2f}× (the larger side of each); "
+      "both from the start of the dial to the receiver's exit, the file written out and (for /send) hashed and checked")
+if wh:
+    print(f"schat /send vs magic-wormhole: throughput {s['mibs']/wh['mibs']:.2f}×")
+PY

@@ -20,8 +20,9 @@ pub fn part_path(dir: &Path, hash: &[u8; 32]) -> PathBuf {
     dir.join(format!(".schat-{}.part", hex::encode(hash)))
 }
 
-/// Opens (or creates) the partial file for `hash`, private to us, never through a symlink;
-/// returns it with how many bytes it already holds. A part longer than the file is not ours to
+/// Opens (or creates) the partial file for `hash`, private to us, never through a symlink, and
+/// locks it (waiting for another writer of it to finish); returns it with how many bytes it
+/// already holds. A part longer than the file is not ours to
 /// trust: it starts again, empty.
 pub fn open_part(dir: &Path, hash: &[u8; 32], size: u64) -> io::Result<(File, u64)> {
     let path = part_path(dir, hash);
@@ -32,6 +33,10 @@ pub fn open_part(dir: &Path, hash: &[u8; 32], size: u64) -> io::Result<(File, u6
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)?;
+    // One writer per part: a transfer taken back after a cut waits here until the thread of
+    // the cut one has flushed what it had and let go (and so does the same file arriving
+    // twice at once).
+    file.lock()?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::other(format!(

@@ -20,6 +20,10 @@ pub struct Proxy {
     frozen_below: Arc<AtomicU64>,
     /// Connections accepted so far.
     pub accepted: Arc<AtomicU64>,
+    /// Bytes forwarded from clients to the target, over every connection.
+    pub up_bytes: Arc<AtomicU64>,
+    /// Clients' bytes are forwarded up to this total, then held (see [`Proxy::hold_up_at`]).
+    up_limit: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -35,6 +39,8 @@ impl Proxy {
             refusing: Arc::default(),
             frozen_below: Arc::default(),
             accepted: Arc::default(),
+            up_bytes: Arc::default(),
+            up_limit: Arc::new(AtomicU64::new(u64::MAX)),
         };
         let (epochs, blackholed, refusing, accepted, frozen_below) = (
             proxy.epoch.subscribe(),
@@ -43,6 +49,7 @@ impl Proxy {
             proxy.accepted.clone(),
             proxy.frozen_below.clone(),
         );
+        let (up_bytes, up_limit) = (proxy.up_bytes.clone(), proxy.up_limit.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
@@ -57,6 +64,7 @@ impl Proxy {
                 let born = *epochs.borrow_and_update();
                 let blackholed = blackholed.clone();
                 let frozen_below = frozen_below.clone();
+                let counted = (up_bytes.clone(), up_limit.clone());
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else {
                         return;
@@ -67,8 +75,8 @@ impl Proxy {
                         blackholed.load(Ordering::Relaxed)
                             || number < frozen_below.load(Ordering::Relaxed)
                     };
-                    let up = pump(&mut cr, &mut sw, &held);
-                    let down = pump(&mut sr, &mut cw, &held);
+                    let up = pump(&mut cr, &mut sw, &held, Some((&counted.0, &counted.1)));
+                    let down = pump(&mut sr, &mut cw, &held, None);
                     let cut = async {
                         while *epochs.borrow_and_update() == born {
                             if epochs.changed().await.is_err() {
@@ -102,6 +110,13 @@ impl Proxy {
             .store(self.accepted.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
+    /// Forwards clients' bytes only up to `total` (over every connection so far), then holds
+    /// the rest, as a dead path would: a test knows exactly where a transfer stands when it
+    /// cuts. `u64::MAX` lifts it.
+    pub fn hold_up_at(&self, total: u64) {
+        self.up_limit.store(total, Ordering::Relaxed);
+    }
+
     /// Closes new connections at once (or stops doing so).
     pub fn refuse(&self, on: bool) {
         self.refusing.store(on, Ordering::Relaxed);
@@ -114,6 +129,7 @@ async fn pump(
     from: &mut tokio::net::tcp::OwnedReadHalf,
     to: &mut tokio::net::tcp::OwnedWriteHalf,
     held: &impl Fn() -> bool,
+    counted: Option<(&AtomicU64, &AtomicU64)>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -125,8 +141,25 @@ async fn pump(
         while held() {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        if to.write_all(&buf[..n]).await.is_err() {
-            break;
+        let mut at = 0;
+        while at < n {
+            let mut take = n - at;
+            if let Some((bytes, limit)) = counted {
+                let room = limit
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(bytes.load(Ordering::Relaxed));
+                if room == 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+                take = take.min(usize::try_from(room).unwrap_or(usize::MAX));
+                bytes.fetch_add(take as u64, Ordering::Relaxed);
+            }
+            if to.write_all(&buf[at..at + take]).await.is_err() {
+                let _ = to.shutdown().await;
+                return;
+            }
+            at += take;
         }
     }
     let _ = to.shutdown().await;

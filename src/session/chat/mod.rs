@@ -38,7 +38,7 @@ const BULK_QUEUE: usize = 16;
 /// side leaving waits for its last receipts before it says so.
 const WELCOME_NOTE: Duration = Duration::from_secs(1);
 
-use ending::{lines, messages, settle_within, unconfirmed};
+use ending::{files_failed, lines, messages, settle_within, unconfirmed};
 use heard::{AfterQuit, on_message};
 use typed::{Outgoing, on_input};
 use writer::{write_loop, writer_failure};
@@ -457,13 +457,7 @@ where
                 desk.transfers.cut();
                 desk.show(ui, &speaker);
                 leaving = leave_once_open.take().map(|(why, _)| why);
-                // Lines not yet sent are kept with the rest; they go out once resumed.
-                for line in pending.drain(..) {
-                    let msg = Message::Text(line.into());
-                    if let Message::Text(line) = &msg {
-                        ui.own_sent(our_name, line, ledger.record(&msg));
-                    }
-                }
+                reconnect::keep_unsent(&mut pending, &mut ledger, our_name, ui);
                 let mut away = reconnect::Away {
                     ledger: &mut ledger,
                     our_name,
@@ -477,14 +471,7 @@ where
                     }
                     Err(reconnect::GaveUp::Refused(e)) => Step::Fail(e),
                     Err(reconnect::GaveUp::Stopped(why)) => {
-                        Step::Fail(Error::Undelivered(format!(
-                            "{why}: the connection to {} was lost{}",
-                            crate::sanitize::line(&peer.label),
-                            match ledger.unacked() {
-                                0 => String::new(),
-                                n => format!(", and {} never confirmed", lines(n as usize)),
-                            }
-                        )))
+                        Step::Fail(reconnect::lost(&why, peer, &ledger))
                     }
                 }
             }
@@ -529,88 +516,23 @@ where
             // We leave: QUIT goes out after everything already queued; then wait for the peer to
             // close, so the QUIT is not lost to a reset.
             Step::Leave(why) => {
-                ui.status(format_args!("{why}; leaving"));
-                // Transfers not done stop; the peer hears so before our QUIT.
-                desk.transfers.leaving();
-                desk.show(ui, &speaker);
-                let stops: Vec<Message<'static>> = desk.transfers.outbox.drain(..).collect();
-                // Lines typed while the queue was full go out before the goodbye, or the deadline
-                // says they could not.
-                let last_words = async {
-                    for stop in stops {
-                        if queue.send(stop).await.is_err() {
-                            return;
-                        }
-                    }
-                    for line in pending.drain(..) {
-                        let msg = Message::Text(line.into());
-                        if let Message::Text(line) = &msg {
-                            ui.own_sent(our_name, line, ledger.record(&msg));
-                        }
-                        if queue.send(msg).await.is_err() {
-                            return;
-                        }
-                    }
-                    // What we showed of the peer's is confirmed before we go.
-                    if ledger.peer_acks()
-                        && let Some(count) = ledger.take_ack()
-                    {
-                        let _ = queue.send(Message::Ack(count)).await;
-                    }
-                    let _ = queue.send(Message::Quit("".into())).await;
-                };
-                if tokio::time::timeout(member::WRITE_DEADLINE, last_words)
-                    .await
-                    .is_err()
-                {
-                    writer.abort();
-                    return Err(Error::Timeout(
-                        "sending what was typed (the peer is not reading)",
-                        member::WRITE_DEADLINE.as_secs(),
-                    ));
-                }
-                drop(queue);
-                // Everything queued goes out first, within the write deadline.
-                match tokio::time::timeout(member::WRITE_DEADLINE, &mut writer).await {
-                    Ok(Ok(Ok(()))) => {}
-                    Ok(Ok(Err(e))) => return Err(e),
-                    Ok(Err(_)) => return Err(Error::Internal("the sending task failed".into())),
-                    Err(_) => {
-                        writer.abort();
-                        return Err(Error::Timeout(
-                            "sending what was typed (the peer is not reading)",
-                            member::WRITE_DEADLINE.as_secs(),
-                        ));
-                    }
-                }
-                // Until the peer hangs up, what it says still counts: a refusal (room full, key
-                // refused) means nothing we sent was taken, and so does never being welcomed.
-                let mut after = AfterQuit {
+                let leaving = ending::Leaving {
+                    desk: &mut desk,
+                    ui,
+                    speaker: &speaker,
+                    peer,
+                    queue,
+                    writer: &mut writer,
+                    pending: &mut pending,
+                    our_name,
+                    ledger: &mut ledger,
                     opening,
                     room: &mut room,
-                    ledger: &mut ledger,
-                    ui,
+                    recv: &mut recv,
+                    welcomed_in_time: leave_once_open.is_none(),
+                    welcome_within,
                 };
-                if let Ok(Err(e)) = tokio::time::timeout(LINGER, after.read(&mut recv)).await {
-                    return Err(e);
-                }
-                if !after.opening.is_open() {
-                    let why = match leave_once_open {
-                    Some(_) => format!(
-                        "the listener did not welcome us within {} s (it may be asking its \
-                         owner to let you in), so nothing sent was taken",
-                        welcome_within.as_secs()
-                    ),
-                    None => {
-                        "the listener never welcomed us, so what was sent may not have been taken"
-                            .into()
-                    }
-                };
-                    return Err(Error::RefusedByPeer(why));
-                }
-                unconfirmed(&ledger, peer, "we left")?;
-                files_failed(&desk)?;
-                Ok(Ended::LocalQuit)
+                leaving.leave(why).await
             }
             // The other mode: what we queued (our HELLO, which tells the peer our mode) goes out,
             // with a QUIT saying why, so the peer reports the mismatch rather than a cut.
@@ -653,17 +575,6 @@ fn step_kind(step: &Step) -> u8 {
         Step::Receipts => crate::message::kind::RECEIPTS,
         Step::Files => crate::message::kind::FILES,
         _ => crate::message::kind::RESUMABLE,
-    }
-}
-
-/// A session that ended cleanly still fails (exit 1) when a file did not get through.
-fn files_failed(desk: &files::Desk) -> Result<()> {
-    match desk.transfers.failures() {
-        0 => Ok(()),
-        n => Err(Error::Undelivered(format!(
-            "{n} file transfer{} did not complete (see above)",
-            if n == 1 { "" } else { "s" }
-        ))),
     }
 }
 

@@ -139,3 +139,35 @@ fn typed(event: InputEvent, away: &mut Away<'_>, input: &mut Input, ui: &Ui) -> 
     }
     None
 }
+
+/// Lines typed but not yet sent when the connection dropped are kept with the rest (numbered
+/// now, shown as sent): they go out once resumed.
+pub(super) fn keep_unsent(
+    pending: &mut std::collections::VecDeque<String>,
+    ledger: &mut crate::receipts::Ledger,
+    our_name: &str,
+    ui: &crate::ui::Ui,
+) {
+    for line in pending.drain(..) {
+        let msg = crate::message::Message::Text(line.into());
+        if let crate::message::Message::Text(line) = &msg {
+            ui.own_sent(our_name, line, ledger.record(&msg));
+        }
+    }
+}
+
+/// The error of a chat that could not resume (`why`: the grace ran out, a signal, …).
+pub(super) fn lost(
+    why: &str,
+    peer: &crate::session::verify::PeerInfo,
+    ledger: &crate::receipts::Ledger,
+) -> crate::error::Error {
+    crate::error::Error::Undelivered(format!(
+        "{why}: the connection to {} was lost{}",
+        crate::sanitize::line(&peer.label),
+        match ledger.unacked() {
+            0 => String::new(),
+            n => format!(", and {} never confirmed", super::lines(n as usize)),
+        }
+    ))
+}

@@ -1,0 +1,92 @@
+//! Our files: the receiver's ACCEPT, CREDIT, REJECT and VERIFIED.
+
+use super::*;
+
+impl Transfers {
+    pub(super) fn as_sender(&mut self, msg: FileMessage<'static>) -> Result<(), ProtocolError> {
+        let id = msg.id();
+        if id == 0 || id >= self.next_id {
+            return Err(ProtocolError::Unexpected(
+                msg.name(),
+                "for a file we never offered",
+            ));
+        }
+        // (Answers about a transfer that ended, or was offered on an earlier connection, are
+        // late, not false.)
+        let Some(i) = self.find_wire(Way::Out, id) else {
+            return Ok(());
+        };
+        let t = &mut self.list[i];
+        match msg {
+            FileMessage::Accept { offset, limit, .. } if t.state == State::Offered => {
+                if offset > t.size || limit < offset {
+                    return Err(ProtocolError::Unexpected(
+                        "FILE ACCEPT",
+                        "from beyond the file's end, or with a limit below its offset",
+                    ));
+                }
+                let (Some(source), Some(bulk)) = (t.source.clone(), self.bulk.clone()) else {
+                    return Ok(());
+                };
+                t.state = State::Moving;
+                (t.from, t.at) = (offset, offset);
+                t.started = Instant::now();
+                t.reading = Some(disk::send(
+                    t.local,
+                    id,
+                    source,
+                    offset,
+                    limit,
+                    bulk,
+                    self.notes.clone(),
+                ));
+                self.events.push(Event::Started {
+                    local: t.local,
+                    way: Way::Out,
+                    offset,
+                });
+            }
+            FileMessage::Credit { limit, .. } => {
+                if let Some(r) = &t.reading {
+                    let _ = r.credit.send(limit);
+                }
+            }
+            FileMessage::Reject { reason, .. }
+                if matches!(t.state, State::Offered | State::Moving) =>
+            {
+                let why = match t.state {
+                    State::Offered => "declined",
+                    _ => "stopped by the receiver",
+                };
+                let why = format!("{why}: {}", crate::sanitize::line(&reason));
+                self.fail(i, why, false);
+            }
+            FileMessage::Verified { .. } if t.state == State::Moving => {
+                let queued = t
+                    .reading
+                    .as_ref()
+                    .map_or(0, |r| r.queued.load(Ordering::Relaxed));
+                if queued != t.size {
+                    return Err(ProtocolError::Unexpected(
+                        "FILE VERIFIED",
+                        "before the file was all sent",
+                    ));
+                }
+                t.at = t.size;
+                t.state = State::Done;
+                t.reading = None;
+                self.events.push(Event::Done {
+                    local: t.local,
+                    way: Way::Out,
+                    name: t.name.clone(),
+                    size: t.size,
+                    hash: t.hash,
+                    path: None,
+                    moved: t.size - t.from,
+                });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
