@@ -508,3 +508,59 @@ async fn at_a_terminal_the_offer_and_a_progress_row_show_and_the_chat_goes_on() 
     })
     .await
 }
+
+/// Files with the same content (empty files always are) share a partial file's name: each
+/// still arrives, under its own name.
+#[tokio::test]
+async fn identical_files_in_one_send_all_arrive() {
+    within(async {
+        let (host, member) = (Home::new(), Home::new());
+        let (src, dl) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let top = src.path().join("proj");
+        for dir in ["a", "b"] {
+            std::fs::create_dir_all(top.join(dir)).unwrap();
+            std::fs::write(top.join(dir).join("__init__.py"), b"").unwrap();
+            std::fs::write(top.join(dir).join("data.bin"), noise(3 << 20, 9)).unwrap();
+        }
+        let (mut h, port) = host.listen(&["--accept-files", s(dl.path())]).await;
+        let mut d = member.dial(port, &["--send", s(&top)]);
+        assert!(d.exit().await.success(), "{}", d.stderr_text());
+        h.signal("TERM");
+        h.exit().await;
+        let got = files_in(dl.path());
+        let names: Vec<&str> = got.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "proj/a/__init__.py",
+                "proj/a/data.bin",
+                "proj/b/__init__.py",
+                "proj/b/data.bin"
+            ]
+        );
+        assert_eq!(got["proj/b/data.bin"], noise(3 << 20, 9));
+    })
+    .await
+}
+
+/// A host offering files (`--send`) to a member that leaves without taking them has not
+/// delivered them: exit 1, however the room ends.
+#[tokio::test]
+async fn a_host_whose_member_left_without_its_files_exits_1() {
+    within(async {
+        let (host, member) = (Home::new(), Home::new());
+        let src = tempfile::tempdir().unwrap();
+        let file = src.path().join("unwanted.txt");
+        std::fs::write(&file, b"no thanks").unwrap();
+        let (mut h, port) = host.listen(&["--send", s(&file)]).await;
+        let mut d = member.dial(port, &[]);
+        d.stderr_until("offers unwanted.txt").await;
+        d.close_stdin();
+        assert!(d.exit().await.success(), "{}", d.stderr_text());
+        assert_eq!(h.exit().await.code(), Some(1), "{}", h.stderr_text());
+        let text = h.stderr_text();
+        assert!(text.contains("unwanted.txt not delivered"), "{text}");
+        assert!(text.contains("did not complete"), "{text}");
+    })
+    .await
+}

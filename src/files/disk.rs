@@ -220,7 +220,7 @@ fn write_loop(
     // What is already there is hashed again, not trusted: the hash at the end covers it.
     let mut hasher = store::hash_prefix(&file, have).map_err(failed)?;
     file.seek(SeekFrom::Start(have)).map_err(failed)?;
-    let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
+    // (Unbuffered: each piece is a whole 64 KiB write already, and a buffer would copy it.)
     let (mut total, mut told) = (have, have);
     loop {
         match inbox.recv() {
@@ -239,8 +239,8 @@ fn write_loop(
                 let _ = file.flush();
                 return Ok(None);
             }
+            // (Removed while still locked, so that no other writer takes it meanwhile.)
             Ok(Piece::Stop { keep: false }) => {
-                drop(file);
                 store::discard_part(&target.dir, &target.hash);
                 return Ok(None);
             }
@@ -248,13 +248,16 @@ fn write_loop(
     }
     file.flush().map_err(failed)?;
     notes.send(Note::Written { local, total });
-    drop(file);
+    // The part stays locked until it has its name (or is deleted): another writer of the same
+    // hash waiting for it must never get hold of a file already checked and named.
     if total != target.size || *hasher.finalize().as_bytes() != target.hash {
         store::discard_part(&target.dir, &target.hash);
         return Err("it did not match the hash it was offered with (deleted)".into());
     }
     let parts: Vec<&str> = target.components.iter().map(String::as_str).collect();
-    store::finish(&target.dir, &target.hash, &parts)
+    let named = store::finish(&target.dir, &target.hash, &parts);
+    drop(file);
+    named
         .map(Some)
         .map_err(|e| format!("saving it failed: {e}"))
 }

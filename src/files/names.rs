@@ -18,6 +18,10 @@ pub fn components(path: &str) -> Result<Vec<&str>, &'static str> {
     if path.starts_with('/') {
         return Err("it is an absolute path");
     }
+    // Partial files live under this prefix at the top of the folder.
+    if path.starts_with(".schat-") {
+        return Err("it is named like one of schat's partial files");
+    }
     let parts: Vec<&str> = path.split('/').collect();
     if parts.len() > MAX_DEPTH {
         return Err("it is more than 16 folders deep");
@@ -47,9 +51,10 @@ fn check(name: &str) -> Result<(), &'static str> {
     let device = matches!(
         stem.to_ascii_uppercase().as_str(),
         "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$"
-    ) || (stem.len() == 4
-        && ["COM", "LPT"].contains(&stem[..3].to_ascii_uppercase().as_str())
-        && stem.as_bytes()[3].is_ascii_digit());
+    ) || matches!(stem.as_bytes(), [a, b, c, d]
+        if (matches!([a.to_ascii_uppercase(), b.to_ascii_uppercase(), c.to_ascii_uppercase()],
+            [b'C', b'O', b'M'] | [b'L', b'P', b'T']))
+            && d.is_ascii_digit());
     if device {
         return Err("it names a device (CON, NUL, COM1, …)");
     }
@@ -63,6 +68,7 @@ fn check(name: &str) -> Result<(), &'static str> {
 /// would make a name read as another on screen, and separators of other systems.
 fn forbidden(c: char) -> bool {
     c.is_control()
+        || crate::sanitize::is_invisible(c)
         || matches!(
             c,
             '\\' | ':'
@@ -144,6 +150,15 @@ mod tests {
         assert!(components(&["a"; 17].join("/")).is_err());
         assert!(components(&["a"; 16].join("/")).is_ok());
         assert!(components("COM10").is_ok() && components("console").is_ok());
+        // Multi-byte characters where a device name's letters would be: not a device, and no
+        // panic (a byte slice once cut one in half).
+        for fine in ["Noë", "abé", "éé", "COMé", "ñul.txt"] {
+            assert!(components(fine).is_ok(), "{fine:?}");
+        }
+        for hidden in ["a\u{2060}b", "soft\u{ad}hyphen", "tag\u{e0041}"] {
+            assert!(components(hidden).is_err(), "{hidden:?}");
+        }
+        assert!(components(".schat-0123.part").is_err());
     }
 
     #[test]

@@ -120,13 +120,14 @@ pub fn hash_file(path: &Path) -> io::Result<([u8; 32], fs::Metadata)> {
     let mut file = fs::File::open(path)?;
     let before = file.metadata()?;
     let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
+    // Large reads, each hashed on every core: the offer waits for this.
+    let mut buf = vec![0u8; 8 << 20];
     loop {
         let n = file.read(&mut buf)?;
         if n == 0 {
             break;
         }
-        hasher.update(&buf[..n]);
+        hasher.update_rayon(&buf[..n]);
     }
     let after = file.metadata()?;
     if Stamp::of(&before) != Stamp::of(&after) {

@@ -25,19 +25,28 @@ pub fn part_path(dir: &Path, hash: &[u8; 32]) -> PathBuf {
 /// already holds. A part longer than the file is not ours to
 /// trust: it starts again, empty.
 pub fn open_part(dir: &Path, hash: &[u8; 32], size: u64) -> io::Result<(File, u64)> {
+    use std::os::unix::fs::MetadataExt;
     let path = part_path(dir, hash);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)?;
-    // One writer per part: a transfer taken back after a cut waits here until the thread of
-    // the cut one has flushed what it had and let go (and so does the same file arriving
-    // twice at once).
-    file.lock()?;
-    let meta = file.metadata()?;
+    let (file, meta) = loop {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)?;
+        // One writer per part: a transfer taken back after a cut waits here until the thread
+        // of the cut one has written what it had and let go (and so does the same file
+        // arriving twice at once).
+        file.lock()?;
+        // While we waited, the holder may have given the part its final name (and removed
+        // this one): that inode is a saved file now, never to be written again. Open anew.
+        let meta = file.metadata()?;
+        match fs::symlink_metadata(&path) {
+            Ok(now) if now.ino() == meta.ino() && now.dev() == meta.dev() => break (file, meta),
+            Ok(_) | Err(_) => continue,
+        }
+    };
     if !meta.is_file() {
         return Err(io::Error::other(format!(
             "{} is not a regular file",

@@ -78,8 +78,9 @@ impl Transfers {
                 }
                 _ => {}
             },
+            // (Once every byte is here the check goes on: the file is the one offered.)
             FileMessage::Cancel { reason, .. }
-                if !matches!(t.state, State::Done | State::Failed) =>
+                if !matches!(t.state, State::Done | State::Failed | State::Checking) =>
             {
                 let why = format!("the sender stopped: {}", crate::sanitize::line(&reason));
                 self.fail(i, why, false);
@@ -139,9 +140,15 @@ impl Transfers {
                 return;
             }
         };
-        // A file cut earlier in this session comes back under a new id: it carries on.
+        // A file we accepted, cut earlier in this session, comes back under a new id: it
+        // carries on without asking again, under the name we accepted it with.
         let resumed = self.list.iter().position(|t| {
-            t.way == Way::In && t.state == State::Cut && t.hash == hash && t.size == size
+            t.way == Way::In
+                && t.state == State::Cut
+                && t.accepted
+                && t.hash == hash
+                && t.size == size
+                && t.name == path
         });
         let auto = resumed.is_some()
             || (self.policy.auto && self.auto_taken.saturating_add(size) <= AUTO_QUOTA);

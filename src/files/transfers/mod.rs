@@ -42,6 +42,9 @@ const TOLD_REFUSALS: u32 = 16;
 /// Files received at once, at most; more accepted ones wait their turn.
 pub const MAX_RECEIVING: usize = 4;
 
+/// Files read and sent at once, at most; more accepted ones wait their turn.
+pub const MAX_SENDING: usize = 4;
+
 /// What `--accept-files` takes in one session, at most, without asking.
 pub const AUTO_QUOTA: u64 = 64 << 30;
 
@@ -233,7 +236,9 @@ impl Transfers {
         self.preparing += 1;
         let notes = self.notes.clone();
         let run = move || {
-            let result = super::offer::prepare(&paths);
+            // A bug while walking or hashing must still end the wait for these files.
+            let result = std::panic::catch_unwind(|| super::offer::prepare(&paths))
+                .unwrap_or_else(|_| Err("preparing them failed unexpectedly".into()));
             notes.send(Note::Prepared { paths, result });
         };
         if let Err(e) = std::thread::Builder::new()
@@ -260,7 +265,18 @@ impl Transfers {
         }));
     }
 
-    /// A file's thread reports.
+    /// The peer's opening is over without FILES: it does not take files, and ours waiting for
+    /// it are not delivered.
+    pub fn peer_lacks_files(&mut self) {
+        for i in 0..self.list.len() {
+            let t = &self.list[i];
+            if t.way == Way::Out && t.state == State::Offered && t.id == 0 {
+                let why = "the peer's schat does not take files (it needs a newer version)";
+                self.fail(i, why.into(), false);
+            }
+        }
+    }
+
     /// Forgets the oldest finished transfers beyond [`MAX_FINISHED`].
     fn prune(&mut self) {
         let finished = |t: &Transfer| matches!(t.state, State::Done | State::Failed);
@@ -331,6 +347,7 @@ impl Transfers {
             reason,
         });
         self.start_waiting();
+        self.start_sending();
     }
 
     /// A FILE message from the peer. An error ends the session (PROTOCOL.md §4.13's strict
@@ -377,8 +394,12 @@ impl Transfers {
         let i = self
             .find(local)
             .ok_or_else(|| format!("there is no transfer #{local} (see /transfers)"))?;
-        if matches!(self.list[i].state, State::Done | State::Failed) {
-            return Err(format!("#{local} has already ended"));
+        match self.list[i].state {
+            State::Done | State::Failed => return Err(format!("#{local} has already ended")),
+            State::Checking => {
+                return Err(format!("#{local} has all arrived and is being checked"));
+            }
+            _ => {}
         }
         self.fail(i, "cancelled".into(), true);
         Ok(())
@@ -433,21 +454,31 @@ impl Transfers {
     pub fn cut(&mut self) {
         self.bulk = None;
         self.peer_takes = false;
-        for t in &mut self.list {
-            if matches!(
-                t.state,
-                State::Offered | State::Accepted | State::Moving | State::Checking
-            ) {
-                if t.state == State::Checking {
-                    // (The check finishes on its own thread; its note may still come.)
-                    continue;
+        // What was queued for the old connection is stale (ids, offers the re-offers replace).
+        self.outbox.clear();
+        for i in 0..self.list.len() {
+            let t = &mut self.list[i];
+            match t.state {
+                // An offer to us not yet answered is not taken back without asking: the peer
+                // offers it again, and the question is asked again.
+                State::Offered if t.way == Way::In => {
+                    t.id = 0;
+                    self.fail(
+                        i,
+                        "the connection dropped before you answered".into(),
+                        false,
+                    );
                 }
-                t.state = State::Cut;
-                t.id = 0;
-                t.reading = None;
-                if let Some(p) = t.pieces.take() {
-                    let _ = p.send(Piece::Stop { keep: true });
+                State::Offered | State::Accepted | State::Moving => {
+                    t.state = State::Cut;
+                    t.id = 0;
+                    t.reading = None;
+                    if let Some(p) = t.pieces.take() {
+                        let _ = p.send(Piece::Stop { keep: true });
+                    }
                 }
+                // (A check finishes on its own thread; its note still comes.)
+                _ => {}
             }
         }
     }

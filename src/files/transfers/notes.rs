@@ -3,6 +3,7 @@
 use super::*;
 
 impl Transfers {
+    /// A file's thread reports.
     pub fn on_note(&mut self, note: Note) {
         match note {
             Note::Prepared { paths, result } => {

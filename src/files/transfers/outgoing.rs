@@ -25,34 +25,19 @@ impl Transfers {
                         "from beyond the file's end, or with a limit below its offset",
                     ));
                 }
-                let (Some(source), Some(bulk)) = (t.source.clone(), self.bulk.clone()) else {
-                    return Ok(());
-                };
-                t.state = State::Moving;
-                (t.from, t.at) = (offset, offset);
-                t.started = Instant::now();
-                t.reading = Some(disk::send(
-                    t.local,
-                    id,
-                    source,
-                    offset,
-                    limit,
-                    bulk,
-                    self.notes.clone(),
-                ));
-                self.events.push(Event::Started {
-                    local: t.local,
-                    way: Way::Out,
-                    offset,
-                });
+                // It starts when a reading thread is free (see `start_sending`).
+                t.state = State::Accepted;
+                (t.from, t.at, t.granted) = (offset, offset, limit);
+                self.start_sending();
             }
             FileMessage::Credit { limit, .. } => {
+                t.granted = t.granted.max(limit);
                 if let Some(r) = &t.reading {
                     let _ = r.credit.send(limit);
                 }
             }
             FileMessage::Reject { reason, .. }
-                if matches!(t.state, State::Offered | State::Moving) =>
+                if matches!(t.state, State::Offered | State::Accepted | State::Moving) =>
             {
                 let why = match t.state {
                     State::Offered => "declined",
@@ -84,9 +69,54 @@ impl Transfers {
                     path: None,
                     moved: t.size - t.from,
                 });
+                self.start_sending();
+            }
+            FileMessage::Verified { .. } if matches!(t.state, State::Offered | State::Accepted) => {
+                return Err(ProtocolError::Unexpected(
+                    "FILE VERIFIED",
+                    "before the file was all sent",
+                ));
             }
             _ => {}
         }
         Ok(())
+    }
+
+    /// Accepted files start, as many as are read at once ([`MAX_SENDING`]): a receiver that
+    /// accepts ten thousand files at once gets them a few at a time, not ten thousand threads.
+    pub(super) fn start_sending(&mut self) {
+        let Some(bulk) = self.bulk.clone() else {
+            return;
+        };
+        loop {
+            let running = (self.list.iter())
+                .filter(|t| t.way == Way::Out && t.state == State::Moving)
+                .count();
+            let next =
+                (self.list.iter()).position(|t| t.way == Way::Out && t.state == State::Accepted);
+            let (true, Some(i)) = (running < MAX_SENDING, next) else {
+                return;
+            };
+            let t = &mut self.list[i];
+            let Some(source) = t.source.clone() else {
+                return;
+            };
+            t.state = State::Moving;
+            t.started = Instant::now();
+            t.reading = Some(disk::send(
+                t.local,
+                t.id,
+                source,
+                t.from,
+                t.granted,
+                bulk.clone(),
+                self.notes.clone(),
+            ));
+            self.events.push(Event::Started {
+                local: t.local,
+                way: Way::Out,
+                offset: t.from,
+            });
+        }
     }
 }

@@ -7,7 +7,11 @@ impl Transfers {
     pub fn sending(&self) -> bool {
         self.preparing > 0
             || self.list.iter().any(|t| {
-                t.way == Way::Out && matches!(t.state, State::Offered | State::Moving | State::Cut)
+                t.way == Way::Out
+                    && matches!(
+                        t.state,
+                        State::Offered | State::Accepted | State::Moving | State::Cut
+                    )
             })
     }
 
@@ -41,8 +45,22 @@ impl Transfers {
             .iter()
             .filter(|t| t.state == State::Failed && (t.way == Way::Out || t.accepted))
             .count()
+            // (Still being checked when the session ended: not named, so not received.)
+            + (self.list.iter())
+                .filter(|t| t.state == State::Checking)
+                .count()
             + self.unprepared
             + self.forgotten_failures
+    }
+
+    /// Every byte that moved either way so far: leaving waits while this grows.
+    pub fn bytes_moved(&self) -> u64 {
+        (self.list.iter())
+            .map(|t| match &t.reading {
+                Some(r) => r.queued.load(Ordering::Relaxed),
+                None => t.at.max(t.written),
+            })
+            .sum()
     }
 
     /// Progress of every transfer moving bytes.

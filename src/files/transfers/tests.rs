@@ -193,7 +193,13 @@ fn a_file_cut_with_the_connection_is_taken_back_under_a_new_id_from_where_it_was
     p.t.peer_files();
     p.t.outbox.clear();
     p.t.events.clear();
-    p.offer(2, 3 << 20, [5; 32]).unwrap();
+    let again = FileMessage::Offer {
+        id: 2,
+        size: 3 << 20,
+        hash: [5; 32],
+        path: "f1.bin".into(),
+    };
+    p.t.on_message(again).unwrap();
     assert!(matches!(
         p.t.events[0],
         Event::Offered {
@@ -214,4 +220,45 @@ fn a_file_cut_with_the_connection_is_taken_back_under_a_new_id_from_where_it_was
         [(2, 2 * 65505, 3 << 20)],
         "the limit: the window, or the size"
     );
+}
+
+#[test]
+fn an_offer_cut_before_it_was_answered_or_renamed_on_its_return_is_asked_about_again() {
+    let mut p = receiver(false);
+    // Never answered: cut, then offered again under a new id.
+    p.offer(1, 10, [1; 32]).unwrap();
+    // Accepted, cut, and back with another name: the name accepted was f2.bin.
+    p.offer(2, 10, [2; 32]).unwrap();
+    p.t.accept(Some(2)).unwrap();
+    p.note_until(|n| matches!(n, Note::Opened { .. }));
+    p.t.cut();
+    assert!(
+        p.t.outbox.is_empty(),
+        "nothing queued for the old connection survives"
+    );
+    let (bulk, _rx) = mpsc::channel(16);
+    p.t.connected(bulk);
+    p.t.peer_files();
+    p.t.events.clear();
+    p.t.on_message(FileMessage::Offer {
+        id: 3,
+        size: 10,
+        hash: [1; 32],
+        path: "f1.bin".into(),
+    })
+    .unwrap();
+    p.t.on_message(FileMessage::Offer {
+        id: 4,
+        size: 10,
+        hash: [2; 32],
+        path: "x/evil.desktop".into(),
+    })
+    .unwrap();
+    let asked: Vec<bool> = (p.t.events.iter())
+        .filter_map(|e| match e {
+            Event::Offered { auto, .. } => Some(*auto),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked, [false, false], "both wait for /accept");
 }

@@ -18,6 +18,8 @@ pub(super) struct Desk {
     showing: bool,
     /// `--send`: leave once every file offered at the start is done.
     pub(super) leave_when_sent: bool,
+    /// Bytes moved when leaving last looked: it waits for files only while this grows.
+    moved: u64,
 }
 
 impl Desk {
@@ -35,6 +37,7 @@ impl Desk {
             lines_at: Instant::now() + ui::files::PROGRESS_LINES_EVERY,
             showing: false,
             leave_when_sent: !send.is_empty(),
+            moved: 0,
         };
         (desk, Notes(notes))
     }
@@ -70,6 +73,14 @@ impl Desk {
         self.showing = !rows.is_empty();
         ui.file_progress(&rows, lines);
         self.progress_at = self.showing.then(|| now + ui::files::PROGRESS_EVERY);
+    }
+
+    /// Whether files moved since the last look (leaving waits for them only while they do).
+    pub(super) fn still_moving(&mut self) -> bool {
+        let moved = self.transfers.bytes_moved();
+        let more = moved > self.moved;
+        self.moved = moved;
+        more && self.transfers.moving()
     }
 
     /// Whether every file `--send` offered is done (delivered or failed).

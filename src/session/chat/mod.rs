@@ -235,8 +235,8 @@ where
                     }
                 },
                 () = sleep_until_some(leave_once_open.map(|(_, by)| by)) => match leave_once_open {
-                    // A file still moving is waited for as long as it moves.
-                    Some((why, _)) if desk.transfers.moving() => {
+                    // A file still moving is waited for as long as bytes move.
+                    Some((why, _)) if desk.still_moving() => {
                         let by = tokio::time::Instant::now() + settle_within(welcome_within);
                         leave_once_open = Some((why, by));
                         Step::Continue
@@ -401,6 +401,10 @@ where
             if is_dialer && opening.is_open() && !ledger.peer_acks() && ui.undelivered() > 0 {
                 ui.forget_marks();
             }
+            // A listener says FILES before its WELCOME: without it, ours cannot go.
+            if is_dialer && opening.is_open() && !desk.transfers.peer_takes() {
+                desk.transfers.peer_lacks_files();
+            }
             desk.show(ui, &speaker);
             let settled = opening.is_open()
                 && pending.is_empty()
@@ -410,7 +414,11 @@ where
                 && !desk.transfers.receiving();
             // `--send`: every file is delivered (or failed); the chat was only for them.
             let step = match step {
-                Step::Continue if desk.all_sent() && opening.is_open() => Step::Leave("files sent"),
+                Step::Continue
+                    if desk.all_sent() && opening.is_open() && leave_once_open.is_none() =>
+                {
+                    Step::Leave("files sent")
+                }
                 step => step,
             };
             match (!pending.is_empty() && !ledger.has_room(), stalled) {

@@ -369,12 +369,14 @@ where
             .map(|(other, _)| *other)
             .collect();
         for other in older {
-            if let Some(old) = self.members.remove(&other) {
+            if let Some(mut old) = self.members.remove(&other) {
                 ui.status(format_args!(
                     "{} reconnected from {}",
                     old.tag(),
                     old.address
                 ));
+                old.files.peer_left();
+                self.desks.failed += old.files.failures();
                 part(old);
             }
         }
@@ -453,6 +455,7 @@ where
         for event in std::mem::take(&mut member.files.events) {
             ui.file_event(&member.speaker(), &event);
         }
+        self.desks.failed += member.files.failures();
         if !member.ready {
             // It never joined: nobody was told it came, nobody is told it went.
             match &how {

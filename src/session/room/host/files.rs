@@ -17,6 +17,8 @@ pub(super) struct Desks {
     showing: bool,
     /// `--send`: some file went out, so the room closes once none is left to send.
     pub(super) sent_any: bool,
+    /// Transfers that failed with members who are gone (for the exit code).
+    pub(super) failed: usize,
 }
 
 impl Desks {
@@ -29,6 +31,7 @@ impl Desks {
             lines_at: Instant::now() + crate::ui::files::PROGRESS_LINES_EVERY,
             showing: false,
             sent_any: false,
+            failed: 0,
         };
         (desks, rx)
     }
@@ -146,7 +149,12 @@ where
             member.files.leaving();
         }
         self.files_flush();
-        self.members.values().map(|m| m.files.failures()).sum()
+        self.desks.failed
+            + self
+                .members
+                .values()
+                .map(|m| m.files.failures())
+                .sum::<usize>()
     }
 
     /// A file command the host typed; `false` when it is not one.
