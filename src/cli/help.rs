@@ -60,6 +60,7 @@ pub(super) const LISTEN_LONG: &str = concat!(
     "
   schat listen 127.0.0.1:0 --once     any free port on loopback; exit after one
   schat listen --json </dev/null      a service: JSON events until a signal
+  schat listen --accept-files ~/in    save every file offered into ~/in, unasked
 
 ",
     exit_codes!()
@@ -91,7 +92,14 @@ Environment:
 );
 
 pub(super) const DIAL_EXAMPLES: &str = dial_examples!();
-pub(super) const DIAL_LONG: &str = concat!(dial_examples!(), "\n\n", exit_codes!());
+pub(super) const DIAL_LONG: &str = concat!(
+    dial_examples!(),
+    "
+  schat dial bob --send a.pdf --send pics/   offer them, leave once delivered
+
+",
+    exit_codes!()
+);
 
 pub(super) const KEYGEN_EXAMPLES: &str = "\
 Examples:

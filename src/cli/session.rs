@@ -31,7 +31,7 @@ pub struct SessionArgs {
     /// One JSON object per event on stdout
     ///
     /// Events: connected, welcome, message, joined, left, renamed, roster, notice, ticket,
-    /// error…
+    /// file_offered, file_progress, file_done, file_failed, error…
     #[arg(long)]
     pub json: bool,
     /// A display name to announce: others see it beside your key, as `NAME [3f2a9c1b4d5e]`
