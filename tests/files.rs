@@ -100,6 +100,8 @@ async fn the_host_sends_to_a_member_that_accepts_and_closes_when_delivered() {
         std::fs::write(&file, &body).unwrap();
         let (mut h, port) = host.listen(&["--send", s(&file)]).await;
         let mut d = member.dial(port, &["--accept-files", s(dl.path()), "--json"]);
+        // A script receiving: its input ends at once, and it stays until the host is done.
+        d.close_stdin();
         assert!(h.exit().await.success(), "{}", h.stderr_text());
         assert!(h.stderr_text().contains("files sent; closing the room"));
         assert!(d.exit().await.success(), "{}", d.stderr_text());
@@ -561,6 +563,72 @@ async fn a_host_whose_member_left_without_its_files_exits_1() {
         let text = h.stderr_text();
         assert!(text.contains("unwanted.txt not delivered"), "{text}");
         assert!(text.contains("did not complete"), "{text}");
+    })
+    .await
+}
+
+/// The receiver stops a transfer half way (`/cancel`): the partial file goes, the sender hears
+/// why and exits 1; `/transfers` lists what happened on both sides.
+#[tokio::test]
+async fn the_receiver_cancels_half_way_and_the_sender_hears_why() {
+    within(async {
+        let (host, member) = (Home::new(), Home::new());
+        let (src, dl) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let size: u64 = 16 << 20;
+        let file = src.path().join("big.iso");
+        std::fs::write(&file, noise(size as usize, 6)).unwrap();
+        let (mut h, port) = host.listen(&["--accept-files", s(dl.path())]).await;
+        let proxy = Proxy::start(port).await;
+        proxy.hold_up_at(size / 2);
+        let mut d = member.dial(proxy.port, &["--send", s(&file)]);
+        while proxy.up_bytes.load(std::sync::atomic::Ordering::Relaxed) < size / 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        h.send("/transfers").await;
+        h.stderr_until("#1 from unverified").await;
+        h.send("/cancel 1").await;
+        let line = d.stderr_until("big.iso not delivered").await;
+        assert!(
+            line.ends_with("stopped by the receiver: cancelled"),
+            "{line}"
+        );
+        proxy.hold_up_at(u64::MAX);
+        assert_eq!(d.exit().await.code(), Some(1), "{}", d.stderr_text());
+        h.signal("TERM");
+        h.exit().await;
+        assert!(
+            files_in(dl.path()).is_empty(),
+            "{:?}",
+            files_in(dl.path()).keys()
+        );
+    })
+    .await
+}
+
+/// A peer that never says FILES (an older schat) is not sent anything: `--send` says why
+/// and exits 1 at once, rather than waiting.
+#[tokio::test]
+async fn a_peer_without_files_is_told_nothing_and_the_sender_says_why() {
+    within(async {
+        let member = Home::new();
+        let src = tempfile::tempdir().unwrap();
+        let file = src.path().join("x.txt");
+        std::fs::write(&file, b"x").unwrap();
+        let opening = vec![
+            common::raw::msg(0x0a, &[0x00]),
+            common::raw::msg(0x82, &[]),
+            common::raw::msg(0x01, b"hello, old schat here"),
+        ];
+        // It reads the dialer's HELLO, RECEIPTS, FILES and its goodbye, then hangs up.
+        let port = common::raw::scripted_listener(opening, 0, vec![]).await;
+        let mut d = member.dial(port, &["--send", s(&file)]);
+        assert_eq!(d.exit().await.code(), Some(1), "{}", d.stderr_text());
+        assert!(
+            d.stderr_text()
+                .contains("x.txt not delivered: the peer's schat does not take files"),
+            "{}",
+            d.stderr_text()
+        );
     })
     .await
 }

@@ -735,3 +735,42 @@ async fn a_pipe_whose_tcp_path_dies_resumes_over_iroh() {
     })
     .await;
 }
+
+/// A file offered over iroh (a ticket with no TCP address), saved whole and checked.
+#[tokio::test]
+async fn a_file_goes_over_iroh_with_a_ticket() {
+    within(async {
+        let (relay_home, host, guest) = (Home::new(), Home::new(), Home::new());
+        let (mut relay, url) = relay(&relay_home, &[]).await;
+        let (src, dl) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let body: Vec<u8> = (0..(5u32 << 20))
+            .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+            .collect();
+        let file = src.path().join("over-iroh.bin");
+        std::fs::write(&file, &body).unwrap();
+        let dl_arg = dl.path().to_str().unwrap();
+        let (mut l, ticket) = p2p_listener(
+            &host,
+            &url,
+            &["--allow", "anyone", "--accept-files", dl_arg],
+        )
+        .await;
+        let mut d = dial(
+            &guest,
+            &iroh_only(&ticket),
+            &["--trust", "accept-new", "--send", file.to_str().unwrap()],
+        );
+        assert!(d.exit().await.success(), "{:#?}", d.stderr_seen);
+        assert!(
+            d.stderr_text()
+                .contains("over-iroh.bin (5.0 MiB) delivered")
+        );
+        assert_eq!(
+            std::fs::read(dl.path().join("over-iroh.bin")).unwrap(),
+            body
+        );
+        stop(&mut l).await;
+        stop(&mut relay).await;
+    })
+    .await
+}

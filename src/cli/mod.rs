@@ -155,16 +155,6 @@ pub fn main() -> i32 {
             "cannot disable core dumps ({e}): a crash could write your secret key to disk"
         ));
     }
-    // A pipe or a file moves 64 KiB buffers, allocated and freed at a high rate: glibc would
-    // hand freed memory back to the kernel at once and fault it in again for the next one
-    // (measured: a quarter of a file receiver's system time). It may now keep up to 64 MiB
-    // free for reuse, and buffers under 4 MiB come from its heaps rather than fresh mappings.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes glibc's thresholds; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
-    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

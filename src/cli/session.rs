@@ -80,7 +80,9 @@ pub struct SessionArgs {
     /// Save files offered to us here without asking (up to 64 GiB a session): for scripts
     ///
     /// Without it, each offer waits for /accept (or /reject). Names from the peer are checked:
-    /// never outside DIR, no overwriting (a taken name becomes `name (1).ext`)
+    /// never outside DIR, no overwriting (a taken name becomes `name (1).ext`). A dialer with
+    /// it does not leave at the end of its input, but when the peer leaves: `dial HOST
+    /// --accept-files DIR </dev/null` receives what HOST sends (`listen --send`), then exits
     #[arg(
         long,
         value_name = "DIR",

@@ -27,6 +27,8 @@ pub enum Command<'a> {
     Help,
     /// `/send PATH…`: offer files or folders (quotes and `\ ` keep spaces; `~/` is home).
     Send(Vec<String>),
+    /// `/sendto NAME PATH…`: a room's host offers them to one member.
+    SendTo(&'a str, Vec<String>),
     /// `/accept [N]`: save offer N, or every offer waiting.
     Accept(Option<u32>),
     /// `/reject [N]`: decline offer N, or every offer waiting.
@@ -59,6 +61,7 @@ pub const HELP: &[&str] = &[
     "hosting a room:",
     "  /msg NAME TEXT    to one member only (NAME: as /who shows it, or its 12 digits)",
     "  /name NAME PET    remember a member as PET in known_peers",
+    "  /sendto NAME ...  offer files to one member (/send: to everyone)",
 ];
 
 /// A member named as the screen shows it, then the rest: one word, or a label with its key in
@@ -175,6 +178,10 @@ pub fn parse(line: &str) -> Command<'_> {
             Some(paths) if !paths.is_empty() => Command::Send(paths),
             _ => Command::Unknown("send"),
         },
+        "sendto" => match target(arg).map(|(name, rest)| (name, words(rest))) {
+            Some((name, Some(paths))) if !paths.is_empty() => Command::SendTo(name, paths),
+            _ => Command::Unknown("sendto"),
+        },
         "accept" | "reject" => match (optional.map(number), word) {
             (Some(None), _) => Command::Unknown(word),
             (n, "accept") => Command::Accept(n.flatten()),
@@ -243,6 +250,11 @@ mod tests {
         assert_eq!(parse("/cancel 4"), Command::Cancel(4));
         assert_eq!(parse("/cancel"), Command::Unknown("cancel"));
         assert_eq!(parse("/transfers"), Command::Transfers);
+        assert_eq!(
+            parse("/sendto bob a.txt 'b c'"),
+            Command::SendTo("bob", vec!["a.txt".into(), "b c".into()])
+        );
+        assert_eq!(parse("/sendto bob"), Command::Unknown("sendto"));
     }
 
     /// Whitespace before a multi-byte character once made `parse` slice inside that character.

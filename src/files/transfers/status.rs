@@ -87,8 +87,8 @@ impl Transfers {
             .collect()
     }
 
-    /// `/transfers`: one line each.
-    pub fn list(&self) -> Vec<String> {
+    /// `/transfers`: one line each (`who`: how the peer is shown).
+    pub fn list(&self, who: &str) -> Vec<String> {
         self.list
             .iter()
             .map(|t| {
@@ -106,8 +106,8 @@ impl Transfers {
                     "#{} {} {} ({}): {state}{}",
                     t.local,
                     match t.way {
-                        Way::Out => "to peer",
-                        Way::In => "from peer",
+                        Way::Out => format!("to {}", crate::sanitize::line(who)),
+                        Way::In => format!("from {}", crate::sanitize::line(who)),
                     },
                     crate::sanitize::line(&t.name),
                     crate::files::size(t.size),

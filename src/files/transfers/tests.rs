@@ -175,7 +175,7 @@ fn offers_beyond_the_bound_are_refused_at_once() {
             .iter()
             .all(|(_, why)| why.contains("too many offers"))
     );
-    assert_eq!(p.t.list().len(), MAX_WAITING);
+    assert_eq!(p.t.list("peer").len(), MAX_WAITING);
 }
 
 #[test]

@@ -20,6 +20,8 @@ pub(super) struct Desk {
     pub(super) leave_when_sent: bool,
     /// Bytes moved when leaving last looked: it waits for files only while this grows.
     moved: u64,
+    /// `--accept-files`.
+    accepts_unasked: bool,
 }
 
 impl Desk {
@@ -27,6 +29,7 @@ impl Desk {
     pub(super) fn new(policy: Policy, send: &[PathBuf]) -> (Self, Notes) {
         let (tx, notes) = mpsc::unbounded_channel();
         let reporter = Reporter { tag: 0, tx };
+        let accepts_unasked = policy.auto;
         let mut transfers = Transfers::new(policy, reporter, Default::default());
         if !send.is_empty() {
             transfers.send(send.to_vec());
@@ -38,6 +41,7 @@ impl Desk {
             showing: false,
             leave_when_sent: !send.is_empty(),
             moved: 0,
+            accepts_unasked,
         };
         (desk, Notes(notes))
     }
@@ -83,13 +87,25 @@ impl Desk {
         more && self.transfers.moving()
     }
 
+    /// Whether the end of input leaves the chat: not with `--send` (it leaves once its files
+    /// are done) nor `--accept-files` (once the peer leaves: a script receiving files).
+    pub(super) fn stays_past_input(&self) -> bool {
+        self.leave_when_sent || self.accepts_unasked
+    }
+
     /// Whether every file `--send` offered is done (delivered or failed).
     pub(super) fn all_sent(&self) -> bool {
         self.leave_when_sent && !self.transfers.sending()
     }
 
     /// A file command typed by the user; `false` when `command` is not one.
-    pub(super) fn command(&mut self, command: &Command<'_>, ui: &Ui, open: bool) -> bool {
+    pub(super) fn command(
+        &mut self,
+        command: &Command<'_>,
+        ui: &Ui,
+        open: bool,
+        who: &str,
+    ) -> bool {
         let t = &mut self.transfers;
         match command {
             Command::Send(paths) => {
@@ -102,6 +118,9 @@ impl Desk {
                     t.send(paths.iter().map(PathBuf::from).collect());
                     ui.status("hashing the files to offer…");
                 }
+            }
+            Command::SendTo(..) => {
+                ui.warn("/sendto is for a room's host; /send offers files to your peer")
             }
             Command::Accept(which) => match t.accept(*which) {
                 Ok(n) => ui.status(format_args!("accepted {n} file{}", plural(n))),
@@ -117,7 +136,7 @@ impl Desk {
                 }
             }
             Command::Transfers => {
-                let list = t.list();
+                let list = t.list(who);
                 match list.is_empty() {
                     true => ui.status("no file transfers yet (/send PATH offers one)"),
                     false => {

@@ -212,8 +212,9 @@ where
                         let hold_counted = resumed && (!opening.is_open() || !resend.is_empty());
                         let mut out = Outgoing { pending: &mut pending, queue: &queue, ledger: &mut ledger, hold_counted, desk: &mut desk, open: opening.is_open() };
                         match on_input(event, peer, input, ui, &mut out, is_dialer) {
-                            // `--send` leaves when its files are done, not when stdin ends.
-                            Step::Leave("end of input") if desk.leave_when_sent => {
+                            // `--send` leaves when its files are done, `--accept-files` when the
+                            // peer does: not when stdin ends.
+                            Step::Leave("end of input") if desk.stays_past_input() => {
                                 input_ended = true;
                                 Step::Continue
                             }

@@ -65,7 +65,7 @@ pub(super) fn on_input(
         }
     };
     let command = command::parse(&line);
-    if desk.command(&command, ui, *open) {
+    if desk.command(&command, ui, *open, &peer.label) {
         return Step::Continue;
     }
     match command {
@@ -119,6 +119,7 @@ pub(super) fn on_input(
         Command::Clear => input.clear_screen(),
         // (Handled by the desk above.)
         Command::Send(_)
+        | Command::SendTo(..)
         | Command::Accept(_)
         | Command::Reject(_)
         | Command::Cancel(_)

@@ -114,6 +114,7 @@ pub(super) fn host_input(
         }
         // (The room's files took these before: see `host::files`.)
         Command::Send(_)
+        | Command::SendTo(..)
         | Command::Accept(_)
         | Command::Reject(_)
         | Command::Cancel(_)

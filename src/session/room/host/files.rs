@@ -176,6 +176,19 @@ where
                     )),
                 }
             }
+            Command::SendTo(name, paths) => match super::find(&self.members, name) {
+                Ok(id) => match self.members.get_mut(&id) {
+                    Some(member) if member.files.peer_takes() => {
+                        member.files.send(paths.iter().map(Into::into).collect());
+                        ui.status(format_args!(
+                            "hashing the files to offer to {}…",
+                            member.tag()
+                        ));
+                    }
+                    _ => ui.warn("that member's schat does not take files: nothing sent"),
+                },
+                Err(why) => ui.warn(format_args!("/sendto: {why}")),
+            },
             Command::Accept(which) | Command::Reject(which) => {
                 let accept = matches!(command, Command::Accept(_));
                 let mut done = 0;
@@ -213,11 +226,7 @@ where
             },
             Command::Transfers => {
                 let rows: Vec<String> = (self.members.values())
-                    .flat_map(|m| {
-                        let tag = m.tag();
-                        (m.files.list().into_iter())
-                            .map(move |row| row.replace(" peer ", &format!(" {tag} ")))
-                    })
+                    .flat_map(|m| m.files.list(&m.tag()))
                     .collect();
                 match rows.is_empty() {
                     true => ui.status("no file transfers yet (/send PATH offers one)"),
