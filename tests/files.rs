@@ -636,3 +636,54 @@ async fn a_peer_without_files_is_told_nothing_and_the_sender_says_why() {
     })
     .await
 }
+
+/// `schat send` and `schat receive`, no chat: the receiver waits and the sender dials, then
+/// the other way round; each exits 0 once the files are delivered and checked.
+#[tokio::test]
+async fn send_and_receive_need_no_chat_either_way() {
+    within(async {
+        let (alice, bob) = (Home::new(), Home::new());
+        let (src, into) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let file = src.path().join("notes.txt");
+        std::fs::write(&file, b"one-off").unwrap();
+        // Bob waits; Alice dials him with the file.
+        let mut r = bob.spawn(&[
+            "receive",
+            "--on",
+            "127.0.0.1:0",
+            "--allow",
+            "anyone",
+            "--into",
+            s(&into.path().join("1")),
+        ]);
+        let line = r.stderr_until("listening on 127.0.0.1:").await;
+        let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+        let to = format!("127.0.0.1:{port}");
+        let mut snd = alice.spawn(&["send", s(&file), "--to", &to, "--trust", "accept-new"]);
+        assert!(snd.exit().await.success(), "{}", snd.stderr_text());
+        assert!(r.exit().await.success(), "{}", r.stderr_text());
+        assert_eq!(
+            std::fs::read(into.path().join("1/notes.txt")).unwrap(),
+            b"one-off"
+        );
+        // Alice waits with the file; Bob dials her to take it.
+        let mut snd = alice.spawn(&["send", s(&file), "--on", "127.0.0.1:0", "--allow", "anyone"]);
+        let line = snd.stderr_until("listening on 127.0.0.1:").await;
+        let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+        let from = format!("127.0.0.1:{port}");
+        let into2 = into.path().join("2");
+        let mut r = bob.spawn(&[
+            "receive",
+            "--from",
+            &from,
+            "--trust",
+            "accept-new",
+            "--into",
+            s(&into2),
+        ]);
+        assert!(snd.exit().await.success(), "{}", snd.stderr_text());
+        assert!(r.exit().await.success(), "{}", r.stderr_text());
+        assert_eq!(std::fs::read(into2.join("notes.txt")).unwrap(), b"one-off");
+    })
+    .await
+}

@@ -101,6 +101,19 @@ pub(super) const DIAL_LONG: &str = concat!(
     exit_codes!()
 );
 
+pub(super) const SEND_EXAMPLES: &str = "\
+Examples:
+  schat send report.pdf --to bob      dial bob (a known peer) and offer it
+  schat send pics/ --to 10.0.0.7      a folder, to a listener at that address
+  schat send a.iso                    wait on port 12345 for the receiver to dial
+  schat send a.iso --p2p              …or behind NAT: prints a ticket for it";
+
+pub(super) const RECEIVE_EXAMPLES: &str = "\
+Examples:
+  schat receive --from bob            dial bob, save what it sends in Downloads
+  schat receive --into ~/in           wait on port 12345 for the sender to dial
+  schat receive --from - --into .     paste the sender's ticket (send --p2p)";
+
 pub(super) const KEYGEN_EXAMPLES: &str = "\
 Examples:
   schat keygen                        asks for a passphrase (empty for none)

@@ -21,6 +21,7 @@ mod paths;
 mod peers;
 mod prompt;
 mod session;
+mod transfer;
 
 pub use dial::DialArgs;
 pub use keys::KdfArgs;
@@ -86,6 +87,19 @@ pub enum Command {
     /// Connect to a listener, then chat (or --pipe)
     #[command(after_help = help::DIAL_EXAMPLES, after_long_help = help::DIAL_LONG)]
     Dial(dial::DialArgs),
+    /// Send files or folders, then exit: 0 once each was delivered and checked
+    ///
+    /// Dials --to (an address, a petname or a ticket) or, without it, waits for the receiver
+    /// to dial in (`listen --once`). Each file is offered with its BLAKE3 hash; the receiver
+    /// checks it before saving. A cut connection resumes where it was
+    #[command(after_help = help::SEND_EXAMPLES)]
+    Send(transfer::SendArgs),
+    /// Receive files into a folder, then exit when the sender is done
+    ///
+    /// Dials --from or, without it, waits for the sender to dial in. Names are checked: never
+    /// outside the folder, never over a file (a taken name becomes `name (1).ext`)
+    #[command(after_help = help::RECEIVE_EXAMPLES)]
+    Receive(transfer::ReceiveArgs),
     /// Known peers: who may come in, whom you recognise, who is verified
     #[command(after_help = help::PEERS_EXAMPLES, disable_help_subcommand = true)]
     Peers(peers::PeersArgs),
@@ -134,6 +148,8 @@ impl Command {
             Command::Passwd(a) => (&a.files).into(),
             Command::Listen(a) => (&a.files).into(),
             Command::Dial(a) => (&a.files).into(),
+            Command::Send(a) => (&a.common.files).into(),
+            Command::Receive(a) => (&a.common.files).into(),
             Command::Peers(a) => (&a.files).into(),
             Command::Invite(a) => (&a.files).into(),
             Command::Relay(a) => (&a.files).into(),
@@ -225,6 +241,8 @@ pub async fn run(cli: Cli, env_passphrase: passphrase::FromEnv) -> i32 {
     let json = match &cli.command {
         Command::Listen(listen::ListenArgs { session, .. })
         | Command::Dial(dial::DialArgs { session, .. }) => session.json,
+        Command::Send(args) => args.common.json,
+        Command::Receive(args) => args.common.json,
         _ => false,
     };
     // Until a session's front end exists (after any passphrase prompt, which needs the
@@ -261,6 +279,8 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
     match cli.command {
         Command::Listen(args) => listen::listen(args, &paths, &sources, early).await,
         Command::Dial(args) => dial::dial(args, &paths, &sources, early).await,
+        Command::Send(args) => transfer_run(args.run(), &paths, &sources, early).await,
+        Command::Receive(args) => transfer_run(args.run(), &paths, &sources, early).await,
         command => {
             let result = match command {
                 Command::Keygen(args) => keys::keygen(&paths, &sources, &args, &early),
@@ -271,11 +291,27 @@ async fn execute(cli: Cli, env_passphrase: passphrase::FromEnv, early: Ui) -> (U
                 Command::Relay(args) => p2p::relay(args, &paths, &early).await,
                 Command::Listen(_)
                 | Command::Dial(_)
+                | Command::Send(_)
+                | Command::Receive(_)
                 | Command::Completions { .. }
                 | Command::Manpages { .. } => Ok(()),
             };
             (early, result)
         }
+    }
+}
+
+/// `send` and `receive` run as `dial` or `listen`.
+async fn transfer_run(
+    run: Result<transfer::Run>,
+    paths: &Paths,
+    sources: &passphrase::Sources,
+    early: Ui,
+) -> (Ui, Result<()>) {
+    match run {
+        Ok(transfer::Run::Dial(args)) => dial::dial(*args, paths, sources, early).await,
+        Ok(transfer::Run::Listen(args)) => listen::listen(*args, paths, sources, early).await,
+        Err(e) => (early, Err(e)),
     }
 }
 

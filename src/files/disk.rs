@@ -11,7 +11,7 @@ use crate::message::file::MAX_CHUNK;
 use crate::message::{FileMessage, Message};
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -214,6 +214,12 @@ fn write_loop(
     notes: &Reporter,
 ) -> Result<Option<PathBuf>, String> {
     let failed = |e: std::io::Error| format!("writing it failed: {e}");
+    // The download folder is made when the first file comes (private, as a new Downloads is).
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&target.dir)
+        .map_err(|e| format!("making {} failed: {e}", target.dir.display()))?;
     let (mut file, have) =
         store::open_part(&target.dir, &target.hash, target.size).map_err(failed)?;
     notes.send(Note::Opened { local, have });
