@@ -25,6 +25,15 @@ pub enum Command<'a> {
     Clear,
     /// `/help`: list the commands.
     Help,
+    /// A file command (`/send`, `/accept`…): the files' desk handles them all.
+    File(FileCommand<'a>),
+    /// A `/word` we do not know (not sent: probably a typo).
+    Unknown(&'a str),
+}
+
+/// What is typed about files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileCommand<'a> {
     /// `/send PATH…`: offer files or folders (quotes and `\ ` keep spaces; `~/` is home).
     Send(Vec<String>),
     /// `/sendto NAME PATH…`: a room's host offers them to one member.
@@ -37,8 +46,6 @@ pub enum Command<'a> {
     Cancel(u32),
     /// `/transfers`: list the file transfers.
     Transfers,
-    /// A `/word` we do not know (not sent: probably a typo).
-    Unknown(&'a str),
 }
 
 /// The help text for the commands.
@@ -175,23 +182,25 @@ pub fn parse(line: &str) -> Command<'_> {
         },
         "help" | "?" => Command::Help,
         "send" => match words(arg) {
-            Some(paths) if !paths.is_empty() => Command::Send(paths),
+            Some(paths) if !paths.is_empty() => Command::File(FileCommand::Send(paths)),
             _ => Command::Unknown("send"),
         },
         "sendto" => match target(arg).map(|(name, rest)| (name, words(rest))) {
-            Some((name, Some(paths))) if !paths.is_empty() => Command::SendTo(name, paths),
+            Some((name, Some(paths))) if !paths.is_empty() => {
+                Command::File(FileCommand::SendTo(name, paths))
+            }
             _ => Command::Unknown("sendto"),
         },
         "accept" | "reject" => match (optional.map(number), word) {
             (Some(None), _) => Command::Unknown(word),
-            (n, "accept") => Command::Accept(n.flatten()),
-            (n, _) => Command::Reject(n.flatten()),
+            (n, "accept") => Command::File(FileCommand::Accept(n.flatten())),
+            (n, _) => Command::File(FileCommand::Reject(n.flatten())),
         },
         "cancel" => match optional.and_then(number) {
-            Some(n) => Command::Cancel(n),
+            Some(n) => Command::File(FileCommand::Cancel(n)),
             None => Command::Unknown("cancel"),
         },
-        "transfers" => Command::Transfers,
+        "transfers" => Command::File(FileCommand::Transfers),
         _ => Command::Unknown(word),
     }
 }
@@ -234,25 +243,34 @@ mod tests {
         assert_eq!(parse("/nick"), Command::Nick(""));
         assert_eq!(
             parse(r#"/send a.txt "my file.pdf" b\ c 'd"e'"#),
-            Command::Send(vec![
+            Command::File(FileCommand::Send(vec![
                 "a.txt".into(),
                 "my file.pdf".into(),
                 "b c".into(),
                 "d\"e".into()
-            ])
+            ]))
         );
         assert_eq!(parse("/send"), Command::Unknown("send"));
         assert_eq!(parse("/send 'open"), Command::Unknown("send"));
-        assert_eq!(parse("/accept"), Command::Accept(None));
-        assert_eq!(parse("/accept #3"), Command::Accept(Some(3)));
-        assert_eq!(parse("/reject 2"), Command::Reject(Some(2)));
+        assert_eq!(parse("/accept"), Command::File(FileCommand::Accept(None)));
+        assert_eq!(
+            parse("/accept #3"),
+            Command::File(FileCommand::Accept(Some(3)))
+        );
+        assert_eq!(
+            parse("/reject 2"),
+            Command::File(FileCommand::Reject(Some(2)))
+        );
         assert_eq!(parse("/reject x"), Command::Unknown("reject"));
-        assert_eq!(parse("/cancel 4"), Command::Cancel(4));
+        assert_eq!(parse("/cancel 4"), Command::File(FileCommand::Cancel(4)));
         assert_eq!(parse("/cancel"), Command::Unknown("cancel"));
-        assert_eq!(parse("/transfers"), Command::Transfers);
+        assert_eq!(parse("/transfers"), Command::File(FileCommand::Transfers));
         assert_eq!(
             parse("/sendto bob a.txt 'b c'"),
-            Command::SendTo("bob", vec!["a.txt".into(), "b c".into()])
+            Command::File(FileCommand::SendTo(
+                "bob",
+                vec!["a.txt".into(), "b c".into()]
+            ))
         );
         assert_eq!(parse("/sendto bob"), Command::Unknown("sendto"));
     }

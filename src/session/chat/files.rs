@@ -2,7 +2,7 @@
 //! files' threads reporting, progress on screen. The rules live in [`crate::files`].
 
 use crate::files::{Note, Policy, Reporter, Transfers};
-use crate::session::command::Command;
+use crate::session::command::FileCommand;
 use crate::ui::{self, Speaker, Ui};
 use std::path::PathBuf;
 use tokio::sync::mpsc;
@@ -98,17 +98,11 @@ impl Desk {
         self.leave_when_sent && !self.transfers.sending()
     }
 
-    /// A file command typed by the user; `false` when `command` is not one.
-    pub(super) fn command(
-        &mut self,
-        command: &Command<'_>,
-        ui: &Ui,
-        open: bool,
-        who: &str,
-    ) -> bool {
+    /// A file command typed by the user.
+    pub(super) fn command(&mut self, command: &FileCommand<'_>, ui: &Ui, open: bool, who: &str) {
         let t = &mut self.transfers;
         match command {
-            Command::Send(paths) => {
+            FileCommand::Send(paths) => {
                 if open && !t.peer_takes() {
                     ui.warn(
                         "the peer's schat does not take files (it did not say FILES): it needs \
@@ -119,23 +113,23 @@ impl Desk {
                     ui.status("hashing the files to offer…");
                 }
             }
-            Command::SendTo(..) => {
+            FileCommand::SendTo(..) => {
                 ui.warn("/sendto is for a room's host; /send offers files to your peer")
             }
-            Command::Accept(which) => match t.accept(*which) {
+            FileCommand::Accept(which) => match t.accept(*which) {
                 Ok(n) => ui.status(format_args!("accepted {n} file{}", plural(n))),
                 Err(why) => ui.warn(format_args!("/accept: {why}")),
             },
-            Command::Reject(which) => match t.reject(*which) {
+            FileCommand::Reject(which) => match t.reject(*which) {
                 Ok(n) => ui.status(format_args!("declined {n} file{}", plural(n))),
                 Err(why) => ui.warn(format_args!("/reject: {why}")),
             },
-            Command::Cancel(n) => {
+            FileCommand::Cancel(n) => {
                 if let Err(why) = t.cancel(*n) {
                     ui.warn(format_args!("/cancel: {why}"));
                 }
             }
-            Command::Transfers => {
+            FileCommand::Transfers => {
                 let list = t.list(who);
                 match list.is_empty() {
                     true => ui.status("no file transfers yet (/send PATH offers one)"),
@@ -145,9 +139,7 @@ impl Desk {
                     }
                 }
             }
-            _ => return false,
         }
-        true
     }
 }
 

@@ -64,11 +64,7 @@ pub(super) fn on_input(
             return Step::Leave("input failed");
         }
     };
-    let command = command::parse(&line);
-    if desk.command(&command, ui, *open, &peer.label) {
-        return Step::Continue;
-    }
-    match command {
+    match command::parse(&line) {
         Command::Say(text) => pending.push_back(text.to_owned()),
         Command::Me(action) => pending.push_back(format!("/me {action}")),
         Command::Quit => return Step::Leave("you quit"),
@@ -117,13 +113,7 @@ pub(super) fn on_input(
             ui.warn("/msg and /name are for the host of a room; /who for its members and its host");
         }
         Command::Clear => input.clear_screen(),
-        // (Handled by the desk above.)
-        Command::Send(_)
-        | Command::SendTo(..)
-        | Command::Accept(_)
-        | Command::Reject(_)
-        | Command::Cancel(_)
-        | Command::Transfers => {}
+        Command::File(file) => desk.command(&file, ui, *open, &peer.label),
         Command::Help => {
             ui.listing(command::HELP);
         }

@@ -113,12 +113,7 @@ pub(super) fn host_input(
             ui.listing(command::HELP);
         }
         // (The room's files took these before: see `host::files`.)
-        Command::Send(_)
-        | Command::SendTo(..)
-        | Command::Accept(_)
-        | Command::Reject(_)
-        | Command::Cancel(_)
-        | Command::Transfers => {}
+        Command::File(_) => {}
         Command::Quit => {
             ui.status("you closed the room");
             return Some(Ok(()));

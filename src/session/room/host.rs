@@ -569,8 +569,9 @@ where
             return None;
         }
         if let InputEvent::Line(line) = &event
-            && self.files_command(&command::parse(line))
+            && let Command::File(file) = command::parse(line)
         {
+            self.files_command(&file);
             return None;
         }
         let host = Host {

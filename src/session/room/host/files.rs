@@ -6,6 +6,7 @@
 use super::*;
 use crate::files::{Note, Policy, Reporter, Transfers};
 use crate::message::FileMessage;
+use crate::session::command::FileCommand;
 use std::sync::atomic::AtomicU32;
 
 /// What the room keeps for files.
@@ -157,12 +158,12 @@ where
                 .sum::<usize>()
     }
 
-    /// A file command the host typed; `false` when it is not one.
-    pub(super) fn files_command(&mut self, command: &Command<'_>) -> bool {
+    /// A file command the host typed.
+    pub(super) fn files_command(&mut self, command: &FileCommand<'_>) {
         let ui = self.ui;
         let ready = self.members.values_mut().filter(|m| m.ready);
         match command {
-            Command::Send(paths) => {
+            FileCommand::Send(paths) => {
                 let mut to = 0;
                 for member in ready.filter(|m| m.files.peer_takes()) {
                     member.files.send(paths.iter().map(Into::into).collect());
@@ -176,7 +177,7 @@ where
                     )),
                 }
             }
-            Command::SendTo(name, paths) => match super::find(&self.members, name) {
+            FileCommand::SendTo(name, paths) => match super::find(&self.members, name) {
                 Ok(id) => match self.members.get_mut(&id) {
                     Some(member) if member.files.peer_takes() => {
                         member.files.send(paths.iter().map(Into::into).collect());
@@ -189,8 +190,8 @@ where
                 },
                 Err(why) => ui.warn(format_args!("/sendto: {why}")),
             },
-            Command::Accept(which) | Command::Reject(which) => {
-                let accept = matches!(command, Command::Accept(_));
+            FileCommand::Accept(which) | FileCommand::Reject(which) => {
+                let accept = matches!(command, FileCommand::Accept(_));
                 let mut done = 0;
                 let mut why = None;
                 for member in ready.filter(|m| which.is_none_or(|n| m.files.has(n))) {
@@ -216,7 +217,7 @@ where
                     )),
                 }
             }
-            Command::Cancel(n) => match self.members.values_mut().find(|m| m.files.has(*n)) {
+            FileCommand::Cancel(n) => match self.members.values_mut().find(|m| m.files.has(*n)) {
                 Some(member) => {
                     if let Err(why) = member.files.cancel(*n) {
                         ui.warn(format_args!("/cancel: {why}"));
@@ -224,7 +225,7 @@ where
                 }
                 None => ui.warn(format_args!("/cancel: there is no transfer #{n}")),
             },
-            Command::Transfers => {
+            FileCommand::Transfers => {
                 let rows: Vec<String> = (self.members.values())
                     .flat_map(|m| m.files.list(&m.tag()))
                     .collect();
@@ -233,9 +234,7 @@ where
                     false => ui.listing(&rows.iter().map(String::as_str).collect::<Vec<_>>()),
                 }
             }
-            _ => return false,
         }
         self.files_flush();
-        true
     }
 }
