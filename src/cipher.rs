@@ -97,7 +97,24 @@ impl CipherState {
     /// Encrypts `buf[..len]` in place and writes the tag after it; `buf` must hold
     /// `len + TAG_LEN` bytes. Returns the ciphertext's length. Empty associated data.
     pub fn seal(&mut self, buf: &mut [u8], len: usize) -> Result<usize> {
-        if self.n == MAX_NONCE {
+        let total = self.seal_at(self.n, buf, len)?;
+        self.n += 1;
+        Ok(total)
+    }
+
+    /// Decrypts `buf` (ciphertext then tag) in place: the plaintext's length, at the front.
+    /// `Err(Decrypt)` when it does not authenticate; the nonce then stays where it was.
+    pub fn open(&mut self, buf: &mut [u8]) -> std::result::Result<usize, Decrypt> {
+        let len = self.open_at(self.n, buf)?;
+        self.n += 1;
+        Ok(len)
+    }
+
+    /// [`Self::seal`] with the nonce `n` given, the counter left alone: a room's sealed
+    /// messages carry their nonce (PROTOCOL.md §4.14), so one the host drops shows as a gap
+    /// instead of making every later one fail. The caller never uses a nonce twice.
+    pub fn seal_at(&self, n: u64, buf: &mut [u8], len: usize) -> Result<usize> {
+        if n == MAX_NONCE {
             // 2^64 - 1 messages: never in practice, but the session must end (Noise §5.1).
             return Err(Error::Internal("nonce space exhausted".into()));
         }
@@ -110,17 +127,15 @@ impl CipherState {
         let (plain, rest) = buf[..total].split_at_mut(len);
         let tag = self
             .key
-            .seal_in_place_separate_tag(self.aead.nonce(self.n), Aad::empty(), plain)
+            .seal_in_place_separate_tag(self.aead.nonce(n), Aad::empty(), plain)
             .map_err(|_| Error::Internal("encrypting failed".into()))?;
         rest.copy_from_slice(tag.as_ref());
-        self.n += 1;
         Ok(total)
     }
 
-    /// Decrypts `buf` (ciphertext then tag) in place: the plaintext's length, at the front.
-    /// `Err(Decrypt)` when it does not authenticate; the nonce then stays where it was.
-    pub fn open(&mut self, buf: &mut [u8]) -> std::result::Result<usize, Decrypt> {
-        if self.n == MAX_NONCE || buf.len() < TAG_LEN {
+    /// [`Self::open`] with the nonce `n` given, the counter left alone.
+    pub fn open_at(&self, n: u64, buf: &mut [u8]) -> std::result::Result<usize, Decrypt> {
+        if n == MAX_NONCE || buf.len() < TAG_LEN {
             return Err(Decrypt);
         }
         let len = buf.len() - TAG_LEN;
@@ -128,14 +143,13 @@ impl CipherState {
         let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| Decrypt)?;
         self.key
             .open_in_place_separate_tag(
-                self.aead.nonce(self.n),
+                self.aead.nonce(n),
                 Aad::empty(),
                 Tag::from(tag),
                 cipher,
                 0..,
             )
             .map_err(|_| Decrypt)?;
-        self.n += 1;
         Ok(len)
     }
 

@@ -39,6 +39,9 @@
 //!   (`trust::file` reads and writes its format; [`session::verify`] applies the decisions
 //!   right after the handshake).
 //! - [`invite`]: invite tickets, spoken codes and the inviter's pending invites.
+//! - [`pairs`]: a room end to end — each member's own schat/2 session with every other
+//!   member, run through the host, which passes the messages on by key and cannot read them
+//!   (pure state; `session::room_e2e` shows what they bring, `session::room::host` routes).
 //! - [`files`]: files handed over in a chat — offers, the download folder, a thread per file
 //!   (its wire format: [`message::file`]).
 //! - [`bucket`]: the token bucket that paces message 1 per address and members' messages.
@@ -74,6 +77,7 @@ pub mod keyfile;
 pub mod keys;
 pub mod message;
 pub mod net;
+pub mod pairs;
 pub mod passphrase;
 pub mod receipts;
 pub mod resume;

@@ -543,3 +543,167 @@ fn the_file_vectors_in_protocol_md_are_right() {
         assert!(Message::decode(&bytes).is_err(), "{invalid} decoded");
     }
 }
+
+/// PROTOCOL.md §4.14: a pair's handshake (the same fixed keys and randomness as §9.2, under
+/// the pair's prologue), checked by hand with snow; the first sealed messages, checked with
+/// snow's own stateless transport (independent of schat's CipherStates); and the PAIRS and
+/// PEER plaintexts.
+#[test]
+fn the_pair_vectors_in_protocol_md_are_right() {
+    use schat::handshake::core::{Initiator, Randomness, Responder};
+    use schat::keys::{Identity, SecretKey};
+    use schat::message::Message;
+    use schat::message::peer::{PeerMessage, PeerOp};
+    use sha2::Digest;
+    let file: Value = serde_json::from_str(include_str!("data/cacophony-xx-blake2s.json")).unwrap();
+    let v = &file["vectors"][0];
+    let key = |name: &str| -> [u8; 32] { hex(&v[name]).try_into().unwrap() };
+    let identity = |name: &str| {
+        Identity::from_secret(SecretKey::from_bytes(zeroize::Zeroizing::new(key(name))))
+    };
+    let (a, b) = (identity("init_static"), identity("resp_static"));
+    let prologue = schat::pairs::prologue(a.public(), b.public());
+    assert_eq!(&prologue[..12], b"schat/2 pair");
+    let (state, msg1) = Initiator::start_with(
+        &a,
+        &Randomness {
+            ephemeral: Some(key("init_ephemeral")),
+            kem_seed: Some(std::array::from_fn(|i| i as u8)),
+            encaps: None,
+        },
+        &prologue,
+    )
+    .unwrap();
+    let listener_random = Randomness {
+        ephemeral: Some(key("resp_ephemeral")),
+        kem_seed: None,
+        encaps: Some(std::array::from_fn(|i| 0x40 + i as u8)),
+    };
+    let responder = Responder::read_message_1_with(&b, &listener_random, &msg1, &prologue).unwrap();
+    let (responder, msg2) = responder.write_message_2().unwrap();
+    let (state, _) = state.read_message_2(&msg2).unwrap();
+    let (a_done, msg3) = state.write_message_3().unwrap();
+    let b_done = responder.read_message_3(&msg3).unwrap();
+    assert_eq!(a_done.handshake_hash, b_done.handshake_hash);
+
+    // By hand: snow with the same prologue and the PSK of §3.
+    let mut hi = schat::handshake::noise_builder_for(
+        schat::handshake::PATTERN,
+        &key("init_static"),
+        &prologue,
+    )
+    .unwrap()
+    .fixed_ephemeral_key_for_testing_only(&key("init_ephemeral"))
+    .build_initiator()
+    .unwrap();
+    let mut hr = schat::handshake::noise_builder_for(
+        schat::handshake::PATTERN,
+        &key("resp_static"),
+        &prologue,
+    )
+    .unwrap()
+    .fixed_ephemeral_key_for_testing_only(&key("resp_ephemeral"))
+    .build_responder()
+    .unwrap();
+    let (_, ek) = schat::kem::generate(&zeroize::Zeroizing::new(std::array::from_fn(|i| i as u8)));
+    let (mut b1, mut b2) = (vec![0u8; 4096], vec![0u8; 4096]);
+    let n = hi.write_message(&ek[..], &mut b1).unwrap();
+    assert_eq!(&b1[..n], &msg1[..]);
+    hr.read_message(&b1[..n], &mut b2).unwrap();
+    let m: [u8; 32] = std::array::from_fn(|i| 0x40 + i as u8);
+    let (ct, shared) = schat::kem::encapsulate(&ek, zeroize::Zeroizing::new(m)).unwrap();
+    let n = hr.write_message(&ct[..], &mut b1).unwrap();
+    assert_eq!(&b1[..n], &msg2[..]);
+    hi.read_message(&b1[..n], &mut b2).unwrap();
+    let psk = {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&shared[..]).unwrap();
+        mac.update(b"schat/2 psk");
+        mac.update(hi.get_handshake_hash());
+        mac.finalize().into_bytes().to_vec()
+    };
+    hi.set_psk(3, &psk).unwrap();
+    hr.set_psk(3, &psk).unwrap();
+    let n = hi.write_message(&[], &mut b1).unwrap();
+    assert_eq!(&b1[..n], &msg3[..]);
+    hr.read_message(&b1[..n], &mut b2).unwrap();
+    let stateless = hi.into_stateless_transport_mode().unwrap();
+
+    // Sealed TEXT `hi` from A (the initiator) to B at nonces 0 and 1, as A sends them to the
+    // host: PEER addressed to B.
+    let spaced = |wire: &[u8]| -> String {
+        let bytes: Vec<String> = wire.iter().map(|b| format!("{b:02x}")).collect();
+        bytes.join(" ")
+    };
+    let sealed = |counter: u64| {
+        let mut out = vec![0u8; 64];
+        let n = stateless
+            .write_message(counter, b"\x02hi", &mut out)
+            .unwrap();
+        let mut ours = b"\x02hi\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0".to_vec();
+        let len = a_done.ciphers.send.seal_at(counter, &mut ours, 3).unwrap();
+        assert_eq!(out[..n], ours[..len], "schat's sealing differs from snow's");
+        let peer = Message::Peer(PeerMessage {
+            key: *b.public().as_bytes(),
+            op: PeerOp::Sealed {
+                counter,
+                ciphertext: out[..n].to_vec().into(),
+            },
+        });
+        let mut wire = Vec::new();
+        peer.encode_into(&mut wire).unwrap();
+        assert_eq!(Message::decode(&wire).unwrap(), peer);
+        // B opens it with its own session.
+        let mut copy = out[..n].to_vec();
+        let len = b_done.ciphers.recv.open_at(counter, &mut copy).unwrap();
+        assert_eq!(&copy[..len], b"\x02hi");
+        wire
+    };
+    let (s0, s1) = (sealed(0), sealed(1));
+    let sha = |b: &[u8]| hex::encode(sha2::Sha256::digest(b));
+    let got = [
+        ("pair prologue".to_string(), hex::encode(&prologue)),
+        ("pair message 1 SHA-256".into(), sha(&msg1)),
+        ("pair message 2 SHA-256".into(), sha(&msg2)),
+        ("pair message 3".into(), hex::encode(&msg3)),
+        (
+            "pair handshake hash".into(),
+            hex::encode(a_done.handshake_hash),
+        ),
+        ("sealed TEXT hi, nonce 0".into(), spaced(&s0)),
+        ("sealed TEXT hi, nonce 1".into(), spaced(&s1)),
+    ];
+    let doc = include_str!("../PROTOCOL.md");
+    for (name, value) in &got {
+        let line = format!("{name}: {value}");
+        if std::env::var_os("PRINT_VECTOR").is_some() {
+            println!("{line}");
+            continue;
+        }
+        assert!(doc.contains(&line), "PROTOCOL.md §4.14 lacks {line:?}");
+    }
+    // The short ones, as the document writes them.
+    let section = &doc[doc.find("### 4.14").unwrap()..doc.find("## 5.").unwrap()];
+    let gone = Message::Peer(PeerMessage {
+        key: [0xc0; 32],
+        op: PeerOp::Gone,
+    });
+    let mut wire = Vec::new();
+    gone.encode_into(&mut wire).unwrap();
+    assert_eq!(wire, [&[0x17][..], &[0xc0; 32], &[0x05]].concat());
+    for (msg, text) in [
+        (Message::Pairs(0), "`85 00`"),
+        (Message::Pairs(1), "`85 01`"),
+    ] {
+        let mut wire = Vec::new();
+        msg.encode_into(&mut wire).unwrap();
+        assert_eq!(format!("`{}`", spaced(&wire)), text);
+        assert!(section.contains(text), "{text}");
+    }
+    assert!(section.contains("`17` ‖ `K` ‖ `05`"));
+    for bad in ["85", "85 00 00", "17 00", "17 c0 c0"] {
+        let bytes = ::hex::decode(bad.replace(' ', "")).unwrap();
+        assert!(Message::decode(&bytes).is_err(), "{bad}");
+        assert!(section.contains(&format!("`{bad}`")), "{bad}");
+    }
+}

@@ -31,8 +31,15 @@ pub struct ListenArgs {
     #[arg(long, value_name = "WHO")]
     pub allow: Option<String>,
     /// Exit once the room empties after its first peer
-    #[arg(long)]
+    #[arg(long, hide_short_help = true)]
     pub once: bool,
+    /// Host a room you take no part in: its members talk end to end
+    ///
+    /// You admit members (known peers, knocks, invites) and pass on what they seal for each
+    /// other; you cannot read, alter or forge it, and say nothing yourself. Members whose
+    /// schat cannot talk end to end are turned away
+    #[arg(long, conflicts_with_all = ["pipe", "send"])]
+    pub relay_only: bool,
     /// Be reachable behind NAT too (iroh); prints a ticket
     ///
     /// iroh is QUIC with hole punching, relayed when that fails. The ticket (`schat:…`) is
@@ -104,6 +111,7 @@ pub(super) async fn listen(
         allow,
         welcome,
         once,
+        relay_only,
         max_peers,
         knock_wait,
         max_handshakes,
@@ -146,6 +154,7 @@ pub(super) async fn listen(
             p2p: p2p.then(|| p2p_args.options(false)).transpose()?,
             addr: Some(addr),
             once: once || session.pipe,
+            relay_only,
             welcome,
             allow,
             max_peers,

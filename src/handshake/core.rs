@@ -43,8 +43,12 @@ pub struct Randomness {
     pub encaps: Option<[u8; kem::ENCAPS_RAND_LEN]>,
 }
 
-fn builder<'a>(secret: &'a [u8], ephemeral: Option<&'a [u8; 32]>) -> Result<Builder<'a>> {
-    let builder = super::noise_builder_for(PATTERN, secret, PROLOGUE)?;
+fn builder<'a>(
+    secret: &'a [u8],
+    ephemeral: Option<&'a [u8; 32]>,
+    prologue: &'a [u8],
+) -> Result<Builder<'a>> {
+    let builder = super::noise_builder_for(PATTERN, secret, prologue)?;
     Ok(match ephemeral {
         Some(e) => builder.fixed_ephemeral_key_for_testing_only(e),
         None => builder,
@@ -87,9 +91,23 @@ pub struct Done {
 impl Initiator {
     /// Starts: returns the state and message 1.
     pub fn start(identity: &Identity, random: &Randomness) -> Result<(Initiator, Vec<u8>)> {
-        let mut noise = builder(identity.secret().expose(), random.ephemeral.as_ref())?
-            .build_initiator()
-            .map_err(local)?;
+        Self::start_with(identity, random, PROLOGUE)
+    }
+
+    /// Starts under another prologue: a room's pairwise sessions bind the two members' keys
+    /// into theirs (PROTOCOL.md §4.14).
+    pub fn start_with(
+        identity: &Identity,
+        random: &Randomness,
+        prologue: &[u8],
+    ) -> Result<(Initiator, Vec<u8>)> {
+        let mut noise = builder(
+            identity.secret().expose(),
+            random.ephemeral.as_ref(),
+            prologue,
+        )?
+        .build_initiator()
+        .map_err(local)?;
         let seed = Zeroizing::new(random.kem_seed.unwrap_or_else(|| {
             let mut s = [0u8; kem::SEED_LEN];
             rand::fill(&mut s[..]);
@@ -135,9 +153,23 @@ impl Responder {
         random: &Randomness,
         msg1: &[u8],
     ) -> Result<Responder> {
-        let mut noise = builder(identity.secret().expose(), random.ephemeral.as_ref())?
-            .build_responder()
-            .map_err(local)?;
+        Self::read_message_1_with(identity, random, msg1, PROLOGUE)
+    }
+
+    /// Message 1 under another prologue (see [`Initiator::start_with`]).
+    pub fn read_message_1_with(
+        identity: &Identity,
+        random: &Randomness,
+        msg1: &[u8],
+        prologue: &[u8],
+    ) -> Result<Responder> {
+        let mut noise = builder(
+            identity.secret().expose(),
+            random.ephemeral.as_ref(),
+            prologue,
+        )?
+        .build_responder()
+        .map_err(local)?;
         let mut payload = vec![0u8; BUF];
         let n = read(&mut noise, msg1, &mut payload)?;
         let ek: &[u8; EK_LEN] = payload[..n]

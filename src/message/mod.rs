@@ -4,10 +4,14 @@
 //! receive path copies nothing; `into_owned` makes a message that can be queued.
 
 pub mod file;
+mod mode;
 pub mod notice;
+pub mod peer;
 
 pub use file::FileMessage;
+pub use mode::Mode;
 pub use notice::Notice;
+pub use peer::PeerMessage;
 use std::borrow::Cow;
 use std::str;
 use thiserror::Error;
@@ -80,6 +84,10 @@ pub mod kind {
     /// A file handed over in a chat: an op byte, a transfer id, the op's fields
     /// ([`super::file`]; PROTOCOL.md §4.13). Only between sides that both sent FILES.
     pub const FILE: u8 = 0x16;
+    /// A room member's message to another member, routed by key through the host, which
+    /// cannot read it ([`super::peer`]; PROTOCOL.md §4.14). Only between sides that both
+    /// sent PAIRS.
+    pub const PEER: u8 = 0x17;
     /// Types from here up are extensions: ignored when unknown.
     pub const FIRST_EXTENSION: u8 = 0x80;
     /// Extension, right after the sender's HELLO: the ciphers it can also receive, one id
@@ -99,6 +107,9 @@ pub mod kind {
     /// Extension, right after the sender's HELLO (and RECEIPTS): it takes files (FILE,
     /// PROTOCOL.md §4.13). Empty.
     pub const FILES: u8 = 0x84;
+    /// Extension, right before the sender's HELLO: it takes PEER (PROTOCOL.md §4.14). One
+    /// byte: from a host, `01` when it takes no part in the room (relay only); else `00`.
+    pub const PAIRS: u8 = 0x85;
 }
 
 /// One decoded message. `'a` is the buffer it was decoded from; `Message<'static>` owns its data.
@@ -172,44 +183,12 @@ pub enum Message<'a> {
     File(FileMessage<'a>),
     /// The sender takes files (an extension, after its HELLO).
     Files,
+    /// A member's message to another member, through the host (§4.14).
+    Peer(PeerMessage<'a>),
+    /// The sender takes PEER (an extension, before its HELLO): its flags byte.
+    Pairs(u8),
     /// An extension type (≥ 0x80) this version does not understand; receivers ignore it.
     Extension { kind: u8, body: Cow<'a, [u8]> },
-}
-
-/// What a session carries, announced in HELLO so that a chat and a pipe never talk past each
-/// other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Chat (and rooms): TEXT, RELAY, NOTICE.
-    Chat,
-    /// Pipe mode: DATA, then END, and RECEIVED for the peer's stream (§4.3).
-    Pipe,
-    /// The first pipe mode (`0x01`), whose QUIT was its half-close and which had no receipt:
-    /// recognised only to tell its user to upgrade (one protocol, no weaker fallback).
-    OldPipe,
-}
-
-impl Mode {
-    /// The body byte.
-    pub fn byte(self) -> u8 {
-        match self {
-            Mode::Chat => 0x00,
-            Mode::OldPipe => 0x01,
-            Mode::Pipe => 0x02,
-        }
-    }
-
-    /// How the user picks it.
-    pub fn option(self) -> &'static str {
-        match self {
-            Mode::Chat => "chat mode (without --pipe)",
-            Mode::Pipe => "pipe mode (--pipe)",
-            Mode::OldPipe => {
-                "the pipe mode of an older schat, without end-to-end receipts: it needs \
-                 upgrading"
-            }
-        }
-    }
 }
 
 /// Why a plaintext is not a valid message. Always the peer's fault when it comes off the wire.
@@ -343,6 +322,11 @@ impl<'a> Message<'a> {
             kind::FILES if body.is_empty() => Message::Files,
             kind::FILES => return Err(MessageError::UnexpectedBody("FILES")),
             kind::FILE => Message::File(FileMessage::decode(body)?),
+            kind::PEER => Message::Peer(PeerMessage::decode(body)?),
+            kind::PAIRS => match body {
+                [flags] => Message::Pairs(*flags),
+                _ => return Err(MessageError::UnexpectedBody("PAIRS of other than 1 byte")),
+            },
             kind::RESUMED => Message::Resumed(u64_body(body, "RESUMED of other than 8 bytes")?),
             kind::RESUME => match body.split_first_chunk::<TOKEN_LEN>() {
                 Some((token, shown)) if shown.len() == 8 => Message::Resume {
@@ -373,6 +357,7 @@ impl<'a> Message<'a> {
                 | Message::Private(_)
                 | Message::Notice(_)
                 | Message::Nick(_)
+                | Message::Peer(_)
         )
     }
 
@@ -404,6 +389,8 @@ impl<'a> Message<'a> {
             Message::Resumable => kind::RESUMABLE,
             Message::File(_) => kind::FILE,
             Message::Files => kind::FILES,
+            Message::Peer(_) => kind::PEER,
+            Message::Pairs(_) => kind::PAIRS,
             Message::Extension { kind, .. } => *kind,
         }
     }
@@ -422,6 +409,7 @@ impl<'a> Message<'a> {
             | Message::Data(b)
             | Message::Extension { body: b, .. } => b,
             Message::Hello { name, .. } => name.as_bytes(),
+            Message::Pairs(flags) => std::slice::from_ref(flags),
             Message::Invite(secret) => &secret[..],
             Message::Pake { message, .. } => &message[..],
             Message::Confirm(mac) => &mac[..],
@@ -435,6 +423,7 @@ impl<'a> Message<'a> {
             | Message::Resumable
             | Message::File(_)
             | Message::Files
+            | Message::Peer(_)
             | Message::Receipts => &[],
             Message::Resume { token, .. } => &token[..],
         }
@@ -452,6 +441,7 @@ impl<'a> Message<'a> {
             Message::Received(_) | Message::Ack(_) | Message::Resumed(_) => 8,
             Message::Resume { .. } => TOKEN_LEN + 8,
             Message::File(f) => f.len(),
+            Message::Peer(p) => p.len(),
             other => other.simple_body().len(),
         }
     }
@@ -473,6 +463,7 @@ impl<'a> Message<'a> {
             } => out.extend_from_slice(&n.to_be_bytes()),
             Message::Notice(n) => n.encode_into(out),
             Message::File(f) => f.encode_into(out),
+            Message::Peer(p) => p.encode_into(out),
             Message::Received(count) | Message::Ack(count) | Message::Resumed(count) => {
                 out.extend_from_slice(&count.to_be_bytes())
             }
@@ -519,6 +510,8 @@ impl<'a> Message<'a> {
             Message::Resumable => Message::Resumable,
             Message::File(f) => Message::File(f.into_owned()),
             Message::Files => Message::Files,
+            Message::Peer(p) => Message::Peer(p.into_owned()),
+            Message::Pairs(flags) => Message::Pairs(flags),
             Message::Extension { kind, body } => Message::Extension {
                 kind,
                 body: Cow::Owned(body.into_owned()),
@@ -554,6 +547,8 @@ impl<'a> Message<'a> {
             Message::Resumable => "RESUMABLE",
             Message::File(f) => f.name(),
             Message::Files => "FILES",
+            Message::Peer(_) => "PEER",
+            Message::Pairs(_) => "PAIRS",
             Message::Extension { .. } => "extension",
         }
     }

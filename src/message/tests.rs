@@ -193,7 +193,7 @@ fn unknown_types_below_0x80_are_errors_above_are_ignored() {
         Message::decode(&bad),
         Err(MessageError::InvalidUtf8("RELAY"))
     );
-    for k in [0x00, 0x17, 0x20, 0x7f] {
+    for k in [0x00, 0x18, 0x20, 0x7f] {
         assert_eq!(Message::decode(&[k, 1]), Err(MessageError::UnknownType(k)));
     }
     assert_eq!(

@@ -26,6 +26,8 @@ pub struct ListenOptions {
     pub addr: Option<String>,
     /// Exit after the first session instead of waiting for the next peer.
     pub once: bool,
+    /// Take no part in the room: only admit members and pass on what they seal.
+    pub relay_only: bool,
     /// The greeting sent to each peer.
     pub welcome: String,
     /// Which dialers to admit.
@@ -279,6 +281,7 @@ async fn serve(
         resumable,
         files: settings.files.clone(),
         send: settings.send.clone(),
+        relay_only: options.relay_only,
     };
     tokio::select! {
         result = room::host(connections, &room, ui, user) => result,

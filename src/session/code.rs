@@ -84,14 +84,19 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    match tokio::time::timeout(deadline, established.recv.recv()).await {
-        Err(_) => Err(Error::Timeout("the code exchange", deadline.as_secs())),
-        Ok(Err(e)) => Err(e),
-        Ok(Ok(None)) => Err(Error::ConnectionCut),
-        Ok(Ok(Some(Message::Quit(reason)))) => Err(Error::RefusedByPeer(
-            crate::sanitize::line(&reason).into_owned(),
-        )),
-        Ok(Ok(Some(msg))) => Ok(msg.into_owned()),
+    let by = tokio::time::Instant::now() + deadline;
+    loop {
+        return match tokio::time::timeout_at(by, established.recv.recv()).await {
+            Err(_) => Err(Error::Timeout("the code exchange", deadline.as_secs())),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(None)) => Err(Error::ConnectionCut),
+            Ok(Ok(Some(Message::Quit(reason)))) => Err(Error::RefusedByPeer(
+                crate::sanitize::line(&reason).into_owned(),
+            )),
+            // Extensions may come at any time (a host's PAIRS before its HELLO, §4.14).
+            Ok(Ok(Some(Message::Pairs(_) | Message::Extension { .. }))) => continue,
+            Ok(Ok(Some(msg))) => Ok(msg.into_owned()),
+        };
     }
 }
 

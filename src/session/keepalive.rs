@@ -101,6 +101,14 @@ impl SilentReads {
     }
 }
 
+/// Sleeps until `at`, or for ever when there is no such moment.
+pub(super) async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -106,6 +106,15 @@ pub enum Event {
         id: u64,
         file: crate::message::FileMessage<'static>,
     },
+    /// The member takes PEER (its PAIRS, §4.14).
+    Pairs {
+        id: u64,
+    },
+    /// A PEER for another member, to pass on (the host cannot read it).
+    Peer {
+        id: u64,
+        peer: crate::message::PeerMessage<'static>,
+    },
     Left {
         id: u64,
         how: Result<String>,
@@ -324,6 +333,7 @@ pub async fn reader<R: AsyncRead + Unpin>(
     let mut bucket = bucket(rate, Instant::now());
     let mut opening = Opening::new(false);
     let (mut receipts, mut resumable, mut files) = (false, false, false);
+    let mut pairs = false;
     // Until its HELLO, a connection is not a member; it gets this long (PINGs do not extend
     // it), or it could hold a place in the room for ever.
     let hello_by = Instant::now() + hello_within;
@@ -408,6 +418,28 @@ pub async fn reader<R: AsyncRead + Unpin>(
             }
             Message::File(file) => {
                 if events.send(Event::File { id, file }).await.is_err() {
+                    return;
+                }
+            }
+            Message::Pairs(_) if pairs => {
+                break Err(ProtocolError::Unexpected("PAIRS", "twice").into());
+            }
+            Message::Pairs(_) => {
+                pairs = true;
+                if events.send(Event::Pairs { id }).await.is_err() {
+                    return;
+                }
+            }
+            // Only to pass on (GONE is the host's word, never a member's).
+            Message::Peer(peer) if !pairs || peer.op == crate::message::peer::PeerOp::Gone => {
+                break Err(ProtocolError::Unexpected(
+                    "PEER",
+                    "without PAIRS first, or a GONE from a member",
+                )
+                .into());
+            }
+            Message::Peer(peer) => {
+                if events.send(Event::Peer { id, peer }).await.is_err() {
                     return;
                 }
             }

@@ -16,6 +16,7 @@ pub mod opening;
 mod peer;
 pub mod pipe;
 pub mod room;
+mod room_e2e;
 mod room_view;
 pub mod verify;
 

@@ -74,7 +74,11 @@ impl Opening {
     pub fn accept<'a>(&mut self, msg: Message<'a>, ours: Mode) -> Result<Option<Message<'a>>> {
         if matches!(
             msg,
-            Message::Ping(_) | Message::Pong(_) | Message::Rekey | Message::Extension { .. }
+            Message::Ping(_)
+                | Message::Pong(_)
+                | Message::Rekey
+                | Message::Extension { .. }
+                | Message::Pairs(_)
         ) {
             return Ok(Some(msg));
         }

@@ -17,6 +17,8 @@ pub(super) struct RoomView {
     pub us: PublicKey,
     /// The peer's key (in a room, the host's).
     pub host: PublicKey,
+    /// Our end-to-end sessions with the other members, when the host passes them on.
+    pub e2e: super::room_e2e::E2e,
 }
 
 impl RoomView {
@@ -54,6 +56,7 @@ impl RoomView {
             NoticeEvent::Join(entry) => {
                 let key = PublicKey::from_bytes(entry.key);
                 let _ = self.names.announce(key, &entry.name);
+                self.e2e.present(key);
                 let label = self.names.label(&key);
                 let who = self.speaker(&key, &label);
                 ui.room(
@@ -78,6 +81,13 @@ impl RoomView {
                     RoomEvent::Left(self.speaker(&key, &label), code),
                     &line,
                 );
+                let undelivered = self.e2e.left(&key);
+                if undelivered > 0 {
+                    ui.warn(format_args!(
+                        "{undelivered} of your messages never reached {label}: it left before \
+                         its end-to-end session was up"
+                    ));
+                }
                 self.names.forget(&key);
             }
             NoticeEvent::Rename(entry) => {
@@ -133,6 +143,7 @@ impl RoomView {
                     .retain(&[&keys[..], &[self.host, self.us]].concat());
                 for (key, entry) in keys.iter().zip(&entries) {
                     let _ = self.names.announce(*key, &entry.name);
+                    self.e2e.present(*key);
                 }
                 let labels: Vec<String> = keys.iter().map(|k| self.names.label(k)).collect();
                 let members: Vec<Speaker<'_>> = keys

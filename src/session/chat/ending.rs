@@ -184,3 +184,29 @@ pub(super) fn unconfirmed(ledger: &Ledger, peer: &PeerInfo, how: &str) -> Result
         ))),
     }
 }
+
+/// The peer said goodbye: what is queued goes out, then our side closes — within the write
+/// deadline, since a peer that said QUIT and stopped reading would otherwise hold us for ever
+/// (over iroh no TCP user timeout ends it either).
+pub(super) async fn peer_left(
+    writer: &mut tokio::task::JoinHandle<Result<()>>,
+    ledger: &Ledger,
+    peer: &PeerInfo,
+    desk: &Desk,
+) -> Result<crate::session::Ended> {
+    match tokio::time::timeout(crate::session::member::WRITE_DEADLINE, &mut *writer).await {
+        Ok(_) => {
+            unconfirmed(ledger, peer, "it left")?;
+            files_failed(desk)?;
+            Ok(crate::session::Ended::PeerQuit)
+        }
+        Err(_) => {
+            writer.abort();
+            Err(crate::error::Error::Timeout(
+                "sending what was typed after the peer said goodbye (it stopped reading, so \
+                 it was not taken)",
+                crate::session::member::WRITE_DEADLINE.as_secs(),
+            ))
+        }
+    }
+}

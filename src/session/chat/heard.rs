@@ -171,5 +171,20 @@ fn handle(
             room.on_notice(notice, ui);
             Step::Continue
         }
+        // A host's PAIRS (§4.14): it passes PEER between its members. (A member's, to a
+        // one-to-one listener, means nothing here.)
+        Message::Pairs(flags) if room.is_dialer => match room.e2e.on_pairs(flags) {
+            Ok(()) => Step::Continue,
+            Err(()) => Step::Fail(
+                ProtocolError::Unexpected("PAIRS", "twice, or with other flags than before").into(),
+            ),
+        },
+        Message::Pairs(_) => Step::Continue,
+        Message::Peer(peer) => match room.is_dialer && room.e2e.on_peer(peer).is_ok() {
+            true => Step::Continue,
+            false => Step::Fail(
+                ProtocolError::Unexpected("PEER", "from a side that did not send PAIRS").into(),
+            ),
+        },
     }
 }

@@ -11,7 +11,7 @@ mod typed;
 mod writer;
 
 use super::input::InputEvent;
-use super::keepalive::{Lapse, Silence};
+use super::keepalive::{Lapse, Silence, sleep_until_some};
 use super::names::Names;
 use super::opening::Opening;
 use super::room_view::RoomView;
@@ -38,7 +38,7 @@ const BULK_QUEUE: usize = 16;
 /// side leaving waits for its last receipts before it says so.
 const WELCOME_NOTE: Duration = Duration::from_secs(1);
 
-use ending::{files_failed, lines, messages, settle_within, unconfirmed};
+use ending::{lines, messages, settle_within};
 use heard::{AfterQuit, on_message};
 use typed::{Outgoing, on_input};
 use writer::{write_loop, writer_failure};
@@ -88,6 +88,7 @@ where
         names,
         us: *peer.local(),
         host: peer.key,
+        e2e: super::room_e2e::E2e::new(run.identity.duplicate()),
     };
     // Our own name counts too: someone else taking it is marked on our screen as well.
     let _ = room.names.announce(room.us, our_name);
@@ -123,6 +124,7 @@ where
         let (queue, outgoing) = mpsc::channel::<Message<'static>>(OUTGOING_QUEUE);
         let (bulk, bulk_out) = mpsc::channel::<Message<'static>>(BULK_QUEUE);
         desk.transfers.connected(bulk);
+        room.e2e.connected();
         let mut writer = tokio::spawn(write_loop(send, outgoing, bulk_out));
         let mut opening = match resumed {
             true => Opening::resumed(),
@@ -139,6 +141,10 @@ where
         } else if let Some(secret) = invite.clone() {
             // An invite's secret goes first, before our HELLO (PROTOCOL.md §4.7).
             let _ = queue.send(Message::Invite(secret)).await;
+        }
+        // A member talks end to end with the others where the host passes PEER (§4.14).
+        if is_dialer {
+            let _ = queue.send(Message::Pairs(0)).await;
         }
         // Our HELLO first: a dialer gets here only once it has accepted the listener's key.
         let _ = queue
@@ -210,7 +216,7 @@ where
                 } => match (leave_once_open, event) {
                     (None, event) => {
                         let hold_counted = resumed && (!opening.is_open() || !resend.is_empty());
-                        let mut out = Outgoing { pending: &mut pending, queue: &queue, ledger: &mut ledger, hold_counted, desk: &mut desk, open: opening.is_open() };
+                        let mut out = Outgoing { pending: &mut pending, queue: &queue, ledger: &mut ledger, hold_counted, desk: &mut desk, open: opening.is_open(), room: &mut room };
                         match on_input(event, peer, input, ui, &mut out, is_dialer) {
                             // `--send` leaves when its files are done, `--accept-files` when the
                             // peer does: not when stdin ends.
@@ -252,10 +258,18 @@ where
                     desk.tick(ui);
                     Step::Continue
                 }
-                // Files' own messages (offers, answers, credit), after the opening and after
-                // what a resume sends again.
-                permit = queue.reserve(), if !desk.transfers.outbox.is_empty() && opening.is_open() && resend.is_empty() => match (permit, desk.transfers.outbox.pop_front()) {
+                () = sleep_until_some(room.e2e.deadline()) => {
+                    room.e2e.expire();
+                    Step::Continue
+                }
+                // Our end-to-end sessions' messages, and files' own (offers, answers, credit),
+                // after the opening and after what a resume sends again.
+                permit = queue.reserve(), if (room.e2e.has_out() || !desk.transfers.outbox.is_empty()) && opening.is_open() && resend.is_empty() => match (permit, room.e2e.next_out().or_else(|| desk.transfers.outbox.pop_front())) {
                     (Ok(permit), Some(msg)) => {
+                        // (A PEER is counted: kept until the host has passed it on.)
+                        if msg.is_counted() {
+                            ledger.record(&msg);
+                        }
                         permit.send(msg);
                         Step::Continue
                     }
@@ -407,12 +421,14 @@ where
                 desk.transfers.peer_lacks_files();
             }
             desk.show(ui, &speaker);
+            room.e2e.show(&room.names, ui);
             let settled = opening.is_open()
                 && pending.is_empty()
                 && resend.is_empty()
                 && ledger.unacked() == 0
                 && !desk.transfers.sending()
-                && !desk.transfers.receiving();
+                && !desk.transfers.receiving()
+                && room.e2e.settled();
             // `--send`: every file is delivered (or failed); the chat was only for them.
             let step = match step {
                 Step::Continue
@@ -471,6 +487,7 @@ where
                     ledger: &mut ledger,
                     our_name,
                     input_ended: &mut input_ended,
+                    room: &mut room,
                 };
                 match reconnect::reconnect(redial, &peer.key, grace, &mut away, ui, user).await {
                     Ok(again) => {
@@ -499,28 +516,12 @@ where
         };
 
         return match step {
-            // The peer left: what is queued goes out, then our side closes — within the write
-            // deadline, since a peer that said QUIT and stopped reading would otherwise hold us
-            // for ever (over iroh no TCP user timeout ends it either).
+            // The peer left: what is queued goes out, then our side closes (`ending`).
             Step::PeerLeft => {
                 desk.transfers.peer_left();
                 desk.show(ui, &speaker);
                 drop(queue);
-                match tokio::time::timeout(member::WRITE_DEADLINE, &mut writer).await {
-                    Ok(_) => {
-                        unconfirmed(&ledger, peer, "it left")?;
-                        files_failed(&desk)?;
-                        Ok(Ended::PeerQuit)
-                    }
-                    Err(_) => {
-                        writer.abort();
-                        Err(Error::Timeout(
-                            "sending what was typed after the peer said goodbye (it stopped \
-                         reading, so it was not taken)",
-                            member::WRITE_DEADLINE.as_secs(),
-                        ))
-                    }
-                }
+                ending::peer_left(&mut writer, &ledger, peer, &desk).await
             }
             // We leave: QUIT goes out after everything already queued; then wait for the peer to
             // close, so the QUIT is not lost to a reset.
@@ -584,13 +585,5 @@ fn step_kind(step: &Step) -> u8 {
         Step::Receipts => crate::message::kind::RECEIPTS,
         Step::Files => crate::message::kind::FILES,
         _ => crate::message::kind::RESUMABLE,
-    }
-}
-
-/// Sleeps until `at`, or for ever when there is no such moment.
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

@@ -29,6 +29,8 @@ pub(super) struct Away<'a> {
     pub our_name: &'a str,
     /// The input ended (a script's stdin): leave once resumed and confirmed.
     pub input_ended: &'a mut bool,
+    /// The room: lines typed meanwhile are sealed for its members.
+    pub room: &'a mut crate::session::room_view::RoomView,
 }
 
 /// Dials again until a new connection proves the session's key, within `grace` of the cut.
@@ -132,6 +134,10 @@ fn typed(event: InputEvent, away: &mut Away<'_>, input: &mut Input, ui: &Ui) -> 
             return None;
         }
     };
+    // Sealed for the members now (it goes out once resumed, after what they missed).
+    if super::typed::seal_line(&text, away.room, ui) != Some(true) {
+        return None;
+    }
     let msg = Message::Text(text.into());
     let id = away.ledger.record(&msg);
     if let Message::Text(text) = &msg {

@@ -26,6 +26,8 @@ pub(super) struct Outgoing<'a> {
     pub(super) desk: &'a mut super::files::Desk,
     /// The opening is over (we know whether the peer takes files).
     pub(super) open: bool,
+    /// The room: end-to-end sessions with its members, and their names.
+    pub(super) room: &'a mut crate::session::room_view::RoomView,
 }
 
 /// Handles one input event: a line to send, a command, or the end of input.
@@ -44,6 +46,7 @@ pub(super) fn on_input(
         hold_counted,
         desk,
         open,
+        room,
     } = out;
     let line = match event {
         InputEvent::Line(line) => line,
@@ -65,8 +68,20 @@ pub(super) fn on_input(
         }
     };
     match command::parse(&line) {
-        Command::Say(text) => pending.push_back(text.to_owned()),
-        Command::Me(action) => pending.push_back(format!("/me {action}")),
+        Command::Say(text) => say(text.to_owned(), pending, room, ui),
+        Command::Me(action) => say(format!("/me {action}"), pending, room, ui),
+        Command::Verify(Some(name)) if room.e2e.active() => {
+            room.e2e.verify(&room.names, &room.us, name, ui)
+        }
+        Command::Msg(name, text) if room.e2e.active() => {
+            match room.e2e.find(&room.names, name).and_then(|to| {
+                let sealed = room.e2e.whisper(&to, text)?;
+                Ok((to, sealed))
+            }) {
+                Ok((to, _)) => ui.own_private(&room.names.label(&to), text),
+                Err(why) => ui.warn(format_args!("/msg not sent: {why}")),
+            }
+        }
         Command::Quit => return Step::Leave("you quit"),
         Command::Verify(_) => {
             ui.status(format_args!(
@@ -122,4 +137,50 @@ pub(super) fn on_input(
         )),
     }
     Step::Continue
+}
+
+/// A line for the room. With end-to-end sessions it is sealed for every member; the host
+/// gets it too (it reads the room) unless it takes no part.
+fn say(
+    text: String,
+    pending: &mut VecDeque<String>,
+    room: &mut crate::session::room_view::RoomView,
+    ui: &Ui,
+) {
+    if seal_line(&text, room, ui) == Some(true) {
+        pending.push_back(text);
+    }
+}
+
+/// Seals a line for the room's members, when we talk to them end to end. Whether the host
+/// should get it too as TEXT: `Some(true)` (it reads the room, or nothing is end to end
+/// here), `Some(false)` (a relay-only host: shown here as sent), `None` (not sent at all).
+pub(super) fn seal_line(
+    text: &str,
+    room: &mut crate::session::room_view::RoomView,
+    ui: &Ui,
+) -> Option<bool> {
+    if !room.e2e.active() {
+        return Some(true);
+    }
+    match room.e2e.say(text) {
+        Err(why) => {
+            ui.warn(format_args!("line not sent: {why}"));
+            return None;
+        }
+        Ok(missed) if !missed.is_empty() => ui.warn(format_args!(
+            "not delivered to {}: no end-to-end session",
+            missed
+                .iter()
+                .map(|k| room.names.label(k))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Ok(_) => {}
+    }
+    if room.e2e.relay_only() {
+        ui.own(room.names.announced(&room.us).unwrap_or(""), text);
+        return Some(false);
+    }
+    Some(true)
 }

@@ -85,7 +85,8 @@ impl Connection<'_> {
                     | Message::Ping(_)
                     | Message::Pong(_)
                     | Message::Rekey
-                    | Message::Extension { .. },
+                    | Message::Extension { .. }
+                    | Message::Pairs(_),
                 ) => {}
                 Some(other) => {
                     return Err(ProtocolError::Unexpected(other.name(), "before its HELLO").into());

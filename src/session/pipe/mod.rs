@@ -420,6 +420,7 @@ fn step(msg: Message<'_>) -> Result<Step<'_>> {
         | Message::Receipts
         | Message::Resumable
         | Message::Files
+        | Message::Pairs(_)
         | Message::Resumed(_) => Step::Nothing,
         // (A listener reads a RESUME before the session; the opening refuses a late one.)
         // (Before a listener's HELLO: a dialer resuming a session this connection is not.)
@@ -433,6 +434,7 @@ fn step(msg: Message<'_>) -> Result<Step<'_>> {
         | Message::Pake { .. }
         | Message::Confirm(_)
         | Message::File(_)
+        | Message::Peer(_)
         | Message::Who => {
             return Err(
                 ProtocolError::Unexpected(msg.name(), "in a pipe (is it in chat mode?)").into(),

@@ -134,6 +134,8 @@ pub(super) struct Host<'a> {
     pub(super) renaming: &'a mut tokio::task::JoinSet<Named>,
     /// Its lines waiting for members' receipts.
     pub(super) lines: &'a mut Fanout,
+    /// It takes no part (`--relay-only`): it says nothing.
+    pub(super) relay_only: bool,
 }
 
 /// A member named with `/name`, once known_peers has it (or could not take it).
@@ -181,6 +183,10 @@ pub(super) fn say(
 ) {
     if !members.values().any(|m| m.ready) {
         ui.warn("nobody is in the room; nothing was sent");
+        return;
+    }
+    if host.relay_only {
+        ui.warn("nothing sent: this host takes no part in the room (--relay-only)");
         return;
     }
     // The copies as each member will count them (its next id), taken before the offers: one

@@ -5,6 +5,7 @@ use super::*;
 use crate::session::User;
 
 mod files;
+mod pairs;
 mod receipts;
 mod resume;
 
@@ -286,8 +287,9 @@ where
     /// What a member's reader reported. `Some` ends the room (with its result).
     fn on_event(&mut self, event: Event) -> Option<Result<()>> {
         match event {
-            Event::Ready { id, name } => match self.members.get(&id) {
-                Some(member) if member.resuming => self.resumed(id),
+            Event::Ready { id, name } => match self.members.get(&id).map(|m| m.resuming) {
+                Some(true) => self.resumed(id),
+                _ if self.refuses_without_pairs(id) => {}
                 _ => self.joined(id, name),
             },
             Event::Resumable { id } => {
@@ -322,7 +324,13 @@ where
                 self.shown(id);
             }
             Event::Said { id, text } => {
-                if let Err(e) = said(&mut self.members, id, &text, self.ui) {
+                if let Err(e) = said(
+                    &mut self.members,
+                    id,
+                    &text,
+                    self.ui,
+                    self.options.relay_only,
+                ) {
                     return Some(Err(e));
                 }
                 self.shown(id);
@@ -344,6 +352,11 @@ where
                 }
             }
             Event::Files { id } => self.member_files(id),
+            Event::Pairs { id } => self.member_pairs(id),
+            Event::Peer { id, peer } => {
+                self.route(id, peer);
+                self.shown(id);
+            }
             Event::File { id, file } => return self.member_file(id, file),
             Event::Left { id, how } => {
                 if self.keeps_place(id, &how) {
@@ -579,6 +592,7 @@ where
             name: &mut self.host_name,
             renaming: &mut self.renaming,
             lines: &mut self.lines,
+            relay_only: self.options.relay_only,
         };
         host_input(
             event,

@@ -28,6 +28,8 @@ pub(super) struct Member {
     pub(super) resuming: bool,
     /// Files to and from it, and where its writer takes their bytes.
     pub(super) files: crate::files::Transfers,
+    /// It takes PEER (its PAIRS): it talks end to end with the other members (§4.14).
+    pub(super) pairs: bool,
     pub(super) bulk: mpsc::Sender<Message<'static>>,
 }
 
@@ -237,6 +239,8 @@ where
         hello_within: options.hello_within,
     };
     let reader = tokio::spawn(member::reader(reading, recv, first));
+    // We pass PEER between members (§4.14), and say whether we take part, before our HELLO.
+    let _ = outbox.offer(Message::Pairs(u8::from(options.relay_only)));
     // WELCOME waits for its HELLO: then it is in, and a dialer that sees WELCOME knows the
     // room has counted it (a script may speak at once).
     let _ = outbox.offer(Message::hello(message::Mode::Chat, host_name.to_owned()));
@@ -263,22 +267,34 @@ where
         resuming: false,
         files,
         bulk,
+        pairs: false,
     }
 }
 
 /// Files' CHUNKs waiting for a member's writer (at most 1 MiB, behind the room's traffic).
 const FILE_QUEUE: usize = 16;
 
-/// A member said something: show it, relay it to everyone else.
+/// A member said something: show it, relay it to everyone else (to those it does not talk
+/// to end to end: the others have it sealed from its author).
 pub(super) fn said(
     members: &mut BTreeMap<u64, Member>,
     id: u64,
     text: &str,
     ui: &Ui,
+    relay_only: bool,
 ) -> Result<()> {
     let Some(member) = members.get(&id) else {
         return Ok(());
     };
+    if relay_only {
+        let _ = member.outbox.offer(notice(
+            NoticeEvent::Text,
+            "this host takes no part in the room (--relay-only): it neither shows nor passes \
+             on your text; your schat seals it for the members"
+                .into(),
+        ));
+        return Ok(());
+    }
     ui.message(&member.speaker(), text)
         .map_err(|e| Error::io("writing to stdout", e))?;
     if text.len() > MAX_RELAY_TEXT {
@@ -296,7 +312,13 @@ pub(super) fn said(
         origin: *member.info.key.as_bytes(),
         text: text.to_owned().into(),
     };
-    broadcast(members, Some(id), &relay, ui);
+    let sealed = member.pairs;
+    broadcast_to(
+        members,
+        |other, m| other != id && !(sealed && m.pairs),
+        &relay,
+        ui,
+    );
     Ok(())
 }
 
@@ -307,9 +329,19 @@ pub(super) fn broadcast(
     msg: &Message<'static>,
     ui: &Ui,
 ) {
+    broadcast_to(members, |id, _| Some(id) != except, msg, ui);
+}
+
+/// Offers `msg` to the members `to` picks; members that cannot take it are disconnected.
+pub(super) fn broadcast_to(
+    members: &mut BTreeMap<u64, Member>,
+    to: impl Fn(u64, &Member) -> bool,
+    msg: &Message<'static>,
+    ui: &Ui,
+) {
     let slow: Vec<u64> = members
         .iter()
-        .filter(|(id, m)| m.ready && Some(**id) != except)
+        .filter(|(id, m)| m.ready && to(**id, m))
         .filter(|(_, m)| m.outbox.offer(msg.clone()) == Offer::Full)
         .map(|(id, _)| *id)
         .collect();

@@ -11,8 +11,10 @@
 //! Every outbox is bounded in bytes: a member that cannot keep up is disconnected (with a
 //! notice to the others) instead of making the host's memory grow. Readers never wait on the
 //! host for long, writers never wait on each other, so one slow or silent member cannot stall
-//! the rest. Relayed text is decrypted and re-encrypted by the host: members must trust the host
-//! as much as the text they receive through it (PROTOCOL.md says so).
+//! the rest. Members that speak PROTOCOL.md §4.14 talk to each other end to end: the host
+//! passes their PEER messages on by key (`host::pairs`) and reads none of them. Text it
+//! relays itself (RELAY, to and from older members) it decrypts and re-encrypts: that is
+//! only as trustworthy as the host.
 //!
 //! Here: the room's loop and its options; `members` starts, names, relays to and lets go of
 //! members; `knock` handles strangers at a host's terminal; `commands` what the host types.
@@ -92,6 +94,10 @@ pub struct RoomOptions {
     /// Files offered to each member as it joins (`--send`); the room then closes once every
     /// one has been delivered or has failed.
     pub send: Vec<std::path::PathBuf>,
+    /// The host takes no part (`--relay-only`): it admits members and passes on what they
+    /// seal for each other, reads nothing and says nothing; members that cannot talk end to
+    /// end are refused.
+    pub relay_only: bool,
 }
 
 /// The keys of the room's resumable members, shared with the accept loop.

@@ -129,6 +129,8 @@ where
         }
         new.name = old.name.clone();
         new.token = old.token.clone();
+        // The same session takes PEER (its PAIRS on this connection may still be on its way).
+        new.pairs |= old.pairs;
         new.resumable = true;
         new.resuming = true;
         // In the room from now on (held until its HELLO): what is said meanwhile is kept.

@@ -1,0 +1,506 @@
+//! A room end to end (PROTOCOL.md §4.14): a schat/2 session with every other member, run
+//! through the host as PEER messages that the host routes by key but cannot read, alter
+//! unseen, or put another member's name on.
+//!
+//! ```text
+//!  alice ──PEER(to bob: handshake 1)────▶ host ──PEER(from alice: handshake 1)──▶ bob
+//!        ◀─PEER(from bob: handshake 2)───      ◀─PEER(to alice: handshake 2)────
+//!        ──PEER(to bob: handshake 3)────▶      ──PEER(from alice: handshake 3)──▶
+//!        ──PEER(to bob: SEALED n, text)─▶      ──PEER(from alice: SEALED n, …)──▶
+//! ```
+//!
+//! Pure state, no I/O: the PEER messages to send pile up in [`Pairs::outbox`], what was
+//! heard in [`Pairs::heard`]. A message to the room is sealed once per member (Signal's
+//! first group design): each copy is authenticated by the pair's own session, so a member
+//! can tell who wrote it, and the host, holding none of the sessions, can read none of it.
+//! Every sealed message carries its nonce, so one the host drops shows as a gap and one it
+//! replays or reorders as going backwards; neither breaks the session.
+
+#[cfg(test)]
+mod tests;
+
+use crate::cipher::{CipherState, TAG_LEN};
+use crate::handshake::core::{Initiator, Randomness, Responder, ResponderSent};
+use crate::keys::{Identity, PublicKey};
+use crate::message::peer::{self, PeerOp, SEALED_HEADER};
+use crate::message::{MAX_BODY, Message, PeerMessage};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// The start of a pair's prologue; both members' keys follow, the initiator's first.
+pub const PROLOGUE: &[u8] = b"schat/2 pair";
+
+/// How long a pair's handshake may take, from our first message to the session.
+pub const HANDSHAKE_WITHIN: Duration = Duration::from_secs(20);
+
+/// The most members we keep sessions with (a room holds fewer; a host announcing more is
+/// lying, and must not make us run handshakes without end).
+pub const MAX_PAIRS: usize = 256;
+
+/// Messages kept for one member while its session is set up; older ones beyond are dropped
+/// (and counted as undelivered).
+pub const MAX_QUEUED: usize = 64;
+
+/// The longest text a sealed message carries: a PEER body minus its header, the pair's tag
+/// and the inner type byte.
+pub const MAX_SEALED_TEXT: usize = MAX_BODY - SEALED_HEADER - TAG_LEN - 1;
+
+/// The prologue of the pair (`initiator`, `responder`): binding both keys means a host that
+/// passes one member's handshake to another fails it.
+pub fn prologue(initiator: &PublicKey, responder: &PublicKey) -> Vec<u8> {
+    [PROLOGUE, initiator.as_bytes(), responder.as_bytes()].concat()
+}
+
+/// What the room's members told us, through their sessions (or what the host did to them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// A session with `key` is up: the member proved its key.
+    Open(PublicKey),
+    /// `from` wrote this; to the room, or to us alone (`private`).
+    Said {
+        from: PublicKey,
+        text: String,
+        private: bool,
+    },
+    /// Messages from `from` that never arrived: dropped by the host (or lost in a cut).
+    Lost { from: PublicKey, count: u64 },
+    /// A message said to be from `from` that is not shown: `why`.
+    Refused { from: PublicKey, why: &'static str },
+    /// No session with `key`: `why`; `undelivered` messages waiting for it are dropped.
+    /// `gone`: the host says it has no such member that takes PEER.
+    Failed {
+        key: PublicKey,
+        why: String,
+        undelivered: usize,
+        gone: bool,
+    },
+}
+
+/// Where a message for the room went.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reach {
+    /// Sealed and queued to send.
+    pub sealed: usize,
+    /// Waiting for a session being set up.
+    pub waiting: usize,
+    /// Members without a session: not sent to them.
+    pub unreachable: Vec<PublicKey>,
+}
+
+enum State {
+    /// We sent handshake message 1.
+    Started(Box<Initiator>, Instant),
+    /// We answered its message 1 with message 2.
+    Answered(Box<ResponderSent>, Instant),
+    Open(Box<Session>),
+    /// No session: why.
+    Failed(String),
+}
+
+struct Session {
+    send: CipherState,
+    recv: CipherState,
+    /// The nonce of our next sealed message to it.
+    sent: u64,
+    /// The nonce we expect next from it.
+    next: u64,
+    /// The pair's handshake hash, for the member-to-member safety number's channel binding.
+    hash: [u8; 32],
+}
+
+struct Pair {
+    state: State,
+    /// Inner plaintexts (type byte and body) waiting for the session.
+    queued: VecDeque<Vec<u8>>,
+}
+
+/// Our sessions with the other members of one room.
+pub struct Pairs {
+    identity: Identity,
+    us: PublicKey,
+    pairs: HashMap<PublicKey, Pair>,
+    /// PEER messages to send to the host, in order.
+    pub outbox: VecDeque<PeerMessage<'static>>,
+    /// What happened, to be shown.
+    pub heard: VecDeque<Heard>,
+}
+
+impl Pairs {
+    /// No sessions yet. `identity` is ours (a copy the pairs own).
+    pub fn new(identity: Identity) -> Pairs {
+        Pairs {
+            us: *identity.public(),
+            identity,
+            pairs: HashMap::new(),
+            outbox: VecDeque::new(),
+            heard: VecDeque::new(),
+        }
+    }
+
+    /// A member is in the room: we start a handshake with it (so does it; when both start
+    /// at once, the one from the smaller key goes on, §4.14).
+    pub fn present(&mut self, key: PublicKey, now: Instant) {
+        // (One we failed with stays failed until it leaves: a roster repeats who is there.)
+        if key == self.us || self.pairs.contains_key(&key) || self.pairs.len() >= MAX_PAIRS {
+            return;
+        }
+        let prologue = prologue(&self.us, &key);
+        match Initiator::start_with(&self.identity, &Randomness::default(), &prologue) {
+            Ok((initiator, msg1)) => {
+                let state = State::Started(Box::new(initiator), now);
+                let queued = VecDeque::new();
+                self.pairs.insert(key, Pair { state, queued });
+                self.send(key, handshake(1, msg1));
+            }
+            Err(e) => self.fail(key, format!("starting a handshake failed: {e}")),
+        }
+    }
+
+    /// A member left the room: its session ends (it reads nothing said after). Returns how
+    /// many messages were still waiting for it.
+    pub fn left(&mut self, key: &PublicKey) -> usize {
+        self.pairs.remove(key).map_or(0, |p| p.queued.len())
+    }
+
+    /// Handshakes under way.
+    pub fn setting_up(&self) -> usize {
+        self.pairs
+            .values()
+            .filter(|p| matches!(p.state, State::Started(..) | State::Answered(..)))
+            .count()
+    }
+
+    /// Messages waiting for sessions being set up.
+    pub fn waiting(&self) -> usize {
+        self.pairs.values().map(|p| p.queued.len()).sum()
+    }
+
+    /// Whether we can seal for `key` now.
+    pub fn is_open(&self, key: &PublicKey) -> bool {
+        self.pairs
+            .get(key)
+            .is_some_and(|p| matches!(p.state, State::Open(_)))
+    }
+
+    /// The handshake hash of our session with `key`, once open.
+    pub fn session_hash(&self, key: &PublicKey) -> Option<[u8; 32]> {
+        match &self.pairs.get(key)?.state {
+            State::Open(s) => Some(s.hash),
+            _ => None,
+        }
+    }
+
+    /// The members we have sessions with (or are setting them up), and whether each is open.
+    pub fn members(&self) -> impl Iterator<Item = (&PublicKey, bool)> {
+        self.pairs
+            .iter()
+            .filter(|(_, p)| !matches!(p.state, State::Failed(_)))
+            .map(|(k, p)| (k, matches!(p.state, State::Open(_))))
+    }
+
+    /// Seals `inner` (a message's type byte and body: TEXT or PRIVATE) for every member: at
+    /// once where the session is open, later where it is being set up.
+    pub fn seal_to_all(&mut self, inner: &[u8]) -> Reach {
+        let keys: Vec<PublicKey> = self.pairs.keys().copied().collect();
+        let mut reach = Reach::default();
+        for key in keys {
+            match self.seal_to(&key, inner) {
+                Ok(true) => reach.sealed += 1,
+                Ok(false) => reach.waiting += 1,
+                Err(_) => reach.unreachable.push(key),
+            }
+        }
+        reach.unreachable.sort();
+        reach
+    }
+
+    /// Seals `inner` for `key`: `Ok(true)` sealed now, `Ok(false)` once its session is up,
+    /// `Err(why)` not at all.
+    pub fn seal_to(&mut self, key: &PublicKey, inner: &[u8]) -> Result<bool, String> {
+        let pair = self
+            .pairs
+            .get_mut(key)
+            .ok_or("no end-to-end session with it")?;
+        match &mut pair.state {
+            State::Open(session) => {
+                let counter = session.sent;
+                let mut buf = vec![0u8; inner.len() + TAG_LEN];
+                buf[..inner.len()].copy_from_slice(inner);
+                session
+                    .send
+                    .seal_at(counter, &mut buf, inner.len())
+                    .map_err(|e| e.to_string())?;
+                session.sent += 1;
+                self.send(
+                    *key,
+                    PeerOp::Sealed {
+                        counter,
+                        ciphertext: buf.into(),
+                    },
+                );
+                Ok(true)
+            }
+            State::Started(..) | State::Answered(..) => {
+                if pair.queued.len() == MAX_QUEUED {
+                    pair.queued.pop_front();
+                }
+                pair.queued.push_back(inner.to_vec());
+                Ok(false)
+            }
+            State::Failed(why) => Err(why.clone()),
+        }
+    }
+
+    /// A PEER from the host: `msg.key` is the member it is from.
+    pub fn on_peer(&mut self, msg: PeerMessage<'_>, now: Instant) {
+        let from = PublicKey::from_bytes(msg.key);
+        if from == self.us {
+            return self.refused(from, "it names us as its author");
+        }
+        match msg.op {
+            PeerOp::Handshake { step: 1, message } => self.on_message_1(from, &message, now),
+            PeerOp::Handshake { step: 2, message } => self.on_message_2(from, &message),
+            PeerOp::Handshake { message, .. } => self.on_message_3(from, &message),
+            PeerOp::Sealed {
+                counter,
+                ciphertext,
+            } => self.open(from, counter, &ciphertext, now),
+            PeerOp::Gone => {
+                if self
+                    .pairs
+                    .get(&from)
+                    .is_some_and(|p| !matches!(p.state, State::Failed(_)))
+                {
+                    self.fail(
+                        from,
+                        "the host has no such member that talks end to end (it left, or its \
+                         schat is older)"
+                            .into(),
+                    );
+                    if let Some(Heard::Failed { gone, .. }) = self.heard.back_mut() {
+                        *gone = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handshakes that took too long fail.
+    pub fn expire(&mut self, now: Instant) {
+        let late: Vec<PublicKey> = self
+            .pairs
+            .iter()
+            .filter(|(_, p)| match p.state {
+                State::Started(_, at) | State::Answered(_, at) => now >= at + HANDSHAKE_WITHIN,
+                _ => false,
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in late {
+            let why = format!(
+                "no end-to-end session within {} s (the host did not pass the handshake on)",
+                HANDSHAKE_WITHIN.as_secs()
+            );
+            self.fail(key, why);
+        }
+    }
+
+    /// When [`Self::expire`] has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.pairs
+            .values()
+            .filter_map(|p| match p.state {
+                State::Started(_, at) | State::Answered(_, at) => Some(at + HANDSHAKE_WITHIN),
+                _ => None,
+            })
+            .min()
+    }
+
+    fn on_message_1(&mut self, from: PublicKey, msg1: &[u8], now: Instant) {
+        let started = matches!(
+            self.pairs.get(&from).map(|p| &p.state),
+            Some(State::Started(..))
+        );
+        if started && self.us < from {
+            // Both started: ours goes on, and it answers ours.
+            return;
+        }
+        if !self.pairs.contains_key(&from) && self.pairs.len() >= MAX_PAIRS {
+            return self.refused(from, "a handshake beyond the most members we keep");
+        }
+        let queued = self
+            .pairs
+            .remove(&from)
+            .map(|p| p.queued)
+            .unwrap_or_default();
+        let prologue = prologue(&from, &self.us);
+        let answered =
+            Responder::read_message_1_with(&self.identity, &Randomness::default(), msg1, &prologue)
+                .and_then(Responder::write_message_2);
+        match answered {
+            Ok((sent, msg2)) => {
+                let state = State::Answered(Box::new(sent), now);
+                self.pairs.insert(from, Pair { state, queued });
+                self.send(from, handshake(2, msg2));
+            }
+            Err(e) => {
+                self.pairs.insert(
+                    from,
+                    Pair {
+                        state: State::Failed(String::new()),
+                        queued,
+                    },
+                );
+                self.fail(from, format!("its handshake failed: {e}"));
+            }
+        }
+    }
+
+    fn on_message_2(&mut self, from: PublicKey, msg2: &[u8]) {
+        let Some(pair) = self.pairs.get_mut(&from) else {
+            return self.refused(from, "a handshake answer nobody asked for");
+        };
+        let State::Started(..) = pair.state else {
+            return self.refused(from, "a handshake answer nobody asked for");
+        };
+        let State::Started(initiator, _) =
+            std::mem::replace(&mut pair.state, State::Failed(String::new()))
+        else {
+            return;
+        };
+        let finished = initiator.read_message_2(msg2).and_then(|(ready, key)| {
+            let (done, msg3) = ready.write_message_3()?;
+            Ok((key, done, msg3))
+        });
+        match finished {
+            Ok((key, done, msg3)) if key == from => {
+                self.send(from, handshake(3, msg3));
+                self.opened(from, done);
+            }
+            // The prologue names `from`: a splice fails before this, but say it plainly.
+            Ok(_) => self.fail(from, "the host passed on another member's handshake".into()),
+            Err(e) => self.fail(from, format!("its handshake failed: {e}")),
+        }
+    }
+
+    fn on_message_3(&mut self, from: PublicKey, msg3: &[u8]) {
+        let Some(pair) = self.pairs.get_mut(&from) else {
+            return self.refused(from, "a handshake message nobody asked for");
+        };
+        let State::Answered(..) = pair.state else {
+            return self.refused(from, "a handshake message nobody asked for");
+        };
+        let State::Answered(sent, _) =
+            std::mem::replace(&mut pair.state, State::Failed(String::new()))
+        else {
+            return;
+        };
+        match sent.read_message_3(msg3) {
+            Ok(done) if done.peer == from => self.opened(from, done),
+            Ok(_) => self.fail(from, "the host passed on another member's handshake".into()),
+            Err(e) => self.fail(from, format!("its handshake failed: {e}")),
+        }
+    }
+
+    fn opened(&mut self, key: PublicKey, done: crate::handshake::core::Done) {
+        let session = Session {
+            send: done.ciphers.send,
+            recv: done.ciphers.recv,
+            sent: 0,
+            next: 0,
+            hash: done.handshake_hash,
+        };
+        let Some(pair) = self.pairs.get_mut(&key) else {
+            return;
+        };
+        pair.state = State::Open(Box::new(session));
+        let queued = std::mem::take(&mut pair.queued);
+        self.heard.push_back(Heard::Open(key));
+        for inner in queued {
+            let _ = self.seal_to(&key, &inner);
+        }
+    }
+
+    fn open(&mut self, from: PublicKey, counter: u64, ciphertext: &[u8], now: Instant) {
+        let Some(State::Open(session)) = self.pairs.get_mut(&from).map(|p| &mut p.state) else {
+            // It holds a session we gave up on (a GONE that was not true, say): start again,
+            // once per failure, so the next lines get through.
+            if matches!(
+                self.pairs.get(&from).map(|p| &p.state),
+                Some(State::Failed(_))
+            ) {
+                self.pairs.remove(&from);
+                self.present(from, now);
+            }
+            return self.refused(from, "sealed for a session we do not have with it");
+        };
+        if counter < session.next {
+            return self.refused(
+                from,
+                "it came again or out of order (replayed or reordered on the way)",
+            );
+        }
+        let mut buf = ciphertext.to_vec();
+        let Ok(len) = session.recv.open_at(counter, &mut buf) else {
+            return self.refused(
+                from,
+                "it did not authenticate (altered or forged on the way)",
+            );
+        };
+        let lost = counter - session.next;
+        session.next = counter + 1;
+        if lost > 0 {
+            self.heard.push_back(Heard::Lost { from, count: lost });
+        }
+        match Message::decode(&buf[..len]) {
+            Ok(Message::Text(text)) => self.heard.push_back(Heard::Said {
+                from,
+                text: text.into_owned(),
+                private: false,
+            }),
+            Ok(Message::Private(text)) => self.heard.push_back(Heard::Said {
+                from,
+                text: text.into_owned(),
+                private: true,
+            }),
+            // Newer members may seal more; what we do not know we skip.
+            Ok(Message::Extension { .. }) => {}
+            Ok(_) | Err(_) => self.refused(from, "a kind of message members do not seal"),
+        }
+    }
+
+    fn refused(&mut self, from: PublicKey, why: &'static str) {
+        self.heard.push_back(Heard::Refused { from, why });
+    }
+
+    fn fail(&mut self, key: PublicKey, why: String) {
+        let pair = self.pairs.entry(key).or_insert(Pair {
+            state: State::Failed(String::new()),
+            queued: VecDeque::new(),
+        });
+        let undelivered = pair.queued.len();
+        pair.queued.clear();
+        pair.state = State::Failed(why.clone());
+        self.heard.push_back(Heard::Failed {
+            key,
+            why,
+            undelivered,
+            gone: false,
+        });
+    }
+
+    fn send(&mut self, to: PublicKey, op: PeerOp<'static>) {
+        self.outbox.push_back(PeerMessage {
+            key: *to.as_bytes(),
+            op,
+        });
+    }
+}
+
+fn handshake(step: u8, message: Vec<u8>) -> PeerOp<'static> {
+    debug_assert_eq!(message.len(), peer::HANDSHAKE_LENS[usize::from(step - 1)]);
+    PeerOp::Handshake {
+        step,
+        message: message.into(),
+    }
+}

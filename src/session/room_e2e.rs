@@ -1,0 +1,304 @@
+//! A member's end-to-end sessions with the other members of its room (PROTOCOL.md §4.14),
+//! and how what they bring is shown: who wrote a line (no "via" the host: the host could not
+//! have), what the host dropped or tampered with, and whom we cannot reach.
+
+use crate::fingerprint;
+use crate::keys::{Identity, PublicKey};
+use crate::message::{Message, PeerMessage};
+use crate::pairs::{Heard, MAX_SEALED_TEXT, Pairs, Reach};
+use crate::safety::SafetyNumber;
+use crate::sanitize;
+use crate::session::names::Names;
+use crate::ui::{Speaker, Ui};
+use std::time::Instant;
+
+/// The host's PAIRS flag: it takes no part in the room (relay only).
+pub const RELAY_ONLY: u8 = 0x01;
+
+/// A member's sessions with the others, once the host says it passes them on.
+pub struct E2e {
+    pairs: Pairs,
+    /// The host's PAIRS flags; `None`: it passes no PEER (an older host, or a one-to-one chat).
+    host: Option<u8>,
+    /// Sessions opened since they were last announced (one line for many).
+    opened: Vec<PublicKey>,
+    /// The host said PAIRS on this connection.
+    said_pairs: bool,
+    /// Members the host says take no PEER (an older schat): a participating host relays
+    /// what we say to them itself.
+    older: std::collections::HashSet<PublicKey>,
+}
+
+impl E2e {
+    pub fn new(identity: Identity) -> E2e {
+        E2e {
+            pairs: Pairs::new(identity),
+            host: None,
+            opened: Vec::new(),
+            older: Default::default(),
+            said_pairs: false,
+        }
+    }
+
+    /// Whether the host passes PEER on: we talk end to end with the members.
+    pub fn active(&self) -> bool {
+        self.host.is_some()
+    }
+
+    /// Whether the host takes no part: it reads nothing, so nothing goes to it.
+    pub fn relay_only(&self) -> bool {
+        self.host.is_some_and(|f| f & RELAY_ONLY != 0)
+    }
+
+    /// A new connection to the host (a resumed one says PAIRS again).
+    pub fn connected(&mut self) {
+        self.said_pairs = false;
+    }
+
+    /// The host's PAIRS. `Err` when it came twice on a connection, or the host changed its
+    /// mind about taking part.
+    pub fn on_pairs(&mut self, flags: u8) -> Result<(), ()> {
+        match (self.said_pairs, self.host.replace(flags)) {
+            (false, None) => {}
+            (false, Some(before)) if before == flags => {}
+            _ => return Err(()),
+        }
+        self.said_pairs = true;
+        Ok(())
+    }
+
+    /// A member is in the room (a roster or a join).
+    pub fn present(&mut self, key: PublicKey) {
+        if self.active() {
+            self.pairs.present(key, Instant::now());
+        }
+    }
+
+    /// A member left: its session ends. Returns how many messages never reached it.
+    pub fn left(&mut self, key: &PublicKey) -> usize {
+        self.opened.retain(|k| k != key);
+        self.older.remove(key);
+        self.pairs.left(key)
+    }
+
+    /// A PEER from the host. `Err` when the host never said it passes them (§4.14).
+    pub fn on_peer(&mut self, msg: PeerMessage<'_>) -> Result<(), ()> {
+        if !self.active() {
+            return Err(());
+        }
+        self.pairs.on_peer(msg, Instant::now());
+        Ok(())
+    }
+
+    /// The next PEER to send.
+    pub fn next_out(&mut self) -> Option<Message<'static>> {
+        self.pairs.outbox.pop_front().map(Message::Peer)
+    }
+
+    pub fn has_out(&self) -> bool {
+        !self.pairs.outbox.is_empty()
+    }
+
+    /// Nothing of ours waits here: every sealed message has gone to the host. (Leaving
+    /// waits for it, as for the receipts of lines, within the same bound.)
+    pub fn settled(&self) -> bool {
+        !self.has_out() && self.pairs.waiting() == 0
+    }
+
+    /// When a handshake runs out of time.
+    pub fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.pairs
+            .next_deadline()
+            .map(tokio::time::Instant::from_std)
+    }
+
+    pub fn expire(&mut self) {
+        self.pairs.expire(Instant::now());
+    }
+
+    /// Seals a line for every member. `Err` says why it was not sent; `Ok` lists the
+    /// members it reaches in no way (no session, and the host does not relay it to them).
+    pub fn say(&mut self, text: &str) -> Result<Vec<PublicKey>, String> {
+        let inner = inner(Message::Text(text.into()))?;
+        let Reach { unreachable, .. } = self.pairs.seal_to_all(&inner);
+        let relay_only = self.relay_only();
+        Ok(unreachable
+            .into_iter()
+            .filter(|k| relay_only || !self.older.contains(k))
+            .collect())
+    }
+
+    /// Seals a line for `to` alone (`/msg`).
+    pub fn whisper(&mut self, to: &PublicKey, text: &str) -> Result<bool, String> {
+        let inner = inner(Message::Private(text.into()))?;
+        self.pairs.seal_to(to, &inner)
+    }
+
+    /// The member `name` means, among those we have sessions with: a petname, a display
+    /// name, a label, or the start of its fingerprint.
+    pub fn find(&self, names: &Names, name: &str) -> Result<PublicKey, String> {
+        let name = name.trim();
+        let keys: Vec<PublicKey> = self.pairs.members().map(|(k, _)| *k).collect();
+        let exact: Vec<PublicKey> = keys
+            .iter()
+            .filter(|k| {
+                names.petname(k) == Some(name)
+                    || names.announced(k) == Some(name)
+                    || names.label(k) == name
+            })
+            .copied()
+            .collect();
+        let hex = name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_lowercase();
+        let by_key: Vec<PublicKey> = match hex.len() >= crate::session::room::MIN_PREFIX_DIGITS
+            && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            true => keys
+                .iter()
+                .filter(|k| k.to_hex().starts_with(&hex))
+                .copied()
+                .collect(),
+            false => Vec::new(),
+        };
+        let found = if exact.is_empty() { by_key } else { exact };
+        match found[..] {
+            [key] => Ok(key),
+            [] => Err(format!(
+                "no member {:?} to talk to end to end (/who lists the room)",
+                sanitize::line(name)
+            )),
+            _ => Err(format!(
+                "{:?} could be {}: say which by its fingerprint",
+                sanitize::line(name),
+                found
+                    .iter()
+                    .map(|k| names.label(k))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )),
+        }
+    }
+
+    /// `/verify NAME`: the safety number we share with that member.
+    pub fn verify(&self, names: &Names, us: &PublicKey, name: &str, ui: &Ui) {
+        let key = match self.find(names, name) {
+            Ok(key) => key,
+            Err(why) => return ui.warn(why),
+        };
+        let label = sanitize::line(&names.label(&key)).into_owned();
+        let state = match self.pairs.is_open(&key) {
+            true => "end to end: what it says to you comes from this key",
+            false => "no end-to-end session with it yet",
+        };
+        ui.status(format_args!(
+            "safety number with {label} ({state}): read it aloud with them, the same digits \
+             mean the same two keys"
+        ));
+        ui.grid("safety number:", &SafetyNumber::new(us, &key).lines());
+        ui.grid("fingerprint:  ", &fingerprint::grid(&key));
+    }
+
+    /// Shows what the sessions brought, with our names for the members.
+    pub fn show(&mut self, names: &Names, ui: &Ui) {
+        while let Some(heard) = self.pairs.heard.pop_front() {
+            match heard {
+                Heard::Open(key) => self.opened.push(key),
+                Heard::Said {
+                    from,
+                    text,
+                    private,
+                } => {
+                    self.announce_opened(names, ui);
+                    let label = names.label(&from);
+                    let who = Speaker {
+                        label: &label,
+                        key: &from,
+                        petname: names.petname(&from),
+                        name: names.announced(&from),
+                    };
+                    let shown = match private {
+                        true => ui.private(&who, &text),
+                        false => ui.message(&who, &text),
+                    };
+                    if let Err(e) = shown {
+                        ui.error(format_args!("writing to the screen failed: {e}"));
+                    }
+                }
+                Heard::Lost { from, count } => ui.warn(format_args!(
+                    "{} from {} never arrived: the host dropped {}, or a connection was cut",
+                    messages(count),
+                    names.label(&from),
+                    if count == 1 { "it" } else { "them" }
+                )),
+                Heard::Refused { from, why } => ui.warn(format_args!(
+                    "a message said to be from {} is not shown: {why}",
+                    names.label(&from)
+                )),
+                Heard::Failed {
+                    key,
+                    why,
+                    undelivered,
+                    gone,
+                } => {
+                    if gone {
+                        self.older.insert(key);
+                    }
+                    let lost = match undelivered {
+                        0 => String::new(),
+                        n => format!("; {} waiting for it not delivered", messages(n as u64)),
+                    };
+                    let then = match self.relay_only() {
+                        true => "",
+                        false => "; what you say reaches it through the host, which can read it",
+                    };
+                    ui.warn(format_args!(
+                        "no end-to-end session with {}: {}{lost}{then}",
+                        names.label(&key),
+                        sanitize::line(&why)
+                    ));
+                }
+            }
+        }
+        // Once the handshakes under way are done: one line for a room joined, not one per
+        // member.
+        if self.pairs.setting_up() == 0 {
+            self.announce_opened(names, ui);
+        }
+    }
+
+    fn announce_opened(&mut self, names: &Names, ui: &Ui) {
+        if self.opened.is_empty() {
+            return;
+        }
+        let labels: Vec<String> = self.opened.drain(..).map(|k| names.label(&k)).collect();
+        let shown = match labels.len() {
+            n if n <= 4 => labels.join(", "),
+            n => format!("{} and {} more", labels[..3].join(", "), n - 3),
+        };
+        ui.status(format_args!(
+            "end to end with {shown}: the host cannot read or alter what you say to each other"
+        ));
+    }
+}
+
+/// A message as sealed inside a PEER: its type byte and body.
+fn inner(msg: Message<'_>) -> Result<Vec<u8>, String> {
+    let len = msg.body_len();
+    if len > MAX_SEALED_TEXT {
+        return Err(format!(
+            "longer than {MAX_SEALED_TEXT} bytes, the most a sealed message carries"
+        ));
+    }
+    let mut out = Vec::with_capacity(1 + len);
+    msg.encode_into(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+fn messages(n: u64) -> String {
+    match n {
+        1 => "1 message".into(),
+        n => format!("{n} messages"),
+    }
+}
