@@ -170,6 +170,18 @@ impl Pairs {
             .count()
     }
 
+    /// The members with messages still waiting for a session, and how many.
+    pub fn unsent(&self) -> Vec<(PublicKey, usize)> {
+        let mut unsent: Vec<(PublicKey, usize)> = self
+            .pairs
+            .iter()
+            .filter(|(_, p)| !p.queued.is_empty())
+            .map(|(k, p)| (*k, p.queued.len()))
+            .collect();
+        unsent.sort();
+        unsent
+    }
+
     /// Messages waiting for sessions being set up.
     pub fn waiting(&self) -> usize {
         self.pairs.values().map(|p| p.queued.len()).sum()

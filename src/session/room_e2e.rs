@@ -24,6 +24,8 @@ pub struct E2e {
     opened: Vec<PublicKey>,
     /// The host said PAIRS on this connection.
     said_pairs: bool,
+    /// Copies of our lines that reached no member they were for (exit 1).
+    undelivered: u64,
     /// Members the host says take no PEER (an older schat): a participating host relays
     /// what we say to them itself.
     older: std::collections::HashSet<PublicKey>,
@@ -37,6 +39,7 @@ impl E2e {
             opened: Vec::new(),
             older: Default::default(),
             said_pairs: false,
+            undelivered: 0,
         }
     }
 
@@ -78,7 +81,9 @@ impl E2e {
     pub fn left(&mut self, key: &PublicKey) -> usize {
         self.opened.retain(|k| k != key);
         self.older.remove(key);
-        self.pairs.left(key)
+        let lost = self.pairs.left(key);
+        self.undelivered += lost as u64;
+        lost
     }
 
     /// A PEER from the host. `Err` when the host never said it passes them (§4.14).
@@ -99,10 +104,31 @@ impl E2e {
         !self.pairs.outbox.is_empty()
     }
 
-    /// Nothing of ours waits here: every sealed message has gone to the host. (Leaving
-    /// waits for it, as for the receipts of lines, within the same bound.)
+    /// Every sealed message has gone to the host. (Leaving waits for it, as for the
+    /// receipts of lines. Not for sessions still being set up: a member that never answers
+    /// must not hold everyone's leaving; what waited for it is counted at the end.)
     pub fn settled(&self) -> bool {
-        !self.has_out() && self.pairs.waiting() == 0
+        !self.has_out()
+    }
+
+    /// At the end: `Err` (exit 1) when a line of ours reached not every member it was for.
+    pub fn all_delivered(&mut self, names: &Names, ui: &Ui) -> crate::error::Result<()> {
+        for (key, waiting) in self.pairs.unsent() {
+            ui.warn(format_args!(
+                "{} never reached {}: no end-to-end session with it yet",
+                messages(waiting as u64),
+                names.label(&key)
+            ));
+            self.undelivered += waiting as u64;
+        }
+        match self.undelivered {
+            0 => Ok(()),
+            n => Err(crate::error::Error::Undelivered(format!(
+                "{} of your lines did not reach every member they were for (no end-to-end \
+                 session with them)",
+                messages(n)
+            ))),
+        }
     }
 
     /// When a handshake runs out of time.
@@ -122,10 +148,12 @@ impl E2e {
         let inner = inner(Message::Text(text.into()))?;
         let Reach { unreachable, .. } = self.pairs.seal_to_all(&inner);
         let relay_only = self.relay_only();
-        Ok(unreachable
+        let missed: Vec<PublicKey> = unreachable
             .into_iter()
             .filter(|k| relay_only || !self.older.contains(k))
-            .collect())
+            .collect();
+        self.undelivered += missed.len() as u64;
+        Ok(missed)
     }
 
     /// Seals a line for `to` alone (`/msg`).
@@ -244,6 +272,10 @@ impl E2e {
                 } => {
                     if gone {
                         self.older.insert(key);
+                    }
+                    // (An older member gets our lines from a participating host itself.)
+                    if !gone || self.relay_only() {
+                        self.undelivered += undelivered as u64;
                     }
                     let lost = match undelivered {
                         0 => String::new(),

@@ -137,6 +137,7 @@ impl<R: AsyncRead + Unpin> Leaving<'_, R> {
         }
         unconfirmed(ledger, peer, "we left")?;
         files_failed(desk)?;
+        room.e2e.all_delivered(&room.names, ui)?;
         Ok(Ended::LocalQuit)
     }
 }
