@@ -43,6 +43,16 @@ async fn a_host_and_three_members_relay_with_origins_notices_and_msg() {
         assert_eq!(joined["peer"]["fingerprint"], bob.fingerprint(), "{joined}");
         let mut c = carol.dial(port, &["--json"]);
         event_where(&mut c, |v| v["event"] == "welcome").await;
+        // A line goes to the members its author knows are in the room (end to end, it is
+        // sealed for each): Alice and Bob learn that Carol joined first.
+        for member in [&mut a, &mut b] {
+            let joined = event_where(member, |v| v["event"] == "joined").await;
+            assert_eq!(
+                joined["peer"]["fingerprint"],
+                carol.fingerprint(),
+                "{joined}"
+            );
+        }
 
         // Alice speaks: the host shows it, Bob and Carol get it from her, end to end (not
         // "via" the host: it could not have written it; tests/rooms_e2e.rs has the rest).

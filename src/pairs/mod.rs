@@ -38,8 +38,16 @@ pub const HANDSHAKE_WITHIN: Duration = Duration::from_secs(20);
 pub const MAX_PAIRS: usize = 256;
 
 /// Messages kept for one member while its session is set up; older ones beyond are dropped
-/// (and counted as undelivered).
+/// (and said: [`Heard::Dropped`]).
 pub const MAX_QUEUED: usize = 64;
+
+/// PEER messages waiting to be sent beyond which a handshake is not answered: a host that
+/// sends handshakes and does not read must not make us pile up answers.
+pub const MAX_OUTBOX: usize = 1024;
+
+/// The first wait before a failed session is tried again; it doubles up to [`RETRY_MAX`].
+pub const RETRY_FIRST: Duration = Duration::from_secs(5);
+pub const RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// The longest text a sealed message carries: a PEER body minus its header, the pair's tag
 /// and the inner type byte.
@@ -66,8 +74,11 @@ pub enum Heard {
     Lost { from: PublicKey, count: u64 },
     /// A message said to be from `from` that is not shown: `why`.
     Refused { from: PublicKey, why: &'static str },
+    /// A message waiting for `key`'s session was dropped: too many waited.
+    Dropped { key: PublicKey },
     /// No session with `key`: `why`; `undelivered` messages waiting for it are dropped.
-    /// `gone`: the host says it has no such member that takes PEER.
+    /// `gone`: the host says it has no such member that takes PEER (else it is tried again
+    /// later).
     Failed {
         key: PublicKey,
         why: String,
@@ -93,8 +104,8 @@ enum State {
     /// We answered its message 1 with message 2.
     Answered(Box<ResponderSent>, Instant),
     Open(Box<Session>),
-    /// No session: why.
-    Failed(String),
+    /// No session: why; when to try again (`None`: not, the host says it is not there).
+    Failed(String, Option<Instant>),
 }
 
 struct Session {
@@ -112,6 +123,22 @@ struct Pair {
     state: State,
     /// Inner plaintexts (type byte and body) waiting for the session.
     queued: VecDeque<Vec<u8>>,
+    /// A handshake the member started while our session is open: the session goes on until
+    /// this one ends (a replayed message 1 must not take it down).
+    renewal: Option<(Box<ResponderSent>, Instant)>,
+    /// Failures in a row (the wait before the next try doubles).
+    failures: u32,
+}
+
+impl Pair {
+    fn new(state: State) -> Pair {
+        Pair {
+            state,
+            queued: VecDeque::new(),
+            renewal: None,
+            failures: 0,
+        }
+    }
 }
 
 /// Our sessions with the other members of one room.
@@ -140,19 +167,26 @@ impl Pairs {
     /// A member is in the room: we start a handshake with it (so does it; when both start
     /// at once, the one from the smaller key goes on, §4.14).
     pub fn present(&mut self, key: PublicKey, now: Instant) {
-        // (One we failed with stays failed until it leaves: a roster repeats who is there.)
+        // (A roster repeats who is there: one we know already keeps its state.)
         if key == self.us || self.pairs.contains_key(&key) || self.pairs.len() >= MAX_PAIRS {
             return;
         }
+        self.pairs
+            .insert(key, Pair::new(State::Failed(String::new(), None)));
+        self.start(key, now);
+    }
+
+    /// Sends handshake message 1 to `key` (a pair we have).
+    fn start(&mut self, key: PublicKey, now: Instant) {
         let prologue = prologue(&self.us, &key);
         match Initiator::start_with(&self.identity, &Randomness::default(), &prologue) {
             Ok((initiator, msg1)) => {
-                let state = State::Started(Box::new(initiator), now);
-                let queued = VecDeque::new();
-                self.pairs.insert(key, Pair { state, queued });
-                self.send(key, handshake(1, msg1));
+                if let Some(pair) = self.pairs.get_mut(&key) {
+                    pair.state = State::Started(Box::new(initiator), now);
+                    self.send(key, handshake(1, msg1));
+                }
             }
-            Err(e) => self.fail(key, format!("starting a handshake failed: {e}")),
+            Err(e) => self.fail(key, format!("starting a handshake failed: {e}"), now, false),
         }
     }
 
@@ -206,7 +240,7 @@ impl Pairs {
     pub fn members(&self) -> impl Iterator<Item = (&PublicKey, bool)> {
         self.pairs
             .iter()
-            .filter(|(_, p)| !matches!(p.state, State::Failed(_)))
+            .filter(|(_, p)| !matches!(p.state, State::Failed(..)))
             .map(|(k, p)| (k, matches!(p.state, State::Open(_))))
     }
 
@@ -255,11 +289,12 @@ impl Pairs {
             State::Started(..) | State::Answered(..) => {
                 if pair.queued.len() == MAX_QUEUED {
                     pair.queued.pop_front();
+                    self.heard.push_back(Heard::Dropped { key: *key });
                 }
                 pair.queued.push_back(inner.to_vec());
                 Ok(false)
             }
-            State::Failed(why) => Err(why.clone()),
+            State::Failed(why, _) => Err(why.clone()),
         }
     }
 
@@ -271,8 +306,8 @@ impl Pairs {
         }
         match msg.op {
             PeerOp::Handshake { step: 1, message } => self.on_message_1(from, &message, now),
-            PeerOp::Handshake { step: 2, message } => self.on_message_2(from, &message),
-            PeerOp::Handshake { message, .. } => self.on_message_3(from, &message),
+            PeerOp::Handshake { step: 2, message } => self.on_message_2(from, &message, now),
+            PeerOp::Handshake { message, .. } => self.on_message_3(from, &message, now),
             PeerOp::Sealed {
                 counter,
                 ciphertext,
@@ -281,39 +316,46 @@ impl Pairs {
                 if self
                     .pairs
                     .get(&from)
-                    .is_some_and(|p| !matches!(p.state, State::Failed(_)))
+                    .is_some_and(|p| !matches!(p.state, State::Failed(..)))
                 {
-                    self.fail(
-                        from,
-                        "the host has no such member that talks end to end (it left, or its \
-                         schat is older)"
-                            .into(),
-                    );
-                    if let Some(Heard::Failed { gone, .. }) = self.heard.back_mut() {
-                        *gone = true;
-                    }
+                    let why = "the host has no such member that talks end to end (it left, or \
+                               its schat is older)";
+                    self.fail(from, why.into(), now, true);
                 }
             }
         }
     }
 
-    /// Handshakes that took too long fail.
+    /// Handshakes that took too long fail; failed sessions are tried again when due.
     pub fn expire(&mut self, now: Instant) {
-        let late: Vec<PublicKey> = self
-            .pairs
-            .iter()
-            .filter(|(_, p)| match p.state {
-                State::Started(_, at) | State::Answered(_, at) => now >= at + HANDSHAKE_WITHIN,
-                _ => false,
-            })
-            .map(|(k, _)| *k)
-            .collect();
+        let mut late = Vec::new();
+        let mut retry = Vec::new();
+        for (key, pair) in &mut self.pairs {
+            if pair
+                .renewal
+                .as_ref()
+                .is_some_and(|(_, at)| now >= *at + HANDSHAKE_WITHIN)
+            {
+                pair.renewal = None;
+            }
+            match pair.state {
+                State::Started(_, at) | State::Answered(_, at) if now >= at + HANDSHAKE_WITHIN => {
+                    late.push(*key)
+                }
+                State::Failed(_, Some(at)) if now >= at => retry.push(*key),
+                _ => {}
+            }
+        }
         for key in late {
             let why = format!(
-                "no end-to-end session within {} s (the host did not pass the handshake on)",
+                "no end-to-end session within {} s (the member or the host did not answer); \
+                 trying again later",
                 HANDSHAKE_WITHIN.as_secs()
             );
-            self.fail(key, why);
+            self.fail(key, why, now, false);
+        }
+        for key in retry {
+            self.start(key, now);
         }
     }
 
@@ -321,54 +363,57 @@ impl Pairs {
     pub fn next_deadline(&self) -> Option<Instant> {
         self.pairs
             .values()
-            .filter_map(|p| match p.state {
-                State::Started(_, at) | State::Answered(_, at) => Some(at + HANDSHAKE_WITHIN),
-                _ => None,
+            .flat_map(|p| {
+                let state = match p.state {
+                    State::Started(_, at) | State::Answered(_, at) => Some(at + HANDSHAKE_WITHIN),
+                    State::Failed(_, retry) => retry,
+                    State::Open(_) => None,
+                };
+                state
+                    .into_iter()
+                    .chain(p.renewal.as_ref().map(|(_, at)| *at + HANDSHAKE_WITHIN))
             })
             .min()
     }
 
     fn on_message_1(&mut self, from: PublicKey, msg1: &[u8], now: Instant) {
-        let started = matches!(
-            self.pairs.get(&from).map(|p| &p.state),
-            Some(State::Started(..))
-        );
-        if started && self.us < from {
+        let Some(pair) = self.pairs.get(&from) else {
+            return self.refused(from, "a handshake from a key the host never said is here");
+        };
+        if matches!(pair.state, State::Started(..)) && self.us < from {
             // Both started: ours goes on, and it answers ours.
             return;
         }
-        if !self.pairs.contains_key(&from) && self.pairs.len() >= MAX_PAIRS {
-            return self.refused(from, "a handshake beyond the most members we keep");
+        if self.outbox.len() >= MAX_OUTBOX {
+            return self.refused(
+                from,
+                "a handshake while the host is not taking what we send",
+            );
         }
-        let queued = self
-            .pairs
-            .remove(&from)
-            .map(|p| p.queued)
-            .unwrap_or_default();
+        let open = matches!(pair.state, State::Open(_));
         let prologue = prologue(&from, &self.us);
         let answered =
             Responder::read_message_1_with(&self.identity, &Randomness::default(), msg1, &prologue)
                 .and_then(Responder::write_message_2);
-        match answered {
-            Ok((sent, msg2)) => {
-                let state = State::Answered(Box::new(sent), now);
-                self.pairs.insert(from, Pair { state, queued });
+        let Some(pair) = self.pairs.get_mut(&from) else {
+            return;
+        };
+        match (answered, open) {
+            // A new session with a member we have one with: ours goes on until it is done.
+            (Ok((sent, msg2)), true) => {
+                pair.renewal = Some((Box::new(sent), now));
                 self.send(from, handshake(2, msg2));
             }
-            Err(e) => {
-                self.pairs.insert(
-                    from,
-                    Pair {
-                        state: State::Failed(String::new()),
-                        queued,
-                    },
-                );
-                self.fail(from, format!("its handshake failed: {e}"));
+            (Ok((sent, msg2)), false) => {
+                pair.state = State::Answered(Box::new(sent), now);
+                self.send(from, handshake(2, msg2));
             }
+            (Err(_), true) => self.refused(from, "a handshake that failed (the session goes on)"),
+            (Err(e), false) => self.fail(from, format!("its handshake failed: {e}"), now, false),
         }
     }
 
-    fn on_message_2(&mut self, from: PublicKey, msg2: &[u8]) {
+    fn on_message_2(&mut self, from: PublicKey, msg2: &[u8], now: Instant) {
         let Some(pair) = self.pairs.get_mut(&from) else {
             return self.refused(from, "a handshake answer nobody asked for");
         };
@@ -376,7 +421,7 @@ impl Pairs {
             return self.refused(from, "a handshake answer nobody asked for");
         };
         let State::Started(initiator, _) =
-            std::mem::replace(&mut pair.state, State::Failed(String::new()))
+            std::mem::replace(&mut pair.state, State::Failed(String::new(), None))
         else {
             return;
         };
@@ -390,27 +435,40 @@ impl Pairs {
                 self.opened(from, done);
             }
             // The prologue names `from`: a splice fails before this, but say it plainly.
-            Ok(_) => self.fail(from, "the host passed on another member's handshake".into()),
-            Err(e) => self.fail(from, format!("its handshake failed: {e}")),
+            Ok(_) => {
+                let why = "the host passed on another member's handshake".into();
+                self.fail(from, why, now, false)
+            }
+            Err(e) => self.fail(from, format!("its handshake failed: {e}"), now, false),
         }
     }
 
-    fn on_message_3(&mut self, from: PublicKey, msg3: &[u8]) {
+    fn on_message_3(&mut self, from: PublicKey, msg3: &[u8], now: Instant) {
         let Some(pair) = self.pairs.get_mut(&from) else {
             return self.refused(from, "a handshake message nobody asked for");
         };
+        // The end of a new session beside an open one: it takes over, or nothing changes.
+        if let (State::Open(_), Some((renewal, _))) = (&pair.state, pair.renewal.take()) {
+            return match renewal.read_message_3(msg3) {
+                Ok(done) if done.peer == from => self.opened(from, done),
+                _ => self.refused(from, "a handshake that failed (the session goes on)"),
+            };
+        }
         let State::Answered(..) = pair.state else {
             return self.refused(from, "a handshake message nobody asked for");
         };
         let State::Answered(sent, _) =
-            std::mem::replace(&mut pair.state, State::Failed(String::new()))
+            std::mem::replace(&mut pair.state, State::Failed(String::new(), None))
         else {
             return;
         };
         match sent.read_message_3(msg3) {
             Ok(done) if done.peer == from => self.opened(from, done),
-            Ok(_) => self.fail(from, "the host passed on another member's handshake".into()),
-            Err(e) => self.fail(from, format!("its handshake failed: {e}")),
+            Ok(_) => {
+                let why = "the host passed on another member's handshake".into();
+                self.fail(from, why, now, false)
+            }
+            Err(e) => self.fail(from, format!("its handshake failed: {e}"), now, false),
         }
     }
 
@@ -425,9 +483,13 @@ impl Pairs {
         let Some(pair) = self.pairs.get_mut(&key) else {
             return;
         };
+        let renewed = matches!(pair.state, State::Open(_));
         pair.state = State::Open(Box::new(session));
+        pair.failures = 0;
         let queued = std::mem::take(&mut pair.queued);
-        self.heard.push_back(Heard::Open(key));
+        if !renewed {
+            self.heard.push_back(Heard::Open(key));
+        }
         for inner in queued {
             let _ = self.seal_to(&key, &inner);
         }
@@ -435,21 +497,20 @@ impl Pairs {
 
     fn open(&mut self, from: PublicKey, counter: u64, ciphertext: &[u8], now: Instant) {
         let Some(State::Open(session)) = self.pairs.get_mut(&from).map(|p| &mut p.state) else {
-            // It holds a session we gave up on (a GONE that was not true, say): start again,
-            // once per failure, so the next lines get through.
-            if matches!(
-                self.pairs.get(&from).map(|p| &p.state),
-                Some(State::Failed(_))
-            ) {
-                self.pairs.remove(&from);
-                self.present(from, now);
+            // It holds a session we gave up on (a GONE that was not true, say): try again now
+            // rather than when the wait runs out, so its next lines get through.
+            if let Some(State::Failed(_, retry @ Some(_))) =
+                self.pairs.get_mut(&from).map(|p| &mut p.state)
+            {
+                *retry = Some(now);
+                self.expire(now);
             }
             return self.refused(from, "sealed for a session we do not have with it");
         };
         if counter < session.next {
             return self.refused(
                 from,
-                "it came again or out of order (replayed or reordered on the way)",
+                "it came again or out of order (replayed or reordered on the way, or sent so)",
             );
         }
         let mut buf = ciphertext.to_vec();
@@ -485,19 +546,26 @@ impl Pairs {
         self.heard.push_back(Heard::Refused { from, why });
     }
 
-    fn fail(&mut self, key: PublicKey, why: String) {
-        let pair = self.pairs.entry(key).or_insert(Pair {
-            state: State::Failed(String::new()),
-            queued: VecDeque::new(),
-        });
+    /// No session with `key`: what waited for it is dropped; unless the host says it is
+    /// not there (`gone`), it is tried again later, each time after twice as long.
+    fn fail(&mut self, key: PublicKey, why: String, now: Instant, gone: bool) {
+        let Some(pair) = self.pairs.get_mut(&key) else {
+            return;
+        };
         let undelivered = pair.queued.len();
         pair.queued.clear();
-        pair.state = State::Failed(why.clone());
+        pair.renewal = None;
+        pair.failures = pair.failures.saturating_add(1);
+        let wait = RETRY_FIRST
+            .saturating_mul(1 << pair.failures.min(7).saturating_sub(1))
+            .min(RETRY_MAX);
+        let retry = (!gone).then(|| now + wait);
+        pair.state = State::Failed(why.clone(), retry);
         self.heard.push_back(Heard::Failed {
             key,
             why,
             undelivered,
-            gone: false,
+            gone,
         });
     }
 

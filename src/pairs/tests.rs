@@ -232,18 +232,17 @@ fn an_altered_message_is_refused_and_the_next_one_is_still_shown() {
 #[test]
 fn a_host_cannot_speak_as_a_member() {
     let mut room = Room::open_room(3);
-    let (a, c) = (room.key(0), room.key(2));
+    let (a, b) = (room.key(0), room.key(1));
     // C's message to B, passed on as A's: it does not open under A's session.
-    let b = room.key(1);
     room.members[2].seal_to(&b, &text("I am A")).unwrap();
     let sent = room.take(2);
     room.deliver(0, 1, sent[0].1.clone());
     assert!(matches!(room.heard(1)[..], [Heard::Refused { from, .. }] if from == a));
-    // The host's own handshake as A, with its own key: B refuses the session.
+    // The host's own handshake as A, with its own key: B answers (a member may start
+    // again), but the host cannot finish it, and B's session with the real A goes on.
     let host = Identity::generate().unwrap();
     let (init, msg1) =
         Initiator::start_with(&host, &Randomness::default(), &prologue(&a, &b)).unwrap();
-    room.members[1].left(&a);
     room.members[1].on_peer(
         PeerMessage {
             key: *a.as_bytes(),
@@ -266,30 +265,131 @@ fn a_host_cannot_speak_as_a_member() {
     );
     let heard = room.heard(1);
     assert!(
-        matches!(&heard[..], [Heard::Failed { key, why, .. }] if *key == a && why.contains("another member")),
+        matches!(&heard[..], [Heard::Refused { from, why }] if *from == a && why.contains("failed")),
         "{heard:?}"
     );
-    assert!(!room.members[1].is_open(&a));
-    assert_eq!(
-        room.members[1].seal_to(&a, &text("x")).map_err(|_| ()),
-        Err(())
+    assert!(room.members[1].is_open(&a));
+    room.members[0].seal_to(&b, &text("still me")).unwrap();
+    room.settle();
+    assert_eq!(room.heard(1), vec![said(a, "still me")]);
+}
+
+#[test]
+fn a_replayed_handshake_does_not_take_an_open_session_down() {
+    let mut room = Room::new(2);
+    room.introduce();
+    // Keep a copy of every handshake message the first member sends.
+    let mut copies = Vec::new();
+    loop {
+        let mut moved = false;
+        for i in 0..2 {
+            for (to, msg) in room.take(i) {
+                if i == 0 {
+                    copies.push(msg.clone());
+                }
+                moved = true;
+                room.deliver(i, to, msg);
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    let a = room.key(0);
+    room.heard(1);
+    for copy in copies {
+        room.deliver(0, 1, copy);
+    }
+    room.members[1].outbox.clear();
+    room.heard(1);
+    room.members[0].seal_to_all(&text("after the replay"));
+    room.settle();
+    assert_eq!(room.heard(1), vec![said(a, "after the replay")]);
+    // The half-done renewal runs out quietly.
+    room.members[1].expire(room.now + HANDSHAKE_WITHIN);
+    assert!(room.heard(1).is_empty());
+    assert!(room.members[1].is_open(&a));
+}
+
+#[test]
+fn a_handshake_from_a_key_never_announced_is_refused() {
+    let mut room = Room::new(2);
+    let b = room.key(1);
+    room.members[0].present(b, room.now);
+    let sent = room.take(0);
+    room.deliver(0, 1, sent[0].1.clone());
+    let heard = room.heard(1);
+    assert!(
+        matches!(&heard[..], [Heard::Refused { why, .. }] if why.contains("never said")),
+        "{heard:?}"
     );
-    let _ = c;
+    assert!(room.members[1].outbox.is_empty());
+    // Nothing is sealed for it either.
+    assert_eq!(room.members[1].seal_to_all(&text("x")), Reach::default());
+}
+
+#[test]
+fn a_session_that_failed_is_tried_again_and_comes_back() {
+    let mut room = Room::new(2);
+    room.introduce();
+    // Every handshake message is lost: both give up after the deadline.
+    room.take(0);
+    room.take(1);
+    let later = room.now + HANDSHAKE_WITHIN;
+    for m in &mut room.members {
+        m.expire(later);
+    }
+    assert!(matches!(
+        &room.heard(0)[..],
+        [Heard::Failed { gone: false, .. }]
+    ));
+    room.heard(1);
+    let b = room.key(1);
+    assert_eq!(room.members[0].seal_to_all(&text("x")).unreachable, vec![b]);
+    // Tried again once the wait is over, and this time the host passes it on.
+    let retry = room.members[0].next_deadline().unwrap();
+    assert_eq!(retry, later + RETRY_FIRST);
+    room.now = retry;
+    for m in &mut room.members {
+        m.expire(retry);
+    }
+    room.settle();
+    assert_eq!(room.heard(0), vec![Heard::Open(b)]);
+    room.members[0].seal_to_all(&text("back"));
+    room.settle();
+    let a = room.key(0);
+    assert_eq!(room.heard(1), vec![Heard::Open(a), said(a, "back")]);
+}
+
+#[test]
+fn a_line_pushed_out_of_a_full_queue_is_said() {
+    let mut room = Room::new(2);
+    let b = room.key(1);
+    room.members[0].present(b, room.now);
+    for n in 0..=MAX_QUEUED {
+        room.members[0].seal_to_all(&text(&format!("{n}")));
+    }
+    assert_eq!(room.heard(0), vec![Heard::Dropped { key: b }]);
+    assert_eq!(room.members[0].waiting(), MAX_QUEUED);
 }
 
 #[test]
 fn a_handshake_spliced_to_another_member_fails() {
     let mut room = Room::new(3);
-    let (b, c) = (room.key(1), room.key(2));
+    let (a, b) = (room.key(0), room.key(1));
     let now = room.now;
     room.members[0].present(b, now);
+    room.members[2].present(a, now);
+    room.take(2);
     let sent = room.take(0);
-    // The host passes A's message 1 for B to C instead.
+    // The host passes A's message 1 for B to C instead: C never opens a session on it.
     room.deliver(0, 2, sent[0].1.clone());
     let heard = room.heard(2);
-    assert!(matches!(&heard[..], [Heard::Failed { .. }]), "{heard:?}");
-    assert!(room.members[2].outbox.is_empty());
-    let _ = c;
+    assert!(
+        heard.iter().all(|h| !matches!(h, Heard::Open(_))),
+        "{heard:?}"
+    );
+    assert!(!room.members[2].is_open(&a));
 }
 
 #[test]
@@ -327,7 +427,11 @@ fn a_handshake_that_gets_no_answer_expires() {
     assert!(room.heard(0).is_empty());
     room.members[0].expire(room.now + HANDSHAKE_WITHIN);
     assert!(matches!(&room.heard(0)[..], [Heard::Failed { .. }]));
-    assert_eq!(room.members[0].next_deadline(), None);
+    // (Tried again later.)
+    assert_eq!(
+        room.members[0].next_deadline(),
+        Some(room.now + HANDSHAKE_WITHIN + RETRY_FIRST)
+    );
 }
 
 #[test]

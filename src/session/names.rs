@@ -156,6 +156,14 @@ impl Names {
         self.petnames.get(key).map(String::as_str)
     }
 
+    /// The key we call `name` (our petname for it), if any.
+    pub fn key_of_petname(&self, name: &str) -> Option<PublicKey> {
+        self.petnames
+            .iter()
+            .find(|(_, petname)| petname.as_str() == name)
+            .map(|(key, _)| *key)
+    }
+
     /// The name `key` announced, if any.
     pub fn announced(&self, key: &PublicKey) -> Option<&str> {
         self.announced.get(key).map(String::as_str)

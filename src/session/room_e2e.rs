@@ -88,7 +88,7 @@ impl E2e {
 
     /// A PEER from the host. `Err` when the host never said it passes them (§4.14).
     pub fn on_peer(&mut self, msg: PeerMessage<'_>) -> Result<(), ()> {
-        if !self.active() {
+        if !self.active() || !self.said_pairs {
             return Err(());
         }
         self.pairs.on_peer(msg, Instant::now());
@@ -156,10 +156,14 @@ impl E2e {
         Ok(missed)
     }
 
-    /// Seals a line for `to` alone (`/msg`).
-    pub fn whisper(&mut self, to: &PublicKey, text: &str) -> Result<bool, String> {
+    /// Seals a line for `to` alone (`/msg`), over a session that is up (a private line is
+    /// never kept for later: the host would not relay it to an older member either).
+    pub fn whisper(&mut self, to: &PublicKey, text: &str) -> Result<(), String> {
+        if !self.pairs.is_open(to) {
+            return Err("no end-to-end session with it (yet): nothing was sent".into());
+        }
         let inner = inner(Message::Private(text.into()))?;
-        self.pairs.seal_to(to, &inner)
+        self.pairs.seal_to(to, &inner).map(|_| ())
     }
 
     /// The member `name` means, among those we have sessions with: a petname, a display
@@ -167,13 +171,21 @@ impl E2e {
     pub fn find(&self, names: &Names, name: &str) -> Result<PublicKey, String> {
         let name = name.trim();
         let keys: Vec<PublicKey> = self.pairs.members().map(|(k, _)| *k).collect();
+        // Our petnames first: ours, so nobody else can take them. A name that is one of our
+        // petnames names that key or nobody, whoever announces it.
+        if let Some(owner) = names.key_of_petname(name) {
+            return match keys.contains(&owner) {
+                true => Ok(owner),
+                false => Err(format!(
+                    "{:?} is your name for a key that has no end-to-end session here (a \
+                     member announcing that name is someone else)",
+                    sanitize::line(name)
+                )),
+            };
+        }
         let exact: Vec<PublicKey> = keys
             .iter()
-            .filter(|k| {
-                names.petname(k) == Some(name)
-                    || names.announced(k) == Some(name)
-                    || names.label(k) == name
-            })
+            .filter(|k| names.announced(k) == Some(name) || names.label(k) == name)
             .copied()
             .collect();
         let hex = name
@@ -255,11 +267,19 @@ impl E2e {
                     }
                 }
                 Heard::Lost { from, count } => ui.warn(format_args!(
-                    "{} from {} never arrived: the host dropped {}, or a connection was cut",
+                    "{} from {} never arrived: dropped on the way (by the host, or in a cut), \
+                     or never sent",
                     messages(count),
                     names.label(&from),
-                    if count == 1 { "it" } else { "them" }
                 )),
+                Heard::Dropped { key } => {
+                    self.undelivered += 1;
+                    ui.warn(format_args!(
+                        "a line waiting for the session with {} was dropped: at most {} wait",
+                        names.label(&key),
+                        crate::pairs::MAX_QUEUED
+                    ));
+                }
                 Heard::Refused { from, why } => ui.warn(format_args!(
                     "a message said to be from {} is not shown: {why}",
                     names.label(&from)
@@ -281,9 +301,9 @@ impl E2e {
                         0 => String::new(),
                         n => format!("; {} waiting for it not delivered", messages(n as u64)),
                     };
-                    let then = match self.relay_only() {
-                        true => "",
-                        false => "; what you say reaches it through the host, which can read it",
+                    let then = match gone && !self.relay_only() {
+                        false => "",
+                        true => "; what you say reaches it through the host, which can read it",
                     };
                     ui.warn(format_args!(
                         "no end-to-end session with {}: {}{lost}{then}",
@@ -309,9 +329,14 @@ impl E2e {
             n if n <= 4 => labels.join(", "),
             n => format!("{} and {} more", labels[..3].join(", "), n - 3),
         };
-        ui.status(format_args!(
-            "end to end with {shown}: the host cannot read or alter what you say to each other"
-        ));
+        let host_can = match self.relay_only() {
+            true => "the host cannot read, alter or forge what you say to each other",
+            false => {
+                "the host cannot alter or forge what they say, nor read your /msg to each other \
+                 (it reads what is said to the room)"
+            }
+        };
+        ui.status(format_args!("end to end with {shown}: {host_can}"));
     }
 }
 

@@ -52,6 +52,9 @@ impl RoomView {
     /// A room event from the host: names are updated, and it is worded with *our* names.
     pub fn on_notice(&mut self, notice: Notice<'_>, ui: &Ui) {
         let host_label = self.names.label(&self.host);
+        // A join or leave without text is the host keeping quiet under churn: applied (our
+        // end-to-end sessions follow it), not shown.
+        let quiet = notice.text.is_empty();
         match notice.event {
             NoticeEvent::Join(entry) => {
                 let key = PublicKey::from_bytes(entry.key);
@@ -59,11 +62,13 @@ impl RoomView {
                 self.e2e.present(key);
                 let label = self.names.label(&key);
                 let who = self.speaker(&key, &label);
-                ui.room(
-                    Some(&self.speaker(&self.host, &host_label)),
-                    RoomEvent::Joined(who),
-                    &format!("{label} joined"),
-                );
+                if !quiet {
+                    ui.room(
+                        Some(&self.speaker(&self.host, &host_label)),
+                        RoomEvent::Joined(who),
+                        &format!("{label} joined"),
+                    );
+                }
             }
             NoticeEvent::Leave(entry, reason) => {
                 let key = PublicKey::from_bytes(entry.key);
@@ -76,11 +81,13 @@ impl RoomView {
                     }
                     _ => format!("{label} left ({code})"),
                 };
-                ui.room(
-                    Some(&self.speaker(&self.host, &host_label)),
-                    RoomEvent::Left(self.speaker(&key, &label), code),
-                    &line,
-                );
+                if !quiet {
+                    ui.room(
+                        Some(&self.speaker(&self.host, &host_label)),
+                        RoomEvent::Left(self.speaker(&key, &label), code),
+                        &line,
+                    );
+                }
                 let undelivered = self.e2e.left(&key);
                 if undelivered > 0 {
                     ui.warn(format_args!(

@@ -74,11 +74,12 @@ pub(super) fn on_input(
             room.e2e.verify(&room.names, &room.us, name, ui)
         }
         Command::Msg(name, text) if room.e2e.active() => {
-            match room.e2e.find(&room.names, name).and_then(|to| {
-                let sealed = room.e2e.whisper(&to, text)?;
-                Ok((to, sealed))
-            }) {
-                Ok((to, _)) => ui.own_private(&room.names.label(&to), text),
+            match room
+                .e2e
+                .find(&room.names, name)
+                .and_then(|to| room.e2e.whisper(&to, text).map(|()| to))
+            {
+                Ok(to) => ui.own_private(&room.names.label(&to), text),
                 Err(why) => ui.warn(format_args!("/msg not sent: {why}")),
             }
         }
