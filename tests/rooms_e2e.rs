@@ -573,3 +573,35 @@ async fn a_member_cannot_pass_itself_off_as_another() {
     })
     .await
 }
+
+#[tokio::test]
+async fn a_member_taking_a_name_you_gave_another_key_is_called_out_and_gets_no_msg() {
+    within(async {
+        let host = Home::new();
+        let (mut room, port) = host.listen(&[]).await;
+        let (alice, carol, impostor) = (Home::new(), Home::new(), Home::new());
+        // Alice knows the real carol's key as "carol".
+        let added = alice.run(&["peers", "add", &carol.fingerprint(), "carol"]);
+        assert!(added.status.success(), "{added:?}");
+        let mut a = alice.dial(port, &["--json"]);
+        event_where(&mut a, |v| v["event"] == "welcome").await;
+        let mut m = impostor.dial(port, &["--json", "--name", "carol"]);
+        event_where(&mut m, |v| v["event"] == "welcome").await;
+        let alarm = a.stderr_until("calls itself").await;
+        assert!(alarm.contains(&carol.fingerprint()[..12]), "{alarm}");
+        assert!(alarm.contains(&impostor.fingerprint()[..12]), "{alarm}");
+        a.stderr_until("end to end with").await;
+        // /msg carol does not reach the look-alike.
+        a.send("/msg carol for the real carol").await;
+        let refused = a.stderr_until("/msg not sent").await;
+        assert!(refused.contains("your name for a key"), "{refused}");
+        m.send("quit").await;
+        m.exit().await;
+        assert!(!m.stdout_seen.iter().any(|l| l.contains("real carol")));
+        a.send("quit").await;
+        a.exit().await;
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}

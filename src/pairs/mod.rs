@@ -150,6 +150,9 @@ pub struct Pairs {
     pub outbox: VecDeque<PeerMessage<'static>>,
     /// What happened, to be shown.
     pub heard: VecDeque<Heard>,
+    /// We are leaving: no new sessions, and handshakes from members we never set one up with
+    /// are let go without a word.
+    leaving: bool,
 }
 
 impl Pairs {
@@ -161,14 +164,24 @@ impl Pairs {
             pairs: HashMap::new(),
             outbox: VecDeque::new(),
             heard: VecDeque::new(),
+            leaving: false,
         }
+    }
+
+    /// We are leaving: members who join from now on get no session with us.
+    pub fn leaving(&mut self) {
+        self.leaving = true;
     }
 
     /// A member is in the room: we start a handshake with it (so does it; when both start
     /// at once, the one from the smaller key goes on, §4.14).
     pub fn present(&mut self, key: PublicKey, now: Instant) {
         // (A roster repeats who is there: one we know already keeps its state.)
-        if key == self.us || self.pairs.contains_key(&key) || self.pairs.len() >= MAX_PAIRS {
+        if key == self.us
+            || self.leaving
+            || self.pairs.contains_key(&key)
+            || self.pairs.len() >= MAX_PAIRS
+        {
             return;
         }
         self.pairs
@@ -214,6 +227,21 @@ impl Pairs {
             .collect();
         unsent.sort();
         unsent
+    }
+
+    /// Until when messages waiting for a session are worth waiting for, when leaving: each
+    /// handshake under way gets `within` from its start (a member that answers does so in
+    /// milliseconds; one that does not must not hold us). `None`: nothing to wait for.
+    pub fn worth_waiting_until(&self, within: Duration, now: Instant) -> Option<Instant> {
+        self.pairs
+            .values()
+            .filter(|p| !p.queued.is_empty())
+            .filter_map(|p| match p.state {
+                State::Started(_, at) | State::Answered(_, at) => Some(at + within),
+                _ => None,
+            })
+            .filter(|until| *until > now)
+            .max()
     }
 
     /// Messages waiting for sessions being set up.
@@ -378,6 +406,9 @@ impl Pairs {
 
     fn on_message_1(&mut self, from: PublicKey, msg1: &[u8], now: Instant) {
         let Some(pair) = self.pairs.get(&from) else {
+            if self.leaving {
+                return;
+            }
             return self.refused(from, "a handshake from a key the host never said is here");
         };
         if matches!(pair.state, State::Started(..)) && self.us < from {

@@ -196,6 +196,16 @@ impl Names {
         self.announced.retain(|k, _| keep.contains(k));
     }
 
+    /// The key we call `name` when `key` is not it: `key` announces a name we gave another
+    /// key (case-insensitively) — the room's key-change alarm, since a name is only a claim.
+    pub fn impersonated(&self, key: &PublicKey, name: &str) -> Option<PublicKey> {
+        let name = name.to_lowercase();
+        self.petnames
+            .iter()
+            .find(|(k, n)| *k != key && n.to_lowercase() == name && !name.is_empty())
+            .map(|(k, _)| *k)
+    }
+
     /// Whether `key`'s announced `name` is also another member's name, or our petname for
     /// another key (case-insensitively).
     fn collides(&self, key: &PublicKey, name: &str) -> bool {

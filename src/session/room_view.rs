@@ -49,6 +49,20 @@ impl RoomView {
         }
     }
 
+    /// A member announcing a name we gave another key: said plainly, as a changed key is
+    /// when dialling (its label is marked `?` too, and `/msg NAME` does not reach it).
+    fn alarm_if_impersonating(&self, key: &PublicKey, name: &str, ui: &Ui) {
+        if let Some(known) = self.names.impersonated(key, name) {
+            ui.warn(format_args!(
+                "{} calls itself {:?}, your name for another key ({}): it is not the one you \
+                 know by that name",
+                self.names.label(key),
+                sanitize::line(name),
+                crate::fingerprint::short(&known)
+            ));
+        }
+    }
+
     /// A room event from the host: names are updated, and it is worded with *our* names.
     pub fn on_notice(&mut self, notice: Notice<'_>, ui: &Ui) {
         let host_label = self.names.label(&self.host);
@@ -60,6 +74,7 @@ impl RoomView {
                 let key = PublicKey::from_bytes(entry.key);
                 let _ = self.names.announce(key, &entry.name);
                 self.e2e.present(key);
+                self.alarm_if_impersonating(&key, &entry.name, ui);
                 let label = self.names.label(&key);
                 let who = self.speaker(&key, &label);
                 if !quiet {
@@ -116,6 +131,7 @@ impl RoomView {
                 }
                 let old = self.names.label(&key);
                 let _ = self.names.announce(key, &entry.name);
+                self.alarm_if_impersonating(&key, &entry.name, ui);
                 let new = self.names.label(&key);
                 let line = if old == new {
                     // Our petname wins: say what it calls itself now.
@@ -151,6 +167,7 @@ impl RoomView {
                 for (key, entry) in keys.iter().zip(&entries) {
                     let _ = self.names.announce(*key, &entry.name);
                     self.e2e.present(*key);
+                    self.alarm_if_impersonating(key, &entry.name, ui);
                 }
                 let labels: Vec<String> = keys.iter().map(|k| self.names.label(k)).collect();
                 let members: Vec<Speaker<'_>> = keys

@@ -460,6 +460,9 @@ where
                 }
                 step => step,
             };
+            if leave_once_open.is_some() {
+                room.e2e.leaving();
+            }
             if let (Some((why, _)), true) = (leave_once_open, settled) {
                 break Step::Leave(why);
             }
