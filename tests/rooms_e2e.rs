@@ -605,3 +605,33 @@ async fn a_member_taking_a_name_you_gave_another_key_is_called_out_and_gets_no_m
     })
     .await
 }
+
+#[tokio::test]
+async fn a_line_piped_in_at_once_reaches_the_members_and_one_alone_in_a_relay_only_room_fails() {
+    within(async {
+        let host = Home::new();
+        let (mut room, port) = host.listen(&["--relay-only"]).await;
+        let (one, two, alone) = (Home::new(), Home::new(), Home::new());
+        // Alone in a room whose host reads nothing: the line reaches nobody, and says so.
+        let mut a = alone.dial(port, &[]);
+        a.send("to nobody").await;
+        a.close_stdin();
+        assert_eq!(a.exit().await.code(), Some(1), "{}", a.stderr_text());
+        assert!(a.stderr_text().contains("nobody else is in the room"));
+        // A script's line, typed before it knows who is there, waits for the roster.
+        let mut m = one.dial(port, &["--json"]);
+        event_where(&mut m, |v| v["event"] == "welcome").await;
+        let mut s = two.dial(port, &[]);
+        s.send("from a script").await;
+        s.close_stdin();
+        let got = next_message(&mut m).await;
+        assert_eq!(got["text"], "from a script");
+        assert_eq!(got["from"]["fingerprint"], two.fingerprint());
+        assert!(s.exit().await.success(), "{}", s.stderr_text());
+        m.send("quit").await;
+        m.exit().await;
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}

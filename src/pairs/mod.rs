@@ -16,6 +16,7 @@
 //! Every sealed message carries its nonce, so one the host drops shows as a gap and one it
 //! replays or reorders as going backwards; neither breaks the session.
 
+mod handshake;
 #[cfg(test)]
 mod tests;
 
@@ -126,6 +127,12 @@ struct Pair {
     /// A handshake the member started while our session is open: the session goes on until
     /// this one ends (a replayed message 1 must not take it down).
     renewal: Option<(Box<ResponderSent>, Instant)>,
+    /// A handshake we started while our session is open, because what the member sealed no
+    /// longer opened (the two sides hold different sessions: a renewal whose message 3 was
+    /// lost). The session goes on until this one ends.
+    ours: Option<(Box<Initiator>, Instant)>,
+    /// When we last started one of those.
+    last_renewal: Option<Instant>,
     /// Failures in a row (the wait before the next try doubles).
     failures: u32,
 }
@@ -136,6 +143,8 @@ impl Pair {
             state,
             queued: VecDeque::new(),
             renewal: None,
+            ours: None,
+            last_renewal: None,
             failures: 0,
         }
     }
@@ -187,20 +196,6 @@ impl Pairs {
         self.pairs
             .insert(key, Pair::new(State::Failed(String::new(), None)));
         self.start(key, now);
-    }
-
-    /// Sends handshake message 1 to `key` (a pair we have).
-    fn start(&mut self, key: PublicKey, now: Instant) {
-        let prologue = prologue(&self.us, &key);
-        match Initiator::start_with(&self.identity, &Randomness::default(), &prologue) {
-            Ok((initiator, msg1)) => {
-                if let Some(pair) = self.pairs.get_mut(&key) {
-                    pair.state = State::Started(Box::new(initiator), now);
-                    self.send(key, handshake(1, msg1));
-                }
-            }
-            Err(e) => self.fail(key, format!("starting a handshake failed: {e}"), now, false),
-        }
     }
 
     /// A member left the room: its session ends (it reads nothing said after). Returns how
@@ -366,6 +361,13 @@ impl Pairs {
             {
                 pair.renewal = None;
             }
+            if pair
+                .ours
+                .as_ref()
+                .is_some_and(|(_, at)| now >= *at + HANDSHAKE_WITHIN)
+            {
+                pair.ours = None;
+            }
             match pair.state {
                 State::Started(_, at) | State::Answered(_, at) if now >= at + HANDSHAKE_WITHIN => {
                     late.push(*key)
@@ -400,142 +402,13 @@ impl Pairs {
                 state
                     .into_iter()
                     .chain(p.renewal.as_ref().map(|(_, at)| *at + HANDSHAKE_WITHIN))
+                    .chain(p.ours.as_ref().map(|(_, at)| *at + HANDSHAKE_WITHIN))
             })
             .min()
     }
 
-    fn on_message_1(&mut self, from: PublicKey, msg1: &[u8], now: Instant) {
-        let Some(pair) = self.pairs.get(&from) else {
-            if self.leaving {
-                return;
-            }
-            return self.refused(from, "a handshake from a key the host never said is here");
-        };
-        if matches!(pair.state, State::Started(..)) && self.us < from {
-            // Both started: ours goes on, and it answers ours.
-            return;
-        }
-        if self.outbox.len() >= MAX_OUTBOX {
-            return self.refused(
-                from,
-                "a handshake while the host is not taking what we send",
-            );
-        }
-        let open = matches!(pair.state, State::Open(_));
-        let prologue = prologue(&from, &self.us);
-        let answered =
-            Responder::read_message_1_with(&self.identity, &Randomness::default(), msg1, &prologue)
-                .and_then(Responder::write_message_2);
-        let Some(pair) = self.pairs.get_mut(&from) else {
-            return;
-        };
-        match (answered, open) {
-            // A new session with a member we have one with: ours goes on until it is done.
-            (Ok((sent, msg2)), true) => {
-                pair.renewal = Some((Box::new(sent), now));
-                self.send(from, handshake(2, msg2));
-            }
-            (Ok((sent, msg2)), false) => {
-                pair.state = State::Answered(Box::new(sent), now);
-                self.send(from, handshake(2, msg2));
-            }
-            (Err(_), true) => self.refused(from, "a handshake that failed (the session goes on)"),
-            (Err(e), false) => self.fail(from, format!("its handshake failed: {e}"), now, false),
-        }
-    }
-
-    fn on_message_2(&mut self, from: PublicKey, msg2: &[u8], now: Instant) {
-        let Some(pair) = self.pairs.get_mut(&from) else {
-            return self.refused(from, "a handshake answer nobody asked for");
-        };
-        let State::Started(..) = pair.state else {
-            return self.refused(from, "a handshake answer nobody asked for");
-        };
-        let State::Started(initiator, _) =
-            std::mem::replace(&mut pair.state, State::Failed(String::new(), None))
-        else {
-            return;
-        };
-        let finished = initiator.read_message_2(msg2).and_then(|(ready, key)| {
-            let (done, msg3) = ready.write_message_3()?;
-            Ok((key, done, msg3))
-        });
-        match finished {
-            Ok((key, done, msg3)) if key == from => {
-                self.send(from, handshake(3, msg3));
-                self.opened(from, done);
-            }
-            // The prologue names `from`: a splice fails before this, but say it plainly.
-            Ok(_) => {
-                let why = "the host passed on another member's handshake".into();
-                self.fail(from, why, now, false)
-            }
-            Err(e) => self.fail(from, format!("its handshake failed: {e}"), now, false),
-        }
-    }
-
-    fn on_message_3(&mut self, from: PublicKey, msg3: &[u8], now: Instant) {
-        let Some(pair) = self.pairs.get_mut(&from) else {
-            return self.refused(from, "a handshake message nobody asked for");
-        };
-        // The end of a new session beside an open one: it takes over, or nothing changes.
-        if let (State::Open(_), Some((renewal, _))) = (&pair.state, pair.renewal.take()) {
-            return match renewal.read_message_3(msg3) {
-                Ok(done) if done.peer == from => self.opened(from, done),
-                _ => self.refused(from, "a handshake that failed (the session goes on)"),
-            };
-        }
-        let State::Answered(..) = pair.state else {
-            return self.refused(from, "a handshake message nobody asked for");
-        };
-        let State::Answered(sent, _) =
-            std::mem::replace(&mut pair.state, State::Failed(String::new(), None))
-        else {
-            return;
-        };
-        match sent.read_message_3(msg3) {
-            Ok(done) if done.peer == from => self.opened(from, done),
-            Ok(_) => {
-                let why = "the host passed on another member's handshake".into();
-                self.fail(from, why, now, false)
-            }
-            Err(e) => self.fail(from, format!("its handshake failed: {e}"), now, false),
-        }
-    }
-
-    fn opened(&mut self, key: PublicKey, done: crate::handshake::core::Done) {
-        let session = Session {
-            send: done.ciphers.send,
-            recv: done.ciphers.recv,
-            sent: 0,
-            next: 0,
-            hash: done.handshake_hash,
-        };
-        let Some(pair) = self.pairs.get_mut(&key) else {
-            return;
-        };
-        let renewed = matches!(pair.state, State::Open(_));
-        pair.state = State::Open(Box::new(session));
-        pair.failures = 0;
-        let queued = std::mem::take(&mut pair.queued);
-        if !renewed {
-            self.heard.push_back(Heard::Open(key));
-        }
-        for inner in queued {
-            let _ = self.seal_to(&key, &inner);
-        }
-    }
-
     fn open(&mut self, from: PublicKey, counter: u64, ciphertext: &[u8], now: Instant) {
         let Some(State::Open(session)) = self.pairs.get_mut(&from).map(|p| &mut p.state) else {
-            // It holds a session we gave up on (a GONE that was not true, say): try again now
-            // rather than when the wait runs out, so its next lines get through.
-            if let Some(State::Failed(_, retry @ Some(_))) =
-                self.pairs.get_mut(&from).map(|p| &mut p.state)
-            {
-                *retry = Some(now);
-                self.expire(now);
-            }
             return self.refused(from, "sealed for a session we do not have with it");
         };
         if counter < session.next {
@@ -546,6 +419,7 @@ impl Pairs {
         }
         let mut buf = ciphertext.to_vec();
         let Ok(len) = session.recv.open_at(counter, &mut buf) else {
+            self.renew(from, now);
             return self.refused(
                 from,
                 "it did not authenticate (altered or forged on the way)",

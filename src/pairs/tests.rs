@@ -238,6 +238,10 @@ fn a_host_cannot_speak_as_a_member() {
     let sent = room.take(2);
     room.deliver(0, 1, sent[0].1.clone());
     assert!(matches!(room.heard(1)[..], [Heard::Refused { from, .. }] if from == a));
+    // (B starts a new session with A, in case the two hold different ones: it comes up.)
+    room.settle();
+    room.heard(0);
+    room.heard(1);
     // The host's own handshake as A, with its own key: B answers (a member may start
     // again), but the host cannot finish it, and B's session with the real A goes on.
     let host = Identity::generate().unwrap();
@@ -444,4 +448,71 @@ fn no_more_pairs_than_the_bound() {
         pairs.present(PublicKey::from_bytes(k), now);
     }
     assert_eq!(pairs.pairs.len(), MAX_PAIRS);
+}
+
+#[test]
+fn two_sides_left_on_different_sessions_find_each_other_again() {
+    let mut room = Room::open_room(2);
+    let (a, b) = (room.key(0), room.key(1));
+    let now = room.now;
+    // A starts a new session beside the open one; B answers; A's message 3 is lost.
+    room.members[0].renew(b, now);
+    let msg1 = room.take(0);
+    room.deliver(0, 1, msg1[0].1.clone());
+    let msg2 = room.take(1);
+    room.deliver(1, 0, msg2[0].1.clone());
+    assert_eq!(room.take(0).len(), 1, "message 3, dropped by the host");
+    // A now seals under the new session, which B does not have: refused, and B starts over.
+    room.members[0]
+        .seal_to(&b, &text("lost in between"))
+        .unwrap();
+    for (to, msg) in room.take(0) {
+        room.deliver(0, to, msg);
+    }
+    let heard = room.heard(1);
+    assert!(matches!(&heard[..], [Heard::Refused { why, .. }] if why.contains("authenticate")));
+    // (Not again and again: one new handshake at a time, and not sooner than the wait.)
+    room.members[0].seal_to(&b, &text("again")).unwrap();
+    let again = room.take(0);
+    room.deliver(0, 1, again[0].1.clone());
+    room.heard(1);
+    let handshakes = room.members[1].outbox.len();
+    assert_eq!(handshakes, 1, "B's one message 1");
+    room.settle();
+    room.heard(0);
+    room.heard(1);
+    room.members[0]
+        .seal_to(&b, &text("together again"))
+        .unwrap();
+    room.settle();
+    assert_eq!(room.heard(1), vec![said(a, "together again")]);
+    room.members[1].seal_to(&a, &text("and back")).unwrap();
+    room.settle();
+    assert_eq!(room.heard(0), vec![said(b, "and back")]);
+}
+
+#[test]
+fn a_repeated_handshake_does_not_hold_the_deadline_off() {
+    let mut room = Room::new(2);
+    room.introduce();
+    let (first, second) = match room.key(0) < room.key(1) {
+        true => (0, 1),
+        false => (1, 0),
+    };
+    // The smaller key's message 1 reaches the other, whose own is lost; its answer is lost.
+    let msg1 = room.take(first);
+    room.take(second);
+    room.deliver(first, second, msg1[0].1.clone());
+    room.members[second].outbox.clear();
+    // The same message 1, again, 15 s later: the 20 s still count from the first.
+    let now = room.now;
+    room.now = now + Duration::from_secs(15);
+    room.deliver(first, second, msg1[0].1.clone());
+    room.members[second].outbox.clear();
+    room.heard(second);
+    room.members[second].expire(now + HANDSHAKE_WITHIN);
+    assert!(
+        matches!(&room.heard(second)[..], [Heard::Failed { .. }]),
+        "the deadline moved"
+    );
 }

@@ -156,11 +156,13 @@ impl Names {
         self.petnames.get(key).map(String::as_str)
     }
 
-    /// The key we call `name` (our petname for it), if any.
+    /// The key we call `name` (our petname for it, in any case: `Carol` is not someone else),
+    /// if any.
     pub fn key_of_petname(&self, name: &str) -> Option<PublicKey> {
+        let name = name.to_lowercase();
         self.petnames
             .iter()
-            .find(|(_, petname)| petname.as_str() == name)
+            .find(|(_, petname)| petname.to_lowercase() == name)
             .map(|(key, _)| *key)
     }
 

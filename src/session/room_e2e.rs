@@ -29,6 +29,9 @@ pub struct E2e {
     said_pairs: bool,
     /// Copies of our lines that reached no member they were for (exit 1).
     undelivered: u64,
+    /// The roster has come: we know who is in the room (lines wait until then, or they
+    /// would be sealed for nobody).
+    roster_seen: bool,
     /// Members the host says take no PEER (an older schat): a participating host relays
     /// what we say to them itself.
     older: std::collections::HashSet<PublicKey>,
@@ -43,6 +46,7 @@ impl E2e {
             older: Default::default(),
             said_pairs: false,
             undelivered: 0,
+            roster_seen: false,
         }
     }
 
@@ -76,6 +80,17 @@ impl E2e {
     /// We are leaving: members who join from now on get no session with us.
     pub fn leaving(&mut self) {
         self.pairs.leaving();
+    }
+
+    /// The roster came (on joining): who is in the room, as the host says.
+    pub fn roster(&mut self) {
+        self.roster_seen = true;
+    }
+
+    /// Whether a dialer's typed lines can be handled: once the opening is over and, where
+    /// the host passes PEER, once we know who is in the room.
+    pub fn ready_for_lines(&self, is_dialer: bool, open: bool) -> bool {
+        !is_dialer || (open && (!self.active() || self.roster_seen))
     }
 
     /// A member is in the room (a roster or a join).
@@ -166,8 +181,16 @@ impl E2e {
     /// members it reaches in no way (no session, and the host does not relay it to them).
     pub fn say(&mut self, text: &str) -> Result<Vec<PublicKey>, String> {
         let inner = inner(Message::Text(text.into()))?;
-        let Reach { unreachable, .. } = self.pairs.seal_to_all(&inner);
+        let Reach {
+            unreachable,
+            sealed,
+            waiting,
+        } = self.pairs.seal_to_all(&inner);
         let relay_only = self.relay_only();
+        if relay_only && sealed + waiting + unreachable.len() == 0 {
+            self.undelivered += 1;
+            return Err("nobody else is in the room (the host reads nothing)".into());
+        }
         let missed: Vec<PublicKey> = unreachable
             .into_iter()
             .filter(|k| relay_only || !self.older.contains(k))

@@ -158,6 +158,7 @@ impl RoomView {
                 );
             }
             NoticeEvent::Roster(entries) => {
+                self.e2e.roster();
                 let keys: Vec<PublicKey> = entries
                     .iter()
                     .map(|e| PublicKey::from_bytes(e.key))

@@ -210,7 +210,9 @@ where
                 },
                 // While leaving, only a terminal is read: Ctrl-C (or Ctrl-D) there leaves without
                 // waiting any longer.
-                event = input.next(), if !input_ended && match leave_once_open {
+                // (A member reads what is typed once it knows who is in the room: a line
+                // sealed before that would be sealed for nobody.)
+                event = input.next(), if !input_ended && room.e2e.ready_for_lines(is_dialer, opening.is_open()) && match leave_once_open {
                     None => pending.is_empty() || typing,
                     Some(_) => typing,
                 } => match (leave_once_open, event) {
