@@ -29,6 +29,8 @@ pub struct E2e {
     said_pairs: bool,
     /// Copies of our lines that reached no member they were for (exit 1).
     undelivered: u64,
+    /// The sessions of the room we joined were announced (later ones are named one by one).
+    announced: bool,
     /// The roster has come: we know who is in the room (lines wait until then, or they
     /// would be sealed for nobody).
     roster_seen: bool,
@@ -47,6 +49,7 @@ impl E2e {
             said_pairs: false,
             undelivered: 0,
             roster_seen: false,
+            announced: false,
         }
     }
 
@@ -368,10 +371,13 @@ impl E2e {
             return;
         }
         let labels: Vec<String> = self.opened.drain(..).map(|k| names.label(&k)).collect();
-        let shown = match labels.len() {
-            n if n <= 4 => labels.join(", "),
-            n => format!("{} and {} more", labels[..3].join(", "), n - 3),
+        // The room we joined may be summed up; anyone after that is named, every one: it is
+        // the host that says who is in the room, so each new reader is shown.
+        let shown = match (labels.len(), self.announced) {
+            (n, false) if n > 4 => format!("{} and {} more", labels[..3].join(", "), n - 3),
+            _ => labels.join(", "),
         };
+        self.announced = true;
         let host_can = match self.relay_only() {
             true => "the host cannot read, alter or forge what you say to each other",
             false => {
