@@ -3,30 +3,10 @@
 
 mod common;
 
-use common::{Home, Proc, within};
-use serde_json::Value;
+use common::{Home, Proc, event_where, next_message, within};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-fn json(line: &str) -> Value {
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
-}
-
-/// Reads JSON events until one satisfies `want`; returns it.
-async fn event_where(p: &mut Proc, want: impl Fn(&Value) -> bool) -> Value {
-    loop {
-        let v = json(&p.stdout_line().await);
-        if want(&v) {
-            return v;
-        }
-    }
-}
-
-/// The next `message` event.
-async fn next_message(p: &mut Proc) -> Value {
-    event_where(p, |v| v["event"] == "message").await
-}
 
 #[tokio::test]
 async fn a_host_and_three_members_relay_with_origins_notices_and_msg() {

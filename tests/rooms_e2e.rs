@@ -6,25 +6,7 @@
 
 mod common;
 
-use common::{Home, Proc, within};
-use serde_json::Value;
-
-fn json(line: &str) -> Value {
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
-}
-
-async fn event_where(p: &mut Proc, want: impl Fn(&Value) -> bool) -> Value {
-    loop {
-        let v = json(&p.stdout_line().await);
-        if want(&v) {
-            return v;
-        }
-    }
-}
-
-async fn next_message(p: &mut Proc) -> Value {
-    event_where(p, |v| v["event"] == "message").await
-}
+use common::{Home, Proc, event_where, next_message, within};
 
 /// Whether `needle` is anywhere in the memory of process `pid` (its readable mappings).
 /// `None` when this user may not read it.

@@ -348,3 +348,26 @@ impl Drop for CpuHog {
         }
     }
 }
+
+/// A `--json` line as a value (a test fails on anything else).
+pub fn json(line: &str) -> serde_json::Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+/// Reads JSON events until one satisfies `want`; returns it.
+pub async fn event_where(
+    p: &mut Proc,
+    want: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    loop {
+        let v = json(&p.stdout_line().await);
+        if want(&v) {
+            return v;
+        }
+    }
+}
+
+/// The next `message` event.
+pub async fn next_message(p: &mut Proc) -> serde_json::Value {
+    event_where(p, |v| v["event"] == "message").await
+}
