@@ -77,17 +77,7 @@ pub fn finish(dir: &Path, hash: &[u8; 32], components: &[&str]) -> io::Result<Pa
     let mut at = dir.to_path_buf();
     for folder in folders {
         at.push(folder);
-        match fs::symlink_metadata(&at) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => {
-                return Err(io::Error::other(format!(
-                    "{} exists and is not a folder",
-                    at.display()
-                )));
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(&at)?,
-            Err(e) => return Err(e),
-        }
+        folder_at(&at)?;
     }
     for n in 0..=MAX_NUMBER {
         let target = at.join(names::numbered(name, n));
@@ -106,6 +96,27 @@ pub fn finish(dir: &Path, hash: &[u8; 32], components: &[&str]) -> io::Result<Pa
         "{} and {MAX_NUMBER} numbered names beside it are all taken",
         at.join(name).display()
     )))
+}
+
+/// Makes sure `at` is a folder (not a symlink to one), creating it if missing. The other files
+/// of the same folder are saved by their own threads at the same time: one that loses the race
+/// to create it looks again.
+fn folder_at(at: &Path) -> io::Result<()> {
+    let not_a_folder = || io::Error::other(format!("{} exists and is not a folder", at.display()));
+    match fs::symlink_metadata(at) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(not_a_folder()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(at) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                match fs::symlink_metadata(at)?.is_dir() {
+                    true => Ok(()),
+                    false => Err(not_a_folder()),
+                }
+            }
+            made => made,
+        },
+        Err(e) => Err(e),
+    }
 }
 
 /// Hashes the first `len` bytes of `file` (a part being resumed), to carry on from there.
@@ -153,6 +164,31 @@ mod tests {
         names.sort();
         assert_eq!(names, ["b (1).txt", "b (2).txt", "b.txt"]);
         assert!(!part_path(dir.path(), &hash).exists());
+    }
+
+    /// The files of one folder are saved by their own threads, at once: the one that finds a
+    /// folder missing may lose the race to create it, and that is no failure.
+    #[test]
+    fn files_of_one_new_folder_finish_at_the_same_time() {
+        const FILES: u8 = 8;
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let start = std::sync::Barrier::new(FILES.into());
+            std::thread::scope(|s| {
+                for i in 0..FILES {
+                    let (dir, start) = (dir.path(), &start);
+                    s.spawn(move || {
+                        let hash = [i; 32];
+                        fs::write(part_path(dir, &hash), [i]).unwrap();
+                        let name = format!("{i}.txt");
+                        start.wait();
+                        finish(dir, &hash, &["pics", "deep", &name]).unwrap();
+                    });
+                }
+            });
+            let saved = fs::read_dir(dir.path().join("pics/deep")).unwrap().count();
+            assert_eq!(saved, usize::from(FILES));
+        }
     }
 
     #[test]
