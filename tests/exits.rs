@@ -148,7 +148,7 @@ async fn a_pipe_quit_with_a_reason_is_an_abort() {
                 msg(0x09, b"partial"),
                 msg(0x03, b"aborted: disk full"),
             ],
-            0,
+            None,
             vec![],
         )
         .await;

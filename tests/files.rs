@@ -280,23 +280,14 @@ async fn raw_member(port: u16) -> Raw {
     let mut raw = Raw::initiate(stream).await.unwrap();
     assert!(raw.send(0x0a, &[0x00]).await);
     assert!(raw.send(0x84, &[]).await);
-    while recv(&mut raw).await.unwrap()[0] != 0x01 {}
+    while raw.recv().await.unwrap()[0] != 0x01 {}
     raw
-}
-
-/// The next message from the peer, decrypted (`None`: it hung up).
-async fn recv(raw: &mut Raw) -> Option<Vec<u8>> {
-    let frame = raw.r.read_frame().await.ok()??.to_vec();
-    let mut plain = vec![0u8; frame.len()];
-    let n = raw.noise.read_message(&frame, &mut plain).ok()?;
-    plain.truncate(n);
-    Some(plain)
 }
 
 /// Reads until the FILE message with this op and id; returns its fields after the id.
 async fn until_file(raw: &mut Raw, op: u8, id: u32) -> Vec<u8> {
     loop {
-        let m = recv(raw).await.expect("the host hung up");
+        let m = raw.recv().await.expect("the host hung up");
         if m.len() >= 6 && m[0] == 0x16 && m[1] == op && m[2..6] == id.to_be_bytes() {
             return m[6..].to_vec();
         }
@@ -428,11 +419,11 @@ async fn a_file_message_from_a_peer_that_never_said_files_ends_its_session() {
             .unwrap();
         let mut raw = Raw::initiate(stream).await.unwrap();
         raw.send(0x0a, &[0x00]).await;
-        while recv(&mut raw).await.unwrap()[0] != 0x01 {}
+        while raw.recv().await.unwrap()[0] != 0x01 {}
         let hello = *blake3::hash(b"hello").as_bytes();
         raw.send(0x16, &offer(1, 5, &hello, b"x.txt")).await;
         // The host ends the session (rule 3): the stream ends.
-        while recv(&mut raw).await.is_some() {}
+        while raw.recv().await.is_some() {}
         h.stderr_until("without having sent FILES").await;
         h.signal("TERM");
         h.exit().await;
@@ -624,7 +615,7 @@ async fn a_peer_without_files_is_told_nothing_and_the_sender_says_why() {
             common::raw::msg(0x01, b"hello, old schat here"),
         ];
         // It reads the dialer's HELLO, RECEIPTS, FILES and its goodbye, then hangs up.
-        let port = common::raw::scripted_listener(opening, 0, vec![]).await;
+        let port = common::raw::scripted_listener(opening, None, vec![]).await;
         let mut d = member.dial(port, &["--send", s(&file)]);
         assert_eq!(d.exit().await.code(), Some(1), "{}", d.stderr_text());
         assert!(

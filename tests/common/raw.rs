@@ -81,6 +81,15 @@ impl Raw {
         self.w.write_frame(&sealed[..n]).await.is_ok()
     }
 
+    /// The next message from the peer, opened (`None`: it hung up, or sent what does not open).
+    pub async fn recv(&mut self) -> Option<Vec<u8>> {
+        let frame = self.r.read_frame().await.ok()??.to_vec();
+        let mut plain = vec![0u8; frame.len()];
+        let n = self.noise.read_message(&frame, &mut plain).ok()?;
+        plain.truncate(n);
+        Some(plain)
+    }
+
     /// Reads and drops frames until the peer hangs up.
     pub async fn drain(&mut self) {
         while let Ok(Some(_)) = self.r.read_frame().await {}
@@ -88,9 +97,15 @@ impl Raw {
 }
 
 /// A raw listener on 127.0.0.1 port 0 speaking schat/2 as responder: it handshakes, sends
-/// `opening` (type byte + body each), reads `frames` frames from the dialer, sends `then`, and
-/// reads until the dialer hangs up (so its close cannot race the dialer's last reads).
-pub async fn scripted_listener(opening: Vec<Vec<u8>>, frames: usize, then: Vec<Vec<u8>>) -> u16 {
+/// `opening` (type byte + body each), reads the dialer's messages up to the first of type
+/// `until` (if any: waiting for a kind, not counting frames, keeps the script right whatever
+/// extensions the dialer says first), sends `then`, and reads until the dialer hangs up (so
+/// its close cannot race the dialer's last reads).
+pub async fn scripted_listener(
+    opening: Vec<Vec<u8>>,
+    until: Option<u8>,
+    then: Vec<Vec<u8>>,
+) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -99,9 +114,13 @@ pub async fn scripted_listener(opening: Vec<Vec<u8>>, frames: usize, then: Vec<V
         for plain in opening {
             peer.send(plain[0], &plain[1..]).await;
         }
-        for _ in 0..frames {
-            if !matches!(peer.r.read_frame().await, Ok(Some(_))) {
-                return;
+        if let Some(kind) = until {
+            loop {
+                match peer.recv().await {
+                    Some(m) if m.first() == Some(&kind) => break,
+                    Some(_) => {}
+                    None => return,
+                }
             }
         }
         for plain in then {
