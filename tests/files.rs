@@ -6,41 +6,8 @@ mod common;
 
 use common::proxy::Proxy;
 use common::raw::Raw;
-use common::{Home, within};
-use std::collections::BTreeMap;
+use common::{Home, files_in, noise, within};
 use std::path::Path;
-
-/// Bytes that do not compress or repeat (xorshift), the same for the same seed.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// Every file under `dir`, by its path relative to `dir` (hidden ones included).
-fn files_in(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
-            if meta.is_dir() {
-                walk(root, &path, out);
-            } else {
-                let name = path.strip_prefix(root).unwrap().display().to_string();
-                out.insert(name, std::fs::read(&path).unwrap_or_default());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
 
 fn s(path: &Path) -> &str {
     path.to_str().unwrap()

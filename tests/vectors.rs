@@ -660,6 +660,54 @@ fn the_pair_vectors_in_protocol_md_are_right() {
         wire
     };
     let (s0, s1) = (sealed(0), sealed(1));
+    // Files between members: FILES (and FILES with its restart flag) sealed as the next two,
+    // then the CHUNK `hello` and the DONE of A's transfer 1 as BULK (by snow, with the
+    // nonces of §4.14, and by schat's own sealer).
+    let seal_snow = |nonce: u64, plain: &[u8]| {
+        let mut out = vec![0u8; plain.len() + 16];
+        let n = stateless.write_message(nonce, plain, &mut out).unwrap();
+        out.truncate(n);
+        out
+    };
+    let peer_wire = |op: PeerOp<'static>| {
+        let mut wire = Vec::new();
+        Message::Peer(PeerMessage {
+            key: *b.public().as_bytes(),
+            op,
+        })
+        .encode_into(&mut wire)
+        .unwrap();
+        wire
+    };
+    let files_sealed = |nonce: u64, plain: &[u8]| {
+        peer_wire(PeerOp::Sealed {
+            counter: nonce,
+            ciphertext: seal_snow(nonce, plain).into(),
+        })
+    };
+    let (f2, f3) = (files_sealed(2, b"\x84"), files_sealed(3, b"\x84\x01"));
+    let chunk = b"\x16\x04\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00hello";
+    let done = b"\x16\x06\x00\x00\x00\x01";
+    let bulk = |index: u32, plain: &[u8]| {
+        let nonce = schat::message::peer::bulk_nonce(1, index).unwrap();
+        let wire = peer_wire(PeerOp::Bulk {
+            nonce,
+            ciphertext: seal_snow(nonce, plain).into(),
+        });
+        // schat's sealing at that nonce is snow's, and B opens it as what it is.
+        let mut ours = [plain, &[0u8; 16][..]].concat();
+        let n = a_done
+            .ciphers
+            .send
+            .seal_at(nonce, &mut ours, plain.len())
+            .unwrap();
+        assert_eq!(ours[..n], seal_snow(nonce, plain)[..]);
+        let mut copy = seal_snow(nonce, plain);
+        let len = b_done.ciphers.recv.open_at(nonce, &mut copy).unwrap();
+        assert_eq!(&copy[..len], plain);
+        wire
+    };
+    let (b0, b1) = (bulk(0, chunk), bulk(1, done));
     let sha = |b: &[u8]| hex::encode(sha2::Sha256::digest(b));
     let got = [
         ("pair prologue".to_string(), hex::encode(&prologue)),
@@ -672,6 +720,13 @@ fn the_pair_vectors_in_protocol_md_are_right() {
         ),
         ("sealed TEXT hi, nonce 0".into(), spaced(&s0)),
         ("sealed TEXT hi, nonce 1".into(), spaced(&s1)),
+        ("sealed FILES, nonce 2".into(), spaced(&f2)),
+        ("sealed FILES 01 (restart), nonce 3".into(), spaced(&f3)),
+        (
+            "BULK CHUNK hello of transfer 1, piece 0".into(),
+            spaced(&b0),
+        ),
+        ("BULK DONE of transfer 1, piece 1".into(), spaced(&b1)),
     ];
     let doc = include_str!("../PROTOCOL.md");
     for (name, value) in &got {

@@ -53,6 +53,16 @@ impl Reporter {
     }
 }
 
+/// How a transfer's pieces are put on the wire: as they are (to the peer at the other end of
+/// the connection) unless the transfer has one of these — between room members, each piece
+/// sealed for the member (PROTOCOL.md §4.14), on the reading thread.
+pub trait Seal: Send + Sync {
+    /// The most file data one piece may carry.
+    fn max_data(&self) -> usize;
+    /// `msg` (a CHUNK or DONE of transfer `id`), the transfer's `index`th piece, for the wire.
+    fn seal(&self, id: u32, index: u32, msg: &Message<'_>) -> Result<Message<'static>, String>;
+}
+
 /// What a receiving thread is handed.
 pub enum Piece {
     Data(Vec<u8>),
@@ -79,6 +89,12 @@ impl Drop for Reading {
     }
 }
 
+/// Where a sending thread's pieces go, and how they are wrapped.
+pub struct Outlet {
+    pub bulk: mpsc::Sender<Message<'static>>,
+    pub seal: Option<Arc<dyn Seal>>,
+}
+
 /// Starts sending `source` as transfer `id` from `offset`, up to `limit` for now.
 pub fn send(
     local: u32,
@@ -86,7 +102,7 @@ pub fn send(
     source: Source,
     offset: u64,
     limit: u64,
-    bulk: mpsc::Sender<Message<'static>>,
+    outlet: Outlet,
     notes: Reporter,
 ) -> Reading {
     let (credit, credits) = sync_mpsc::channel();
@@ -99,7 +115,9 @@ pub fn send(
     };
     let told = notes.clone();
     let run = move || {
-        let result = read_loop(id, &source, offset, limit, &credits, &bulk, &queued, &stop);
+        let result = read_loop(
+            id, &source, offset, limit, &credits, &outlet, &queued, &stop,
+        );
         if let Err(reason) = result
             && !stop.load(Ordering::Relaxed)
         {
@@ -123,10 +141,21 @@ fn read_loop(
     offset: u64,
     mut limit: u64,
     credits: &sync_mpsc::Receiver<u64>,
-    bulk: &mpsc::Sender<Message<'static>>,
+    outlet: &Outlet,
     queued: &AtomicU64,
     stop: &AtomicBool,
 ) -> Result<(), String> {
+    let max_data = outlet.seal.as_ref().map_or(MAX_CHUNK, |s| s.max_data());
+    let mut index = 0u32;
+    // Sealed (between members) or as it is; `false` once the connection is gone.
+    let mut put = |msg: Message<'static>| -> Result<bool, String> {
+        let msg = match &outlet.seal {
+            Some(seal) => seal.seal(id, index, &msg)?,
+            None => msg,
+        };
+        index = index.wrapping_add(1);
+        Ok(outlet.bulk.blocking_send(msg).is_ok())
+    };
     let file = File::open(&source.disk).map_err(|e| format!("reading it failed: {e}"))?;
     let meta = file
         .metadata()
@@ -149,7 +178,7 @@ fn read_loop(
         if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let want = (MAX_CHUNK as u64).min(limit - at).min(source.size - at) as usize;
+        let want = (max_data as u64).min(limit - at).min(source.size - at) as usize;
         let mut data = vec![0u8; want];
         file.read_exact_at(&mut data, at)
             .map_err(|e| format!("reading it failed: {e}"))?;
@@ -158,7 +187,7 @@ fn read_loop(
             offset: at,
             data: data.into(),
         });
-        if bulk.blocking_send(chunk).is_err() {
+        if !put(chunk)? {
             return Ok(());
         }
         at += want as u64;
@@ -170,7 +199,7 @@ fn read_loop(
     if Stamp::of(&meta) != source.stamp {
         return Err("it changed while it was being sent: send it again".into());
     }
-    let _ = bulk.blocking_send(Message::File(FileMessage::Done { id }));
+    put(Message::File(FileMessage::Done { id }))?;
     Ok(())
 }
 

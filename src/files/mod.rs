@@ -17,7 +17,7 @@ pub mod offer;
 pub mod store;
 pub mod transfers;
 
-pub use disk::{Note, Reporter};
+pub use disk::{Note, Reporter, Seal};
 pub use transfers::{Event, Policy, Progress, Transfers, Way};
 
 /// A size as people read it: `512 B`, `1.5 KiB`, `20.0 MiB`, `1.0 GiB`.

@@ -180,6 +180,12 @@ impl<'a> FileMessage<'a> {
         }
     }
 
+    /// A file's bytes and their end (CHUNK, DONE): what goes behind everything else, and
+    /// between room members as BULK (PROTOCOL.md §4.14).
+    pub fn is_bulk(&self) -> bool {
+        matches!(self, FileMessage::Chunk { .. } | FileMessage::Done { .. })
+    }
+
     /// Whether it travels from the side that offered the file (else from the receiver).
     pub fn from_sender(&self) -> bool {
         matches!(

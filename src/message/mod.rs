@@ -350,15 +350,17 @@ impl<'a> Message<'a> {
     /// Whether it is a *counted* message of a chat: numbered by its sender, acknowledged by
     /// its receiver, sent again after a resume (PROTOCOL.md §4.10).
     pub fn is_counted(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Message::Text(_)
-                | Message::Relay { .. }
-                | Message::Private(_)
-                | Message::Notice(_)
-                | Message::Nick(_)
-                | Message::Peer(_)
-        )
+            | Message::Relay { .. }
+            | Message::Private(_)
+            | Message::Notice(_)
+            | Message::Nick(_) => true,
+            // A file's bytes are not: a cut loses them, and the transfer goes on from what
+            // arrived (§4.14).
+            Message::Peer(peer) => !peer.is_bulk(),
+            _ => false,
+        }
     }
 
     /// The type byte.

@@ -22,6 +22,23 @@ pub mod op {
     pub const SEALED: u8 = 0x04;
     /// Host → member: there is nobody by that key to give it to. Empty.
     pub const GONE: u8 = 0x05;
+    /// A file's bytes sealed for the member: nonce (u64, top bit set) then ciphertext. Not
+    /// counted, not charged to the author's share (the receiver's credit bounds it).
+    pub const BULK: u8 = 0x06;
+}
+
+/// The top bit of a BULK's nonce: a SEALED's never has it, so the two never share a nonce.
+pub const BULK_NONCE: u64 = 1 << 63;
+
+/// A BULK's nonce: the top bit, the transfer's id (below 2^32), and its BULKs counted from 0
+/// (below 2^31) — unique under the pair's key without any state shared between transfers.
+pub fn bulk_nonce(id: u32, index: u32) -> Option<u64> {
+    (index < 1 << 31).then(|| BULK_NONCE | u64::from(id) << 31 | u64::from(index))
+}
+
+/// The transfer id a BULK nonce names (`None`: not a BULK nonce).
+pub fn bulk_id(nonce: u64) -> Option<u32> {
+    (nonce & BULK_NONCE != 0).then_some(((nonce & !BULK_NONCE) >> 31) as u32)
 }
 
 /// The exact sizes of handshake messages 1, 2 and 3 (as on the outer connection, §3).
@@ -42,6 +59,12 @@ pub enum PeerOp<'a> {
     },
     /// The host has nobody by the key (not in the room, or it does not take PEER).
     Gone,
+    /// A file's bytes (FILE CHUNK or DONE) sealed under the pair's session, with a nonce
+    /// from [`bulk_nonce`].
+    Bulk {
+        nonce: u64,
+        ciphertext: Cow<'a, [u8]>,
+    },
 }
 
 /// One PEER message.
@@ -72,14 +95,22 @@ impl<'a> PeerMessage<'a> {
                     message: Cow::Borrowed(rest),
                 }
             }
-            op::SEALED => match rest.split_first_chunk::<8>() {
+            op::SEALED | op::BULK => match rest.split_first_chunk::<8>() {
                 Some((counter, ciphertext)) if ciphertext.len() >= crate::cipher::TAG_LEN => {
-                    PeerOp::Sealed {
-                        counter: u64::from_be_bytes(*counter),
-                        ciphertext: Cow::Borrowed(ciphertext),
+                    let (counter, ciphertext) =
+                        (u64::from_be_bytes(*counter), Cow::Borrowed(ciphertext));
+                    match op {
+                        op::SEALED => PeerOp::Sealed {
+                            counter,
+                            ciphertext,
+                        },
+                        _ => PeerOp::Bulk {
+                            nonce: counter,
+                            ciphertext,
+                        },
                     }
                 }
-                _ => return bad("PEER SEALED shorter than a counter and a tag"),
+                _ => return bad("PEER SEALED or BULK shorter than a nonce and a tag"),
             },
             op::GONE if rest.is_empty() => PeerOp::Gone,
             op::GONE => return bad("PEER GONE with a body"),
@@ -94,7 +125,13 @@ impl<'a> PeerMessage<'a> {
             PeerOp::Handshake { step, .. } => *step,
             PeerOp::Sealed { .. } => op::SEALED,
             PeerOp::Gone => op::GONE,
+            PeerOp::Bulk { .. } => op::BULK,
         }
+    }
+
+    /// A file's bytes: not counted (§4.10), queued behind the receiver's other messages.
+    pub fn is_bulk(&self) -> bool {
+        matches!(self.op, PeerOp::Bulk { .. })
     }
 
     /// Bytes of the body on the wire.
@@ -103,7 +140,9 @@ impl<'a> PeerMessage<'a> {
             + 1
             + match &self.op {
                 PeerOp::Handshake { message, .. } => message.len(),
-                PeerOp::Sealed { ciphertext, .. } => 8 + ciphertext.len(),
+                PeerOp::Sealed { ciphertext, .. } | PeerOp::Bulk { ciphertext, .. } => {
+                    8 + ciphertext.len()
+                }
                 PeerOp::Gone => 0,
             }
     }
@@ -120,10 +159,11 @@ impl<'a> PeerMessage<'a> {
         match &self.op {
             PeerOp::Handshake { message, .. } => out.extend_from_slice(message),
             PeerOp::Sealed {
-                counter,
+                counter: nonce,
                 ciphertext,
-            } => {
-                out.extend_from_slice(&counter.to_be_bytes());
+            }
+            | PeerOp::Bulk { nonce, ciphertext } => {
+                out.extend_from_slice(&nonce.to_be_bytes());
                 out.extend_from_slice(ciphertext);
             }
             PeerOp::Gone => {}
@@ -150,6 +190,10 @@ impl<'a> PeerMessage<'a> {
                 ciphertext: Cow::Owned(ciphertext.into_owned()),
             },
             PeerOp::Gone => PeerOp::Gone,
+            PeerOp::Bulk { nonce, ciphertext } => PeerOp::Bulk {
+                nonce,
+                ciphertext: Cow::Owned(ciphertext.into_owned()),
+            },
         };
         PeerMessage { key: self.key, op }
     }
@@ -201,6 +245,13 @@ mod tests {
                 key: k,
                 op: PeerOp::Gone,
             },
+            PeerMessage {
+                key: k,
+                op: PeerOp::Bulk {
+                    nonce: bulk_nonce(1, 0).unwrap(),
+                    ciphertext: vec![1; 30].into(),
+                },
+            },
         ] {
             let b = bytes(&m);
             assert_eq!(b.len(), m.len());
@@ -216,7 +267,8 @@ mod tests {
             vec![0; 31],
             with(&[]),
             with(&[0x00]),
-            with(&[0x06]),
+            with(&[0x07]),
+            with(&[0x06, 0, 0, 0, 0, 0, 0, 0, 1]),
             with(&[0x05, 0]),
             with(&[0x01, 1, 2, 3]),
             with(&[0x04, 0, 0, 0, 0, 0, 0, 0, 1]),
@@ -224,5 +276,16 @@ mod tests {
         ] {
             assert!(PeerMessage::decode(&body).is_err(), "{body:02x?}");
         }
+    }
+
+    #[test]
+    fn bulk_nonces_name_their_transfer_and_never_meet_a_sealed_one() {
+        assert_eq!(bulk_nonce(1, 0), Some(0x8000_0000_8000_0000));
+        assert_eq!(bulk_nonce(u32::MAX, (1 << 31) - 1), Some(u64::MAX));
+        assert_eq!(bulk_nonce(1, 1 << 31), None);
+        for (id, index) in [(1, 0), (7, 5), (u32::MAX, 0), (0, (1 << 31) - 1)] {
+            assert_eq!(bulk_id(bulk_nonce(id, index).unwrap()), Some(id));
+        }
+        assert_eq!(bulk_id(5), None);
     }
 }

@@ -149,7 +149,7 @@ impl Pairs {
 
     fn opened(&mut self, key: PublicKey, done: crate::handshake::core::Done) {
         let session = Session {
-            send: done.ciphers.send,
+            send: std::sync::Arc::new(done.ciphers.send),
             recv: done.ciphers.recv,
             sent: 0,
             next: 0,
@@ -162,9 +162,10 @@ impl Pairs {
         pair.state = State::Open(Box::new(session));
         pair.failures = 0;
         let queued = std::mem::take(&mut pair.queued);
-        if !renewed {
-            self.heard.push_back(Heard::Open(key));
-        }
+        self.heard.push_back(match renewed {
+            false => Heard::Open(key),
+            true => Heard::Renewed(key),
+        });
         for inner in queued {
             let _ = self.seal_to(&key, &inner);
         }

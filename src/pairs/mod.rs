@@ -16,9 +16,12 @@
 //! Every sealed message carries its nonce, so one the host drops shows as a gap and one it
 //! replays or reorders as going backwards; neither breaks the session.
 
+mod files;
 mod handshake;
 #[cfg(test)]
 mod tests;
+
+pub use files::{BulkSealer, MAX_BULK_DATA};
 
 use crate::cipher::{CipherState, TAG_LEN};
 use crate::handshake::core::{Initiator, Randomness, Responder, ResponderSent};
@@ -65,6 +68,19 @@ pub fn prologue(initiator: &PublicKey, responder: &PublicKey) -> Vec<u8> {
 pub enum Heard {
     /// A session with `key` is up: the member proved its key.
     Open(PublicKey),
+    /// A new session with `key` took the place of the open one (what was sealed under the
+    /// old one and is still on its way will not open).
+    Renewed(PublicKey),
+    /// `from` takes files over our session (FILES); `restart`: its connection to the host
+    /// was cut, so what was moving between us stops and starts again.
+    Files { from: PublicKey, restart: bool },
+    /// A FILE message from `from`, for its transfers with us.
+    File {
+        from: PublicKey,
+        file: crate::message::FileMessage<'static>,
+    },
+    /// A file's bytes from `from` that did not open, for its transfer `id` (as the nonce says).
+    BadBulk { from: PublicKey, id: u32 },
     /// `from` wrote this; to the room, or to us alone (`private`).
     Said {
         from: PublicKey,
@@ -110,7 +126,8 @@ enum State {
 }
 
 struct Session {
-    send: CipherState,
+    /// Shared with the threads that seal a file's bytes for the member ([`BulkSealer`]).
+    send: std::sync::Arc<CipherState>,
     recv: CipherState,
     /// The nonce of our next sealed message to it.
     sent: u64,
@@ -335,6 +352,7 @@ impl Pairs {
                 counter,
                 ciphertext,
             } => self.open(from, counter, &ciphertext, now),
+            PeerOp::Bulk { nonce, ciphertext } => self.open_bulk(from, nonce, &ciphertext),
             PeerOp::Gone => {
                 if self
                     .pairs
@@ -411,6 +429,10 @@ impl Pairs {
         let Some(State::Open(session)) = self.pairs.get_mut(&from).map(|p| &mut p.state) else {
             return self.refused(from, "sealed for a session we do not have with it");
         };
+        if peer::bulk_id(counter).is_some() {
+            // (A file's bytes delivered as a line: it would move the count past every line.)
+            return self.refused(from, "a file's bytes sent as a line");
+        }
         if counter < session.next {
             return self.refused(
                 from,
@@ -440,6 +462,18 @@ impl Pairs {
                 from,
                 text: text.into_owned(),
                 private: true,
+            }),
+            Ok(Message::Files) => self.heard.push_back(Heard::Files {
+                from,
+                restart: false,
+            }),
+            Ok(Message::File(file)) if !file.is_bulk() => self.heard.push_back(Heard::File {
+                from,
+                file: file.into_owned(),
+            }),
+            Err(_) if buf[..len] == files::FILES_RESTART => self.heard.push_back(Heard::Files {
+                from,
+                restart: true,
             }),
             // Newer members may seal more; what we do not know we skip.
             Ok(Message::Extension { .. }) => {}

@@ -5,8 +5,8 @@ use super::*;
 use crate::message::peer::PeerOp;
 
 /// The members, and what the host holds back (for a test to meddle with).
-struct Room {
-    members: Vec<Pairs>,
+pub(super) struct Room {
+    pub(super) members: Vec<Pairs>,
     now: Instant,
 }
 
@@ -27,7 +27,7 @@ impl Room {
         }
     }
 
-    fn key(&self, i: usize) -> PublicKey {
+    pub(super) fn key(&self, i: usize) -> PublicKey {
         self.members[i].us
     }
 
@@ -42,7 +42,7 @@ impl Room {
     }
 
     /// What member `i` wants sent: (to, message).
-    fn take(&mut self, i: usize) -> Vec<(usize, PeerMessage<'static>)> {
+    pub(super) fn take(&mut self, i: usize) -> Vec<(usize, PeerMessage<'static>)> {
         let keys: Vec<PublicKey> = (0..self.members.len()).map(|j| self.key(j)).collect();
         self.members[i]
             .outbox
@@ -55,13 +55,13 @@ impl Room {
     }
 
     /// Delivers `msg` from member `from` to member `to`, as the host does: re-addressed.
-    fn deliver(&mut self, from: usize, to: usize, msg: PeerMessage<'static>) {
+    pub(super) fn deliver(&mut self, from: usize, to: usize, msg: PeerMessage<'static>) {
         let from_key = *self.key(from).as_bytes();
         self.members[to].on_peer(msg.readdressed(from_key), self.now);
     }
 
     /// An honest host, until nothing moves.
-    fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         loop {
             let mut moved = false;
             for i in 0..self.members.len() {
@@ -76,11 +76,11 @@ impl Room {
         }
     }
 
-    fn heard(&mut self, i: usize) -> Vec<Heard> {
+    pub(super) fn heard(&mut self, i: usize) -> Vec<Heard> {
         self.members[i].heard.drain(..).collect()
     }
 
-    fn open_room(n: usize) -> Room {
+    pub(super) fn open_room(n: usize) -> Room {
         let mut room = Room::new(n);
         room.introduce();
         room.settle();

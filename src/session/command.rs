@@ -36,7 +36,7 @@ pub enum Command<'a> {
 pub enum FileCommand<'a> {
     /// `/send PATH…`: offer files or folders (quotes and `\ ` keep spaces; `~/` is home).
     Send(Vec<String>),
-    /// `/sendto NAME PATH…`: a room's host offers them to one member.
+    /// `/sendto NAME PATH…`: offered to one member of the room.
     SendTo(&'a str, Vec<String>),
     /// `/accept [N]`: save offer N, or every offer waiting.
     Accept(Option<u32>),
@@ -58,17 +58,17 @@ pub const HELP: &[&str] = &[
     "  /clear            clear the screen",
     "  /help             this list",
     "  //text            send a line that starts with /",
-    "  /send PATH...     offer files or folders (quote names with spaces)",
+    "  /send PATH...     offer files or folders (quote names with spaces; a room: all)",
     "  /accept [N]       save offer N (without N: every offer waiting)",
     "  /reject [N]       decline offer N (without N: every offer waiting)",
     "  /transfers        list file transfers, both ways",
     "  /cancel N         stop transfer N (the peer hears why)",
     "  /who              who is in the room (a member asks the host)",
     "  /nick [NAME]      your display name, shown beside your key (none: no name)",
-    "hosting a room:",
+    "in a room:",
     "  /msg NAME TEXT    to one member only (NAME: as /who shows it, or its 12 digits)",
-    "  /name NAME PET    remember a member as PET in known_peers",
-    "  /sendto NAME ...  offer files to one member (/send: to everyone)",
+    "  /sendto NAME ...  offer files to one member",
+    "  /name NAME PET    (the host) remember a member as PET in known_peers",
 ];
 
 /// A member named as the screen shows it, then the rest: one word, or a label with its key in

@@ -115,11 +115,22 @@ pub enum Event {
         id: u64,
         peer: crate::message::PeerMessage<'static>,
     },
+    /// A file's bytes for another member (a BULK PEER): the host says where they go (the
+    /// member's file queue, and the message re-addressed), and the reader waits for room
+    /// there — this member is slowed by a slow receiver, nobody else is.
+    Bulk {
+        id: u64,
+        peer: crate::message::PeerMessage<'static>,
+        route: tokio::sync::oneshot::Sender<Option<BulkRoute>>,
+    },
     Left {
         id: u64,
         how: Result<String>,
     },
 }
+
+/// Where a file's bytes for another member go, and the message as it goes there.
+pub type BulkRoute = (mpsc::Sender<Message<'static>>, Message<'static>);
 
 type Queued = (Message<'static>, OwnedSemaphorePermit);
 
@@ -367,8 +378,11 @@ pub async fn reader<R: AsyncRead + Unpin>(
         };
         // Over its share, the member waits here, unread: the flooder is throttled, nobody else.
         // (Not for a file's bytes: the host's credit already bounds those, to what it asked.)
+        // (Nor for a member's file bytes to another: that member's credit bounds them, and
+        // its queue at the host, which this reader waits for.)
         let charge = match &msg {
             Message::File(crate::message::FileMessage::Chunk { .. }) => 0,
+            Message::Peer(peer) if peer.is_bulk() => 0,
             msg => msg.body_len().max(MIN_CHARGE),
         };
         let wait = bucket.take(charge as f64, Instant::now().into_std());
@@ -437,6 +451,18 @@ pub async fn reader<R: AsyncRead + Unpin>(
                     "without PAIRS first, or a GONE from a member",
                 )
                 .into());
+            }
+            Message::Peer(peer) if peer.is_bulk() => {
+                let (route, routed) = tokio::sync::oneshot::channel();
+                if events.send(Event::Bulk { id, peer, route }).await.is_err() {
+                    return;
+                }
+                if let Ok(Some((to, msg))) = routed.await {
+                    // Not for ever: a receiver that stops reading is dropped by its writer's
+                    // deadline, and this piece with it.
+                    let _ = tokio::time::timeout(WRITE_DEADLINE, to.send(msg)).await;
+                    silence.heard();
+                }
             }
             Message::Peer(peer) => {
                 if events.send(Event::Peer { id, peer }).await.is_err() {

@@ -37,6 +37,26 @@ pub struct E2e {
     /// Members the host says take no PEER (an older schat): a participating host relays
     /// what we say to them itself.
     older: std::collections::HashSet<PublicKey>,
+    /// What the files between members need to hear, in order (`chat::files` takes it).
+    pub file_news: std::collections::VecDeque<FileNews>,
+}
+
+/// What the sessions bring that concerns files between members (PROTOCOL.md §4.14).
+#[derive(Debug)]
+pub enum FileNews {
+    /// A session with `key` is up; `renewed`: it took an open one's place, so bytes sealed
+    /// under the old one will not open.
+    Session { key: PublicKey, renewed: bool },
+    /// It takes files; `restart`: its connection to the host was cut.
+    Files { from: PublicKey, restart: bool },
+    File {
+        from: PublicKey,
+        file: crate::message::FileMessage<'static>,
+    },
+    /// Bytes for its transfer `id` that did not open.
+    BadBulk { from: PublicKey, id: u32 },
+    /// It left the room.
+    Left(PublicKey),
 }
 
 impl E2e {
@@ -46,6 +66,7 @@ impl E2e {
             host: None,
             opened: Vec::new(),
             older: Default::default(),
+            file_news: Default::default(),
             said_pairs: false,
             undelivered: 0,
             roster_seen: false,
@@ -107,6 +128,7 @@ impl E2e {
     pub fn left(&mut self, key: &PublicKey) -> usize {
         self.opened.retain(|k| k != key);
         self.older.remove(key);
+        self.file_news.push_back(FileNews::Left(*key));
         let lost = self.pairs.left(key);
         self.undelivered += lost as u64;
         lost
@@ -212,6 +234,25 @@ impl E2e {
         self.pairs.seal_to(to, &inner).map(|_| ())
     }
 
+    /// Seals FILES for `key` (`restart`: our connection to the host was cut).
+    pub fn seal_files(&mut self, key: &PublicKey, restart: bool) -> Result<(), String> {
+        self.pairs.seal_files(key, restart)
+    }
+
+    /// Seals a FILE that steers a transfer with `key`.
+    pub fn seal_file(
+        &mut self,
+        key: &PublicKey,
+        msg: &crate::message::FileMessage<'_>,
+    ) -> Result<(), String> {
+        self.pairs.seal_file(key, msg)
+    }
+
+    /// What seals a file's bytes for `key` (while its session is open).
+    pub fn bulk_sealer(&self, key: &PublicKey) -> Option<crate::pairs::BulkSealer> {
+        self.pairs.bulk_sealer(key)
+    }
+
     /// The member `name` means, among those we have sessions with: a petname, a display
     /// name, a label, or the start of its fingerprint.
     pub fn find(&self, names: &Names, name: &str) -> Result<PublicKey, String> {
@@ -290,7 +331,24 @@ impl E2e {
     pub fn show(&mut self, names: &Names, ui: &Ui) {
         while let Some(heard) = self.pairs.heard.pop_front() {
             match heard {
-                Heard::Open(key) => self.opened.push(key),
+                Heard::Open(key) => {
+                    self.opened.push(key);
+                    let renewed = false;
+                    self.file_news.push_back(FileNews::Session { key, renewed });
+                }
+                Heard::Renewed(key) => {
+                    let renewed = true;
+                    self.file_news.push_back(FileNews::Session { key, renewed });
+                }
+                Heard::Files { from, restart } => {
+                    self.file_news.push_back(FileNews::Files { from, restart })
+                }
+                Heard::File { from, file } => {
+                    self.file_news.push_back(FileNews::File { from, file })
+                }
+                Heard::BadBulk { from, id } => {
+                    self.file_news.push_back(FileNews::BadBulk { from, id })
+                }
                 Heard::Said {
                     from,
                     text,

@@ -367,6 +367,100 @@ pub async fn event_where(
     }
 }
 
+/// Bytes that do not compress or repeat (xorshift), the same for the same seed.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Every file under `dir`, by its path relative to `dir` (hidden ones included).
+pub fn files_in(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(
+        root: &Path,
+        dir: &std::path::Path,
+        out: &mut std::collections::BTreeMap<String, Vec<u8>>,
+    ) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let name = path.strip_prefix(root).unwrap().display().to_string();
+                out.insert(name, std::fs::read(&path).unwrap_or_default());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Whether `needle` is anywhere in the memory of process `pid` (its readable mappings).
+/// `None` when this user may not read it.
+pub fn memory_holds(pid: u32, needle: &[u8]) -> Option<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+    for line in maps.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(range), Some(perms)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        if !perms.starts_with('r') || line.ends_with("[vvar]") || line.ends_with("[vsyscall]") {
+            continue;
+        }
+        let (start, end) = range.split_once('-').unwrap();
+        let start = u64::from_str_radix(start, 16).unwrap();
+        let end = u64::from_str_radix(end, 16).unwrap();
+        let mut buf = vec![0u8; (end - start) as usize];
+        if mem.seek(SeekFrom::Start(start)).is_err() || mem.read_exact(&mut buf).is_err() {
+            continue;
+        }
+        if buf.windows(needle.len()).any(|w| w == needle) {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+/// A room: a host (with `--json` and `host_args`) and a member for each of `members` (with
+/// `--json` and those arguments), each in, and every pair of members' session up (each has
+/// said "end to end with" for all the others).
+pub async fn room_of(
+    host_args: &[&str],
+    members: &[&[&str]],
+) -> (Home, Proc, u16, Vec<(Home, Proc)>) {
+    let host = Home::new();
+    let mut args = vec!["--json"];
+    args.extend_from_slice(host_args);
+    let (room, port) = host.listen(&args).await;
+    let mut joined = Vec::new();
+    for member_args in members {
+        let home = Home::new();
+        let mut args = vec!["--json"];
+        args.extend_from_slice(member_args);
+        let mut p = home.dial(port, &args);
+        event_where(&mut p, |v| v["event"] == "welcome").await;
+        joined.push((home, p));
+    }
+    for (_, p) in &mut joined {
+        let mut open = 0;
+        while open + 1 < members.len() {
+            let line = p.stderr_until_any(|l| l.contains("end to end with")).await;
+            open += line.matches(", ").count() + 1;
+        }
+    }
+    (host, room, port, joined)
+}
+
 /// The next `message` event.
 pub async fn next_message(p: &mut Proc) -> serde_json::Value {
     event_where(p, |v| v["event"] == "message").await

@@ -151,7 +151,8 @@ impl Transfers {
                 && t.name == path
         });
         let auto = resumed.is_some()
-            || (self.policy.auto && self.auto_taken.saturating_add(size) <= AUTO_QUOTA);
+            || (self.policy.auto
+                && (self.auto_taken.load(Ordering::Relaxed)).saturating_add(size) <= AUTO_QUOTA);
         let local = match resumed {
             Some(i) => self.list[i].local,
             None => local,
@@ -197,7 +198,7 @@ impl Transfers {
                 true,
             );
         } else if auto {
-            self.auto_taken = self.auto_taken.saturating_add(size);
+            self.auto_taken.fetch_add(size, Ordering::Relaxed);
             let _ = self.accept(Some(local));
         }
     }

@@ -5,7 +5,7 @@
 //! Each transfer has a *local* number (`#3`), shown to the user and used by `/accept 3`, in
 //! both directions; the wire's transfer ids are the offering side's (PROTOCOL.md §4.13).
 
-use super::disk::{self, Note, Piece, Reading, Reporter, Target};
+use super::disk::{self, Note, Piece, Reading, Reporter, Seal, Target};
 use super::names;
 use super::offer::Source;
 use crate::error::ProtocolError;
@@ -13,7 +13,7 @@ use crate::message::{FileMessage, Message};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc as sync_mpsc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -164,13 +164,17 @@ pub struct Transfers {
     /// Local numbers, shared by every member's transfers in a room (so `/accept 3` is one).
     numbers: Arc<AtomicU32>,
     bulk: Option<mpsc::Sender<Message<'static>>>,
+    /// Between room members: what seals the pieces for the member (else they go as they are).
+    seal: Option<Arc<dyn Seal>>,
     /// The peer sent FILES on this connection.
     peer_takes: bool,
     list: Vec<Transfer>,
     next_id: u32,
     /// The highest id the peer offered.
     peer_last: u32,
-    auto_taken: u64,
+    /// What `--accept-files` took without asking (shared by a member's transfers with the
+    /// host and with every other member: one quota for the session).
+    auto_taken: Arc<AtomicU64>,
     /// `/send`s being hashed, and those that could not be offered.
     preparing: usize,
     unprepared: usize,
@@ -194,11 +198,12 @@ impl Transfers {
             notes,
             numbers,
             bulk: None,
+            seal: None,
             peer_takes: false,
             list: Vec::new(),
             next_id: 1,
             peer_last: 0,
-            auto_taken: 0,
+            auto_taken: Default::default(),
             preparing: 0,
             unprepared: 0,
             refused: 0,
@@ -213,6 +218,16 @@ impl Transfers {
     pub fn connected(&mut self, bulk: mpsc::Sender<Message<'static>>) {
         self.bulk = Some(bulk);
         self.peer_takes = false;
+    }
+
+    /// Between room members: pieces are sealed by `seal` from now on (a new session).
+    pub fn seal_with(&mut self, seal: Arc<dyn Seal>) {
+        self.seal = Some(seal);
+    }
+
+    /// `--accept-files` takes at most [`AUTO_QUOTA`] across these and `other`'s transfers.
+    pub fn share_quota_with(&mut self, other: &Transfers) {
+        self.auto_taken = other.auto_taken.clone();
     }
 
     /// Whether the peer said it takes files (on this connection).
@@ -267,11 +282,11 @@ impl Transfers {
 
     /// The peer's opening is over without FILES: it does not take files, and ours waiting for
     /// it are not delivered.
-    pub fn peer_lacks_files(&mut self) {
+    /// (`why`: what the user is told; schat's own reasons say which kind of peer it is.)
+    pub fn peer_lacks_files(&mut self, why: &str) {
         for i in 0..self.list.len() {
             let t = &self.list[i];
             if t.way == Way::Out && t.state == State::Offered && t.id == 0 {
-                let why = "the peer's schat does not take files (it needs a newer version)";
                 self.fail(i, why.into(), false);
             }
         }
@@ -481,6 +496,22 @@ impl Transfers {
                 _ => {}
             }
         }
+    }
+
+    /// The bytes of the peer's transfer `id` did not open (between members): it stops, and
+    /// the peer hears why.
+    pub fn bad_bytes(&mut self, id: u32) {
+        if let Some(i) = self.find_wire(Way::In, id)
+            && matches!(self.list[i].state, State::Moving)
+        {
+            let why = "its bytes did not authenticate (altered on the way, or sealed under an                        earlier session)";
+            self.fail(i, why.into(), true);
+        }
+    }
+
+    /// Whatever has not finished stops, and the peer hears `why` (it broke the rules).
+    pub fn abandon(&mut self, why: &str) {
+        self.stop_all(why, true);
     }
 
     /// We leave: whatever has not finished stops, and the peer hears it. Partial files are

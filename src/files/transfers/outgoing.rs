@@ -109,7 +109,10 @@ impl Transfers {
                 source,
                 t.from,
                 t.granted,
-                bulk.clone(),
+                disk::Outlet {
+                    bulk: bulk.clone(),
+                    seal: self.seal.clone(),
+                },
                 self.notes.clone(),
             ));
             self.events.push(Event::Started {

@@ -60,9 +60,16 @@ impl<R: AsyncRead + Unpin> Leaving<'_, R> {
         } = self;
         ui.status(format_args!("{why}; leaving"));
         // Transfers not done stop; the peer hears so before our QUIT.
-        desk.transfers.leaving();
+        desk.leaving(room);
         desk.show(ui, speaker);
-        let stops: Vec<Message<'static>> = desk.transfers.outbox.drain(..).collect();
+        let mut stops: Vec<Message<'static>> = desk.transfers.outbox.drain(..).collect();
+        // (The members' are sealed, and counted like any PEER.)
+        while let Some(peer) = room.e2e.next_out() {
+            if peer.is_counted() {
+                ledger.record(&peer);
+            }
+            stops.push(peer);
+        }
         // Lines typed while the queue was full go out before the goodbye, or the deadline
         // says they could not.
         let last_words = async {
@@ -144,7 +151,7 @@ impl<R: AsyncRead + Unpin> Leaving<'_, R> {
 
 /// A session that ended cleanly still fails (exit 1) when a file did not get through.
 pub(super) fn files_failed(desk: &Desk) -> Result<()> {
-    match desk.transfers.failures() {
+    match desk.failures() {
         0 => Ok(()),
         n => Err(Error::Undelivered(format!(
             "{n} file transfer{} did not complete (see above)",

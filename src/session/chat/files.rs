@@ -1,16 +1,32 @@
 //! Files in a chat, as the chat loop sees them: the commands, the peer's FILE messages, the
-//! files' threads reporting, progress on screen. The rules live in [`crate::files`].
+//! files' threads reporting, progress on screen. The rules live in [`crate::files`]; files
+//! with the other members of a room, over the end-to-end sessions, in [`super::member_files`].
 
+use super::member_files::MemberFiles;
 use crate::files::{Note, Policy, Reporter, Transfers};
+use crate::keys::PublicKey;
 use crate::session::command::FileCommand;
+use crate::session::room_view::RoomView;
 use crate::ui::{self, Speaker, Ui};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// A chat's transfers, and what connects them to the loop.
 pub(super) struct Desk {
+    /// With the peer at the other end of the connection (in a room: the host).
     pub(super) transfers: Transfers,
+    /// With each other member of a room, over our end-to-end session with it (§4.14).
+    pub(super) members: BTreeMap<PublicKey, MemberFiles>,
+    /// What new members' transfers are made with: where their threads report, the local
+    /// numbers (one counter, so `/accept 3` names one transfer), the rules, the connection.
+    pub(super) reporter: mpsc::UnboundedSender<(u64, Note)>,
+    pub(super) numbers: Arc<AtomicU32>,
+    pub(super) policy: Policy,
+    pub(super) bulk: Option<mpsc::Sender<crate::message::Message<'static>>>,
     /// When progress is shown next (while something moves), and plain progress lines.
     progress_at: Option<Instant>,
     lines_at: Instant,
@@ -28,14 +44,23 @@ impl Desk {
     /// The desk, and where its files' threads report (read by the loop, beside the desk).
     pub(super) fn new(policy: Policy, send: &[PathBuf]) -> (Self, Notes) {
         let (tx, notes) = mpsc::unbounded_channel();
-        let reporter = Reporter { tag: 0, tx };
+        let reporter = Reporter {
+            tag: 0,
+            tx: tx.clone(),
+        };
         let accepts_unasked = policy.auto;
-        let mut transfers = Transfers::new(policy, reporter, Default::default());
+        let numbers = Arc::new(AtomicU32::new(0));
+        let mut transfers = Transfers::new(policy.clone(), reporter, numbers.clone());
         if !send.is_empty() {
             transfers.send(send.to_vec());
         }
         let desk = Desk {
             transfers,
+            members: BTreeMap::new(),
+            reporter: tx,
+            numbers,
+            policy,
+            bulk: None,
             progress_at: None,
             lines_at: Instant::now() + ui::files::PROGRESS_LINES_EVERY,
             showing: false,
@@ -51,12 +76,69 @@ impl Desk {
         self.progress_at
     }
 
+    /// A new connection: file data goes to `bulk`.
+    pub(super) fn connected(&mut self, bulk: mpsc::Sender<crate::message::Message<'static>>) {
+        self.transfers.connected(bulk.clone());
+        for member in self.members.values_mut() {
+            member.transfers.connected(bulk.clone());
+        }
+        self.bulk = Some(bulk);
+    }
+
+    /// The peer's opening is over without FILES: what waits for it is not delivered, and why.
+    pub(super) fn peer_lacks_files(&mut self, relay_only: bool) {
+        self.transfers.peer_lacks_files(match relay_only {
+            true => {
+                "the host takes no part in the room, nor files (/sendto gives them to a member)"
+            }
+            false => "the peer's schat does not take files (it needs a newer version)",
+        });
+    }
+
+    /// Every transfer: with the peer, and with each member.
+    pub(super) fn all(&self) -> impl Iterator<Item = &Transfers> {
+        std::iter::once(&self.transfers).chain(self.members.values().map(|m| &m.transfers))
+    }
+
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut Transfers> {
+        std::iter::once(&mut self.transfers)
+            .chain(self.members.values_mut().map(|m| &mut m.transfers))
+    }
+
+    /// A files' thread reports (`tag`: whose transfers).
+    pub(super) fn on_note(&mut self, (tag, note): (u64, Note)) {
+        if let Some(t) = self.all_mut().find(|t| t.tag() == tag) {
+            t.on_note(note);
+        }
+    }
+
+    /// Whether a file of ours waits to be delivered, or one we accepted to arrive.
+    pub(super) fn busy(&self) -> bool {
+        self.all().any(|t| t.sending() || t.receiving())
+    }
+
+    /// Transfers that failed (for the exit code).
+    pub(super) fn failures(&self) -> usize {
+        self.all().map(Transfers::failures).sum()
+    }
+
+    /// We leave: what has not finished stops (the members hear it over their sessions).
+    pub(super) fn leaving(&mut self, room: &mut RoomView) {
+        self.all_mut().for_each(Transfers::leaving);
+        self.flush_members(room);
+    }
+
+    /// The peer left (the room is over): what has not finished stops.
+    pub(super) fn peer_left(&mut self) {
+        self.all_mut().for_each(Transfers::peer_left);
+    }
+
     /// Shows what happened, and schedules progress while something moves.
     pub(super) fn show(&mut self, ui: &Ui, peer: &Speaker<'_>) {
         for event in std::mem::take(&mut self.transfers.events) {
             ui.file_event(peer, &event);
         }
-        let moving = !self.transfers.progress().is_empty();
+        let moving = self.all().any(Transfers::moving);
         if moving && self.progress_at.is_none() {
             self.progress_at = Some(Instant::now() + ui::files::PROGRESS_EVERY);
         } else if !moving && self.showing {
@@ -73,7 +155,11 @@ impl Desk {
         if lines {
             self.lines_at = now + ui::files::PROGRESS_LINES_EVERY;
         }
-        let rows = self.transfers.progress();
+        let rows: Vec<_> = (self.members.values_mut())
+            .map(|m| &mut m.transfers)
+            .chain(std::iter::once(&mut self.transfers))
+            .flat_map(|t| t.progress())
+            .collect();
         self.showing = !rows.is_empty();
         ui.file_progress(&rows, lines);
         self.progress_at = self.showing.then(|| now + ui::files::PROGRESS_EVERY);
@@ -81,10 +167,10 @@ impl Desk {
 
     /// Whether files moved since the last look (leaving waits for them only while they do).
     pub(super) fn still_moving(&mut self) -> bool {
-        let moved = self.transfers.bytes_moved();
+        let moved = self.all().map(Transfers::bytes_moved).sum();
         let more = moved > self.moved;
         self.moved = moved;
-        more && self.transfers.moving()
+        more && self.all().any(Transfers::moving)
     }
 
     /// Whether the end of input leaves the chat: not with `--send` (it leaves once its files
@@ -98,48 +184,114 @@ impl Desk {
         self.leave_when_sent && !self.transfers.sending()
     }
 
-    /// A file command typed by the user.
-    pub(super) fn command(&mut self, command: &FileCommand<'_>, ui: &Ui, open: bool, who: &str) {
-        let t = &mut self.transfers;
+    /// A file command typed by the user. In a room whose members talk end to end, `/send`
+    /// offers to everyone there who takes files (the host too, when it takes part) and
+    /// `/sendto NAME` to one of them; the others look at every transfer.
+    pub(super) fn command(
+        &mut self,
+        command: &FileCommand<'_>,
+        ui: &Ui,
+        open: bool,
+        who: &str,
+        room: &mut RoomView,
+    ) {
+        let paths = |p: &[String]| p.iter().map(PathBuf::from).collect::<Vec<_>>();
         match command {
-            FileCommand::Send(paths) => {
-                if open && !t.peer_takes() {
+            FileCommand::Send(p) if room.e2e.active() => {
+                let mut to = 0;
+                for t in self.all_mut().filter(|t| t.peer_takes()) {
+                    t.send(paths(p));
+                    to += 1;
+                }
+                match to {
+                    0 => ui.warn("nobody here takes files (an older schat does not): nothing sent"),
+                    n => ui.status(format_args!("hashing the files to offer to {n}…")),
+                }
+            }
+            FileCommand::Send(p) => {
+                if open && !self.transfers.peer_takes() {
                     ui.warn(
-                        "the peer's schat does not take files (it did not say FILES): it needs \
-                         a newer version; nothing was offered",
+                        "the peer's schat does not take files (it did not say FILES): it needs                          a newer version; nothing was offered",
                     );
                 } else {
-                    t.send(paths.iter().map(PathBuf::from).collect());
+                    self.transfers.send(paths(p));
                     ui.status("hashing the files to offer…");
                 }
             }
-            FileCommand::SendTo(..) => {
-                ui.warn("/sendto is for a room's host; /send offers files to your peer")
-            }
-            FileCommand::Accept(which) => match t.accept(*which) {
-                Ok(n) => ui.status(format_args!("accepted {n} file{}", plural(n))),
-                Err(why) => ui.warn(format_args!("/accept: {why}")),
-            },
-            FileCommand::Reject(which) => match t.reject(*which) {
-                Ok(n) => ui.status(format_args!("declined {n} file{}", plural(n))),
-                Err(why) => ui.warn(format_args!("/reject: {why}")),
-            },
-            FileCommand::Cancel(n) => {
-                if let Err(why) = t.cancel(*n) {
-                    ui.warn(format_args!("/cancel: {why}"));
+            FileCommand::SendTo(name, p) if room.e2e.active() => {
+                let host = [
+                    Some(room.names.label(&room.host)),
+                    room.names.announced(&room.host).map(String::from),
+                ];
+                let t = match host.iter().flatten().any(|h| h == name.trim()) {
+                    true => Ok(&mut self.transfers),
+                    false => (room.e2e.find(&room.names, name))
+                        .and_then(|key| {
+                            self.members
+                                .get_mut(&key)
+                                .ok_or_else(|| "it has not said it takes files".into())
+                        })
+                        .map(|m| &mut m.transfers),
+                };
+                match t {
+                    Ok(t) if t.peer_takes() => {
+                        t.send(paths(p));
+                        ui.status("hashing the files to offer…");
+                    }
+                    Ok(_) => ui.warn("/sendto: its schat does not take files: nothing sent"),
+                    Err(why) => ui.warn(format_args!("/sendto: {why}")),
                 }
             }
-            FileCommand::Transfers => {
-                let list = t.list(who);
-                match list.is_empty() {
-                    true => ui.status("no file transfers yet (/send PATH offers one)"),
-                    false => {
-                        let rows: Vec<&str> = list.iter().map(String::as_str).collect();
-                        ui.listing(&rows);
+            FileCommand::SendTo(..) => {
+                ui.warn("/sendto is for rooms; /send offers files to your peer")
+            }
+            FileCommand::Accept(which) | FileCommand::Reject(which) => {
+                let accept = matches!(command, FileCommand::Accept(_));
+                let (mut done, mut why) = (0, None);
+                for t in self.all_mut().filter(|t| which.is_none_or(|n| t.has(n))) {
+                    let answer = match accept {
+                        true => t.accept(*which),
+                        false => t.reject(*which),
+                    };
+                    match answer {
+                        Ok(n) => done += n,
+                        Err(e) => why = Some(e),
                     }
+                }
+                let (verb, did) = match accept {
+                    true => ("accept", "accepted"),
+                    false => ("reject", "declined"),
+                };
+                match (done, why) {
+                    (0, Some(why)) => ui.warn(format_args!("/{verb}: {why}")),
+                    (0, None) => {
+                        ui.warn(format_args!("/{verb}: no offer is waiting for an answer"))
+                    }
+                    (n, _) => ui.status(format_args!("{did} {n} file{}", plural(n))),
+                }
+            }
+            FileCommand::Cancel(n) => match self.all_mut().find(|t| t.has(*n)) {
+                Some(t) => {
+                    if let Err(why) = t.cancel(*n) {
+                        ui.warn(format_args!("/cancel: {why}"));
+                    }
+                }
+                None => ui.warn(format_args!(
+                    "/cancel: there is no transfer #{n} (see /transfers)"
+                )),
+            },
+            FileCommand::Transfers => {
+                let mut rows = self.transfers.list(who);
+                for (key, member) in &self.members {
+                    rows.extend(member.transfers.list(&room.names.label(key)));
+                }
+                match rows.is_empty() {
+                    true => ui.status("no file transfers yet (/send PATH offers one)"),
+                    false => ui.listing(&rows.iter().map(String::as_str).collect::<Vec<_>>()),
                 }
             }
         }
+        self.flush_members(room);
     }
 }
 
@@ -147,10 +299,11 @@ impl Desk {
 pub(super) struct Notes(mpsc::UnboundedReceiver<(u64, Note)>);
 
 impl Notes {
-    /// The next report. (Never ends: the desk's transfers hold a sender.)
-    pub(super) async fn next(&mut self) -> Note {
+    /// The next report, and whose transfers it is for. (Never ends: the desk holds a
+    /// sender.)
+    pub(super) async fn next(&mut self) -> (u64, Note) {
         match self.0.recv().await {
-            Some((_, note)) => note,
+            Some(report) => report,
             None => std::future::pending().await,
         }
     }

@@ -6,6 +6,7 @@
 mod ending;
 mod files;
 mod heard;
+mod member_files;
 mod reconnect;
 mod typed;
 mod writer;
@@ -123,7 +124,7 @@ where
         let Established { mut recv, send, .. } = established;
         let (queue, outgoing) = mpsc::channel::<Message<'static>>(OUTGOING_QUEUE);
         let (bulk, bulk_out) = mpsc::channel::<Message<'static>>(BULK_QUEUE);
-        desk.transfers.connected(bulk);
+        desk.connected(bulk);
         room.e2e.connected();
         let mut writer = tokio::spawn(write_loop(send, outgoing, bulk_out));
         let mut opening = match resumed {
@@ -253,7 +254,7 @@ where
                     _ => Step::Leave(leave_once_open.map_or("end of input", |(why, _)| why)),
                 },
                 note = notes.next() => {
-                    desk.transfers.on_note(note);
+                    desk.on_note(note);
                     Step::Continue
                 }
                 () = sleep_until_some(desk.progress_at()) => {
@@ -420,16 +421,16 @@ where
             }
             // A listener says FILES before its WELCOME: without it, ours cannot go.
             if is_dialer && opening.is_open() && !desk.transfers.peer_takes() {
-                desk.transfers.peer_lacks_files();
+                desk.peer_lacks_files(room.e2e.relay_only());
             }
             desk.show(ui, &speaker);
             room.e2e.show(&room.names, ui);
+            desk.hear_members(&mut room, ui);
             let settled = opening.is_open()
                 && pending.is_empty()
                 && resend.is_empty()
                 && ledger.unacked() == 0
-                && !desk.transfers.sending()
-                && !desk.transfers.receiving()
+                && !desk.busy()
                 && room.e2e.settled();
             // `--send`: every file is delivered (or failed); the chat was only for them.
             let step = match step {
@@ -485,6 +486,7 @@ where
                 ));
                 // Files in flight carry on once it is back: offered again, resumed by hash.
                 desk.transfers.cut();
+                desk.cut_members(&mut room);
                 desk.show(ui, &speaker);
                 leaving = leave_once_open.take().map(|(why, _)| why);
                 reconnect::keep_unsent(&mut pending, &mut ledger, our_name, ui);
@@ -523,7 +525,7 @@ where
         return match step {
             // The peer left: what is queued goes out, then our side closes (`ending`).
             Step::PeerLeft => {
-                desk.transfers.peer_left();
+                desk.peer_left();
                 desk.show(ui, &speaker);
                 drop(queue);
                 ending::peer_left(&mut writer, &ledger, peer, &desk).await

@@ -129,7 +129,7 @@ pub(super) fn on_input(
             ui.warn("/msg and /name are for the host of a room; /who for its members and its host");
         }
         Command::Clear => input.clear_screen(),
-        Command::File(file) => desk.command(&file, ui, *open, &peer.label),
+        Command::File(file) => desk.command(&file, ui, *open, &peer.label, room),
         Command::Help => {
             ui.listing(command::HELP);
         }

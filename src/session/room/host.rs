@@ -359,6 +359,8 @@ where
                 self.route(id, peer);
                 self.shown(id);
             }
+            // (Not counted: a file's bytes, §4.14.)
+            Event::Bulk { id, peer, route } => self.route_bulk(id, peer, route),
             Event::File { id, file } => return self.member_file(id, file),
             Event::Left { id, how } => {
                 if self.keeps_place(id, &how) {

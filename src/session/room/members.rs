@@ -249,8 +249,11 @@ where
     if options.resume_grace.is_some() {
         let _ = outbox.offer(Message::Resumable);
     }
-    // We take files (PROTOCOL.md §4.13), and offer ours once it says it does.
-    let _ = outbox.offer(Message::Files);
+    // We take files (PROTOCOL.md §4.13), and offer ours once it says it does; a host that
+    // takes no part in the room takes no files either (members hand them to each other).
+    if !options.relay_only {
+        let _ = outbox.offer(Message::Files);
+    }
     Member {
         info,
         address,

@@ -46,26 +46,9 @@ where
 
     /// A member's PEER for another: passed on, or answered GONE.
     pub(super) fn route(&mut self, id: u64, peer: PeerMessage<'static>) {
-        let Some(from) = self.members.get(&id) else {
-            return;
-        };
-        let author = *from.info.key.as_bytes();
-        let to = self
-            .members
-            .iter()
-            .find(|(other, m)| {
-                **other != id && m.ready && m.pairs && m.info.key.as_bytes() == &peer.key
-            })
-            .map(|(other, _)| *other);
-        let (to, msg) = match to {
-            Some(to) => (to, Message::Peer(peer.readdressed(author))),
-            None => {
-                let gone = PeerMessage {
-                    key: peer.key,
-                    op: PeerOp::Gone,
-                };
-                (id, Message::Peer(gone))
-            }
+        let (to, msg) = match self.addressee(id, &peer) {
+            Some((to, author)) => (to, Message::Peer(peer.readdressed(author))),
+            None => (id, gone(&peer)),
         };
         let full = self
             .members
@@ -75,4 +58,43 @@ where
             disconnect_slow(&mut self.members, vec![to], self.ui);
         }
     }
+
+    /// A member's file bytes for another (BULK): its reader is told where they go (that
+    /// member's file queue, behind everything else it is sent), or the author hears GONE.
+    pub(super) fn route_bulk(
+        &mut self,
+        id: u64,
+        peer: PeerMessage<'static>,
+        route: tokio::sync::oneshot::Sender<Option<member::BulkRoute>>,
+    ) {
+        match self.addressee(id, &peer) {
+            Some((to, author)) => {
+                let bulk = self.members.get(&to).map(|m| m.bulk.clone());
+                let msg = Message::Peer(peer.readdressed(author));
+                let _ = route.send(bulk.map(|bulk| (bulk, msg)));
+            }
+            None => {
+                let _ = route.send(None);
+                self.route(id, peer);
+            }
+        }
+    }
+
+    /// Who a PEER from member `id` is for (a member in the room that takes PEER), and its
+    /// author's key (proven by the author's own handshake with us).
+    fn addressee(&self, id: u64, peer: &PeerMessage<'_>) -> Option<(u64, [u8; 32])> {
+        let author = *self.members.get(&id)?.info.key.as_bytes();
+        let to = self.members.iter().find(|(other, m)| {
+            **other != id && m.ready && m.pairs && m.info.key.as_bytes() == &peer.key
+        })?;
+        Some((*to.0, author))
+    }
+}
+
+/// GONE for the key `peer` was for: nobody here takes it.
+fn gone(peer: &PeerMessage<'_>) -> Message<'static> {
+    Message::Peer(PeerMessage {
+        key: peer.key,
+        op: PeerOp::Gone,
+    })
 }
