@@ -123,6 +123,7 @@ async fn an_offer_waits_for_accept_and_a_declined_one_is_not_delivered() {
         assert_eq!(status.code(), Some(1), "{}", d.stderr_text());
         let text = d.stderr_text();
         assert!(text.contains("one.txt not delivered: declined"), "{text}");
+        assert!(!text.contains("declined: declined"), "{text}");
         assert!(text.contains("two.txt (6 B) delivered"), "{text}");
         assert!(text.contains("1 file transfer did not complete"), "{text}");
         h.signal("TERM");

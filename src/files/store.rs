@@ -36,9 +36,10 @@ pub fn open_part(dir: &Path, hash: &[u8; 32], size: u64) -> io::Result<(File, u6
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)?;
         // One writer per part: a transfer taken back after a cut waits here until the thread
-        // of the cut one has written what it had and let go (and so does the same file
-        // arriving twice at once).
-        file.lock()?;
+        // of the cut one has written what it had and let go. Not for ever: the same file
+        // arriving from someone else at once (another member, say, who may never send a
+        // byte of it) must not hold this one without end.
+        lock_within(&file, LOCK_WITHIN)?;
         // While we waited, the holder may have given the part its final name (and removed
         // this one): that inode is a saved file now, never to be written again. Open anew.
         let meta = file.metadata()?;
@@ -59,6 +60,29 @@ pub fn open_part(dir: &Path, hash: &[u8; 32], size: u64) -> io::Result<(File, u6
         return Ok((file, 0));
     }
     Ok((file, have))
+}
+
+/// How long a partial file's writer waits for another to let go of it.
+const LOCK_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Locks `file`, waiting at most `within` for whoever holds it.
+fn lock_within(file: &File, within: std::time::Duration) -> io::Result<()> {
+    let until = std::time::Instant::now() + within;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::other(
+                    "the same file (by its hash) is arriving from someone else: send it again \
+                     once that one is done",
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
 }
 
 /// Deletes the partial file for `hash` (it did not check out, or was not wanted).
@@ -208,6 +232,21 @@ mod tests {
         let evil = [2u8; 32];
         std::os::unix::fs::symlink(outside.path().join("p"), part_path(dir.path(), &evil)).unwrap();
         assert!(open_part(dir.path(), &evil, 5).is_err());
+    }
+
+    #[test]
+    fn a_part_held_by_another_writer_is_waited_for_only_so_long() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = [5u8; 32];
+        let (held, _) = open_part(dir.path(), &hash, 10).unwrap();
+        let file = File::open(part_path(dir.path(), &hash)).unwrap();
+        let why = lock_within(&file, std::time::Duration::from_millis(200)).unwrap_err();
+        assert!(
+            why.to_string().contains("arriving from someone else"),
+            "{why}"
+        );
+        drop(held);
+        lock_within(&file, std::time::Duration::from_millis(200)).unwrap();
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! tests of resuming a chat. Commands take effect at once and are deterministic: a cut closes
 //! every connection through it (the two ends see the stream end without a QUIT); a blackhole
 //! stops forwarding without closing or losing anything (as a dead path does: new connections
-//! are then accepted and left silent); refusing closes new connections at once.
+//! are then accepted and left silent); refusing closes new connections at once. A throttle
+//! makes it a slow link towards the client (small buffers, a fixed rate).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,7 +25,12 @@ pub struct Proxy {
     pub up_bytes: Arc<AtomicU64>,
     /// Clients' bytes are forwarded up to this total, then held (see [`Proxy::hold_up_at`]).
     up_limit: Arc<AtomicU64>,
+    /// Bytes per second towards clients; 0: as fast as they go (see [`Proxy::throttle_down`]).
+    down_rate: Arc<AtomicU64>,
 }
+
+/// Socket buffers of a throttled connection: a slow link holds little in flight.
+const SLOW_BUFFER: usize = 32 * 1024;
 
 impl Proxy {
     /// A proxy to 127.0.0.1:`target`.
@@ -41,6 +47,7 @@ impl Proxy {
             accepted: Arc::default(),
             up_bytes: Arc::default(),
             up_limit: Arc::new(AtomicU64::new(u64::MAX)),
+            down_rate: Arc::default(),
         };
         let (epochs, blackholed, refusing, accepted, frozen_below) = (
             proxy.epoch.subscribe(),
@@ -50,6 +57,7 @@ impl Proxy {
             proxy.frozen_below.clone(),
         );
         let (up_bytes, up_limit) = (proxy.up_bytes.clone(), proxy.up_limit.clone());
+        let down_rate = proxy.down_rate.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
@@ -65,18 +73,29 @@ impl Proxy {
                 let blackholed = blackholed.clone();
                 let frozen_below = frozen_below.clone();
                 let counted = (up_bytes.clone(), up_limit.clone());
+                let down_rate = down_rate.clone();
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else {
                         return;
                     };
+                    if down_rate.load(Ordering::Relaxed) > 0 {
+                        let _ = socket2::SockRef::from(&client).set_send_buffer_size(SLOW_BUFFER);
+                        let _ = socket2::SockRef::from(&server).set_recv_buffer_size(SLOW_BUFFER);
+                    }
                     let (mut cr, mut cw) = client.into_split();
                     let (mut sr, mut sw) = server.into_split();
                     let held = || {
                         blackholed.load(Ordering::Relaxed)
                             || number < frozen_below.load(Ordering::Relaxed)
                     };
-                    let up = pump(&mut cr, &mut sw, &held, Some((&counted.0, &counted.1)));
-                    let down = pump(&mut sr, &mut cw, &held, None);
+                    let up = pump(
+                        &mut cr,
+                        &mut sw,
+                        &held,
+                        Some((&counted.0, &counted.1)),
+                        None,
+                    );
+                    let down = pump(&mut sr, &mut cw, &held, None, Some(&down_rate));
                     let cut = async {
                         while *epochs.borrow_and_update() == born {
                             if epochs.changed().await.is_err() {
@@ -117,6 +136,12 @@ impl Proxy {
         self.up_limit.store(total, Ordering::Relaxed);
     }
 
+    /// Makes connections accepted from now on slow links towards their client: `rate` bytes
+    /// per second, with small socket buffers, as a member on a poor connection has.
+    pub fn throttle_down(&self, rate: u64) {
+        self.down_rate.store(rate, Ordering::Relaxed);
+    }
+
     /// Closes new connections at once (or stops doing so).
     pub fn refuse(&self, on: bool) {
         self.refusing.store(on, Ordering::Relaxed);
@@ -130,10 +155,16 @@ async fn pump(
     to: &mut tokio::net::tcp::OwnedWriteHalf,
     held: &impl Fn() -> bool,
     counted: Option<(&AtomicU64, &AtomicU64)>,
+    rate: Option<&AtomicU64>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = match from.read(&mut buf).await {
+        let rate = rate.map_or(0, |r| r.load(Ordering::Relaxed));
+        let want = match rate {
+            0 => buf.len(),
+            _ => 16 * 1024,
+        };
+        let n = match from.read(&mut buf[..want]).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
@@ -160,6 +191,9 @@ async fn pump(
                 return;
             }
             at += take;
+        }
+        if rate > 0 {
+            tokio::time::sleep(std::time::Duration::from_secs_f64(n as f64 / rate as f64)).await;
         }
     }
     let _ = to.shutdown().await;

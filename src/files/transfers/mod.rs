@@ -30,6 +30,10 @@ mod tests;
 /// flight or in memory at once.
 pub const WINDOW: u64 = 8 << 20;
 
+/// The same between room members (PROTOCOL.md §4.14): their bytes wait in the host's queue
+/// for the receiver, and what the sender says to everyone else waits behind them.
+pub const MEMBER_WINDOW: u64 = 2 << 20;
+
 /// Offers from the peer waiting for an answer or their turn, at most; more are refused at once.
 pub const MAX_WAITING: usize = 64;
 
@@ -166,6 +170,8 @@ pub struct Transfers {
     bulk: Option<mpsc::Sender<Message<'static>>>,
     /// Between room members: what seals the pieces for the member (else they go as they are).
     seal: Option<Arc<dyn Seal>>,
+    /// How far past what it has written the receiver lets a sender go ([`WINDOW`]).
+    window: u64,
     /// The peer sent FILES on this connection.
     peer_takes: bool,
     list: Vec<Transfer>,
@@ -199,6 +205,7 @@ impl Transfers {
             numbers,
             bulk: None,
             seal: None,
+            window: WINDOW,
             peer_takes: false,
             list: Vec::new(),
             next_id: 1,
@@ -223,6 +230,11 @@ impl Transfers {
     /// Between room members: pieces are sealed by `seal` from now on (a new session).
     pub fn seal_with(&mut self, seal: Arc<dyn Seal>) {
         self.seal = Some(seal);
+    }
+
+    /// How far past what is written a sender may go, for files we receive here.
+    pub fn window(&mut self, window: u64) {
+        self.window = window;
     }
 
     /// `--accept-files` takes at most [`AUTO_QUOTA`] across these and `other`'s transfers.
@@ -504,7 +516,8 @@ impl Transfers {
         if let Some(i) = self.find_wire(Way::In, id)
             && matches!(self.list[i].state, State::Moving)
         {
-            let why = "its bytes did not authenticate (altered on the way, or sealed under an                        earlier session)";
+            let why = "its bytes did not authenticate (altered on the way, or sealed under an \
+                       earlier session)";
             self.fail(i, why.into(), true);
         }
     }

@@ -63,7 +63,7 @@ impl Transfers {
                 }
                 t.state = State::Moving;
                 (t.from, t.at, t.written) = (have, have, have);
-                t.granted = have.saturating_add(WINDOW).min(t.size);
+                t.granted = have.saturating_add(self.window).min(t.size);
                 t.started = Instant::now();
                 let (id, offset, limit) = (t.id, have, t.granted);
                 self.outbox
@@ -78,10 +78,10 @@ impl Transfers {
                 let Some(i) = self.find(local) else { return };
                 let t = &mut self.list[i];
                 t.written = total;
-                let limit = total.saturating_add(WINDOW).min(t.size);
+                let limit = total.saturating_add(self.window).min(t.size);
                 // In steps of a quarter window, and the last step whatever its size.
                 let worth =
-                    limit >= t.granted + WINDOW / 4 || (limit == t.size && t.granted < limit);
+                    limit >= t.granted + self.window / 4 || (limit == t.size && t.granted < limit);
                 if t.state == State::Moving && worth {
                     t.granted = limit;
                     let id = t.id;

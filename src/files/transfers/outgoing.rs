@@ -43,7 +43,13 @@ impl Transfers {
                     State::Offered => "declined",
                     _ => "stopped by the receiver",
                 };
-                let why = format!("{why}: {}", crate::sanitize::line(&reason));
+                let reason = crate::sanitize::line(&reason);
+                // (A receiver that simply declined says so itself: not "declined: declined".)
+                let why = match reason.trim() {
+                    "" => why.to_owned(),
+                    r if r == why => why.to_owned(),
+                    r => format!("{why}: {r}"),
+                };
                 self.fail(i, why, false);
             }
             FileMessage::Verified { .. } if t.state == State::Moving => {

@@ -21,6 +21,11 @@ pub(super) struct Desk {
     pub(super) transfers: Transfers,
     /// With each other member of a room, over our end-to-end session with it (§4.14).
     pub(super) members: BTreeMap<PublicKey, MemberFiles>,
+    /// Transfers with members who left (kept for `/transfers` and the exit code): one that
+    /// comes back is a new session, with new transfers.
+    pub(super) retired: Vec<(PublicKey, Transfers)>,
+    /// The last tag given to a member's transfers (their threads' reports carry it).
+    pub(super) last_tag: u64,
     /// What new members' transfers are made with: where their threads report, the local
     /// numbers (one counter, so `/accept 3` names one transfer), the rules, the connection.
     pub(super) reporter: mpsc::UnboundedSender<(u64, Note)>,
@@ -57,6 +62,8 @@ impl Desk {
         let desk = Desk {
             transfers,
             members: BTreeMap::new(),
+            retired: Vec::new(),
+            last_tag: 0,
             reporter: tx,
             numbers,
             policy,
@@ -72,8 +79,12 @@ impl Desk {
     }
 
     /// When progress is due.
+    /// (Or when a member's FILES is overdue: see [`Self::expire_members`].)
     pub(super) fn progress_at(&self) -> Option<Instant> {
-        self.progress_at
+        [self.progress_at, self.files_due()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// A new connection: file data goes to `bulk`.
@@ -95,14 +106,17 @@ impl Desk {
         });
     }
 
-    /// Every transfer: with the peer, and with each member.
+    /// Every transfer: with the peer, and with each member (those who left included).
     pub(super) fn all(&self) -> impl Iterator<Item = &Transfers> {
-        std::iter::once(&self.transfers).chain(self.members.values().map(|m| &m.transfers))
+        std::iter::once(&self.transfers)
+            .chain(self.members.values().map(|m| &m.transfers))
+            .chain(self.retired.iter().map(|(_, t)| t))
     }
 
     fn all_mut(&mut self) -> impl Iterator<Item = &mut Transfers> {
         std::iter::once(&mut self.transfers)
             .chain(self.members.values_mut().map(|m| &mut m.transfers))
+            .chain(self.retired.iter_mut().map(|(_, t)| t))
     }
 
     /// A files' thread reports (`tag`: whose transfers).
@@ -150,6 +164,7 @@ impl Desk {
 
     /// Progress is due: shown, and the next time set.
     pub(super) fn tick(&mut self, ui: &Ui) {
+        self.expire_members();
         let now = Instant::now();
         let lines = now >= self.lines_at;
         if lines {
@@ -199,8 +214,13 @@ impl Desk {
         match command {
             FileCommand::Send(p) if room.e2e.active() => {
                 let mut to = 0;
-                for t in self.all_mut().filter(|t| t.peer_takes()) {
-                    t.send(paths(p));
+                if self.transfers.peer_takes() {
+                    self.transfers.send(paths(p));
+                    to += 1;
+                }
+                // (A session just up may not have brought its FILES yet: offered when it does.)
+                for member in self.members.values_mut().filter(|m| m.may_take_files()) {
+                    member.transfers.send(paths(p));
                     to += 1;
                 }
                 match to {
@@ -211,7 +231,8 @@ impl Desk {
             FileCommand::Send(p) => {
                 if open && !self.transfers.peer_takes() {
                     ui.warn(
-                        "the peer's schat does not take files (it did not say FILES): it needs                          a newer version; nothing was offered",
+                        "the peer's schat does not take files (it did not say FILES): it needs \
+                         a newer version; nothing was offered",
                     );
                 } else {
                     self.transfers.send(paths(p));
@@ -282,8 +303,9 @@ impl Desk {
             },
             FileCommand::Transfers => {
                 let mut rows = self.transfers.list(who);
-                for (key, member) in &self.members {
-                    rows.extend(member.transfers.list(&room.names.label(key)));
+                let members = self.members.iter().map(|(k, m)| (k, &m.transfers));
+                for (key, t) in members.chain(self.retired.iter().map(|(k, t)| (k, t))) {
+                    rows.extend(t.list(&room.names.label(key)));
                 }
                 match rows.is_empty() {
                     true => ui.status("no file transfers yet (/send PATH offers one)"),

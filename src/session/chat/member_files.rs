@@ -15,6 +15,11 @@ use crate::session::room_e2e::FileNews;
 use crate::session::room_view::RoomView;
 use crate::ui::Ui;
 use std::sync::Arc;
+use tokio::time::Instant;
+
+/// How long after a session is up a member's FILES may take; one that never comes means its
+/// schat does not take files, and what waits for it is not delivered.
+const FILES_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Our transfers with one member.
 pub(crate) struct MemberFiles {
@@ -25,12 +30,20 @@ pub(crate) struct MemberFiles {
     /// It said FILES on some session: a FILE while we wait for its FILES again (after a cut)
     /// is one it sent before it heard of the cut — late, not a breach.
     said_files: bool,
+    /// When its session came up without its FILES yet (files offered meanwhile wait for it).
+    files_due: Option<Instant>,
+}
+
+impl MemberFiles {
+    /// Whether `/send` offers to it: it said FILES, or its session is new and may still.
+    pub(super) fn may_take_files(&self) -> bool {
+        !self.broken && (self.transfers.peer_takes() || self.files_due.is_some())
+    }
 }
 
 impl Desk {
     /// Our transfers with `key`, new ones (sealed for it) if it has none yet.
     fn member(&mut self, key: PublicKey) -> &mut MemberFiles {
-        let tag = self.members.len() as u64 + 1;
         let Desk {
             members,
             reporter,
@@ -38,14 +51,19 @@ impl Desk {
             policy,
             bulk,
             transfers,
+            last_tag,
             ..
         } = self;
         members.entry(key).or_insert_with(|| {
+            *last_tag += 1;
             let reporter = Reporter {
-                tag,
+                tag: *last_tag,
                 tx: reporter.clone(),
             };
             let mut t = Transfers::new(policy.clone(), reporter, numbers.clone());
+            // (Less in flight than with the host: a member's bytes wait in the host's queue
+            // for the receiver, behind which the sender's other words to the room wait too.)
+            t.window(crate::files::transfers::MEMBER_WINDOW);
             t.share_quota_with(transfers);
             if let Some(bulk) = bulk {
                 t.connected(bulk.clone());
@@ -54,6 +72,7 @@ impl Desk {
                 transfers: t,
                 broken: false,
                 said_files: false,
+                files_due: None,
             }
         })
     }
@@ -86,6 +105,7 @@ impl Desk {
                 }
                 let member = self.member(key);
                 member.broken = false;
+                member.files_due = Some(Instant::now() + FILES_WITHIN);
                 if let Some(seal) = seal {
                     member.transfers.seal_with(Arc::new(seal));
                 }
@@ -106,6 +126,7 @@ impl Desk {
                 }
                 if let Some(member) = self.members.get_mut(&from) {
                     member.said_files = true;
+                    member.files_due = None;
                     member.transfers.peer_files();
                 }
             }
@@ -113,7 +134,20 @@ impl Desk {
                 let Some(member) = self.members.get_mut(&from) else {
                     return;
                 };
-                if member.broken || (member.said_files && !member.transfers.peer_takes()) {
+                if member.said_files && !member.transfers.peer_takes() {
+                    return;
+                }
+                if member.broken {
+                    // Its offers are answered all the same, or it would wait for ever.
+                    if let crate::message::FileMessage::Offer { id, .. } = file {
+                        let reason = "its files are refused until a new session (it broke the \
+                                      rules of files)";
+                        let reject = crate::message::FileMessage::Reject {
+                            id,
+                            reason: reason.into(),
+                        };
+                        member.transfers.outbox.push_back(Message::File(reject));
+                    }
                     return;
                 }
                 if let Err(e) = member.transfers.on_message(file) {
@@ -133,10 +167,34 @@ impl Desk {
                     member.transfers.bad_bytes(id);
                 }
             }
+            // Its session is over: one it comes back with is new (its ids start again).
             FileNews::Left(key) => {
-                if let Some(member) = self.members.get_mut(&key) {
+                if let Some(mut member) = self.members.remove(&key) {
                     member.transfers.peer_left();
+                    let label = room.names.label(&key);
+                    let who = room.speaker(&key, &label);
+                    for event in std::mem::take(&mut member.transfers.events) {
+                        ui.file_event(&who, &event);
+                    }
+                    self.retired.push((key, member.transfers));
                 }
+            }
+        }
+    }
+
+    /// When a member's FILES is overdue, if one is awaited.
+    pub(super) fn files_due(&self) -> Option<Instant> {
+        self.members.values().filter_map(|m| m.files_due).min()
+    }
+
+    /// Members whose FILES never came do not take files: what waits for them fails.
+    pub(super) fn expire_members(&mut self) {
+        let now = Instant::now();
+        for member in self.members.values_mut() {
+            if member.files_due.is_some_and(|due| due <= now) {
+                member.files_due = None;
+                let why = "its schat does not take files from members (it needs a newer version)";
+                member.transfers.peer_lacks_files(why);
             }
         }
     }

@@ -302,7 +302,8 @@ where
                     settle_note = None;
                     match ledger.unacked() {
                         0 => ui.status(format_args!(
-                            "waiting for the files to get through (/transfers lists them;                              Ctrl-C leaves now)"
+                            "waiting for the files to get through (/transfers lists them; \
+                             Ctrl-C leaves now)"
                         )),
                         n => ui.status(format_args!(
                             "waiting for {} to confirm your last {} (up to {} s)",

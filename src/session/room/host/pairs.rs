@@ -84,8 +84,14 @@ where
     /// author's key (proven by the author's own handshake with us).
     fn addressee(&self, id: u64, peer: &PeerMessage<'_>) -> Option<(u64, [u8; 32])> {
         let author = *self.members.get(&id)?.info.key.as_bytes();
+        // (Not one away or resuming: its outbox is held, and a BULK, which goes beside the
+        // outbox, must not reach it before RESUMED.)
         let to = self.members.iter().find(|(other, m)| {
-            **other != id && m.ready && m.pairs && m.info.key.as_bytes() == &peer.key
+            **other != id
+                && m.ready
+                && m.pairs
+                && !(peer.is_bulk() && (m.resuming || m.away_until.is_some()))
+                && m.info.key.as_bytes() == &peer.key
         })?;
         Some((*to.0, author))
     }
