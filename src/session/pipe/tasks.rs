@@ -105,14 +105,18 @@ where
         match first {
             (Err(e), _) if !counters.abort_asked.load(Ordering::SeqCst) => Err(e),
             (Err(e), up) => {
-                let _ = tokio::time::timeout(ABORT_GRACE, async {
+                let other = tokio::time::timeout(ABORT_GRACE, async {
                     match up {
                         true => download.await,
                         false => upload.await,
                     }
                 })
                 .await;
-                Err(e)
+                // Our own abort is why the peer hung up: its reason is the one to tell.
+                match (e, other) {
+                    (Error::ConnectionCut, Ok(Err(ours))) => Err(ours),
+                    (e, _) => Err(e),
+                }
             }
             (Ok(()), true) => download.await,
             (Ok(()), false) => upload.await,

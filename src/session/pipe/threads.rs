@@ -117,9 +117,13 @@ pub(super) async fn transfer<R: Detach, W: Detach>(
     for _ in 0..2 {
         tokio::select! {
             result = done.recv() => {
-                if let Err(e) = result.unwrap_or_else(vanished) {
+                if let Err(mut e) = result.unwrap_or_else(vanished) {
                     if counters.abort_asked.load(Ordering::SeqCst) {
-                        let _ = tokio::time::timeout(ABORT_GRACE, done.recv()).await;
+                        let other = tokio::time::timeout(ABORT_GRACE, done.recv()).await;
+                        // Our own abort is why the peer hung up: its reason is the one to tell.
+                        if let (Error::ConnectionCut, Ok(Some(Err(ours)))) = (&e, other) {
+                            e = ours;
+                        }
                         linger(&abort, &counters, interrupts).await;
                     }
                     drop(abort);
