@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 const WRITTEN_EVERY: u64 = 1 << 20;
 
 /// What a file's thread reports, by the transfer's local number.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Note {
     /// `/send`'s files are hashed (or could not be).
     Prepared {

@@ -261,21 +261,17 @@ impl Transfers {
     /// `/send PATHS`: hashed on a thread; offered once that is done.
     pub fn send(&mut self, paths: Vec<PathBuf>) {
         self.preparing += 1;
-        let notes = self.notes.clone();
-        let run = move || {
-            // A bug while walking or hashing must still end the wait for these files.
-            let result = std::panic::catch_unwind(|| super::offer::prepare(&paths))
-                .unwrap_or_else(|_| Err("preparing them failed unexpectedly".into()));
-            notes.send(Note::Prepared { paths, result });
-        };
-        if let Err(e) = std::thread::Builder::new()
-            .name("schat-file-hash".into())
-            .spawn(run)
-        {
+        if let Err(e) = prepare(paths, self.notes.clone()) {
             self.preparing -= 1;
             self.events
                 .push(Event::Note(format!("cannot prepare the files: {e}")));
         }
+    }
+
+    /// Files hashed elsewhere (once for several peers, by [`prepare`]) are on their way:
+    /// their `Note::Prepared` comes to these transfers too, and leaving waits for it.
+    pub fn expect_prepared(&mut self) {
+        self.preparing += 1;
     }
 
     fn offer_at(&mut self, i: usize) {
@@ -552,6 +548,20 @@ impl Transfers {
             }
         }
     }
+}
+
+/// Walks and hashes `paths` on a thread of its own, which reports `Note::Prepared` to
+/// `notes` (a bug there still reports, so that nobody waits for ever).
+pub fn prepare(paths: Vec<PathBuf>, notes: Reporter) -> std::io::Result<()> {
+    let run = move || {
+        let result = std::panic::catch_unwind(|| super::offer::prepare(&paths))
+            .unwrap_or_else(|_| Err("preparing them failed unexpectedly".into()));
+        notes.send(Note::Prepared { paths, result });
+    };
+    std::thread::Builder::new()
+        .name("schat-file-hash".into())
+        .spawn(run)
+        .map(drop)
 }
 
 /// `done` of `size`, in whole percent (an empty file is all there).

@@ -26,6 +26,10 @@ pub(super) struct Desk {
     pub(super) retired: Vec<(PublicKey, Transfers)>,
     /// The last tag given to a member's transfers (their threads' reports carry it).
     pub(super) last_tag: u64,
+    /// Files hashed once for several of the transfers above (`/send` in a room), by batch:
+    /// whose transfers take them (`None`: the peer's).
+    batches: std::collections::HashMap<u64, Vec<Option<PublicKey>>>,
+    last_batch: u64,
     /// What new members' transfers are made with: where their threads report, the local
     /// numbers (one counter, so `/accept 3` names one transfer), the rules, the connection.
     pub(super) reporter: mpsc::UnboundedSender<(u64, Note)>,
@@ -64,6 +68,8 @@ impl Desk {
             members: BTreeMap::new(),
             retired: Vec::new(),
             last_tag: 0,
+            batches: Default::default(),
+            last_batch: 0,
             reporter: tx,
             numbers,
             policy,
@@ -119,11 +125,54 @@ impl Desk {
             .chain(self.retired.iter_mut().map(|(_, t)| t))
     }
 
-    /// A files' thread reports (`tag`: whose transfers).
+    /// A files' thread reports (`tag`: whose transfers, or a batch hashed for several).
     pub(super) fn on_note(&mut self, (tag, note): (u64, Note)) {
-        if let Some(t) = self.all_mut().find(|t| t.tag() == tag) {
+        if tag & BATCH != 0 {
+            for whose in self.batches.remove(&(tag & !BATCH)).unwrap_or_default() {
+                let gone = whose.is_some_and(|k| !self.members.contains_key(&k));
+                if let Some(t) = self.whose(whose) {
+                    t.on_note(note.clone());
+                    // (A member that left meanwhile gets nothing: the files fail for it.)
+                    if gone {
+                        t.peer_left();
+                    }
+                }
+            }
+        } else if let Some(t) = self.all_mut().find(|t| t.tag() == tag) {
             t.on_note(note);
         }
+    }
+
+    /// The peer's transfers (`None`), or a member's (who may have left since).
+    fn whose(&mut self, key: Option<PublicKey>) -> Option<&mut Transfers> {
+        match key {
+            None => Some(&mut self.transfers),
+            Some(key) => match self.members.get_mut(&key) {
+                Some(member) => Some(&mut member.transfers),
+                None => (self.retired.iter_mut().rev())
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, t)| t),
+            },
+        }
+    }
+
+    /// `/send PATHS` to several: hashed once, offered to each once that is done.
+    fn send_to(&mut self, paths: Vec<std::path::PathBuf>, to: Vec<Option<PublicKey>>, ui: &Ui) {
+        self.last_batch += 1;
+        let notes = Reporter {
+            tag: BATCH | self.last_batch,
+            tx: self.reporter.clone(),
+        };
+        if let Err(e) = crate::files::transfers::prepare(paths, notes) {
+            return ui.warn(format_args!("cannot prepare the files: {e}"));
+        }
+        for whose in &to {
+            if let Some(t) = self.whose(*whose) {
+                t.expect_prepared();
+            }
+        }
+        ui.status(format_args!("hashing the files to offer to {}…", to.len()));
+        self.batches.insert(self.last_batch, to);
     }
 
     /// Whether a file of ours waits to be delivered, or one we accepted to arrive.
@@ -213,19 +262,17 @@ impl Desk {
         let paths = |p: &[String]| p.iter().map(PathBuf::from).collect::<Vec<_>>();
         match command {
             FileCommand::Send(p) if room.e2e.active() => {
-                let mut to = 0;
-                if self.transfers.peer_takes() {
-                    self.transfers.send(paths(p));
-                    to += 1;
-                }
+                let host = self.transfers.peer_takes().then_some(None);
                 // (A session just up may not have brought its FILES yet: offered when it does.)
-                for member in self.members.values_mut().filter(|m| m.may_take_files()) {
-                    member.transfers.send(paths(p));
-                    to += 1;
-                }
-                match to {
-                    0 => ui.warn("nobody here takes files (an older schat does not): nothing sent"),
-                    n => ui.status(format_args!("hashing the files to offer to {n}…")),
+                let members = (self.members.iter())
+                    .filter(|(_, m)| m.may_take_files())
+                    .map(|(k, _)| Some(*k));
+                let to: Vec<Option<PublicKey>> = host.into_iter().chain(members).collect();
+                match to.is_empty() {
+                    true => {
+                        ui.warn("nobody here takes files (an older schat does not): nothing sent")
+                    }
+                    false => self.send_to(paths(p), to, ui),
                 }
             }
             FileCommand::Send(p) => {
@@ -316,6 +363,9 @@ impl Desk {
         self.flush_members(room);
     }
 }
+
+/// The tag of a batch of files hashed for several transfers (its number below).
+const BATCH: u64 = 1 << 63;
 
 /// Where files' threads report.
 pub(super) struct Notes(mpsc::UnboundedReceiver<(u64, Note)>);

@@ -84,10 +84,11 @@ impl Desk {
             self.member_news(news, room, ui);
         }
         self.flush_members(room);
-        for (key, member) in &mut self.members {
+        let members = self.members.iter_mut().map(|(k, m)| (k, &mut m.transfers));
+        for (key, transfers) in members.chain(self.retired.iter_mut().map(|(k, t)| (&*k, t))) {
             let label = room.names.label(key);
             let who = room.speaker(key, &label);
-            for event in std::mem::take(&mut member.transfers.events) {
+            for event in std::mem::take(&mut transfers.events) {
                 ui.file_event(&who, &event);
             }
         }
