@@ -300,3 +300,44 @@ async fn a_member_that_comes_back_is_a_new_session_for_files() {
     })
     .await
 }
+
+/// A member leaves while its offer to another still waits for an answer: the offer fails, the
+/// screen says so, and the exit (1) blames the file, not a line it never typed.
+#[tokio::test]
+async fn leaving_with_an_offer_unanswered_says_which_file_did_not_go() {
+    within(async {
+        let asks = tempfile::tempdir().unwrap();
+        let (_host, mut room, _, mut members) = room_of(
+            &["--relay-only"],
+            &[&[], &["--download-dir", s(asks.path())]],
+        )
+        .await;
+        let src = tempfile::tempdir().unwrap();
+        let file = src.path().join("later.txt");
+        std::fs::write(&file, b"later").unwrap();
+        members[0].1.send(&format!("/send {}", s(&file))).await;
+        event_where(&mut members[1].1, |v| v["event"] == "file_offered").await;
+        // Leaving waits for the answer (a while), unless told to go now: Ctrl-C.
+        members[0].1.send("quit").await;
+        members[0]
+            .1
+            .stderr_until("waiting for the files to get through")
+            .await;
+        members[0].1.signal("INT");
+        let failed = event_where(&mut members[0].1, |v| v["event"] == "file_failed").await;
+        assert_eq!(failed["name"], "later.txt", "{failed}");
+        let status = members[0].1.exit().await;
+        assert_eq!(status.code(), Some(1), "{}", members[0].1.stderr_text());
+        let text = members[0].1.stderr_text();
+        assert!(text.contains("1 file transfer did not complete"), "{text}");
+        assert!(!text.contains("confirmed your last"), "{text}");
+        // The other side hears of it as the sender leaving.
+        let failed = event_where(&mut members[1].1, |v| v["event"] == "file_failed").await;
+        assert_eq!(failed["name"], "later.txt", "{failed}");
+        members[1].1.send("quit").await;
+        assert!(members[1].1.exit().await.success());
+        room.signal("INT");
+        room.exit().await;
+    })
+    .await
+}

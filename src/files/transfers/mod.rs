@@ -268,6 +268,12 @@ impl Transfers {
         }
     }
 
+    /// Files hashed elsewhere for these and others could not be prepared: that was told
+    /// (and counted) with the others; these only stop waiting for them.
+    pub fn forget_prepared(&mut self) {
+        self.preparing = self.preparing.saturating_sub(1);
+    }
+
     /// Files hashed elsewhere (once for several peers, by [`prepare`]) are on their way:
     /// their `Note::Prepared` comes to these transfers too, and leaving waits for it.
     pub fn expect_prepared(&mut self) {
@@ -529,8 +535,11 @@ impl Transfers {
         self.stop_all("we left before it was done", true);
     }
 
-    /// The peer left: whatever has not finished stops (partial files are kept).
+    /// The peer left: whatever has not finished stops (partial files are kept), and nothing
+    /// more is offered to it.
     pub fn peer_left(&mut self) {
+        self.peer_takes = false;
+        self.bulk = None;
         self.stop_all("the peer left before it was done", false);
     }
 

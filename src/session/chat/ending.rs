@@ -60,16 +60,9 @@ impl<R: AsyncRead + Unpin> Leaving<'_, R> {
         } = self;
         ui.status(format_args!("{why}; leaving"));
         // Transfers not done stop; the peer hears so before our QUIT.
-        desk.leaving(room);
+        desk.leaving(room, ui);
         desk.show(ui, speaker);
-        let mut stops: Vec<Message<'static>> = desk.transfers.outbox.drain(..).collect();
-        // (The members' are sealed, and counted like any PEER.)
-        while let Some(peer) = room.e2e.next_out() {
-            if peer.is_counted() {
-                ledger.record(&peer);
-            }
-            stops.push(peer);
-        }
+        let stops: Vec<Message<'static>> = desk.transfers.outbox.drain(..).collect();
         // Lines typed while the queue was full go out before the goodbye, or the deadline
         // says they could not.
         let last_words = async {

@@ -27,8 +27,8 @@ pub(super) struct Desk {
     /// The last tag given to a member's transfers (their threads' reports carry it).
     pub(super) last_tag: u64,
     /// Files hashed once for several of the transfers above (`/send` in a room), by batch:
-    /// whose transfers take them (`None`: the peer's).
-    batches: std::collections::HashMap<u64, Vec<Option<PublicKey>>>,
+    /// the tags of the transfers that take them.
+    batches: std::collections::HashMap<u64, Vec<u64>>,
     last_batch: u64,
     /// What new members' transfers are made with: where their threads report, the local
     /// numbers (one counter, so `/accept 3` names one transfer), the rules, the connection.
@@ -127,37 +127,37 @@ impl Desk {
 
     /// A files' thread reports (`tag`: whose transfers, or a batch hashed for several).
     pub(super) fn on_note(&mut self, (tag, note): (u64, Note)) {
-        if tag & BATCH != 0 {
-            for whose in self.batches.remove(&(tag & !BATCH)).unwrap_or_default() {
-                let gone = whose.is_some_and(|k| !self.members.contains_key(&k));
-                if let Some(t) = self.whose(whose) {
-                    t.on_note(note.clone());
-                    // (A member that left meanwhile gets nothing: the files fail for it.)
-                    if gone {
-                        t.peer_left();
+        if tag & BATCH == 0 {
+            return self.note_to(tag, note);
+        }
+        let tags = self.batches.remove(&(tag & !BATCH)).unwrap_or_default();
+        for (n, tag) in tags.into_iter().enumerate() {
+            match (&note, n) {
+                // Files that could not be prepared are told (and counted) once.
+                (Note::Prepared { result: Err(_), .. }, 1..) => {
+                    if let Some(t) = self.all_mut().find(|t| t.tag() == tag) {
+                        t.forget_prepared();
                     }
                 }
+                _ => self.note_to(tag, note.clone()),
             }
-        } else if let Some(t) = self.all_mut().find(|t| t.tag() == tag) {
-            t.on_note(note);
         }
     }
 
-    /// The peer's transfers (`None`), or a member's (who may have left since).
-    fn whose(&mut self, key: Option<PublicKey>) -> Option<&mut Transfers> {
-        match key {
-            None => Some(&mut self.transfers),
-            Some(key) => match self.members.get_mut(&key) {
-                Some(member) => Some(&mut member.transfers),
-                None => (self.retired.iter_mut().rev())
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, t)| t),
-            },
+    /// A report for the transfers tagged `tag`. A member that left (or whose FILES never came)
+    /// gets nothing more: what its report would start fails at once.
+    fn note_to(&mut self, tag: u64, note: Note) {
+        if let Some(t) = self.all_mut().find(|t| t.tag() == tag) {
+            t.on_note(note);
         }
+        if let Some((_, t)) = self.retired.iter_mut().find(|(_, t)| t.tag() == tag) {
+            t.peer_left();
+        }
+        self.refuse_expired();
     }
 
     /// `/send PATHS` to several: hashed once, offered to each once that is done.
-    fn send_to(&mut self, paths: Vec<std::path::PathBuf>, to: Vec<Option<PublicKey>>, ui: &Ui) {
+    fn send_to(&mut self, paths: Vec<std::path::PathBuf>, to: Vec<u64>, ui: &Ui) {
         self.last_batch += 1;
         let notes = Reporter {
             tag: BATCH | self.last_batch,
@@ -166,10 +166,8 @@ impl Desk {
         if let Err(e) = crate::files::transfers::prepare(paths, notes) {
             return ui.warn(format_args!("cannot prepare the files: {e}"));
         }
-        for whose in &to {
-            if let Some(t) = self.whose(*whose) {
-                t.expect_prepared();
-            }
+        for t in self.all_mut().filter(|t| to.contains(&t.tag())) {
+            t.expect_prepared();
         }
         ui.status(format_args!("hashing the files to offer to {}…", to.len()));
         self.batches.insert(self.last_batch, to);
@@ -185,15 +183,21 @@ impl Desk {
         self.all().map(Transfers::failures).sum()
     }
 
-    /// We leave: what has not finished stops (the members hear it over their sessions).
-    pub(super) fn leaving(&mut self, room: &mut RoomView) {
+    /// We leave: what has not finished stops. The peer hears it (our CANCELs and REJECTs go
+    /// before our QUIT); the members hear that we left, which ends our transfers with them,
+    /// so nothing more is sealed for them (it would be counted, and wait for a receipt).
+    pub(super) fn leaving(&mut self, room: &RoomView, ui: &Ui) {
         self.all_mut().for_each(Transfers::leaving);
-        self.flush_members(room);
+        for member in self.members.values_mut() {
+            member.transfers.outbox.clear();
+        }
+        self.show_members(room, ui);
     }
 
     /// The peer left (the room is over): what has not finished stops.
-    pub(super) fn peer_left(&mut self) {
+    pub(super) fn peer_left(&mut self, room: &RoomView, ui: &Ui) {
         self.all_mut().for_each(Transfers::peer_left);
+        self.show_members(room, ui);
     }
 
     /// Shows what happened, and schedules progress while something moves.
@@ -262,17 +266,20 @@ impl Desk {
         let paths = |p: &[String]| p.iter().map(PathBuf::from).collect::<Vec<_>>();
         match command {
             FileCommand::Send(p) if room.e2e.active() => {
-                let host = self.transfers.peer_takes().then_some(None);
+                let host = self.transfers.peer_takes().then(|| self.transfers.tag());
                 // (A session just up may not have brought its FILES yet: offered when it does.)
-                let members = (self.members.iter())
-                    .filter(|(_, m)| m.may_take_files())
-                    .map(|(k, _)| Some(*k));
-                let to: Vec<Option<PublicKey>> = host.into_iter().chain(members).collect();
-                match to.is_empty() {
-                    true => {
+                let members = (self.members.values())
+                    .filter(|m| m.may_take_files())
+                    .map(|m| m.transfers.tag());
+                let to: Vec<u64> = host.into_iter().chain(members).collect();
+                match (to.is_empty(), open) {
+                    (false, _) => self.send_to(paths(p), to, ui),
+                    (true, false) => ui.warn(
+                        "the connection to the host is down: send them again once it is back",
+                    ),
+                    (true, true) => {
                         ui.warn("nobody here takes files (an older schat does not): nothing sent")
                     }
-                    false => self.send_to(paths(p), to, ui),
                 }
             }
             FileCommand::Send(p) => {

@@ -32,6 +32,8 @@ pub(crate) struct MemberFiles {
     said_files: bool,
     /// When its session came up without its FILES yet (files offered meanwhile wait for it).
     files_due: Option<Instant>,
+    /// Its FILES did not come in time: what is prepared for it fails at once.
+    files_expired: bool,
 }
 
 impl MemberFiles {
@@ -73,6 +75,7 @@ impl Desk {
                 broken: false,
                 said_files: false,
                 files_due: None,
+                files_expired: false,
             }
         })
     }
@@ -84,6 +87,11 @@ impl Desk {
             self.member_news(news, room, ui);
         }
         self.flush_members(room);
+        self.show_members(room, ui);
+    }
+
+    /// What happened to our transfers with the members (those who left included).
+    pub(super) fn show_members(&mut self, room: &RoomView, ui: &Ui) {
         let members = self.members.iter_mut().map(|(k, m)| (k, &mut m.transfers));
         for (key, transfers) in members.chain(self.retired.iter_mut().map(|(k, t)| (&*k, t))) {
             let label = room.names.label(key);
@@ -128,6 +136,7 @@ impl Desk {
                 if let Some(member) = self.members.get_mut(&from) {
                     member.said_files = true;
                     member.files_due = None;
+                    member.files_expired = false;
                     member.transfers.peer_files();
                 }
             }
@@ -194,7 +203,19 @@ impl Desk {
         for member in self.members.values_mut() {
             if member.files_due.is_some_and(|due| due <= now) {
                 member.files_due = None;
-                let why = "its schat does not take files from members (it needs a newer version)";
+                member.files_expired = true;
+            }
+        }
+        self.refuse_expired();
+    }
+
+    /// What waits for a member whose FILES never came fails (also what was still being
+    /// hashed for it when the time ran out).
+    pub(super) fn refuse_expired(&mut self) {
+        for member in self.members.values_mut().filter(|m| m.files_expired) {
+            if !member.transfers.peer_takes() {
+                let why = "it did not say it takes files within 10 s of its session (an older \
+                           schat does not)";
                 member.transfers.peer_lacks_files(why);
             }
         }

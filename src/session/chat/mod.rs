@@ -526,7 +526,7 @@ where
         return match step {
             // The peer left: what is queued goes out, then our side closes (`ending`).
             Step::PeerLeft => {
-                desk.peer_left();
+                desk.peer_left(&room, ui);
                 desk.show(ui, &speaker);
                 drop(queue);
                 ending::peer_left(&mut writer, &ledger, peer, &desk).await
