@@ -15,6 +15,14 @@ impl Transfers {
             })
     }
 
+    /// Whether nothing ever happened here: no transfer, none being prepared, no failure.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+            && self.preparing == 0
+            && self.unprepared == 0
+            && self.forgotten_failures == 0
+    }
+
     /// Whether we offered anything here yet (or are preparing to).
     pub fn offered_any(&self) -> bool {
         self.preparing > 0 || self.list.iter().any(|t| t.way == Way::Out)

@@ -24,6 +24,8 @@ pub(super) struct Desk {
     /// Transfers with members who left (kept for `/transfers` and the exit code): one that
     /// comes back is a new session, with new transfers.
     pub(super) retired: Vec<(PublicKey, Transfers)>,
+    /// Failures among the retired transfers forgotten since.
+    pub(super) retired_failures: usize,
     /// The last tag given to a member's transfers (their threads' reports carry it).
     pub(super) last_tag: u64,
     /// Files hashed once for several of the transfers above (`/send` in a room), by batch:
@@ -67,6 +69,7 @@ impl Desk {
             transfers,
             members: BTreeMap::new(),
             retired: Vec::new(),
+            retired_failures: 0,
             last_tag: 0,
             batches: Default::default(),
             last_batch: 0,
@@ -180,7 +183,7 @@ impl Desk {
 
     /// Transfers that failed (for the exit code).
     pub(super) fn failures(&self) -> usize {
-        self.all().map(Transfers::failures).sum()
+        self.all().map(Transfers::failures).sum::<usize>() + self.retired_failures
     }
 
     /// We leave: what has not finished stops. The peer hears it (our CANCELs and REJECTs go

@@ -17,6 +17,9 @@ use crate::ui::Ui;
 use std::sync::Arc;
 use tokio::time::Instant;
 
+/// Departed members' transfers kept, at most (the oldest go first).
+const MAX_RETIRED: usize = 64;
+
 /// How long after a session is up a member's FILES may take; one that never comes means its
 /// schat does not take files, and what waits for it is not delivered.
 const FILES_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
@@ -186,9 +189,23 @@ impl Desk {
                     for event in std::mem::take(&mut member.transfers.events) {
                         ui.file_event(&who, &event);
                     }
-                    self.retired.push((key, member.transfers));
+                    self.retire(key, member.transfers);
                 }
             }
+        }
+    }
+
+    /// Keeps a departed member's transfers for `/transfers` and the exit code — if it had
+    /// any: in a busy room most never do, and members come and go for days. Beyond
+    /// [`MAX_RETIRED`], the oldest go, their failures still counted.
+    fn retire(&mut self, key: PublicKey, transfers: Transfers) {
+        if transfers.is_empty() {
+            return;
+        }
+        self.retired.push((key, transfers));
+        if self.retired.len() > MAX_RETIRED {
+            let (_, oldest) = self.retired.remove(0);
+            self.retired_failures += oldest.failures();
         }
     }
 
