@@ -6,7 +6,7 @@
 mod common;
 
 use common::proxy::Proxy;
-use common::{Home, Proc, event_where, files_in, memory_holds, noise, room_of, within};
+use common::{Home, Proc, event_where, files_in, members_of, memory_holds, noise, room_of, within};
 use serde_json::Value;
 use std::path::Path;
 
@@ -183,28 +183,6 @@ async fn a_file_between_members_goes_on_after_the_senders_connection_is_cut() {
     .await
 }
 
-/// Members of a relay-only room, each seen in and every session up: `slow` reaches the host
-/// through `proxy` (when given).
-async fn three_with_one_behind(port: u16, proxy: u16, args: [&[&str]; 3]) -> Vec<(Home, Proc)> {
-    let mut members = Vec::new();
-    for (i, extra) in args.iter().enumerate() {
-        let home = Home::new();
-        let mut a = vec!["--json"];
-        a.extend_from_slice(extra);
-        let mut p = home.dial(if i == 1 { proxy } else { port }, &a);
-        event_where(&mut p, |v| v["event"] == "welcome").await;
-        members.push((home, p));
-    }
-    for (_, p) in &mut members {
-        let mut open = 0;
-        while open < 2 {
-            let line = p.stderr_until_any(|l| l.contains("end to end with")).await;
-            open += line.matches(", ").count() + 1;
-        }
-    }
-    members
-}
-
 /// A member on a slow link is sent a file by another: what the sender says to the rest of the
 /// room meanwhile still arrives at once, and the third member's copy of the file is not held
 /// to the slow one's pace. (The host queues a member's bytes for a receiver, and reads no more
@@ -218,10 +196,9 @@ async fn a_member_on_a_slow_link_does_not_hold_up_what_its_sender_says_to_the_ot
         let (mut room, port) = host.listen(&["--json", "--relay-only"]).await;
         let proxy = Proxy::start(port).await;
         proxy.throttle_down(200_000);
-        let mut members = three_with_one_behind(
-            port,
-            proxy.port,
-            [
+        let mut members = members_of(
+            &[port, proxy.port, port],
+            &[
                 &[],
                 &["--accept-files", s(slow_dl.path())],
                 &["--accept-files", s(fast_dl.path())],

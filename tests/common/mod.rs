@@ -432,8 +432,7 @@ pub fn memory_holds(pid: u32, needle: &[u8]) -> Option<bool> {
 }
 
 /// A room: a host (with `--json` and `host_args`) and a member for each of `members` (with
-/// `--json` and those arguments), each in, and every pair of members' session up (each has
-/// said "end to end with" for all the others).
+/// `--json` and those arguments), each in, and every pair of members' session up.
 pub async fn room_of(
     host_args: &[&str],
     members: &[&[&str]],
@@ -442,12 +441,21 @@ pub async fn room_of(
     let mut args = vec!["--json"];
     args.extend_from_slice(host_args);
     let (room, port) = host.listen(&args).await;
+    let ports = vec![port; members.len()];
+    let joined = members_of(&ports, members).await;
+    (host, room, port, joined)
+}
+
+/// Members (with `--json` and their arguments) dialling a room at `ports` (one each: a port
+/// may be a proxy's), each in, and every pair's session up (each has said "end to end with"
+/// for all the others).
+pub async fn members_of(ports: &[u16], members: &[&[&str]]) -> Vec<(Home, Proc)> {
     let mut joined = Vec::new();
-    for member_args in members {
+    for (port, member_args) in ports.iter().zip(members) {
         let home = Home::new();
         let mut args = vec!["--json"];
         args.extend_from_slice(member_args);
-        let mut p = home.dial(port, &args);
+        let mut p = home.dial(*port, &args);
         event_where(&mut p, |v| v["event"] == "welcome").await;
         joined.push((home, p));
     }
@@ -458,7 +466,7 @@ pub async fn room_of(
             open += line.matches(", ").count() + 1;
         }
     }
-    (host, room, port, joined)
+    joined
 }
 
 /// The next `message` event.

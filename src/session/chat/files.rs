@@ -150,8 +150,13 @@ impl Desk {
     /// A report for the transfers tagged `tag`. A member that left (or whose FILES never came)
     /// gets nothing more: what its report would start fails at once.
     fn note_to(&mut self, tag: u64, note: Note) {
+        let prepared = matches!(note, Note::Prepared { .. });
         if let Some(t) = self.all_mut().find(|t| t.tag() == tag) {
             t.on_note(note);
+        }
+        // (Only new offers need it: not every written megabyte.)
+        if !prepared {
+            return;
         }
         if let Some((_, t)) = self.retired.iter_mut().find(|(_, t)| t.tag() == tag) {
             t.peer_left();
